@@ -1,0 +1,174 @@
+{{/* Names, labels and the values that several templates must agree on. */}}
+
+{{- define "spw.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "spw.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "spw.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "spw.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "spw.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "spw.labels" -}}
+helm.sh/chart: {{ include "spw.chart" . }}
+{{ include "spw.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/component: admission-webhook
+{{- end }}
+
+{{- define "spw.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "spw.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "spw.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* Secret holding tls.crt / tls.key (and ca.crt except with existingSecret). */}}
+{{- define "spw.tlsSecretName" -}}
+{{- if eq .Values.certs.mode "existingSecret" }}
+{{- .Values.certs.existingSecret.name }}
+{{- else }}
+{{- printf "%s-tls" (include "spw.fullname" .) }}
+{{- end }}
+{{- end }}
+
+{{/* The cert-manager Certificate whose CA is injected into the webhook configurations. */}}
+{{- define "spw.certificateName" -}}
+{{- printf "%s-tls" (include "spw.fullname" .) }}
+{{- end }}
+
+{{/* Every DNS name the API server may use for the Service. */}}
+{{- define "spw.dnsNames" -}}
+{{- $svc := include "spw.fullname" . }}
+{{- $ns := .Release.Namespace }}
+{{- list $svc (printf "%s.%s" $svc $ns) (printf "%s.%s.svc" $svc $ns) (printf "%s.%s.svc.cluster.local" $svc $ns) | toJson }}
+{{- end }}
+
+{{/*
+Namespaces the webhook never sees: the release namespace (the webhook must be able to start
+while it is down), kube-system (control-plane bootstrap) and the configured extras. Sorted and
+de-duplicated, as a JSON list.
+*/}}
+{{- define "spw.excludedNamespaces" -}}
+{{- list .Release.Namespace "kube-system" | concat .Values.webhook.namespaceSelector.excludeNamespaces | uniq | sortAlpha | toJson }}
+{{- end }}
+
+{{/*
+Generated certificates (certs.mode=generate). Templates are rendered one by one, so the CA and
+certificate are made once per render and cached in .Values: the Secret and both webhook
+configurations must carry the same CA. An existing Secret (lookup) is reused, so upgrades keep
+the CA; offline renders (helm template, lint) see no cluster and generate a fresh pair.
+Returns {"ca": b64, "crt": b64, "key": b64}.
+*/}}
+{{- define "spw.generatedCerts" -}}
+{{- if not (hasKey .Values "__spwGeneratedCerts") }}
+{{- $secretName := include "spw.tlsSecretName" . }}
+{{- $existing := lookup "v1" "Secret" .Release.Namespace $secretName }}
+{{- $certs := dict }}
+{{- if and $existing $existing.data (index $existing.data "ca.crt") (index $existing.data "tls.crt") (index $existing.data "tls.key") }}
+{{- $certs = dict "ca" (index $existing.data "ca.crt") "crt" (index $existing.data "tls.crt") "key" (index $existing.data "tls.key") }}
+{{- else }}
+{{- $days := int .Values.certs.generate.validityDays }}
+{{- $ca := genCA (printf "%s-ca" (include "spw.fullname" .)) $days }}
+{{- $dns := include "spw.dnsNames" . | fromJsonArray }}
+{{- $cert := genSignedCert (index $dns 2) nil $dns $days $ca }}
+{{- $certs = dict "ca" ($ca.Cert | b64enc) "crt" ($cert.Cert | b64enc) "key" ($cert.Key | b64enc) }}
+{{- end }}
+{{- $_ := set .Values "__spwGeneratedCerts" $certs }}
+{{- end }}
+{{- index .Values "__spwGeneratedCerts" | toJson }}
+{{- end }}
+
+{{/* clientConfig.caBundle line, or nothing when cert-manager injects it. */}}
+{{- define "spw.caBundle" -}}
+{{- if eq .Values.certs.mode "generate" }}
+caBundle: {{ (include "spw.generatedCerts" . | fromJson).ca }}
+{{- else if eq .Values.certs.mode "existingSecret" }}
+caBundle: {{ .Values.certs.caBundle }}
+{{- end }}
+{{- end }}
+
+{{/* Annotations shared by both webhook configurations. */}}
+{{- define "spw.webhookAnnotations" -}}
+{{- $ann := deepCopy .Values.webhook.annotations }}
+{{- if eq .Values.certs.mode "certManager" }}
+{{- $_ := set $ann "cert-manager.io/inject-ca-from" (printf "%s/%s" .Release.Namespace (include "spw.certificateName" .)) }}
+{{- end }}
+{{- if $ann }}
+annotations:
+  {{- toYaml $ann | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{- define "spw.namespaceSelector" -}}
+namespaceSelector:
+  matchExpressions:
+    - key: kubernetes.io/metadata.name
+      operator: NotIn
+      values: {{ include "spw.excludedNamespaces" . }}
+    {{- with .Values.webhook.namespaceSelector.extraMatchExpressions }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+{{- end }}
+
+{{- define "spw.objectSelector" -}}
+{{- if .Values.webhook.objectOptOut.enabled }}
+objectSelector:
+  matchExpressions:
+    - key: storage-policy.io/ignore
+      operator: NotIn
+      values: ["true"]
+{{- else }}
+objectSelector: {}
+{{- end }}
+{{- end }}
+
+{{- define "spw.clientConfig" -}}
+clientConfig:
+  service:
+    name: {{ include "spw.fullname" .root }}
+    namespace: {{ .root.Release.Namespace }}
+    path: {{ .path }}
+    port: {{ .root.Values.service.port }}
+  {{- with (include "spw.caBundle" .root | trim) }}
+  {{- . | nindent 2 }}
+  {{- end }}
+{{- end }}
+
+{{/* The policy file: values.policy plus the namespaces the webhook never sees. */}}
+{{- define "spw.policy" -}}
+{{- $policy := deepCopy .Values.policy }}
+{{- $exemptions := default (dict) $policy.exemptions }}
+{{- $namespaces := default (list) $exemptions.namespaces }}
+{{- $namespaces = concat $namespaces (include "spw.excludedNamespaces" . | fromJsonArray) | uniq }}
+{{- $_ := set $exemptions "namespaces" $namespaces }}
+{{- $_ := set $policy "exemptions" $exemptions }}
+{{- toYaml $policy }}
+{{- end }}

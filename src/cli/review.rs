@@ -1,0 +1,37 @@
+//! `review`: the webhook's decision without a server. An AdmissionReview on stdin, the answer
+//! AdmissionReview on stdout, exactly as `/mutate` or `/validate` would answer it.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+
+use crate::admission::{self, Endpoint};
+use crate::policy::Policy;
+
+#[derive(Debug, Args)]
+pub struct ReviewArgs {
+    /// Policy file (YAML); the embedded default policy when absent.
+    #[arg(long, env = "SPW_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Which webhook endpoint to answer as.
+    #[arg(long, value_parser = ["mutate", "validate"])]
+    pub endpoint: String,
+    /// Every rule in audit mode, whatever the policy says.
+    #[arg(long, env = "SPW_DRY_RUN")]
+    pub dry_run: bool,
+}
+
+pub fn run(args: ReviewArgs) -> anyhow::Result<i32> {
+    let endpoint = Endpoint::parse(&args.endpoint).context("unknown endpoint")?;
+    let policy = Policy::load(args.config.as_deref(), args.dry_run)?;
+    let catalog = policy.static_catalog();
+    let mut body = Vec::new();
+    std::io::stdin().read_to_end(&mut body).context("failed to read the AdmissionReview from stdin")?;
+    let outcome = admission::review(endpoint, &policy, &catalog, &body)?;
+    let mut out = std::io::stdout().lock();
+    out.write_all(&outcome.to_json()?)?;
+    out.write_all(b"\n")?;
+    Ok(0)
+}

@@ -1,0 +1,11 @@
+//! storage-policy-webhook: a Kubernetes admission webhook that enforces storage policy.
+//!
+//! - [`policy`]: the rules, pure functions of (object, catalog, policy) to a decision.
+//! - [`admission`]: AdmissionReview in, decision out, AdmissionReview back.
+//! - [`cli`]: the command line (`serve`, `review`, `audit`, `certs`).
+#![forbid(unsafe_code)]
+
+pub mod admission;
+pub mod cli;
+pub mod policy;
+pub mod state;

@@ -1,0 +1,512 @@
+//! Rule 3: ReadWriteMany only on storage that can serve it.
+//!
+//! Block storage (one node writes at a time) and node-local storage cannot; the drivers only say
+//! so late, as `ProvisioningFailed` events on a Pending claim. This rule refuses the write at
+//! apply time with the API server's own `Invalid` format, for PVCs, PVs, StatefulSet
+//! `volumeClaimTemplates` and generic ephemeral volumes in pod specs. Unknown classes and
+//! provisioners are not judged (fail open on knowledge, never guess).
+
+use k8s_openapi::api::core::v1::{PersistentVolumeClaimSpec, PodSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use super::catalog::{Catalog, StorageKind, kind_of_pv_source};
+use super::config::AccessMode;
+use super::default_class::{self, BETA_CLASS_ANNOTATION};
+use super::field::{FieldError, Invalid, Path, aggregate, go_quote};
+use super::modes::{Mode, RuleId};
+use super::{Action, Decision, Finding, Object, Operation, Policy, Request};
+
+/// What storage a claim or volume lands on, as far as the rule can tell.
+#[derive(Clone, Debug)]
+struct Target<'a> {
+    class: Option<&'a str>,
+    provisioner: Option<&'a str>,
+    kind: StorageKind,
+    allow_rwx_block: bool,
+}
+
+/// One access-mode problem.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    pub error: FieldError,
+    /// Why, and what would work: the text of the warning beside the denial.
+    pub why: String,
+    pub class: Option<String>,
+}
+
+fn rejects(policy: &Policy, t: &Target<'_>, mode: AccessMode, volume_mode: Option<&str>) -> bool {
+    mode == AccessMode::ReadWriteMany
+        && policy.reject_rwx_on(t.kind)
+        && !(t.allow_rwx_block && volume_mode == Some("Block"))
+}
+
+/// Whether a class can serve these access modes (unknown classes and kinds: yes).
+pub fn serves(policy: &Policy, catalog: &Catalog, class: &str, modes: &[String], volume_mode: Option<&str>) -> bool {
+    let Some(info) = catalog.class(class) else { return true };
+    let Some(kind) = info.kind else { return true };
+    let t = Target {
+        class: Some(class),
+        provisioner: Some(&info.provisioner),
+        kind,
+        allow_rwx_block: info.allow_rwx_block_mode,
+    };
+    !modes
+        .iter()
+        .filter_map(|m| AccessMode::parse(m))
+        .any(|m| rejects(policy, &t, m, volume_mode))
+}
+
+fn target_of_class<'a>(catalog: &'a Catalog, class: &str) -> Option<Target<'a>> {
+    let info = catalog.class(class)?;
+    Some(Target {
+        class: Some(&info.name),
+        provisioner: Some(&info.provisioner),
+        kind: info.kind?,
+        allow_rwx_block: info.allow_rwx_block_mode,
+    })
+}
+
+/// Known classes that would accept `mode` with this volume mode, sorted, at most `max`.
+fn alternatives<'c>(policy: &Policy, catalog: &'c Catalog, mode: AccessMode, volume_mode: Option<&str>, max: usize) -> (Vec<&'c str>, usize) {
+    let mut names = Vec::new();
+    let mut total = 0;
+    for c in catalog.classes() {
+        let Some(kind) = c.kind else { continue };
+        let t = Target {
+            class: Some(&c.name),
+            provisioner: Some(&c.provisioner),
+            kind,
+            allow_rwx_block: c.allow_rwx_block_mode,
+        };
+        if !rejects(policy, &t, mode, volume_mode) {
+            total += 1;
+            if names.len() < max {
+                names.push(c.name.as_str());
+            }
+        }
+    }
+    (names, total)
+}
+
+fn check(
+    policy: &Policy,
+    catalog: &Catalog,
+    t: &Target<'_>,
+    modes: &[String],
+    volume_mode: Option<&str>,
+    path: Path,
+) -> Option<Violation> {
+    let bad = modes
+        .iter()
+        .filter_map(|m| AccessMode::parse(m))
+        .find(|m| rejects(policy, t, *m, volume_mode))?;
+    let supported: Vec<&str> = AccessMode::ALL
+        .into_iter()
+        .filter(|m| !rejects(policy, t, *m, volume_mode))
+        .map(AccessMode::as_str)
+        .collect();
+    let error = FieldError::not_supported(path, bad.as_str(), &supported);
+    let what = match (t.class, t.provisioner) {
+        (Some(c), Some(p)) => format!("class {} ({p}) is {} storage", go_quote(c), t.kind.as_str()),
+        _ => format!("the volume source is {} storage", t.kind.as_str()),
+    };
+    let (names, total) = alternatives(policy, catalog, bad, volume_mode, 3);
+    let bad_s = bad.as_str();
+    let fix = if names.is_empty() {
+        format!("no known class serves {bad_s}")
+    } else if total > names.len() {
+        format!("for {bad_s} use {} or {} more", names.join(", "), total - names.len())
+    } else {
+        format!("for {bad_s} use {}", names.join(", "))
+    };
+    let why = format!("{what}; {fix}");
+    Some(Violation { error, why, class: t.class.map(str::to_owned) })
+}
+
+/// The effective class of a claim: its own, the beta annotation's, or the default this webhook
+/// would set. `""` means "no class" and is not judged.
+fn claim_class<'a>(
+    policy: &Policy,
+    catalog: &'a Catalog,
+    namespace: Option<&str>,
+    meta: Option<&'a ObjectMeta>,
+    spec: Option<&'a PersistentVolumeClaimSpec>,
+) -> Option<String> {
+    if let Some(c) = spec.and_then(|s| s.storage_class_name.as_deref()) {
+        return (!c.is_empty()).then(|| c.to_owned());
+    }
+    if let Some(c) = meta.and_then(|m| m.annotations.as_ref()).and_then(|a| a.get(BETA_CLASS_ANNOTATION)) {
+        return (!c.is_empty()).then(|| c.clone());
+    }
+    default_class::choose(policy, catalog, namespace, spec).map(|c| c.class)
+}
+
+fn check_claim(
+    policy: &Policy,
+    catalog: &Catalog,
+    namespace: Option<&str>,
+    meta: Option<&ObjectMeta>,
+    spec: Option<&PersistentVolumeClaimSpec>,
+    path: Path,
+) -> Option<Violation> {
+    let class = claim_class(policy, catalog, namespace, meta, spec)?;
+    let t = target_of_class(catalog, &class)?;
+    let spec = spec?;
+    check(
+        policy,
+        catalog,
+        &t,
+        spec.access_modes.as_deref().unwrap_or(&[]),
+        spec.volume_mode.as_deref(),
+        path.child("accessModes"),
+    )
+}
+
+fn check_pod_spec(
+    policy: &Policy,
+    catalog: &Catalog,
+    namespace: Option<&str>,
+    spec: Option<&PodSpec>,
+    path: &str,
+    out: &mut Vec<Violation>,
+) {
+    let Some(volumes) = spec.and_then(|s| s.volumes.as_ref()) else { return };
+    for (i, v) in volumes.iter().enumerate() {
+        let Some(tpl) = v.ephemeral.as_ref().and_then(|e| e.volume_claim_template.as_ref()) else { continue };
+        let p = Path::new(path)
+            .child("volumes")
+            .index(i)
+            .child("ephemeral")
+            .child("volumeClaimTemplate")
+            .child("spec");
+        out.extend(check_claim(policy, catalog, namespace, tpl.metadata.as_ref(), Some(&tpl.spec), p));
+    }
+}
+
+/// Every access-mode violation in an object.
+pub fn violations(policy: &Policy, catalog: &Catalog, namespace: Option<&str>, object: &Object<'_>) -> Vec<Violation> {
+    let mut out = Vec::new();
+    match *object {
+        Object::Pvc(pvc) => {
+            out.extend(check_claim(policy, catalog, namespace, Some(&pvc.metadata), pvc.spec.as_ref(), Path::new("spec")));
+        }
+        Object::Pv(pv) => {
+            let Some(spec) = pv.spec.as_ref() else { return out };
+            let by_class = spec
+                .storage_class_name
+                .as_deref()
+                .filter(|c| !c.is_empty())
+                .and_then(|c| target_of_class(catalog, c));
+            let target = by_class.or_else(|| {
+                kind_of_pv_source(spec, &policy.table).map(|kind| Target {
+                    class: None,
+                    provisioner: None,
+                    kind,
+                    allow_rwx_block: false,
+                })
+            });
+            if let Some(t) = target {
+                out.extend(check(
+                    policy,
+                    catalog,
+                    &t,
+                    spec.access_modes.as_deref().unwrap_or(&[]),
+                    spec.volume_mode.as_deref(),
+                    Path::new("spec").child("accessModes"),
+                ));
+            }
+        }
+        Object::StatefulSet(sts) => {
+            let templates = sts.spec.as_ref().and_then(|s| s.volume_claim_templates.as_ref());
+            for (i, pvc) in templates.into_iter().flatten().enumerate() {
+                let p = Path::new("spec").child("volumeClaimTemplates").index(i).child("spec");
+                out.extend(check_claim(policy, catalog, namespace, Some(&pvc.metadata), pvc.spec.as_ref(), p));
+            }
+            let pod = sts.spec.as_ref().and_then(|s| s.template.spec.as_ref());
+            check_pod_spec(policy, catalog, namespace, pod, "spec.template.spec", &mut out);
+        }
+        Object::PodSpec { spec, path } => check_pod_spec(policy, catalog, namespace, spec, path, &mut out),
+    }
+    out
+}
+
+pub(crate) fn run(policy: &Policy, catalog: &Catalog, req: &Request<'_>, mode: Mode, d: &mut Decision) {
+    if mode == Mode::Off {
+        return;
+    }
+    let Some(object) = req.object.as_ref() else { return };
+    let mut found = violations(policy, catalog, req.namespace, object);
+    if found.is_empty() {
+        return;
+    }
+    let rule = RuleId::AccessModes;
+    // Ratchet on UPDATE: what the old object already had is reported, never blocks (a finalizer
+    // removal on a claim made before this policy must not get stuck).
+    if req.operation == Operation::Update
+        && let Some(old) = req.old_object.as_ref()
+    {
+        let before = violations(policy, catalog, req.namespace, old);
+        found.retain(|v| {
+            let existed = before.iter().any(|b| b.error == v.error && b.class == v.class);
+            if existed {
+                let msg = format!("pre-existing: {}", v.error);
+                d.warn(&msg);
+                d.findings.push(Finding {
+                    rule,
+                    action: Action::Warned,
+                    storage_class: v.class.clone(),
+                    message: msg,
+                });
+            }
+            !existed
+        });
+        if found.is_empty() {
+            return;
+        }
+    }
+    let errors: Vec<FieldError> = found.iter().map(|v| v.error.clone()).collect();
+    let invalid = Invalid {
+        group: req.subject.group.to_owned(),
+        kind: req.subject.kind.to_owned(),
+        name: req.subject.name.to_owned(),
+        errors,
+    };
+    match mode {
+        Mode::Enforce => {
+            for v in &found {
+                d.warn(&v.why);
+                d.findings.push(Finding {
+                    rule,
+                    action: Action::Denied,
+                    storage_class: v.class.clone(),
+                    message: v.error.to_string(),
+                });
+            }
+            d.annotate(rule, format!("denied: {}", aggregate(&invalid.errors)));
+            d.denial = Some(invalid);
+        }
+        Mode::Audit => {
+            for v in &found {
+                d.warn(format!("[audit] would deny: {}", v.error));
+                d.warn(&v.why);
+                d.findings.push(Finding {
+                    rule,
+                    action: Action::Audited,
+                    storage_class: v.class.clone(),
+                    message: v.error.to_string(),
+                });
+            }
+            d.annotate(rule, format!("would deny: {}", invalid.message()));
+        }
+        Mode::Off => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{Subject, config};
+    use k8s_openapi::api::apps::v1::StatefulSet;
+    use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
+    use serde_json::{Value, json};
+
+    const POLICY: &str = r#"
+storageClasses:
+  - {name: standard, provisioner: ebs.csi.aws.com, default: true}
+  - {name: oci-bv, provisioner: blockvolume.csi.oraclecloud.com}
+  - {name: local-storage, provisioner: kubernetes.io/no-provisioner}
+  - {name: nfs, provisioner: nfs.csi.k8s.io}
+  - {name: rbd-block, provisioner: rbd.csi.ceph.com, allowReadWriteManyBlockMode: true}
+  - {name: mystery, provisioner: example.com/unknown}
+  - {name: lp-shared, provisioner: rancher.io/local-path, kind: shared}
+rules:
+  defaultStorageClass:
+    byAccessMode: {ReadWriteMany: nfs}
+"#;
+    const SUPPORTED: &str = r#"supported values: "ReadOnlyMany", "ReadWriteOnce", "ReadWriteOncePod""#;
+
+    fn policy() -> Policy {
+        Policy::new(config::parse(POLICY, None).unwrap(), false)
+    }
+
+    fn pvc(class: Option<&str>, modes: &[&str], volume_mode: Option<&str>) -> PersistentVolumeClaim {
+        let mut spec = json!({"accessModes": modes, "resources": {"requests": {"storage": "1Gi"}}});
+        if let Some(c) = class {
+            spec["storageClassName"] = json!(c);
+        }
+        if let Some(m) = volume_mode {
+            spec["volumeMode"] = json!(m);
+        }
+        serde_json::from_value(json!({"metadata": {"name": "data"}, "spec": spec})).unwrap()
+    }
+
+    fn decide_obj(p: &Policy, op: Operation, kind: (&str, &str), obj: Object<'_>, old: Option<Object<'_>>, mode: Mode) -> Decision {
+        let cat = p.static_catalog();
+        let req = Request {
+            operation: op,
+            namespace: Some("default"),
+            username: "alice",
+            subject: Subject { group: kind.0, kind: kind.1, name: "data" },
+            object: Some(obj),
+            old_object: old,
+        };
+        let mut d = Decision::default();
+        run(p, &cat, &req, mode, &mut d);
+        d
+    }
+
+    fn decide(p: &Policy, c: &PersistentVolumeClaim, mode: Mode) -> Decision {
+        decide_obj(p, Operation::Create, ("", "PersistentVolumeClaim"), Object::Pvc(c), None, mode)
+    }
+
+    #[test]
+    fn rejects_rwx_on_block_class() {
+        let p = policy();
+        let d = decide(&p, &pvc(Some("oci-bv"), &["ReadWriteMany"], None), Mode::Enforce);
+        let inv = d.denial.expect("denied");
+        assert_eq!(
+            inv.message(),
+            format!(r#"PersistentVolumeClaim "data" is invalid: spec.accessModes: Unsupported value: "ReadWriteMany": {SUPPORTED}"#)
+        );
+        assert_eq!(inv.errors[0].error_type.cause_reason(), "FieldValueNotSupported");
+        let w = &d.warnings[0];
+        assert!(w.contains("oci-bv") && w.contains("blockvolume.csi.oraclecloud.com") && w.contains("nfs"), "{w}");
+        assert!(w.chars().count() <= 120, "{} chars: {w}", w.chars().count());
+    }
+
+    #[test]
+    fn rejects_rwx_on_local_class() {
+        let p = policy();
+        assert!(decide(&p, &pvc(Some("local-storage"), &["ReadWriteMany"], None), Mode::Enforce).denial.is_some());
+    }
+
+    #[test]
+    fn allows_rwo_on_block_and_rwx_on_shared() {
+        let p = policy();
+        assert_eq!(decide(&p, &pvc(Some("oci-bv"), &["ReadWriteOnce"], None), Mode::Enforce), Decision::default());
+        assert_eq!(decide(&p, &pvc(Some("nfs"), &["ReadWriteMany"], None), Mode::Enforce), Decision::default());
+    }
+
+    #[test]
+    fn allows_rwx_block_mode_only_where_the_class_says() {
+        let p = policy();
+        assert!(decide(&p, &pvc(Some("rbd-block"), &["ReadWriteMany"], Some("Block")), Mode::Enforce).allowed());
+        assert!(!decide(&p, &pvc(Some("rbd-block"), &["ReadWriteMany"], None), Mode::Enforce).allowed());
+        assert!(!decide(&p, &pvc(Some("rbd-block"), &["ReadWriteMany"], Some("Filesystem")), Mode::Enforce).allowed());
+        assert!(!decide(&p, &pvc(Some("oci-bv"), &["ReadWriteMany"], Some("Block")), Mode::Enforce).allowed());
+    }
+
+    #[test]
+    fn does_not_judge_unknown_or_empty_classes() {
+        let p = policy();
+        for class in ["mystery", "not-in-catalog", ""] {
+            assert!(decide(&p, &pvc(Some(class), &["ReadWriteMany"], None), Mode::Enforce).allowed(), "{class}");
+        }
+    }
+
+    #[test]
+    fn class_annotation_can_declare_local_path_shared() {
+        let p = policy();
+        assert!(decide(&p, &pvc(Some("lp-shared"), &["ReadWriteMany"], None), Mode::Enforce).allowed());
+    }
+
+    #[test]
+    fn nil_class_is_judged_by_the_default_it_would_get() {
+        let p = policy();
+        // RWX without class -> byAccessMode nfs: fine.
+        assert!(decide(&p, &pvc(None, &["ReadWriteMany"], None), Mode::Enforce).allowed());
+        let p2 = Policy::new(config::parse("storageClasses:\n  - {name: gp3, provisioner: ebs.csi.aws.com, default: true}\n", None).unwrap(), false);
+        assert!(!decide(&p2, &pvc(None, &["ReadWriteMany"], None), Mode::Enforce).allowed());
+    }
+
+    #[test]
+    fn beta_annotation_gives_the_class() {
+        let p = policy();
+        let c: PersistentVolumeClaim = serde_json::from_value(json!({
+            "metadata": {"name": "data", "annotations": {BETA_CLASS_ANNOTATION: "oci-bv"}},
+            "spec": {"accessModes": ["ReadWriteMany"]}})).unwrap();
+        assert!(!decide(&p, &c, Mode::Enforce).allowed());
+    }
+
+    #[test]
+    fn audit_mode_allows_and_reports() {
+        let p = policy();
+        let d = decide(&p, &pvc(Some("oci-bv"), &["ReadWriteMany"], None), Mode::Audit);
+        assert!(d.allowed());
+        assert!(d.warnings.iter().any(|w| w.contains(r#"spec.accessModes: Unsupported value: "ReadWriteMany""#)));
+        assert!(d.warnings.iter().any(|w| w.contains("nfs")));
+        assert!(d.audit_annotations["access-modes"].contains("would deny"));
+        assert!(d.warnings.iter().all(|w| w.chars().count() <= 256));
+    }
+
+    #[test]
+    fn rejects_rwx_on_local_pv_by_source() {
+        let p = policy();
+        let pv: PersistentVolume = serde_json::from_value(json!({"metadata": {"name": "data"},
+            "spec": {"accessModes": ["ReadWriteMany"], "local": {"path": "/mnt/ssd"}}})).unwrap();
+        let d = decide_obj(&p, Operation::Create, ("", "PersistentVolume"), Object::Pv(&pv), None, Mode::Enforce);
+        assert!(d.denial.unwrap().message().starts_with(r#"PersistentVolume "data" is invalid: spec.accessModes: Unsupported value: "ReadWriteMany""#));
+        let nfs: PersistentVolume = serde_json::from_value(json!({"metadata": {"name": "data"},
+            "spec": {"accessModes": ["ReadWriteMany"], "nfs": {"server": "s", "path": "/x"}}})).unwrap();
+        assert!(decide_obj(&p, Operation::Create, ("", "PersistentVolume"), Object::Pv(&nfs), None, Mode::Enforce).allowed());
+    }
+
+    #[test]
+    fn statefulset_templates_are_checked_with_indexed_paths() {
+        let p = policy();
+        let sts: StatefulSet = serde_json::from_value(json!({"metadata": {"name": "web"}, "spec": {
+            "selector": {}, "serviceName": "x", "template": {},
+            "volumeClaimTemplates": [
+                {"metadata": {"name": "ok"}, "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "local-storage"}},
+                {"metadata": {"name": "bad"}, "spec": {"accessModes": ["ReadWriteMany"], "storageClassName": "local-storage"}},
+                {"metadata": {"name": "bad2"}, "spec": {"accessModes": ["ReadWriteMany"], "storageClassName": "oci-bv"}}
+            ]}})).unwrap();
+        let d = decide_obj(&p, Operation::Create, ("apps", "StatefulSet"), Object::StatefulSet(&sts), None, Mode::Enforce);
+        let inv = d.denial.unwrap();
+        let msg = inv.message();
+        assert!(msg.starts_with(r#"StatefulSet.apps "data" is invalid: [spec.volumeClaimTemplates[1].spec.accessModes: Unsupported value: "ReadWriteMany""#), "{msg}");
+        assert!(msg.contains("spec.volumeClaimTemplates[2].spec.accessModes"), "{msg}");
+        assert_eq!(d.warnings.len(), 2);
+    }
+
+    #[test]
+    fn pod_ephemeral_volumes_are_checked() {
+        let p = policy();
+        let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "data"}, "spec": {"containers": [],
+            "volumes": [{"name": "cfg", "configMap": {"name": "x"}},
+                        {"name": "scratch", "ephemeral": {"volumeClaimTemplate": {"spec": {"accessModes": ["ReadWriteMany"], "storageClassName": "oci-bv"}}}}]}})).unwrap();
+        let d = decide_obj(&p, Operation::Create, ("", "Pod"), Object::PodSpec { spec: pod.spec.as_ref(), path: "spec" }, None, Mode::Enforce);
+        assert_eq!(d.denial.unwrap().errors[0].field.as_str(), "spec.volumes[1].ephemeral.volumeClaimTemplate.spec.accessModes");
+    }
+
+    #[test]
+    fn update_does_not_block_pre_existing_violations() {
+        let p = policy();
+        let old = pvc(Some("oci-bv"), &["ReadWriteMany"], None);
+        let new = pvc(Some("oci-bv"), &["ReadWriteMany"], None);
+        let d = decide_obj(&p, Operation::Update, ("", "PersistentVolumeClaim"), Object::Pvc(&new), Some(Object::Pvc(&old)), Mode::Enforce);
+        assert!(d.allowed());
+        assert!(d.warnings[0].starts_with("pre-existing"));
+        // A class newly set on update (the PV controller's retroactive default) is judged.
+        let old = pvc(None, &["ReadWriteMany"], None);
+        let p2 = Policy::new(config::parse("storageClasses:\n  - {name: gp3, provisioner: ebs.csi.aws.com}\n", None).unwrap(), false);
+        let new = pvc(Some("gp3"), &["ReadWriteMany"], None);
+        let d = decide_obj(&p2, Operation::Update, ("", "PersistentVolumeClaim"), Object::Pvc(&new), Some(Object::Pvc(&old)), Mode::Enforce);
+        assert!(!d.allowed());
+    }
+
+    #[test]
+    fn reject_set_is_configurable() {
+        let p = Policy::new(config::parse(&format!("{POLICY}  accessModes:\n    rejectReadWriteManyOn: [local]\n"), None).unwrap(), false);
+        assert!(decide(&p, &pvc(Some("oci-bv"), &["ReadWriteMany"], None), Mode::Enforce).allowed());
+        assert!(!decide(&p, &pvc(Some("local-storage"), &["ReadWriteMany"], None), Mode::Enforce).allowed());
+    }
+
+    #[test]
+    fn suggests_block_classes_for_raw_block_claims() {
+        let p = policy();
+        let d = decide(&p, &pvc(Some("oci-bv"), &["ReadWriteMany"], Some("Block")), Mode::Enforce);
+        assert!(d.warnings[0].contains("rbd-block"), "{:?}", d.warnings);
+        let _unused: Value = Value::Null;
+    }
+}

@@ -1,0 +1,469 @@
+//! What the rules know about storage: StorageClasses (static from the policy file, live from the
+//! cluster), their storage kind, the default class, per-namespace settings and the nodes.
+//!
+//! A [`Catalog`] is an immutable snapshot built off the request path; rules only read it.
+
+use std::collections::{HashMap, HashSet};
+
+use k8s_openapi::api::core::v1::PersistentVolumeSpec;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use serde::Deserialize;
+
+use super::config::{PolicyFile, VolumeBindingMode};
+use super::modes::Mode;
+
+/// Annotation on a StorageClass overriding the provisioner table.
+pub const KIND_ANNOTATION: &str = "storage-policy.io/kind";
+/// Namespace annotation naming the namespace's default class.
+pub const NAMESPACE_DEFAULT_ANNOTATION: &str = "storage-policy.io/default-storage-class";
+/// Namespace label overriding the mode of every rule in that namespace.
+pub const NAMESPACE_MODE_LABEL: &str = "storage-policy.io/mode";
+/// The StorageClass default annotations Kubernetes reads (value exactly `"true"`).
+pub const IS_DEFAULT_ANNOTATIONS: [&str; 2] = [
+    "storageclass.kubernetes.io/is-default-class",
+    "storageclass.beta.kubernetes.io/is-default-class",
+];
+
+/// What kind of storage a class or volume is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageKind {
+    /// An attachable disk: one node writes at a time.
+    Block,
+    /// Bound to one node's disk.
+    Local,
+    /// A network file system: many nodes write.
+    Shared,
+}
+
+impl StorageKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StorageKind::Block => "block",
+            StorageKind::Local => "local",
+            StorageKind::Shared => "shared",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<StorageKind> {
+        match s {
+            "block" => Some(StorageKind::Block),
+            "local" => Some(StorageKind::Local),
+            "shared" => Some(StorageKind::Shared),
+            _ => None,
+        }
+    }
+}
+
+/// The built-in provisioner table (`spec/provisioners.md`).
+const BUILTIN: &[(&str, StorageKind)] = &[
+    ("ebs.csi.aws.com", StorageKind::Block),
+    ("kubernetes.io/aws-ebs", StorageKind::Block),
+    ("pd.csi.storage.gke.io", StorageKind::Block),
+    ("kubernetes.io/gce-pd", StorageKind::Block),
+    ("disk.csi.azure.com", StorageKind::Block),
+    ("kubernetes.io/azure-disk", StorageKind::Block),
+    ("blockvolume.csi.oraclecloud.com", StorageKind::Block),
+    ("oracle.com/oci", StorageKind::Block),
+    ("oracle.com/oci-block", StorageKind::Block),
+    ("cinder.csi.openstack.org", StorageKind::Block),
+    ("kubernetes.io/cinder", StorageKind::Block),
+    ("rbd.csi.ceph.com", StorageKind::Block),
+    ("kubernetes.io/rbd", StorageKind::Block),
+    ("dobs.csi.digitalocean.com", StorageKind::Block),
+    ("csi.vsphere.vmware.com", StorageKind::Block),
+    ("kubernetes.io/vsphere-volume", StorageKind::Block),
+    ("kubernetes.io/no-provisioner", StorageKind::Local),
+    ("rancher.io/local-path", StorageKind::Local),
+    ("openebs.io/local", StorageKind::Local),
+    ("local.csi.openebs.io", StorageKind::Local),
+    ("zfs.csi.openebs.io", StorageKind::Local),
+    ("topolvm.io", StorageKind::Local),
+    ("topolvm.cybozu.com", StorageKind::Local),
+    ("hostpath.csi.k8s.io", StorageKind::Local),
+    ("k8s.io/minikube-hostpath", StorageKind::Local),
+    ("efs.csi.aws.com", StorageKind::Shared),
+    ("fsx.csi.aws.com", StorageKind::Shared),
+    ("filestore.csi.storage.gke.io", StorageKind::Shared),
+    ("file.csi.azure.com", StorageKind::Shared),
+    ("kubernetes.io/azure-file", StorageKind::Shared),
+    ("fss.csi.oraclecloud.com", StorageKind::Shared),
+    ("oracle.com/oci-fss", StorageKind::Shared),
+    ("lustre.csi.oraclecloud.com", StorageKind::Shared),
+    ("nfs.csi.k8s.io", StorageKind::Shared),
+    ("cephfs.csi.ceph.com", StorageKind::Shared),
+    ("nfs.csi.ceph.com", StorageKind::Shared),
+    ("manila.csi.openstack.org", StorageKind::Shared),
+    ("smb.csi.k8s.io", StorageKind::Shared),
+];
+
+/// Provisioner name -> storage kind: the built-in table plus the policy's extra names (which win).
+#[derive(Clone, Debug)]
+pub struct ProvisionerTable(HashMap<String, StorageKind>);
+
+impl ProvisionerTable {
+    pub fn new(file: &PolicyFile) -> Self {
+        let mut map: HashMap<String, StorageKind> =
+            BUILTIN.iter().map(|(p, k)| ((*p).to_owned(), *k)).collect();
+        for (kind, list) in [
+            (StorageKind::Block, &file.provisioners.block),
+            (StorageKind::Local, &file.provisioners.local),
+            (StorageKind::Shared, &file.provisioners.shared),
+        ] {
+            for p in list {
+                map.insert(p.trim().to_owned(), kind);
+            }
+        }
+        ProvisionerTable(map)
+    }
+
+    pub fn kind_of(&self, provisioner: &str) -> Option<StorageKind> {
+        self.0.get(provisioner).copied()
+    }
+}
+
+/// Storage kind of a PersistentVolume from its volume source (for PVs without a known class).
+pub fn kind_of_pv_source(spec: &PersistentVolumeSpec, table: &ProvisionerTable) -> Option<StorageKind> {
+    if spec.local.is_some() || spec.host_path.is_some() {
+        return Some(StorageKind::Local);
+    }
+    if spec.aws_elastic_block_store.is_some()
+        || spec.gce_persistent_disk.is_some()
+        || spec.azure_disk.is_some()
+        || spec.cinder.is_some()
+        || spec.rbd.is_some()
+        || spec.iscsi.is_some()
+        || spec.fc.is_some()
+    {
+        return Some(StorageKind::Block);
+    }
+    if spec.nfs.is_some() || spec.cephfs.is_some() || spec.glusterfs.is_some() || spec.azure_file.is_some() {
+        return Some(StorageKind::Shared);
+    }
+    spec.csi.as_ref().and_then(|csi| table.kind_of(&csi.driver))
+}
+
+/// One StorageClass as the rules see it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClassInfo {
+    pub name: String,
+    pub provisioner: String,
+    /// Resolved kind: override (policy `kind` or the class's annotation), else the provisioner table.
+    pub kind: Option<StorageKind>,
+    pub allow_rwx_block_mode: bool,
+    /// Marked default (policy `default: true`, or the `is-default-class` annotation equal to "true").
+    pub is_default: bool,
+    /// Live classes carry their creation time; static ones have none and lose every tie.
+    pub created: Option<Time>,
+    pub volume_binding_mode: Option<VolumeBindingMode>,
+    pub parameters: std::collections::BTreeMap<String, String>,
+    /// Read from the cluster (as opposed to the policy file).
+    pub live: bool,
+}
+
+/// A StorageClass as read from the cluster, already reduced to what the rules need.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LiveClass {
+    pub name: String,
+    pub provisioner: String,
+    pub kind_annotation: Option<String>,
+    pub is_default: bool,
+    pub allow_rwx_block_mode: bool,
+    pub created: Option<Time>,
+    pub volume_binding_mode: Option<VolumeBindingMode>,
+    pub parameters: std::collections::BTreeMap<String, String>,
+}
+
+/// Per-namespace settings read from Namespace objects.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NamespaceInfo {
+    pub default_class: Option<String>,
+    pub mode: Option<Mode>,
+}
+
+/// Everything read from a cluster. Empty without a cluster.
+#[derive(Clone, Debug, Default)]
+pub struct LiveState {
+    pub classes: Vec<LiveClass>,
+    pub namespaces: HashMap<String, NamespaceInfo>,
+    /// Nodes as (name, labels); `None` until nodes are known (no cluster, or not synced).
+    pub nodes: Option<Vec<(String, std::collections::BTreeMap<String, String>)>>,
+}
+
+/// The immutable snapshot the rules read.
+#[derive(Clone, Debug, Default)]
+pub struct Catalog {
+    classes: HashMap<String, ClassInfo>,
+    /// Sorted class names, for stable suggestions.
+    names: Vec<String>,
+    default_class: Option<String>,
+    namespaces: HashMap<String, NamespaceInfo>,
+    /// Values of the policy's node label over all nodes, when nodes are known.
+    node_values: Option<HashSet<String>>,
+}
+
+impl Catalog {
+    /// Merges the policy's static classes with the live ones (live wins on a name clash).
+    pub fn build(file: &PolicyFile, table: &ProvisionerTable, live: &LiveState) -> Catalog {
+        let mut classes: HashMap<String, ClassInfo> =
+            HashMap::with_capacity(file.storage_classes.len() + live.classes.len());
+        for c in &file.storage_classes {
+            classes.insert(
+                c.name.value.clone(),
+                ClassInfo {
+                    name: c.name.value.clone(),
+                    provisioner: c.provisioner.clone(),
+                    kind: c.kind.or_else(|| table.kind_of(&c.provisioner)),
+                    allow_rwx_block_mode: c.allow_read_write_many_block_mode,
+                    is_default: c.default.as_ref().is_some_and(|d| d.value),
+                    created: None,
+                    volume_binding_mode: c.volume_binding_mode,
+                    parameters: c.parameters.clone(),
+                    live: false,
+                },
+            );
+        }
+        for c in &live.classes {
+            let kind = c
+                .kind_annotation
+                .as_deref()
+                .and_then(StorageKind::parse)
+                .or_else(|| table.kind_of(&c.provisioner));
+            classes.insert(
+                c.name.clone(),
+                ClassInfo {
+                    name: c.name.clone(),
+                    provisioner: c.provisioner.clone(),
+                    kind,
+                    allow_rwx_block_mode: c.allow_rwx_block_mode,
+                    is_default: c.is_default,
+                    created: c.created.clone(),
+                    volume_binding_mode: c.volume_binding_mode,
+                    parameters: c.parameters.clone(),
+                    live: true,
+                },
+            );
+        }
+        let default_class = pick_default(classes.values()).map(|c| c.name.clone());
+        let mut names: Vec<String> = classes.keys().cloned().collect();
+        names.sort_unstable();
+        let label = &file.rules.local_volume_node_affinity.node_label;
+        let node_values = live.nodes.as_ref().map(|nodes| {
+            nodes
+                .iter()
+                .filter_map(|(_, labels)| labels.get(label).cloned())
+                .collect()
+        });
+        Catalog {
+            classes,
+            names,
+            default_class,
+            namespaces: live.namespaces.clone(),
+            node_values,
+        }
+    }
+
+    pub fn class(&self, name: &str) -> Option<&ClassInfo> {
+        self.classes.get(name)
+    }
+
+    /// All classes, sorted by name.
+    pub fn classes(&self) -> impl Iterator<Item = &ClassInfo> {
+        self.names.iter().filter_map(|n| self.classes.get(n))
+    }
+
+    pub fn len(&self) -> usize {
+        self.classes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.classes.is_empty()
+    }
+
+    /// The default class, chosen as Kubernetes chooses it.
+    pub fn default_class(&self) -> Option<&str> {
+        self.default_class.as_deref()
+    }
+
+    pub fn namespace(&self, name: &str) -> Option<&NamespaceInfo> {
+        self.namespaces.get(name)
+    }
+
+    /// Whether a node with this value of the policy's node label exists; `None` when nodes are
+    /// not known.
+    pub fn node_exists(&self, value: &str) -> Option<bool> {
+        self.node_values.as_ref().map(|v| v.contains(value))
+    }
+
+    /// Classes marked default, newest first: more than one means Kubernetes picks the first.
+    pub fn defaults(&self) -> Vec<&ClassInfo> {
+        let mut v: Vec<&ClassInfo> = self.classes.values().filter(|c| c.is_default).collect();
+        v.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| a.name.cmp(&b.name)));
+        v
+    }
+}
+
+/// Kubernetes' choice among classes marked default: newest `creationTimestamp`, then the smallest
+/// name (`GetDefaultClass` in the DefaultStorageClass admission plugin).
+pub fn pick_default<'a>(classes: impl Iterator<Item = &'a ClassInfo>) -> Option<&'a ClassInfo> {
+    classes.filter(|c| c.is_default).min_by(|a, b| {
+        b.created
+            .cmp(&a.created)
+            .then_with(|| a.name.cmp(&b.name))
+    })
+}
+
+/// Whether a StorageClass's annotations mark it default (value exactly `"true"`).
+pub fn annotations_mark_default(annotations: &std::collections::BTreeMap<String, String>) -> bool {
+    IS_DEFAULT_ANNOTATIONS
+        .iter()
+        .any(|k| annotations.get(*k).map(String::as_str) == Some("true"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::config;
+
+    fn ts(secs: i64, nanos: i32) -> Option<Time> {
+        Some(Time(
+            k8s_openapi::jiff::Timestamp::new(secs, nanos).expect("valid timestamp"),
+        ))
+    }
+
+    fn live(name: &str, default: bool, created: Option<Time>) -> LiveClass {
+        LiveClass {
+            name: name.into(),
+            provisioner: "ebs.csi.aws.com".into(),
+            kind_annotation: None,
+            is_default: default,
+            allow_rwx_block_mode: false,
+            created,
+            volume_binding_mode: None,
+            parameters: Default::default(),
+        }
+    }
+
+    fn catalog(classes: Vec<LiveClass>) -> Catalog {
+        let file = config::parse("", None).unwrap();
+        let table = ProvisionerTable::new(&file);
+        Catalog::build(
+            &file,
+            &table,
+            &LiveState {
+                classes,
+                ..Default::default()
+            },
+        )
+    }
+
+    fn nondefaults() -> Vec<LiveClass> {
+        vec![
+            live("nondefault1", false, ts(1000, 0)),
+            live("nondefault2", false, ts(1000, 0)),
+            live("nondefault3", false, ts(1000, 0)),
+        ]
+    }
+
+    #[test]
+    fn no_default_class_picks_nothing() {
+        assert_eq!(catalog(nondefaults()).default_class(), None);
+    }
+
+    #[test]
+    fn single_default_is_picked() {
+        let mut c = nondefaults();
+        c.push(live("default1", true, ts(1000, 0)));
+        assert_eq!(catalog(c).default_class(), Some("default1"));
+    }
+
+    #[test]
+    fn same_creation_time_picks_smallest_name() {
+        let mut c = nondefaults();
+        c.push(live("default2", true, ts(1000, 0)));
+        c.push(live("default1", true, ts(1000, 0)));
+        assert_eq!(catalog(c).default_class(), Some("default1"));
+    }
+
+    #[test]
+    fn newest_default_wins_at_full_precision() {
+        let mut c = nondefaults();
+        c.push(live("default1", true, ts(1000, 1)));
+        c.push(live("default2", true, ts(1000, 0)));
+        assert_eq!(catalog(c).default_class(), Some("default1"));
+        let mut c = nondefaults();
+        c.push(live("default1", true, ts(1000, 0)));
+        c.push(live("default2", true, ts(1001, 0)));
+        assert_eq!(catalog(c).default_class(), Some("default2"));
+    }
+
+    #[test]
+    fn only_exact_true_marks_default() {
+        for (value, want) in [("true", true), ("True", false), ("false", false), ("", false)] {
+            for key in IS_DEFAULT_ANNOTATIONS {
+                let mut a = std::collections::BTreeMap::new();
+                a.insert(key.to_owned(), value.to_owned());
+                assert_eq!(annotations_mark_default(&a), want, "{key}={value:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn live_class_wins_over_static_of_same_name() {
+        let file = config::parse(
+            "storageClasses:\n  - {name: fast, provisioner: nfs.csi.k8s.io, default: true}\n",
+            None,
+        )
+        .unwrap();
+        let table = ProvisionerTable::new(&file);
+        let cat = Catalog::build(
+            &file,
+            &table,
+            &LiveState {
+                classes: vec![live("fast", false, ts(5, 0))],
+                ..Default::default()
+            },
+        );
+        let c = cat.class("fast").unwrap();
+        assert!(c.live);
+        assert_eq!(c.kind, Some(StorageKind::Block));
+        assert_eq!(cat.default_class(), None);
+    }
+
+    #[test]
+    fn live_default_beats_static_default() {
+        let file = config::parse(
+            "storageClasses:\n  - {name: fallback, provisioner: nfs.csi.k8s.io, default: true}\n",
+            None,
+        )
+        .unwrap();
+        let table = ProvisionerTable::new(&file);
+        let cat = Catalog::build(
+            &file,
+            &table,
+            &LiveState {
+                classes: vec![live("gp3", true, ts(5, 0))],
+                ..Default::default()
+            },
+        );
+        assert_eq!(cat.default_class(), Some("gp3"));
+    }
+
+    #[test]
+    fn kind_annotation_overrides_the_table() {
+        let mut c = live("lp-shared", false, None);
+        c.provisioner = "rancher.io/local-path".into();
+        c.kind_annotation = Some("shared".into());
+        let cat = catalog(vec![c]);
+        assert_eq!(cat.class("lp-shared").unwrap().kind, Some(StorageKind::Shared));
+    }
+
+    #[test]
+    fn extra_provisioners_extend_the_table() {
+        let file = config::parse("provisioners:\n  block: [my.oci.renamed]\n", None).unwrap();
+        let table = ProvisionerTable::new(&file);
+        assert_eq!(table.kind_of("my.oci.renamed"), Some(StorageKind::Block));
+        assert_eq!(table.kind_of("nfs.csi.k8s.io"), Some(StorageKind::Shared));
+        assert_eq!(table.kind_of("example.com/unknown"), None);
+    }
+}

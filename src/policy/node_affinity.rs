@@ -1,0 +1,331 @@
+//! Rule 2: a hand-made local PersistentVolume gets `spec.nodeAffinity` on CREATE.
+//!
+//! The nodes come from the PV's `storage-policy.io/node` annotation (comma-separated), else from
+//! the longest path rule whose prefix matches whole path components. The API rejects a `local`
+//! PV without node affinity and the field is immutable after create, so CREATE is the only chance.
+
+use json_patch::jsonptr::PointerBuf;
+use json_patch::{AddOperation, PatchOperation};
+use k8s_openapi::api::core::v1::PersistentVolume;
+use serde_json::{Value, json};
+
+use super::catalog::Catalog;
+use super::modes::{Mode, RuleId};
+use super::{Action, Decision, Finding, Policy};
+
+/// PV annotation naming the node(s) that hold the volume.
+pub const NODE_ANNOTATION: &str = "storage-policy.io/node";
+
+/// Where the nodes came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    Annotation,
+    PathRule(String),
+}
+
+/// `/mnt/ssd/` and `/mnt//ssd` are `/mnt/ssd`; the root stays `/`.
+pub fn normalize_prefix(p: &str) -> String {
+    let parts: Vec<&str> = p.split('/').filter(|c| !c.is_empty() && *c != ".").collect();
+    format!("/{}", parts.join("/"))
+}
+
+/// Whether `prefix` covers `path` by whole components: `/mnt/ssd` covers `/mnt/ssd` and
+/// `/mnt/ssd/a`, not `/mnt/ssd2`. Paths with `..` are never matched (the API rejects them).
+pub fn covers(prefix: &str, path: &str) -> bool {
+    if path.split('/').any(|c| c == "..") || !path.starts_with('/') {
+        return false;
+    }
+    let prefix = normalize_prefix(prefix);
+    let path = normalize_prefix(path);
+    prefix == "/" || path == prefix || path.starts_with(&format!("{prefix}/"))
+}
+
+/// The nodes a PV lives on, if the policy or the PV says.
+pub fn nodes_for(policy: &Policy, pv: &PersistentVolume) -> Option<(Vec<String>, Source)> {
+    if let Some(value) = pv.metadata.annotations.as_ref().and_then(|a| a.get(NODE_ANNOTATION)) {
+        let mut nodes: Vec<String> = Vec::new();
+        for n in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            if !nodes.iter().any(|x| x == n) {
+                nodes.push(n.to_owned());
+            }
+        }
+        if !nodes.is_empty() {
+            return Some((nodes, Source::Annotation));
+        }
+    }
+    let spec = pv.spec.as_ref()?;
+    let path = spec
+        .local
+        .as_ref()
+        .map(|l| l.path.as_str())
+        .or_else(|| spec.host_path.as_ref().map(|h| h.path.as_str()))?;
+    policy
+        .file
+        .rules
+        .local_volume_node_affinity
+        .paths
+        .iter()
+        .filter(|r| covers(&r.prefix.value, path))
+        .max_by_key(|r| normalize_prefix(&r.prefix.value).len())
+        .map(|r| (r.nodes.clone(), Source::PathRule(r.prefix.value.clone())))
+}
+
+/// The `required` node selector for these nodes.
+pub fn required_selector(label: &str, nodes: &[String]) -> Value {
+    json!({
+        "nodeSelectorTerms": [
+            {"matchExpressions": [{"key": label, "operator": "In", "values": nodes}]}
+        ]
+    })
+}
+
+pub(crate) fn run(policy: &Policy, catalog: &Catalog, pv: &PersistentVolume, mode: Mode, d: &mut Decision) {
+    if mode == Mode::Off {
+        return;
+    }
+    let Some(spec) = pv.spec.as_ref() else { return };
+    let is_local = spec.local.is_some();
+    if !is_local && spec.host_path.is_none() {
+        return;
+    }
+    // Already pinned: leave it (the API validates what is there).
+    if spec.node_affinity.as_ref().is_some_and(|na| na.required.is_some()) {
+        return;
+    }
+    let rule = RuleId::LocalVolumeNodeAffinity;
+    let label = &policy.file.rules.local_volume_node_affinity.node_label;
+    let class = spec.storage_class_name.clone().filter(|c| !c.is_empty());
+    let Some((nodes, source)) = nodes_for(policy, pv) else {
+        // hostPath volumes work without affinity; a local volume is refused by the API.
+        if is_local {
+            let msg = format!(
+                "local PersistentVolume has no spec.nodeAffinity and no node is known for path {:?}: \
+                 add annotation {NODE_ANNOTATION}=<node> or a localVolumeNodeAffinity path rule",
+                spec.local.as_ref().map(|l| l.path.as_str()).unwrap_or_default()
+            );
+            d.warn(&msg);
+            d.findings.push(Finding {
+                rule,
+                action: Action::Warned,
+                storage_class: class,
+                message: msg,
+            });
+        }
+        return;
+    };
+    let selector = required_selector(label, &nodes);
+    let what = format!(
+        "spec.nodeAffinity {label} In [{}] (from {})",
+        nodes.join(", "),
+        match &source {
+            Source::Annotation => format!("annotation {NODE_ANNOTATION}"),
+            Source::PathRule(p) => format!("path rule {p}"),
+        }
+    );
+    match mode {
+        Mode::Enforce => {
+            let op = if spec.node_affinity.is_some() {
+                AddOperation {
+                    path: PointerBuf::from_tokens(["spec", "nodeAffinity", "required"]),
+                    value: selector,
+                }
+            } else {
+                AddOperation {
+                    path: PointerBuf::from_tokens(["spec", "nodeAffinity"]),
+                    value: json!({ "required": selector }),
+                }
+            };
+            d.patch.push(PatchOperation::Add(op));
+            d.annotate(rule, format!("set {what}"));
+            d.findings.push(Finding {
+                rule,
+                action: Action::Mutated,
+                storage_class: class.clone(),
+                message: format!("set {what}"),
+            });
+        }
+        Mode::Audit => {
+            let msg = format!("would set {what}");
+            d.warn(format!("[audit] {msg}"));
+            d.annotate(rule, msg.clone());
+            d.findings.push(Finding {
+                rule,
+                action: Action::Audited,
+                storage_class: class.clone(),
+                message: msg,
+            });
+        }
+        Mode::Off => return,
+    }
+    let missing: Vec<&str> = nodes
+        .iter()
+        .map(String::as_str)
+        .filter(|n| catalog.node_exists(n) == Some(false))
+        .collect();
+    if !missing.is_empty() {
+        let msg = format!("no node has {label} in [{}]: the volume cannot be used until one does", missing.join(", "));
+        d.warn(&msg);
+        d.findings.push(Finding {
+            rule,
+            action: Action::Warned,
+            storage_class: class,
+            message: msg,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::catalog::LiveState;
+    use crate::policy::config;
+
+    const POLICY: &str = r#"
+rules:
+  localVolumeNodeAffinity:
+    paths:
+      - {prefix: /mnt/ssd, nodes: [k8s-worker-01, k8s-worker-02]}
+      - {prefix: /mnt/ssd/fast/, nodes: [k8s-worker-09]}
+"#;
+
+    fn policy() -> Policy {
+        Policy::new(config::parse(POLICY, None).unwrap(), false)
+    }
+
+    fn pv(v: Value) -> PersistentVolume {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn local_pv(path: &str) -> PersistentVolume {
+        pv(json!({"metadata": {"name": "p"}, "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+                  "storageClassName": "local-storage", "local": {"path": path}}}))
+    }
+
+    fn decide(p: &Policy, cat: &Catalog, v: &PersistentVolume, mode: Mode) -> Decision {
+        let mut d = Decision::default();
+        run(p, cat, v, mode, &mut d);
+        d
+    }
+
+    fn patched(v: &PersistentVolume, d: &Decision) -> Value {
+        let mut doc = serde_json::to_value(v).unwrap();
+        json_patch::patch(&mut doc, &d.patch).unwrap();
+        doc
+    }
+
+    #[test]
+    fn matches_whole_path_components() {
+        assert!(covers("/mnt/ssd", "/mnt/ssd"));
+        assert!(covers("/mnt/ssd", "/mnt/ssd/a"));
+        assert!(covers("/mnt/ssd/", "/mnt/ssd/a/b"));
+        assert!(!covers("/mnt/ssd", "/mnt/ssd2"));
+        assert!(!covers("/mnt/ssd", "/mnt"));
+        assert!(covers("/", "/anything"));
+        assert!(!covers("/mnt", "/mnt/../etc"));
+    }
+
+    #[test]
+    fn injects_node_affinity_from_path_rule() {
+        let p = policy();
+        let v = local_pv("/mnt/ssd");
+        let d = decide(&p, &p.static_catalog(), &v, Mode::Enforce);
+        let doc = patched(&v, &d);
+        assert_eq!(
+            doc["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"][0]["matchExpressions"][0],
+            json!({"key": "kubernetes.io/hostname", "operator": "In", "values": ["k8s-worker-01", "k8s-worker-02"]})
+        );
+    }
+
+    #[test]
+    fn longest_prefix_wins() {
+        let p = policy();
+        let v = local_pv("/mnt/ssd/fast/vol1");
+        let doc = patched(&v, &decide(&p, &p.static_catalog(), &v, Mode::Enforce));
+        assert_eq!(
+            doc["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"][0]["matchExpressions"][0]["values"],
+            json!(["k8s-worker-09"])
+        );
+    }
+
+    #[test]
+    fn annotation_beats_path_rule() {
+        let p = policy();
+        let v = pv(json!({"metadata": {"name": "p", "annotations": {NODE_ANNOTATION: " k8s-worker-03 , k8s-worker-04,,k8s-worker-03"}},
+                          "spec": {"local": {"path": "/mnt/ssd"}}}));
+        let doc = patched(&v, &decide(&p, &p.static_catalog(), &v, Mode::Enforce));
+        assert_eq!(
+            doc["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"][0]["matchExpressions"][0]["values"],
+            json!(["k8s-worker-03", "k8s-worker-04"])
+        );
+    }
+
+    #[test]
+    fn leaves_pinned_volumes_alone() {
+        let p = policy();
+        let v = pv(json!({"metadata": {"name": "p"}, "spec": {"local": {"path": "/mnt/ssd"},
+            "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In", "values": ["pi-1"]}]}]}}}}));
+        assert_eq!(decide(&p, &p.static_catalog(), &v, Mode::Enforce), Decision::default());
+    }
+
+    #[test]
+    fn fills_required_when_node_affinity_is_empty() {
+        let p = policy();
+        let v = pv(json!({"metadata": {"name": "p"}, "spec": {"local": {"path": "/mnt/ssd"}, "nodeAffinity": {}}}));
+        let doc = patched(&v, &decide(&p, &p.static_catalog(), &v, Mode::Enforce));
+        assert!(doc["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"].is_array());
+    }
+
+    #[test]
+    fn warns_when_no_node_is_known() {
+        let p = policy();
+        let d = decide(&p, &p.static_catalog(), &local_pv("/srv/disk7"), Mode::Enforce);
+        assert!(d.patch.is_empty());
+        assert!(d.warnings[0].contains(NODE_ANNOTATION), "{:?}", d.warnings);
+        assert!(d.warnings[0].len() <= crate::policy::MAX_WARNING_CHARS);
+    }
+
+    #[test]
+    fn ignores_network_volumes() {
+        let p = policy();
+        let v = pv(json!({"metadata": {"name": "p"}, "spec": {"nfs": {"server": "x", "path": "/mnt/ssd"}}}));
+        assert_eq!(decide(&p, &p.static_catalog(), &v, Mode::Enforce), Decision::default());
+    }
+
+    #[test]
+    fn host_path_with_known_node_is_pinned_and_unknown_is_quiet() {
+        let p = policy();
+        let known = pv(json!({"metadata": {"name": "p"}, "spec": {"hostPath": {"path": "/mnt/ssd/x"}}}));
+        assert_eq!(decide(&p, &p.static_catalog(), &known, Mode::Enforce).patch.len(), 1);
+        let unknown = pv(json!({"metadata": {"name": "p"}, "spec": {"hostPath": {"path": "/srv"}}}));
+        assert_eq!(decide(&p, &p.static_catalog(), &unknown, Mode::Enforce), Decision::default());
+    }
+
+    #[test]
+    fn audit_mode_reports_the_nodes_without_patching() {
+        let p = policy();
+        let d = decide(&p, &p.static_catalog(), &local_pv("/mnt/ssd"), Mode::Audit);
+        assert!(d.patch.is_empty());
+        assert!(d.warnings[0].contains("k8s-worker-01"));
+        assert!(d.audit_annotations.contains_key("local-volume-node-affinity"));
+    }
+
+    #[test]
+    fn warns_about_nodes_that_do_not_exist() {
+        let p = policy();
+        let mut labels = std::collections::BTreeMap::new();
+        labels.insert("kubernetes.io/hostname".to_owned(), "k8s-worker-01".to_owned());
+        let cat = p.catalog(&LiveState { nodes: Some(vec![("k8s-worker-01".into(), labels)]), ..Default::default() });
+        let d = decide(&p, &cat, &local_pv("/mnt/ssd"), Mode::Enforce);
+        assert_eq!(d.patch.len(), 1, "the patch is kept");
+        assert!(d.warnings.iter().any(|w| w.contains("k8s-worker-02") && !w.contains("k8s-worker-01")), "{:?}", d.warnings);
+    }
+
+    #[test]
+    fn second_pass_is_a_no_op() {
+        let p = policy();
+        let v = local_pv("/mnt/ssd");
+        let d = decide(&p, &p.static_catalog(), &v, Mode::Enforce);
+        let again: PersistentVolume = serde_json::from_value(patched(&v, &d)).unwrap();
+        assert_eq!(decide(&p, &p.static_catalog(), &again, Mode::Enforce), Decision::default());
+    }
+}

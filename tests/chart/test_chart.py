@@ -1,0 +1,794 @@
+#!/usr/bin/env python3
+"""Checks the Helm chart with the real Helm engine, offline.
+
+Lints the chart strictly and renders it (helm-python-sdk, the Helm v4 library) for the default
+values, each certificate mode and the optional features; validates every rendered object against
+the Kubernetes OpenAPI schema (kubernetes-validate, strict) for the oldest supported and a current
+release; asserts the webhook configurations, RBAC, hardening, availability and policy settings the
+webhook relies on; and checks that values.schema.json refuses bad values.
+
+Run: python3 tests/chart/test_chart.py   (or bash tests/chart/run.sh, which makes the venv)
+Prints one line per check and ends with "N passed, M failed"; exits 1 on any failure.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+import helm_python as helm
+import kubernetes_validate
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "storage-policy-webhook"
+RELEASE = "spw"
+NAMESPACE = "storage-policy"
+FULLNAME = f"{RELEASE}-storage-policy-webhook"
+# Oldest release the chart supports (Chart.yaml kubeVersion) and the one the project targets.
+KUBE_VERSIONS = ["1.30", "1.33"]
+# Custom resources: kubernetes-validate ships only the built-in API's schemas.
+CRD_KINDS = {
+    ("cert-manager.io/v1", "Issuer"),
+    ("cert-manager.io/v1", "Certificate"),
+    ("monitoring.coreos.com/v1", "ServiceMonitor"),
+}
+CLUSTER_SCOPED = {
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "MutatingWebhookConfiguration",
+    "ValidatingWebhookConfiguration",
+}
+EPHEMERAL_CEL = "has(object.spec.volumes) && object.spec.volumes.exists(v, has(v.ephemeral))"
+OPT_OUT = {"key": "storage-policy.io/ignore", "operator": "NotIn", "values": ["true"]}
+
+
+class Report:
+    def __init__(self) -> None:
+        self.passed = 0
+        self.failed = 0
+
+    def check(self, name: str, fn: Callable[[], Any]) -> Any:
+        try:
+            result = fn()
+        except AssertionError as e:
+            self.failed += 1
+            print(f"FAIL {name}: {e}")
+            return None
+        except Exception as e:  # a crash in a check is a failure of that check, not of the run
+            self.failed += 1
+            print(f"FAIL {name}: {type(e).__name__}: {e}")
+            traceback.print_exc(limit=3, file=sys.stdout)
+            return None
+        self.passed += 1
+        print(f"ok   {name}")
+        return result
+
+    @staticmethod
+    def note(text: str) -> None:
+        print(f"note {text}")
+
+
+R = Report()
+
+
+def expect(cond: Any, msg: str) -> None:
+    if not cond:
+        raise AssertionError(msg)
+
+
+def expect_eq(got: Any, want: Any, what: str) -> None:
+    if got != want:
+        raise AssertionError(f"{what}: got {got!r}, want {want!r}")
+
+
+# --- rendering ------------------------------------------------------------------------------
+
+_chart: helm.Chart | None = None
+
+
+def chart() -> helm.Chart:
+    global _chart
+    if _chart is None:
+        _chart = helm.Chart.load(str(CHART))
+    return _chart
+
+
+class Rendered:
+    """The objects of one render, indexed by kind and name."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.values = values
+        self.merged = chart().merge_values(values)
+        manifests = chart().render(values=values, name=RELEASE, namespace=NAMESPACE)
+        self.notes = ""
+        self.objects: list[dict[str, Any]] = []
+        for path, text in sorted(manifests.items()):
+            if path.endswith("NOTES.txt"):
+                self.notes = text
+                continue
+            for doc in yaml.safe_load_all(text):
+                if doc:
+                    self.objects.append(doc)
+
+    def all(self, kind: str) -> list[dict[str, Any]]:
+        return [o for o in self.objects if o["kind"] == kind]
+
+    def one(self, kind: str) -> dict[str, Any]:
+        found = self.all(kind)
+        expect(len(found) == 1, f"expected exactly one {kind}, found {len(found)}")
+        return found[0]
+
+    def named(self, kind: str, name: str) -> dict[str, Any]:
+        found = [o for o in self.all(kind) if o["metadata"]["name"] == name]
+        expect(len(found) == 1, f"expected {kind}/{name}, found {len(found)}")
+        return found[0]
+
+    def deployment(self) -> dict[str, Any]:
+        return self.one("Deployment")
+
+    def pod(self) -> dict[str, Any]:
+        return self.deployment()["spec"]["template"]["spec"]
+
+    def container(self) -> dict[str, Any]:
+        containers = self.pod()["containers"]
+        expect(len(containers) == 1, f"expected one container, found {len(containers)}")
+        return containers[0]
+
+    def args(self) -> list[str]:
+        return self.container()["args"]
+
+    def flag(self, name: str) -> str | None:
+        for a in self.args():
+            if a == name:
+                return ""
+            if a.startswith(name + "="):
+                return a.split("=", 1)[1]
+        return None
+
+
+# --- checks shared by every render ---------------------------------------------------------
+
+
+def check_schema_valid(r: Rendered, label: str) -> None:
+    for obj in r.objects:
+        kind, name = obj["kind"], obj["metadata"]["name"]
+        if (obj["apiVersion"], kind) in CRD_KINDS:
+            R.note(f"[{label}] {kind}/{name}: skipped schema validation "
+                   f"({obj['apiVersion']} is a custom resource, kubernetes-validate has no schema)")
+            continue
+        for version in KUBE_VERSIONS:
+            def validate(obj: dict[str, Any] = obj, version: str = version) -> None:
+                try:
+                    kubernetes_validate.validate(obj, version, strict=True)
+                except kubernetes_validate.ValidationError as e:
+                    path = "/".join(str(p) for p in e.path)
+                    raise AssertionError(f"{path}: {e.message}") from None
+            R.check(f"[{label}] {kind}/{name} valid against Kubernetes {version} (strict)", validate)
+
+
+def check_namespaces(r: Rendered) -> None:
+    for obj in r.objects:
+        ns = obj["metadata"].get("namespace")
+        if obj["kind"] in CLUSTER_SCOPED:
+            expect(ns is None, f"{obj['kind']}/{obj['metadata']['name']} is cluster-scoped but has namespace {ns}")
+        else:
+            expect_eq(ns, NAMESPACE, f"namespace of {obj['kind']}/{obj['metadata']['name']}")
+
+
+def selector_matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+def rule_set(rules: list[dict[str, Any]]) -> set[tuple[Any, ...]]:
+    out = set()
+    for rule in rules:
+        for group in rule["apiGroups"]:
+            for version in rule["apiVersions"]:
+                for resource in rule["resources"]:
+                    out.add((group, version, resource, tuple(sorted(rule["operations"])), rule.get("scope")))
+    return out
+
+
+def check_common_webhook(r: Rendered, hook: dict[str, Any], path: str, failure_policy: str) -> None:
+    svc = hook["clientConfig"]["service"]
+    expect_eq(svc, {"name": FULLNAME, "namespace": NAMESPACE, "path": path,
+                    "port": r.merged["service"]["port"]}, f"{hook['name']} clientConfig.service")
+    expect("url" not in hook["clientConfig"], "clientConfig must use the service, not a url")
+    service = r.one("Service")
+    expect(any(p["port"] == svc["port"] and p["targetPort"] == "https" for p in service["spec"]["ports"]),
+           "the Service port the webhook calls must target the container's https port")
+    expect_eq(hook["sideEffects"], "None", f"{hook['name']} sideEffects")
+    expect_eq(hook["admissionReviewVersions"], ["v1"], f"{hook['name']} admissionReviewVersions")
+    expect_eq(hook["timeoutSeconds"], r.merged["webhook"]["timeoutSeconds"], f"{hook['name']} timeoutSeconds")
+    expect_eq(hook["failurePolicy"], failure_policy, f"{hook['name']} failurePolicy")
+    exprs = hook["namespaceSelector"]["matchExpressions"]
+    by_name = [e for e in exprs if e["key"] == "kubernetes.io/metadata.name"]
+    expect(len(by_name) == 1 and by_name[0]["operator"] == "NotIn",
+           f"{hook['name']} namespaceSelector needs one kubernetes.io/metadata.name NotIn expression: {exprs}")
+    excluded = set(by_name[0]["values"])
+    want = {NAMESPACE, "kube-system", *r.merged["webhook"]["namespaceSelector"]["excludeNamespaces"]}
+    expect_eq(excluded, want, f"{hook['name']} excluded namespaces")
+    if r.merged["webhook"]["objectOptOut"]["enabled"]:
+        expect_eq(hook["objectSelector"], {"matchExpressions": [OPT_OUT]}, f"{hook['name']} objectSelector")
+    else:
+        expect_eq(hook.get("objectSelector", {}), {}, f"{hook['name']} objectSelector (opt-out disabled)")
+
+
+def check_mutating(r: Rendered) -> None:
+    cfg = r.one("MutatingWebhookConfiguration")
+    hooks = cfg["webhooks"]
+    expect_eq([h["name"] for h in hooks], ["mutate.storage-policy.io"], "mutating webhook names")
+    hook = hooks[0]
+    check_common_webhook(r, hook, "/mutate", r.merged["webhook"]["mutating"]["failurePolicy"])
+    expect_eq(rule_set(hook["rules"]), {
+        ("", "v1", "persistentvolumeclaims", ("CREATE",), "Namespaced"),
+        ("", "v1", "persistentvolumes", ("CREATE",), "Cluster"),
+    }, "mutating rules")
+    expect_eq(hook.get("reinvocationPolicy"), "IfNeeded", "reinvocationPolicy")
+    expect("matchConditions" not in hook, "the mutating webhook must see every PVC and PV")
+
+
+def check_validating(r: Rendered) -> None:
+    cfg = r.one("ValidatingWebhookConfiguration")
+    hooks = {h["name"]: h for h in cfg["webhooks"]}
+    expect_eq(sorted(hooks), ["pods.validate.storage-policy.io", "validate.storage-policy.io"],
+              "validating webhook names")
+    fp = r.merged["webhook"]["validating"]["failurePolicy"]
+    main = hooks["validate.storage-policy.io"]
+    check_common_webhook(r, main, "/validate", fp)
+    expect_eq(rule_set(main["rules"]), {
+        ("", "v1", "persistentvolumeclaims", ("CREATE", "UPDATE"), "Namespaced"),
+        ("", "v1", "persistentvolumes", ("CREATE", "UPDATE"), "Cluster"),
+        ("apps", "v1", "statefulsets", ("CREATE", "UPDATE"), "Namespaced"),
+    }, "validating rules")
+    expect("matchConditions" not in main, "PVC/PV/StatefulSet validation must not be filtered by CEL")
+    pods = hooks["pods.validate.storage-policy.io"]
+    check_common_webhook(r, pods, "/validate", fp)
+    expect_eq(rule_set(pods["rules"]), {("", "v1", "pods", ("CREATE",), "Namespaced")}, "pod rules")
+    conds = pods.get("matchConditions", [])
+    expect_eq([c["expression"] for c in conds], [EPHEMERAL_CEL], "pod matchConditions")
+
+
+def check_ca(r: Rendered) -> None:
+    mode = r.merged["certs"]["mode"]
+    configs = r.all("MutatingWebhookConfiguration") + r.all("ValidatingWebhookConfiguration")
+    expect(configs, "no webhook configuration rendered")
+    bundles = {h["clientConfig"].get("caBundle") for c in configs for h in c["webhooks"]}
+    inject = {c["metadata"].get("annotations", {}).get("cert-manager.io/inject-ca-from") for c in configs}
+    secret_name = next(v["secret"]["secretName"] for v in r.pod()["volumes"] if v["name"] == "tls")
+    if mode == "certManager":
+        expect_eq(bundles, {None}, "caBundle with cert-manager (cainjector fills it)")
+        cert_name = f"{FULLNAME}-tls"
+        expect_eq(inject, {f"{NAMESPACE}/{cert_name}"}, "cert-manager.io/inject-ca-from")
+        cert = r.named("Certificate", cert_name)
+        expect_eq(cert["spec"]["secretName"], secret_name, "Certificate secretName vs the pod's TLS volume")
+        expect(f"{FULLNAME}.{NAMESPACE}.svc" in cert["spec"]["dnsNames"], f"dnsNames {cert['spec']['dnsNames']}")
+        expect_eq(r.all("Secret"), [], "Secrets rendered in certManager mode")
+    else:
+        expect_eq(inject, {None}, "inject-ca-from annotation outside certManager mode")
+        expect(len(bundles) == 1 and None not in bundles, f"one caBundle for every webhook, got {len(bundles)}")
+        bundle = bundles.pop()
+        pem = base64.b64decode(bundle, validate=True).decode()
+        expect(pem.startswith("-----BEGIN CERTIFICATE-----"), "caBundle is not a base64 PEM certificate")
+        if mode == "generate":
+            secret = r.named("Secret", secret_name)
+            expect_eq(secret["type"], "kubernetes.io/tls", "generated Secret type")
+            expect_eq(bundle, secret["data"]["ca.crt"], "caBundle vs the generated Secret's ca.crt")
+            expect_eq(r.all("Certificate"), [], "Certificates rendered in generate mode")
+        else:
+            expect_eq(bundle, r.merged["certs"]["caBundle"], "caBundle vs certs.caBundle")
+            expect_eq(secret_name, r.merged["certs"]["existingSecret"]["name"], "TLS volume secret")
+            expect_eq(r.all("Secret") + r.all("Certificate"), [], "objects made for an existing Secret")
+
+
+def check_deployment(r: Rendered) -> None:
+    v = r.merged
+    d = r.deployment()
+    pod_labels = d["spec"]["template"]["metadata"]["labels"]
+    expect(selector_matches(d["spec"]["selector"]["matchLabels"], pod_labels), "selector vs pod labels")
+    expect(selector_matches(r.one("Service")["spec"]["selector"], pod_labels), "Service selector vs pod labels")
+    expect_eq(d["spec"]["replicas"], v["replicaCount"], "replicas")
+    ru = d["spec"]["strategy"]
+    expect_eq(ru["type"], "RollingUpdate", "strategy")
+    expect_eq(ru["rollingUpdate"]["maxUnavailable"], 0, "rollingUpdate.maxUnavailable")
+    pod = r.pod()
+    expect_eq(pod.get("priorityClassName"), v["priorityClassName"], "priorityClassName")
+    psc = pod["securityContext"]
+    expect_eq(psc.get("runAsNonRoot"), True, "pod runAsNonRoot")
+    expect_eq(psc.get("seccompProfile"), {"type": "RuntimeDefault"}, "pod seccompProfile")
+    c = r.container()
+    sc = c["securityContext"]
+    expect_eq(sc.get("allowPrivilegeEscalation"), False, "allowPrivilegeEscalation")
+    expect_eq(sc.get("readOnlyRootFilesystem"), True, "readOnlyRootFilesystem")
+    expect_eq(sc.get("runAsNonRoot"), True, "container runAsNonRoot")
+    expect_eq(sc.get("capabilities"), {"drop": ["ALL"]}, "capabilities")
+    expect_eq(sc.get("seccompProfile"), {"type": "RuntimeDefault"}, "container seccompProfile")
+    expect(not sc.get("privileged"), "privileged")
+    res = c["resources"]
+    expect_eq(res["requests"], {"cpu": "50m", "memory": "64Mi"}, "requests")
+    expect_eq(res["limits"], {"memory": "128Mi"}, "limits (memory only, no CPU limit)")
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    expect_eq(r.flag("--listen"), f"{v['bindAddress']}:{ports['https']}", "--listen vs https port")
+    expect_eq(r.flag("--admin-listen"), f"{v['bindAddress']}:{ports['admin']}", "--admin-listen vs admin port")
+    expect_eq(c["livenessProbe"]["httpGet"], {"path": "/healthz", "port": "admin"}, "liveness probe")
+    expect_eq(c["readinessProbe"]["httpGet"], {"path": "/readyz", "port": "admin"}, "readiness probe")
+    expect_eq(r.args()[0], "serve", "subcommand")
+    expect_eq(r.flag("--max-body-bytes"), str(v["maxBodyBytes"]), "--max-body-bytes (no float formatting)")
+    expect_eq(r.flag("--log-format"), v["logFormat"], "--log-format")
+    expect_eq(r.flag("--shutdown-delay"), str(v["shutdown"]["delaySeconds"]), "--shutdown-delay")
+    expect_eq(r.flag("--drain-timeout"), str(v["shutdown"]["drainTimeoutSeconds"]), "--drain-timeout")
+    expect_eq(r.flag("--dry-run") is not None, v["dryRun"], "--dry-run follows dryRun")
+    expect_eq(r.flag("--no-cluster") is not None, not v["cluster"]["watch"], "--no-cluster follows cluster.watch")
+    expect_eq(pod.get("automountServiceAccountToken"), v["cluster"]["watch"],
+              "service account token mounted only for the watches")
+    # Shutdown: preStop sleep, then the binary's delay and drain, all inside the grace period.
+    sleep = v["shutdown"]["preStopSleepSeconds"]
+    if sleep:
+        expect_eq(c["lifecycle"]["preStop"], {"sleep": {"seconds": sleep}}, "preStop sleep")
+    else:
+        expect("lifecycle" not in c, "no lifecycle when preStopSleepSeconds is 0")
+    budget = sleep + v["shutdown"]["delaySeconds"] + v["shutdown"]["drainTimeoutSeconds"]
+    expect(pod["terminationGracePeriodSeconds"] > budget,
+           f"terminationGracePeriodSeconds {pod['terminationGracePeriodSeconds']} <= {budget}")
+    # Mounts: whole directories (subPath never updates), flags point inside them.
+    mounts = {m["name"]: m for m in c["volumeMounts"]}
+    volumes = {vol["name"]: vol for vol in pod["volumes"]}
+    for name, flag in (("policy", "--config"), ("tls", "--tls-cert"), ("tls", "--tls-key")):
+        expect("subPath" not in mounts[name], f"{name} mounted with subPath (never refreshed)")
+        expect(mounts[name].get("readOnly"), f"{name} mount not read-only")
+        expect(r.flag(flag).startswith(mounts[name]["mountPath"] + "/"), f"{flag} outside the {name} mount")
+    cm = r.one("ConfigMap")
+    expect_eq(volumes["policy"]["configMap"]["name"], cm["metadata"]["name"], "policy volume vs ConfigMap")
+    expect_eq(Path(r.flag("--config")).name in cm["data"], True, "--config file is a ConfigMap key")
+    # Availability: spread over nodes and zones unless overridden.
+    if not v["affinity"] and v["podAntiAffinity"] != "none":
+        expect("podAntiAffinity" in pod.get("affinity", {}), "pod anti-affinity")
+    if v["topologySpreadZoneKey"]:
+        tsc = pod["topologySpreadConstraints"]
+        expect_eq(tsc[0]["topologyKey"], v["topologySpreadZoneKey"], "topology spread key")
+        expect(selector_matches(tsc[0]["labelSelector"]["matchLabels"], pod_labels), "spread selector")
+
+
+def check_rbac(r: Rendered) -> None:
+    sa_name = r.pod()["serviceAccountName"]
+    sa = r.named("ServiceAccount", sa_name)
+    expect_eq(sa.get("automountServiceAccountToken"), False, "ServiceAccount automountServiceAccountToken")
+    expect_eq(r.all("Role") + r.all("RoleBinding"), [], "namespaced RBAC")
+    if not r.merged["cluster"]["watch"]:
+        expect_eq(r.all("ClusterRole") + r.all("ClusterRoleBinding"), [], "RBAC without cluster watches")
+        return
+    role = r.one("ClusterRole")
+    granted = set()
+    for rule in role["rules"]:
+        expect(not rule.get("resourceNames") and not rule.get("nonResourceURLs"), f"unexpected rule {rule}")
+        for g in rule["apiGroups"]:
+            for res in rule["resources"]:
+                for verb in rule["verbs"]:
+                    granted.add((g, res, verb))
+    want = {(g, res, verb) for g, res in (("storage.k8s.io", "storageclasses"), ("", "namespaces"), ("", "nodes"))
+            for verb in ("get", "list", "watch")}
+    expect_eq(granted, want, "ClusterRole grants")
+    binding = r.one("ClusterRoleBinding")
+    expect_eq(binding["roleRef"], {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                                   "name": role["metadata"]["name"]}, "roleRef")
+    expect_eq(binding["subjects"], [{"kind": "ServiceAccount", "name": sa_name, "namespace": NAMESPACE}], "subjects")
+
+
+def check_pdb(r: Rendered) -> None:
+    pdb = r.one("PodDisruptionBudget")
+    expect_eq(pdb["spec"].get("maxUnavailable"), r.merged["podDisruptionBudget"]["maxUnavailable"], "maxUnavailable")
+    expect("minAvailable" not in pdb["spec"], "minAvailable and maxUnavailable together")
+    labels = r.deployment()["spec"]["template"]["metadata"]["labels"]
+    expect(selector_matches(pdb["spec"]["selector"]["matchLabels"], labels), "PDB selector vs pod labels")
+
+
+def check_policy(r: Rendered) -> dict[str, Any]:
+    cm = r.one("ConfigMap")
+    policy = yaml.safe_load(cm["data"]["policy.yaml"])
+    expect(isinstance(policy, dict), "policy.yaml is not a YAML mapping")
+    exempt = policy["exemptions"]["namespaces"]
+    expect(NAMESPACE in exempt, f"release namespace missing from exemptions.namespaces {exempt}")
+    expect("kube-system" in exempt, f"kube-system missing from exemptions.namespaces {exempt}")
+    for ns in r.merged["webhook"]["namespaceSelector"]["excludeNamespaces"]:
+        expect(ns in exempt, f"excluded namespace {ns} missing from exemptions")
+    expect_eq(len(exempt), len(set(exempt)), "exemptions.namespaces has duplicates")
+    given = r.merged["policy"]
+    for ns in given.get("exemptions", {}).get("namespaces", []):
+        expect(ns in exempt, f"configured exemption {ns} lost")
+    rest = {k: val for k, val in policy.items() if k != "exemptions"}
+    expect_eq(rest, {k: val for k, val in given.items() if k != "exemptions"}, "policy besides exemptions")
+    return policy
+
+
+def check_generated_certificate(r: Rendered) -> None:
+    """The chart's own CA and certificate: chain, SANs, key pair (needs openssl)."""
+    openssl = shutil.which("openssl")
+    if not openssl:
+        R.note("openssl not found: generated certificate chain not verified")
+        return
+    secret = r.named("Secret", f"{FULLNAME}-tls")
+    with tempfile.TemporaryDirectory() as tmp:
+        files = {}
+        for key in ("ca.crt", "tls.crt", "tls.key"):
+            files[key] = Path(tmp) / key
+            files[key].write_bytes(base64.b64decode(secret["data"][key]))
+
+        def run(*args: str) -> str:
+            return subprocess.run([openssl, *args], check=True, capture_output=True, text=True).stdout
+
+        def chain() -> None:
+            out = run("verify", "-purpose", "sslserver", "-CAfile", str(files["ca.crt"]), str(files["tls.crt"]))
+            expect("OK" in out, out)
+
+        def sans() -> None:
+            text = run("x509", "-in", str(files["tls.crt"]), "-noout", "-text")
+            for name in (FULLNAME, f"{FULLNAME}.{NAMESPACE}", f"{FULLNAME}.{NAMESPACE}.svc",
+                         f"{FULLNAME}.{NAMESPACE}.svc.cluster.local"):
+                expect(f"DNS:{name}," in text or f"DNS:{name}\n" in text, f"SAN DNS:{name} missing")
+
+        def key_pair() -> None:
+            cert_pub = run("x509", "-in", str(files["tls.crt"]), "-noout", "-pubkey")
+            key_pub = run("pkey", "-in", str(files["tls.key"]), "-pubout")
+            expect_eq(cert_pub, key_pub, "public key of tls.crt vs tls.key")
+
+        R.check("[generate] serving certificate chains to ca.crt (openssl verify, sslserver)", chain)
+        R.check("[generate] serving certificate names every Service DNS form", sans)
+        R.check("[generate] tls.key belongs to tls.crt", key_pair)
+
+
+def check_render(label: str, values: dict[str, Any], extra: Callable[[Rendered], None] | None = None) -> Rendered | None:
+    def lint() -> None:
+        report = helm.lint(str(CHART), values, strict=True, namespace=NAMESPACE)
+        bad = [m for m in report["messages"] if m["severity"] >= 2]
+        expect(not bad and not report["errors"], f"lint: {bad or report['errors']}")
+
+    R.check(f"[{label}] helm lint --strict", lint)
+    r = R.check(f"[{label}] renders", lambda: Rendered(values))
+    if r is None:
+        return None
+    check_schema_valid(r, label)
+    R.check(f"[{label}] namespaced objects in the release namespace, cluster-scoped ones without", lambda: check_namespaces(r))
+    if r.merged["webhook"]["mutating"]["enabled"]:
+        R.check(f"[{label}] MutatingWebhookConfiguration settings", lambda: check_mutating(r))
+    if r.merged["webhook"]["validating"]["enabled"]:
+        R.check(f"[{label}] ValidatingWebhookConfiguration settings", lambda: check_validating(r))
+    R.check(f"[{label}] CA wiring for certs.mode={r.merged['certs']['mode']}", lambda: check_ca(r))
+    R.check(f"[{label}] Deployment: hardening, rollout, probes, shutdown, flags", lambda: check_deployment(r))
+    R.check(f"[{label}] RBAC: get/list/watch on storageclasses, namespaces, nodes only", lambda: check_rbac(r))
+    R.check(f"[{label}] PodDisruptionBudget", lambda: check_pdb(r))
+    R.check(f"[{label}] policy ConfigMap parses, exempts the release namespace", lambda: check_policy(r))
+    if extra is not None:
+        R.check(f"[{label}] scenario-specific settings", lambda: extra(r))
+    return r
+
+
+# --- scenarios ------------------------------------------------------------------------------
+
+
+def ca_bundle_for_test() -> str:
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        try:
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                            "-nodes", "-keyout", str(d / "k"), "-out", str(d / "c"), "-subj", "/CN=test-ca",
+                            "-days", "1"], check=True, capture_output=True)
+            pem = (d / "c").read_bytes()
+        except (OSError, subprocess.CalledProcessError):
+            pem = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+    return base64.b64encode(pem).decode()
+
+
+def extra_cert_manager(r: Rendered) -> None:
+    issuers = {i["metadata"]["name"]: i for i in r.all("Issuer")}
+    expect_eq(sorted(issuers), [f"{FULLNAME}-ca", f"{FULLNAME}-selfsigned"], "Issuers")
+    expect_eq(issuers[f"{FULLNAME}-selfsigned"]["spec"], {"selfSigned": {}}, "self-signed Issuer")
+    ca = r.named("Certificate", f"{FULLNAME}-ca")
+    expect(ca["spec"]["isCA"], "CA Certificate isCA")
+    expect_eq(issuers[f"{FULLNAME}-ca"]["spec"]["ca"]["secretName"], ca["spec"]["secretName"], "CA Issuer secret")
+    serving = r.named("Certificate", f"{FULLNAME}-tls")
+    expect_eq(serving["spec"]["issuerRef"]["name"], f"{FULLNAME}-ca", "serving certificate issuer")
+
+
+def extra_cert_manager_issuer(r: Rendered) -> None:
+    expect_eq(r.all("Issuer"), [], "chart Issuers when issuerRef is given")
+    serving = r.one("Certificate")
+    expect_eq(serving["spec"]["issuerRef"], {"name": "corp-ca", "kind": "ClusterIssuer", "group": "cert-manager.io"},
+              "issuerRef")
+
+
+def extra_service_monitor(r: Rendered) -> None:
+    sm = r.one("ServiceMonitor")
+    svc = r.one("Service")
+    expect(selector_matches(sm["spec"]["selector"]["matchLabels"], svc["metadata"]["labels"]), "selector vs Service")
+    port_names = {p["name"] for p in svc["spec"]["ports"]}
+    expect_eq([e["port"] for e in sm["spec"]["endpoints"]], ["metrics"], "endpoints")
+    expect("metrics" in port_names, "Service has no metrics port")
+    expect_eq(sm["spec"]["endpoints"][0]["path"], "/metrics", "metrics path")
+    expect_eq(sm["metadata"]["labels"].get("release"), "prometheus", "extra ServiceMonitor labels")
+
+
+def extra_network_policy(r: Rendered) -> None:
+    np_ = r.one("NetworkPolicy")
+    labels = r.deployment()["spec"]["template"]["metadata"]["labels"]
+    expect(selector_matches(np_["spec"]["podSelector"]["matchLabels"], labels), "podSelector vs pod labels")
+    expect_eq(sorted(np_["spec"]["policyTypes"]), ["Egress", "Ingress"], "policyTypes")
+    ingress_ports = {p["port"] for rule in np_["spec"]["ingress"] for p in rule["ports"]}
+    expect_eq(ingress_ports, {8443, 8080}, "ingress ports")
+    egress = {(p["protocol"], p["port"]) for rule in np_["spec"]["egress"] for p in rule["ports"]}
+    expect_eq(egress, {("TCP", 443), ("TCP", 6443), ("UDP", 53), ("TCP", 53)}, "egress ports")
+
+
+def extra_everything(r: Rendered) -> None:
+    d = r.deployment()
+    pod = r.pod()
+    ann = d["spec"]["template"]["metadata"].get("annotations", {})
+    expect(len(ann.get("checksum/policy", "")) == 64, "checksum/policy annotation with rollOnConfigChange")
+    expect_eq(ann.get("example.com/team"), "storage", "podAnnotations")
+    expect_eq(pod.get("hostNetwork"), True, "hostNetwork")
+    expect_eq(pod.get("dnsPolicy"), "ClusterFirstWithHostNet", "dnsPolicy with hostNetwork")
+    expect_eq(r.flag("--client-ca"), "/etc/storage-policy-webhook/client-ca/ca.pem", "--client-ca")
+    expect_eq(r.flag("--dry-run"), "", "--dry-run")
+    required = pod["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    expect_eq(required[0]["topologyKey"], "kubernetes.io/hostname", "hard anti-affinity")
+    expect_eq(d["spec"]["replicas"], 3, "replicas")
+    extras = r.one("MutatingWebhookConfiguration")["webhooks"][0]["namespaceSelector"]["matchExpressions"]
+    expect({"key": "tier", "operator": "NotIn", "values": ["system"]} in extras, "extraMatchExpressions")
+    expect_eq(r.args()[-1], "--log-level=debug", "extraArgs appended last")
+    expect_eq(r.container()["env"], [{"name": "RUST_BACKTRACE", "value": "1"}], "extraEnv")
+    expect_eq(r.one("PodDisruptionBudget")["spec"]["maxUnavailable"], "50%", "PDB percentage")
+    expect("lifecycle" not in r.container(), "no preStop when preStopSleepSeconds is 0")
+    expect_eq(r.all("ServiceMonitor") != [] and r.all("NetworkPolicy") != [], True, "optional objects")
+
+
+def extra_no_cluster(r: Rendered) -> None:
+    expect_eq(r.flag("--no-cluster"), "", "--no-cluster")
+    np_ = r.one("NetworkPolicy")
+    egress = {(p["protocol"], p["port"]) for rule in np_["spec"]["egress"] for p in rule["ports"]}
+    expect(("TCP", 6443) not in egress, "API egress allowed without cluster watches")
+
+
+def extra_opt_out_disabled(r: Rendered) -> None:
+    expect("storage-policy.io/ignore" not in r.notes, "NOTES mention the opt-out label although disabled")
+
+
+def extra_dry_run(r: Rendered) -> None:
+    expect("AUDIT" in r.notes and "dryRun=false" in r.notes, "NOTES explain audit mode and how to enforce")
+
+
+def checksum_follows_policy() -> None:
+    base = {"rollOnConfigChange": True}
+    a = Rendered(base).deployment()["spec"]["template"]["metadata"]["annotations"]["checksum/policy"]
+    b = Rendered({**base, "policy": {"mode": "audit"}}).deployment()["spec"]["template"]["metadata"]["annotations"][
+        "checksum/policy"]
+    expect(a != b, "checksum/policy did not change with the policy")
+    plain = Rendered({}).deployment()["spec"]["template"]["metadata"]
+    expect("checksum/policy" not in plain.get("annotations", {}), "checksum annotation without rollOnConfigChange")
+
+
+# --- values the schema (or a template guard) must refuse ------------------------------------
+
+
+def must_refuse(label: str, values: dict[str, Any], needle: str, *, schema: bool = True) -> None:
+    def render_refuses() -> None:
+        try:
+            chart().render(values=values, name=RELEASE, namespace=NAMESPACE)
+        except helm.HelmValuesError as e:
+            expect(schema, f"refused as values, expected a template failure: {e}")
+            expect(needle in str(e), f"error does not mention {needle!r}: {e}")
+            return
+        except helm.HelmRenderError as e:
+            expect(not schema, f"refused by a template, not by values.schema.json: {e}")
+            expect(needle in str(e), f"error does not mention {needle!r}: {e}")
+            return
+        raise AssertionError("rendered without error")
+
+    R.check(f"[refuse] {label}: render raises", render_refuses)
+    if schema:
+        def lint_refuses() -> None:
+            report = helm.lint(str(CHART), values, strict=True, namespace=NAMESPACE)
+            errors = [m["error"] for m in report["messages"] if m["severity"] >= 3]
+            expect(any(needle in e for e in errors), f"lint reported no error mentioning {needle!r}: {errors}")
+
+        R.check(f"[refuse] {label}: lint reports it", lint_refuses)
+
+
+def refusals() -> None:
+    must_refuse("mutating failurePolicy Maybe", {"webhook": {"mutating": {"failurePolicy": "Maybe"}}},
+                "/webhook/mutating/failurePolicy")
+    must_refuse("validating failurePolicy Maybe", {"webhook": {"validating": {"failurePolicy": "Maybe"}}},
+                "/webhook/validating/failurePolicy")
+    must_refuse("timeoutSeconds 31", {"webhook": {"timeoutSeconds": 31}}, "/webhook/timeoutSeconds")
+    must_refuse("timeoutSeconds 0", {"webhook": {"timeoutSeconds": 0}}, "/webhook/timeoutSeconds")
+    must_refuse("timeoutSeconds not an integer", {"webhook": {"timeoutSeconds": 2.5}}, "/webhook/timeoutSeconds")
+    must_refuse("replicaCount 0", {"replicaCount": 0}, "/replicaCount")
+    must_refuse("unknown cert mode", {"certs": {"mode": "selfSigned"}}, "/certs/mode")
+    must_refuse("unknown top-level key", {"replicas": 3}, "replicas")
+    must_refuse("unknown nested key", {"webhook": {"timeout": 5}}, "timeout")
+    must_refuse("existingSecret without caBundle", {"certs": {"mode": "existingSecret",
+                                                              "existingSecret": {"name": "my-tls"}}}, "/certs/caBundle")
+    must_refuse("existingSecret without a Secret name", {"certs": {"mode": "existingSecret",
+                                                                   "caBundle": ca_bundle_for_test()}}, "/certs/existingSecret/name")
+    must_refuse("caBundle not base64", {"certs": {"mode": "existingSecret", "existingSecret": {"name": "t"},
+                                                  "caBundle": "-----BEGIN CERTIFICATE-----"}}, "/certs/caBundle")
+    must_refuse("policy mode strict", {"policy": {"mode": "strict"}}, "/policy/mode")
+    must_refuse("policy unknown rule", {"policy": {"rules": {"defaultClass": {}}}}, "defaultClass")
+    must_refuse("policy rejectReadWriteManyOn nfs",
+                {"policy": {"rules": {"accessModes": {"rejectReadWriteManyOn": ["nfs"]}}}},
+                "/policy/rules/accessModes/rejectReadWriteManyOn")
+    must_refuse("policy byAccessMode with a bad access mode",
+                {"policy": {"rules": {"defaultStorageClass": {"byAccessMode": {"RWX": "nfs"}}}}}, "RWX")
+    must_refuse("PDB maxUnavailable 0 (blocks drains)", {"podDisruptionBudget": {"maxUnavailable": 0}},
+                "/podDisruptionBudget/maxUnavailable")
+    must_refuse("pullPolicy Sometimes", {"image": {"pullPolicy": "Sometimes"}}, "/image/pullPolicy")
+    must_refuse("logFormat xml", {"logFormat": "xml"}, "/logFormat")
+    must_refuse("podAntiAffinity maybe", {"podAntiAffinity": "maybe"}, "/podAntiAffinity")
+    must_refuse("port 70000", {"ports": {"https": 70000}}, "/ports/https")
+    must_refuse("maxBodyBytes 1 KiB (below the API server's object size)", {"maxBodyBytes": 1024}, "/maxBodyBytes")
+    must_refuse("excluded namespace not a DNS label", {"webhook": {"namespaceSelector": {"excludeNamespaces": ["Bad_NS"]}}},
+                "/webhook/namespaceSelector/excludeNamespaces")
+    must_refuse("grace shorter than preStop + delay + drain",
+                {"shutdown": {"terminationGracePeriodSeconds": 20}}, "terminationGracePeriodSeconds", schema=False)
+
+
+# --- chart files ----------------------------------------------------------------------------
+
+
+def leaf_paths(node: Any, prefix: str = "") -> list[str]:
+    if isinstance(node, dict) and node:
+        out = []
+        for k, v in node.items():
+            out.extend(leaf_paths(v, f"{prefix}.{k}" if prefix else k))
+        return out
+    return [prefix]
+
+
+def check_files() -> None:
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text())
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    readme_path = CHART / "README.md"
+    readme = readme_path.read_text() if readme_path.exists() else ""
+    # Values documented as one block (Kubernetes objects, the policy file) rather than key by key.
+    atomic = ["policy", "resources", "podSecurityContext", "securityContext", "nodeSelector"]
+    documented = leaf_paths({k: v for k, v in defaults.items() if k not in atomic}) + atomic
+
+    def readme_lists_values() -> None:
+        expect(readme, f"{readme_path} missing or empty")
+        missing = [p for p in documented if f"`{p}`" not in readme]
+        expect(not missing, f"values missing from README.md: {missing}")
+
+    def schema_declares_values() -> None:
+        missing = []
+        for path in leaf_paths(defaults):
+            node = schema
+            for part in path.split("."):
+                props = node.get("properties", {})
+                if part not in props:
+                    if node.get("additionalProperties") is not False:
+                        node = None
+                        break
+                    missing.append(path)
+                    node = None
+                    break
+                node = props[part]
+        expect(not missing, f"values.yaml keys the schema does not declare: {missing}")
+
+    def schema_has_no_unknown_top_level() -> None:
+        extra = set(schema["properties"]) - set(defaults) - {"global"}
+        expect(not extra, f"schema declares keys values.yaml lacks: {sorted(extra)}")
+
+    def readme_sections() -> None:
+        for needle in ("helm install", "--dry-run=server", "dryRun=true", "dryRun=false", "failurePolicy",
+                       "Gatekeeper", "Kyverno", "Kubewarden"):
+            expect(needle in readme, f"README.md lacks {needle!r}")
+
+    def defaults_match_readme_table() -> None:
+        # The table's default column for a few values a reader relies on.
+        for path, shown in (("webhook.timeoutSeconds", "`5`"), ("webhook.mutating.failurePolicy", "`Fail`"),
+                            ("webhook.validating.failurePolicy", "`Ignore`"), ("replicaCount", "`2`"),
+                            ("certs.mode", "`generate`"), ("dryRun", "`false`")):
+            row = next((line for line in readme.splitlines() if line.startswith(f"| `{path}` |")), "")
+            expect(shown in row, f"README row for {path} does not show default {shown}: {row!r}")
+
+    def dockerfile() -> None:
+        text = (ROOT / "Dockerfile").read_text()
+        for needle in ("cargo build --release --locked", "gcr.io/distroless/cc-debian12:nonroot",
+                       "USER 65532:65532", "/usr/local/bin/storage-policy-webhook", "AS build"):
+            expect(needle in text, f"Dockerfile lacks {needle!r}")
+        ignore = (ROOT / ".dockerignore").read_text().split()
+        expect("target" in ignore and ".git" in ignore, ".dockerignore must drop target/ and .git")
+
+    def policy_examples_accepted() -> None:
+        # The conformance policies are the reference examples of the policy format: the chart's
+        # schema must accept them, and the ConfigMap must carry them unchanged.
+        examples = sorted((ROOT.parent / "shared" / "conformance" / "cases").glob("*/policy.yaml"))
+        if not examples:
+            R.note("no ../shared/conformance policies found: policy-format cross-check skipped")
+            return
+        for path in examples:
+            policy = yaml.safe_load(path.read_text())
+            r = Rendered({"policy": policy})
+            rendered = check_policy(r)
+            expect(set(policy["exemptions"]["namespaces"]) <= set(rendered["exemptions"]["namespaces"]),
+                   f"{path}: exemptions lost")
+
+    R.check("README.md lists every value", readme_lists_values)
+    R.check("README.md shows the documented defaults", defaults_match_readme_table)
+    R.check("README.md has install, dry-run verification, audit-first rollout and failurePolicy sections", readme_sections)
+    R.check("values.schema.json declares every key of values.yaml", schema_declares_values)
+    R.check("values.schema.json declares no key values.yaml lacks", schema_has_no_unknown_top_level)
+    R.check("Dockerfile: locked release build, distroless nonroot runtime, uid 65532", dockerfile)
+    R.check("policy examples from shared/conformance pass the schema and reach the ConfigMap", policy_examples_accepted)
+
+
+def check_kube_version_constraint() -> None:
+    # The SDK renders with a fixed Kubernetes version and lint does not enforce kubeVersion, so
+    # only the declared constraint can be checked here; helm install enforces it on a cluster.
+    def declared() -> None:
+        constraint = chart().metadata.get("kubeVersion", "")
+        expect_eq(constraint, ">=1.30.0-0", "Chart.yaml kubeVersion (matchConditions GA, preStop sleep action)")
+
+    R.check("Chart.yaml kubeVersion requires Kubernetes >= 1.30", declared)
+
+
+def main() -> int:
+    print(f"helm-python-sdk {helm.__version__} (Helm {helm.helm_sdk_version()}), "
+          f"kubernetes-validate {kubernetes_validate.__version__ if hasattr(kubernetes_validate, '__version__') else '?'}")
+    check_files()
+    check_kube_version_constraint()
+
+    r = check_render("defaults", {})
+    if r is not None:
+        check_generated_certificate(r)
+    check_render("generate", {"certs": {"mode": "generate", "generate": {"validityDays": 365}}})
+    check_render("certManager", {"certs": {"mode": "certManager"}}, extra_cert_manager)
+    check_render("certManager+issuerRef", {"certs": {"mode": "certManager", "certManager": {
+        "issuerRef": {"name": "corp-ca", "kind": "ClusterIssuer", "group": "cert-manager.io"}}}},
+        extra_cert_manager_issuer)
+    check_render("existingSecret", {"certs": {"mode": "existingSecret", "existingSecret": {"name": "my-tls"},
+                                              "caBundle": ca_bundle_for_test()}})
+    check_render("dryRun", {"dryRun": True}, extra_dry_run)
+    check_render("serviceMonitor", {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}}},
+                 extra_service_monitor)
+    check_render("networkPolicy", {"networkPolicy": {"enabled": True}}, extra_network_policy)
+    check_render("noCluster", {"cluster": {"watch": False}, "networkPolicy": {"enabled": True}}, extra_no_cluster)
+    check_render("objectOptOut off", {"webhook": {"objectOptOut": {"enabled": False}}}, extra_opt_out_disabled)
+    check_render("failurePolicy flipped", {"webhook": {"timeoutSeconds": 10, "mutating": {"failurePolicy": "Ignore"},
+                                                       "validating": {"failurePolicy": "Fail"}}})
+    check_render("everything on", {
+        "replicaCount": 3,
+        "dryRun": True,
+        "rollOnConfigChange": True,
+        "hostNetwork": True,
+        "ports": {"https": 9443, "admin": 9080},
+        "podAntiAffinity": "hard",
+        "podAnnotations": {"example.com/team": "storage"},
+        "podDisruptionBudget": {"maxUnavailable": "50%"},
+        "tls": {"clientCAConfigMap": "apiserver-client-ca", "clientCAKey": "ca.pem"},
+        "webhook": {"namespaceSelector": {"excludeNamespaces": ["monitoring", "storage-policy"],
+                                          "extraMatchExpressions": [{"key": "tier", "operator": "NotIn",
+                                                                     "values": ["system"]}]}},
+        "policy": {"mode": "audit", "exemptions": {"namespaces": ["ci"], "usernames": ["system:admin"]}},
+        "shutdown": {"preStopSleepSeconds": 0},
+        "extraArgs": ["--log-level=debug"],
+        "extraEnv": [{"name": "RUST_BACKTRACE", "value": "1"}],
+        "serviceMonitor": {"enabled": True},
+        "networkPolicy": {"enabled": True},
+        "image": {"digest": "sha256:" + "a" * 64},
+    }, extra_everything)
+    R.check("rollOnConfigChange: checksum/policy follows the policy", checksum_follows_policy)
+    refusals()
+
+    print(f"{R.passed} passed, {R.failed} failed")
+    return 1 if R.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
