@@ -14,6 +14,8 @@ use super::modes::Mode;
 
 /// Annotation on a StorageClass overriding the provisioner table.
 pub const KIND_ANNOTATION: &str = "storage-policy.io/kind";
+/// Annotation on a StorageClass allowing ReadWriteMany with `volumeMode: Block` ("true").
+pub const ALLOW_RWX_BLOCK_ANNOTATION: &str = "storage-policy.io/allow-rwx-block-mode";
 /// Namespace annotation naming the namespace's default class.
 pub const NAMESPACE_DEFAULT_ANNOTATION: &str = "storage-policy.io/default-storage-class";
 /// Namespace label overriding the mode of every rule in that namespace.
@@ -174,11 +176,68 @@ pub struct LiveClass {
     pub parameters: std::collections::BTreeMap<String, String>,
 }
 
+impl LiveClass {
+    /// Reduces a cluster StorageClass to what the rules read. The `storage-policy.io/kind`
+    /// annotation overrides the provisioner table (an unknown value is ignored: see
+    /// [`LiveClass::kind_annotation_is_valid`]); `storage-policy.io/allow-rwx-block-mode: "true"`
+    /// allows ReadWriteMany with `volumeMode: Block`.
+    pub fn from_storage_class(sc: &k8s_openapi::api::storage::v1::StorageClass) -> LiveClass {
+        let annotations = sc.metadata.annotations.as_ref();
+        let get = |k: &str| annotations.and_then(|a| a.get(k)).map(String::as_str);
+        LiveClass {
+            name: sc.metadata.name.clone().unwrap_or_default(),
+            provisioner: sc.provisioner.clone(),
+            kind_annotation: get(KIND_ANNOTATION).map(str::to_owned),
+            is_default: annotations.is_some_and(annotations_mark_default),
+            allow_rwx_block_mode: get(ALLOW_RWX_BLOCK_ANNOTATION) == Some("true"),
+            created: sc.metadata.creation_timestamp.clone(),
+            volume_binding_mode: match sc.volume_binding_mode.as_deref() {
+                Some("Immediate") => Some(VolumeBindingMode::Immediate),
+                Some("WaitForFirstConsumer") => Some(VolumeBindingMode::WaitForFirstConsumer),
+                _ => None,
+            },
+            parameters: sc.parameters.clone().unwrap_or_default(),
+        }
+    }
+
+    /// Whether the `storage-policy.io/kind` annotation, if present, names a known kind.
+    pub fn kind_annotation_is_valid(&self) -> bool {
+        self.kind_annotation.as_deref().is_none_or(|k| StorageKind::parse(k).is_some())
+    }
+}
+
 /// Per-namespace settings read from Namespace objects.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NamespaceInfo {
     pub default_class: Option<String>,
     pub mode: Option<Mode>,
+}
+
+impl NamespaceInfo {
+    /// Reads the `storage-policy.io/default-storage-class` annotation and the
+    /// `storage-policy.io/mode` label (an unknown mode value is ignored).
+    pub fn from_namespace(ns: &k8s_openapi::api::core::v1::Namespace) -> NamespaceInfo {
+        NamespaceInfo {
+            default_class: ns
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(NAMESPACE_DEFAULT_ANNOTATION))
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty()),
+            mode: ns
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(NAMESPACE_MODE_LABEL))
+                .and_then(|m| Mode::parse(m)),
+        }
+    }
+
+    /// Whether the namespace says anything (namespaces that say nothing need not be kept).
+    pub fn is_empty(&self) -> bool {
+        self.default_class.is_none() && self.mode.is_none()
+    }
 }
 
 /// Everything read from a cluster. Empty without a cluster.
@@ -456,6 +515,30 @@ mod tests {
         c.kind_annotation = Some("shared".into());
         let cat = catalog(vec![c]);
         assert_eq!(cat.class("lp-shared").unwrap().kind, Some(StorageKind::Shared));
+    }
+
+    #[test]
+    fn reads_storage_class_and_namespace_objects() {
+        let sc: k8s_openapi::api::storage::v1::StorageClass = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "lp", "creationTimestamp": "2024-01-02T03:04:05Z", "annotations": {
+                "storageclass.kubernetes.io/is-default-class": "true",
+                "storage-policy.io/kind": "shared",
+                "storage-policy.io/allow-rwx-block-mode": "true"}},
+            "provisioner": "rancher.io/local-path", "volumeBindingMode": "WaitForFirstConsumer",
+            "parameters": {"nodePath": "/data"}})).unwrap();
+        let c = LiveClass::from_storage_class(&sc);
+        assert_eq!(c.name, "lp");
+        assert!(c.is_default && c.allow_rwx_block_mode && c.kind_annotation_is_valid());
+        assert_eq!(c.volume_binding_mode, Some(VolumeBindingMode::WaitForFirstConsumer));
+        assert_eq!(c.parameters["nodePath"], "/data");
+        assert!(c.created.is_some());
+        let ns: k8s_openapi::api::core::v1::Namespace = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "a", "annotations": {"storage-policy.io/default-storage-class": "nfs"},
+                         "labels": {"storage-policy.io/mode": "audit"}}})).unwrap();
+        assert_eq!(NamespaceInfo::from_namespace(&ns), NamespaceInfo { default_class: Some("nfs".into()), mode: Some(Mode::Audit) });
+        let bad: k8s_openapi::api::core::v1::Namespace = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "b", "labels": {"storage-policy.io/mode": "banana"}}})).unwrap();
+        assert!(NamespaceInfo::from_namespace(&bad).is_empty());
     }
 
     #[test]
