@@ -109,7 +109,8 @@ struct Envelope {
 
 #[derive(Deserialize)]
 struct EnvelopeRequest {
-    kind: GroupVersionKind,
+    #[serde(default)]
+    kind: Option<GroupVersionKind>,
     #[serde(rename = "subResource", default)]
     sub_resource: Option<String>,
 }
@@ -130,7 +131,10 @@ pub fn review(endpoint: Endpoint, policy: &Policy, catalog: &Catalog, body: &[u8
     if er.sub_resource.as_deref().is_some_and(|s| !s.is_empty()) {
         return decide_as::<DynamicObject>(endpoint, policy, catalog, body, |_| None);
     }
-    let gvk = &er.kind;
+    // A request without a kind gets the typed decoder's precise complaint.
+    let Some(gvk) = er.kind.as_ref() else {
+        return decide_as::<DynamicObject>(endpoint, policy, catalog, body, |_| None);
+    };
     match (gvk.group.as_str(), gvk.version.as_str(), gvk.kind.as_str()) {
         ("", "v1", "PersistentVolumeClaim") => {
             decide_as::<PersistentVolumeClaim>(endpoint, policy, catalog, body, |o| Some(Object::Pvc(o)))

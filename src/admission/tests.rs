@@ -1,0 +1,171 @@
+use serde_json::{Value, json};
+
+use super::*;
+use crate::policy::config;
+
+const POLICY: &str = r#"
+exemptions: {namespaces: [kube-system], usernames: [system:serviceaccount:kube-system:pv-admin]}
+storageClasses:
+  - {name: standard, provisioner: ebs.csi.aws.com, default: true}
+  - {name: oci-bv, provisioner: blockvolume.csi.oraclecloud.com}
+  - {name: nfs, provisioner: nfs.csi.k8s.io}
+rules:
+  defaultStorageClass:
+    byAccessMode: {ReadWriteMany: nfs}
+"#;
+
+fn policy() -> Policy {
+    Policy::new(config::parse(POLICY, None).unwrap(), false)
+}
+
+fn review_body(kind: (&str, &str, &str), op: &str, ns: Option<&str>, object: Value, old: Value) -> Vec<u8> {
+    let (group, version, k) = kind;
+    let mut req = json!({
+        "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
+        "kind": {"group": group, "version": version, "kind": k},
+        "resource": {"group": group, "version": version, "resource": "things"},
+        "name": object.pointer("/metadata/name").cloned().unwrap_or(json!("")),
+        "operation": op,
+        "userInfo": {"username": "alice"},
+        "object": object,
+        "oldObject": old,
+        "dryRun": false,
+    });
+    if let Some(ns) = ns {
+        req["namespace"] = json!(ns);
+    }
+    serde_json::to_vec(&json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": req})).unwrap()
+}
+
+fn answer(endpoint: Endpoint, body: &[u8]) -> Value {
+    let p = policy();
+    let out = review(endpoint, &p, &p.static_catalog(), body).expect("review decided");
+    serde_json::from_slice(&out.to_json().unwrap()).unwrap()
+}
+
+fn pvc(class: Option<&str>, modes: &[&str]) -> Value {
+    let mut v = json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data", "namespace": "team"},
+                       "spec": {"accessModes": modes, "resources": {"requests": {"storage": "1Gi"}}}});
+    if let Some(c) = class {
+        v["spec"]["storageClassName"] = json!(c);
+    }
+    v
+}
+
+const PVC: (&str, &str, &str) = ("", "v1", "PersistentVolumeClaim");
+
+#[test]
+fn denial_is_a_kubernetes_invalid_status() {
+    let body = review_body(PVC, "CREATE", Some("team"), pvc(Some("oci-bv"), &["ReadWriteMany"]), Value::Null);
+    let out = answer(Endpoint::Validate, &body);
+    assert_eq!(out["apiVersion"], "admission.k8s.io/v1");
+    assert_eq!(out["kind"], "AdmissionReview");
+    let r = &out["response"];
+    assert_eq!(r["uid"], "705ab4f5-6393-11e8-b7cc-42010a800002");
+    assert_eq!(r["allowed"], false);
+    let msg = r#"Unsupported value: "ReadWriteMany": supported values: "ReadOnlyMany", "ReadWriteOnce", "ReadWriteOncePod""#;
+    assert_eq!(
+        r["status"],
+        json!({
+            "status": "Failure",
+            "metadata": {},
+            "message": format!("PersistentVolumeClaim \"data\" is invalid: spec.accessModes: {msg}"),
+            "reason": "Invalid",
+            "details": {"name": "data", "kind": "PersistentVolumeClaim",
+                        "causes": [{"reason": "FieldValueNotSupported", "message": msg, "field": "spec.accessModes"}]},
+            "code": 422
+        })
+    );
+    assert!(r.get("patch").is_none() && r.get("patchType").is_none());
+    assert!(r["warnings"][0].as_str().unwrap().contains("nfs"));
+    assert!(r["auditAnnotations"]["access-modes"].as_str().unwrap().starts_with("denied"));
+}
+
+#[test]
+fn patch_is_base64_json_patch() {
+    let body = review_body(PVC, "CREATE", Some("team"), pvc(None, &["ReadWriteOnce"]), Value::Null);
+    let out = answer(Endpoint::Mutate, &body);
+    let r = &out["response"];
+    assert_eq!(r["allowed"], true);
+    assert_eq!(r["patchType"], "JSONPatch");
+    use base64::Engine as _;
+    let raw = base64::engine::general_purpose::STANDARD.decode(r["patch"].as_str().expect("patch is a string")).unwrap();
+    let ops: Value = serde_json::from_slice(&raw).unwrap();
+    assert_eq!(ops, json!([{"op": "add", "path": "/spec/storageClassName", "value": "standard"}]));
+}
+
+#[test]
+fn allowed_response_has_no_patch_or_warnings() {
+    let body = review_body(PVC, "CREATE", Some("team"), pvc(Some("nfs"), &["ReadWriteMany"]), Value::Null);
+    for ep in [Endpoint::Mutate, Endpoint::Validate] {
+        let r = answer(ep, &body)["response"].clone();
+        assert_eq!(r["allowed"], true);
+        assert!(r.get("patch").is_none() && r.get("warnings").is_none() && r.get("auditAnnotations").is_none(), "{r}");
+    }
+}
+
+#[test]
+fn statefulset_denial_uses_the_group_qualified_kind() {
+    let sts = json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "web"},
+        "spec": {"selector": {}, "serviceName": "web", "template": {},
+                 "volumeClaimTemplates": [{"metadata": {"name": "www"}, "spec": {"accessModes": ["ReadWriteMany"], "storageClassName": "oci-bv"}}]}});
+    let r = answer(Endpoint::Validate, &review_body(("apps", "v1", "StatefulSet"), "CREATE", Some("team"), sts, Value::Null))["response"].clone();
+    assert_eq!(r["status"]["details"]["group"], "apps");
+    assert!(r["status"]["message"].as_str().unwrap().starts_with("StatefulSet.apps \"web\" is invalid: spec.volumeClaimTemplates[0].spec.accessModes"));
+}
+
+#[test]
+fn delete_is_never_blocked() {
+    let body = review_body(PVC, "DELETE", Some("team"), Value::Null, pvc(Some("oci-bv"), &["ReadWriteMany"]));
+    assert_eq!(answer(Endpoint::Validate, &body)["response"]["allowed"], true);
+}
+
+#[test]
+fn exempt_user_and_namespace_are_left_alone() {
+    let body = review_body(PVC, "CREATE", Some("kube-system"), pvc(Some("oci-bv"), &["ReadWriteMany"]), Value::Null);
+    assert_eq!(answer(Endpoint::Validate, &body)["response"]["allowed"], true);
+    let mut v: Value = serde_json::from_slice(&review_body(PVC, "CREATE", Some("team"), pvc(Some("oci-bv"), &["ReadWriteMany"]), Value::Null)).unwrap();
+    v["request"]["userInfo"]["username"] = json!("system:serviceaccount:kube-system:pv-admin");
+    assert_eq!(answer(Endpoint::Validate, &serde_json::to_vec(&v).unwrap())["response"]["allowed"], true);
+}
+
+#[test]
+fn subresources_and_unknown_kinds_are_allowed_untouched() {
+    let mut v: Value = serde_json::from_slice(&review_body(PVC, "UPDATE", Some("team"), pvc(Some("oci-bv"), &["ReadWriteMany"]), pvc(None, &["ReadWriteMany"]))).unwrap();
+    v["request"]["subResource"] = json!("status");
+    assert_eq!(answer(Endpoint::Validate, &serde_json::to_vec(&v).unwrap())["response"]["allowed"], true);
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}});
+    let r = answer(Endpoint::Mutate, &review_body(("", "v1", "ConfigMap"), "CREATE", Some("team"), cm, Value::Null));
+    assert_eq!(r["response"]["allowed"], true);
+}
+
+#[test]
+fn generate_name_is_used_when_there_is_no_name() {
+    let mut obj = pvc(Some("oci-bv"), &["ReadWriteMany"]);
+    obj["metadata"] = json!({"generateName": "data-"});
+    let r = answer(Endpoint::Validate, &review_body(PVC, "CREATE", Some("team"), obj, Value::Null));
+    assert!(r["response"]["status"]["message"].as_str().unwrap().starts_with("PersistentVolumeClaim \"data-\" is invalid"));
+}
+
+#[test]
+fn bad_input_is_an_error_not_a_panic() {
+    let p = policy();
+    let cat = p.static_catalog();
+    let cases: Vec<(&[u8], &str)> = vec![
+        (b"{\"apiVersion\": \"admission.k8s.io/v1\", \"kind\": \"Adm", "malformed AdmissionReview"),
+        (b"{\"apiVersion\": \"admission.k8s.io/v1\", \"kind\": \"AdmissionReview\"}", "no request"),
+        (b"{\"apiVersion\": \"admission.k8s.io/v1beta1\", \"kind\": \"AdmissionReview\", \"request\": {}}", "expected an admission.k8s.io/v1 AdmissionReview"),
+        (b"[]", "malformed"),
+        (b"", "malformed"),
+        (b"\xff\xfe", "malformed"),
+    ];
+    for (body, want) in cases {
+        let err = review(Endpoint::Validate, &p, &cat, body).expect_err("refused").to_string();
+        assert!(err.contains(want), "{err} should contain {want}");
+    }
+    // A PVC whose accessModes has the wrong type names the problem.
+    let mut obj = pvc(Some("oci-bv"), &[]);
+    obj["spec"]["accessModes"] = json!("ReadWriteMany");
+    let err = review(Endpoint::Validate, &p, &cat, &review_body(PVC, "CREATE", Some("team"), obj, Value::Null)).unwrap_err().to_string();
+    assert!(err.contains("PersistentVolumeClaim"), "{err}");
+}

@@ -99,8 +99,8 @@ pub(crate) fn run(policy: &Policy, catalog: &Catalog, pv: &PersistentVolume, mod
         // hostPath volumes work without affinity; a local volume is refused by the API.
         if is_local {
             let msg = format!(
-                "local PersistentVolume has no spec.nodeAffinity and no node is known for path {:?}: \
-                 add annotation {NODE_ANNOTATION}=<node> or a localVolumeNodeAffinity path rule",
+                "no node known for local path {:?}: set annotation {NODE_ANNOTATION}=<node> \
+                 or a localVolumeNodeAffinity path rule",
                 spec.local.as_ref().map(|l| l.path.as_str()).unwrap_or_default()
             );
             d.warn(&msg);

@@ -1,0 +1,119 @@
+//! Properties of the mutating path, over generated PVCs and PVs: every patch applies cleanly to
+//! the exact object received (as kube-apiserver applies it), and a second pass over the patched
+//! object (reinvocation) yields no patch.
+
+use base64::Engine as _;
+use proptest::prelude::*;
+use serde_json::{Value, json};
+use storage_policy_webhook::admission::{self, Endpoint};
+use storage_policy_webhook::policy::{Policy, config};
+
+const POLICY: &str = r#"
+storageClasses:
+  - {name: standard, provisioner: ebs.csi.aws.com, default: true}
+  - {name: local-path, provisioner: rancher.io/local-path}
+  - {name: nfs, provisioner: nfs.csi.k8s.io}
+rules:
+  defaultStorageClass:
+    byAccessMode: {ReadWriteMany: nfs}
+    namespaces: {analytics: local-path}
+  localVolumeNodeAffinity:
+    paths:
+      - {prefix: /mnt/ssd, nodes: [k8s-worker-01, k8s-worker-02]}
+      - {prefix: /, nodes: [k8s-worker-09]}
+"#;
+
+fn access_modes() -> impl Strategy<Value = Option<Vec<&'static str>>> {
+    proptest::option::of(proptest::sample::subsequence(
+        vec!["ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany", "ReadWriteOncePod"],
+        0..=4,
+    ))
+}
+
+fn annotations() -> impl Strategy<Value = Option<Value>> {
+    proptest::option::of(prop_oneof![
+        Just(json!({})),
+        Just(json!({"volume.beta.kubernetes.io/storage-class": "nfs"})),
+        Just(json!({"storage-policy.io/node": "k8s-worker-03"})),
+        Just(json!({"storage-policy.io/node": " , "})),
+        Just(json!({"a/b~c": "x"})),
+    ])
+}
+
+prop_compose! {
+    fn pvc()(has_spec in any::<bool>(), null_spec in any::<bool>(), class in proptest::option::of(prop_oneof![Just(""), Just("nfs"), Just("standard"), Just("unknown")]),
+             modes in access_modes(), block in any::<bool>(), ann in annotations(), ns in prop_oneof![Just("default"), Just("analytics")]) -> (Value, &'static str) {
+        let mut meta = json!({"name": "c", "namespace": ns});
+        if let Some(a) = ann { meta["annotations"] = a; }
+        let mut obj = json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": meta});
+        if has_spec {
+            let mut spec = json!({});
+            if let Some(c) = class { spec["storageClassName"] = json!(c); }
+            if let Some(m) = modes { spec["accessModes"] = json!(m); }
+            if block { spec["volumeMode"] = json!("Block"); }
+            obj["spec"] = spec;
+        } else if null_spec {
+            obj["spec"] = Value::Null;
+        }
+        (obj, ns)
+    }
+}
+
+prop_compose! {
+    fn pv()(path in prop_oneof![Just("/mnt/ssd"), Just("/mnt/ssd/x"), Just("/mnt/ssd2"), Just("/srv/a"), Just("/mnt/../x")],
+            host_path in any::<bool>(), affinity in 0u8..3, ann in annotations(), modes in access_modes()) -> Value {
+        let mut meta = json!({"name": "v"});
+        if let Some(a) = ann { meta["annotations"] = a; }
+        let mut spec = json!({"capacity": {"storage": "1Gi"}});
+        if host_path { spec["hostPath"] = json!({"path": path}); } else { spec["local"] = json!({"path": path}); }
+        if let Some(m) = modes { spec["accessModes"] = json!(m); }
+        match affinity {
+            1 => spec["nodeAffinity"] = json!({}),
+            2 => spec["nodeAffinity"] = json!({"required": {"nodeSelectorTerms": [{"matchExpressions": [{"key": "k", "operator": "In", "values": ["n"]}]}]}}),
+            _ => {}
+        }
+        json!({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": meta, "spec": spec})
+    }
+}
+
+fn review(kind: &str, ns: Option<&str>, object: &Value) -> Vec<u8> {
+    let mut req = json!({"uid": "u", "kind": {"group": "", "version": "v1", "kind": kind},
+        "resource": {"group": "", "version": "v1", "resource": "r"}, "operation": "CREATE",
+        "userInfo": {"username": "u"}, "object": object, "dryRun": false});
+    if let Some(ns) = ns { req["namespace"] = json!(ns); }
+    serde_json::to_vec(&json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": req})).unwrap()
+}
+
+fn patch_of(policy: &Policy, body: &[u8]) -> Option<Vec<json_patch::PatchOperation>> {
+    let out = admission::review(Endpoint::Mutate, policy, &policy.static_catalog(), body).expect("decided");
+    let v: Value = serde_json::from_slice(&out.to_json().unwrap()).unwrap();
+    let p = v["response"]["patch"].as_str()?;
+    let raw = base64::engine::general_purpose::STANDARD.decode(p).expect("base64 patch");
+    Some(serde_json::from_slice(&raw).expect("JSON Patch"))
+}
+
+fn check(policy: &Policy, kind: &str, ns: Option<&str>, obj: &Value) -> Result<(), TestCaseError> {
+    let Some(ops) = patch_of(policy, &review(kind, ns, obj)) else { return Ok(()) };
+    let mut patched = obj.clone();
+    json_patch::patch(&mut patched, &ops).map_err(|e| TestCaseError::fail(format!("patch {ops:?} does not apply to {obj}: {e}")))?;
+    prop_assert_ne!(&patched, obj, "a patch must change something");
+    let again = patch_of(policy, &review(kind, ns, &patched));
+    prop_assert!(again.is_none(), "second pass patched {:?} over {}", again, patched);
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, .. ProptestConfig::default() })]
+
+    #[test]
+    fn pvc_patches_apply_and_are_idempotent((obj, ns) in pvc()) {
+        let policy = Policy::new(config::parse(POLICY, None).unwrap(), false);
+        check(&policy, "PersistentVolumeClaim", Some(ns), &obj)?;
+    }
+
+    #[test]
+    fn pv_patches_apply_and_are_idempotent(obj in pv()) {
+        let policy = Policy::new(config::parse(POLICY, None).unwrap(), false);
+        check(&policy, "PersistentVolume", None, &obj)?;
+    }
+}
