@@ -22,4 +22,4 @@ if [[ ! -x "$venv/bin/python" || "$(cat "$stamp" 2>/dev/null || true)" != "$want
     echo "$want" > "$stamp"
 fi
 
-exec "$venv/bin/python" "$here/test_chart.py" "$@"
+exec "$venv/bin/python" "$here/test_chart.py"

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -77,6 +79,8 @@ class Report:
 
 
 R = Report()
+# Every successful scenario render, for the cross-checks against the webhook binary.
+RENDERED: dict[str, "Rendered"] = {}
 
 
 def expect(cond: Any, msg: str) -> None:
@@ -467,6 +471,7 @@ def check_render(label: str, values: dict[str, Any], extra: Callable[[Rendered],
     R.check(f"[{label}] policy ConfigMap parses, exempts the release namespace", lambda: check_policy(r))
     if extra is not None:
         R.check(f"[{label}] scenario-specific settings", lambda: extra(r))
+    RENDERED[label] = r
     return r
 
 
@@ -541,7 +546,7 @@ def extra_everything(r: Rendered) -> None:
     expect_eq(d["spec"]["replicas"], 3, "replicas")
     extras = r.one("MutatingWebhookConfiguration")["webhooks"][0]["namespaceSelector"]["matchExpressions"]
     expect({"key": "tier", "operator": "NotIn", "values": ["system"]} in extras, "extraMatchExpressions")
-    expect_eq(r.args()[-1], "--log-level=debug", "extraArgs appended last")
+    expect_eq(r.args()[-1], "--example-extra=1", "extraArgs appended last")
     expect_eq(r.container()["env"], [{"name": "RUST_BACKTRACE", "value": "1"}], "extraEnv")
     expect_eq(r.one("PodDisruptionBudget")["spec"]["maxUnavailable"], "50%", "PDB percentage")
     expect("lifecycle" not in r.container(), "no preStop when preStopSleepSeconds is 0")
@@ -625,6 +630,11 @@ def refusals() -> None:
                 "/policy/rules/accessModes/rejectReadWriteManyOn")
     must_refuse("policy byAccessMode with a bad access mode",
                 {"policy": {"rules": {"defaultStorageClass": {"byAccessMode": {"RWX": "nfs"}}}}}, "RWX")
+    must_refuse("policy class without a provisioner", {"policy": {"storageClasses": [{"name": "fast"}]}},
+                "/policy/storageClasses/0")
+    must_refuse("policy class name not a DNS subdomain",
+                {"policy": {"storageClasses": [{"name": "Fast_SSD", "provisioner": "ebs.csi.aws.com"}]}},
+                "/policy/storageClasses/0/name")
     must_refuse("PDB maxUnavailable 0 (blocks drains)", {"podDisruptionBudget": {"maxUnavailable": 0}},
                 "/podDisruptionBudget/maxUnavailable")
     must_refuse("pullPolicy Sometimes", {"image": {"pullPolicy": "Sometimes"}}, "/image/pullPolicy")
@@ -636,6 +646,73 @@ def refusals() -> None:
                 "/webhook/namespaceSelector/excludeNamespaces")
     must_refuse("grace shorter than preStop + delay + drain",
                 {"shutdown": {"terminationGracePeriodSeconds": 20}}, "terminationGracePeriodSeconds", schema=False)
+
+
+# --- cross-checks against the webhook binary, when one is built -----------------------------
+
+
+def find_binary() -> Path | None:
+    """SPW_BIN, else the newest target/{release,debug} build. Never builds one."""
+    explicit = os.environ.get("SPW_BIN")
+    if explicit:
+        return Path(explicit)
+    built = [p for p in (ROOT / "target" / "release" / "storage-policy-webhook",
+                         ROOT / "target" / "debug" / "storage-policy-webhook") if p.is_file()]
+    return max(built, key=lambda p: p.stat().st_mtime) if built else None
+
+
+PROBE_REVIEW = {
+    "apiVersion": "admission.k8s.io/v1",
+    "kind": "AdmissionReview",
+    "request": {
+        "uid": "chart-test",
+        "kind": {"group": "", "version": "v1", "kind": "PersistentVolumeClaim"},
+        "resource": {"group": "", "version": "v1", "resource": "persistentvolumeclaims"},
+        "namespace": "default",
+        "name": "probe",
+        "operation": "CREATE",
+        "userInfo": {"username": "chart-test"},
+        "dryRun": True,
+        "object": {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                   "metadata": {"name": "probe", "namespace": "default"},
+                   "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}},
+    },
+}
+
+
+def check_against_binary() -> None:
+    binary = find_binary()
+    if binary is None:
+        R.note("no webhook binary built (target/*/storage-policy-webhook, or set SPW_BIN): "
+               "policy and flag cross-checks skipped")
+        return
+    R.note(f"cross-checking against {binary}")
+
+    def loads_policy(r: Rendered) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "policy.yaml"
+            path.write_text(r.one("ConfigMap")["data"]["policy.yaml"])
+            run = subprocess.run([str(binary), "review", "--config", str(path), "--endpoint", "validate"],
+                                 input=json.dumps(PROBE_REVIEW), capture_output=True, text=True, timeout=60)
+            expect(run.returncode == 0, f"exit {run.returncode}: {run.stderr.strip()}")
+            answer = json.loads(run.stdout)
+            expect_eq(answer["response"]["uid"], "chart-test", "review answer uid")
+
+    for label, r in RENDERED.items():
+        R.check(f"[{label}] the webhook binary loads the rendered policy.yaml", lambda r=r: loads_policy(r))
+
+    help_run = subprocess.run([str(binary), "serve", "--help"], capture_output=True, text=True, timeout=60)
+    if help_run.returncode != 0:
+        R.note(f"{binary.name} has no serve subcommand yet: flag cross-check skipped")
+        return
+    flags = sorted({a.split("=", 1)[0] for r in RENDERED.values() for a in r.args()[1:]
+                    if a.startswith("--") and a not in r.merged["extraArgs"]})
+
+    def serve_knows_flags() -> None:
+        unknown = [f for f in flags if not re.search(r"(?<![\w-])" + re.escape(f) + r"(?![\w-])", help_run.stdout)]
+        expect(not unknown, f"flags the chart passes but `serve --help` does not list: {unknown}")
+
+    R.check(f"`serve --help` lists every flag the chart passes ({', '.join(flags)})", serve_knows_flags)
 
 
 # --- chart files ----------------------------------------------------------------------------
@@ -708,9 +785,13 @@ def check_files() -> None:
     def policy_examples_accepted() -> None:
         # The conformance policies are the reference examples of the policy format: the chart's
         # schema must accept them, and the ConfigMap must carry them unchanged.
-        examples = sorted((ROOT.parent / "shared" / "conformance" / "cases").glob("*/policy.yaml"))
+        shared = Path(os.environ.get("SHARED_DIR", ROOT.parent / "shared"))
+        if not shared.is_absolute():
+            shared = ROOT / shared
+        examples = sorted((shared / "conformance" / "cases").glob("*/policy.yaml"))
+        examples += sorted((ROOT / "tests" / "conformance").glob("*/policy.yaml"))
         if not examples:
-            R.note("no ../shared/conformance policies found: policy-format cross-check skipped")
+            R.note("no conformance policies found (../shared or tests/conformance): policy-format cross-check skipped")
             return
         for path in examples:
             policy = yaml.safe_load(path.read_text())
@@ -725,7 +806,7 @@ def check_files() -> None:
     R.check("values.schema.json declares every key of values.yaml", schema_declares_values)
     R.check("values.schema.json declares no key values.yaml lacks", schema_has_no_unknown_top_level)
     R.check("Dockerfile: locked release build, distroless nonroot runtime, uid 65532", dockerfile)
-    R.check("policy examples from shared/conformance pass the schema and reach the ConfigMap", policy_examples_accepted)
+    R.check("conformance policy files (shared and tests/conformance) pass the schema and reach the ConfigMap", policy_examples_accepted)
 
 
 def check_kube_version_constraint() -> None:
@@ -775,9 +856,16 @@ def main() -> int:
         "webhook": {"namespaceSelector": {"excludeNamespaces": ["monitoring", "storage-policy"],
                                           "extraMatchExpressions": [{"key": "tier", "operator": "NotIn",
                                                                      "values": ["system"]}]}},
-        "policy": {"mode": "audit", "exemptions": {"namespaces": ["ci"], "usernames": ["system:admin"]}},
+        "policy": {"mode": "audit", "exemptions": {"namespaces": ["ci"], "usernames": ["system:admin"]},
+                   "storageClasses": [{"name": "rbd-block", "provisioner": "rbd.csi.ceph.com",
+                                       "allowReadWriteManyBlockMode": True, "parameters": {"pool": "k8s"}}],
+                   "provisioners": {"shared": ["nfs.example.com"]},
+                   "rules": {"defaultStorageClass": {"className": "rbd-block",
+                                                     "byAccessMode": {"ReadWriteMany": "nfs"},
+                                                     "namespaces": {"analytics": "local-path"}},
+                             "localVolumeNodeAffinity": {"paths": [{"prefix": "/mnt/ssd", "nodes": ["w1"]}]}}},
         "shutdown": {"preStopSleepSeconds": 0},
-        "extraArgs": ["--log-level=debug"],
+        "extraArgs": ["--example-extra=1"],
         "extraEnv": [{"name": "RUST_BACKTRACE", "value": "1"}],
         "serviceMonitor": {"enabled": True},
         "networkPolicy": {"enabled": True},
@@ -785,6 +873,7 @@ def main() -> int:
     }, extra_everything)
     R.check("rollOnConfigChange: checksum/policy follows the policy", checksum_follows_policy)
     refusals()
+    check_against_binary()
 
     print(f"{R.passed} passed, {R.failed} failed")
     return 1 if R.failed else 0
