@@ -66,7 +66,11 @@ impl SharedState {
 
     /// A copy of what the cluster said, for diagnostics.
     pub fn live(&self) -> LiveState {
-        self.inputs.lock().unwrap_or_else(|e| e.into_inner()).live.clone()
+        self.inputs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .live
+            .clone()
     }
 
     fn rebuild(&self, inputs: &Inputs) {
@@ -102,11 +106,19 @@ mod tests {
         let before = state.snapshot();
         assert_eq!(before.catalog.default_class(), Some("gp3"));
         state.set_policy(Policy::new(
-            config::parse("storageClasses:\n  - {name: nfs, provisioner: nfs.csi.k8s.io}\n", None).unwrap(),
+            config::parse(
+                "storageClasses:\n  - {name: nfs, provisioner: nfs.csi.k8s.io}\n",
+                None,
+            )
+            .unwrap(),
             false,
         ));
         let after = state.snapshot();
         assert_eq!(after.catalog.len(), 2, "live class kept across the reload");
-        assert_eq!(before.catalog.len(), 1, "an old snapshot is never changed under a reader");
+        assert_eq!(
+            before.catalog.len(),
+            1,
+            "an old snapshot is never changed under a reader"
+        );
     }
 }

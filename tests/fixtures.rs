@@ -16,22 +16,37 @@ fn fixtures_answer_exactly_as_pinned() {
     let catalog = policy.static_catalog();
     let mut checked = 0;
     let mut failures = Vec::new();
-    let mut entries: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut entries: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     entries.sort();
     for path in entries {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        let Some(stem) = name.strip_suffix(".review.json") else { continue };
-        let endpoint = Endpoint::parse(stem.split('-').next().unwrap()).expect("fixture name starts with mutate- or validate-");
+        let Some(stem) = name.strip_suffix(".review.json") else {
+            continue;
+        };
+        let endpoint = Endpoint::parse(stem.split('-').next().unwrap())
+            .expect("fixture name starts with mutate- or validate-");
         let body = std::fs::read(&path).unwrap();
         let got: Value = serde_json::from_slice(
-            &admission::review(endpoint, &policy, &catalog, &body).expect("decided").to_json().unwrap(),
+            &admission::review(endpoint, &policy, &catalog, &body)
+                .expect("decided")
+                .to_json()
+                .unwrap(),
         )
         .unwrap();
         let expected_path = dir.join(format!("{stem}.response.json"));
         if std::env::var_os("UPDATE_FIXTURES").is_some() {
-            std::fs::write(&expected_path, serde_json::to_string_pretty(&got).unwrap() + "\n").unwrap();
+            std::fs::write(
+                &expected_path,
+                serde_json::to_string_pretty(&got).unwrap() + "\n",
+            )
+            .unwrap();
         }
-        let want: Value = serde_json::from_slice(&std::fs::read(&expected_path).expect("expected response file")).unwrap();
+        let want: Value =
+            serde_json::from_slice(&std::fs::read(&expected_path).expect("expected response file"))
+                .unwrap();
         if got != want {
             failures.push(format!("{stem}:\n got  {got}\n want {want}"));
         }

@@ -25,7 +25,12 @@ rules:
 
 fn access_modes() -> impl Strategy<Value = Option<Vec<&'static str>>> {
     proptest::option::of(proptest::sample::subsequence(
-        vec!["ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany", "ReadWriteOncePod"],
+        vec![
+            "ReadWriteOnce",
+            "ReadOnlyMany",
+            "ReadWriteMany",
+            "ReadWriteOncePod",
+        ],
         0..=4,
     ))
 }
@@ -80,25 +85,41 @@ fn review(kind: &str, ns: Option<&str>, object: &Value) -> Vec<u8> {
     let mut req = json!({"uid": "u", "kind": {"group": "", "version": "v1", "kind": kind},
         "resource": {"group": "", "version": "v1", "resource": "r"}, "operation": "CREATE",
         "userInfo": {"username": "u"}, "object": object, "dryRun": false});
-    if let Some(ns) = ns { req["namespace"] = json!(ns); }
-    serde_json::to_vec(&json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": req})).unwrap()
+    if let Some(ns) = ns {
+        req["namespace"] = json!(ns);
+    }
+    serde_json::to_vec(
+        &json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": req}),
+    )
+    .unwrap()
 }
 
 fn patch_of(policy: &Policy, body: &[u8]) -> Option<Vec<json_patch::PatchOperation>> {
-    let out = admission::review(Endpoint::Mutate, policy, &policy.static_catalog(), body).expect("decided");
+    let out = admission::review(Endpoint::Mutate, policy, &policy.static_catalog(), body)
+        .expect("decided");
     let v: Value = serde_json::from_slice(&out.to_json().unwrap()).unwrap();
     let p = v["response"]["patch"].as_str()?;
-    let raw = base64::engine::general_purpose::STANDARD.decode(p).expect("base64 patch");
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(p)
+        .expect("base64 patch");
     Some(serde_json::from_slice(&raw).expect("JSON Patch"))
 }
 
 fn check(policy: &Policy, kind: &str, ns: Option<&str>, obj: &Value) -> Result<(), TestCaseError> {
-    let Some(ops) = patch_of(policy, &review(kind, ns, obj)) else { return Ok(()) };
+    let Some(ops) = patch_of(policy, &review(kind, ns, obj)) else {
+        return Ok(());
+    };
     let mut patched = obj.clone();
-    json_patch::patch(&mut patched, &ops).map_err(|e| TestCaseError::fail(format!("patch {ops:?} does not apply to {obj}: {e}")))?;
+    json_patch::patch(&mut patched, &ops)
+        .map_err(|e| TestCaseError::fail(format!("patch {ops:?} does not apply to {obj}: {e}")))?;
     prop_assert_ne!(&patched, obj, "a patch must change something");
     let again = patch_of(policy, &review(kind, ns, &patched));
-    prop_assert!(again.is_none(), "second pass patched {:?} over {}", again, patched);
+    prop_assert!(
+        again.is_none(),
+        "second pass patched {:?} over {}",
+        again,
+        patched
+    );
     Ok(())
 }
 

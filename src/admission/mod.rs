@@ -7,13 +7,17 @@ use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet}
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ListMeta, ObjectMeta};
-use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation as KubeOperation};
+use kube::core::admission::{
+    AdmissionRequest, AdmissionResponse, AdmissionReview, Operation as KubeOperation,
+};
 use kube::core::response::{StatusCause, StatusDetails, StatusSummary};
 use kube::core::{DynamicObject, GroupVersionKind, Resource, Status};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use crate::policy::{self, Catalog, Decision, Invalid, Object, Operation, Policy, Request, Subject};
+use crate::policy::{
+    self, Catalog, Decision, Invalid, Object, Operation, Policy, Request, Subject,
+};
 
 /// The two webhook endpoints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -44,7 +48,9 @@ impl Endpoint {
 pub enum ReviewError {
     #[error("malformed AdmissionReview: {0}")]
     Json(#[source] serde_json::Error),
-    #[error("expected an admission.k8s.io/v1 AdmissionReview, got apiVersion {api_version:?} kind {kind:?}")]
+    #[error(
+        "expected an admission.k8s.io/v1 AdmissionReview, got apiVersion {api_version:?} kind {kind:?}"
+    )]
     WrongType { api_version: String, kind: String },
     #[error("AdmissionReview has no request")]
     NoRequest,
@@ -81,7 +87,11 @@ pub struct Outcome {
 impl Outcome {
     /// The response as JSON bytes.
     pub fn to_json(&self) -> Result<Vec<u8>, ReviewError> {
-        let patch = self.response.response.as_ref().and_then(|r| r.patch.as_deref());
+        let patch = self
+            .response
+            .response
+            .as_ref()
+            .and_then(|r| r.patch.as_deref());
         match patch {
             None => serde_json::to_vec(&self.response).map_err(ReviewError::Encode),
             // kube-core serializes `patch: Vec<u8>` as an array of numbers (kube-rs/kube#1781);
@@ -89,8 +99,9 @@ impl Outcome {
             Some(bytes) => {
                 use base64::Engine as _;
                 let mut v = serde_json::to_value(&self.response).map_err(ReviewError::Encode)?;
-                v["response"]["patch"] =
-                    serde_json::Value::String(base64::engine::general_purpose::STANDARD.encode(bytes));
+                v["response"]["patch"] = serde_json::Value::String(
+                    base64::engine::general_purpose::STANDARD.encode(bytes),
+                );
                 serde_json::to_vec(&v).map_err(ReviewError::Encode)
             }
         }
@@ -116,9 +127,16 @@ struct EnvelopeRequest {
 }
 
 /// Decides one AdmissionReview body.
-pub fn review(endpoint: Endpoint, policy: &Policy, catalog: &Catalog, body: &[u8]) -> Result<Outcome, ReviewError> {
+pub fn review(
+    endpoint: Endpoint,
+    policy: &Policy,
+    catalog: &Catalog,
+    body: &[u8],
+) -> Result<Outcome, ReviewError> {
     let env: Envelope = serde_json::from_slice(body).map_err(ReviewError::Json)?;
-    if env.api_version != kube::core::admission::META_API_VERSION_V1 || env.kind != kube::core::admission::META_KIND {
+    if env.api_version != kube::core::admission::META_API_VERSION_V1
+        || env.kind != kube::core::admission::META_KIND
+    {
         return Err(ReviewError::WrongType {
             api_version: env.api_version,
             kind: env.kind,
@@ -137,35 +155,52 @@ pub fn review(endpoint: Endpoint, policy: &Policy, catalog: &Catalog, body: &[u8
     };
     match (gvk.group.as_str(), gvk.version.as_str(), gvk.kind.as_str()) {
         ("", "v1", "PersistentVolumeClaim") => {
-            decide_as::<PersistentVolumeClaim>(endpoint, policy, catalog, body, |o| Some(Object::Pvc(o)))
+            decide_as::<PersistentVolumeClaim>(endpoint, policy, catalog, body, |o| {
+                Some(Object::Pvc(o))
+            })
         }
         ("", "v1", "PersistentVolume") => {
             decide_as::<PersistentVolume>(endpoint, policy, catalog, body, |o| Some(Object::Pv(o)))
         }
         ("apps", "v1", "StatefulSet") => {
-            decide_as::<StatefulSet>(endpoint, policy, catalog, body, |o| Some(Object::StatefulSet(o)))
+            decide_as::<StatefulSet>(endpoint, policy, catalog, body, |o| {
+                Some(Object::StatefulSet(o))
+            })
         }
         ("", "v1", "Pod") => decide_as::<Pod>(endpoint, policy, catalog, body, |o| {
-            Some(Object::PodSpec { spec: o.spec.as_ref(), path: "spec" })
-        }),
-        ("apps", "v1", "Deployment") => decide_as::<Deployment>(endpoint, policy, catalog, body, |o| {
             Some(Object::PodSpec {
-                spec: o.spec.as_ref().and_then(|s| s.template.spec.as_ref()),
-                path: "spec.template.spec",
+                spec: o.spec.as_ref(),
+                path: "spec",
             })
         }),
-        ("apps", "v1", "DaemonSet") => decide_as::<DaemonSet>(endpoint, policy, catalog, body, |o| {
-            Some(Object::PodSpec {
-                spec: o.spec.as_ref().and_then(|s| s.template.spec.as_ref()),
-                path: "spec.template.spec",
+        ("apps", "v1", "Deployment") => {
+            decide_as::<Deployment>(endpoint, policy, catalog, body, |o| {
+                Some(Object::PodSpec {
+                    spec: o.spec.as_ref().and_then(|s| s.template.spec.as_ref()),
+                    path: "spec.template.spec",
+                })
             })
-        }),
-        ("apps", "v1", "ReplicaSet") => decide_as::<ReplicaSet>(endpoint, policy, catalog, body, |o| {
-            Some(Object::PodSpec {
-                spec: o.spec.as_ref().and_then(|s| s.template.as_ref()).and_then(|t| t.spec.as_ref()),
-                path: "spec.template.spec",
+        }
+        ("apps", "v1", "DaemonSet") => {
+            decide_as::<DaemonSet>(endpoint, policy, catalog, body, |o| {
+                Some(Object::PodSpec {
+                    spec: o.spec.as_ref().and_then(|s| s.template.spec.as_ref()),
+                    path: "spec.template.spec",
+                })
             })
-        }),
+        }
+        ("apps", "v1", "ReplicaSet") => {
+            decide_as::<ReplicaSet>(endpoint, policy, catalog, body, |o| {
+                Some(Object::PodSpec {
+                    spec: o
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.template.as_ref())
+                        .and_then(|t| t.spec.as_ref()),
+                    path: "spec.template.spec",
+                })
+            })
+        }
         ("batch", "v1", "Job") => decide_as::<Job>(endpoint, policy, catalog, body, |o| {
             Some(Object::PodSpec {
                 spec: o.spec.as_ref().and_then(|s| s.template.spec.as_ref()),
@@ -224,12 +259,21 @@ fn decide_as<K>(
 where
     K: Resource + DeserializeOwned,
 {
-    let review: AdmissionReview<K> = serde_json::from_slice(body).map_err(|source| ReviewError::Object {
-        kind: std::any::type_name::<K>().rsplit("::").next().unwrap_or("object").to_owned(),
-        source,
-    })?;
+    let review: AdmissionReview<K> =
+        serde_json::from_slice(body).map_err(|source| ReviewError::Object {
+            kind: std::any::type_name::<K>()
+                .rsplit("::")
+                .next()
+                .unwrap_or("object")
+                .to_owned(),
+            source,
+        })?;
     let req: AdmissionRequest<K> = review.try_into().map_err(|_| ReviewError::NoRequest)?;
-    let meta = req.object.as_ref().or(req.old_object.as_ref()).map(Resource::meta);
+    let meta = req
+        .object
+        .as_ref()
+        .or(req.old_object.as_ref())
+        .map(Resource::meta);
     let name = subject_name(meta, &req.name);
     let info = RequestInfo {
         uid: req.uid.clone(),
@@ -257,7 +301,11 @@ where
         Endpoint::Validate => policy::validate(policy, catalog, &request),
     };
     let response = respond(&req, endpoint, &decision)?;
-    Ok(Outcome { info, decision, response })
+    Ok(Outcome {
+        info,
+        decision,
+        response,
+    })
 }
 
 /// The `metav1.Status` of a denial, exactly as `apierrors.NewInvalid` builds it.
@@ -301,7 +349,9 @@ fn respond<K: Resource>(
     if endpoint == Endpoint::Mutate && !decision.patch.is_empty() {
         resp = resp
             .with_patch(json_patch::Patch(decision.patch.clone()))
-            .map_err(|e| ReviewError::Encode(serde_json::Error::io(std::io::Error::other(e.to_string()))))?;
+            .map_err(|e| {
+                ReviewError::Encode(serde_json::Error::io(std::io::Error::other(e.to_string())))
+            })?;
     }
     if !decision.warnings.is_empty() {
         resp.warnings = Some(decision.warnings.clone());

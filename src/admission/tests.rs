@@ -18,7 +18,13 @@ fn policy() -> Policy {
     Policy::new(config::parse(POLICY, None).unwrap(), false)
 }
 
-fn review_body(kind: (&str, &str, &str), op: &str, ns: Option<&str>, object: Value, old: Value) -> Vec<u8> {
+fn review_body(
+    kind: (&str, &str, &str),
+    op: &str,
+    ns: Option<&str>,
+    object: Value,
+    old: Value,
+) -> Vec<u8> {
     let (group, version, k) = kind;
     let mut req = json!({
         "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
@@ -34,7 +40,10 @@ fn review_body(kind: (&str, &str, &str), op: &str, ns: Option<&str>, object: Val
     if let Some(ns) = ns {
         req["namespace"] = json!(ns);
     }
-    serde_json::to_vec(&json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": req})).unwrap()
+    serde_json::to_vec(
+        &json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": req}),
+    )
+    .unwrap()
 }
 
 fn answer(endpoint: Endpoint, body: &[u8]) -> Value {
@@ -56,7 +65,13 @@ const PVC: (&str, &str, &str) = ("", "v1", "PersistentVolumeClaim");
 
 #[test]
 fn denial_is_a_kubernetes_invalid_status() {
-    let body = review_body(PVC, "CREATE", Some("team"), pvc(Some("oci-bv"), &["ReadWriteMany"]), Value::Null);
+    let body = review_body(
+        PVC,
+        "CREATE",
+        Some("team"),
+        pvc(Some("oci-bv"), &["ReadWriteMany"]),
+        Value::Null,
+    );
     let out = answer(Endpoint::Validate, &body);
     assert_eq!(out["apiVersion"], "admission.k8s.io/v1");
     assert_eq!(out["kind"], "AdmissionReview");
@@ -78,29 +93,56 @@ fn denial_is_a_kubernetes_invalid_status() {
     );
     assert!(r.get("patch").is_none() && r.get("patchType").is_none());
     assert!(r["warnings"][0].as_str().unwrap().contains("nfs"));
-    assert!(r["auditAnnotations"]["access-modes"].as_str().unwrap().starts_with("denied"));
+    assert!(
+        r["auditAnnotations"]["access-modes"]
+            .as_str()
+            .unwrap()
+            .starts_with("denied")
+    );
 }
 
 #[test]
 fn patch_is_base64_json_patch() {
-    let body = review_body(PVC, "CREATE", Some("team"), pvc(None, &["ReadWriteOnce"]), Value::Null);
+    let body = review_body(
+        PVC,
+        "CREATE",
+        Some("team"),
+        pvc(None, &["ReadWriteOnce"]),
+        Value::Null,
+    );
     let out = answer(Endpoint::Mutate, &body);
     let r = &out["response"];
     assert_eq!(r["allowed"], true);
     assert_eq!(r["patchType"], "JSONPatch");
     use base64::Engine as _;
-    let raw = base64::engine::general_purpose::STANDARD.decode(r["patch"].as_str().expect("patch is a string")).unwrap();
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(r["patch"].as_str().expect("patch is a string"))
+        .unwrap();
     let ops: Value = serde_json::from_slice(&raw).unwrap();
-    assert_eq!(ops, json!([{"op": "add", "path": "/spec/storageClassName", "value": "standard"}]));
+    assert_eq!(
+        ops,
+        json!([{"op": "add", "path": "/spec/storageClassName", "value": "standard"}])
+    );
 }
 
 #[test]
 fn allowed_response_has_no_patch_or_warnings() {
-    let body = review_body(PVC, "CREATE", Some("team"), pvc(Some("nfs"), &["ReadWriteMany"]), Value::Null);
+    let body = review_body(
+        PVC,
+        "CREATE",
+        Some("team"),
+        pvc(Some("nfs"), &["ReadWriteMany"]),
+        Value::Null,
+    );
     for ep in [Endpoint::Mutate, Endpoint::Validate] {
         let r = answer(ep, &body)["response"].clone();
         assert_eq!(r["allowed"], true);
-        assert!(r.get("patch").is_none() && r.get("warnings").is_none() && r.get("auditAnnotations").is_none(), "{r}");
+        assert!(
+            r.get("patch").is_none()
+                && r.get("warnings").is_none()
+                && r.get("auditAnnotations").is_none(),
+            "{r}"
+        );
     }
 }
 
@@ -109,33 +151,92 @@ fn statefulset_denial_uses_the_group_qualified_kind() {
     let sts = json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "web"},
         "spec": {"selector": {}, "serviceName": "web", "template": {},
                  "volumeClaimTemplates": [{"metadata": {"name": "www"}, "spec": {"accessModes": ["ReadWriteMany"], "storageClassName": "oci-bv"}}]}});
-    let r = answer(Endpoint::Validate, &review_body(("apps", "v1", "StatefulSet"), "CREATE", Some("team"), sts, Value::Null))["response"].clone();
+    let r = answer(
+        Endpoint::Validate,
+        &review_body(
+            ("apps", "v1", "StatefulSet"),
+            "CREATE",
+            Some("team"),
+            sts,
+            Value::Null,
+        ),
+    )["response"]
+        .clone();
     assert_eq!(r["status"]["details"]["group"], "apps");
-    assert!(r["status"]["message"].as_str().unwrap().starts_with("StatefulSet.apps \"web\" is invalid: spec.volumeClaimTemplates[0].spec.accessModes"));
+    assert!(r["status"]["message"].as_str().unwrap().starts_with(
+        "StatefulSet.apps \"web\" is invalid: spec.volumeClaimTemplates[0].spec.accessModes"
+    ));
 }
 
 #[test]
 fn delete_is_never_blocked() {
-    let body = review_body(PVC, "DELETE", Some("team"), Value::Null, pvc(Some("oci-bv"), &["ReadWriteMany"]));
-    assert_eq!(answer(Endpoint::Validate, &body)["response"]["allowed"], true);
+    let body = review_body(
+        PVC,
+        "DELETE",
+        Some("team"),
+        Value::Null,
+        pvc(Some("oci-bv"), &["ReadWriteMany"]),
+    );
+    assert_eq!(
+        answer(Endpoint::Validate, &body)["response"]["allowed"],
+        true
+    );
 }
 
 #[test]
 fn exempt_user_and_namespace_are_left_alone() {
-    let body = review_body(PVC, "CREATE", Some("kube-system"), pvc(Some("oci-bv"), &["ReadWriteMany"]), Value::Null);
-    assert_eq!(answer(Endpoint::Validate, &body)["response"]["allowed"], true);
-    let mut v: Value = serde_json::from_slice(&review_body(PVC, "CREATE", Some("team"), pvc(Some("oci-bv"), &["ReadWriteMany"]), Value::Null)).unwrap();
+    let body = review_body(
+        PVC,
+        "CREATE",
+        Some("kube-system"),
+        pvc(Some("oci-bv"), &["ReadWriteMany"]),
+        Value::Null,
+    );
+    assert_eq!(
+        answer(Endpoint::Validate, &body)["response"]["allowed"],
+        true
+    );
+    let mut v: Value = serde_json::from_slice(&review_body(
+        PVC,
+        "CREATE",
+        Some("team"),
+        pvc(Some("oci-bv"), &["ReadWriteMany"]),
+        Value::Null,
+    ))
+    .unwrap();
     v["request"]["userInfo"]["username"] = json!("system:serviceaccount:kube-system:pv-admin");
-    assert_eq!(answer(Endpoint::Validate, &serde_json::to_vec(&v).unwrap())["response"]["allowed"], true);
+    assert_eq!(
+        answer(Endpoint::Validate, &serde_json::to_vec(&v).unwrap())["response"]["allowed"],
+        true
+    );
 }
 
 #[test]
 fn subresources_and_unknown_kinds_are_allowed_untouched() {
-    let mut v: Value = serde_json::from_slice(&review_body(PVC, "UPDATE", Some("team"), pvc(Some("oci-bv"), &["ReadWriteMany"]), pvc(None, &["ReadWriteMany"]))).unwrap();
+    let mut v: Value = serde_json::from_slice(&review_body(
+        PVC,
+        "UPDATE",
+        Some("team"),
+        pvc(Some("oci-bv"), &["ReadWriteMany"]),
+        pvc(None, &["ReadWriteMany"]),
+    ))
+    .unwrap();
     v["request"]["subResource"] = json!("status");
-    assert_eq!(answer(Endpoint::Validate, &serde_json::to_vec(&v).unwrap())["response"]["allowed"], true);
+    assert_eq!(
+        answer(Endpoint::Validate, &serde_json::to_vec(&v).unwrap())["response"]["allowed"],
+        true
+    );
     let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}});
-    let r = answer(Endpoint::Mutate, &review_body(("", "v1", "ConfigMap"), "CREATE", Some("team"), cm, Value::Null));
+    let r = answer(
+        Endpoint::Mutate,
+        &review_body(
+            ("", "v1", "ConfigMap"),
+            "CREATE",
+            Some("team"),
+            cm,
+            Value::Null,
+        ),
+    );
     assert_eq!(r["response"]["allowed"], true);
 }
 
@@ -143,8 +244,16 @@ fn subresources_and_unknown_kinds_are_allowed_untouched() {
 fn generate_name_is_used_when_there_is_no_name() {
     let mut obj = pvc(Some("oci-bv"), &["ReadWriteMany"]);
     obj["metadata"] = json!({"generateName": "data-"});
-    let r = answer(Endpoint::Validate, &review_body(PVC, "CREATE", Some("team"), obj, Value::Null));
-    assert!(r["response"]["status"]["message"].as_str().unwrap().starts_with("PersistentVolumeClaim \"data-\" is invalid"));
+    let r = answer(
+        Endpoint::Validate,
+        &review_body(PVC, "CREATE", Some("team"), obj, Value::Null),
+    );
+    assert!(
+        r["response"]["status"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("PersistentVolumeClaim \"data-\" is invalid")
+    );
 }
 
 #[test]
@@ -160,12 +269,21 @@ fn bad_input_is_an_error_not_a_panic() {
         (b"\xff\xfe", "malformed"),
     ];
     for (body, want) in cases {
-        let err = review(Endpoint::Validate, &p, &cat, body).expect_err("refused").to_string();
+        let err = review(Endpoint::Validate, &p, &cat, body)
+            .expect_err("refused")
+            .to_string();
         assert!(err.contains(want), "{err} should contain {want}");
     }
     // A PVC whose accessModes has the wrong type names the problem.
     let mut obj = pvc(Some("oci-bv"), &[]);
     obj["spec"]["accessModes"] = json!("ReadWriteMany");
-    let err = review(Endpoint::Validate, &p, &cat, &review_body(PVC, "CREATE", Some("team"), obj, Value::Null)).unwrap_err().to_string();
+    let err = review(
+        Endpoint::Validate,
+        &p,
+        &cat,
+        &review_body(PVC, "CREATE", Some("team"), obj, Value::Null),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("PersistentVolumeClaim"), "{err}");
 }

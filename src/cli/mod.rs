@@ -7,7 +7,12 @@ use clap::{Parser, Subcommand};
 
 /// Kubernetes admission webhook that enforces storage policy.
 #[derive(Debug, Parser)]
-#[command(name = "storage-policy-webhook", version, about, propagate_version = true)]
+#[command(
+    name = "storage-policy-webhook",
+    version,
+    about,
+    propagate_version = true
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

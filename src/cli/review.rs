@@ -28,7 +28,9 @@ pub fn run(args: ReviewArgs) -> anyhow::Result<i32> {
     let policy = Policy::load(args.config.as_deref(), args.dry_run)?;
     let catalog = policy.static_catalog();
     let mut body = Vec::new();
-    std::io::stdin().read_to_end(&mut body).context("failed to read the AdmissionReview from stdin")?;
+    std::io::stdin()
+        .read_to_end(&mut body)
+        .context("failed to read the AdmissionReview from stdin")?;
     let outcome = admission::review(endpoint, &policy, &catalog, &body)?;
     let mut out = std::io::stdout().lock();
     out.write_all(&outcome.to_json()?)?;

@@ -41,8 +41,16 @@ fn rejects(policy: &Policy, t: &Target<'_>, mode: AccessMode, volume_mode: Optio
 }
 
 /// Whether a class can serve these access modes (unknown classes and kinds: yes).
-pub fn serves(policy: &Policy, catalog: &Catalog, class: &str, modes: &[String], volume_mode: Option<&str>) -> bool {
-    let Some(info) = catalog.class(class) else { return true };
+pub fn serves(
+    policy: &Policy,
+    catalog: &Catalog,
+    class: &str,
+    modes: &[String],
+    volume_mode: Option<&str>,
+) -> bool {
+    let Some(info) = catalog.class(class) else {
+        return true;
+    };
     let Some(kind) = info.kind else { return true };
     let t = Target {
         class: Some(class),
@@ -67,7 +75,13 @@ fn target_of_class<'a>(catalog: &'a Catalog, class: &str) -> Option<Target<'a>> 
 }
 
 /// Known classes that would accept `mode` with this volume mode, sorted, at most `max`.
-fn alternatives<'c>(policy: &Policy, catalog: &'c Catalog, mode: AccessMode, volume_mode: Option<&str>, max: usize) -> (Vec<&'c str>, usize) {
+fn alternatives<'c>(
+    policy: &Policy,
+    catalog: &'c Catalog,
+    mode: AccessMode,
+    volume_mode: Option<&str>,
+    max: usize,
+) -> (Vec<&'c str>, usize) {
     let mut names = Vec::new();
     let mut total = 0;
     for c in catalog.classes() {
@@ -115,12 +129,20 @@ fn check(
     let fix = if names.is_empty() {
         format!("no known class serves {bad_s}")
     } else if total > names.len() {
-        format!("for {bad_s} use {} or {} more", names.join(", "), total - names.len())
+        format!(
+            "for {bad_s} use {} or {} more",
+            names.join(", "),
+            total - names.len()
+        )
     } else {
         format!("for {bad_s} use {}", names.join(", "))
     };
     let why = format!("{what}; {fix}");
-    Some(Violation { error, why, class: t.class.map(str::to_owned) })
+    Some(Violation {
+        error,
+        why,
+        class: t.class.map(str::to_owned),
+    })
 }
 
 /// The effective class of a claim: its own, the beta annotation's, or the default this webhook
@@ -135,7 +157,10 @@ fn claim_class<'a>(
     if let Some(c) = spec.and_then(|s| s.storage_class_name.as_deref()) {
         return (!c.is_empty()).then(|| c.to_owned());
     }
-    if let Some(c) = meta.and_then(|m| m.annotations.as_ref()).and_then(|a| a.get(BETA_CLASS_ANNOTATION)) {
+    if let Some(c) = meta
+        .and_then(|m| m.annotations.as_ref())
+        .and_then(|a| a.get(BETA_CLASS_ANNOTATION))
+    {
         return (!c.is_empty()).then(|| c.clone());
     }
     default_class::choose(policy, catalog, namespace, spec).map(|c| c.class)
@@ -170,28 +195,57 @@ fn check_pod_spec(
     path: &str,
     out: &mut Vec<Violation>,
 ) {
-    let Some(volumes) = spec.and_then(|s| s.volumes.as_ref()) else { return };
+    let Some(volumes) = spec.and_then(|s| s.volumes.as_ref()) else {
+        return;
+    };
     for (i, v) in volumes.iter().enumerate() {
-        let Some(tpl) = v.ephemeral.as_ref().and_then(|e| e.volume_claim_template.as_ref()) else { continue };
+        let Some(tpl) = v
+            .ephemeral
+            .as_ref()
+            .and_then(|e| e.volume_claim_template.as_ref())
+        else {
+            continue;
+        };
         let p = Path::new(path)
             .child("volumes")
             .index(i)
             .child("ephemeral")
             .child("volumeClaimTemplate")
             .child("spec");
-        out.extend(check_claim(policy, catalog, namespace, tpl.metadata.as_ref(), Some(&tpl.spec), p));
+        out.extend(check_claim(
+            policy,
+            catalog,
+            namespace,
+            tpl.metadata.as_ref(),
+            Some(&tpl.spec),
+            p,
+        ));
     }
 }
 
 /// Every access-mode violation in an object.
-pub fn violations(policy: &Policy, catalog: &Catalog, namespace: Option<&str>, object: &Object<'_>) -> Vec<Violation> {
+pub fn violations(
+    policy: &Policy,
+    catalog: &Catalog,
+    namespace: Option<&str>,
+    object: &Object<'_>,
+) -> Vec<Violation> {
     let mut out = Vec::new();
     match *object {
         Object::Pvc(pvc) => {
-            out.extend(check_claim(policy, catalog, namespace, Some(&pvc.metadata), pvc.spec.as_ref(), Path::new("spec")));
+            out.extend(check_claim(
+                policy,
+                catalog,
+                namespace,
+                Some(&pvc.metadata),
+                pvc.spec.as_ref(),
+                Path::new("spec"),
+            ));
         }
         Object::Pv(pv) => {
-            let Some(spec) = pv.spec.as_ref() else { return out };
+            let Some(spec) = pv.spec.as_ref() else {
+                return out;
+            };
             let by_class = spec
                 .storage_class_name
                 .as_deref()
@@ -217,24 +271,54 @@ pub fn violations(policy: &Policy, catalog: &Catalog, namespace: Option<&str>, o
             }
         }
         Object::StatefulSet(sts) => {
-            let templates = sts.spec.as_ref().and_then(|s| s.volume_claim_templates.as_ref());
+            let templates = sts
+                .spec
+                .as_ref()
+                .and_then(|s| s.volume_claim_templates.as_ref());
             for (i, pvc) in templates.into_iter().flatten().enumerate() {
-                let p = Path::new("spec").child("volumeClaimTemplates").index(i).child("spec");
-                out.extend(check_claim(policy, catalog, namespace, Some(&pvc.metadata), pvc.spec.as_ref(), p));
+                let p = Path::new("spec")
+                    .child("volumeClaimTemplates")
+                    .index(i)
+                    .child("spec");
+                out.extend(check_claim(
+                    policy,
+                    catalog,
+                    namespace,
+                    Some(&pvc.metadata),
+                    pvc.spec.as_ref(),
+                    p,
+                ));
             }
             let pod = sts.spec.as_ref().and_then(|s| s.template.spec.as_ref());
-            check_pod_spec(policy, catalog, namespace, pod, "spec.template.spec", &mut out);
+            check_pod_spec(
+                policy,
+                catalog,
+                namespace,
+                pod,
+                "spec.template.spec",
+                &mut out,
+            );
         }
-        Object::PodSpec { spec, path } => check_pod_spec(policy, catalog, namespace, spec, path, &mut out),
+        Object::PodSpec { spec, path } => {
+            check_pod_spec(policy, catalog, namespace, spec, path, &mut out)
+        }
     }
     out
 }
 
-pub(crate) fn run(policy: &Policy, catalog: &Catalog, req: &Request<'_>, mode: Mode, d: &mut Decision) {
+pub(crate) fn run(
+    policy: &Policy,
+    catalog: &Catalog,
+    req: &Request<'_>,
+    mode: Mode,
+    d: &mut Decision,
+) {
     if mode == Mode::Off {
         return;
     }
-    let Some(object) = req.object.as_ref() else { return };
+    let Some(object) = req.object.as_ref() else {
+        return;
+    };
     let mut found = violations(policy, catalog, req.namespace, object);
     if found.is_empty() {
         return;
@@ -247,7 +331,9 @@ pub(crate) fn run(policy: &Policy, catalog: &Catalog, req: &Request<'_>, mode: M
     {
         let before = violations(policy, catalog, req.namespace, old);
         found.retain(|v| {
-            let existed = before.iter().any(|b| b.error == v.error && b.class == v.class);
+            let existed = before
+                .iter()
+                .any(|b| b.error == v.error && b.class == v.class);
             if existed {
                 let msg = format!("pre-existing: {}", v.error);
                 d.warn(&msg);
@@ -323,13 +409,18 @@ rules:
   defaultStorageClass:
     byAccessMode: {ReadWriteMany: nfs}
 "#;
-    const SUPPORTED: &str = r#"supported values: "ReadOnlyMany", "ReadWriteOnce", "ReadWriteOncePod""#;
+    const SUPPORTED: &str =
+        r#"supported values: "ReadOnlyMany", "ReadWriteOnce", "ReadWriteOncePod""#;
 
     fn policy() -> Policy {
         Policy::new(config::parse(POLICY, None).unwrap(), false)
     }
 
-    fn pvc(class: Option<&str>, modes: &[&str], volume_mode: Option<&str>) -> PersistentVolumeClaim {
+    fn pvc(
+        class: Option<&str>,
+        modes: &[&str],
+        volume_mode: Option<&str>,
+    ) -> PersistentVolumeClaim {
         let mut spec = json!({"accessModes": modes, "resources": {"requests": {"storage": "1Gi"}}});
         if let Some(c) = class {
             spec["storageClassName"] = json!(c);
@@ -340,13 +431,24 @@ rules:
         serde_json::from_value(json!({"metadata": {"name": "data"}, "spec": spec})).unwrap()
     }
 
-    fn decide_obj(p: &Policy, op: Operation, kind: (&str, &str), obj: Object<'_>, old: Option<Object<'_>>, mode: Mode) -> Decision {
+    fn decide_obj(
+        p: &Policy,
+        op: Operation,
+        kind: (&str, &str),
+        obj: Object<'_>,
+        old: Option<Object<'_>>,
+        mode: Mode,
+    ) -> Decision {
         let cat = p.static_catalog();
         let req = Request {
             operation: op,
             namespace: Some("default"),
             username: "alice",
-            subject: Subject { group: kind.0, kind: kind.1, name: "data" },
+            subject: Subject {
+                group: kind.0,
+                kind: kind.1,
+                name: "data",
+            },
             object: Some(obj),
             old_object: old,
         };
@@ -356,58 +458,144 @@ rules:
     }
 
     fn decide(p: &Policy, c: &PersistentVolumeClaim, mode: Mode) -> Decision {
-        decide_obj(p, Operation::Create, ("", "PersistentVolumeClaim"), Object::Pvc(c), None, mode)
+        decide_obj(
+            p,
+            Operation::Create,
+            ("", "PersistentVolumeClaim"),
+            Object::Pvc(c),
+            None,
+            mode,
+        )
     }
 
     #[test]
     fn rejects_rwx_on_block_class() {
         let p = policy();
-        let d = decide(&p, &pvc(Some("oci-bv"), &["ReadWriteMany"], None), Mode::Enforce);
+        let d = decide(
+            &p,
+            &pvc(Some("oci-bv"), &["ReadWriteMany"], None),
+            Mode::Enforce,
+        );
         let inv = d.denial.expect("denied");
         assert_eq!(
             inv.message(),
-            format!(r#"PersistentVolumeClaim "data" is invalid: spec.accessModes: Unsupported value: "ReadWriteMany": {SUPPORTED}"#)
+            format!(
+                r#"PersistentVolumeClaim "data" is invalid: spec.accessModes: Unsupported value: "ReadWriteMany": {SUPPORTED}"#
+            )
         );
-        assert_eq!(inv.errors[0].error_type.cause_reason(), "FieldValueNotSupported");
+        assert_eq!(
+            inv.errors[0].error_type.cause_reason(),
+            "FieldValueNotSupported"
+        );
         let w = &d.warnings[0];
-        assert!(w.contains("oci-bv") && w.contains("blockvolume.csi.oraclecloud.com") && w.contains("nfs"), "{w}");
+        assert!(
+            w.contains("oci-bv")
+                && w.contains("blockvolume.csi.oraclecloud.com")
+                && w.contains("nfs"),
+            "{w}"
+        );
         assert!(w.chars().count() <= 120, "{} chars: {w}", w.chars().count());
     }
 
     #[test]
     fn rejects_rwx_on_local_class() {
         let p = policy();
-        assert!(decide(&p, &pvc(Some("local-storage"), &["ReadWriteMany"], None), Mode::Enforce).denial.is_some());
+        assert!(
+            decide(
+                &p,
+                &pvc(Some("local-storage"), &["ReadWriteMany"], None),
+                Mode::Enforce
+            )
+            .denial
+            .is_some()
+        );
     }
 
     #[test]
     fn allows_rwo_on_block_and_rwx_on_shared() {
         let p = policy();
-        assert_eq!(decide(&p, &pvc(Some("oci-bv"), &["ReadWriteOnce"], None), Mode::Enforce), Decision::default());
-        assert_eq!(decide(&p, &pvc(Some("nfs"), &["ReadWriteMany"], None), Mode::Enforce), Decision::default());
+        assert_eq!(
+            decide(
+                &p,
+                &pvc(Some("oci-bv"), &["ReadWriteOnce"], None),
+                Mode::Enforce
+            ),
+            Decision::default()
+        );
+        assert_eq!(
+            decide(
+                &p,
+                &pvc(Some("nfs"), &["ReadWriteMany"], None),
+                Mode::Enforce
+            ),
+            Decision::default()
+        );
     }
 
     #[test]
     fn allows_rwx_block_mode_only_where_the_class_says() {
         let p = policy();
-        assert!(decide(&p, &pvc(Some("rbd-block"), &["ReadWriteMany"], Some("Block")), Mode::Enforce).allowed());
-        assert!(!decide(&p, &pvc(Some("rbd-block"), &["ReadWriteMany"], None), Mode::Enforce).allowed());
-        assert!(!decide(&p, &pvc(Some("rbd-block"), &["ReadWriteMany"], Some("Filesystem")), Mode::Enforce).allowed());
-        assert!(!decide(&p, &pvc(Some("oci-bv"), &["ReadWriteMany"], Some("Block")), Mode::Enforce).allowed());
+        assert!(
+            decide(
+                &p,
+                &pvc(Some("rbd-block"), &["ReadWriteMany"], Some("Block")),
+                Mode::Enforce
+            )
+            .allowed()
+        );
+        assert!(
+            !decide(
+                &p,
+                &pvc(Some("rbd-block"), &["ReadWriteMany"], None),
+                Mode::Enforce
+            )
+            .allowed()
+        );
+        assert!(
+            !decide(
+                &p,
+                &pvc(Some("rbd-block"), &["ReadWriteMany"], Some("Filesystem")),
+                Mode::Enforce
+            )
+            .allowed()
+        );
+        assert!(
+            !decide(
+                &p,
+                &pvc(Some("oci-bv"), &["ReadWriteMany"], Some("Block")),
+                Mode::Enforce
+            )
+            .allowed()
+        );
     }
 
     #[test]
     fn does_not_judge_unknown_or_empty_classes() {
         let p = policy();
         for class in ["mystery", "not-in-catalog", ""] {
-            assert!(decide(&p, &pvc(Some(class), &["ReadWriteMany"], None), Mode::Enforce).allowed(), "{class}");
+            assert!(
+                decide(
+                    &p,
+                    &pvc(Some(class), &["ReadWriteMany"], None),
+                    Mode::Enforce
+                )
+                .allowed(),
+                "{class}"
+            );
         }
     }
 
     #[test]
     fn class_annotation_can_declare_local_path_shared() {
         let p = policy();
-        assert!(decide(&p, &pvc(Some("lp-shared"), &["ReadWriteMany"], None), Mode::Enforce).allowed());
+        assert!(
+            decide(
+                &p,
+                &pvc(Some("lp-shared"), &["ReadWriteMany"], None),
+                Mode::Enforce
+            )
+            .allowed()
+        );
     }
 
     #[test]
@@ -415,7 +603,14 @@ rules:
         let p = policy();
         // RWX without class -> byAccessMode nfs: fine.
         assert!(decide(&p, &pvc(None, &["ReadWriteMany"], None), Mode::Enforce).allowed());
-        let p2 = Policy::new(config::parse("storageClasses:\n  - {name: gp3, provisioner: ebs.csi.aws.com, default: true}\n", None).unwrap(), false);
+        let p2 = Policy::new(
+            config::parse(
+                "storageClasses:\n  - {name: gp3, provisioner: ebs.csi.aws.com, default: true}\n",
+                None,
+            )
+            .unwrap(),
+            false,
+        );
         assert!(!decide(&p2, &pvc(None, &["ReadWriteMany"], None), Mode::Enforce).allowed());
     }
 
@@ -424,16 +619,25 @@ rules:
         let p = policy();
         let c: PersistentVolumeClaim = serde_json::from_value(json!({
             "metadata": {"name": "data", "annotations": {BETA_CLASS_ANNOTATION: "oci-bv"}},
-            "spec": {"accessModes": ["ReadWriteMany"]}})).unwrap();
+            "spec": {"accessModes": ["ReadWriteMany"]}}))
+        .unwrap();
         assert!(!decide(&p, &c, Mode::Enforce).allowed());
     }
 
     #[test]
     fn audit_mode_allows_and_reports() {
         let p = policy();
-        let d = decide(&p, &pvc(Some("oci-bv"), &["ReadWriteMany"], None), Mode::Audit);
+        let d = decide(
+            &p,
+            &pvc(Some("oci-bv"), &["ReadWriteMany"], None),
+            Mode::Audit,
+        );
         assert!(d.allowed());
-        assert!(d.warnings.iter().any(|w| w.contains(r#"spec.accessModes: Unsupported value: "ReadWriteMany""#)));
+        assert!(
+            d.warnings
+                .iter()
+                .any(|w| w.contains(r#"spec.accessModes: Unsupported value: "ReadWriteMany""#))
+        );
         assert!(d.warnings.iter().any(|w| w.contains("nfs")));
         assert!(d.audit_annotations["access-modes"].contains("would deny"));
         assert!(d.warnings.iter().all(|w| w.chars().count() <= 256));
@@ -443,12 +647,31 @@ rules:
     fn rejects_rwx_on_local_pv_by_source() {
         let p = policy();
         let pv: PersistentVolume = serde_json::from_value(json!({"metadata": {"name": "data"},
-            "spec": {"accessModes": ["ReadWriteMany"], "local": {"path": "/mnt/ssd"}}})).unwrap();
-        let d = decide_obj(&p, Operation::Create, ("", "PersistentVolume"), Object::Pv(&pv), None, Mode::Enforce);
+            "spec": {"accessModes": ["ReadWriteMany"], "local": {"path": "/mnt/ssd"}}}))
+        .unwrap();
+        let d = decide_obj(
+            &p,
+            Operation::Create,
+            ("", "PersistentVolume"),
+            Object::Pv(&pv),
+            None,
+            Mode::Enforce,
+        );
         assert!(d.denial.unwrap().message().starts_with(r#"PersistentVolume "data" is invalid: spec.accessModes: Unsupported value: "ReadWriteMany""#));
         let nfs: PersistentVolume = serde_json::from_value(json!({"metadata": {"name": "data"},
-            "spec": {"accessModes": ["ReadWriteMany"], "nfs": {"server": "s", "path": "/x"}}})).unwrap();
-        assert!(decide_obj(&p, Operation::Create, ("", "PersistentVolume"), Object::Pv(&nfs), None, Mode::Enforce).allowed());
+            "spec": {"accessModes": ["ReadWriteMany"], "nfs": {"server": "s", "path": "/x"}}}))
+        .unwrap();
+        assert!(
+            decide_obj(
+                &p,
+                Operation::Create,
+                ("", "PersistentVolume"),
+                Object::Pv(&nfs),
+                None,
+                Mode::Enforce
+            )
+            .allowed()
+        );
     }
 
     #[test]
@@ -461,11 +684,21 @@ rules:
                 {"metadata": {"name": "bad"}, "spec": {"accessModes": ["ReadWriteMany"], "storageClassName": "local-storage"}},
                 {"metadata": {"name": "bad2"}, "spec": {"accessModes": ["ReadWriteMany"], "storageClassName": "oci-bv"}}
             ]}})).unwrap();
-        let d = decide_obj(&p, Operation::Create, ("apps", "StatefulSet"), Object::StatefulSet(&sts), None, Mode::Enforce);
+        let d = decide_obj(
+            &p,
+            Operation::Create,
+            ("apps", "StatefulSet"),
+            Object::StatefulSet(&sts),
+            None,
+            Mode::Enforce,
+        );
         let inv = d.denial.unwrap();
         let msg = inv.message();
         assert!(msg.starts_with(r#"StatefulSet.apps "data" is invalid: [spec.volumeClaimTemplates[1].spec.accessModes: Unsupported value: "ReadWriteMany""#), "{msg}");
-        assert!(msg.contains("spec.volumeClaimTemplates[2].spec.accessModes"), "{msg}");
+        assert!(
+            msg.contains("spec.volumeClaimTemplates[2].spec.accessModes"),
+            "{msg}"
+        );
         assert_eq!(d.warnings.len(), 2);
     }
 
@@ -475,8 +708,21 @@ rules:
         let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "data"}, "spec": {"containers": [],
             "volumes": [{"name": "cfg", "configMap": {"name": "x"}},
                         {"name": "scratch", "ephemeral": {"volumeClaimTemplate": {"spec": {"accessModes": ["ReadWriteMany"], "storageClassName": "oci-bv"}}}}]}})).unwrap();
-        let d = decide_obj(&p, Operation::Create, ("", "Pod"), Object::PodSpec { spec: pod.spec.as_ref(), path: "spec" }, None, Mode::Enforce);
-        assert_eq!(d.denial.unwrap().errors[0].field.as_str(), "spec.volumes[1].ephemeral.volumeClaimTemplate.spec.accessModes");
+        let d = decide_obj(
+            &p,
+            Operation::Create,
+            ("", "Pod"),
+            Object::PodSpec {
+                spec: pod.spec.as_ref(),
+                path: "spec",
+            },
+            None,
+            Mode::Enforce,
+        );
+        assert_eq!(
+            d.denial.unwrap().errors[0].field.as_str(),
+            "spec.volumes[1].ephemeral.volumeClaimTemplate.spec.accessModes"
+        );
     }
 
     #[test]
@@ -484,28 +730,74 @@ rules:
         let p = policy();
         let old = pvc(Some("oci-bv"), &["ReadWriteMany"], None);
         let new = pvc(Some("oci-bv"), &["ReadWriteMany"], None);
-        let d = decide_obj(&p, Operation::Update, ("", "PersistentVolumeClaim"), Object::Pvc(&new), Some(Object::Pvc(&old)), Mode::Enforce);
+        let d = decide_obj(
+            &p,
+            Operation::Update,
+            ("", "PersistentVolumeClaim"),
+            Object::Pvc(&new),
+            Some(Object::Pvc(&old)),
+            Mode::Enforce,
+        );
         assert!(d.allowed());
         assert!(d.warnings[0].starts_with("pre-existing"));
         // A class newly set on update (the PV controller's retroactive default) is judged.
         let old = pvc(None, &["ReadWriteMany"], None);
-        let p2 = Policy::new(config::parse("storageClasses:\n  - {name: gp3, provisioner: ebs.csi.aws.com}\n", None).unwrap(), false);
+        let p2 = Policy::new(
+            config::parse(
+                "storageClasses:\n  - {name: gp3, provisioner: ebs.csi.aws.com}\n",
+                None,
+            )
+            .unwrap(),
+            false,
+        );
         let new = pvc(Some("gp3"), &["ReadWriteMany"], None);
-        let d = decide_obj(&p2, Operation::Update, ("", "PersistentVolumeClaim"), Object::Pvc(&new), Some(Object::Pvc(&old)), Mode::Enforce);
+        let d = decide_obj(
+            &p2,
+            Operation::Update,
+            ("", "PersistentVolumeClaim"),
+            Object::Pvc(&new),
+            Some(Object::Pvc(&old)),
+            Mode::Enforce,
+        );
         assert!(!d.allowed());
     }
 
     #[test]
     fn reject_set_is_configurable() {
-        let p = Policy::new(config::parse(&format!("{POLICY}  accessModes:\n    rejectReadWriteManyOn: [local]\n"), None).unwrap(), false);
-        assert!(decide(&p, &pvc(Some("oci-bv"), &["ReadWriteMany"], None), Mode::Enforce).allowed());
-        assert!(!decide(&p, &pvc(Some("local-storage"), &["ReadWriteMany"], None), Mode::Enforce).allowed());
+        let p = Policy::new(
+            config::parse(
+                &format!("{POLICY}  accessModes:\n    rejectReadWriteManyOn: [local]\n"),
+                None,
+            )
+            .unwrap(),
+            false,
+        );
+        assert!(
+            decide(
+                &p,
+                &pvc(Some("oci-bv"), &["ReadWriteMany"], None),
+                Mode::Enforce
+            )
+            .allowed()
+        );
+        assert!(
+            !decide(
+                &p,
+                &pvc(Some("local-storage"), &["ReadWriteMany"], None),
+                Mode::Enforce
+            )
+            .allowed()
+        );
     }
 
     #[test]
     fn suggests_block_classes_for_raw_block_claims() {
         let p = policy();
-        let d = decide(&p, &pvc(Some("oci-bv"), &["ReadWriteMany"], Some("Block")), Mode::Enforce);
+        let d = decide(
+            &p,
+            &pvc(Some("oci-bv"), &["ReadWriteMany"], Some("Block")),
+            Mode::Enforce,
+        );
         assert!(d.warnings[0].contains("rbd-block"), "{:?}", d.warnings);
         let _unused: Value = Value::Null;
     }

@@ -125,7 +125,10 @@ impl ProvisionerTable {
 }
 
 /// Storage kind of a PersistentVolume from its volume source (for PVs without a known class).
-pub fn kind_of_pv_source(spec: &PersistentVolumeSpec, table: &ProvisionerTable) -> Option<StorageKind> {
+pub fn kind_of_pv_source(
+    spec: &PersistentVolumeSpec,
+    table: &ProvisionerTable,
+) -> Option<StorageKind> {
     if spec.local.is_some() || spec.host_path.is_some() {
         return Some(StorageKind::Local);
     }
@@ -139,7 +142,11 @@ pub fn kind_of_pv_source(spec: &PersistentVolumeSpec, table: &ProvisionerTable) 
     {
         return Some(StorageKind::Block);
     }
-    if spec.nfs.is_some() || spec.cephfs.is_some() || spec.glusterfs.is_some() || spec.azure_file.is_some() {
+    if spec.nfs.is_some()
+        || spec.cephfs.is_some()
+        || spec.glusterfs.is_some()
+        || spec.azure_file.is_some()
+    {
         return Some(StorageKind::Shared);
     }
     spec.csi.as_ref().and_then(|csi| table.kind_of(&csi.driver))
@@ -202,7 +209,9 @@ impl LiveClass {
 
     /// Whether the `storage-policy.io/kind` annotation, if present, names a known kind.
     pub fn kind_annotation_is_valid(&self) -> bool {
-        self.kind_annotation.as_deref().is_none_or(|k| StorageKind::parse(k).is_some())
+        self.kind_annotation
+            .as_deref()
+            .is_none_or(|k| StorageKind::parse(k).is_some())
     }
 }
 
@@ -365,11 +374,9 @@ impl Catalog {
 /// Kubernetes' choice among classes marked default: newest `creationTimestamp`, then the smallest
 /// name (`GetDefaultClass` in the DefaultStorageClass admission plugin).
 pub fn pick_default<'a>(classes: impl Iterator<Item = &'a ClassInfo>) -> Option<&'a ClassInfo> {
-    classes.filter(|c| c.is_default).min_by(|a, b| {
-        b.created
-            .cmp(&a.created)
-            .then_with(|| a.name.cmp(&b.name))
-    })
+    classes
+        .filter(|c| c.is_default)
+        .min_by(|a, b| b.created.cmp(&a.created).then_with(|| a.name.cmp(&b.name)))
 }
 
 /// Whether a StorageClass's annotations mark it default (value exactly `"true"`).
@@ -458,7 +465,12 @@ mod tests {
 
     #[test]
     fn only_exact_true_marks_default() {
-        for (value, want) in [("true", true), ("True", false), ("false", false), ("", false)] {
+        for (value, want) in [
+            ("true", true),
+            ("True", false),
+            ("false", false),
+            ("", false),
+        ] {
             for key in IS_DEFAULT_ANNOTATIONS {
                 let mut a = std::collections::BTreeMap::new();
                 a.insert(key.to_owned(), value.to_owned());
@@ -514,30 +526,46 @@ mod tests {
         c.provisioner = "rancher.io/local-path".into();
         c.kind_annotation = Some("shared".into());
         let cat = catalog(vec![c]);
-        assert_eq!(cat.class("lp-shared").unwrap().kind, Some(StorageKind::Shared));
+        assert_eq!(
+            cat.class("lp-shared").unwrap().kind,
+            Some(StorageKind::Shared)
+        );
     }
 
     #[test]
     fn reads_storage_class_and_namespace_objects() {
-        let sc: k8s_openapi::api::storage::v1::StorageClass = serde_json::from_value(serde_json::json!({
+        let sc: k8s_openapi::api::storage::v1::StorageClass =
+            serde_json::from_value(serde_json::json!({
             "metadata": {"name": "lp", "creationTimestamp": "2024-01-02T03:04:05Z", "annotations": {
                 "storageclass.kubernetes.io/is-default-class": "true",
                 "storage-policy.io/kind": "shared",
                 "storage-policy.io/allow-rwx-block-mode": "true"}},
             "provisioner": "rancher.io/local-path", "volumeBindingMode": "WaitForFirstConsumer",
-            "parameters": {"nodePath": "/data"}})).unwrap();
+            "parameters": {"nodePath": "/data"}}))
+            .unwrap();
         let c = LiveClass::from_storage_class(&sc);
         assert_eq!(c.name, "lp");
         assert!(c.is_default && c.allow_rwx_block_mode && c.kind_annotation_is_valid());
-        assert_eq!(c.volume_binding_mode, Some(VolumeBindingMode::WaitForFirstConsumer));
+        assert_eq!(
+            c.volume_binding_mode,
+            Some(VolumeBindingMode::WaitForFirstConsumer)
+        );
         assert_eq!(c.parameters["nodePath"], "/data");
         assert!(c.created.is_some());
         let ns: k8s_openapi::api::core::v1::Namespace = serde_json::from_value(serde_json::json!({
             "metadata": {"name": "a", "annotations": {"storage-policy.io/default-storage-class": "nfs"},
                          "labels": {"storage-policy.io/mode": "audit"}}})).unwrap();
-        assert_eq!(NamespaceInfo::from_namespace(&ns), NamespaceInfo { default_class: Some("nfs".into()), mode: Some(Mode::Audit) });
-        let bad: k8s_openapi::api::core::v1::Namespace = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "b", "labels": {"storage-policy.io/mode": "banana"}}})).unwrap();
+        assert_eq!(
+            NamespaceInfo::from_namespace(&ns),
+            NamespaceInfo {
+                default_class: Some("nfs".into()),
+                mode: Some(Mode::Audit)
+            }
+        );
+        let bad: k8s_openapi::api::core::v1::Namespace =
+            serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "b", "labels": {"storage-policy.io/mode": "banana"}}}))
+            .unwrap();
         assert!(NamespaceInfo::from_namespace(&bad).is_empty());
     }
 

@@ -244,9 +244,16 @@ pub fn parse(text: &str, path: Option<&Path>) -> Result<PolicyFile, ConfigError>
 fn syntax_message(e: &serde_saphyr::Error) -> String {
     let text = e.without_snippet().to_string();
     // Keep it on one line: the snippet-free text may still span several.
-    let text = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ");
+    let text = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
     match e.location() {
-        Some(loc) if loc.line() > 0 && !text.contains("line") => format!("line {}: {text}", loc.line()),
+        Some(loc) if loc.line() > 0 && !text.contains("line") => {
+            format!("line {}: {text}", loc.line())
+        }
         _ => text,
     }
 }
@@ -276,7 +283,11 @@ fn validate(file: &PolicyFile, origin: &str) -> Result<(), ConfigError> {
             return Err(invalid(format!("{key}.name"), line, why));
         }
         if class.provisioner.trim().is_empty() {
-            return Err(invalid(format!("{key}.provisioner"), line, "must not be empty".into()));
+            return Err(invalid(
+                format!("{key}.provisioner"),
+                line,
+                "must not be empty".into(),
+            ));
         }
         if let Some(prev) = names.insert(&class.name.value, i) {
             return Err(invalid(
@@ -309,13 +320,21 @@ fn validate(file: &PolicyFile, origin: &str) -> Result<(), ConfigError> {
     ] {
         for (i, p) in list.iter().enumerate() {
             if p.trim().is_empty() {
-                return Err(invalid(format!("provisioners.{kind}[{i}]"), None, "must not be empty".into()));
+                return Err(invalid(
+                    format!("provisioners.{kind}[{i}]"),
+                    None,
+                    "must not be empty".into(),
+                ));
             }
         }
     }
     for (i, ns) in file.exemptions.namespaces.iter().enumerate() {
         if ns.is_empty() {
-            return Err(invalid(format!("exemptions.namespaces[{i}]"), None, "must not be empty".into()));
+            return Err(invalid(
+                format!("exemptions.namespaces[{i}]"),
+                None,
+                "must not be empty".into(),
+            ));
         }
     }
     let dsc = &file.rules.default_storage_class;
@@ -325,7 +344,11 @@ fn validate(file: &PolicyFile, origin: &str) -> Result<(), ConfigError> {
     }
     for (mode, class) in &dsc.by_access_mode {
         check_dns_subdomain(class).map_err(|why| {
-            invalid(format!("rules.defaultStorageClass.byAccessMode.{}", mode.as_str()), None, why)
+            invalid(
+                format!("rules.defaultStorageClass.byAccessMode.{}", mode.as_str()),
+                None,
+                why,
+            )
         })?;
     }
     for (ns, class) in &dsc.namespaces {
@@ -336,8 +359,13 @@ fn validate(file: &PolicyFile, origin: &str) -> Result<(), ConfigError> {
                 "namespace name must not be empty".into(),
             ));
         }
-        check_dns_subdomain(class)
-            .map_err(|why| invalid(format!("rules.defaultStorageClass.namespaces.{ns}"), None, why))?;
+        check_dns_subdomain(class).map_err(|why| {
+            invalid(
+                format!("rules.defaultStorageClass.namespaces.{ns}"),
+                None,
+                why,
+            )
+        })?;
     }
     let nar = &file.rules.local_volume_node_affinity;
     if nar.node_label.trim().is_empty() || nar.node_label.contains(char::is_whitespace) {
@@ -360,7 +388,11 @@ fn validate(file: &PolicyFile, origin: &str) -> Result<(), ConfigError> {
             ));
         }
         if prefix.split('/').any(|c| c == "..") {
-            return Err(invalid(format!("{key}.prefix"), line, "must not contain '..'".into()));
+            return Err(invalid(
+                format!("{key}.prefix"),
+                line,
+                "must not contain '..'".into(),
+            ));
         }
         if let Some(prev) = prefixes.insert(super::node_affinity::normalize_prefix(prefix), i) {
             return Err(invalid(
@@ -370,11 +402,19 @@ fn validate(file: &PolicyFile, origin: &str) -> Result<(), ConfigError> {
             ));
         }
         if rule.nodes.is_empty() {
-            return Err(invalid(format!("{key}.nodes"), line, "must name at least one node".into()));
+            return Err(invalid(
+                format!("{key}.nodes"),
+                line,
+                "must name at least one node".into(),
+            ));
         }
         for (j, n) in rule.nodes.iter().enumerate() {
             if n.trim().is_empty() {
-                return Err(invalid(format!("{key}.nodes[{j}]"), line, "must not be empty".into()));
+                return Err(invalid(
+                    format!("{key}.nodes[{j}]"),
+                    line,
+                    "must not be empty".into(),
+                ));
             }
         }
     }
@@ -394,7 +434,9 @@ fn check_dns_subdomain(name: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!("{name:?} is not a valid StorageClass name (RFC 1123 subdomain)"))
+        Err(format!(
+            "{name:?} is not a valid StorageClass name (RFC 1123 subdomain)"
+        ))
     }
 }
 
@@ -418,7 +460,10 @@ mod tests {
     fn empty_file_is_all_defaults() {
         let f = parse("# nothing here\n", None).unwrap();
         assert!(f.storage_classes.is_empty());
-        assert_eq!(f.rules.local_volume_node_affinity.node_label, "kubernetes.io/hostname");
+        assert_eq!(
+            f.rules.local_volume_node_affinity.node_label,
+            "kubernetes.io/hostname"
+        );
         assert_eq!(
             f.rules.access_modes.reject_read_write_many_on,
             vec![StorageKind::Block, StorageKind::Local]
@@ -475,7 +520,9 @@ rules:
     #[test]
     fn refuses_unknown_modes_kinds_and_access_modes() {
         assert!(err("mode: enforcing\n").contains("enforcing"));
-        assert!(err("rules:\n  accessModes:\n    rejectReadWriteManyOn: [disk]\n").contains("disk"));
+        assert!(
+            err("rules:\n  accessModes:\n    rejectReadWriteManyOn: [disk]\n").contains("disk")
+        );
         assert!(
             err("rules:\n  defaultStorageClass:\n    byAccessMode: {ReadWriteAll: nfs}\n")
                 .contains("ReadWriteAll")
@@ -490,7 +537,8 @@ rules:
 
     #[test]
     fn refuses_duplicate_class_names_with_line() {
-        let e = err("storageClasses:\n  - {name: a, provisioner: x}\n  - {name: a, provisioner: y}\n");
+        let e =
+            err("storageClasses:\n  - {name: a, provisioner: x}\n  - {name: a, provisioner: y}\n");
         assert!(e.contains("storageClasses[1].name (line 3)"), "{e}");
         assert!(e.contains("duplicate"), "{e}");
     }
@@ -521,13 +569,20 @@ rules:
 
     #[test]
     fn refuses_path_rule_without_nodes() {
-        let e = err("rules:\n  localVolumeNodeAffinity:\n    paths:\n      - {prefix: /mnt, nodes: []}\n");
+        let e = err(
+            "rules:\n  localVolumeNodeAffinity:\n    paths:\n      - {prefix: /mnt, nodes: []}\n",
+        );
         assert!(e.contains("nodes"), "{e}");
     }
 
     #[test]
     fn missing_file_names_the_path() {
-        let e = load(Path::new("/nonexistent/policy.yaml")).unwrap_err().to_string();
-        assert!(e.starts_with("failed to read policy file /nonexistent/policy.yaml"), "{e}");
+        let e = load(Path::new("/nonexistent/policy.yaml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("failed to read policy file /nonexistent/policy.yaml"),
+            "{e}"
+        );
     }
 }

@@ -49,7 +49,9 @@ pub struct Choice {
 /// A PVC "has a class" when `spec.storageClassName` is set (even to `""`) or the beta annotation
 /// key is present (any value): exactly the DefaultStorageClass plugin's test.
 pub fn has_class(pvc: &PersistentVolumeClaim) -> bool {
-    pvc.spec.as_ref().is_some_and(|s| s.storage_class_name.is_some())
+    pvc.spec
+        .as_ref()
+        .is_some_and(|s| s.storage_class_name.is_some())
         || pvc
             .metadata
             .annotations
@@ -76,7 +78,10 @@ pub fn choose(
     });
     let mut first: Option<Choice> = None;
     let mut consider = |class: &str, source: Source| -> Option<Choice> {
-        let choice = Choice { class: class.to_owned(), source };
+        let choice = Choice {
+            class: class.to_owned(),
+            source,
+        };
         if access_modes::serves(policy, catalog, class, modes, volume_mode) {
             return Some(choice);
         }
@@ -89,11 +94,18 @@ pub fn choose(
         return Some(c);
     }
     for m in modes.iter().filter_map(|m| AccessMode::parse(m)) {
-        if let Some(c) = rule.by_access_mode.get(&m).and_then(|c| consider(c, Source::AccessMode(m))) {
+        if let Some(c) = rule
+            .by_access_mode
+            .get(&m)
+            .and_then(|c| consider(c, Source::AccessMode(m)))
+        {
             return Some(c);
         }
     }
-    if let Some(c) = catalog.default_class().and_then(|c| consider(c, Source::ClusterDefault)) {
+    if let Some(c) = catalog
+        .default_class()
+        .and_then(|c| consider(c, Source::ClusterDefault))
+    {
         return Some(c);
     }
     if !rule.class_name.is_empty()
@@ -197,10 +209,18 @@ rules:
         if let Some(c) = class {
             spec["storageClassName"] = json!(c);
         }
-        pvc(json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "d"}, "spec": spec}))
+        pvc(
+            json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "d"}, "spec": spec}),
+        )
     }
 
-    fn decide(p: &Policy, cat: &Catalog, ns: &str, c: &PersistentVolumeClaim, mode: Mode) -> Decision {
+    fn decide(
+        p: &Policy,
+        cat: &Catalog,
+        ns: &str,
+        c: &PersistentVolumeClaim,
+        mode: Mode,
+    ) -> Decision {
         let mut d = Decision::default();
         run(p, cat, Some(ns), c, mode, &mut d);
         d
@@ -225,7 +245,13 @@ rules:
     #[test]
     fn keeps_empty_class() {
         let p = policy(POLICY);
-        let d = decide(&p, &p.static_catalog(), "default", &claim(&["ReadWriteOnce"], Some("")), Mode::Enforce);
+        let d = decide(
+            &p,
+            &p.static_catalog(),
+            "default",
+            &claim(&["ReadWriteOnce"], Some("")),
+            Mode::Enforce,
+        );
         assert!(d.patch.is_empty());
         assert!(d.findings.is_empty());
     }
@@ -233,7 +259,13 @@ rules:
     #[test]
     fn keeps_explicit_class() {
         let p = policy(POLICY);
-        let d = decide(&p, &p.static_catalog(), "default", &claim(&["ReadWriteOnce"], Some("foo")), Mode::Enforce);
+        let d = decide(
+            &p,
+            &p.static_catalog(),
+            "default",
+            &claim(&["ReadWriteOnce"], Some("foo")),
+            Mode::Enforce,
+        );
         assert!(d.patch.is_empty());
     }
 
@@ -241,9 +273,15 @@ rules:
     fn leaves_claims_with_beta_annotation() {
         let p = policy(POLICY);
         for value in ["nfs", ""] {
-            let c = pvc(json!({"metadata": {"name": "l", "annotations": {BETA_CLASS_ANNOTATION: value}},
-                              "spec": {"accessModes": ["ReadWriteOnce"]}}));
-            assert!(decide(&p, &p.static_catalog(), "default", &c, Mode::Enforce).patch.is_empty());
+            let c = pvc(
+                json!({"metadata": {"name": "l", "annotations": {BETA_CLASS_ANNOTATION: value}},
+                              "spec": {"accessModes": ["ReadWriteOnce"]}}),
+            );
+            assert!(
+                decide(&p, &p.static_catalog(), "default", &c, Mode::Enforce)
+                    .patch
+                    .is_empty()
+            );
         }
     }
 
@@ -260,10 +298,16 @@ rules:
         let p = policy(POLICY);
         let cat = p.static_catalog();
         let rwo = claim(&["ReadWriteOnce"], None);
-        assert_eq!(patched(&rwo, &decide(&p, &cat, "analytics", &rwo, Mode::Enforce))["spec"]["storageClassName"], "local-path");
+        assert_eq!(
+            patched(&rwo, &decide(&p, &cat, "analytics", &rwo, Mode::Enforce))["spec"]["storageClassName"],
+            "local-path"
+        );
         // local-path is node-local: an RWX claim skips it for the RWX default.
         let rwx = claim(&["ReadWriteMany"], None);
-        assert_eq!(patched(&rwx, &decide(&p, &cat, "analytics", &rwx, Mode::Enforce))["spec"]["storageClassName"], "nfs");
+        assert_eq!(
+            patched(&rwx, &decide(&p, &cat, "analytics", &rwx, Mode::Enforce))["spec"]["storageClassName"],
+            "nfs"
+        );
     }
 
     #[test]
@@ -272,16 +316,24 @@ rules:
         let mut live = LiveState::default();
         live.namespaces.insert(
             "analytics".into(),
-            NamespaceInfo { default_class: Some("nfs".into()), mode: None },
+            NamespaceInfo {
+                default_class: Some("nfs".into()),
+                mode: None,
+            },
         );
         let cat = p.catalog(&live);
         let c = claim(&["ReadWriteOnce"], None);
-        assert_eq!(patched(&c, &decide(&p, &cat, "analytics", &c, Mode::Enforce))["spec"]["storageClassName"], "nfs");
+        assert_eq!(
+            patched(&c, &decide(&p, &cat, "analytics", &c, Mode::Enforce))["spec"]["storageClassName"],
+            "nfs"
+        );
     }
 
     #[test]
     fn falls_back_to_first_candidate_when_none_serves() {
-        let p = policy("storageClasses:\n  - {name: ebs, provisioner: ebs.csi.aws.com, default: true}\n");
+        let p = policy(
+            "storageClasses:\n  - {name: ebs, provisioner: ebs.csi.aws.com, default: true}\n",
+        );
         let c = claim(&["ReadWriteMany"], None);
         let d = decide(&p, &p.static_catalog(), "default", &c, Mode::Enforce);
         assert_eq!(patched(&c, &d)["spec"]["storageClassName"], "ebs");
@@ -298,7 +350,13 @@ rules:
     #[test]
     fn no_candidate_no_patch() {
         let p = policy("");
-        let d = decide(&p, &p.static_catalog(), "default", &claim(&["ReadWriteOnce"], None), Mode::Enforce);
+        let d = decide(
+            &p,
+            &p.static_catalog(),
+            "default",
+            &claim(&["ReadWriteOnce"], None),
+            Mode::Enforce,
+        );
         assert_eq!(d, Decision::default());
     }
 
@@ -307,13 +365,22 @@ rules:
         let p = policy(POLICY);
         let c = pvc(json!({"metadata": {"name": "bare"}}));
         let d = decide(&p, &p.static_catalog(), "default", &c, Mode::Enforce);
-        assert_eq!(patched(&c, &d)["spec"], json!({"storageClassName": "standard"}));
+        assert_eq!(
+            patched(&c, &d)["spec"],
+            json!({"storageClassName": "standard"})
+        );
     }
 
     #[test]
     fn audit_mode_reports_without_patching() {
         let p = policy(POLICY);
-        let d = decide(&p, &p.static_catalog(), "default", &claim(&["ReadWriteOnce"], None), Mode::Audit);
+        let d = decide(
+            &p,
+            &p.static_catalog(),
+            "default",
+            &claim(&["ReadWriteOnce"], None),
+            Mode::Audit,
+        );
         assert!(d.patch.is_empty());
         assert!(d.warnings[0].contains("\"standard\""), "{:?}", d.warnings);
         assert!(d.audit_annotations.contains_key("default-storage-class"));
@@ -323,7 +390,13 @@ rules:
     #[test]
     fn off_mode_does_nothing() {
         let p = policy(POLICY);
-        let d = decide(&p, &p.static_catalog(), "default", &claim(&["ReadWriteOnce"], None), Mode::Off);
+        let d = decide(
+            &p,
+            &p.static_catalog(),
+            "default",
+            &claim(&["ReadWriteOnce"], None),
+            Mode::Off,
+        );
         assert_eq!(d, Decision::default());
     }
 
@@ -333,7 +406,11 @@ rules:
         let c = claim(&["ReadWriteOnce"], None);
         let d = decide(&p, &p.static_catalog(), "default", &c, Mode::Enforce);
         let again: PersistentVolumeClaim = serde_json::from_value(patched(&c, &d)).unwrap();
-        assert!(decide(&p, &p.static_catalog(), "default", &again, Mode::Enforce).patch.is_empty());
+        assert!(
+            decide(&p, &p.static_catalog(), "default", &again, Mode::Enforce)
+                .patch
+                .is_empty()
+        );
     }
 
     /// The upstream DefaultStorageClass test table (admission/storage/storageclass/setdefault).
@@ -363,19 +440,57 @@ rules:
         type Case<'a> = (&'a str, Vec<LiveClass>, Option<&'a str>, Option<&'a str>);
         let cases: Vec<Case> = vec![
             ("no default, nil", vec![], None, None),
-            ("one default, nil", vec![default1.clone()], None, Some("default1")),
-            ("one default, empty", vec![default1.clone()], Some(""), Some("")),
-            ("one default, foo", vec![default1.clone()], Some("foo"), Some("foo")),
-            ("two defaults, empty", vec![default1.clone(), default2.clone()], Some(""), Some("")),
-            ("two defaults, foo", vec![default1.clone(), default2.clone()], Some("foo"), Some("foo")),
-            ("two defaults same time, nil", vec![default1.clone(), default2.clone()], None, Some("default1")),
-            ("default1 1ns later, nil", vec![default1_later, default2.clone()], None, Some("default1")),
+            (
+                "one default, nil",
+                vec![default1.clone()],
+                None,
+                Some("default1"),
+            ),
+            (
+                "one default, empty",
+                vec![default1.clone()],
+                Some(""),
+                Some(""),
+            ),
+            (
+                "one default, foo",
+                vec![default1.clone()],
+                Some("foo"),
+                Some("foo"),
+            ),
+            (
+                "two defaults, empty",
+                vec![default1.clone(), default2.clone()],
+                Some(""),
+                Some(""),
+            ),
+            (
+                "two defaults, foo",
+                vec![default1.clone(), default2.clone()],
+                Some("foo"),
+                Some("foo"),
+            ),
+            (
+                "two defaults same time, nil",
+                vec![default1.clone(), default2.clone()],
+                None,
+                Some("default1"),
+            ),
+            (
+                "default1 1ns later, nil",
+                vec![default1_later, default2.clone()],
+                None,
+                Some("default1"),
+            ),
         ];
         let p = policy("");
         for (name, defaults, claim_class, want) in cases {
             let mut classes = nondefault();
             classes.extend(defaults);
-            let cat = p.catalog(&LiveState { classes, ..Default::default() });
+            let cat = p.catalog(&LiveState {
+                classes,
+                ..Default::default()
+            });
             let c = claim(&["ReadWriteOnce"], claim_class);
             let d = decide(&p, &cat, "default", &c, Mode::Enforce);
             let got = patched(&c, &d)["spec"]["storageClassName"].clone();

@@ -156,10 +156,7 @@ impl FieldError {
         let mut s = String::from(self.error_type.text());
         if let Some(v) = &self.value {
             // Required and Forbidden never print the value.
-            if !matches!(
-                self.error_type,
-                ErrorType::Required | ErrorType::Forbidden
-            ) {
+            if !matches!(self.error_type, ErrorType::Required | ErrorType::Forbidden) {
                 let _ = write!(s, ": {v}");
             }
         }
@@ -265,7 +262,8 @@ mod tests {
 
     #[test]
     fn prints_not_supported_with_sorted_quoted_values() {
-        let e = FieldError::not_supported(Path::new("spec").child("accessModes"), "Foo", &ALL_MODES);
+        let e =
+            FieldError::not_supported(Path::new("spec").child("accessModes"), "Foo", &ALL_MODES);
         assert_eq!(
             e.to_string(),
             r#"spec.accessModes: Unsupported value: "Foo": supported values: "ReadOnlyMany", "ReadWriteMany", "ReadWriteOnce", "ReadWriteOncePod""#
@@ -278,7 +276,10 @@ mod tests {
         let spec = Path::new("spec");
         let cases = [
             (
-                FieldError::required(spec.child("nodeAffinity"), "Local volume requires node affinity"),
+                FieldError::required(
+                    spec.child("nodeAffinity"),
+                    "Local volume requires node affinity",
+                ),
                 "spec.nodeAffinity: Required value: Local volume requires node affinity",
             ),
             (
@@ -302,11 +303,18 @@ mod tests {
                 "spec.local.path: Required value",
             ),
             (
-                FieldError::invalid(spec.child("local").child("path"), "/mnt/../x", "must not contain '..'"),
+                FieldError::invalid(
+                    spec.child("local").child("path"),
+                    "/mnt/../x",
+                    "must not contain '..'",
+                ),
                 r#"spec.local.path: Invalid value: "/mnt/../x": must not contain '..'"#,
             ),
             (
-                FieldError::required(spec.child("accessModes"), "at least 1 access mode is required"),
+                FieldError::required(
+                    spec.child("accessModes"),
+                    "at least 1 access mode is required",
+                ),
                 "spec.accessModes: Required value: at least 1 access mode is required",
             ),
             (
@@ -336,7 +344,11 @@ mod tests {
 
     #[test]
     fn body_drops_the_field_prefix() {
-        let e = FieldError::not_supported(Path::new("spec.accessModes"), "ReadWriteMany", &["ReadWriteOnce"]);
+        let e = FieldError::not_supported(
+            Path::new("spec.accessModes"),
+            "ReadWriteMany",
+            &["ReadWriteOnce"],
+        );
         assert_eq!(
             e.body(),
             r#"Unsupported value: "ReadWriteMany": supported values: "ReadWriteOnce""#
@@ -347,7 +359,10 @@ mod tests {
     fn aggregates_like_the_api_and_drops_duplicate_texts() {
         let a = FieldError::required(Path::new("spec.accessModes"), "");
         let b = FieldError::required(Path::new("spec.resources").key("storage"), "");
-        assert_eq!(aggregate(std::slice::from_ref(&a)), "spec.accessModes: Required value");
+        assert_eq!(
+            aggregate(std::slice::from_ref(&a)),
+            "spec.accessModes: Required value"
+        );
         assert_eq!(
             aggregate(&[a.clone(), b.clone(), a.clone()]),
             "[spec.accessModes: Required value, spec.resources[storage]: Required value]"
@@ -357,7 +372,10 @@ mod tests {
     #[test]
     fn invalid_message_qualifies_non_core_kinds() {
         let err = FieldError::not_supported(
-            Path::new("spec.volumeClaimTemplates").index(0).child("spec").child("accessModes"),
+            Path::new("spec.volumeClaimTemplates")
+                .index(0)
+                .child("spec")
+                .child("accessModes"),
             "ReadWriteMany",
             &["ReadWriteOnce"],
         );
@@ -367,7 +385,10 @@ mod tests {
             name: "data".into(),
             errors: vec![err.clone()],
         };
-        assert!(core.message().starts_with("PersistentVolumeClaim \"data\" is invalid: spec."));
+        assert!(
+            core.message()
+                .starts_with("PersistentVolumeClaim \"data\" is invalid: spec.")
+        );
         let apps = Invalid {
             group: "apps".into(),
             kind: "StatefulSet".into(),

@@ -18,7 +18,9 @@ use json_patch::PatchOperation;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, PodSpec};
 
-pub use catalog::{Catalog, ClassInfo, LiveClass, LiveState, NamespaceInfo, ProvisionerTable, StorageKind};
+pub use catalog::{
+    Catalog, ClassInfo, LiveClass, LiveState, NamespaceInfo, ProvisionerTable, StorageKind,
+};
 pub use config::{AccessMode, ConfigError, PolicyFile};
 pub use field::{FieldError, Invalid, Path};
 pub use modes::{Mode, RuleId};
@@ -90,16 +92,25 @@ impl Policy {
             .and_then(|ns| catalog.namespace(ns))
             .and_then(|info| info.mode)
             .unwrap_or(self.modes[idx]);
-        if self.dry_run { mode.capped_at_audit() } else { mode }
+        if self.dry_run {
+            mode.capped_at_audit()
+        } else {
+            mode
+        }
     }
 
     /// Whether no rule acts on this request.
     pub fn is_exempt(&self, namespace: Option<&str>, username: &str) -> bool {
-        namespace.is_some_and(|ns| self.exempt_namespaces.contains(ns)) || self.exempt_users.contains(username)
+        namespace.is_some_and(|ns| self.exempt_namespaces.contains(ns))
+            || self.exempt_users.contains(username)
     }
 
     pub fn reject_rwx_on(&self, kind: StorageKind) -> bool {
-        self.file.rules.access_modes.reject_read_write_many_on.contains(&kind)
+        self.file
+            .rules
+            .access_modes
+            .reject_read_write_many_on
+            .contains(&kind)
     }
 }
 
@@ -120,7 +131,10 @@ pub enum Object<'a> {
     StatefulSet(&'a StatefulSet),
     /// A Pod or a workload with a pod template: its pod spec and the spec's field path
     /// (`spec`, `spec.template.spec`, `spec.jobTemplate.spec.template.spec`).
-    PodSpec { spec: Option<&'a PodSpec>, path: &'static str },
+    PodSpec {
+        spec: Option<&'a PodSpec>,
+        path: &'static str,
+    },
 }
 
 /// What the error messages call the object: `Kind.group "name"`.

@@ -25,7 +25,10 @@ pub enum Source {
 
 /// `/mnt/ssd/` and `/mnt//ssd` are `/mnt/ssd`; the root stays `/`.
 pub fn normalize_prefix(p: &str) -> String {
-    let parts: Vec<&str> = p.split('/').filter(|c| !c.is_empty() && *c != ".").collect();
+    let parts: Vec<&str> = p
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect();
     format!("/{}", parts.join("/"))
 }
 
@@ -42,7 +45,12 @@ pub fn covers(prefix: &str, path: &str) -> bool {
 
 /// The nodes a PV lives on, if the policy or the PV says.
 pub fn nodes_for(policy: &Policy, pv: &PersistentVolume) -> Option<(Vec<String>, Source)> {
-    if let Some(value) = pv.metadata.annotations.as_ref().and_then(|a| a.get(NODE_ANNOTATION)) {
+    if let Some(value) = pv
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(NODE_ANNOTATION))
+    {
         let mut nodes: Vec<String> = Vec::new();
         for n in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
             if !nodes.iter().any(|x| x == n) {
@@ -79,7 +87,13 @@ pub fn required_selector(label: &str, nodes: &[String]) -> Value {
     })
 }
 
-pub(crate) fn run(policy: &Policy, catalog: &Catalog, pv: &PersistentVolume, mode: Mode, d: &mut Decision) {
+pub(crate) fn run(
+    policy: &Policy,
+    catalog: &Catalog,
+    pv: &PersistentVolume,
+    mode: Mode,
+    d: &mut Decision,
+) {
     if mode == Mode::Off {
         return;
     }
@@ -89,7 +103,11 @@ pub(crate) fn run(policy: &Policy, catalog: &Catalog, pv: &PersistentVolume, mod
         return;
     }
     // Already pinned: leave it (the API validates what is there).
-    if spec.node_affinity.as_ref().is_some_and(|na| na.required.is_some()) {
+    if spec
+        .node_affinity
+        .as_ref()
+        .is_some_and(|na| na.required.is_some())
+    {
         return;
     }
     let rule = RuleId::LocalVolumeNodeAffinity;
@@ -101,7 +119,10 @@ pub(crate) fn run(policy: &Policy, catalog: &Catalog, pv: &PersistentVolume, mod
             let msg = format!(
                 "no node known for local path {:?}: set annotation {NODE_ANNOTATION}=<node> \
                  or a localVolumeNodeAffinity path rule",
-                spec.local.as_ref().map(|l| l.path.as_str()).unwrap_or_default()
+                spec.local
+                    .as_ref()
+                    .map(|l| l.path.as_str())
+                    .unwrap_or_default()
             );
             d.warn(&msg);
             d.findings.push(Finding {
@@ -163,7 +184,10 @@ pub(crate) fn run(policy: &Policy, catalog: &Catalog, pv: &PersistentVolume, mod
         .filter(|n| catalog.node_exists(n) == Some(false))
         .collect();
     if !missing.is_empty() {
-        let msg = format!("no node has {label} in [{}]: the volume cannot be used until one does", missing.join(", "));
+        let msg = format!(
+            "no node has {label} in [{}]: the volume cannot be used until one does",
+            missing.join(", ")
+        );
         d.warn(&msg);
         d.findings.push(Finding {
             rule,
@@ -197,8 +221,10 @@ rules:
     }
 
     fn local_pv(path: &str) -> PersistentVolume {
-        pv(json!({"metadata": {"name": "p"}, "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
-                  "storageClassName": "local-storage", "local": {"path": path}}}))
+        pv(
+            json!({"metadata": {"name": "p"}, "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+                  "storageClassName": "local-storage", "local": {"path": path}}}),
+        )
     }
 
     fn decide(p: &Policy, cat: &Catalog, v: &PersistentVolume, mode: Mode) -> Decision {
@@ -242,7 +268,8 @@ rules:
         let v = local_pv("/mnt/ssd/fast/vol1");
         let doc = patched(&v, &decide(&p, &p.static_catalog(), &v, Mode::Enforce));
         assert_eq!(
-            doc["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"][0]["matchExpressions"][0]["values"],
+            doc["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"][0]["matchExpressions"][0]
+                ["values"],
             json!(["k8s-worker-09"])
         );
     }
@@ -250,11 +277,14 @@ rules:
     #[test]
     fn annotation_beats_path_rule() {
         let p = policy();
-        let v = pv(json!({"metadata": {"name": "p", "annotations": {NODE_ANNOTATION: " k8s-worker-03 , k8s-worker-04,,k8s-worker-03"}},
-                          "spec": {"local": {"path": "/mnt/ssd"}}}));
+        let v = pv(
+            json!({"metadata": {"name": "p", "annotations": {NODE_ANNOTATION: " k8s-worker-03 , k8s-worker-04,,k8s-worker-03"}},
+                          "spec": {"local": {"path": "/mnt/ssd"}}}),
+        );
         let doc = patched(&v, &decide(&p, &p.static_catalog(), &v, Mode::Enforce));
         assert_eq!(
-            doc["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"][0]["matchExpressions"][0]["values"],
+            doc["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"][0]["matchExpressions"][0]
+                ["values"],
             json!(["k8s-worker-03", "k8s-worker-04"])
         );
     }
@@ -262,15 +292,22 @@ rules:
     #[test]
     fn leaves_pinned_volumes_alone() {
         let p = policy();
-        let v = pv(json!({"metadata": {"name": "p"}, "spec": {"local": {"path": "/mnt/ssd"},
-            "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In", "values": ["pi-1"]}]}]}}}}));
-        assert_eq!(decide(&p, &p.static_catalog(), &v, Mode::Enforce), Decision::default());
+        let v = pv(
+            json!({"metadata": {"name": "p"}, "spec": {"local": {"path": "/mnt/ssd"},
+            "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In", "values": ["pi-1"]}]}]}}}}),
+        );
+        assert_eq!(
+            decide(&p, &p.static_catalog(), &v, Mode::Enforce),
+            Decision::default()
+        );
     }
 
     #[test]
     fn fills_required_when_node_affinity_is_empty() {
         let p = policy();
-        let v = pv(json!({"metadata": {"name": "p"}, "spec": {"local": {"path": "/mnt/ssd"}, "nodeAffinity": {}}}));
+        let v = pv(
+            json!({"metadata": {"name": "p"}, "spec": {"local": {"path": "/mnt/ssd"}, "nodeAffinity": {}}}),
+        );
         let doc = patched(&v, &decide(&p, &p.static_catalog(), &v, Mode::Enforce));
         assert!(doc["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"].is_array());
     }
@@ -278,7 +315,12 @@ rules:
     #[test]
     fn warns_when_no_node_is_known() {
         let p = policy();
-        let d = decide(&p, &p.static_catalog(), &local_pv("/srv/disk7"), Mode::Enforce);
+        let d = decide(
+            &p,
+            &p.static_catalog(),
+            &local_pv("/srv/disk7"),
+            Mode::Enforce,
+        );
         assert!(d.patch.is_empty());
         assert!(d.warnings[0].contains(NODE_ANNOTATION), "{:?}", d.warnings);
         assert!(d.warnings[0].len() <= crate::policy::MAX_WARNING_CHARS);
@@ -287,17 +329,32 @@ rules:
     #[test]
     fn ignores_network_volumes() {
         let p = policy();
-        let v = pv(json!({"metadata": {"name": "p"}, "spec": {"nfs": {"server": "x", "path": "/mnt/ssd"}}}));
-        assert_eq!(decide(&p, &p.static_catalog(), &v, Mode::Enforce), Decision::default());
+        let v = pv(
+            json!({"metadata": {"name": "p"}, "spec": {"nfs": {"server": "x", "path": "/mnt/ssd"}}}),
+        );
+        assert_eq!(
+            decide(&p, &p.static_catalog(), &v, Mode::Enforce),
+            Decision::default()
+        );
     }
 
     #[test]
     fn host_path_with_known_node_is_pinned_and_unknown_is_quiet() {
         let p = policy();
-        let known = pv(json!({"metadata": {"name": "p"}, "spec": {"hostPath": {"path": "/mnt/ssd/x"}}}));
-        assert_eq!(decide(&p, &p.static_catalog(), &known, Mode::Enforce).patch.len(), 1);
-        let unknown = pv(json!({"metadata": {"name": "p"}, "spec": {"hostPath": {"path": "/srv"}}}));
-        assert_eq!(decide(&p, &p.static_catalog(), &unknown, Mode::Enforce), Decision::default());
+        let known =
+            pv(json!({"metadata": {"name": "p"}, "spec": {"hostPath": {"path": "/mnt/ssd/x"}}}));
+        assert_eq!(
+            decide(&p, &p.static_catalog(), &known, Mode::Enforce)
+                .patch
+                .len(),
+            1
+        );
+        let unknown =
+            pv(json!({"metadata": {"name": "p"}, "spec": {"hostPath": {"path": "/srv"}}}));
+        assert_eq!(
+            decide(&p, &p.static_catalog(), &unknown, Mode::Enforce),
+            Decision::default()
+        );
     }
 
     #[test]
@@ -306,18 +363,33 @@ rules:
         let d = decide(&p, &p.static_catalog(), &local_pv("/mnt/ssd"), Mode::Audit);
         assert!(d.patch.is_empty());
         assert!(d.warnings[0].contains("k8s-worker-01"));
-        assert!(d.audit_annotations.contains_key("local-volume-node-affinity"));
+        assert!(
+            d.audit_annotations
+                .contains_key("local-volume-node-affinity")
+        );
     }
 
     #[test]
     fn warns_about_nodes_that_do_not_exist() {
         let p = policy();
         let mut labels = std::collections::BTreeMap::new();
-        labels.insert("kubernetes.io/hostname".to_owned(), "k8s-worker-01".to_owned());
-        let cat = p.catalog(&LiveState { nodes: Some(vec![("k8s-worker-01".into(), labels)]), ..Default::default() });
+        labels.insert(
+            "kubernetes.io/hostname".to_owned(),
+            "k8s-worker-01".to_owned(),
+        );
+        let cat = p.catalog(&LiveState {
+            nodes: Some(vec![("k8s-worker-01".into(), labels)]),
+            ..Default::default()
+        });
         let d = decide(&p, &cat, &local_pv("/mnt/ssd"), Mode::Enforce);
         assert_eq!(d.patch.len(), 1, "the patch is kept");
-        assert!(d.warnings.iter().any(|w| w.contains("k8s-worker-02") && !w.contains("k8s-worker-01")), "{:?}", d.warnings);
+        assert!(
+            d.warnings
+                .iter()
+                .any(|w| w.contains("k8s-worker-02") && !w.contains("k8s-worker-01")),
+            "{:?}",
+            d.warnings
+        );
     }
 
     #[test]
@@ -326,6 +398,9 @@ rules:
         let v = local_pv("/mnt/ssd");
         let d = decide(&p, &p.static_catalog(), &v, Mode::Enforce);
         let again: PersistentVolume = serde_json::from_value(patched(&v, &d)).unwrap();
-        assert_eq!(decide(&p, &p.static_catalog(), &again, Mode::Enforce), Decision::default());
+        assert_eq!(
+            decide(&p, &p.static_catalog(), &again, Mode::Enforce),
+            Decision::default()
+        );
     }
 }
