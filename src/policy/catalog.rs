@@ -357,6 +357,11 @@ impl Catalog {
         self.namespaces.get(name)
     }
 
+    /// The namespaces that carry settings, in no particular order.
+    pub fn namespaces(&self) -> impl Iterator<Item = (&str, &NamespaceInfo)> {
+        self.namespaces.iter().map(|(n, i)| (n.as_str(), i))
+    }
+
     /// Whether a node with this value of the policy's node label exists; `None` when nodes are
     /// not known.
     pub fn node_exists(&self, value: &str) -> Option<bool> {

@@ -1,0 +1,229 @@
+//! The in-tree DefaultStorageClass admission plugin runs before every mutating webhook: when a
+//! StorageClass is annotated default, claims reach the webhook with that class already set, and
+//! the policy's per-namespace and per-access-mode defaults never apply (`spec/kubernetes.md` §1).
+//! This module detects that situation and explains the fix. Pure: the `audit` command uses it too.
+
+use std::collections::BTreeSet;
+
+use crate::policy::{Catalog, Policy};
+
+/// How many namespace names a warning lists before summarising the rest.
+const LISTED_NAMESPACES: usize = 5;
+
+/// Explains why the policy's namespace or access-mode defaults cannot work, or `None` when they
+/// can: no live StorageClass is annotated default, or the policy (and the namespaces'
+/// `storage-policy.io/default-storage-class` annotations) define no such defaults.
+///
+/// Only live classes count: a static class's `default: true` exists in the policy file alone,
+/// the plugin never sees it.
+pub fn interplay_warning(policy: &Policy, catalog: &Catalog) -> Option<String> {
+    // Newest first: the first one is the class the plugin picks.
+    let defaults: Vec<&str> = catalog
+        .defaults()
+        .into_iter()
+        .filter(|c| c.live)
+        .map(|c| c.name.as_str())
+        .collect();
+    let picked = *defaults.first()?;
+    let rule = &policy.file.rules.default_storage_class;
+    let namespaces: BTreeSet<&str> = rule
+        .namespaces
+        .keys()
+        .map(String::as_str)
+        .chain(
+            catalog
+                .namespaces()
+                .filter(|(_, info)| info.default_class.is_some())
+                .map(|(name, _)| name),
+        )
+        .collect();
+    let modes: Vec<&str> = rule.by_access_mode.keys().map(|m| m.as_str()).collect();
+    if namespaces.is_empty() && modes.is_empty() {
+        return None;
+    }
+
+    let quoted = |names: &[&str]| {
+        names
+            .iter()
+            .map(|n| format!("{n:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let who = if defaults.len() == 1 {
+        format!("StorageClass {picked:?} is annotated default")
+    } else {
+        format!(
+            "StorageClasses {} are annotated default (Kubernetes picks {picked:?})",
+            quoted(&defaults)
+        )
+    };
+    let mut lost = Vec::new();
+    if !namespaces.is_empty() {
+        let listed: Vec<&str> = namespaces.iter().copied().take(LISTED_NAMESPACES).collect();
+        let more = namespaces.len() - listed.len();
+        let mut s = format!("namespaces {}", listed.join(", "));
+        if more > 0 {
+            s.push_str(&format!(" and {more} more"));
+        }
+        lost.push(s);
+    }
+    if !modes.is_empty() {
+        lost.push(format!("access modes {}", modes.join(", ")));
+    }
+    let keep_default = if rule.class_name.is_empty() {
+        format!(
+            ", and set rules.defaultStorageClass.className: {picked} so claims without a namespace or access-mode default still get it"
+        )
+    } else {
+        String::new()
+    };
+    Some(format!(
+        "{who}, so the DefaultStorageClass admission plugin sets it on every PersistentVolumeClaim \
+         created without a class before this webhook is called: the policy's defaults for {} never apply. \
+         Fix: remove the annotation (kubectl annotate storageclass {} \
+         storageclass.kubernetes.io/is-default-class- storageclass.beta.kubernetes.io/is-default-class-){keep_default}; \
+         or disable the plugin (kube-apiserver --disable-admission-plugins=DefaultStorageClass)",
+        lost.join(" and "),
+        defaults.join(" "),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{LiveClass, LiveState, NamespaceInfo, config};
+
+    fn class(name: &str, default: bool, secs: i64) -> LiveClass {
+        LiveClass {
+            name: name.into(),
+            provisioner: "ebs.csi.aws.com".into(),
+            kind_annotation: None,
+            is_default: default,
+            allow_rwx_block_mode: false,
+            created: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::new(secs, 0).unwrap(),
+            )),
+            volume_binding_mode: None,
+            parameters: Default::default(),
+        }
+    }
+
+    fn warning(policy_yaml: &str, live: LiveState) -> Option<String> {
+        let policy = Policy::new(config::parse(policy_yaml, None).unwrap(), false);
+        let catalog = policy.catalog(&live);
+        interplay_warning(&policy, &catalog)
+    }
+
+    const NS_DEFAULTS: &str = "rules:\n  defaultStorageClass:\n    namespaces: {team-a: nfs}\n";
+
+    #[test]
+    fn warns_when_a_live_default_meets_namespace_defaults() {
+        let live = LiveState {
+            classes: vec![class("gp3", true, 10), class("nfs", false, 10)],
+            ..Default::default()
+        };
+        let w = warning(NS_DEFAULTS, live).expect("warning");
+        assert!(
+            w.starts_with("StorageClass \"gp3\" is annotated default"),
+            "{w}"
+        );
+        assert!(w.contains("namespaces team-a never apply"), "{w}");
+        assert!(w.contains("kubectl annotate storageclass gp3 "), "{w}");
+        assert!(w.contains("className: gp3"), "{w}");
+        assert!(
+            w.contains("--disable-admission-plugins=DefaultStorageClass"),
+            "{w}"
+        );
+    }
+
+    #[test]
+    fn names_every_default_and_the_one_kubernetes_picks() {
+        let live = LiveState {
+            classes: vec![class("old", true, 1), class("new", true, 2)],
+            ..Default::default()
+        };
+        let w = warning(
+            "rules:\n  defaultStorageClass:\n    className: old\n    byAccessMode: {ReadWriteMany: nfs}\n",
+            live,
+        )
+        .expect("warning");
+        assert!(
+            w.contains(
+                "StorageClasses \"new\", \"old\" are annotated default (Kubernetes picks \"new\")"
+            ),
+            "{w}"
+        );
+        assert!(w.contains("access modes ReadWriteMany"), "{w}");
+        assert!(w.contains("storageclass new old "), "{w}");
+        assert!(
+            !w.contains("set rules.defaultStorageClass.className"),
+            "className already set: {w}"
+        );
+    }
+
+    #[test]
+    fn namespace_annotations_count_as_namespace_defaults() {
+        let mut namespaces = std::collections::HashMap::new();
+        namespaces.insert(
+            "ml".to_owned(),
+            NamespaceInfo {
+                default_class: Some("fast".into()),
+                mode: None,
+            },
+        );
+        let live = LiveState {
+            classes: vec![class("gp3", true, 1)],
+            namespaces,
+            nodes: None,
+        };
+        let w = warning("", live).expect("warning");
+        assert!(w.contains("namespaces ml never apply"), "{w}");
+    }
+
+    #[test]
+    fn silent_without_a_live_default_or_without_policy_defaults() {
+        let no_default = LiveState {
+            classes: vec![class("gp3", false, 1)],
+            ..Default::default()
+        };
+        assert_eq!(warning(NS_DEFAULTS, no_default), None);
+        let default_only = LiveState {
+            classes: vec![class("gp3", true, 1)],
+            ..Default::default()
+        };
+        assert_eq!(
+            warning(
+                "rules:\n  defaultStorageClass:\n    className: gp3\n",
+                default_only
+            ),
+            None
+        );
+        // A static `default: true` is invisible to the plugin.
+        assert_eq!(
+            warning(
+                "storageClasses:\n  - {name: gp3, provisioner: ebs.csi.aws.com, default: true}\n\
+                 rules:\n  defaultStorageClass:\n    namespaces: {team-a: gp3}\n",
+                LiveState::default()
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn long_namespace_lists_are_summarised() {
+        let namespaces: String = (0..8).map(|i| format!("ns{i}: nfs, ")).collect();
+        let policy = format!(
+            "rules:\n  defaultStorageClass:\n    namespaces: {{{}}}\n",
+            namespaces.trim_end_matches(", ")
+        );
+        let live = LiveState {
+            classes: vec![class("gp3", true, 1)],
+            ..Default::default()
+        };
+        let w = warning(&policy, live).expect("warning");
+        assert!(
+            w.contains("namespaces ns0, ns1, ns2, ns3, ns4 and 3 more"),
+            "{w}"
+        );
+    }
+}

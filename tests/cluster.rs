@@ -1,0 +1,569 @@
+//! The cluster cache against an in-process fake API server, through the real kube-rs client and
+//! kube-runtime watchers: sync, runtime changes, dropped and expired watches, an API server that
+//! is down at start, and the DefaultStorageClass interplay.
+
+mod support;
+
+use std::sync::{Arc, Once};
+use std::time::Duration;
+
+use json_patch::PatchOperation;
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use prometheus_client::registry::Registry;
+use serde_json::{Value, json};
+use storage_policy_webhook::cluster::{self, ClusterMetrics, ClusterStatus, ConfigEnv};
+use storage_policy_webhook::policy::{
+    self, Action, Object, Operation, Policy, Request, Subject, config,
+};
+use storage_policy_webhook::state::SharedState;
+use support::fake_apiserver::{FakeApiServer, NAMESPACES, NODES, STORAGE_CLASSES, Verb};
+use tokio::task::JoinHandle;
+
+/// Generous: the first retry after an error waits about a second, the next ones longer.
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+fn init() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    });
+}
+
+/// Polls `check` until it holds; panics naming `what` after [`TIMEOUT`].
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while !check() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn storage_class(name: &str, provisioner: &str, default: bool, created: &str) -> Value {
+    let mut annotations = json!({});
+    if default {
+        annotations["storageclass.kubernetes.io/is-default-class"] = json!("true");
+    }
+    json!({"metadata": {"name": name, "creationTimestamp": created, "annotations": annotations},
+           "provisioner": provisioner})
+}
+
+fn namespace(name: &str, default_class: Option<&str>, mode: Option<&str>) -> Value {
+    let mut v = json!({"metadata": {"name": name, "annotations": {}, "labels": {"kubernetes.io/metadata.name": name}}});
+    if let Some(c) = default_class {
+        v["metadata"]["annotations"]["storage-policy.io/default-storage-class"] = json!(c);
+    }
+    if let Some(m) = mode {
+        v["metadata"]["labels"]["storage-policy.io/mode"] = json!(m);
+    }
+    v
+}
+
+fn node(name: &str) -> Value {
+    json!({"metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
+           "status": {"conditions": [{"type": "Ready", "status": "True"}]}})
+}
+
+struct Harness {
+    fake: FakeApiServer,
+    state: Arc<SharedState>,
+    status: Arc<ClusterStatus>,
+    registry: Registry,
+    task: JoinHandle<()>,
+}
+
+impl Harness {
+    /// Runs the cluster cache against `fake` with `policy` (YAML).
+    fn run(fake: FakeApiServer, policy: &str) -> Harness {
+        let client = fake.client();
+        Harness::run_with_client(fake, client, policy)
+    }
+
+    fn run_with_client(fake: FakeApiServer, client: kube::Client, policy: &str) -> Harness {
+        init();
+        let state = Arc::new(SharedState::new(Policy::new(
+            config::parse(policy, None).unwrap(),
+            false,
+        )));
+        let status = Arc::new(ClusterStatus::new());
+        let mut registry = Registry::default();
+        let metrics = ClusterMetrics::register(&mut registry);
+        let task = tokio::spawn(cluster::run(client, state.clone(), status.clone(), metrics));
+        Harness {
+            fake,
+            state,
+            status,
+            registry,
+            task,
+        }
+    }
+
+    async fn synced(&self) {
+        tokio::time::timeout(TIMEOUT, self.status.wait_synced())
+            .await
+            .expect("cluster cache synced in time");
+    }
+
+    /// What the webhook would do to a PVC without a class created in `namespace` now.
+    fn decide(&self, namespace: &str) -> (Option<String>, Vec<Action>) {
+        let snapshot = self.state.snapshot();
+        let pvc: PersistentVolumeClaim = serde_json::from_value(json!({
+            "metadata": {"name": "data", "namespace": namespace},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}))
+        .unwrap();
+        let req = Request {
+            operation: Operation::Create,
+            namespace: Some(namespace),
+            username: "alice",
+            subject: Subject {
+                group: "",
+                kind: "PersistentVolumeClaim",
+                name: "data",
+            },
+            object: Some(Object::Pvc(&pvc)),
+            old_object: None,
+        };
+        let d = policy::mutate(&snapshot.policy, &snapshot.catalog, &req);
+        let class = d.patch.iter().find_map(|op| match op {
+            PatchOperation::Add(add) => add
+                .value
+                .get("storageClassName")
+                .or(Some(&add.value))
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            _ => None,
+        });
+        (class, d.findings.iter().map(|f| f.action).collect())
+    }
+
+    fn defaulted(&self, namespace: &str) -> Option<String> {
+        self.decide(namespace).0
+    }
+
+    /// The value of one series in the Prometheus text exposition (0 when absent).
+    fn metric(&self, series: &str) -> f64 {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry).unwrap();
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(series)
+                    .and_then(|rest| rest.strip_prefix(' '))
+            })
+            .map(|v| v.trim().parse().unwrap())
+            .unwrap_or(0.0)
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A cluster with two default classes (the newer wins), one namespace, two nodes.
+async fn populated() -> FakeApiServer {
+    let fake = FakeApiServer::start_core().await;
+    fake.apply(
+        STORAGE_CLASSES,
+        storage_class("standard", "ebs.csi.aws.com", true, "2024-01-01T00:00:00Z"),
+    );
+    fake.apply(
+        STORAGE_CLASSES,
+        storage_class("fast", "ebs.csi.aws.com", true, "2024-06-01T00:00:00Z"),
+    );
+    fake.apply(
+        STORAGE_CLASSES,
+        storage_class("nfs", "nfs.csi.k8s.io", false, "2024-01-01T00:00:00Z"),
+    );
+    fake.apply(NAMESPACES, namespace("default", None, None));
+    fake.apply(NODES, node("node-1"));
+    fake.apply(NODES, node("node-2"));
+    fake
+}
+
+#[tokio::test]
+async fn default_class_comes_from_live_classes() {
+    let h = Harness::run(populated().await, "");
+    assert_eq!(
+        h.state.snapshot().catalog.node_exists("node-1"),
+        None,
+        "nodes unknown before sync"
+    );
+    h.synced().await;
+    let snapshot = h.state.snapshot();
+    assert_eq!(
+        snapshot.catalog.default_class(),
+        Some("fast"),
+        "newest default wins"
+    );
+    assert_eq!(snapshot.catalog.len(), 3);
+    assert!(snapshot.catalog.class("nfs").unwrap().live);
+    assert_eq!(snapshot.catalog.node_exists("node-1"), Some(true));
+    assert_eq!(snapshot.catalog.node_exists("node-9"), Some(false));
+    assert_eq!(h.defaulted("default").as_deref(), Some("fast"));
+    assert_eq!(h.metric("cluster_synced"), 1.0);
+    assert_eq!(
+        h.metric("cluster_cached_objects{resource=\"storageclasses\"}"),
+        3.0
+    );
+    assert_eq!(h.metric("cluster_cached_objects{resource=\"nodes\"}"), 2.0);
+    assert_eq!(
+        h.metric("cluster_cached_objects{resource=\"namespaces\"}"),
+        0.0,
+        "a namespace without settings is not kept"
+    );
+    assert_eq!(
+        h.metric("cluster_watch_events_total{resource=\"storageclasses\",event=\"list\"}"),
+        3.0
+    );
+}
+
+#[tokio::test]
+async fn new_default_class_takes_effect_at_runtime() {
+    let fake = FakeApiServer::start_core().await;
+    fake.apply(
+        STORAGE_CLASSES,
+        storage_class("nfs", "nfs.csi.k8s.io", false, "2024-01-01T00:00:00Z"),
+    );
+    let h = Harness::run(fake, "");
+    h.synced().await;
+    assert_eq!(
+        h.defaulted("apps"),
+        None,
+        "no default class: the claim is left alone"
+    );
+
+    h.fake.apply(
+        STORAGE_CLASSES,
+        storage_class("gp3", "ebs.csi.aws.com", true, "2025-01-01T00:00:00Z"),
+    );
+    eventually("gp3 becomes the default", || {
+        h.defaulted("apps").as_deref() == Some("gp3")
+    })
+    .await;
+
+    // A newer default takes over; removing its annotation hands the default back.
+    h.fake.apply(
+        STORAGE_CLASSES,
+        storage_class("gp4", "ebs.csi.aws.com", true, "2025-06-01T00:00:00Z"),
+    );
+    eventually("gp4 takes over", || {
+        h.defaulted("apps").as_deref() == Some("gp4")
+    })
+    .await;
+    h.fake.apply(
+        STORAGE_CLASSES,
+        storage_class("gp4", "ebs.csi.aws.com", false, "2025-06-01T00:00:00Z"),
+    );
+    eventually("gp3 again", || {
+        h.defaulted("apps").as_deref() == Some("gp3")
+    })
+    .await;
+    h.fake.delete(STORAGE_CLASSES, None, "gp3");
+    eventually("no default after the delete", || {
+        h.defaulted("apps").is_none()
+    })
+    .await;
+    assert!(
+        h.metric("cluster_watch_events_total{resource=\"storageclasses\",event=\"apply\"}") >= 3.0
+    );
+    assert_eq!(
+        h.metric("cluster_watch_events_total{resource=\"storageclasses\",event=\"delete\"}"),
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn namespace_annotation_and_label_take_effect() {
+    let fake = populated().await;
+    fake.apply(NAMESPACES, namespace("analytics", Some("nfs"), None));
+    let h = Harness::run(
+        fake,
+        "rules:\n  defaultStorageClass:\n    namespaces: {team-b: standard}\n",
+    );
+    h.synced().await;
+    assert_eq!(
+        h.defaulted("analytics").as_deref(),
+        Some("nfs"),
+        "namespace annotation"
+    );
+    assert_eq!(
+        h.defaulted("team-b").as_deref(),
+        Some("standard"),
+        "policy namespaces entry"
+    );
+    assert_eq!(
+        h.defaulted("default").as_deref(),
+        Some("fast"),
+        "cluster default"
+    );
+
+    // The annotation ranks above the policy file's entry for the same namespace.
+    h.fake
+        .apply(NAMESPACES, namespace("team-b", Some("nfs"), None));
+    eventually("team-b annotation wins", || {
+        h.defaulted("team-b").as_deref() == Some("nfs")
+    })
+    .await;
+
+    // The mode label turns the rule to audit for that namespace only.
+    h.fake.apply(
+        NAMESPACES,
+        namespace("analytics", Some("nfs"), Some("audit")),
+    );
+    eventually("analytics audited", || {
+        h.decide("analytics") == (None, vec![Action::Audited])
+    })
+    .await;
+    assert_eq!(h.defaulted("team-b").as_deref(), Some("nfs"));
+    h.fake
+        .apply(NAMESPACES, namespace("analytics", None, Some("off")));
+    eventually("analytics off", || h.decide("analytics") == (None, vec![])).await;
+
+    // Dropping both brings back the cluster default.
+    h.fake.apply(NAMESPACES, namespace("analytics", None, None));
+    eventually("analytics back to the cluster default", || {
+        h.defaulted("analytics").as_deref() == Some("fast")
+    })
+    .await;
+    h.fake.delete(NAMESPACES, None, "team-b");
+    eventually("team-b back to the policy entry", || {
+        h.defaulted("team-b").as_deref() == Some("standard")
+    })
+    .await;
+    assert_eq!(
+        h.metric("cluster_cached_objects{resource=\"namespaces\"}"),
+        0.0
+    );
+}
+
+#[tokio::test]
+async fn dropped_watch_keeps_state_and_resumes() {
+    let h = Harness::run(populated().await, "");
+    h.synced().await;
+    eventually("watches open", || h.fake.open_watches(STORAGE_CLASSES) == 1).await;
+
+    // Watches end cleanly and cannot be re-opened for a while: the last state keeps serving.
+    h.fake.fail(STORAGE_CLASSES, Verb::Watch, 500, 2);
+    h.fake.drop_watches();
+    h.fake.apply(
+        STORAGE_CLASSES,
+        storage_class("newest", "ebs.csi.aws.com", true, "2025-01-01T00:00:00Z"),
+    );
+    eventually("two failed re-watches", || {
+        h.fake.requests(STORAGE_CLASSES, Verb::Watch) >= 3
+    })
+    .await;
+    assert_eq!(
+        h.defaulted("default").as_deref(),
+        Some("fast"),
+        "last known state kept while disconnected"
+    );
+    assert!(
+        h.status.is_synced(),
+        "a dropped watch does not make the cache unready"
+    );
+
+    // Resumed from the last resourceVersion: the change made meanwhile arrives, without a re-list.
+    eventually("change made while disconnected arrives", || {
+        h.defaulted("default").as_deref() == Some("newest")
+    })
+    .await;
+    assert_eq!(
+        h.fake.requests(STORAGE_CLASSES, Verb::List),
+        1,
+        "resumed, not re-listed"
+    );
+    assert_eq!(
+        h.metric("cluster_watch_errors_total{resource=\"storageclasses\"}"),
+        2.0
+    );
+
+    // A connection broken mid-stream is resumed the same way.
+    h.fake.break_watches();
+    h.fake.delete(NODES, None, "node-2");
+    eventually("node deletion arrives after a broken watch", || {
+        h.state.snapshot().catalog.node_exists("node-2") == Some(false)
+    })
+    .await;
+    assert_eq!(
+        h.fake.requests(NODES, Verb::List),
+        1,
+        "resumed, not re-listed"
+    );
+    assert_eq!(h.state.snapshot().catalog.node_exists("node-1"), Some(true));
+}
+
+#[tokio::test]
+async fn gone_watch_relists_and_replaces_state_once_complete() {
+    let h = Harness::run(populated().await, "");
+    h.synced().await;
+    eventually("watches open", || h.fake.open_watches(STORAGE_CLASSES) == 1).await;
+
+    // History expires (410 Gone) and the first two re-lists fail.
+    h.fake.fail(STORAGE_CLASSES, Verb::List, 500, 2);
+    h.fake.expire_history();
+    h.fake.delete(STORAGE_CLASSES, None, "fast");
+    h.fake.apply(
+        STORAGE_CLASSES,
+        storage_class("gp3", "ebs.csi.aws.com", true, "2025-01-01T00:00:00Z"),
+    );
+    eventually("a failed re-list", || {
+        h.fake.requests(STORAGE_CLASSES, Verb::List) >= 2
+    })
+    .await;
+    let snapshot = h.state.snapshot();
+    assert_eq!(
+        snapshot.catalog.default_class(),
+        Some("fast"),
+        "never an empty or partial cache"
+    );
+    assert_eq!(snapshot.catalog.len(), 3);
+
+    eventually("re-list replaces the cache", || {
+        let s = h.state.snapshot();
+        s.catalog.default_class() == Some("gp3") && s.catalog.class("fast").is_none()
+    })
+    .await;
+    assert_eq!(
+        h.fake.requests(STORAGE_CLASSES, Verb::List),
+        4,
+        "initial, 2 failed, 1 good"
+    );
+    assert_eq!(
+        h.metric("cluster_watch_relists_total{resource=\"storageclasses\"}"),
+        3.0
+    );
+    assert!(
+        h.metric("cluster_watch_errors_total{resource=\"storageclasses\"}") >= 3.0,
+        "410 and 2 lists"
+    );
+    assert!(h.status.is_synced());
+
+    // And it keeps watching after the re-list.
+    h.fake.apply(
+        STORAGE_CLASSES,
+        storage_class("gp4", "ebs.csi.aws.com", true, "2025-06-01T00:00:00Z"),
+    );
+    eventually("watching again", || {
+        h.defaulted("x").as_deref() == Some("gp4")
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn api_server_down_at_start_then_synced_once_up() {
+    let fake = populated().await;
+    fake.set_down(true);
+    let h = Harness::run(fake, "");
+    for resource in ["storageclasses", "namespaces", "nodes"] {
+        let series = format!("cluster_watch_errors_total{{resource=\"{resource}\"}}");
+        eventually("a failed attempt per resource", || h.metric(&series) >= 1.0).await;
+    }
+    assert!(
+        !h.status.is_synced(),
+        "not ready while the API server is unreachable"
+    );
+    assert_eq!(h.metric("cluster_synced"), 0.0);
+    assert_eq!(h.state.snapshot().catalog.len(), 0, "static policy only");
+    assert_eq!(h.state.snapshot().catalog.node_exists("node-1"), None);
+
+    h.fake.set_down(false);
+    h.synced().await;
+    assert_eq!(h.state.snapshot().catalog.default_class(), Some("fast"));
+    assert_eq!(h.metric("cluster_synced"), 1.0);
+}
+
+#[tokio::test]
+async fn not_synced_until_every_resource_is_listed() {
+    let fake = populated().await;
+    fake.fail(NODES, Verb::List, 500, 1);
+    let h = Harness::run(fake, "");
+    eventually("classes listed", || {
+        h.metric("cluster_cached_objects{resource=\"storageclasses\"}") == 3.0
+    })
+    .await;
+    eventually("node list failed", || {
+        h.metric("cluster_watch_errors_total{resource=\"nodes\"}") == 1.0
+    })
+    .await;
+    assert!(!h.status.is_synced(), "nodes not listed yet");
+    assert_eq!(
+        h.state.snapshot().catalog.default_class(),
+        Some("fast"),
+        "classes already apply"
+    );
+    h.synced().await;
+    assert_eq!(h.state.snapshot().catalog.node_exists("node-2"), Some(true));
+}
+
+#[tokio::test]
+async fn interplay_warning_follows_the_live_default() {
+    let fake = FakeApiServer::start_core().await;
+    fake.apply(
+        STORAGE_CLASSES,
+        storage_class("nfs", "nfs.csi.k8s.io", false, "2024-01-01T00:00:00Z"),
+    );
+    let h = Harness::run(
+        fake,
+        "rules:\n  defaultStorageClass:\n    byAccessMode: {ReadWriteMany: nfs}\n",
+    );
+    h.synced().await;
+    let warning = || {
+        let s = h.state.snapshot();
+        cluster::interplay_warning(&s.policy, &s.catalog)
+    };
+    assert_eq!(warning(), None);
+    assert_eq!(h.metric("cluster_default_class_interplay"), 0.0);
+
+    h.fake.apply(
+        STORAGE_CLASSES,
+        storage_class("gp3", "ebs.csi.aws.com", true, "2025-01-01T00:00:00Z"),
+    );
+    eventually("interplay gauge set", || {
+        h.metric("cluster_default_class_interplay") == 1.0
+    })
+    .await;
+    let w = warning().expect("warning");
+    assert!(
+        w.contains("StorageClass \"gp3\" is annotated default"),
+        "{w}"
+    );
+    assert!(w.contains("access modes ReadWriteMany"), "{w}");
+
+    h.fake.apply(
+        STORAGE_CLASSES,
+        storage_class("gp3", "ebs.csi.aws.com", false, "2025-01-01T00:00:00Z"),
+    );
+    eventually("interplay gauge cleared", || {
+        h.metric("cluster_default_class_interplay") == 0.0
+    })
+    .await;
+    assert_eq!(warning(), None);
+}
+
+#[tokio::test]
+async fn connects_through_a_kubeconfig() {
+    init();
+    let fake = populated().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config");
+    std::fs::write(&path, fake.kubeconfig_yaml()).unwrap();
+    let env = ConfigEnv {
+        kubeconfig: Some(path.into_os_string()),
+        ..ConfigEnv::default()
+    };
+    let client = cluster::connect_with(&env)
+        .await
+        .unwrap()
+        .expect("a client");
+    let h = Harness::run_with_client(fake, client, "");
+    h.synced().await;
+    assert_eq!(h.state.snapshot().catalog.default_class(), Some("fast"));
+}
