@@ -2,10 +2,12 @@
 //!
 //! - [`policy`]: the rules, pure functions of (object, catalog, policy) to a decision.
 //! - [`admission`]: AdmissionReview in, decision out, AdmissionReview back.
+//! - [`audit`]: what the webhook would do to manifests or to a cluster, through [`admission`].
 //! - [`cli`]: the command line (`serve`, `review`, `audit`, `certs`).
 #![forbid(unsafe_code)]
 
 pub mod admission;
+pub mod audit;
 pub mod cli;
 pub mod policy;
 pub mod state;
