@@ -165,7 +165,7 @@ fn audits_a_file_and_shows_the_patch_as_changed_fields() {
     );
     assert!(
         out.lines()
-            .any(|l| l == "1 objects, 0 denied, 1 mutated, 0 warnings"),
+            .any(|l| l == "1 object, 0 denied, 1 mutated, 0 warnings"),
         "{out}"
     );
     assert!(
@@ -340,6 +340,62 @@ fn storage_classes_and_namespaces_in_the_inputs_join_the_catalog() {
         "{b:?}"
     );
     assert_eq!(o.status.code(), Some(1));
+}
+
+#[test]
+fn audits_pods_and_every_workload_with_a_pod_template() {
+    let d = Dir::new();
+    let eph = r#"{"name": "scratch", "ephemeral": {"volumeClaimTemplate": {"spec": {"accessModes": ["ReadWriteMany"], "storageClassName": "oci-bv", "resources": {"requests": {"storage": "1Gi"}}}}}}"#;
+    let pod_spec =
+        format!(r#"{{"containers": [{{"name": "c", "image": "busybox"}}], "volumes": [{eph}]}}"#);
+    let template = format!(r#"{{"metadata": {{"labels": {{"app": "x"}}}}, "spec": {pod_spec}}}"#);
+    let docs = [
+        format!(r#"{{"apiVersion": "v1", "kind": "Pod", "metadata": {{"name": "pod"}}, "spec": {pod_spec}}}"#),
+        format!(r#"{{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {{"name": "deploy"}}, "spec": {{"selector": {{}}, "template": {template}}}}}"#),
+        format!(r#"{{"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {{"name": "ds"}}, "spec": {{"selector": {{}}, "template": {template}}}}}"#),
+        format!(r#"{{"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {{"name": "rs"}}, "spec": {{"selector": {{}}, "template": {template}}}}}"#),
+        format!(r#"{{"apiVersion": "batch/v1", "kind": "Job", "metadata": {{"name": "job"}}, "spec": {{"template": {template}}}}}"#),
+        format!(r#"{{"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {{"name": "cron"}}, "spec": {{"schedule": "@daily", "jobTemplate": {{"spec": {{"template": {template}}}}}}}}}"#),
+        // An older API version of a kind the webhook reviews at v1 only is not audited.
+        r#"{"apiVersion": "batch/v1beta1", "kind": "CronJob", "metadata": {"name": "old"}, "spec": {}}"#.to_owned(),
+    ];
+    d.write("workloads.json", &docs.join("\n"));
+    let o = audit(&d, &["-o", "json", "workloads.json"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let r = json_report(&o);
+    let cases = [
+        ("pod", r#"Pod "pod" is invalid: spec.volumes[0]"#),
+        (
+            "deploy",
+            r#"Deployment.apps "deploy" is invalid: spec.template.spec.volumes[0]"#,
+        ),
+        (
+            "ds",
+            r#"DaemonSet.apps "ds" is invalid: spec.template.spec.volumes[0]"#,
+        ),
+        (
+            "rs",
+            r#"ReplicaSet.apps "rs" is invalid: spec.template.spec.volumes[0]"#,
+        ),
+        (
+            "job",
+            r#"Job.batch "job" is invalid: spec.template.spec.volumes[0]"#,
+        ),
+        (
+            "cron",
+            r#"CronJob.batch "cron" is invalid: spec.jobTemplate.spec.template.spec.volumes[0]"#,
+        ),
+    ];
+    for (name, prefix) in cases {
+        let f = findings_for(&r, name);
+        assert_eq!(f.len(), 1, "{name}: {f:?}");
+        assert_eq!(f[0]["outcome"], "denied", "{name}");
+        let msg = f[0]["message"].as_str().unwrap();
+        assert!(msg.starts_with(prefix), "{name}: {msg}");
+        assert!(msg.contains(r#".ephemeral.volumeClaimTemplate.spec.accessModes: Unsupported value: "ReadWriteMany""#), "{msg}");
+    }
+    assert_eq!(r["summary"]["objects"], 6);
+    assert_eq!(r["summary"]["ignored"], 1);
 }
 
 // ---- output formats ----
@@ -517,7 +573,7 @@ fn text_output_is_a_table_with_a_summary() {
     );
     assert!(out.contains("warning: class \"oci-bv\""), "{out}");
     assert!(
-        out.contains("1 objects, 1 denied, 0 mutated, 1 warnings"),
+        out.contains("1 object, 1 denied, 0 mutated, 1 warning"),
         "{out}"
     );
 }
@@ -591,6 +647,11 @@ fn unreadable_input_exits_2_after_auditing_the_rest() {
         stderr(&o)
     );
     assert!(stdout(&o).contains("shop/data"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("; 1 input could not be read"),
+        "{}",
+        stdout(&o)
+    );
 }
 
 #[test]
@@ -813,6 +874,27 @@ fn examples_folder_reports_the_real_situations() {
     assert_eq!(
         r["summary"]["ignored"], 0,
         "the policy file in the folder is not read as a manifest"
+    );
+}
+
+#[test]
+fn docs_show_the_real_output_of_the_examples() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let docs = std::fs::read_to_string(root.join("docs/audit.md")).unwrap();
+    let start = "$ storage-policy-webhook audit --config examples/policy.yaml examples/\n";
+    let shown = &docs[docs.find(start).expect("the examples command") + start.len()..];
+    let shown = &shown[..shown.find("$ echo $?").expect("the exit status")];
+    let mut cmd = command();
+    cmd.current_dir(root);
+    let o = run_with(
+        cmd,
+        &["audit", "--config", "examples/policy.yaml", "examples/"],
+        None,
+    );
+    assert_eq!(
+        stdout(&o),
+        shown,
+        "docs/audit.md is out of date: paste the new output"
     );
 }
 

@@ -12,13 +12,13 @@ use k8s_openapi::api::core::v1::{
 use serde_json::Value;
 
 use super::report::{Finding, ObjectRef, ObjectReport, Outcome, Stage};
-use super::review::AuditedKind;
+use super::review::{AUDIT_USERNAME, AuditedKind};
 use super::{ClassSource, Inventory};
 use crate::policy::catalog::{IS_DEFAULT_ANNOTATIONS, KIND_ANNOTATION};
 use crate::policy::default_class::{self, Source as DefaultSource};
 use crate::policy::field::go_quote;
 use crate::policy::{
-    AccessMode, Catalog, FieldError, Invalid, LiveState, Path, Policy, RuleId, access_modes,
+    AccessMode, Catalog, FieldError, Invalid, LiveState, Mode, Path, Policy, RuleId, access_modes,
 };
 
 fn finding(
@@ -190,7 +190,13 @@ fn plugin_default_first(
         .as_deref()
         .filter(|n| !n.is_empty())
         .unwrap_or("default");
-    let choice = default_class::choose(policy, catalog, Some(namespace), pvc.spec.as_ref())?;
+    if policy.is_exempt(Some(namespace), AUDIT_USERNAME)
+        || policy.mode_for(RuleId::DefaultStorageClass, catalog, Some(namespace)) == Mode::Off
+    {
+        return None;
+    }
+    let spec = pvc.spec.as_ref();
+    let choice = default_class::choose(policy, catalog, Some(namespace), spec)?;
     if !matches!(
         choice.source,
         DefaultSource::Namespace | DefaultSource::AccessMode(_)
@@ -198,13 +204,33 @@ fn plugin_default_first(
     {
         return None;
     }
+    // What the access-mode rule then says about the plugin's class.
+    let modes = spec
+        .and_then(|s| s.access_modes.as_deref())
+        .unwrap_or_default();
+    let volume_mode = spec.and_then(|s| s.volume_mode.as_deref());
+    let consequence = if access_modes::serves(policy, catalog, &plugin_class, modes, volume_mode) {
+        String::new()
+    } else {
+        match policy.mode_for(RuleId::AccessModes, catalog, Some(namespace)) {
+            Mode::Enforce => format!(
+                "; the webhook then denies it: {} cannot serve its access modes",
+                go_quote(&plugin_class)
+            ),
+            Mode::Audit => format!(
+                "; {} cannot serve its access modes (audit mode)",
+                go_quote(&plugin_class)
+            ),
+            Mode::Off => String::new(),
+        }
+    };
     Some(finding(
         RuleId::DefaultStorageClass,
         Stage::Inventory,
         Outcome::Warned,
         format!(
             "with the DefaultStorageClass admission plugin enabled this claim gets {} (annotated default) \
-             before the webhook runs, not {} ({})",
+             before the webhook runs, not {} ({}){consequence}",
             go_quote(&plugin_class),
             go_quote(&choice.class),
             choice.source.describe()
@@ -598,6 +624,27 @@ mod tests {
                 .contains(r#"gets "gp3" (annotated default) before the webhook runs, not "nfs""#),
             "{}",
             f[0].message
+        );
+        assert!(
+            f[0].message
+                .ends_with(r#"the webhook then denies it: "gp3" cannot serve its access modes"#),
+            "{}",
+            f[0].message
+        );
+        let rwo = json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "d"},
+                         "spec": {"accessModes": ["ReadWriteOnce"]}});
+        assert!(
+            object_checks(&p, &cat, &inv.live, &rwo).is_empty(),
+            "the webhook would choose gp3 too"
+        );
+        let exempt = json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "d", "namespace": "kube-system"},
+                            "spec": {"accessModes": ["ReadWriteMany"]}});
+        let p2 = policy(
+            "exemptions: {namespaces: [kube-system]}\nstorageClasses:\n  - {name: nfs, provisioner: nfs.csi.k8s.io}\nrules:\n  defaultStorageClass:\n    byAccessMode: {ReadWriteMany: nfs}\n",
+        );
+        assert!(
+            object_checks(&p2, &p2.catalog(&inv.live), &inv.live, &exempt).is_empty(),
+            "exempt namespace"
         );
     }
 }

@@ -281,12 +281,27 @@ pub fn parse_yaml(file: &str, text: &str, inputs: &mut Inputs) {
     }
 }
 
+/// The parser's message on one line, without its position: that counts from the start of the
+/// document, the reported line from the start of the file.
 fn one_line(text: &str) -> String {
-    text.lines()
+    let text = text
+        .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty())
         .collect::<Vec<_>>()
-        .join(" ")
+        .join(" ");
+    let digits = |s: &str| s.len() - s.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+    if let Some(i) = text.find(" at line ") {
+        let rest = &text[i + " at line ".len()..];
+        let n = digits(rest);
+        if let Some(col) = rest[n..].strip_prefix(", column ")
+            && n > 0
+            && digits(col) > 0
+        {
+            return format!("{}{}", &text[..i], &col[digits(col)..]);
+        }
+    }
+    text
 }
 
 /// Adds a document, or the items of a `List` (`kind: List`, or `FooList` with `items`; items of
@@ -373,6 +388,11 @@ mod tests {
             e.source
         );
         assert!(e.message.starts_with("invalid YAML"), "{}", e.message);
+        assert!(
+            !e.message.contains("line"),
+            "no document-relative position: {}",
+            e.message
+        );
         assert_eq!(i.documents[1].source.document, Some(3));
     }
 

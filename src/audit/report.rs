@@ -3,7 +3,7 @@
 //! `wgpolicyk8s.io/v1alpha2` PolicyReport / ClusterPolicyReport documents (`policy-report`) for
 //! Policy Reporter and similar tools.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use json_patch::PatchOperation;
@@ -449,7 +449,12 @@ pub fn to_text(report: &Report, style: Style) -> String {
         if let Some(file) = o.source.file.as_deref()
             && last_file != Some(file)
         {
-            let _ = writeln!(out, "{}", style.paint("2", &format!("{file}:")));
+            let heading = if file == super::input::STDIN {
+                "(stdin)"
+            } else {
+                file
+            };
+            let _ = writeln!(out, "{}", style.paint("2", &format!("{heading}:")));
             last_file = Some(file);
         }
         let label = o.object.label();
@@ -486,18 +491,32 @@ pub fn to_text(report: &Report, style: Style) -> String {
         }
     }
     let s = report.summary();
+    let n = |count: usize, one: &str, many: &str| {
+        format!("{count} {}", if count == 1 { one } else { many })
+    };
     let mut line = format!(
-        "{} objects, {} denied, {} mutated, {} warnings",
-        s.objects, s.denied, s.mutated, s.warnings
+        "{}, {} denied, {} mutated, {}",
+        n(s.objects, "object", "objects"),
+        s.denied,
+        s.mutated,
+        n(s.warnings, "warning", "warnings")
     );
     if s.audited > 0 {
         let _ = write!(line, ", {} audited", s.audited);
     }
     if s.errors > 0 {
-        let _ = write!(line, "; {} input errors", s.errors);
+        let _ = write!(
+            line,
+            "; {} could not be read",
+            n(s.errors, "input", "inputs")
+        );
     }
     if s.ignored > 0 {
-        let _ = write!(line, "; {} other documents ignored", s.ignored);
+        let _ = write!(
+            line,
+            "; {} of other kinds ignored",
+            n(s.ignored, "document", "documents")
+        );
     }
     if !report.objects.is_empty() {
         out.push('\n');
@@ -648,11 +667,6 @@ pub fn to_policy_report_yaml(
     now: i64,
 ) -> Result<String, serde_saphyr::SerializeError> {
     serde_saphyr::to_string_multiple(&to_policy_reports(report, now))
-}
-
-/// Every distinct warning across the report (for tests and summaries).
-pub fn all_warnings(report: &Report) -> BTreeSet<&str> {
-    report.objects.iter().flat_map(|o| o.warnings()).collect()
 }
 
 #[cfg(test)]

@@ -82,7 +82,9 @@ pub fn run(args: AuditArgs) -> anyhow::Result<i32> {
     if args.namespace.is_some() && !args.cluster {
         anyhow::bail!("--namespace only applies with --cluster");
     }
-    let policy = Policy::load(args.config.as_deref(), args.dry_run)?;
+    // ConfigError's message already includes its source: keep `{:#}` from printing it twice.
+    let policy =
+        Policy::load(args.config.as_deref(), args.dry_run).map_err(|e| anyhow::anyhow!("{e}"))?;
     let (inventory, origin) = if args.cluster {
         let inv = read_cluster(args.namespace.as_deref())?;
         (
