@@ -9,6 +9,7 @@ use k8s_openapi::api::core::v1::{
     NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, PersistentVolume,
     PersistentVolumeClaim,
 };
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::report::{Finding, ObjectRef, ObjectReport, Outcome, Stage};
@@ -18,7 +19,8 @@ use crate::policy::catalog::{IS_DEFAULT_ANNOTATIONS, KIND_ANNOTATION};
 use crate::policy::default_class::{self, Source as DefaultSource};
 use crate::policy::field::go_quote;
 use crate::policy::{
-    AccessMode, Catalog, FieldError, Invalid, LiveState, Mode, Path, Policy, RuleId, access_modes,
+    AccessMode, Catalog, ClassInfo, FieldError, Invalid, LiveState, Mode, Path, Policy, RuleId,
+    access_modes,
 };
 
 fn finding(
@@ -47,7 +49,7 @@ pub fn api_validation(kind: &AuditedKind, patched: &Value) -> Option<Finding> {
     if !kind.group.is_empty() || kind.kind != "PersistentVolume" {
         return None;
     }
-    let pv: PersistentVolume = serde_json::from_value(patched.clone()).ok()?;
+    let pv = PersistentVolume::deserialize(patched).ok()?;
     let spec = pv.spec.as_ref()?;
     let path = Path::new("spec").child("nodeAffinity");
     let error = match &spec.node_affinity {
@@ -102,13 +104,13 @@ pub fn object_checks(
         .unwrap_or_default();
     match (api_version, kind) {
         ("v1", "PersistentVolumeClaim") => {
-            if let Ok(pvc) = serde_json::from_value::<PersistentVolumeClaim>(object.clone()) {
+            if let Ok(pvc) = PersistentVolumeClaim::deserialize(object) {
                 out.extend(pending_on_wrong_kind(policy, catalog, &pvc));
-                out.extend(plugin_default_first(policy, catalog, live, &pvc));
+                out.extend(plugin_default_first(policy, catalog, &pvc));
             }
         }
         ("v1", "PersistentVolume") => {
-            if let Ok(pv) = serde_json::from_value::<PersistentVolume>(object.clone()) {
+            if let Ok(pv) = PersistentVolume::deserialize(object) {
                 out.extend(affinity_to_missing_nodes(policy, live, &pv));
             }
         }
@@ -164,11 +166,11 @@ fn pending_on_wrong_kind(
     ))
 }
 
-/// Live StorageClasses annotated default, in Kubernetes' order (newest first, then name).
-fn annotated_defaults(live: &LiveState) -> Vec<&crate::policy::LiveClass> {
-    let mut v: Vec<_> = live.classes.iter().filter(|c| c.is_default).collect();
-    v.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| a.name.cmp(&b.name)));
-    v
+/// StorageClasses annotated default in the cluster, in Kubernetes' order (newest first, then
+/// name): the first is the one the DefaultStorageClass plugin sets.
+fn annotated_defaults(catalog: &Catalog) -> Vec<&ClassInfo> {
+    // The policy's static classes are not in the cluster: the plugin does not see them.
+    catalog.defaults().into_iter().filter(|c| c.live).collect()
 }
 
 /// The in-tree DefaultStorageClass plugin runs before every mutating webhook: when a class is
@@ -177,10 +179,9 @@ fn annotated_defaults(live: &LiveState) -> Vec<&crate::policy::LiveClass> {
 fn plugin_default_first(
     policy: &Policy,
     catalog: &Catalog,
-    live: &LiveState,
     pvc: &PersistentVolumeClaim,
 ) -> Option<Finding> {
-    let plugin_class = annotated_defaults(live).first()?.name.clone();
+    let plugin_class = annotated_defaults(catalog).first()?.name.clone();
     if default_class::has_class(pvc) {
         return None;
     }
@@ -392,7 +393,7 @@ pub fn class_checks(
     annotated.sort();
     policy_defaults.extend(annotated);
 
-    let defaults = annotated_defaults(&inventory.live);
+    let defaults = annotated_defaults(catalog);
     let picked = defaults.first().map(|c| c.name.clone());
     let mut out = Vec::new();
     for c in &inventory.classes {

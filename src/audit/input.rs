@@ -420,7 +420,7 @@ mod tests {
             &mut out,
         );
         assert_eq!(out[1].value["kind"], "StatefulSet");
-        assert_eq!(out[1].source.label(), "l.yaml items[1]");
+        assert_eq!(out[1].source.describe(), "l.yaml items[1]");
     }
 
     #[test]

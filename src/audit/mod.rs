@@ -46,18 +46,6 @@ impl Source {
         }
     }
 
-    /// `examples/pv.yaml#2`, `list.json#1 items[3]`, or `cluster`.
-    pub fn label(&self) -> String {
-        let mut s = self.file.clone().unwrap_or_else(|| "cluster".to_owned());
-        if let Some(d) = self.document {
-            s.push_str(&format!("#{d}"));
-        }
-        if let Some(i) = self.item {
-            s.push_str(&format!(" items[{i}]"));
-        }
-        s
-    }
-
     /// `examples/broken.yaml: document 2 (line 14)`: where an input error is.
     pub fn describe(&self) -> String {
         let mut s = self.file.clone().unwrap_or_else(|| "cluster".to_owned());
