@@ -3,10 +3,12 @@
 //! - [`policy`]: the rules, pure functions of (object, catalog, policy) to a decision.
 //! - [`admission`]: AdmissionReview in, decision out, AdmissionReview back.
 //! - [`cluster`]: watch caches of StorageClasses, Namespaces and Nodes feeding [`state`].
+//! - [`audit`]: what the webhook would do to manifests or to a cluster, through [`admission`].
 //! - [`cli`]: the command line (`serve`, `review`, `audit`, `certs`).
 #![forbid(unsafe_code)]
 
 pub mod admission;
+pub mod audit;
 pub mod cli;
 pub mod cluster;
 pub mod policy;

@@ -190,11 +190,12 @@ fn default_reject_on() -> Vec<StorageKind> {
 /// Why a policy could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("failed to read policy file {path}: {source}")]
+    // The io error is part of the message, not a `source` (thiserror treats a field named
+    // `source` as one), so `{:#}` chains print it once.
+    #[error("failed to read policy file {path}: {error}")]
     Read {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("invalid policy {origin}: {message}")]
     Syntax { origin: String, message: String },
@@ -260,9 +261,9 @@ fn syntax_message(e: &serde_saphyr::Error) -> String {
 
 /// Reads and validates a policy file.
 pub fn load(path: &Path) -> Result<PolicyFile, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
         path: path.to_owned(),
-        source,
+        error,
     })?;
     parse(&text, Some(path))
 }

@@ -1,0 +1,651 @@
+//! What the audit reports beyond the webhook's own answers: the API server's validation of local
+//! volumes (the request fails there whatever the webhook says), and checks that need the whole
+//! inventory (nodes, claim status, the annotated default class). Pure functions of the objects,
+//! the policy and the catalog; every storage judgement is delegated to [`crate::policy`].
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, PersistentVolume,
+    PersistentVolumeClaim,
+};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::report::{Finding, ObjectRef, ObjectReport, Outcome, Stage};
+use super::review::{AUDIT_USERNAME, AuditedKind};
+use super::{ClassSource, Inventory};
+use crate::policy::catalog::{IS_DEFAULT_ANNOTATIONS, KIND_ANNOTATION};
+use crate::policy::default_class::{self, Source as DefaultSource};
+use crate::policy::field::go_quote;
+use crate::policy::{
+    AccessMode, Catalog, ClassInfo, FieldError, Invalid, LiveState, Mode, Path, Policy, RuleId,
+    access_modes,
+};
+
+fn finding(
+    rule: RuleId,
+    stage: Stage,
+    outcome: Outcome,
+    message: String,
+    class: Option<String>,
+) -> Finding {
+    Finding {
+        rule: rule.as_str().to_owned(),
+        stage: Some(stage),
+        outcome,
+        message,
+        storage_class: class,
+        patch: Vec::new(),
+        warnings: Vec::new(),
+    }
+}
+
+/// The API server's own validation of a PersistentVolume's node affinity, run on the object as
+/// the mutating webhooks left it (`ValidatePersistentVolumeSpec`): a `local` volume needs
+/// `spec.nodeAffinity`, and a `nodeAffinity` needs `required` with at least one term. The
+/// message is the API's (`PersistentVolume "x" is invalid: spec.nodeAffinity: Required value: ...`).
+pub fn api_validation(kind: &AuditedKind, patched: &Value) -> Option<Finding> {
+    if !kind.group.is_empty() || kind.kind != "PersistentVolume" {
+        return None;
+    }
+    let pv = PersistentVolume::deserialize(patched).ok()?;
+    let spec = pv.spec.as_ref()?;
+    let path = Path::new("spec").child("nodeAffinity");
+    let error = match &spec.node_affinity {
+        None if spec.local.is_some() => {
+            FieldError::required(path, "Local volume requires node affinity")
+        }
+        None => return None,
+        Some(na) => match &na.required {
+            None => FieldError::required(
+                path.child("required"),
+                "must specify required node constraints",
+            ),
+            Some(sel) if sel.node_selector_terms.is_empty() => FieldError::required(
+                path.child("required").child("nodeSelectorTerms"),
+                "must have at least one node selector term",
+            ),
+            Some(_) => return None,
+        },
+    };
+    let invalid = Invalid {
+        group: String::new(),
+        kind: "PersistentVolume".to_owned(),
+        name: pv.metadata.name.clone().unwrap_or_default(),
+        errors: vec![error],
+    };
+    let class = spec.storage_class_name.clone().filter(|c| !c.is_empty());
+    Some(finding(
+        RuleId::LocalVolumeNodeAffinity,
+        Stage::Api,
+        Outcome::Denied,
+        invalid.message(),
+        class,
+    ))
+}
+
+/// Checks on one object that need more than the webhook sees on CREATE: its status, the nodes,
+/// the cluster's annotated default class.
+pub fn object_checks(
+    policy: &Policy,
+    catalog: &Catalog,
+    live: &LiveState,
+    object: &Value,
+) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let api_version = object
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let kind = object
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    match (api_version, kind) {
+        ("v1", "PersistentVolumeClaim") => {
+            if let Ok(pvc) = PersistentVolumeClaim::deserialize(object) {
+                out.extend(pending_on_wrong_kind(policy, catalog, &pvc));
+                out.extend(plugin_default_first(policy, catalog, &pvc));
+            }
+        }
+        ("v1", "PersistentVolume") => {
+            if let Ok(pv) = PersistentVolume::deserialize(object) {
+                out.extend(affinity_to_missing_nodes(policy, live, &pv));
+            }
+        }
+        _ => {}
+    }
+    out
+}
+
+/// A claim Pending on a class whose storage cannot serve its access modes never binds: the
+/// provisioner only says so in `ProvisioningFailed` events.
+fn pending_on_wrong_kind(
+    policy: &Policy,
+    catalog: &Catalog,
+    pvc: &PersistentVolumeClaim,
+) -> Option<Finding> {
+    if pvc.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Pending") {
+        return None;
+    }
+    let spec = pvc.spec.as_ref()?;
+    let class = spec
+        .storage_class_name
+        .as_deref()
+        .filter(|c| !c.is_empty())?;
+    let info = catalog.class(class)?;
+    let kind = info.kind?;
+    let volume_mode = spec.volume_mode.as_deref();
+    let bad = spec
+        .access_modes
+        .iter()
+        .flatten()
+        .filter(|m| AccessMode::parse(m).is_some())
+        .find(|m| {
+            !access_modes::serves(
+                policy,
+                catalog,
+                class,
+                std::slice::from_ref(*m),
+                volume_mode,
+            )
+        })?;
+    Some(finding(
+        RuleId::AccessModes,
+        Stage::Inventory,
+        Outcome::Warned,
+        format!(
+            "claim is Pending on class {} ({}), {} storage that cannot serve {bad}: it will not bind; \
+             recreate it with a class that can",
+            go_quote(class),
+            info.provisioner,
+            kind.as_str()
+        ),
+        Some(class.to_owned()),
+    ))
+}
+
+/// StorageClasses annotated default in the cluster, in Kubernetes' order (newest first, then
+/// name): the first is the one the DefaultStorageClass plugin sets.
+fn annotated_defaults(catalog: &Catalog) -> Vec<&ClassInfo> {
+    // The policy's static classes are not in the cluster: the plugin does not see them.
+    catalog.defaults().into_iter().filter(|c| c.live).collect()
+}
+
+/// The in-tree DefaultStorageClass plugin runs before every mutating webhook: when a class is
+/// annotated default, a claim without a class arrives with that class and the policy's
+/// per-namespace or per-access-mode default is never applied.
+fn plugin_default_first(
+    policy: &Policy,
+    catalog: &Catalog,
+    pvc: &PersistentVolumeClaim,
+) -> Option<Finding> {
+    let plugin_class = annotated_defaults(catalog).first()?.name.clone();
+    if default_class::has_class(pvc) {
+        return None;
+    }
+    let namespace = pvc
+        .metadata
+        .namespace
+        .as_deref()
+        .filter(|n| !n.is_empty())
+        .unwrap_or("default");
+    if policy.is_exempt(Some(namespace), AUDIT_USERNAME)
+        || policy.mode_for(RuleId::DefaultStorageClass, catalog, Some(namespace)) == Mode::Off
+    {
+        return None;
+    }
+    let spec = pvc.spec.as_ref();
+    let choice = default_class::choose(policy, catalog, Some(namespace), spec)?;
+    if !matches!(
+        choice.source,
+        DefaultSource::Namespace | DefaultSource::AccessMode(_)
+    ) || choice.class == plugin_class
+    {
+        return None;
+    }
+    // What the access-mode rule then says about the plugin's class.
+    let modes = spec
+        .and_then(|s| s.access_modes.as_deref())
+        .unwrap_or_default();
+    let volume_mode = spec.and_then(|s| s.volume_mode.as_deref());
+    let consequence = if access_modes::serves(policy, catalog, &plugin_class, modes, volume_mode) {
+        String::new()
+    } else {
+        match policy.mode_for(RuleId::AccessModes, catalog, Some(namespace)) {
+            Mode::Enforce => format!(
+                "; the webhook then denies it: {} cannot serve its access modes",
+                go_quote(&plugin_class)
+            ),
+            Mode::Audit => format!(
+                "; {} cannot serve its access modes (audit mode)",
+                go_quote(&plugin_class)
+            ),
+            Mode::Off => String::new(),
+        }
+    };
+    Some(finding(
+        RuleId::DefaultStorageClass,
+        Stage::Inventory,
+        Outcome::Warned,
+        format!(
+            "with the DefaultStorageClass admission plugin enabled this claim gets {} (annotated default) \
+             before the webhook runs, not {} ({}){consequence}",
+            go_quote(&plugin_class),
+            go_quote(&choice.class),
+            choice.source.describe()
+        ),
+        Some(plugin_class),
+    ))
+}
+
+fn requirement_matches(r: &NodeSelectorRequirement, value: Option<&str>) -> bool {
+    let values = r.values.as_deref().unwrap_or_default();
+    let number = |s: &str| s.parse::<i64>().ok();
+    match r.operator.as_str() {
+        "In" => value.is_some_and(|v| values.iter().any(|x| x == v)),
+        "NotIn" => !value.is_some_and(|v| values.iter().any(|x| x == v)),
+        "Exists" => value.is_some(),
+        "DoesNotExist" => value.is_none(),
+        "Gt" => {
+            matches!((value.and_then(number), values.first().and_then(|x| number(x))), (Some(v), Some(x)) if v > x)
+        }
+        "Lt" => {
+            matches!((value.and_then(number), values.first().and_then(|x| number(x))), (Some(v), Some(x)) if v < x)
+        }
+        _ => false,
+    }
+}
+
+/// Whether a node selector term selects a node (`nodeaffinity.NodeSelector`): every expression
+/// and field requirement holds; an empty term selects nothing.
+fn term_matches(term: &NodeSelectorTerm, name: &str, labels: &BTreeMap<String, String>) -> bool {
+    let exprs = term.match_expressions.as_deref().unwrap_or_default();
+    let fields = term.match_fields.as_deref().unwrap_or_default();
+    if exprs.is_empty() && fields.is_empty() {
+        return false;
+    }
+    exprs
+        .iter()
+        .all(|r| requirement_matches(r, labels.get(&r.key).map(String::as_str)))
+        && fields
+            .iter()
+            .all(|r| r.key == "metadata.name" && requirement_matches(r, Some(name)))
+}
+
+fn selects_any(sel: &NodeSelector, nodes: &[(String, BTreeMap<String, String>)]) -> bool {
+    sel.node_selector_terms.iter().any(|t| {
+        nodes
+            .iter()
+            .any(|(name, labels)| term_matches(t, name, labels))
+    })
+}
+
+/// A local volume pinned to nodes that are gone: its pods stay Pending with
+/// `node(s) had volume node affinity conflict`.
+fn affinity_to_missing_nodes(
+    policy: &Policy,
+    live: &LiveState,
+    pv: &PersistentVolume,
+) -> Option<Finding> {
+    let nodes = live.nodes.as_ref()?;
+    let spec = pv.spec.as_ref()?;
+    if spec.local.is_none() && spec.host_path.is_none() {
+        return None;
+    }
+    let sel = spec.node_affinity.as_ref()?.required.as_ref()?;
+    let label = &policy.file.rules.local_volume_node_affinity.node_label;
+    let mut missing: Vec<&str> = Vec::new();
+    for term in &sel.node_selector_terms {
+        for r in term.match_expressions.iter().flatten() {
+            if r.operator != "In" || (r.key != *label && r.key != "kubernetes.io/hostname") {
+                continue;
+            }
+            for v in r.values.iter().flatten() {
+                let exists = nodes
+                    .iter()
+                    .any(|(_, labels)| labels.get(&r.key) == Some(v));
+                if !exists && !missing.contains(&v.as_str()) {
+                    missing.push(v);
+                }
+            }
+        }
+        for r in term.match_fields.iter().flatten() {
+            if r.key == "metadata.name" && r.operator == "In" {
+                for v in r.values.iter().flatten() {
+                    if !nodes.iter().any(|(n, _)| n == v) && !missing.contains(&v.as_str()) {
+                        missing.push(v);
+                    }
+                }
+            }
+        }
+    }
+    let class = spec.storage_class_name.clone().filter(|c| !c.is_empty());
+    let message = if !selects_any(sel, nodes) {
+        let why = if missing.is_empty() {
+            String::new()
+        } else {
+            format!(" (no node {})", missing.join(", "))
+        };
+        format!(
+            "spec.nodeAffinity selects no existing node{why}: pods using this volume stay Pending with \
+             \"node(s) had volume node affinity conflict\""
+        )
+    } else if !missing.is_empty() {
+        format!(
+            "spec.nodeAffinity names nodes that do not exist: {}",
+            missing.join(", ")
+        )
+    } else {
+        return None;
+    };
+    Some(finding(
+        RuleId::LocalVolumeNodeAffinity,
+        Stage::Inventory,
+        Outcome::Warned,
+        message,
+        class,
+    ))
+}
+
+fn class_report(c: &ClassSource) -> ObjectReport {
+    ObjectReport {
+        source: c.source.clone(),
+        object: ObjectRef {
+            api_version: "storage.k8s.io/v1".to_owned(),
+            kind: "StorageClass".to_owned(),
+            namespace: None,
+            name: c.class.name.clone(),
+        },
+        findings: Vec::new(),
+    }
+}
+
+/// Checks on the StorageClasses of the inventory: the annotated default against the policy's own
+/// defaults, several annotated defaults, an unknown `storage-policy.io/kind` value.
+pub fn class_checks(
+    policy: &Policy,
+    catalog: &Catalog,
+    inventory: &Inventory,
+) -> Vec<ObjectReport> {
+    let rule = &policy.file.rules.default_storage_class;
+    let mut policy_defaults: Vec<String> = rule
+        .by_access_mode
+        .iter()
+        .map(|(m, c)| format!("byAccessMode {} -> {}", m.as_str(), go_quote(c)))
+        .collect();
+    policy_defaults.extend(
+        rule.namespaces
+            .iter()
+            .map(|(ns, c)| format!("namespace {ns} -> {}", go_quote(c))),
+    );
+    let mut annotated: Vec<_> = inventory
+        .live
+        .namespaces
+        .iter()
+        .filter_map(|(ns, info)| {
+            info.default_class
+                .as_ref()
+                .map(|c| format!("namespace {ns} -> {}", go_quote(c)))
+        })
+        .collect();
+    annotated.sort();
+    policy_defaults.extend(annotated);
+
+    let defaults = annotated_defaults(catalog);
+    let picked = defaults.first().map(|c| c.name.clone());
+    let mut out = Vec::new();
+    for c in &inventory.classes {
+        let mut report = class_report(c);
+        if c.class.is_default
+            && Some(&c.class.name) == picked.as_ref()
+            && !policy_defaults.is_empty()
+        {
+            let shown: Vec<&str> = policy_defaults.iter().take(3).map(String::as_str).collect();
+            let more = policy_defaults.len().saturating_sub(shown.len());
+            let more = if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            };
+            report.findings.push(finding(
+                RuleId::DefaultStorageClass,
+                Stage::Inventory,
+                Outcome::Warned,
+                format!(
+                    "annotated default ({}): the DefaultStorageClass admission plugin sets it on claims without a \
+                     class before this webhook runs, so these defaults never apply: {}{more}; remove the \
+                     annotation or disable the plugin",
+                    IS_DEFAULT_ANNOTATIONS[0],
+                    shown.join(", ")
+                ),
+                Some(c.class.name.clone()),
+            ));
+        }
+        if c.class.is_default
+            && let Some(p) = &picked
+            && *p != c.class.name
+        {
+            report.findings.push(finding(
+                RuleId::DefaultStorageClass,
+                Stage::Inventory,
+                Outcome::Warned,
+                format!(
+                    "several classes are annotated default: Kubernetes uses {} (the newest), never this one",
+                    go_quote(p)
+                ),
+                Some(c.class.name.clone()),
+            ));
+        }
+        if !c.class.kind_annotation_is_valid() {
+            let value = c.class.kind_annotation.as_deref().unwrap_or_default();
+            let resolved = catalog
+                .class(&c.class.name)
+                .and_then(|i| i.kind)
+                .map(|k| format!("{} storage by its provisioner", k.as_str()))
+                .unwrap_or_else(|| "unknown storage (no access-mode rule applies)".to_owned());
+            report.findings.push(finding(
+                RuleId::AccessModes,
+                Stage::Inventory,
+                Outcome::Warned,
+                format!(
+                    "annotation {KIND_ANNOTATION}: {} is not block, local or shared: ignored, the class is {resolved}",
+                    go_quote(value)
+                ),
+                Some(c.class.name.clone()),
+            ));
+        }
+        if !report.findings.is_empty() {
+            out.push(report);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::review::audited_kind;
+    use crate::policy::config;
+    use serde_json::json;
+
+    fn policy(text: &str) -> Policy {
+        Policy::new(config::parse(text, None).unwrap(), false)
+    }
+
+    fn nodes(names: &[&str]) -> LiveState {
+        LiveState {
+            nodes: Some(
+                names
+                    .iter()
+                    .map(|n| {
+                        let mut l = BTreeMap::new();
+                        l.insert("kubernetes.io/hostname".to_owned(), (*n).to_owned());
+                        ((*n).to_owned(), l)
+                    })
+                    .collect(),
+            ),
+            ..Default::default()
+        }
+    }
+
+    fn local_pv(values: &[&str]) -> Value {
+        json!({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "ssd"},
+               "spec": {"local": {"path": "/mnt/ssd"}, "accessModes": ["ReadWriteOnce"],
+                        "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                            {"key": "kubernetes.io/hostname", "operator": "In", "values": values}]}]}}}})
+    }
+
+    #[test]
+    fn api_refuses_local_volume_without_node_affinity() {
+        let kind = audited_kind("v1", "PersistentVolume").unwrap();
+        let pv = json!({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "ssd"},
+                        "spec": {"local": {"path": "/mnt/ssd"}}});
+        let f = api_validation(kind, &pv).expect("refused");
+        assert_eq!(
+            f.message,
+            r#"PersistentVolume "ssd" is invalid: spec.nodeAffinity: Required value: Local volume requires node affinity"#
+        );
+        assert_eq!(f.outcome, Outcome::Denied);
+        let empty = json!({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "ssd"},
+                           "spec": {"local": {"path": "/mnt/ssd"}, "nodeAffinity": {}}});
+        assert!(api_validation(kind, &empty).unwrap().message.ends_with(
+            "spec.nodeAffinity.required: Required value: must specify required node constraints"
+        ));
+        assert!(api_validation(kind, &local_pv(&["a"])).is_none());
+        let host_path = json!({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "h"},
+                               "spec": {"hostPath": {"path": "/srv"}}});
+        assert!(
+            api_validation(kind, &host_path).is_none(),
+            "hostPath needs no affinity"
+        );
+    }
+
+    #[test]
+    fn reports_local_volumes_pinned_to_missing_nodes() {
+        let p = policy("");
+        let cat = p.static_catalog();
+        let live = nodes(&["k8s-worker-01"]);
+        let gone = object_checks(&p, &cat, &live, &local_pv(&["k8s-worker-03"]));
+        assert_eq!(gone.len(), 1);
+        assert!(
+            gone[0]
+                .message
+                .contains("selects no existing node (no node k8s-worker-03)"),
+            "{}",
+            gone[0].message
+        );
+        let partly = object_checks(
+            &p,
+            &cat,
+            &live,
+            &local_pv(&["k8s-worker-01", "k8s-worker-02"]),
+        );
+        assert!(
+            partly[0].message.ends_with("do not exist: k8s-worker-02"),
+            "{}",
+            partly[0].message
+        );
+        assert!(object_checks(&p, &cat, &live, &local_pv(&["k8s-worker-01"])).is_empty());
+        assert!(
+            object_checks(&p, &cat, &LiveState::default(), &local_pv(&["x"])).is_empty(),
+            "nodes unknown"
+        );
+    }
+
+    #[test]
+    fn reports_claims_pending_on_a_class_that_cannot_serve_them() {
+        let p = policy(
+            "storageClasses:\n  - {name: oci-bv, provisioner: blockvolume.csi.oraclecloud.com}\n",
+        );
+        let cat = p.static_catalog();
+        let pvc = |phase: &str, mode: &str| {
+            json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "d", "namespace": "a"},
+                   "spec": {"storageClassName": "oci-bv", "accessModes": [mode]}, "status": {"phase": phase}})
+        };
+        let f = object_checks(
+            &p,
+            &cat,
+            &LiveState::default(),
+            &pvc("Pending", "ReadWriteMany"),
+        );
+        assert_eq!(f.len(), 1);
+        assert!(
+            f[0].message.contains("cannot serve ReadWriteMany"),
+            "{}",
+            f[0].message
+        );
+        assert!(
+            object_checks(
+                &p,
+                &cat,
+                &LiveState::default(),
+                &pvc("Bound", "ReadWriteMany")
+            )
+            .is_empty()
+        );
+        assert!(
+            object_checks(
+                &p,
+                &cat,
+                &LiveState::default(),
+                &pvc("Pending", "ReadWriteOnce")
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn explains_the_default_storage_class_plugin_running_first() {
+        let p = policy(
+            "storageClasses:\n  - {name: nfs, provisioner: nfs.csi.k8s.io}\nrules:\n  defaultStorageClass:\n    byAccessMode: {ReadWriteMany: nfs}\n",
+        );
+        let mut inv = Inventory::default();
+        inv.add(crate::audit::Document {
+            source: crate::audit::Source::file("sc.yaml"),
+            value: json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "provisioner": "ebs.csi.aws.com",
+                          "metadata": {"name": "gp3", "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}}}),
+        });
+        let cat = p.catalog(&inv.live);
+        let reports = class_checks(&p, &cat, &inv);
+        assert_eq!(reports.len(), 1);
+        assert!(
+            reports[0].findings[0]
+                .message
+                .contains("byAccessMode ReadWriteMany -> \"nfs\""),
+            "{}",
+            reports[0].findings[0].message
+        );
+        let rwx = json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "d"},
+                         "spec": {"accessModes": ["ReadWriteMany"]}});
+        let f = object_checks(&p, &cat, &inv.live, &rwx);
+        assert!(
+            f[0].message
+                .contains(r#"gets "gp3" (annotated default) before the webhook runs, not "nfs""#),
+            "{}",
+            f[0].message
+        );
+        assert!(
+            f[0].message
+                .ends_with(r#"the webhook then denies it: "gp3" cannot serve its access modes"#),
+            "{}",
+            f[0].message
+        );
+        let rwo = json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "d"},
+                         "spec": {"accessModes": ["ReadWriteOnce"]}});
+        assert!(
+            object_checks(&p, &cat, &inv.live, &rwo).is_empty(),
+            "the webhook would choose gp3 too"
+        );
+        let exempt = json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "d", "namespace": "kube-system"},
+                            "spec": {"accessModes": ["ReadWriteMany"]}});
+        let p2 = policy(
+            "exemptions: {namespaces: [kube-system]}\nstorageClasses:\n  - {name: nfs, provisioner: nfs.csi.k8s.io}\nrules:\n  defaultStorageClass:\n    byAccessMode: {ReadWriteMany: nfs}\n",
+        );
+        assert!(
+            object_checks(&p2, &p2.catalog(&inv.live), &inv.live, &exempt).is_empty(),
+            "exempt namespace"
+        );
+    }
+}

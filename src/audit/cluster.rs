@@ -1,0 +1,149 @@
+//! `audit --cluster`: the live objects and the catalog read with one-shot, paginated `list`
+//! calls. StorageClasses, Namespaces and Nodes go through [`Inventory::add`], the same
+//! `LiveClass::from_storage_class` / `NamespaceInfo::from_namespace` conversions the webhook's
+//! watches use, so the catalog is built identically. It does not use the long-running watch
+//! caches of `serve`: an audit is one snapshot.
+
+use std::fmt::Debug;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::api::storage::v1::StorageClass;
+use kube::api::ListParams;
+use kube::{Api, Client, Resource};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{Document, Inventory, Source};
+
+/// Items per list page: large clusters are read in pages, never in one response.
+pub const PAGE_SIZE: u32 = 500;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("failed to connect to the cluster (kubeconfig or in-cluster config): {0}")]
+    Connect(#[source] kube::Error),
+    #[error("failed to list {what}: {source}")]
+    List {
+        what: &'static str,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("failed to encode a {what} object: {source}")]
+    Encode {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// Reports list progress: the resource and how many items have been read so far.
+pub type Progress<'a> = &'a mut dyn FnMut(&str, usize);
+
+async fn list_all<K>(
+    api: Api<K>,
+    what: &'static str,
+    progress: Progress<'_>,
+) -> Result<Vec<K>, ClusterError>
+where
+    K: Resource + Clone + DeserializeOwned + Debug,
+{
+    let mut items = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let mut lp = ListParams::default().limit(PAGE_SIZE);
+        if let Some(t) = &token {
+            lp = lp.continue_token(t);
+        }
+        let page = api
+            .list(&lp)
+            .await
+            .map_err(|source| ClusterError::List { what, source })?;
+        items.extend(page.items);
+        progress(what, items.len());
+        match page.metadata.continue_ {
+            Some(t) if !t.is_empty() => token = Some(t),
+            _ => break,
+        }
+    }
+    Ok(items)
+}
+
+fn add_all<K: Serialize>(
+    inventory: &mut Inventory,
+    what: &'static str,
+    items: Vec<K>,
+) -> Result<(), ClusterError> {
+    for item in items {
+        let value =
+            serde_json::to_value(&item).map_err(|source| ClusterError::Encode { what, source })?;
+        inventory.add(Document {
+            source: Source::default(),
+            value,
+        });
+    }
+    Ok(())
+}
+
+/// Connects with the current kubeconfig context (or the in-cluster config).
+pub async fn connect() -> Result<Client, ClusterError> {
+    Client::try_default().await.map_err(ClusterError::Connect)
+}
+
+/// Reads the catalog (StorageClasses, Namespaces, Nodes) and the objects to audit
+/// (PersistentVolumes, PersistentVolumeClaims, StatefulSets), all namespaces or one. With a
+/// namespace, only the PersistentVolumes bound to claims of that namespace are audited.
+pub async fn collect(
+    client: Client,
+    namespace: Option<&str>,
+    progress: Progress<'_>,
+) -> Result<Inventory, ClusterError> {
+    let mut inv = Inventory::default();
+    let classes = list_all(
+        Api::<StorageClass>::all(client.clone()),
+        "storageclasses",
+        progress,
+    )
+    .await?;
+    add_all(&mut inv, "storageclasses", classes)?;
+    let namespaces = list_all(
+        Api::<Namespace>::all(client.clone()),
+        "namespaces",
+        progress,
+    )
+    .await?;
+    add_all(&mut inv, "namespaces", namespaces)?;
+    let nodes = list_all(Api::<Node>::all(client.clone()), "nodes", progress).await?;
+    add_all(&mut inv, "nodes", nodes)?;
+    // Listed, so known: an empty node list means every node is gone.
+    inv.live.nodes.get_or_insert_with(Vec::new);
+
+    let mut pvs = list_all(
+        Api::<PersistentVolume>::all(client.clone()),
+        "persistentvolumes",
+        progress,
+    )
+    .await?;
+    if let Some(ns) = namespace {
+        pvs.retain(|pv| {
+            pv.spec
+                .as_ref()
+                .and_then(|s| s.claim_ref.as_ref())
+                .and_then(|c| c.namespace.as_deref())
+                == Some(ns)
+        });
+    }
+    add_all(&mut inv, "persistentvolumes", pvs)?;
+    let (pvcs, statefulsets) = match namespace {
+        Some(ns) => (
+            Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns),
+            Api::<StatefulSet>::namespaced(client, ns),
+        ),
+        None => (Api::all(client.clone()), Api::all(client)),
+    };
+    let pvcs = list_all(pvcs, "persistentvolumeclaims", progress).await?;
+    add_all(&mut inv, "persistentvolumeclaims", pvcs)?;
+    let statefulsets = list_all(statefulsets, "statefulsets", progress).await?;
+    add_all(&mut inv, "statefulsets", statefulsets)?;
+    Ok(inv)
+}

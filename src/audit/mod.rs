@@ -1,0 +1,210 @@
+//! `audit`: what the webhook would do to a set of objects (manifests on disk or a live cluster),
+//! decided by the webhook's own decision path.
+//!
+//! Every audited object becomes a synthetic `admission.k8s.io/v1` CREATE review that goes through
+//! [`crate::admission::review`] exactly as kube-apiserver would send it: `/mutate`, the returned
+//! JSON Patch applied, the API server's own check for local volumes, then `/validate` on the
+//! patched object. Findings are read back from those responses, so the audit can never disagree
+//! with the webhook. This module owns reading inputs ([`input`]), the inventory of objects and
+//! catalog sources ([`Inventory`]), the reviews ([`review`]), the checks that look across objects
+//! ([`checks`]), the report formats ([`report`]) and the one-shot cluster listing ([`cluster`]).
+//! It reimplements no rule: rules live in [`crate::policy`] only.
+
+pub mod checks;
+pub mod cluster;
+pub mod input;
+pub mod report;
+pub mod review;
+
+use k8s_openapi::api::core::v1::{Namespace, Node};
+use k8s_openapi::api::storage::v1::StorageClass;
+use serde_json::Value;
+
+use crate::policy::{LiveClass, LiveState, NamespaceInfo, Policy};
+
+pub use report::{Finding, ObjectRef, ObjectReport, Outcome, Report, Stage, Summary};
+pub use review::AUDIT_USERNAME;
+
+/// Where a document came from. Cluster objects have no file.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Source {
+    /// The path as given on the command line (or found under a folder), `-` for stdin.
+    pub file: Option<String>,
+    /// 1-based position of the document in its file.
+    pub document: Option<usize>,
+    /// 0-based index in the `items` of a `List` document.
+    pub item: Option<usize>,
+    /// 1-based line where the document starts (YAML) or where parsing failed.
+    pub line: Option<usize>,
+}
+
+impl Source {
+    pub fn file(file: impl Into<String>) -> Source {
+        Source {
+            file: Some(file.into()),
+            ..Source::default()
+        }
+    }
+
+    /// `examples/broken.yaml: document 2 (line 14)`: where an input error is.
+    pub fn describe(&self) -> String {
+        let mut s = self.file.clone().unwrap_or_else(|| "cluster".to_owned());
+        if let Some(d) = self.document {
+            s.push_str(&format!(": document {d}"));
+        }
+        if let Some(i) = self.item {
+            s.push_str(&format!(" items[{i}]"));
+        }
+        if let Some(l) = self.line {
+            s.push_str(&format!(" (line {l})"));
+        }
+        s
+    }
+}
+
+/// One object read from an input.
+#[derive(Clone, Debug)]
+pub struct Document {
+    pub source: Source,
+    pub value: Value,
+}
+
+/// An input that could not be read or parsed, or an object that could not be decoded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InputError {
+    pub source: Source,
+    pub message: String,
+}
+
+impl std::fmt::Display for InputError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.source.describe(), self.message)
+    }
+}
+
+/// A StorageClass found among the inputs, kept for the checks that report on classes.
+#[derive(Clone, Debug)]
+pub struct ClassSource {
+    pub source: Source,
+    pub class: LiveClass,
+}
+
+/// Everything the audit works on: the objects to review and what joins the catalog.
+#[derive(Debug, Default)]
+pub struct Inventory {
+    /// StorageClasses, Namespaces and Nodes found among the inputs, as the webhook's cluster
+    /// watches would see them.
+    pub live: LiveState,
+    pub classes: Vec<ClassSource>,
+    /// Objects the webhook has rules for, in input order.
+    pub objects: Vec<Document>,
+    /// Documents of other kinds, and documents that are not Kubernetes objects.
+    pub ignored: usize,
+    pub errors: Vec<InputError>,
+}
+
+impl Inventory {
+    /// Sorts one document: catalog source, object to review, or ignored.
+    pub fn add(&mut self, doc: Document) {
+        let api_version = doc
+            .value
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let kind = doc
+            .value
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        match (api_version, kind) {
+            ("storage.k8s.io/v1", "StorageClass") => {
+                match serde_json::from_value::<StorageClass>(doc.value) {
+                    Ok(sc) => {
+                        let class = LiveClass::from_storage_class(&sc);
+                        self.live.classes.retain(|c| c.name != class.name);
+                        self.classes.retain(|c| c.class.name != class.name);
+                        self.live.classes.push(class.clone());
+                        self.classes.push(ClassSource {
+                            source: doc.source,
+                            class,
+                        });
+                    }
+                    Err(e) => self.broken(doc.source, "StorageClass", &e),
+                }
+            }
+            ("v1", "Namespace") => match serde_json::from_value::<Namespace>(doc.value) {
+                Ok(ns) => {
+                    let name = ns.metadata.name.clone().unwrap_or_default();
+                    self.live
+                        .namespaces
+                        .insert(name, NamespaceInfo::from_namespace(&ns));
+                }
+                Err(e) => self.broken(doc.source, "Namespace", &e),
+            },
+            ("v1", "Node") => match serde_json::from_value::<Node>(doc.value) {
+                Ok(node) => {
+                    let name = node.metadata.name.clone().unwrap_or_default();
+                    let labels = node.metadata.labels.clone().unwrap_or_default();
+                    let nodes = self.live.nodes.get_or_insert_with(Vec::new);
+                    nodes.retain(|(n, _)| *n != name);
+                    nodes.push((name, labels));
+                }
+                Err(e) => self.broken(doc.source, "Node", &e),
+            },
+            (v, k) if review::audited_kind(v, k).is_some() => self.objects.push(doc),
+            _ => self.ignored += 1,
+        }
+    }
+
+    fn broken(&mut self, source: Source, kind: &str, e: &serde_json::Error) {
+        self.errors.push(InputError {
+            source,
+            message: format!("malformed {kind}: {e}"),
+        });
+    }
+}
+
+/// Where the inventory came from, for the report's header.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    Files,
+    Cluster { namespace: Option<String> },
+}
+
+/// Audits an inventory: every object through the webhook's path, then the checks across objects.
+pub fn audit(policy: &Policy, inventory: &Inventory) -> Report {
+    let catalog = policy.catalog(&inventory.live);
+    let mut objects = Vec::with_capacity(inventory.objects.len());
+    let mut errors = inventory.errors.clone();
+    for (seq, doc) in inventory.objects.iter().enumerate() {
+        match review::audit_object(policy, &catalog, doc, seq + 1) {
+            Ok(mut report) => {
+                report.findings.extend(checks::object_checks(
+                    policy,
+                    &catalog,
+                    &inventory.live,
+                    &doc.value,
+                ));
+                objects.push(report);
+            }
+            Err(e) => errors.push(InputError {
+                source: doc.source.clone(),
+                message: e.to_string(),
+            }),
+        }
+    }
+    objects.extend(checks::class_checks(policy, &catalog, inventory));
+    // Files in path order, documents in file order; cluster objects (no file) keep list order.
+    objects.sort_by(|a, b| {
+        let key = |o: &ObjectReport| (o.source.file.clone(), o.source.document, o.source.item);
+        key(a).cmp(&key(b))
+    });
+    for o in &mut objects {
+        o.finish();
+    }
+    Report {
+        objects,
+        errors,
+        ignored: inventory.ignored,
+    }
+}

@@ -1,0 +1,400 @@
+//! One object through the webhook, as kube-apiserver would send it on CREATE: a synthetic
+//! AdmissionReview to `/mutate` via [`admission::review`], the returned JSON Patch applied, the
+//! API server's own validation of the patched object, then `/validate`. Findings come from the
+//! responses (patch, `status.message`, warnings), never from a second implementation of a rule.
+
+use json_patch::PatchOperation;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
+use kube::core::admission::AdmissionResponse;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use super::report::{Finding, ObjectRef, ObjectReport, Outcome, Stage};
+use super::{Document, checks};
+use crate::admission::{self, Endpoint, Outcome as ReviewOutcome, ReviewError};
+use crate::policy::{Action, Catalog, Policy};
+
+/// The user the synthetic reviews come from (exempt it in the policy and nothing is reported).
+pub const AUDIT_USERNAME: &str = "storage-policy-webhook-audit";
+
+/// A kind the webhook has rules for.
+#[derive(Debug)]
+pub struct AuditedKind {
+    pub group: &'static str,
+    pub version: &'static str,
+    pub kind: &'static str,
+    pub resource: &'static str,
+    pub namespaced: bool,
+    /// Decodes the object as the webhook will, for a clear error on a malformed document.
+    decode: fn(&Value) -> Result<(), serde_json::Error>,
+}
+
+fn decode<K: DeserializeOwned>(v: &Value) -> Result<(), serde_json::Error> {
+    K::deserialize(v).map(drop)
+}
+
+/// The kinds `audit` reviews: those [`admission::review`] has rules for.
+pub const AUDITED_KINDS: &[AuditedKind] = &[
+    AuditedKind {
+        group: "",
+        version: "v1",
+        kind: "PersistentVolumeClaim",
+        resource: "persistentvolumeclaims",
+        namespaced: true,
+        decode: decode::<PersistentVolumeClaim>,
+    },
+    AuditedKind {
+        group: "",
+        version: "v1",
+        kind: "PersistentVolume",
+        resource: "persistentvolumes",
+        namespaced: false,
+        decode: decode::<PersistentVolume>,
+    },
+    AuditedKind {
+        group: "apps",
+        version: "v1",
+        kind: "StatefulSet",
+        resource: "statefulsets",
+        namespaced: true,
+        decode: decode::<StatefulSet>,
+    },
+    AuditedKind {
+        group: "",
+        version: "v1",
+        kind: "Pod",
+        resource: "pods",
+        namespaced: true,
+        decode: decode::<Pod>,
+    },
+    AuditedKind {
+        group: "apps",
+        version: "v1",
+        kind: "Deployment",
+        resource: "deployments",
+        namespaced: true,
+        decode: decode::<Deployment>,
+    },
+    AuditedKind {
+        group: "apps",
+        version: "v1",
+        kind: "DaemonSet",
+        resource: "daemonsets",
+        namespaced: true,
+        decode: decode::<DaemonSet>,
+    },
+    AuditedKind {
+        group: "apps",
+        version: "v1",
+        kind: "ReplicaSet",
+        resource: "replicasets",
+        namespaced: true,
+        decode: decode::<ReplicaSet>,
+    },
+    AuditedKind {
+        group: "batch",
+        version: "v1",
+        kind: "Job",
+        resource: "jobs",
+        namespaced: true,
+        decode: decode::<Job>,
+    },
+    AuditedKind {
+        group: "batch",
+        version: "v1",
+        kind: "CronJob",
+        resource: "cronjobs",
+        namespaced: true,
+        decode: decode::<CronJob>,
+    },
+];
+
+/// The audited kind of an `apiVersion` and `kind`, if the webhook has rules for it.
+pub fn audited_kind(api_version: &str, kind: &str) -> Option<&'static AuditedKind> {
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    AUDITED_KINDS
+        .iter()
+        .find(|k| k.group == group && k.version == version && k.kind == kind)
+}
+
+impl AuditedKind {
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_owned()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+}
+
+/// Why an object could not be audited.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("not an object the webhook reviews")]
+    NotAudited,
+    #[error("malformed {kind}: {source}")]
+    Malformed {
+        kind: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error(transparent)]
+    Review(#[from] ReviewError),
+}
+
+/// The AdmissionReview kube-apiserver would send for a CREATE of `object`.
+pub fn create_review(
+    kind: &AuditedKind,
+    object: &Value,
+    namespace: Option<&str>,
+    uid: &str,
+) -> Value {
+    let name = object
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let gvk = json!({"group": kind.group, "version": kind.version, "kind": kind.kind});
+    let gvr = json!({"group": kind.group, "version": kind.version, "resource": kind.resource});
+    let mut request = json!({
+        "uid": uid,
+        "kind": gvk,
+        "resource": gvr,
+        "requestKind": gvk,
+        "requestResource": gvr,
+        "name": name,
+        "operation": "CREATE",
+        "userInfo": {"username": AUDIT_USERNAME},
+        "object": object,
+        "oldObject": null,
+        "dryRun": false,
+        "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"},
+    });
+    if let Some(ns) = namespace {
+        request["namespace"] = json!(ns);
+    }
+    json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": request,
+    })
+}
+
+/// The object as the API server hands it to admission on CREATE: the request's namespace filled
+/// in, server-set fields (an exported or live object has them) dropped.
+pub fn as_created(kind: &AuditedKind, object: &Value) -> (Value, Option<String>) {
+    let mut obj = object.clone();
+    let namespace = kind.namespaced.then(|| {
+        obj.pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+            .unwrap_or("default")
+            .to_owned()
+    });
+    if !obj.get("metadata").is_some_and(Value::is_object) {
+        obj["metadata"] = json!({});
+    }
+    let meta = obj["metadata"]
+        .as_object_mut()
+        .expect("metadata is an object");
+    for k in [
+        "uid",
+        "resourceVersion",
+        "managedFields",
+        "creationTimestamp",
+        "generation",
+        "selfLink",
+    ] {
+        meta.remove(k);
+    }
+    match &namespace {
+        Some(ns) => {
+            meta.insert("namespace".to_owned(), json!(ns));
+        }
+        None => {
+            meta.remove("namespace");
+        }
+    }
+    if let Some(o) = obj.as_object_mut() {
+        o.remove("status");
+    }
+    (obj, namespace)
+}
+
+/// The response of one review.
+fn response(outcome: &ReviewOutcome) -> Option<&AdmissionResponse> {
+    outcome.response.response.as_ref()
+}
+
+/// The JSON Patch of a mutating response, decoded as kube-apiserver decodes it.
+fn response_patch(outcome: &ReviewOutcome) -> Result<Vec<PatchOperation>, serde_json::Error> {
+    match response(outcome).and_then(|r| r.patch.as_deref()) {
+        Some(bytes) => serde_json::from_slice::<json_patch::Patch>(bytes).map(|p| p.0),
+        None => Ok(Vec::new()),
+    }
+}
+
+fn response_warnings(outcome: &ReviewOutcome) -> Vec<String> {
+    response(outcome)
+        .and_then(|r| r.warnings.clone())
+        .unwrap_or_default()
+}
+
+/// `status.message` of a denying response.
+fn denial_message(outcome: &ReviewOutcome) -> Option<String> {
+    response(outcome)
+        .filter(|r| !r.allowed)
+        .map(|r| r.result.message.clone())
+}
+
+fn outcome_of(action: Action) -> Outcome {
+    match action {
+        Action::Mutated => Outcome::Mutated,
+        Action::Denied => Outcome::Denied,
+        Action::Audited => Outcome::Audited,
+        Action::Warned => Outcome::Warned,
+    }
+}
+
+/// The findings of one review: the rules' findings, the denial merged into one finding carrying
+/// `status.message` exactly as the webhook returns it.
+fn findings_of(stage: Stage, outcome: &ReviewOutcome, patch: &[PatchOperation]) -> Vec<Finding> {
+    let warnings = response_warnings(outcome);
+    let denial = denial_message(outcome);
+    let mut out: Vec<Finding> = Vec::new();
+    for f in &outcome.decision.findings {
+        let result = outcome_of(f.action);
+        // One denial per rule: its message is the whole `status.message`.
+        if result == Outcome::Denied
+            && let Some(existing) = out
+                .iter_mut()
+                .find(|x| x.outcome == Outcome::Denied && x.rule == f.rule.as_str())
+        {
+            if existing.storage_class.is_none() {
+                existing.storage_class = f.storage_class.clone();
+            }
+            continue;
+        }
+        out.push(Finding {
+            rule: f.rule.as_str().to_owned(),
+            stage: Some(stage),
+            outcome: result,
+            message: match (&denial, result) {
+                (Some(d), Outcome::Denied) => d.clone(),
+                _ => f.message.clone(),
+            },
+            storage_class: f.storage_class.clone(),
+            patch: if result == Outcome::Mutated {
+                patch.to_vec()
+            } else {
+                Vec::new()
+            },
+            warnings: warnings.clone(),
+        });
+    }
+    // A denial without a rule finding (none today) is still reported as the webhook returns it.
+    if let Some(d) = denial
+        && !out.iter().any(|f| f.outcome == Outcome::Denied)
+    {
+        out.push(Finding {
+            rule: String::new(),
+            stage: Some(stage),
+            outcome: Outcome::Denied,
+            message: d,
+            storage_class: None,
+            patch: Vec::new(),
+            warnings,
+        });
+    }
+    out
+}
+
+/// Reviews one object as a CREATE: `/mutate`, patch, the API server's validation, `/validate`.
+/// `seq` numbers the synthetic request's uid.
+pub fn audit_object(
+    policy: &Policy,
+    catalog: &Catalog,
+    doc: &Document,
+    seq: usize,
+) -> Result<ObjectReport, AuditError> {
+    let api_version = doc
+        .value
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let kind_name = doc
+        .value
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let kind = audited_kind(api_version, kind_name).ok_or(AuditError::NotAudited)?;
+    (kind.decode)(&doc.value).map_err(|source| AuditError::Malformed {
+        kind: kind.kind,
+        source,
+    })?;
+    let (object, namespace) = as_created(kind, &doc.value);
+    let name = object
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .or_else(|| {
+            object
+                .pointer("/metadata/generateName")
+                .and_then(Value::as_str)
+        })
+        .unwrap_or_default()
+        .to_owned();
+    let mut report = ObjectReport {
+        source: doc.source.clone(),
+        object: ObjectRef {
+            api_version: kind.api_version(),
+            kind: kind.kind.to_owned(),
+            namespace: namespace.clone(),
+            name,
+        },
+        findings: Vec::new(),
+    };
+    let uid = format!("00000000-0000-4000-8000-{seq:012x}");
+
+    let body = serde_json::to_vec(&create_review(kind, &object, namespace.as_deref(), &uid))
+        .map_err(ReviewError::Encode)?;
+    let mutated = admission::review(Endpoint::Mutate, policy, catalog, &body)?;
+    let patch = response_patch(&mutated).map_err(ReviewError::Json)?;
+    report
+        .findings
+        .extend(findings_of(Stage::Mutate, &mutated, &patch));
+    if denial_message(&mutated).is_some() {
+        return Ok(report);
+    }
+    let mut patched = object;
+    if let Err(e) = json_patch::patch(&mut patched, &patch) {
+        // kube-apiserver fails the request (HTTP 500) when a webhook's patch does not apply.
+        report.findings.push(Finding {
+            rule: String::new(),
+            stage: Some(Stage::Mutate),
+            outcome: Outcome::Denied,
+            message: format!(
+                "Internal error occurred: the webhook's JSON patch does not apply: {e}"
+            ),
+            storage_class: None,
+            patch,
+            warnings: Vec::new(),
+        });
+        return Ok(report);
+    }
+
+    // The API server validates the object between mutating and validating admission: a request
+    // it refuses never reaches `/validate`.
+    if let Some(finding) = checks::api_validation(kind, &patched) {
+        report.findings.push(finding);
+        return Ok(report);
+    }
+
+    let body = serde_json::to_vec(&create_review(kind, &patched, namespace.as_deref(), &uid))
+        .map_err(ReviewError::Encode)?;
+    let validated = admission::review(Endpoint::Validate, policy, catalog, &body)?;
+    report
+        .findings
+        .extend(findings_of(Stage::Validate, &validated, &[]));
+    Ok(report)
+}

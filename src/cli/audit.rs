@@ -1,0 +1,144 @@
+//! `audit`: what the webhook would do on CREATE of these manifests, or of the live objects of a
+//! cluster (`--cluster`). Parsing and printing only; the work is in [`crate::audit`].
+//!
+//! Exit status: 0 when nothing would be denied, 1 when a CREATE would be denied, 2 when an input
+//! could not be read or parsed (after auditing everything else), the policy file is bad, or the
+//! cluster cannot be read.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+
+use crate::audit::report::{self, Meta, Style};
+use crate::audit::{self, Inventory, Origin, cluster, input};
+use crate::policy::Policy;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// A table for people, with a summary line.
+    Text,
+    /// A versioned machine-readable document (storage-policy.io/v1alpha1 AuditReport).
+    Json,
+    /// wgpolicyk8s.io/v1alpha2 PolicyReport / ClusterPolicyReport documents (multi-document YAML).
+    PolicyReport,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Policy file (YAML); the embedded default policy when absent.
+    #[arg(long, env = "SPW_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Report format.
+    #[arg(long, short, value_enum, default_value_t = OutputFormat::Text, env = "SPW_AUDIT_OUTPUT")]
+    pub output: OutputFormat,
+    /// Every rule in audit mode, whatever the policy says (what `serve --dry-run` would do).
+    #[arg(long, env = "SPW_DRY_RUN")]
+    pub dry_run: bool,
+    /// Audit the live PersistentVolumeClaims, PersistentVolumes and StatefulSets of the current
+    /// kubeconfig context instead of files.
+    #[arg(long, env = "SPW_AUDIT_CLUSTER", conflicts_with = "paths")]
+    pub cluster: bool,
+    /// With --cluster: only this namespace (and the PersistentVolumes bound to its claims).
+    #[arg(long, short, env = "SPW_AUDIT_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// YAML or JSON files and folders (read recursively: *.yaml, *.yml, *.json); `-` reads stdin.
+    #[arg(value_name = "PATH", required_unless_present = "cluster")]
+    pub paths: Vec<PathBuf>,
+}
+
+fn progress_reporter(enabled: bool) -> impl FnMut(&str, usize) {
+    move |what: &str, n: usize| {
+        if enabled {
+            let mut err = std::io::stderr().lock();
+            let _ = write!(err, "\r\x1b[2Klisting {what}: {n}");
+            let _ = err.flush();
+        }
+    }
+}
+
+fn read_cluster(namespace: Option<&str>) -> anyhow::Result<Inventory> {
+    // One provider for the whole process; a second install (by `serve`) is harmless.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("failed to start the async runtime")?;
+    let show = std::io::stderr().is_terminal();
+    let mut progress = progress_reporter(show);
+    let inventory = runtime.block_on(async {
+        let client = cluster::connect().await?;
+        cluster::collect(client, namespace, &mut progress).await
+    });
+    if show {
+        eprint!("\r\x1b[2K");
+    }
+    Ok(inventory?)
+}
+
+pub fn run(args: AuditArgs) -> anyhow::Result<i32> {
+    // clap counts the flag's default `false` as present, so `requires` cannot say this.
+    if args.namespace.is_some() && !args.cluster {
+        anyhow::bail!("--namespace only applies with --cluster");
+    }
+    let policy = Policy::load(args.config.as_deref(), args.dry_run)?;
+    let (inventory, origin) = if args.cluster {
+        let inv = read_cluster(args.namespace.as_deref())?;
+        (
+            inv,
+            Origin::Cluster {
+                namespace: args.namespace.clone(),
+            },
+        )
+    } else {
+        // The policy file may sit in an audited folder: it is not a manifest.
+        let skip: Vec<PathBuf> = args.config.iter().cloned().collect();
+        let inputs = input::read_paths(&args.paths, &skip, &mut std::io::stdin().lock());
+        let mut inv = Inventory {
+            errors: inputs.errors,
+            ..Inventory::default()
+        };
+        for doc in inputs.documents {
+            inv.add(doc);
+        }
+        (inv, Origin::Files)
+    };
+    let result = audit::audit(&policy, &inventory);
+
+    for e in &result.errors {
+        eprintln!("storage-policy-webhook: {e}");
+    }
+    let meta = Meta {
+        policy: args
+            .config
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "(embedded default)".to_owned()),
+        dry_run: args.dry_run,
+        origin,
+    };
+    let text = match args.output {
+        OutputFormat::Text => {
+            let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            report::to_text(&result, Style { color })
+        }
+        OutputFormat::Json => {
+            let mut s = serde_json::to_string_pretty(&report::to_json(&result, &meta))?;
+            s.push('\n');
+            s
+        }
+        OutputFormat::PolicyReport => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or_default();
+            report::to_policy_report_yaml(&result, now)
+                .context("failed to encode the PolicyReports")?
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    Ok(result.exit_code())
+}

@@ -1,0 +1,1124 @@
+//! `storage-policy-webhook audit`: the binary over files made in a temp dir (every input form,
+//! every output format, exit codes, broken documents, bad policies), the same decision as the
+//! webhook for the same object, and `--cluster` against an in-process fake API server.
+
+mod support;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+use storage_policy_webhook::admission::{self, Endpoint};
+use storage_policy_webhook::policy::Policy;
+
+const BIN: &str = env!("CARGO_BIN_EXE_storage-policy-webhook");
+
+const POLICY: &str = r#"
+storageClasses:
+  - {name: standard, provisioner: ebs.csi.aws.com, default: true}
+  - {name: oci-bv, provisioner: blockvolume.csi.oraclecloud.com}
+  - {name: local-storage, provisioner: kubernetes.io/no-provisioner}
+  - {name: nfs, provisioner: nfs.csi.k8s.io}
+rules:
+  localVolumeNodeAffinity:
+    paths:
+      - {prefix: /mnt/ssd, nodes: [k8s-worker-01, k8s-worker-02]}
+"#;
+
+const PVC_NO_CLASS: &str = "apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: data, namespace: shop}
+spec:
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 1Gi}}
+";
+
+const PVC_RWX_BLOCK: &str = "apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: uploads}
+spec:
+  storageClassName: oci-bv
+  accessModes: [ReadWriteMany]
+  resources: {requests: {storage: 1Gi}}
+";
+
+struct Dir {
+    tmp: tempfile::TempDir,
+}
+
+impl Dir {
+    fn new() -> Dir {
+        let d = Dir {
+            tmp: tempfile::tempdir().expect("tempdir"),
+        };
+        d.write("policy.yaml", POLICY);
+        d
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.tmp.path().join(rel)
+    }
+
+    fn write(&self, rel: &str, text: &str) -> PathBuf {
+        let p = self.path(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+}
+
+fn command() -> Command {
+    let mut c = Command::new(BIN);
+    for v in [
+        "SPW_CONFIG",
+        "SPW_DRY_RUN",
+        "SPW_AUDIT_OUTPUT",
+        "SPW_AUDIT_CLUSTER",
+        "SPW_AUDIT_NAMESPACE",
+        "NO_COLOR",
+    ] {
+        c.env_remove(v);
+    }
+    c.env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("KUBERNETES_SERVICE_PORT");
+    c
+}
+
+fn run_with(mut cmd: Command, args: &[&str], stdin: Option<&str>) -> Output {
+    cmd.args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn the binary");
+    let mut pipe = child.stdin.take().unwrap();
+    if let Some(text) = stdin {
+        pipe.write_all(text.as_bytes()).unwrap();
+    }
+    drop(pipe);
+    child.wait_with_output().expect("wait")
+}
+
+fn audit(dir: &Dir, args: &[&str]) -> Output {
+    audit_stdin(dir, args, None)
+}
+
+fn audit_stdin(dir: &Dir, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut cmd = command();
+    cmd.current_dir(dir.tmp.path());
+    let mut all = vec!["audit", "--config", "policy.yaml"];
+    all.extend_from_slice(args);
+    run_with(cmd, &all, stdin)
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn json_report(o: &Output) -> Value {
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("json report: {e}\n{}\n{}", stdout(o), stderr(o)))
+}
+
+fn findings_for<'a>(report: &'a Value, name: &str) -> Vec<&'a Value> {
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["name"] == name)
+        .collect()
+}
+
+fn names(report: &Value) -> Vec<String> {
+    let mut v: Vec<String> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap().to_owned())
+        .collect();
+    v.dedup();
+    v
+}
+
+// ---- input forms ----
+
+#[test]
+fn audits_a_file_and_shows_the_patch_as_changed_fields() {
+    let d = Dir::new();
+    d.write("pvc.yaml", PVC_NO_CLASS);
+    let o = audit(&d, &["pvc.yaml"]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    assert!(out.contains("PersistentVolumeClaim shop/data"), "{out}");
+    assert!(
+        out.contains("defaultStorageClass") && out.contains("mutated"),
+        "{out}"
+    );
+    assert!(
+        out.contains(r#"+ spec.storageClassName: "standard""#),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l == "1 object, 0 denied, 1 mutated, 0 warnings"),
+        "{out}"
+    );
+    assert!(
+        !out.contains('\x1b'),
+        "no colour when stdout is not a terminal: {out:?}"
+    );
+}
+
+#[test]
+fn reads_folders_recursively_skipping_other_files() {
+    let d = Dir::new();
+    d.write("manifests/a/pvc.yaml", PVC_NO_CLASS);
+    d.write("manifests/b/c/rwx.yml", PVC_RWX_BLOCK);
+    d.write(
+        "manifests/pv.json",
+        r#"{"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "ssd"},
+            "spec": {"local": {"path": "/mnt/ssd/a"}, "accessModes": ["ReadWriteOnce"], "capacity": {"storage": "1Gi"}}}"#,
+    );
+    d.write(
+        "manifests/notes.txt",
+        "kind: PersistentVolumeClaim\nnot: yaml: at: all\n",
+    );
+    d.write("manifests/.git/config.yaml", "{ broken");
+    let o = audit(&d, &["-o", "json", "manifests"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let r = json_report(&o);
+    let files: Vec<&str> = r["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["file"].as_str().unwrap())
+        .collect();
+    assert!(files.contains(&"manifests/a/pvc.yaml"), "{files:?}");
+    assert!(files.contains(&"manifests/b/c/rwx.yml"), "{files:?}");
+    assert!(files.contains(&"manifests/pv.json"), "{files:?}");
+    assert!(
+        !files
+            .iter()
+            .any(|f| f.contains("notes") || f.contains(".git")),
+        "{files:?}"
+    );
+    assert_eq!(r["summary"]["objects"], 3);
+    assert_eq!(r["summary"]["errors"], 0);
+}
+
+#[test]
+fn reads_yaml_and_json_from_stdin() {
+    let d = Dir::new();
+    let o = audit_stdin(&d, &["-o", "json", "-"], Some(PVC_RWX_BLOCK));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let r = json_report(&o);
+    assert_eq!(r["findings"][0]["file"], "-");
+    assert_eq!(r["findings"][0]["outcome"], "denied");
+    let json_in = r#"{"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "j"},
+                      "spec": {"accessModes": ["ReadWriteOnce"]}}"#;
+    let o = audit_stdin(&d, &["-o", "json", "-"], Some(json_in));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(json_report(&o)["findings"][0]["name"], "j");
+}
+
+#[test]
+fn reads_multi_document_yaml_and_lists() {
+    let d = Dir::new();
+    d.write(
+        "all.yaml",
+        &format!(
+            "# a comment before the first document\n---\n{PVC_NO_CLASS}---\n---\n{PVC_RWX_BLOCK}---\napiVersion: v1\nkind: List\nitems:\n\
+             - apiVersion: v1\n  kind: PersistentVolumeClaim\n  metadata: {{name: in-list}}\n  spec: {{accessModes: [ReadWriteOnce]}}\n\
+             - apiVersion: v1\n  kind: ConfigMap\n  metadata: {{name: ignored}}\n---\n\
+             apiVersion: v1\nkind: PersistentVolumeClaimList\nmetadata: {{}}\nitems:\n\
+             - metadata: {{name: typed-item, namespace: shop}}\n  spec: {{accessModes: [ReadWriteOnce], storageClassName: nfs}}\n"
+        ),
+    );
+    let o = audit(&d, &["-o", "json", "all.yaml"]);
+    let r = json_report(&o);
+    assert_eq!(names(&r), ["data", "uploads", "in-list", "typed-item"]);
+    let in_list = findings_for(&r, "in-list")[0];
+    assert_eq!(
+        (in_list["document"].as_u64(), in_list["item"].as_u64()),
+        (Some(3), Some(0))
+    );
+    let typed = findings_for(&r, "typed-item")[0];
+    assert_eq!(
+        typed["kind"], "PersistentVolumeClaim",
+        "items of a typed list get its kind"
+    );
+    assert_eq!(
+        (typed["document"].as_u64(), typed["item"].as_u64()),
+        (Some(4), Some(0))
+    );
+    assert_eq!(r["summary"]["ignored"], 1, "the ConfigMap");
+}
+
+#[test]
+fn reads_json_files_with_lists() {
+    let d = Dir::new();
+    d.write(
+        "list.json",
+        &serde_json::to_string(&json!({"apiVersion": "v1", "kind": "List", "items": [
+            {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "a"},
+             "spec": {"storageClassName": "local-storage", "accessModes": ["ReadWriteMany"]}},
+            {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "web"}, "spec": {
+                "selector": {}, "serviceName": "web", "template": {},
+                "volumeClaimTemplates": [{"metadata": {"name": "d"}, "spec": {"accessModes": ["ReadWriteMany"], "storageClassName": "oci-bv"}}]}}
+        ]}))
+        .unwrap(),
+    );
+    let o = audit(&d, &["-o", "json", "list.json"]);
+    assert_eq!(o.status.code(), Some(1));
+    let r = json_report(&o);
+    let web = findings_for(&r, "web")[0];
+    assert_eq!(web["outcome"], "denied");
+    assert!(
+        web["message"].as_str().unwrap().starts_with(
+            r#"StatefulSet.apps "web" is invalid: spec.volumeClaimTemplates[0].spec.accessModes: Unsupported value: "ReadWriteMany""#
+        ),
+        "{web}"
+    );
+    assert_eq!(web["item"], 1);
+}
+
+#[test]
+fn storage_classes_and_namespaces_in_the_inputs_join_the_catalog() {
+    let d = Dir::new();
+    d.write("empty-policy.yaml", "# all defaults\n");
+    d.write(
+        "classes.yaml",
+        "apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata:\n  name: gp3\n  annotations: {storageclass.kubernetes.io/is-default-class: \"true\"}\n\
+         provisioner: ebs.csi.aws.com\n---\napiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata: {name: lp}\nprovisioner: rancher.io/local-path\n\
+         ---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: scratch\n  annotations: {storage-policy.io/default-storage-class: lp}\n",
+    );
+    d.write(
+        "claims.yaml",
+        "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: a}\nspec: {accessModes: [ReadWriteOnce]}\n---\n\
+         apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: b, namespace: scratch}\nspec: {accessModes: [ReadWriteOnce]}\n---\n\
+         apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: c}\nspec: {accessModes: [ReadWriteMany], storageClassName: lp}\n",
+    );
+    let mut cmd = command();
+    cmd.current_dir(d.tmp.path());
+    let o = run_with(
+        cmd,
+        &[
+            "audit",
+            "--config",
+            "empty-policy.yaml",
+            "-o",
+            "json",
+            "classes.yaml",
+            "claims.yaml",
+        ],
+        None,
+    );
+    let r = json_report(&o);
+    assert_eq!(
+        findings_for(&r, "a")[0]["changes"]["spec.storageClassName"],
+        "gp3"
+    );
+    assert_eq!(
+        findings_for(&r, "b")[0]["changes"]["spec.storageClassName"],
+        "lp"
+    );
+    assert_eq!(
+        findings_for(&r, "c")[0]["outcome"],
+        "denied",
+        "lp is local storage"
+    );
+    // gp3 is annotated default while the namespace has its own default: the plugin runs first.
+    let b = findings_for(&r, "b");
+    assert!(
+        b.iter()
+            .any(|f| f["stage"] == "inventory" && f["outcome"] == "warned"),
+        "{b:?}"
+    );
+    assert_eq!(o.status.code(), Some(1));
+}
+
+#[test]
+fn audits_pods_and_every_workload_with_a_pod_template() {
+    let d = Dir::new();
+    let eph = r#"{"name": "scratch", "ephemeral": {"volumeClaimTemplate": {"spec": {"accessModes": ["ReadWriteMany"], "storageClassName": "oci-bv", "resources": {"requests": {"storage": "1Gi"}}}}}}"#;
+    let pod_spec =
+        format!(r#"{{"containers": [{{"name": "c", "image": "busybox"}}], "volumes": [{eph}]}}"#);
+    let template = format!(r#"{{"metadata": {{"labels": {{"app": "x"}}}}, "spec": {pod_spec}}}"#);
+    let docs = [
+        format!(r#"{{"apiVersion": "v1", "kind": "Pod", "metadata": {{"name": "pod"}}, "spec": {pod_spec}}}"#),
+        format!(r#"{{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {{"name": "deploy"}}, "spec": {{"selector": {{}}, "template": {template}}}}}"#),
+        format!(r#"{{"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {{"name": "ds"}}, "spec": {{"selector": {{}}, "template": {template}}}}}"#),
+        format!(r#"{{"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {{"name": "rs"}}, "spec": {{"selector": {{}}, "template": {template}}}}}"#),
+        format!(r#"{{"apiVersion": "batch/v1", "kind": "Job", "metadata": {{"name": "job"}}, "spec": {{"template": {template}}}}}"#),
+        format!(r#"{{"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {{"name": "cron"}}, "spec": {{"schedule": "@daily", "jobTemplate": {{"spec": {{"template": {template}}}}}}}}}"#),
+        // An older API version of a kind the webhook reviews at v1 only is not audited.
+        r#"{"apiVersion": "batch/v1beta1", "kind": "CronJob", "metadata": {"name": "old"}, "spec": {}}"#.to_owned(),
+    ];
+    d.write("workloads.json", &docs.join("\n"));
+    let o = audit(&d, &["-o", "json", "workloads.json"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let r = json_report(&o);
+    let cases = [
+        ("pod", r#"Pod "pod" is invalid: spec.volumes[0]"#),
+        (
+            "deploy",
+            r#"Deployment.apps "deploy" is invalid: spec.template.spec.volumes[0]"#,
+        ),
+        (
+            "ds",
+            r#"DaemonSet.apps "ds" is invalid: spec.template.spec.volumes[0]"#,
+        ),
+        (
+            "rs",
+            r#"ReplicaSet.apps "rs" is invalid: spec.template.spec.volumes[0]"#,
+        ),
+        (
+            "job",
+            r#"Job.batch "job" is invalid: spec.template.spec.volumes[0]"#,
+        ),
+        (
+            "cron",
+            r#"CronJob.batch "cron" is invalid: spec.jobTemplate.spec.template.spec.volumes[0]"#,
+        ),
+    ];
+    for (name, prefix) in cases {
+        let f = findings_for(&r, name);
+        assert_eq!(f.len(), 1, "{name}: {f:?}");
+        assert_eq!(f[0]["outcome"], "denied", "{name}");
+        let msg = f[0]["message"].as_str().unwrap();
+        assert!(msg.starts_with(prefix), "{name}: {msg}");
+        assert!(msg.contains(r#".ephemeral.volumeClaimTemplate.spec.accessModes: Unsupported value: "ReadWriteMany""#), "{msg}");
+    }
+    assert_eq!(r["summary"]["objects"], 6);
+    assert_eq!(r["summary"]["ignored"], 1);
+}
+
+// ---- output formats ----
+
+#[test]
+fn json_output_is_a_versioned_stable_document() {
+    let d = Dir::new();
+    d.write("pvc.yaml", &format!("{PVC_NO_CLASS}---\n{PVC_RWX_BLOCK}"));
+    let o = audit(&d, &["--output", "json", "pvc.yaml"]);
+    let r = json_report(&o);
+    assert_eq!(r["apiVersion"], "storage-policy.io/v1alpha1");
+    assert_eq!(r["kind"], "AuditReport");
+    assert_eq!(r["policy"], "policy.yaml");
+    assert_eq!(r["origin"], "files");
+    assert_eq!(
+        r["summary"],
+        json!({"objects": 2, "denied": 1, "mutated": 1, "audited": 0, "warned": 0, "allowed": 0,
+               "warnings": 1, "errors": 0, "ignored": 0})
+    );
+    let keys = [
+        "file",
+        "document",
+        "item",
+        "line",
+        "apiVersion",
+        "kind",
+        "namespace",
+        "name",
+        "rule",
+        "stage",
+        "outcome",
+        "message",
+        "storageClass",
+        "patch",
+        "changes",
+        "warnings",
+    ];
+    for f in r["findings"].as_array().unwrap() {
+        let obj = f.as_object().unwrap();
+        for k in keys {
+            assert!(obj.contains_key(k), "finding lacks {k}: {f}");
+        }
+        assert_eq!(obj.len(), keys.len(), "{f}");
+    }
+    let data = findings_for(&r, "data")[0];
+    assert_eq!(
+        data["patch"],
+        json!([{"op": "add", "path": "/spec/storageClassName", "value": "standard"}])
+    );
+    assert_eq!(data["namespace"], "shop");
+    let uploads = findings_for(&r, "uploads")[0];
+    assert_eq!(
+        uploads["namespace"], "default",
+        "namespaced objects without one are in default"
+    );
+    assert_eq!(uploads["rule"], "accessModes");
+    assert_eq!(uploads["stage"], "validate");
+    assert!(
+        uploads["warnings"][0].as_str().unwrap().contains("nfs"),
+        "{uploads}"
+    );
+}
+
+#[test]
+fn policy_report_output_is_wgpolicyk8s_v1alpha2() {
+    let d = Dir::new();
+    d.write(
+        "all.yaml",
+        &format!(
+            "{PVC_NO_CLASS}---\n{PVC_RWX_BLOCK}---\napiVersion: v1\nkind: PersistentVolume\nmetadata: {{name: ssd}}\n\
+             spec: {{local: {{path: /mnt/ssd/x}}, accessModes: [ReadWriteOnce], capacity: {{storage: 1Gi}}}}\n"
+        ),
+    );
+    let o = audit(&d, &["-o", "policy-report", "all.yaml"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&stdout(&o)).expect("multi-document YAML");
+    let kinds: Vec<(&str, Option<&str>)> = docs
+        .iter()
+        .map(|d| {
+            (
+                d["kind"].as_str().unwrap(),
+                d["metadata"]["namespace"].as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("PolicyReport", Some("default")),
+            ("PolicyReport", Some("shop")),
+            ("ClusterPolicyReport", None)
+        ]
+    );
+    for doc in &docs {
+        assert_eq!(doc["apiVersion"], "wgpolicyk8s.io/v1alpha2");
+        assert_eq!(doc["metadata"]["name"], "storage-policy-webhook-audit");
+        let results = doc["results"].as_array().unwrap();
+        let mut counts = std::collections::BTreeMap::new();
+        for r in results {
+            assert_eq!(r["policy"], "storage-policy");
+            assert_eq!(r["source"], "storage-policy-webhook");
+            let result = r["result"].as_str().unwrap();
+            assert!(
+                ["pass", "fail", "warn", "error", "skip"].contains(&result),
+                "{r}"
+            );
+            if let Some(s) = r.get("severity") {
+                assert!(
+                    ["high", "medium", "low"].contains(&s.as_str().unwrap()),
+                    "{r}"
+                );
+            }
+            assert!(
+                r["timestamp"]["seconds"].as_i64().unwrap() > 1_600_000_000,
+                "{r}"
+            );
+            assert_eq!(r["timestamp"]["nanos"], 0);
+            assert!(r["resources"][0]["name"].is_string(), "{r}");
+            *counts.entry(result.to_owned()).or_insert(0u64) += 1;
+        }
+        for k in ["pass", "fail", "warn", "error", "skip"] {
+            assert_eq!(
+                doc["summary"][k].as_u64(),
+                Some(*counts.get(k).unwrap_or(&0)),
+                "{k} in {doc}"
+            );
+        }
+    }
+    let denied = &docs[0]["results"][0];
+    assert_eq!(
+        (denied["result"].as_str(), denied["severity"].as_str()),
+        (Some("fail"), Some("high"))
+    );
+    assert_eq!(denied["rule"], "accessModes");
+    assert_eq!(
+        denied["resources"][0],
+        json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "name": "uploads", "namespace": "default"})
+    );
+    let pv = &docs[2]["results"][0];
+    assert_eq!(
+        (pv["result"].as_str(), pv["rule"].as_str()),
+        (Some("pass"), Some("localVolumeNodeAffinity"))
+    );
+    assert!(
+        pv["properties"]["patch"]
+            .as_str()
+            .unwrap()
+            .contains("nodeAffinity"),
+        "{pv}"
+    );
+}
+
+#[test]
+fn text_output_is_a_table_with_a_summary() {
+    let d = Dir::new();
+    d.write("pvc.yaml", PVC_RWX_BLOCK);
+    let o = audit(&d, &["pvc.yaml"]);
+    let out = stdout(&o);
+    let header = out.lines().next().unwrap();
+    for col in ["OBJECT", "RULE", "OUTCOME", "MESSAGE"] {
+        assert!(header.contains(col), "{header}");
+    }
+    assert!(out.contains("pvc.yaml:"), "file heading: {out}");
+    let row = out
+        .lines()
+        .find(|l| l.starts_with("PersistentVolumeClaim default/uploads"))
+        .expect(&out);
+    assert!(
+        row.contains("accessModes") && row.contains("denied"),
+        "{row}"
+    );
+    assert!(
+        row.ends_with(r#"supported values: "ReadOnlyMany", "ReadWriteOnce", "ReadWriteOncePod""#),
+        "{row}"
+    );
+    assert!(out.contains("warning: class \"oci-bv\""), "{out}");
+    assert!(
+        out.contains("1 object, 1 denied, 0 mutated, 1 warning"),
+        "{out}"
+    );
+}
+
+// ---- exit codes ----
+
+#[test]
+fn exit_code_0_when_only_mutated_and_1_when_denied() {
+    let d = Dir::new();
+    d.write("ok.yaml", PVC_NO_CLASS);
+    d.write("bad.yaml", PVC_RWX_BLOCK);
+    assert_eq!(audit(&d, &["ok.yaml"]).status.code(), Some(0));
+    assert_eq!(audit(&d, &["ok.yaml", "bad.yaml"]).status.code(), Some(1));
+}
+
+#[test]
+fn dry_run_reports_audited_and_does_not_fail() {
+    let d = Dir::new();
+    d.write("bad.yaml", PVC_RWX_BLOCK);
+    let o = audit(&d, &["--dry-run", "-o", "json", "bad.yaml"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let r = json_report(&o);
+    assert_eq!(r["dryRun"], true);
+    assert_eq!(r["findings"][0]["outcome"], "audited");
+    assert_eq!(r["summary"]["audited"], 1);
+}
+
+#[test]
+fn a_broken_document_is_reported_with_file_and_index_and_the_rest_audited() {
+    let d = Dir::new();
+    d.write(
+        "mixed.yaml",
+        &format!("{PVC_NO_CLASS}---\napiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {{name: x\n---\n{PVC_RWX_BLOCK}"),
+    );
+    d.write("typed.yaml", "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: t}\nspec: {accessModes: 5}\n");
+    let o = audit(&d, &["-o", "json", "mixed.yaml", "typed.yaml"]);
+    assert_eq!(o.status.code(), Some(2), "input errors win over denials");
+    let err = stderr(&o);
+    assert!(err.contains("mixed.yaml: document 2 (line "), "{err}");
+    assert!(err.contains("invalid YAML"), "{err}");
+    assert!(err.contains("typed.yaml: document 1"), "{err}");
+    assert!(err.contains("malformed PersistentVolumeClaim"), "{err}");
+    let r = json_report(&o);
+    assert_eq!(
+        names(&r),
+        ["data", "uploads"],
+        "the other documents are audited"
+    );
+    assert_eq!(findings_for(&r, "uploads")[0]["document"], 3);
+    assert_eq!(r["summary"]["errors"], 2);
+    assert_eq!(r["errors"][0]["file"], "mixed.yaml");
+    assert_eq!(r["errors"][0]["document"], 2);
+    assert!(
+        r["errors"][0]["line"]
+            .as_u64()
+            .is_some_and(|l| (7..=10).contains(&l)),
+        "{}",
+        r["errors"][0]
+    );
+}
+
+#[test]
+fn unreadable_input_exits_2_after_auditing_the_rest() {
+    let d = Dir::new();
+    d.write("ok.yaml", PVC_NO_CLASS);
+    let o = audit(&d, &["missing.yaml", "ok.yaml"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("missing.yaml: failed to read"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stdout(&o).contains("shop/data"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("; 1 input could not be read"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn a_bad_policy_file_exits_2_naming_the_file() {
+    let d = Dir::new();
+    d.write("pvc.yaml", PVC_NO_CLASS);
+    d.write("bad-policy.yaml", "rules:\n  accesModes: {}\n");
+    let mut cmd = command();
+    cmd.current_dir(d.tmp.path());
+    let o = run_with(
+        cmd,
+        &["audit", "--config", "bad-policy.yaml", "pvc.yaml"],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(
+        err.contains("bad-policy.yaml") && err.contains("accesModes"),
+        "{err}"
+    );
+    assert!(stdout(&o).is_empty());
+    let mut cmd = command();
+    cmd.current_dir(d.tmp.path());
+    let o = run_with(cmd, &["audit", "--config", "nope.yaml", "pvc.yaml"], None);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("failed to read policy file nope.yaml"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn contradictory_flags_are_refused() {
+    let d = Dir::new();
+    d.write("pvc.yaml", PVC_NO_CLASS);
+    assert_eq!(audit(&d, &["--cluster", "pvc.yaml"]).status.code(), Some(2));
+    let o = audit(&d, &["--namespace", "a", "pvc.yaml"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("--namespace only applies with --cluster"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        audit(&d, &[]).status.code(),
+        Some(2),
+        "a PATH or --cluster is required"
+    );
+}
+
+// ---- what the API server refuses ----
+
+#[test]
+fn local_volume_without_node_affinity_is_refused_as_the_api_refuses_it() {
+    let d = Dir::new();
+    d.write(
+        "pv.yaml",
+        "apiVersion: v1\nkind: PersistentVolume\nmetadata: {name: disk7}\n\
+         spec: {local: {path: /srv/disk7}, accessModes: [ReadWriteOnce], capacity: {storage: 1Gi}}\n",
+    );
+    let o = audit(&d, &["-o", "json", "pv.yaml"]);
+    assert_eq!(o.status.code(), Some(1));
+    let r = json_report(&o);
+    let api = findings_for(&r, "disk7")
+        .into_iter()
+        .find(|f| f["stage"] == "api")
+        .expect("api finding");
+    assert_eq!(api["outcome"], "denied");
+    assert_eq!(
+        api["message"],
+        r#"PersistentVolume "disk7" is invalid: spec.nodeAffinity: Required value: Local volume requires node affinity"#
+    );
+    // In audit mode the webhook does not patch even a covered path: the API still refuses it.
+    d.write(
+        "covered.yaml",
+        "apiVersion: v1\nkind: PersistentVolume\nmetadata: {name: ssd}\nspec: {local: {path: /mnt/ssd/x}, accessModes: [ReadWriteOnce]}\n",
+    );
+    let r = json_report(&audit(&d, &["--dry-run", "-o", "json", "covered.yaml"]));
+    let ssd = findings_for(&r, "ssd");
+    assert_eq!(ssd[0]["outcome"], "audited");
+    assert_eq!(ssd[1]["stage"], "api");
+    let r = json_report(&audit(&d, &["-o", "json", "covered.yaml"]));
+    assert_eq!(
+        findings_for(&r, "ssd").len(),
+        1,
+        "patched: the API accepts it"
+    );
+}
+
+// ---- one code path with the webhook ----
+
+fn webhook_review(endpoint: Endpoint, policy: &Policy, object: &Value, namespace: &str) -> Value {
+    // What kube-apiserver sends, written out by hand.
+    let body = json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "0b4f8c1e-6a1d-4c5e-9d33-2f0e3b7f0a11",
+            "kind": {"group": "", "version": "v1", "kind": "PersistentVolumeClaim"},
+            "resource": {"group": "", "version": "v1", "resource": "persistentvolumeclaims"},
+            "requestKind": {"group": "", "version": "v1", "kind": "PersistentVolumeClaim"},
+            "requestResource": {"group": "", "version": "v1", "resource": "persistentvolumeclaims"},
+            "name": object["metadata"]["name"],
+            "namespace": namespace,
+            "operation": "CREATE",
+            "userInfo": {"username": "alice", "groups": ["system:authenticated"]},
+            "object": object,
+            "oldObject": null,
+            "dryRun": false,
+            "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"}
+        }
+    });
+    let catalog = policy.static_catalog();
+    let outcome = admission::review(
+        endpoint,
+        policy,
+        &catalog,
+        &serde_json::to_vec(&body).unwrap(),
+    )
+    .unwrap();
+    serde_json::from_slice(&outcome.to_json().unwrap()).unwrap()
+}
+
+#[test]
+fn json_findings_for_a_pvc_are_the_webhooks_response() {
+    let d = Dir::new();
+    let policy = Policy::load(Some(&d.path("policy.yaml")), false).unwrap();
+    // No class and RWX: the webhook sets the block default, then refuses RWX on it.
+    let pvc = json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                     "metadata": {"name": "shared", "namespace": "shop"},
+                     "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "1Gi"}}}});
+    d.write("pvc.json", &pvc.to_string());
+
+    let mutate = webhook_review(Endpoint::Mutate, &policy, &pvc, "shop");
+    let patch_bytes = base64::engine::general_purpose::STANDARD
+        .decode(mutate["response"]["patch"].as_str().expect("a patch"))
+        .unwrap();
+    let patch: Value = serde_json::from_slice(&patch_bytes).unwrap();
+    let mut patched = pvc.clone();
+    json_patch::patch(
+        &mut patched,
+        &serde_json::from_value::<json_patch::Patch>(patch.clone()).unwrap(),
+    )
+    .unwrap();
+    let validate = webhook_review(Endpoint::Validate, &policy, &patched, "shop");
+    assert_eq!(validate["response"]["allowed"], false);
+
+    let r = json_report(&audit(&d, &["-o", "json", "pvc.json"]));
+    let found = findings_for(&r, "shared");
+    assert_eq!(found.len(), 2, "{found:?}");
+    let (m, v) = (found[0], found[1]);
+    assert_eq!(
+        (m["stage"].as_str(), m["outcome"].as_str()),
+        (Some("mutate"), Some("mutated"))
+    );
+    assert_eq!(m["patch"], patch, "the patch the webhook returns");
+    assert_eq!(
+        m["warnings"],
+        mutate["response"]
+            .get("warnings")
+            .cloned()
+            .unwrap_or(json!([]))
+    );
+    assert_eq!(
+        (v["stage"].as_str(), v["outcome"].as_str()),
+        (Some("validate"), Some("denied"))
+    );
+    assert_eq!(
+        v["message"], validate["response"]["status"]["message"],
+        "the denial the webhook returns"
+    );
+    assert_eq!(v["warnings"], validate["response"]["warnings"]);
+    assert_eq!(r["summary"]["denied"], 1);
+}
+
+// ---- the examples folder (what docs/audit.md shows) ----
+
+#[test]
+fn examples_folder_reports_the_real_situations() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut cmd = command();
+    cmd.current_dir(root);
+    let o = run_with(
+        cmd,
+        &[
+            "audit",
+            "--config",
+            "examples/policy.yaml",
+            "-o",
+            "json",
+            "examples/",
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let r = json_report(&o);
+    let outcome = |name: &str| -> Vec<String> {
+        findings_for(&r, name)
+            .iter()
+            .map(|f| f["outcome"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(outcome("ssd-data"), ["mutated"]);
+    assert_eq!(outcome("disk7"), ["warned", "denied"]);
+    assert_eq!(outcome("kafka"), ["denied"]);
+    assert_eq!(outcome("uploads"), ["denied"]);
+    assert_eq!(
+        outcome("legacy-data"),
+        ["allowed"],
+        "an empty class is static binding"
+    );
+    assert_eq!(outcome("build-cache"), ["allowed"]);
+    assert_eq!(outcome("postgres-data"), ["mutated"]);
+    assert_eq!(
+        outcome("oci-bv"),
+        ["warned"],
+        "annotated default vs byAccessMode"
+    );
+    assert_eq!(
+        r["summary"]["ignored"], 0,
+        "the policy file in the folder is not read as a manifest"
+    );
+}
+
+#[test]
+fn docs_show_the_real_output_of_the_examples() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let docs = std::fs::read_to_string(root.join("docs/audit.md")).unwrap();
+    let start = "$ storage-policy-webhook audit --config examples/policy.yaml examples/\n";
+    let shown = &docs[docs.find(start).expect("the examples command") + start.len()..];
+    let shown = &shown[..shown.find("$ echo $?").expect("the exit status")];
+    let mut cmd = command();
+    cmd.current_dir(root);
+    let o = run_with(
+        cmd,
+        &["audit", "--config", "examples/policy.yaml", "examples/"],
+        None,
+    );
+    assert_eq!(
+        stdout(&o),
+        shown,
+        "docs/audit.md is out of date: paste the new output"
+    );
+}
+
+// ---- --cluster against the fake API server ----
+
+fn cluster_objects() -> Vec<Value> {
+    let node = |name: &str| json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}}});
+    let local_pv = |name: &str, node: &str, ns: &str| {
+        json!({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": name, "resourceVersion": "7", "uid": "u"},
+               "spec": {"capacity": {"storage": "10Gi"}, "accessModes": ["ReadWriteOnce"], "storageClassName": "local-storage",
+                        "local": {"path": "/mnt/ssd"}, "claimRef": {"namespace": ns, "name": "x"},
+                        "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                            {"key": "kubernetes.io/hostname", "operator": "In", "values": [node]}]}]}}},
+               "status": {"phase": "Bound"}})
+    };
+    let pvc = |name: &str, ns: &str, class: Option<&str>, mode: &str, phase: &str| {
+        let mut spec =
+            json!({"accessModes": [mode], "resources": {"requests": {"storage": "1Gi"}}});
+        if let Some(c) = class {
+            spec["storageClassName"] = json!(c);
+        }
+        json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+               "metadata": {"name": name, "namespace": ns, "resourceVersion": "9", "uid": "u2",
+                            "managedFields": [{"manager": "kubectl"}]},
+               "spec": spec, "status": {"phase": phase}})
+    };
+    vec![
+        json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "provisioner": "blockvolume.csi.oraclecloud.com",
+               "metadata": {"name": "oci-bv", "creationTimestamp": "2024-01-01T00:00:00Z",
+                            "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}}}),
+        json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "provisioner": "kubernetes.io/no-provisioner",
+               "metadata": {"name": "local-storage"}}),
+        json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "provisioner": "nfs.csi.k8s.io",
+               "metadata": {"name": "nfs"}}),
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "web"}}),
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "batch", "labels": {"storage-policy.io/mode": "audit"}}}),
+        node("k8s-worker-01"),
+        node("k8s-worker-02"),
+        local_pv("ssd-01", "k8s-worker-01", "web"),
+        local_pv("ssd-03", "k8s-worker-03", "batch"),
+        pvc("uploads", "web", Some("oci-bv"), "ReadWriteMany", "Pending"),
+        pvc("db", "web", Some("oci-bv"), "ReadWriteOnce", "Bound"),
+        pvc(
+            "reports",
+            "batch",
+            Some("oci-bv"),
+            "ReadWriteMany",
+            "Pending",
+        ),
+        json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "kafka", "namespace": "batch"},
+               "spec": {"selector": {}, "serviceName": "kafka", "template": {},
+                        "volumeClaimTemplates": [{"metadata": {"name": "d"}, "spec": {"accessModes": ["ReadWriteMany"], "storageClassName": "local-storage"}}]}}),
+    ]
+}
+
+const CLUSTER_POLICY: &str =
+    "rules:\n  defaultStorageClass:\n    byAccessMode: {ReadWriteMany: nfs}\n";
+
+fn cluster_audit(api: &support::list_apiserver::FakeApi, d: &Dir, extra: &[&str]) -> Output {
+    d.write("cluster-policy.yaml", CLUSTER_POLICY);
+    let kubeconfig = api.kubeconfig(d.tmp.path());
+    let mut cmd = command();
+    cmd.current_dir(d.tmp.path()).env("KUBECONFIG", &kubeconfig);
+    let mut args = vec!["audit", "--config", "cluster-policy.yaml", "--cluster"];
+    args.extend_from_slice(extra);
+    run_with(cmd, &args, None)
+}
+
+#[test]
+fn cluster_audit_reads_live_objects_and_reports_what_only_the_cluster_shows() {
+    let api = support::list_apiserver::FakeApi::start(cluster_objects());
+    let d = Dir::new();
+    let o = cluster_audit(&api, &d, &["-o", "json"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let r = json_report(&o);
+    assert_eq!(r["origin"], "cluster");
+    assert_eq!(
+        names(&r),
+        [
+            "ssd-01", "ssd-03", "uploads", "db", "reports", "kafka", "oci-bv"
+        ],
+        "PVs, PVCs, StatefulSets in list order, then the classes with findings"
+    );
+    assert!(
+        r["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["file"].is_null())
+    );
+
+    // A local PV pinned to a node that is gone.
+    let ssd03 = findings_for(&r, "ssd-03");
+    assert!(
+        ssd03.iter().any(|f| f["stage"] == "inventory"
+            && f["message"]
+                .as_str()
+                .unwrap()
+                .contains("no node k8s-worker-03")),
+        "{ssd03:?}"
+    );
+    assert_eq!(findings_for(&r, "ssd-01")[0]["outcome"], "allowed");
+    // A claim Pending on a class that cannot serve RWX; re-applied, the webhook would refuse it.
+    let uploads = findings_for(&r, "uploads");
+    assert!(
+        uploads
+            .iter()
+            .any(|f| f["outcome"] == "denied" && f["stage"] == "validate"),
+        "{uploads:?}"
+    );
+    assert!(
+        uploads.iter().any(
+            |f| f["stage"] == "inventory" && f["message"].as_str().unwrap().contains("Pending")
+        ),
+        "{uploads:?}"
+    );
+    // The batch namespace's mode label puts its rules in audit mode.
+    let reports = findings_for(&r, "reports");
+    assert!(
+        reports.iter().any(|f| f["outcome"] == "audited"),
+        "{reports:?}"
+    );
+    assert_eq!(findings_for(&r, "kafka")[0]["outcome"], "audited");
+    // The annotated default class against the policy's byAccessMode default.
+    let class = findings_for(&r, "oci-bv")[0];
+    assert!(
+        class["message"]
+            .as_str()
+            .unwrap()
+            .contains("DefaultStorageClass admission plugin"),
+        "{class}"
+    );
+
+    // Every resource was listed, in pages.
+    let requests = api.requests();
+    for path in [
+        "/apis/storage.k8s.io/v1/storageclasses",
+        "/api/v1/namespaces?",
+        "/api/v1/nodes",
+        "/api/v1/persistentvolumes",
+        "/api/v1/persistentvolumeclaims",
+        "/apis/apps/v1/statefulsets",
+    ] {
+        assert!(
+            requests.iter().any(|r| r.starts_with(path)),
+            "{path} not listed: {requests:?}"
+        );
+    }
+    assert!(
+        requests.iter().any(|r| r.contains("continue=")),
+        "pagination followed: {requests:?}"
+    );
+}
+
+#[test]
+fn cluster_audit_of_one_namespace() {
+    let api = support::list_apiserver::FakeApi::start(cluster_objects());
+    let d = Dir::new();
+    let o = cluster_audit(&api, &d, &["--namespace", "web", "-o", "json"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let r = json_report(&o);
+    assert_eq!(r["namespace"], "web");
+    assert_eq!(
+        names(&r),
+        ["ssd-01", "uploads", "db", "oci-bv"],
+        "PVs bound to web's claims only"
+    );
+    let requests = api.requests();
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.starts_with("/api/v1/namespaces/web/persistentvolumeclaims")),
+        "{requests:?}"
+    );
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.starts_with("/apis/apps/v1/namespaces/web/statefulsets")),
+        "{requests:?}"
+    );
+
+    let o = cluster_audit(&api, &d, &["-n", "web", "-o", "policy-report"]);
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&stdout(&o)).unwrap();
+    assert_eq!(docs[0]["kind"], "PolicyReport");
+    assert_eq!(docs[0]["metadata"]["namespace"], "web");
+    assert_eq!(docs.last().unwrap()["kind"], "ClusterPolicyReport");
+}
+
+#[test]
+fn cluster_text_output_has_no_progress_when_stderr_is_not_a_terminal() {
+    let api = support::list_apiserver::FakeApi::start(cluster_objects());
+    let d = Dir::new();
+    let o = cluster_audit(&api, &d, &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout(&o).contains("StatefulSet batch/kafka"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(!stderr(&o).contains("listing"), "{}", stderr(&o));
+}
+
+#[test]
+fn unreachable_cluster_exits_2() {
+    let d = Dir::new();
+    // A port that was free a moment ago: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let kubeconfig =
+        support::list_apiserver::kubeconfig_for(&format!("http://127.0.0.1:{port}"), d.tmp.path());
+    let mut cmd = command();
+    cmd.current_dir(d.tmp.path()).env("KUBECONFIG", &kubeconfig);
+    let o = run_with(
+        cmd,
+        &["audit", "--config", "policy.yaml", "--cluster"],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("failed to list storageclasses"),
+        "{}",
+        stderr(&o)
+    );
+}
