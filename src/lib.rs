@@ -2,10 +2,12 @@
 //!
 //! - [`policy`]: the rules, pure functions of (object, catalog, policy) to a decision.
 //! - [`admission`]: AdmissionReview in, decision out, AdmissionReview back.
+//! - [`server`]: TLS, routing, reloads, health, metrics and graceful shutdown.
 //! - [`cli`]: the command line (`serve`, `review`, `audit`, `certs`).
 #![forbid(unsafe_code)]
 
 pub mod admission;
 pub mod cli;
 pub mod policy;
+pub mod server;
 pub mod state;

@@ -1,13 +1,20 @@
-//! The command line: `review` (decide one AdmissionReview from stdin), and the commands later
-//! modules add. Parsing only; each command lives in its own file.
+//! The command line: `serve` (the webhook), `review` (decide one AdmissionReview from stdin),
+//! `certs` (certificates for a cluster Service). Parsing only; each command lives in its own file.
 
+pub mod certs;
 pub mod review;
+pub mod serve;
 
 use clap::{Parser, Subcommand};
 
 /// Kubernetes admission webhook that enforces storage policy.
 #[derive(Debug, Parser)]
-#[command(name = "storage-policy-webhook", version, about, propagate_version = true)]
+#[command(
+    name = "storage-policy-webhook",
+    version,
+    about,
+    propagate_version = true
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -15,13 +22,28 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the admission webhook: HTTPS POST /mutate and /validate, plain-HTTP /healthz, /readyz
+    /// and /metrics.
+    Serve(Box<serve::ServeArgs>),
     /// Decide one AdmissionReview read on stdin; write the answer to stdout.
     Review(review::ReviewArgs),
+    /// Write a CA and a serving certificate for the webhook's Service; print the caBundle.
+    Certs(certs::CertsArgs),
+}
+
+/// Installs logging for the command: `serve` per its flags, the others warnings only (stderr).
+pub fn init_tracing(cli: &Cli) {
+    match &cli.command {
+        Command::Serve(a) => serve::init_tracing(a.log_format, &a.log_level),
+        _ => serve::init_tracing(serve::LogFormat::Plain, "warn"),
+    }
 }
 
 /// Runs the parsed command; returns the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
+        Command::Serve(args) => serve::run(*args),
         Command::Review(args) => review::run(args),
+        Command::Certs(args) => certs::run(args),
     }
 }
