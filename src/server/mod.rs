@@ -323,7 +323,7 @@ pub async fn run(
         listen = %https_addr,
         admin = %admin_addr,
         cert = %config.tls.files.cert.display(),
-        client_ca = ?config.tls.client_ca,
+        client_ca = %config.tls.client_ca.as_deref().map(|p| p.display().to_string()).unwrap_or_else(|| "none".into()),
         "serving POST /mutate and POST /validate over HTTPS; /healthz, /readyz and /metrics over HTTP"
     );
 

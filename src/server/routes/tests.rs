@@ -296,3 +296,15 @@ fn deadline_comes_from_the_timeout_parameter() {
     assert_eq!(deadline(Some("timeout=soon")), DEFAULT_DEADLINE);
     assert_eq!(deadline(None), DEFAULT_DEADLINE);
 }
+
+#[tokio::test]
+async fn large_reviews_are_decided_too() {
+    // Over the inline size: decided on the blocking pool, same answer.
+    let mut review: Value = serde_json::from_str(PVC_RWX_BLOCK).unwrap();
+    review["request"]["object"]["metadata"]["annotations"] =
+        serde_json::json!({ "padding": "x".repeat(INLINE_DECODE_BYTES) });
+    let h = harness();
+    let a = self::review(&h.app, "/validate?timeout=10s", &review.to_string()).await;
+    assert_eq!(a["response"]["allowed"], false);
+    assert_eq!(a["response"]["status"]["code"], 422);
+}
