@@ -199,7 +199,7 @@ async fn sigterm_turns_readiness_off_keeps_answering_then_drains_in_flight_reque
             "--tls-key",
             &key,
             "--shutdown-delay",
-            "4",
+            "8",
             "--drain-timeout",
             "15",
         ],
@@ -219,7 +219,8 @@ async fn sigterm_turns_readiness_off_keeps_answering_then_drains_in_flight_reque
     let (rest, in_flight) = slow_request(serve.https, cfg.clone(), PVC_RWX_BLOCK).await;
 
     serve.signal("-TERM");
-    let not_ready = eventually(Duration::from_secs(3), || async {
+    // Well inside the 8 s delay, so "at once" is told apart from "when accepting stops".
+    let not_ready = eventually(Duration::from_secs(4), || async {
         (admin_get(serve.admin, "/readyz").await.map(|(s, _)| s) == Some(503)).then_some(())
     })
     .await;
