@@ -2,6 +2,7 @@
 //!
 //! - [`policy`]: the rules, pure functions of (object, catalog, policy) to a decision.
 //! - [`admission`]: AdmissionReview in, decision out, AdmissionReview back.
+//! - [`server`]: TLS, routing, reloads, health, metrics and graceful shutdown.
 //! - [`cluster`]: watch caches of StorageClasses, Namespaces and Nodes feeding [`state`].
 //! - [`audit`]: what the webhook would do to manifests or to a cluster, through [`admission`].
 //! - [`cli`]: the command line (`serve`, `review`, `audit`, `certs`).
@@ -12,4 +13,5 @@ pub mod audit;
 pub mod cli;
 pub mod cluster;
 pub mod policy;
+pub mod server;
 pub mod state;

@@ -1,8 +1,11 @@
-//! The command line: `review` (decide one AdmissionReview from stdin), and the commands later
-//! modules add. Parsing only; each command lives in its own file.
+//! The command line: `serve` (the webhook), `review` (decide one AdmissionReview from stdin),
+//! `audit` (what the policy would do to manifests or a cluster), `certs` (certificates for a
+//! cluster Service). Parsing only; each command lives in its own file.
 
 pub mod audit;
+pub mod certs;
 pub mod review;
+pub mod serve;
 
 use clap::{Parser, Subcommand};
 
@@ -21,17 +24,32 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the admission webhook: HTTPS POST /mutate and /validate, plain-HTTP /healthz, /readyz
+    /// and /metrics.
+    Serve(Box<serve::ServeArgs>),
     /// Decide one AdmissionReview read on stdin; write the answer to stdout.
     Review(review::ReviewArgs),
     /// Report what the webhook would do on CREATE of manifests (files, folders, stdin) or of a
     /// cluster's live objects; exit 1 if something would be denied, 2 on unreadable input.
     Audit(audit::AuditArgs),
+    /// Write a CA and a serving certificate for the webhook's Service; print the caBundle.
+    Certs(certs::CertsArgs),
+}
+
+/// Installs logging for the command: `serve` per its flags, the others warnings only (stderr).
+pub fn init_tracing(cli: &Cli) {
+    match &cli.command {
+        Command::Serve(a) => serve::init_tracing(a.log_format, &a.log_level),
+        _ => serve::init_tracing(serve::LogFormat::Plain, "warn"),
+    }
 }
 
 /// Runs the parsed command; returns the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
+        Command::Serve(args) => serve::run(*args),
         Command::Review(args) => review::run(args),
         Command::Audit(args) => audit::run(args),
+        Command::Certs(args) => certs::run(args),
     }
 }

@@ -1,0 +1,314 @@
+//! `serve`: the admission webhook. Parses and checks the flags, loads the policy, gets a serving
+//! certificate (the given files, or a self-signed one made at start), builds the metrics registry
+//! and readiness, and runs [`crate::server::run`] until a signal.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, ValueEnum};
+
+use crate::policy::Policy;
+use crate::server::certs::{self, CertRequest};
+use crate::server::metrics::{self, Metrics};
+use crate::server::readiness::Readiness;
+use crate::server::reload::{self, PolicyReload};
+use crate::server::tls::{self, TlsFiles, TlsOptions};
+use crate::server::{self, Context, Drain, Limits, routes, shutdown};
+use crate::state::SharedState;
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One JSON object per line.
+    Json,
+    /// Human-readable lines.
+    Plain,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Policy file (YAML), reloaded when its content changes; the embedded default policy when
+    /// absent.
+    #[arg(long, env = "SPW_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// HTTPS address of the webhook (POST /mutate, POST /validate).
+    #[arg(
+        long,
+        env = "SPW_LISTEN",
+        value_name = "ADDR",
+        default_value = "0.0.0.0:8443"
+    )]
+    pub listen: SocketAddr,
+
+    /// Serving certificate chain (PEM, leaf first), reloaded when it changes. Needs --tls-key.
+    /// Without both, a self-signed CA and certificate for localhost are generated at start.
+    #[arg(long, env = "SPW_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// Private key of the serving certificate (PEM), reloaded with it. Needs --tls-cert.
+    #[arg(long, env = "SPW_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Require client certificates signed by a CA in this PEM bundle (the API server
+    /// authenticating to the webhook).
+    #[arg(long, env = "SPW_CLIENT_CA", value_name = "FILE")]
+    pub client_ca: Option<PathBuf>,
+
+    /// Where the self-signed start writes ca.crt, tls.crt and tls.key (default: a new temporary
+    /// directory, removed on exit).
+    #[arg(
+        long,
+        env = "SPW_SELF_SIGNED_DIR",
+        value_name = "DIR",
+        conflicts_with = "tls_cert"
+    )]
+    pub self_signed_dir: Option<PathBuf>,
+
+    /// Plain-HTTP admin address (GET /healthz, /readyz, /metrics).
+    #[arg(
+        long,
+        env = "SPW_ADMIN_LISTEN",
+        value_name = "ADDR",
+        default_value = "0.0.0.0:8080"
+    )]
+    pub admin_listen: SocketAddr,
+
+    /// Do not read StorageClasses and Namespaces from a cluster: the policy file's storageClasses
+    /// are the whole catalogue.
+    #[arg(long, env = "SPW_NO_CLUSTER")]
+    pub no_cluster: bool,
+
+    /// Every rule in audit mode, whatever the policy says: nothing is denied or patched;
+    /// findings become warnings, audit annotations, metrics and logs.
+    #[arg(long, env = "SPW_DRY_RUN")]
+    pub dry_run: bool,
+
+    /// Log format.
+    #[arg(long, env = "SPW_LOG_FORMAT", value_enum, default_value_t = LogFormat::Plain)]
+    pub log_format: LogFormat,
+
+    /// Log level or filter: error, warn, info, debug, trace, or directives like
+    /// "info,storage_policy_webhook=debug".
+    #[arg(long, env = "SPW_LOG_LEVEL", value_name = "LEVEL", default_value = "info", value_parser = parse_log_level)]
+    pub log_level: String,
+
+    /// Largest accepted request body in bytes; larger ones get 413.
+    #[arg(long, env = "SPW_MAX_BODY_BYTES", value_name = "N", default_value_t = routes::DEFAULT_MAX_BODY_BYTES as u64,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_body_bytes: u64,
+
+    /// Seconds to keep answering after SIGTERM/SIGINT, with readiness already false, before
+    /// refusing new connections (the API server keeps using its keep-alive connections).
+    #[arg(
+        long,
+        env = "SPW_SHUTDOWN_DELAY",
+        value_name = "SECS",
+        default_value_t = 5
+    )]
+    pub shutdown_delay: u64,
+
+    /// Seconds to let in-flight requests finish once new connections are refused.
+    #[arg(
+        long,
+        env = "SPW_DRAIN_TIMEOUT",
+        value_name = "SECS",
+        default_value_t = 20
+    )]
+    pub drain_timeout: u64,
+
+    /// Most webhook connections open at once (TLS handshakes included); more wait in the
+    /// listen backlog.
+    #[arg(long, env = "SPW_MAX_CONNECTIONS", value_name = "N", default_value_t = server::DEFAULT_MAX_CONNECTIONS as u64,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: u64,
+}
+
+fn parse_log_level(s: &str) -> Result<String, String> {
+    tracing_subscriber::EnvFilter::try_new(s)
+        .map(|_| s.to_owned())
+        .map_err(|e| format!("invalid log level {s:?}: {e}"))
+}
+
+/// Installs the global tracing subscriber (stderr) in the chosen format.
+pub fn init_tracing(format: LogFormat, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+        LogFormat::Plain => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init(),
+    };
+}
+
+/// A temporary directory removed when dropped.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn new_temp_dir() -> anyhow::Result<TempDir> {
+    use std::os::unix::fs::DirBuilderExt;
+    let base = std::env::temp_dir();
+    for attempt in 0..100u32 {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or_default();
+        let dir = base.join(format!(
+            "storage-policy-webhook-{}-{:08x}",
+            std::process::id(),
+            nanos ^ attempt
+        ));
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => return Ok(TempDir(dir)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e).with_context(|| format!("failed to create {}", dir.display())),
+        }
+    }
+    anyhow::bail!(
+        "failed to create a temporary directory in {}",
+        base.display()
+    )
+}
+
+/// The serving certificate files: the given ones, or a self-signed set written at start.
+fn certificate_files(args: &ServeArgs) -> anyhow::Result<(TlsFiles, Option<TempDir>)> {
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        return Ok((
+            TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            },
+            None,
+        ));
+    }
+    let (dir, guard) = match &args.self_signed_dir {
+        Some(d) => (d.clone(), None),
+        None => {
+            let t = new_temp_dir()?;
+            (t.0.clone(), Some(t))
+        }
+    };
+    let generated = certs::generate(&CertRequest::for_localhost(
+        certs::hostname().as_deref(),
+        365,
+    ))?;
+    generated.write_to(&dir)?;
+    let ca = dir.join(certs::CA_FILE);
+    tracing::info!(
+        ca = %ca.display(),
+        "no --tls-cert/--tls-key: generated a self-signed CA and a certificate for localhost, 127.0.0.1, ::1 and this host; \
+         trust it with `curl --cacert {}`",
+        ca.display()
+    );
+    Ok((
+        TlsFiles {
+            cert: dir.join(certs::CERT_FILE),
+            key: dir.join(certs::KEY_FILE),
+        },
+        guard,
+    ))
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<i32> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("spw-worker")
+        .build()
+        .context("failed to start the async runtime")?;
+    let result = runtime.block_on(serve(args));
+    // Connections still open after the drain timeout are dropped, not waited for.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    result
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
+    // First, so a signal during start-up is not lost.
+    let signals = shutdown::signals().context("failed to install signal handlers")?;
+
+    let readiness = Readiness::new();
+    let policy_loaded = readiness.condition("policy loaded");
+    let (policy, policy_reload) = match &args.config {
+        Some(path) => {
+            let loaded = reload::load_policy_file(path, args.dry_run)?;
+            let r = PolicyReload {
+                path: path.clone(),
+                dry_run: args.dry_run,
+                interval: reload::DEFAULT_RELOAD_INTERVAL,
+                initial_hash: loaded.hash,
+            };
+            (loaded.policy, Some(r))
+        }
+        None => (Policy::load(None, args.dry_run)?, None),
+    };
+    tracing::info!(
+        policy = %args.config.as_deref().map(|p| p.display().to_string()).unwrap_or_else(|| "(embedded default)".into()),
+        dry_run = args.dry_run,
+        storage_classes = policy.file.storage_classes.len(),
+        "policy loaded"
+    );
+    let state = Arc::new(SharedState::new(policy));
+    policy_loaded.set(true);
+
+    let (files, temp_dir) = certificate_files(&args)?;
+
+    let mut registry = metrics::new_registry();
+    let metrics = Metrics::register(&mut registry);
+
+    // The cluster seam. The cluster module starts here with what it needs:
+    //   cluster::spawn(state.clone(), &mut registry, readiness.condition("cluster synced"))
+    // `&mut registry` for its metrics (before the registry is frozen below), the condition so
+    // /readyz waits for the first sync, `state` for `SharedState::update_live`.
+    if args.no_cluster {
+        tracing::info!("--no-cluster: deciding with the policy file's storage classes only");
+    } else {
+        tracing::warn!(
+            "the cluster cache is not built in yet: deciding with the policy file's storage classes only, as with --no-cluster"
+        );
+    }
+    let registry = Arc::new(registry);
+
+    let config = server::Config {
+        listen: args.listen,
+        admin_listen: args.admin_listen,
+        tls: TlsOptions {
+            files,
+            client_ca: args.client_ca.clone(),
+            reload_interval: tls::DEFAULT_RELOAD_INTERVAL,
+        },
+        max_body_bytes: usize::try_from(args.max_body_bytes).unwrap_or(usize::MAX),
+        limits: Limits {
+            max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
+            ..Limits::default()
+        },
+        shutdown_delay: Duration::from_secs(args.shutdown_delay),
+        drain_timeout: Duration::from_secs(args.drain_timeout),
+        policy_reload,
+    };
+    let ctx = Context {
+        state,
+        metrics,
+        registry,
+        readiness,
+    };
+    let drain = server::run(config, ctx, signals).await?;
+    drop(temp_dir);
+    Ok(match drain {
+        Drain::Complete | Drain::TimedOut => 0,
+    })
+}

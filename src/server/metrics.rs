@@ -1,0 +1,279 @@
+//! Prometheus metrics of the server (prometheus-client): requests, decisions, latency, TLS and
+//! policy reloads, connections. Labels are low-cardinality only (endpoint, outcome, rule, action,
+//! kind); never object or namespace names.
+//!
+//! One [`Registry`] per process, made by [`new_registry`] in `serve`. Other modules (the cluster
+//! watches) register their own metrics into it through `&mut Registry` before the registry is
+//! frozen behind an `Arc` and handed to the admin server.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::admission::{Endpoint, Outcome};
+use crate::policy::Finding;
+
+/// The prefix of every metric name.
+pub const PREFIX: &str = "storage_policy_webhook";
+
+/// Request latency buckets in seconds: fine below a millisecond, where answers normally fall.
+pub const LATENCY_BUCKETS: [f64; 15] = [
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5,
+];
+
+/// The process-wide registry; every metric name gets the `storage_policy_webhook_` prefix.
+/// Modules add theirs with `registry.sub_registry_with_prefix("cluster")` or `register`.
+pub fn new_registry() -> Registry {
+    Registry::with_prefix(PREFIX)
+}
+
+/// How a request ended, from the point of view of the caller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RequestOutcome {
+    /// Answered with `allowed: true` (patched or not).
+    Allowed,
+    /// Answered with `allowed: false`.
+    Denied,
+    /// Not answered: the server failed (encoding) or the deadline passed.
+    Error,
+    /// Refused as bad input: malformed JSON, no request, body too large.
+    BadRequest,
+}
+
+impl RequestOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestOutcome::Allowed => "allowed",
+            RequestOutcome::Denied => "denied",
+            RequestOutcome::Error => "error",
+            RequestOutcome::BadRequest => "bad_request",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    endpoint: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DecisionLabels {
+    rule: &'static str,
+    action: &'static str,
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndpointLabels {
+    endpoint: &'static str,
+}
+
+/// The kinds the rules know; anything else is counted as `other` so labels stay bounded.
+const KINDS: [&str; 9] = [
+    "PersistentVolumeClaim",
+    "PersistentVolume",
+    "StatefulSet",
+    "Pod",
+    "Deployment",
+    "DaemonSet",
+    "ReplicaSet",
+    "Job",
+    "CronJob",
+];
+
+fn kind_label(kind: &str) -> &'static str {
+    KINDS
+        .iter()
+        .find(|k| **k == kind)
+        .copied()
+        .unwrap_or("other")
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS)
+}
+
+/// The server's metrics; cheap to share (`Arc`), each field is itself shared.
+#[derive(Debug)]
+pub struct Metrics {
+    requests: Family<RequestLabels, Counter>,
+    decisions: Family<DecisionLabels, Counter>,
+    duration: Family<EndpointLabels, Histogram, fn() -> Histogram>,
+    pub tls_reloads: Counter,
+    pub tls_reload_failures: Counter,
+    pub tls_handshake_failures: Counter,
+    pub policy_reloads: Counter,
+    pub policy_reload_failures: Counter,
+    pub open_connections: Gauge,
+}
+
+impl Metrics {
+    /// Creates the server's metrics and registers them.
+    pub fn register(registry: &mut Registry) -> Arc<Metrics> {
+        let m = Metrics {
+            requests: Family::default(),
+            decisions: Family::default(),
+            duration: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
+            tls_reloads: Counter::default(),
+            tls_reload_failures: Counter::default(),
+            tls_handshake_failures: Counter::default(),
+            policy_reloads: Counter::default(),
+            policy_reload_failures: Counter::default(),
+            open_connections: Gauge::default(),
+        };
+        registry.register(
+            "requests",
+            "AdmissionReview requests by endpoint and outcome (allowed, denied, error, bad_request)",
+            m.requests.clone(),
+        );
+        registry.register(
+            "decisions",
+            "What the rules did, by rule, action (mutated, denied, audited, warned; rule none, action allowed when no rule acted) and object kind",
+            m.decisions.clone(),
+        );
+        registry.register_with_unit(
+            "request_duration",
+            "Time from request headers to answer, by endpoint",
+            Unit::Seconds,
+            m.duration.clone(),
+        );
+        registry.register(
+            "tls_reloads",
+            "Rotated serving certificates put into service",
+            m.tls_reloads.clone(),
+        );
+        registry.register(
+            "tls_reload_failures",
+            "Changed certificate files that could not be used (unreadable, not PEM, key mismatch)",
+            m.tls_reload_failures.clone(),
+        );
+        registry.register(
+            "tls_handshake_failures",
+            "TLS handshakes that failed or timed out",
+            m.tls_handshake_failures.clone(),
+        );
+        registry.register(
+            "policy_reloads",
+            "Changed policy files put into service",
+            m.policy_reloads.clone(),
+        );
+        registry.register(
+            "policy_reload_failures",
+            "Changed policy files refused (the previous policy keeps serving)",
+            m.policy_reload_failures.clone(),
+        );
+        registry.register(
+            "open_connections",
+            "Webhook connections open now (TLS handshake included)",
+            m.open_connections.clone(),
+        );
+        Arc::new(m)
+    }
+
+    /// Counts one request that ended without a review answer.
+    pub fn request_failed(&self, endpoint: Endpoint, outcome: RequestOutcome, elapsed: Duration) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                endpoint: endpoint.as_str(),
+                outcome: outcome.as_str(),
+            })
+            .inc();
+        self.observe(endpoint, elapsed);
+    }
+
+    /// Counts one answered review and what each rule did.
+    pub fn reviewed(&self, endpoint: Endpoint, outcome: &Outcome, elapsed: Duration) {
+        let result = if outcome.decision.allowed() {
+            RequestOutcome::Allowed
+        } else {
+            RequestOutcome::Denied
+        };
+        self.requests
+            .get_or_create(&RequestLabels {
+                endpoint: endpoint.as_str(),
+                outcome: result.as_str(),
+            })
+            .inc();
+        let kind = kind_label(&outcome.info.kind);
+        if outcome.decision.findings.is_empty() {
+            self.decisions
+                .get_or_create(&DecisionLabels {
+                    rule: "none",
+                    action: "allowed",
+                    kind,
+                })
+                .inc();
+        }
+        for Finding { rule, action, .. } in &outcome.decision.findings {
+            self.decisions
+                .get_or_create(&DecisionLabels {
+                    rule: rule.as_str(),
+                    action: action.as_str(),
+                    kind,
+                })
+                .inc();
+        }
+        self.observe(endpoint, elapsed);
+    }
+
+    fn observe(&self, endpoint: Endpoint, elapsed: Duration) {
+        self.duration
+            .get_or_create(&EndpointLabels {
+                endpoint: endpoint.as_str(),
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+}
+
+/// The registry in the Prometheus/OpenMetrics text format.
+pub fn encode(registry: &Registry) -> String {
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let _ = prometheus_client::encoding::text::encode(&mut out, registry);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_carry_the_prefix_and_units() {
+        let mut reg = new_registry();
+        let m = Metrics::register(&mut reg);
+        m.request_failed(
+            Endpoint::Validate,
+            RequestOutcome::BadRequest,
+            Duration::from_micros(80),
+        );
+        m.tls_reloads.inc();
+        let text = encode(&reg);
+        assert!(
+            text.contains(r#"storage_policy_webhook_requests_total{endpoint="validate",outcome="bad_request"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"storage_policy_webhook_request_duration_seconds_bucket{le="0.0001",endpoint="validate"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains("storage_policy_webhook_tls_reloads_total 1"),
+            "{text}"
+        );
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[test]
+    fn unknown_kinds_are_bounded() {
+        assert_eq!(kind_label("PersistentVolumeClaim"), "PersistentVolumeClaim");
+        assert_eq!(kind_label("SomeCustomThing"), "other");
+    }
+}

@@ -1,0 +1,352 @@
+//! The webhook server: the HTTPS listener (tokio-rustls acceptor loop feeding hyper-util
+//! connections), the admin listener, certificate and policy reloads, and graceful shutdown.
+//! It owns sockets, TLS and timing; it decides nothing (that is [`crate::admission`]) and reads no
+//! cluster (that is the cluster module, started beside it with the same [`Context`]).
+//!
+//! Shutdown ([`run`]): on the first signal readiness turns false at once; the listener keeps
+//! accepting for `shutdown_delay` (the API server keeps using its keep-alive connections to a pod
+//! for a while after it leaves the endpoints); then it stops accepting, in-flight requests finish
+//! within `drain_timeout`, and [`run`] returns. A second signal exits the process at once.
+
+pub mod admin;
+pub mod certs;
+pub mod metrics;
+pub mod readiness;
+pub mod reload;
+pub mod routes;
+pub mod shutdown;
+pub mod tls;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use prometheus_client::registry::Registry;
+use rustls::ServerConfig;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
+
+use self::metrics::Metrics;
+use self::readiness::Readiness;
+use self::reload::PolicyReload;
+use self::tls::{Tls, TlsError, TlsOptions};
+use crate::state::SharedState;
+
+/// Default limit of open webhook connections (TLS handshakes included).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+/// A client that has not finished the TLS handshake by then is dropped.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time to send a request's headers; also how long an idle HTTP/1.1 keep-alive connection is
+/// kept (hyper starts the clock when it waits for the next request).
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("failed to bind {what} listener {addr}: {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Connection limits of the HTTPS listener.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub handshake_timeout: Duration,
+    pub header_read_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+        }
+    }
+}
+
+/// How a drain ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Drain {
+    /// Every connection finished.
+    Complete,
+    /// The drain timeout passed with connections still open; they are dropped.
+    TimedOut,
+}
+
+/// The HTTPS webhook listener, bound and ready to run.
+pub struct HttpsServer {
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    router: Router,
+    limits: Limits,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for HttpsServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpsServer")
+            .field("listener", &self.listener)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Decrements the open-connections gauge when a connection task ends, however it ends.
+struct OpenConnection(Arc<Metrics>);
+
+impl OpenConnection {
+    fn new(metrics: Arc<Metrics>) -> OpenConnection {
+        metrics.open_connections.inc();
+        OpenConnection(metrics)
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.open_connections.dec();
+    }
+}
+
+impl HttpsServer {
+    pub async fn bind(
+        addr: SocketAddr,
+        tls: Arc<ServerConfig>,
+        router: Router,
+        limits: Limits,
+        metrics: Arc<Metrics>,
+    ) -> Result<HttpsServer, ServerError> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::Bind {
+                what: "webhook",
+                addr,
+                source,
+            })?;
+        Ok(HttpsServer {
+            listener,
+            acceptor: TlsAcceptor::from(tls),
+            router,
+            limits,
+            metrics,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Accepts connections until `stop` completes, then waits up to `drain_timeout` for the open
+    /// connections to finish their requests.
+    pub async fn run(self, stop: impl Future<Output = ()>, drain_timeout: Duration) -> Drain {
+        let HttpsServer {
+            listener,
+            acceptor,
+            router,
+            limits,
+            metrics,
+        } = self;
+        // The protocol is chosen by ALPN, so each connection starts in a known protocol (an idle
+        // HTTP/1.1 connection is then bounded by the header read timeout from its first byte on).
+        let mut h1 = auto::Builder::new(TokioExecutor::new()).http1_only();
+        h1.http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .keep_alive(true);
+        let mut h2 = auto::Builder::new(TokioExecutor::new()).http2_only();
+        h2.http2()
+            .timer(TokioTimer::new())
+            .keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_timeout(Duration::from_secs(20));
+        let (h1, h2) = (Arc::new(h1), Arc::new(h2));
+
+        let graceful = GracefulShutdown::new();
+        let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+        tokio::pin!(stop);
+        loop {
+            let permit = tokio::select! {
+                biased;
+                () = &mut stop => break,
+                p = slots.clone().acquire_owned() => p.expect("the connection semaphore is never closed"),
+            };
+            let (tcp, peer) = tokio::select! {
+                biased;
+                () = &mut stop => break,
+                r = listener.accept() => match r {
+                    Ok(c) => c,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!(error = %e, "failed to accept a connection");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+            };
+            let watcher = graceful.watcher();
+            let (acceptor, router, metrics, h1, h2) = (
+                acceptor.clone(),
+                router.clone(),
+                metrics.clone(),
+                h1.clone(),
+                h2.clone(),
+            );
+            tokio::spawn(async move {
+                let _permit = permit;
+                let _open = OpenConnection::new(metrics.clone());
+                let _ = tcp.set_nodelay(true);
+                let stream = match tokio::time::timeout(
+                    limits.handshake_timeout,
+                    acceptor.accept(tcp),
+                )
+                .await
+                {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        metrics.tls_handshake_failures.inc();
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        metrics.tls_handshake_failures.inc();
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                };
+                let is_h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+                let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+                    router.clone().oneshot(req)
+                });
+                let io = TokioIo::new(stream);
+                let result = if is_h2 {
+                    watcher
+                        .watch(h2.serve_connection(io, service).into_owned())
+                        .await
+                } else {
+                    watcher
+                        .watch(h1.serve_connection(io, service).into_owned())
+                        .await
+                };
+                if let Err(e) = result {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+            });
+        }
+        drop(listener);
+        tracing::info!(
+            connections = graceful.count(),
+            timeout = ?drain_timeout,
+            "stopped accepting connections; finishing in-flight requests"
+        );
+        match tokio::time::timeout(drain_timeout, graceful.shutdown()).await {
+            Ok(()) => Drain::Complete,
+            Err(_) => Drain::TimedOut,
+        }
+    }
+}
+
+/// Everything `serve` configures.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub tls: TlsOptions,
+    pub max_body_bytes: usize,
+    pub limits: Limits,
+    pub shutdown_delay: Duration,
+    pub drain_timeout: Duration,
+    /// Poll this policy file for changes; `None` with the embedded policy.
+    pub policy_reload: Option<PolicyReload>,
+}
+
+/// What the server shares with the rest of the process (and the cluster task).
+#[derive(Clone, Debug)]
+pub struct Context {
+    pub state: Arc<SharedState>,
+    pub metrics: Arc<Metrics>,
+    pub registry: Arc<Registry>,
+    pub readiness: Readiness,
+}
+
+/// Runs the webhook until `shutdown` completes, then shuts down gracefully (see the module doc).
+/// Certificates are loaded and checked before anything binds.
+pub async fn run(
+    config: Config,
+    ctx: Context,
+    shutdown: impl Future<Output = ()>,
+) -> Result<Drain, ServerError> {
+    let bound = ctx.readiness.condition("listener bound");
+    let tls = Tls::load(&config.tls)?;
+    let router = routes::router(routes::AppState {
+        state: ctx.state.clone(),
+        metrics: ctx.metrics.clone(),
+        max_body_bytes: config.max_body_bytes,
+    });
+    let https = HttpsServer::bind(
+        config.listen,
+        tls.config.clone(),
+        router,
+        config.limits,
+        ctx.metrics.clone(),
+    )
+    .await?;
+    let admin = admin::AdminServer::bind(config.admin_listen)
+        .await
+        .map_err(|source| ServerError::Bind {
+            what: "admin",
+            addr: config.admin_listen,
+            source,
+        })?;
+    let https_addr = https.local_addr().unwrap_or(config.listen);
+    let admin_addr = admin.local_addr().unwrap_or(config.admin_listen);
+    let admin_task = admin.spawn(ctx.readiness.clone(), ctx.registry.clone());
+    let tls_task = tls.spawn_reloader(ctx.metrics.clone());
+    let policy_task = config
+        .policy_reload
+        .clone()
+        .map(|r| reload::spawn(r, ctx.state.clone(), ctx.metrics.clone()));
+    bound.set(true);
+    tracing::info!(
+        listen = %https_addr,
+        admin = %admin_addr,
+        cert = %config.tls.files.cert.display(),
+        client_ca = %config.tls.client_ca.as_deref().map(|p| p.display().to_string()).unwrap_or_else(|| "none".into()),
+        "serving POST /mutate and POST /validate over HTTPS; /healthz, /readyz and /metrics over HTTP"
+    );
+
+    let readiness = ctx.readiness.clone();
+    let delay = config.shutdown_delay;
+    let stop = async move {
+        shutdown.await;
+        readiness.shut_down();
+        tracing::info!(delay = ?delay, "shutting down: not ready any more; still answering during the shutdown delay");
+        tokio::time::sleep(delay).await;
+    };
+    let drain = https.run(stop, config.drain_timeout).await;
+    match drain {
+        Drain::Complete => tracing::info!("all connections finished; exiting"),
+        Drain::TimedOut => tracing::warn!(
+            timeout = ?config.drain_timeout,
+            "drain timeout passed with requests still in flight; exiting anyway"
+        ),
+    }
+    admin_task.abort();
+    tls_task.abort();
+    if let Some(t) = policy_task {
+        t.abort();
+    }
+    Ok(drain)
+}

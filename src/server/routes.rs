@@ -1,0 +1,308 @@
+//! The webhook's HTTP routes: `POST /mutate` and `POST /validate`. Reads the body within the
+//! size limit and the API server's deadline (`?timeout=`), hands it to [`admission::review`] with
+//! the current snapshot, and answers: 200 with the AdmissionReview, 400 with a plain message for
+//! bad input, 413 for a body over the limit, 408 when the deadline passes, 404/405 otherwise.
+//!
+//! One tracing span per review (uid, kind, namespace, object_name, operation); objects are never
+//! logged.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use tracing::Instrument;
+
+use super::metrics::{Metrics, RequestOutcome};
+use crate::admission::{self, Endpoint, Outcome, ReviewError};
+use crate::policy::Action;
+use crate::state::SharedState;
+
+/// Default largest body: an AdmissionReview with object and oldObject can approach 7 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 8 << 20;
+
+/// Bodies larger than this are decoded and decided on the blocking pool.
+const INLINE_DECODE_BYTES: usize = 256 << 10;
+
+/// The deadline when the caller gives none (the API server's largest `timeoutSeconds`).
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(30);
+
+/// What the routes need.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub state: Arc<SharedState>,
+    pub metrics: Arc<Metrics>,
+    pub max_body_bytes: usize,
+}
+
+/// The webhook router.
+pub fn router(app: AppState) -> Router {
+    Router::new()
+        .route("/mutate", post(mutate).fallback(method_not_allowed))
+        .route("/validate", post(validate).fallback(method_not_allowed))
+        .fallback(not_found)
+        .with_state(app)
+}
+
+async fn mutate(State(app): State<AppState>, req: Request) -> Response {
+    handle(Endpoint::Mutate, app, req).await
+}
+
+async fn validate(State(app): State<AppState>, req: Request) -> Response {
+    handle(Endpoint::Validate, app, req).await
+}
+
+async fn not_found() -> Response {
+    plain(
+        StatusCode::NOT_FOUND,
+        "not found: the webhook answers POST /mutate and POST /validate",
+    )
+}
+
+async fn method_not_allowed() -> Response {
+    plain(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method not allowed: use POST",
+    )
+}
+
+fn plain(status: StatusCode, msg: impl std::fmt::Display) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        format!("{msg}\n"),
+    )
+        .into_response()
+}
+
+/// Parses a Go duration as the API server writes it (`10s`; also `1m30s`, `500ms`, `1.5s`).
+pub fn parse_go_duration(s: &str) -> Option<Duration> {
+    if s.is_empty() {
+        return None;
+    }
+    if s == "0" {
+        return Some(Duration::ZERO);
+    }
+    let mut total = 0f64;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        if num_len == 0 {
+            return None;
+        }
+        let value: f64 = rest[..num_len].parse().ok()?;
+        rest = &rest[num_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" | "µs" | "μs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        rest = &rest[unit_len..];
+        total += value * scale;
+    }
+    Duration::try_from_secs_f64(total).ok()
+}
+
+/// The deadline of one request: `?timeout=` when present and valid, else the default.
+fn deadline(query: Option<&str>) -> Duration {
+    query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .filter_map(|kv| kv.strip_prefix("timeout="))
+        .find_map(parse_go_duration)
+        .unwrap_or(DEFAULT_DEADLINE)
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+enum BodyError {
+    TooLarge,
+    Read(String),
+}
+
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, BodyError> {
+    match Limited::new(body, limit).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(BodyError::TooLarge),
+        Err(e) => Err(BodyError::Read(e.to_string())),
+    }
+}
+
+fn too_large(limit: usize) -> Response {
+    let mut r = plain(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("request body is larger than the limit of {limit} bytes (--max-body-bytes)"),
+    );
+    // The rest of the body is not read: the connection cannot be reused.
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    r
+}
+
+async fn handle(endpoint: Endpoint, app: AppState, req: Request) -> Response {
+    let start = Instant::now();
+    let span = tracing::info_span!(
+        "review",
+        endpoint = endpoint.as_str(),
+        uid = tracing::field::Empty,
+        kind = tracing::field::Empty,
+        namespace = tracing::field::Empty,
+        // Not `name`: the JSON log format already uses that key for the span's own name.
+        object_name = tracing::field::Empty,
+        operation = tracing::field::Empty,
+    );
+    async move {
+        let limit = deadline(req.uri().query());
+        let (parts, body) = req.into_parts();
+        if content_length(&parts.headers).is_some_and(|n| n > app.max_body_bytes as u64) {
+            tracing::warn!(
+                limit = app.max_body_bytes,
+                "request body over the limit refused"
+            );
+            app.metrics
+                .request_failed(endpoint, RequestOutcome::BadRequest, start.elapsed());
+            return too_large(app.max_body_bytes);
+        }
+        let answer = tokio::time::timeout(limit, async {
+            let bytes = match read_body(body, app.max_body_bytes).await {
+                Ok(b) => b,
+                Err(BodyError::TooLarge) => {
+                    tracing::warn!(
+                        limit = app.max_body_bytes,
+                        "request body over the limit refused"
+                    );
+                    app.metrics.request_failed(
+                        endpoint,
+                        RequestOutcome::BadRequest,
+                        start.elapsed(),
+                    );
+                    return too_large(app.max_body_bytes);
+                }
+                Err(BodyError::Read(e)) => {
+                    tracing::warn!(error = %e, "failed to read the request body");
+                    app.metrics.request_failed(
+                        endpoint,
+                        RequestOutcome::BadRequest,
+                        start.elapsed(),
+                    );
+                    return plain(
+                        StatusCode::BAD_REQUEST,
+                        format!("failed to read the request body: {e}"),
+                    );
+                }
+            };
+            let snapshot = app.state.snapshot();
+            let decided = if bytes.len() > INLINE_DECODE_BYTES {
+                // Decoding megabytes of JSON takes milliseconds: off the async workers.
+                tokio::task::spawn_blocking(move || {
+                    admission::review(endpoint, &snapshot.policy, &snapshot.catalog, &bytes)
+                })
+                .await
+                .expect("the review does not panic")
+            } else {
+                admission::review(endpoint, &snapshot.policy, &snapshot.catalog, &bytes)
+            };
+            match decided {
+                Ok(outcome) => answer(endpoint, &app, &outcome, start),
+                Err(e @ ReviewError::Encode(_)) => {
+                    tracing::error!(error = %e, "failed to encode the answer");
+                    app.metrics
+                        .request_failed(endpoint, RequestOutcome::Error, start.elapsed());
+                    plain(StatusCode::INTERNAL_SERVER_ERROR, e)
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "bad AdmissionReview refused");
+                    app.metrics.request_failed(
+                        endpoint,
+                        RequestOutcome::BadRequest,
+                        start.elapsed(),
+                    );
+                    plain(StatusCode::BAD_REQUEST, e)
+                }
+            }
+        })
+        .await;
+        answer.unwrap_or_else(|_| {
+            tracing::warn!(deadline = ?limit, "request not completed within its deadline");
+            app.metrics
+                .request_failed(endpoint, RequestOutcome::Error, start.elapsed());
+            let mut r = plain(
+                StatusCode::REQUEST_TIMEOUT,
+                format!("request not completed within its deadline of {limit:?} (?timeout=)"),
+            );
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            r
+        })
+    }
+    .instrument(span)
+    .await
+}
+
+/// Logs and counts one decided review, and encodes the answer.
+fn answer(endpoint: Endpoint, app: &AppState, outcome: &Outcome, start: Instant) -> Response {
+    let info = &outcome.info;
+    let span = tracing::Span::current();
+    span.record("uid", info.uid.as_str());
+    span.record("kind", info.kind.as_str());
+    span.record("namespace", info.namespace.as_str());
+    span.record("object_name", info.name.as_str());
+    span.record("operation", info.operation);
+    let json = match outcome.to_json() {
+        Ok(j) => j,
+        Err(e) => {
+            tracing::error!(error = %e, "failed to encode the answer");
+            app.metrics
+                .request_failed(endpoint, RequestOutcome::Error, start.elapsed());
+            return plain(StatusCode::INTERNAL_SERVER_ERROR, e);
+        }
+    };
+    let d = &outcome.decision;
+    if let Some(inv) = &d.denial {
+        tracing::info!(dry_run = info.dry_run, reason = %inv.message(), "denied");
+    } else if endpoint == Endpoint::Mutate && !d.patch.is_empty() {
+        let reasons: Vec<&str> = d
+            .findings
+            .iter()
+            .filter(|f| f.action == Action::Mutated)
+            .map(|f| f.message.as_str())
+            .collect();
+        tracing::info!(dry_run = info.dry_run, reason = %reasons.join("; "), "mutated");
+    } else {
+        let findings: Vec<String> = d
+            .findings
+            .iter()
+            .map(|f| format!("{}: {}: {}", f.rule.as_str(), f.action.as_str(), f.message))
+            .collect();
+        tracing::debug!(warnings = d.warnings.len(), findings = ?findings, "allowed");
+    }
+    app.metrics.reviewed(endpoint, outcome, start.elapsed());
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        json,
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests;

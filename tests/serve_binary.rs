@@ -1,0 +1,620 @@
+//! The `serve` and `certs` commands as a user runs them: the real binary, real TLS, signals sent
+//! with `kill`. Graceful shutdown with requests in flight, the second signal, policy hot reload,
+//! the self-signed start, flag checks, and certificates for a cluster Service.
+
+mod common;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use http_body_util::BodyExt;
+use hyper::StatusCode;
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const BIN: &str = env!("CARGO_BIN_EXE_storage-policy-webhook");
+const POLICY_FILE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/server/policy.yaml"
+);
+
+fn free_port() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+/// A running `serve`; killed on drop if the test did not stop it.
+struct Serve {
+    child: Option<Child>,
+    https: SocketAddr,
+    admin: SocketAddr,
+    log: PathBuf,
+}
+
+impl Serve {
+    fn start(dir: &Path, extra: &[&str]) -> Serve {
+        let (https, admin) = (free_port(), free_port());
+        let log = dir.join("serve.log");
+        let out = std::fs::File::create(&log).unwrap();
+        let child = Command::new(BIN)
+            .args([
+                "serve",
+                "--listen",
+                &https.to_string(),
+                "--admin-listen",
+                &admin.to_string(),
+                "--no-cluster",
+            ])
+            .args(extra)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("start the binary");
+        Serve {
+            child: Some(child),
+            https,
+            admin,
+            log,
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().unwrap().id().to_string();
+        let st = Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .expect("kill");
+        assert!(st.success());
+    }
+
+    async fn wait_ready(&self) {
+        let ready = eventually(Duration::from_secs(30), || async {
+            (admin_get(self.admin, "/readyz").await.map(|(s, _)| s) == Some(200)).then_some(())
+        })
+        .await;
+        assert!(ready.is_some(), "not ready in time; log:\n{}", self.log());
+    }
+
+    /// Waits for the process to exit; `None` if it is still running at the end.
+    async fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
+        let child = self.child.as_mut().unwrap();
+        let status = eventually(within, || {
+            let r = child.try_wait().unwrap();
+            async move { r }
+        })
+        .await;
+        if status.is_some() {
+            self.child = None;
+        }
+        status
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A plain-HTTP GET on the admin port: (status, body).
+async fn admin_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
+        .await
+        .ok()?;
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf))
+        .await
+        .ok()?
+        .ok()?;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text.split(' ').nth(1)?.parse().ok()?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Some((status, body))
+}
+
+fn pki_files(dir: &Path) -> (String, String, String) {
+    let pki = localhost_pki();
+    let (cert, key) = write_pair(dir, &pki);
+    (
+        pki.ca_pem,
+        cert.to_string_lossy().into_owned(),
+        key.to_string_lossy().into_owned(),
+    )
+}
+
+/// A request whose body is sent in two parts: the first now, the second when asked.
+async fn slow_request(
+    addr: SocketAddr,
+    cfg: Arc<rustls::ClientConfig>,
+    body: &'static str,
+) -> (
+    futures::channel::mpsc::UnboundedSender<Bytes>,
+    tokio::task::JoinHandle<Result<(StatusCode, Bytes), String>>,
+) {
+    let stream = tls_connect(addr, cfg).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    use futures::StreamExt as _;
+    let (tx, rx) = futures::channel::mpsc::unbounded::<Bytes>();
+    let chan = http_body_util::StreamBody::new(
+        rx.map(|b| Ok::<_, Infallible>(hyper::body::Frame::data(b))),
+    );
+    let req = hyper::Request::post("/validate?timeout=30s")
+        .header("host", "localhost")
+        .header("content-type", "application/json")
+        .header("content-length", body.len().to_string())
+        .body(chan)
+        .unwrap();
+    let (first, _) = body.split_at(body.len() / 2);
+    tx.unbounded_send(Bytes::from_static(first.as_bytes()))
+        .unwrap();
+    let task = tokio::spawn(async move {
+        let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+        let status = resp.status();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        Ok((status, body))
+    });
+    (tx, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_turns_readiness_off_keeps_answering_then_drains_in_flight_requests_and_exits_zero()
+{
+    install_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = pki_files(dir.path());
+    let mut serve = Serve::start(
+        dir.path(),
+        &[
+            "--config",
+            POLICY_FILE,
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+            "--shutdown-delay",
+            "8",
+            "--drain-timeout",
+            "15",
+        ],
+    );
+    serve.wait_ready().await;
+    let cfg = ClientOpts::apiserver(&ca).config();
+    let mut kept = H1::connect(serve.https, cfg.clone()).await.unwrap();
+    assert_eq!(
+        kept.post("/validate?timeout=10s", PVC_RWX_NFS)
+            .await
+            .unwrap()
+            .0,
+        StatusCode::OK
+    );
+
+    // In flight across the whole shutdown: half its body now, the rest after accepting stops.
+    let (rest, in_flight) = slow_request(serve.https, cfg.clone(), PVC_RWX_BLOCK).await;
+
+    serve.signal("-TERM");
+    // Well inside the 8 s delay, so "at once" is told apart from "when accepting stops".
+    let not_ready = eventually(Duration::from_secs(4), || async {
+        (admin_get(serve.admin, "/readyz").await.map(|(s, _)| s) == Some(503)).then_some(())
+    })
+    .await;
+    assert!(
+        not_ready.is_some(),
+        "readiness turns false at once; log:\n{}",
+        serve.log()
+    );
+    assert_eq!(
+        admin_get(serve.admin, "/healthz").await.map(|(s, _)| s),
+        Some(200)
+    );
+
+    // The shutdown delay: keep-alive and new connections are still answered.
+    let (s, body) = kept
+        .post("/validate?timeout=10s", PVC_RWX_NFS)
+        .await
+        .unwrap();
+    assert_eq!(s, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    let mut fresh = H1::connect(serve.https, cfg.clone())
+        .await
+        .expect("new connections accepted during the shutdown delay");
+    assert_eq!(
+        fresh
+            .post("/mutate?timeout=10s", PVC_NO_CLASS)
+            .await
+            .unwrap()
+            .0,
+        StatusCode::OK
+    );
+
+    // Then new connections are refused...
+    let refused = eventually(Duration::from_secs(15), || {
+        let cfg = cfg.clone();
+        let addr = serve.https;
+        async move { H1::connect(addr, cfg).await.is_err().then_some(()) }
+    })
+    .await;
+    assert!(
+        refused.is_some(),
+        "stops accepting after the delay; log:\n{}",
+        serve.log()
+    );
+
+    // ...while the request in flight is still answered.
+    let (_, second) = PVC_RWX_BLOCK.split_at(PVC_RWX_BLOCK.len() / 2);
+    rest.unbounded_send(Bytes::from_static(second.as_bytes()))
+        .unwrap();
+    drop(rest);
+    let (s, body) = tokio::time::timeout(Duration::from_secs(15), in_flight)
+        .await
+        .expect("answered")
+        .unwrap()
+        .unwrap_or_else(|e| panic!("in-flight request failed: {e}; log:\n{}", serve.log()));
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(json(&body)["response"]["allowed"], false);
+
+    let status = serve.wait_exit(Duration::from_secs(15)).await;
+    let log = serve.log();
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "log:\n{log}");
+    assert!(log.contains("all connections finished"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_exits_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, cert, key) = pki_files(dir.path());
+    let mut serve = Serve::start(
+        dir.path(),
+        &[
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+            "--shutdown-delay",
+            "60",
+        ],
+    );
+    serve.wait_ready().await;
+    serve.signal("-TERM");
+    let not_ready = eventually(Duration::from_secs(5), || async {
+        (admin_get(serve.admin, "/readyz").await.map(|(s, _)| s) == Some(503)).then_some(())
+    })
+    .await;
+    assert!(
+        not_ready.is_some(),
+        "first signal handled; log:\n{}",
+        serve.log()
+    );
+    serve.signal("-INT");
+    let status = serve.wait_exit(Duration::from_secs(10)).await;
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(1),
+        "exits non-zero long before the 60 s delay; log:\n{}",
+        serve.log()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_changes_are_applied_and_an_invalid_policy_keeps_the_last_good_one() {
+    install_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = pki_files(dir.path());
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(&policy, POLICY).unwrap();
+    let mut serve = Serve::start(
+        dir.path(),
+        &[
+            "--config",
+            policy.to_str().unwrap(),
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+            "--shutdown-delay",
+            "0",
+        ],
+    );
+    serve.wait_ready().await;
+    let cfg = ClientOpts::apiserver(&ca).config();
+    let default_class = || {
+        let cfg = cfg.clone();
+        let addr = serve.https;
+        async move {
+            let mut c = H1::connect(addr, cfg).await.unwrap();
+            let (s, body) = c.post("/mutate?timeout=10s", PVC_NO_CLASS).await.unwrap();
+            assert_eq!(s, StatusCode::OK);
+            patched_class(&json(&body))
+        }
+    };
+    assert_eq!(default_class().await.as_deref(), Some("standard"));
+
+    // nfs becomes the default class.
+    let changed = POLICY.replace("    default: true\n", "").replace(
+        "  - name: nfs\n    provisioner: nfs.csi.k8s.io\n",
+        "  - name: nfs\n    provisioner: nfs.csi.k8s.io\n    default: true\n",
+    );
+    assert_ne!(changed, POLICY);
+    std::fs::write(&policy, &changed).unwrap();
+    let applied = eventually(Duration::from_secs(20), || async {
+        (default_class().await.as_deref() == Some("nfs")).then_some(())
+    })
+    .await;
+    assert!(
+        applied.is_some(),
+        "valid change applied; log:\n{}",
+        serve.log()
+    );
+
+    // An invalid policy is refused; the last good one keeps serving.
+    std::fs::write(&policy, "mode: sometimes\n").unwrap();
+    let refused = eventually(Duration::from_secs(20), || async {
+        let (_, text) = admin_get(serve.admin, "/metrics").await?;
+        text.contains("storage_policy_webhook_policy_reload_failures_total 1")
+            .then_some(text)
+    })
+    .await;
+    let text = refused.unwrap_or_else(|| panic!("invalid change refused; log:\n{}", serve.log()));
+    assert!(
+        text.contains("storage_policy_webhook_policy_reloads_total 1"),
+        "{text}"
+    );
+    assert_eq!(default_class().await.as_deref(), Some("nfs"));
+    assert!(
+        serve.log().contains("previous policy keeps serving"),
+        "{}",
+        serve.log()
+    );
+    assert_eq!(
+        admin_get(serve.admin, "/readyz").await.map(|(s, _)| s),
+        Some(200)
+    );
+
+    serve.signal("-TERM");
+    assert_eq!(
+        serve
+            .wait_exit(Duration::from_secs(20))
+            .await
+            .and_then(|s| s.code()),
+        Some(0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_certificates_serve_makes_a_self_signed_one_for_localhost() {
+    install_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let ss = dir.path().join("self-signed");
+    let mut serve = Serve::start(
+        dir.path(),
+        &[
+            "--self-signed-dir",
+            ss.to_str().unwrap(),
+            "--shutdown-delay",
+            "0",
+        ],
+    );
+    serve.wait_ready().await;
+    let ca = std::fs::read_to_string(ss.join("ca.crt")).unwrap();
+    assert!(
+        serve
+            .log()
+            .contains(&ss.join("ca.crt").display().to_string()),
+        "the log says where the CA is"
+    );
+    let mut c = H1::connect(serve.https, ClientOpts::apiserver(&ca).config())
+        .await
+        .unwrap();
+    let (s, body) = c.post("/mutate?timeout=10s", PVC_NO_CLASS).await.unwrap();
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(json(&body)["response"]["allowed"], true);
+    serve.signal("-TERM");
+    assert_eq!(
+        serve
+            .wait_exit(Duration::from_secs(20))
+            .await
+            .and_then(|s| s.code()),
+        Some(0)
+    );
+}
+
+fn run(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn tls_cert_without_tls_key_is_refused_before_starting() {
+    let (code, _, err) = run(&["serve", "--tls-cert", "/nonexistent/tls.crt"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("--tls-key"), "{err}");
+    let (code, _, err) = run(&["serve", "--tls-key", "/nonexistent/tls.key"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("--tls-cert"), "{err}");
+}
+
+#[test]
+fn unusable_certificates_are_refused_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = localhost_pki();
+    let b = localhost_pki();
+    let cert = dir.path().join("tls.crt");
+    let key = dir.path().join("tls.key");
+    std::fs::write(&cert, &a.cert_pem).unwrap();
+    std::fs::write(&key, &b.key_pem).unwrap();
+    let https = free_port().to_string();
+    let admin = free_port().to_string();
+    let base = [
+        "serve",
+        "--listen",
+        &https,
+        "--admin-listen",
+        &admin,
+        "--no-cluster",
+    ];
+
+    let missing = dir.path().join("missing.crt");
+    let mut args = base.to_vec();
+    args.extend([
+        "--tls-cert",
+        missing.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]);
+    let (code, _, err) = run(&args);
+    assert_ne!(code, Some(0));
+    assert!(
+        err.contains("failed to read certificate file") && err.contains("missing.crt"),
+        "{err}"
+    );
+
+    let mut args = base.to_vec();
+    args.extend([
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]);
+    let (code, _, err) = run(&args);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("does not match the certificate"), "{err}");
+}
+
+#[test]
+fn serve_help_names_every_environment_variable() {
+    let (code, out, _) = run(&["serve", "--help"]);
+    assert_eq!(code, Some(0));
+    for var in [
+        "SPW_CONFIG",
+        "SPW_LISTEN",
+        "SPW_TLS_CERT",
+        "SPW_TLS_KEY",
+        "SPW_CLIENT_CA",
+        "SPW_ADMIN_LISTEN",
+        "SPW_NO_CLUSTER",
+        "SPW_DRY_RUN",
+        "SPW_LOG_FORMAT",
+        "SPW_LOG_LEVEL",
+        "SPW_MAX_BODY_BYTES",
+        "SPW_SHUTDOWN_DELAY",
+        "SPW_DRAIN_TIMEOUT",
+        "SPW_MAX_CONNECTIONS",
+    ] {
+        assert!(out.contains(var), "{var} missing from --help:\n{out}");
+    }
+}
+
+#[test]
+fn certs_writes_a_pair_for_the_service_names_and_prints_the_ca_bundle() {
+    use base64::Engine as _;
+    use rustls::client::danger::ServerCertVerifier;
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+
+    install_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("out");
+    let (code, out, err) = run(&[
+        "certs",
+        "--service",
+        "spw",
+        "--namespace",
+        "storage",
+        "--out",
+        out_dir.to_str().unwrap(),
+        "--days",
+        "30",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let ca = std::fs::read(out_dir.join("ca.crt")).unwrap();
+    let bundle = base64::engine::general_purpose::STANDARD
+        .decode(out.trim())
+        .expect("stdout is the base64 caBundle");
+    assert_eq!(bundle, ca);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(out_dir.join("tls.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    let cert_pem = std::fs::read(out_dir.join("tls.crt")).unwrap();
+    let key_pem = std::fs::read(out_dir.join("tls.key")).unwrap();
+    storage_policy_webhook::server::tls::parse_pair(
+        &out_dir.join("tls.crt"),
+        &cert_pem,
+        &out_dir.join("tls.key"),
+        &key_pem,
+    )
+    .expect("key matches certificate");
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(&ca).unwrap())
+        .unwrap();
+    let verifier = rustls::client::WebPkiServerVerifier::builder(Arc::new(roots))
+        .build()
+        .unwrap();
+    let leaf = CertificateDer::from_pem_slice(&cert_pem).unwrap();
+    for name in [
+        "spw",
+        "spw.storage",
+        "spw.storage.svc",
+        "spw.storage.svc.cluster.local",
+    ] {
+        let server_name = ServerName::try_from(name).unwrap();
+        verifier
+            .verify_server_cert(&leaf, &[], &server_name, &[], UnixTime::now())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    let other = ServerName::try_from("other.storage.svc").unwrap();
+    assert!(
+        verifier
+            .verify_server_cert(&leaf, &[], &other, &[], UnixTime::now())
+            .is_err()
+    );
+
+    let (code, _, err) = run(&[
+        "certs",
+        "--service",
+        "Bad_Name",
+        "--namespace",
+        "x",
+        "--out",
+        "/tmp/x",
+    ]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("not a DNS label"), "{err}");
+}
