@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 
+use crate::cluster::{self, ClusterMetrics, ClusterStatus};
 use crate::policy::Policy;
 use crate::server::certs::{self, CertRequest};
 use crate::server::metrics::{self, Metrics};
@@ -270,17 +271,35 @@ async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
     let mut registry = metrics::new_registry();
     let metrics = Metrics::register(&mut registry);
 
-    // The cluster seam. The cluster module starts here with what it needs:
-    //   cluster::spawn(state.clone(), &mut registry, readiness.condition("cluster synced"))
-    // `&mut registry` for its metrics (before the registry is frozen below), the condition so
-    // /readyz waits for the first sync, `state` for `SharedState::update_live`.
-    if args.no_cluster {
+    // The cluster cache: watches feed `state`; /readyz waits for their first full list.
+    let cluster_tasks = if args.no_cluster {
         tracing::info!("--no-cluster: deciding with the policy file's storage classes only");
+        Vec::new()
     } else {
-        tracing::warn!(
-            "the cluster cache is not built in yet: deciding with the policy file's storage classes only, as with --no-cluster"
-        );
-    }
+        let cluster_metrics = ClusterMetrics::register(&mut registry);
+        match cluster::connect()
+            .await
+            .context("failed to load the Kubernetes client configuration")?
+        {
+            // `connect` has logged that there is no configuration: the static policy decides.
+            None => Vec::new(),
+            Some(client) => {
+                let synced = readiness.condition("cluster synced");
+                let status = Arc::new(ClusterStatus::new());
+                let watches = tokio::spawn(cluster::run(
+                    client,
+                    state.clone(),
+                    status.clone(),
+                    cluster_metrics,
+                ));
+                let ready = tokio::spawn(async move {
+                    status.wait_synced().await;
+                    synced.set(true);
+                });
+                vec![watches, ready]
+            }
+        }
+    };
     let registry = Arc::new(registry);
 
     let config = server::Config {
@@ -306,7 +325,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
         registry,
         readiness,
     };
-    let drain = server::run(config, ctx, signals).await?;
+    let drain = server::run(config, ctx, signals).await;
+    for task in cluster_tasks {
+        task.abort();
+    }
+    let drain = drain?;
     drop(temp_dir);
     Ok(match drain {
         Drain::Complete | Drain::TimedOut => 0,

@@ -23,14 +23,14 @@ pub struct LoadedPolicy {
 
 /// Reads, parses and validates a policy file once.
 pub fn load_policy_file(path: &Path, dry_run: bool) -> Result<LoadedPolicy, ConfigError> {
-    let bytes = std::fs::read(path).map_err(|source| ConfigError::Read {
+    let bytes = std::fs::read(path).map_err(|error| ConfigError::Read {
         path: path.to_owned(),
-        source,
+        error,
     })?;
     let hash = content_hash(&[&bytes]);
     let text = String::from_utf8(bytes).map_err(|e| ConfigError::Read {
         path: path.to_owned(),
-        source: std::io::Error::new(std::io::ErrorKind::InvalidData, e.utf8_error()),
+        error: std::io::Error::new(std::io::ErrorKind::InvalidData, e.utf8_error()),
     })?;
     let file = config::parse(&text, Some(path))?;
     Ok(LoadedPolicy {

@@ -1,0 +1,772 @@
+//! The load suite: the webhook beside a baseline server, measured side by side in one run.
+//!
+//! `cargo bench --bench load` (add `-- --quick` for a short smoke run). Under five minutes on two
+//! cores; writes `target/bench/load.json` and prints a Markdown table for BENCHMARKS.md.
+//!
+//! - **Baseline**: the same rustls configuration (`server::tls::Tls`), the same HTTP stack
+//!   (`server::HttpsServer`: hyper-util over tokio-rustls, axum routing, the same limits), answering
+//!   a fixed allowed AdmissionReview after reading the body, without parsing or policy.
+//! - **Webhook**: the real router (`server::routes::router`) over the same listener.
+//!
+//! Each server runs in a child process (this binary, re-executed with `SPW_LOAD_ROLE`), so the
+//! load generator and the server compete for the two cores the same way for both. The load
+//! generator speaks HTTP/1.1 with keep-alive like kube-apiserver, over N connections, either closed
+//! loop (throughput) or at a fixed arrival rate (open loop: latency is measured from each request's
+//! scheduled time, so a slow answer cannot hide the queue behind it). Bodies are realistic
+//! AdmissionReviews (2-4 KiB, with managedFields) from `tests/fixtures`. Loopback only; every loop
+//! is bounded in time.
+
+use std::io::{BufRead, BufReader, Write as _};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::routing::post;
+use hdrhistogram::Histogram;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use serde_json::{Value, json};
+use storage_policy_webhook::policy::{LiveClass, LiveState, NamespaceInfo, Policy};
+use storage_policy_webhook::server::certs::{self, CertRequest};
+use storage_policy_webhook::server::metrics::{Metrics, new_registry};
+use storage_policy_webhook::server::routes::{self, AppState, DEFAULT_MAX_BODY_BYTES};
+use storage_policy_webhook::server::tls::{Tls, TlsFiles, TlsOptions};
+use storage_policy_webhook::server::{HttpsServer, Limits};
+use storage_policy_webhook::state::SharedState;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+const ROLE: &str = "SPW_LOAD_ROLE";
+
+fn main() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    match std::env::var(ROLE).as_deref() {
+        Ok(role) => serve_role(role),
+        Err(_) => orchestrate(),
+    }
+}
+
+// ---------------------------------------------------------------- the servers (child processes)
+
+/// Runs one server until stdin closes; prints `PORT <n>` once listening.
+fn serve_role(role: &str) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let dir = PathBuf::from(std::env::var("SPW_LOAD_CERTS").expect("cert dir"));
+        let tls = Tls::load(&TlsOptions {
+            files: TlsFiles {
+                cert: dir.join(certs::CERT_FILE),
+                key: dir.join(certs::KEY_FILE),
+            },
+            client_ca: None,
+            reload_interval: Duration::from_secs(3600),
+        })
+        .expect("tls");
+        let mut registry = new_registry();
+        let metrics = Metrics::register(&mut registry);
+        let router = match role {
+            "baseline" => baseline_router(),
+            "webhook" => {
+                let policy =
+                    Policy::load(Some(&fixtures().join("policy.yaml")), false).expect("policy");
+                let state = Arc::new(SharedState::new(policy));
+                let n = |k: &str| {
+                    std::env::var(k)
+                        .ok()
+                        .and_then(|v| v.parse::<usize>().ok())
+                        .unwrap_or(0)
+                };
+                let live = live_state(
+                    n("SPW_LOAD_CLASSES"),
+                    n("SPW_LOAD_NAMESPACES"),
+                    n("SPW_LOAD_NODES"),
+                );
+                state.update_live(move |l| *l = live);
+                routes::router(AppState {
+                    state,
+                    metrics: metrics.clone(),
+                    max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+                })
+            }
+            other => panic!("unknown role {other}"),
+        };
+        let server = HttpsServer::bind(
+            "127.0.0.1:0".parse().unwrap(),
+            tls.config.clone(),
+            router,
+            Limits::default(),
+            metrics,
+        )
+        .await
+        .expect("bind");
+        println!("PORT {}", server.local_addr().expect("addr").port());
+        let stop = async {
+            // The parent closes our stdin to stop us.
+            let _ = tokio::task::spawn_blocking(|| std::io::stdin().read_line(&mut String::new()))
+                .await;
+        };
+        server.run(stop, Duration::from_secs(2)).await;
+    });
+}
+
+/// The fixed answer of the baseline: an allowed review, the size of the webhook's allowed answer.
+fn baseline_router() -> Router {
+    let answer = Bytes::from(
+        serde_json::to_vec(&json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "response": {"uid": "00000000-0000-0000-0000-000000000000", "allowed": true, "status": {}}}))
+        .unwrap(),
+    );
+    let handler = move |body: Bytes| {
+        let answer = answer.clone();
+        async move {
+            std::hint::black_box(body.len());
+            (
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                answer,
+            )
+        }
+    };
+    Router::new()
+        .route("/mutate", post(handler.clone()))
+        .route("/validate", post(handler))
+}
+
+fn live_state(classes: usize, namespaces: usize, nodes: usize) -> LiveState {
+    let provisioners = [
+        "ebs.csi.aws.com",
+        "nfs.csi.k8s.io",
+        "rancher.io/local-path",
+        "example.com/other",
+    ];
+    LiveState {
+        classes: (0..classes)
+            .map(|i| LiveClass {
+                name: format!("class-{i:05}"),
+                provisioner: provisioners[i % provisioners.len()].to_owned(),
+                kind_annotation: None,
+                is_default: false,
+                allow_rwx_block_mode: false,
+                created: None,
+                volume_binding_mode: None,
+                parameters: [("type".to_owned(), "gp3".to_owned())]
+                    .into_iter()
+                    .collect(),
+            })
+            .collect(),
+        namespaces: (0..namespaces)
+            .map(|i| {
+                (
+                    format!("ns-{i:05}"),
+                    NamespaceInfo {
+                        default_class: Some(format!("class-{:05}", i % classes.max(1))),
+                        mode: None,
+                    },
+                )
+            })
+            .collect(),
+        nodes: Some(
+            (0..nodes)
+                .map(|i| {
+                    let name = format!("node-{i:05}");
+                    let labels = [
+                        ("kubernetes.io/hostname".to_owned(), name.clone()),
+                        (
+                            "topology.kubernetes.io/zone".to_owned(),
+                            format!("zone-{}", i % 3),
+                        ),
+                        (
+                            "node.kubernetes.io/instance-type".to_owned(),
+                            "m6i.large".to_owned(),
+                        ),
+                    ];
+                    (name, labels.into_iter().collect())
+                })
+                .collect(),
+        ),
+    }
+}
+
+struct ServerProc {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl ServerProc {
+    fn start(role: &str, certs: &Path, env: &[(&str, String)]) -> ServerProc {
+        let mut cmd = Command::new(std::env::current_exe().expect("exe"));
+        cmd.env(ROLE, role)
+            .env("SPW_LOAD_CERTS", certs)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn server");
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().expect("stdout"))
+            .read_line(&mut line)
+            .expect("port line");
+        let port: u16 = line
+            .trim()
+            .strip_prefix("PORT ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("bad line {line:?}"));
+        ServerProc {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        }
+    }
+}
+
+impl Drop for ServerProc {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn rss_of(pid: u32) -> u64 {
+    field_kib(pid, "VmRSS:")
+}
+
+fn field_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+// ------------------------------------------------------------------------------ the load generator
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+/// Request bodies per endpoint: allowed and denied, PVC, PV and StatefulSet reviews.
+fn bodies(endpoint: &str, namespace: Option<&str>) -> Vec<Bytes> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(fixtures()).expect("fixtures") {
+        let path = entry.expect("entry").path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with(&format!("{endpoint}-")) && name.ends_with(".review.json") {
+            let mut v: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+            if let (Some(ns), Some(_)) = (namespace, v["request"].get("namespace")) {
+                v["request"]["namespace"] = json!(ns);
+            }
+            out.push(Bytes::from(serde_json::to_vec(&v).unwrap()));
+        }
+    }
+    out.sort();
+    assert!(!out.is_empty(), "no {endpoint} fixtures");
+    out
+}
+
+fn client_config(ca_pem: &str) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(c.expect("ca pem")).expect("ca");
+    }
+    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(cfg)
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+async fn connect(addr: SocketAddr, tls: Arc<rustls::ClientConfig>) -> Sender {
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    tcp.set_nodelay(true).expect("nodelay");
+    let stream = TlsConnector::from(tls)
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .expect("tls");
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("http1");
+    tokio::spawn(conn);
+    sender
+}
+
+/// Sends one review; returns whether the answer was a 200 with an AdmissionReview.
+async fn send(sender: &mut Sender, path: &str, body: &Bytes) -> bool {
+    if sender.ready().await.is_err() {
+        return false;
+    }
+    let req = Request::post(path)
+        .header("content-type", "application/json")
+        .header("host", "localhost")
+        .body(Full::new(body.clone()))
+        .unwrap();
+    match sender.send_request(req).await {
+        Ok(resp) => {
+            let ok = resp.status() == 200;
+            match resp.into_body().collect().await {
+                Ok(b) => ok && b.to_bytes().starts_with(b"{"),
+                Err(_) => false,
+            }
+        }
+        Err(_) => false,
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Arrival {
+    /// As fast as the answers come back.
+    Closed,
+    /// A fixed rate in requests per second, latency from the scheduled time.
+    Rate(f64),
+}
+
+struct RunResult {
+    completed: u64,
+    failed: u64,
+    seconds: f64,
+    latency: Histogram<u64>,
+    max_rss_kib: u64,
+}
+
+impl RunResult {
+    fn rps(&self) -> f64 {
+        self.completed as f64 / self.seconds
+    }
+    fn quantile_us(&self, q: f64) -> f64 {
+        self.latency.value_at_quantile(q) as f64 / 1000.0
+    }
+}
+
+/// One load: what to send, over how many connections, how fast, for how long.
+struct Load<'a> {
+    path: &'static str,
+    bodies: &'a [Bytes],
+    connections: usize,
+    arrival: Arrival,
+    duration: Duration,
+}
+
+/// Drives `load.connections` keep-alive connections at `server` for `load.duration`.
+fn drive(
+    rt: &tokio::runtime::Runtime,
+    server: &ServerProc,
+    tls: &Arc<rustls::ClientConfig>,
+    load: Load<'_>,
+) -> RunResult {
+    let Load {
+        path,
+        bodies,
+        connections,
+        arrival,
+        duration,
+    } = load;
+    let bodies = Arc::new(bodies.to_vec());
+    let pid = server.child.id();
+    rt.block_on(async {
+        let mut senders = Vec::new();
+        for _ in 0..connections {
+            senders.push(connect(server.addr, tls.clone()).await);
+        }
+        // Warm every connection (TLS session, server-side buffers) before measuring.
+        for s in senders.iter_mut() {
+            send(s, path, &bodies[0]).await;
+        }
+        let next = Arc::new(AtomicU64::new(0));
+        let failed = Arc::new(AtomicU64::new(0));
+        let done = Arc::new(AtomicBool::new(false));
+        let start = Instant::now() + Duration::from_millis(20);
+        let end = start + duration;
+        let sampler = {
+            let done = done.clone();
+            tokio::spawn(async move {
+                let mut max = 0;
+                while !done.load(Ordering::Relaxed) {
+                    max = max.max(rss_of(pid));
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                max
+            })
+        };
+        let mut tasks = Vec::new();
+        for mut sender in senders {
+            let (bodies, next, failed) = (bodies.clone(), next.clone(), failed.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut hist = Histogram::<u64>::new_with_bounds(1_000, 60_000_000_000, 3).unwrap();
+                tokio::time::sleep_until(start.into()).await;
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let scheduled = match arrival {
+                        Arrival::Closed => Instant::now(),
+                        Arrival::Rate(r) => start + Duration::from_secs_f64(i as f64 / r),
+                    };
+                    if scheduled >= end || Instant::now() >= end {
+                        break;
+                    }
+                    if let Arrival::Rate(_) = arrival {
+                        tokio::time::sleep_until(scheduled.into()).await;
+                    }
+                    let body = &bodies[(i as usize) % bodies.len()];
+                    let ok = send(&mut sender, path, body).await;
+                    let _ = hist.record(scheduled.elapsed().as_nanos() as u64);
+                    if !ok {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                hist
+            }));
+        }
+        let mut latency = Histogram::<u64>::new_with_bounds(1_000, 60_000_000_000, 3).unwrap();
+        for t in tasks {
+            latency.add(t.await.expect("task")).expect("merge");
+        }
+        let seconds = start
+            .elapsed()
+            .as_secs_f64()
+            .min(duration.as_secs_f64())
+            .max(1e-9);
+        done.store(true, Ordering::Relaxed);
+        let max_rss_kib = sampler.await.unwrap_or(0);
+        let failed = failed.load(Ordering::Relaxed);
+        RunResult {
+            completed: latency.len() - failed.min(latency.len()),
+            failed,
+            seconds,
+            latency,
+            max_rss_kib,
+        }
+    })
+}
+
+// ------------------------------------------------------------------------------ the suite
+
+fn orchestrate() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let secs = |full: u64, q: u64| Duration::from_secs(if quick { q } else { full });
+    let connections = 16;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let generated = certs::generate(&CertRequest::for_localhost(None, 2)).expect("certs");
+    generated.write_to(dir.path()).expect("write certs");
+    let tls = client_config(&generated.ca_pem);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut report = serde_json::Map::new();
+    let mut md = String::new();
+    let machine = format!(
+        "{} cores, {}",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(
+                |s| s.lines().find(|l| l.starts_with("model name")).map(|l| l
+                    .split(':')
+                    .nth(1)
+                    .unwrap_or("")
+                    .trim()
+                    .to_owned())
+            )
+            .unwrap_or_default()
+    );
+    println!("machine: {machine}");
+    report.insert("machine".into(), json!(machine));
+
+    // 1. Closed-loop throughput, alternating baseline and webhook twice per endpoint.
+    md.push_str(
+        "| endpoint | baseline req/s | webhook req/s | ratio | failed |\n|---|---|---|---|---|\n",
+    );
+    let mut baseline_sat = 0.0f64;
+    for (endpoint, path) in [
+        ("validate", "/validate?timeout=10s"),
+        ("mutate", "/mutate?timeout=10s"),
+    ] {
+        let b = bodies(endpoint, None);
+        let (mut base, mut hook, mut failed) = (0.0, 0.0, 0);
+        for _round in 0..2 {
+            for role in ["baseline", "webhook"] {
+                let server = ServerProc::start(role, dir.path(), &[]);
+                let r = drive(
+                    &rt,
+                    &server,
+                    &tls,
+                    Load {
+                        path,
+                        bodies: &b,
+                        connections,
+                        arrival: Arrival::Closed,
+                        duration: secs(8, 2),
+                    },
+                );
+                println!(
+                    "closed loop {endpoint:8} {role:8}: {:>8.0} req/s, p50 {:.0} µs, p99 {:.0} µs, {} failed",
+                    r.rps(),
+                    r.quantile_us(0.5),
+                    r.quantile_us(0.99),
+                    r.failed
+                );
+                failed += r.failed;
+                if role == "baseline" {
+                    base += r.rps() / 2.0
+                } else {
+                    hook += r.rps() / 2.0
+                }
+            }
+        }
+        baseline_sat = baseline_sat.max(base);
+        let ratio = hook / base;
+        println!(
+            "closed loop {endpoint}: webhook/baseline = {:.1}%",
+            ratio * 100.0
+        );
+        md.push_str(&format!(
+            "| /{endpoint} | {base:.0} | {hook:.0} | {:.1}% | {failed} |\n",
+            ratio * 100.0
+        ));
+        report.insert(
+            format!("closed_{endpoint}"),
+            json!({"baseline_rps": base, "webhook_rps": hook, "ratio": ratio, "failed": failed}),
+        );
+    }
+
+    // 2. Open loop at half the baseline's saturation: latency without coordinated omission.
+    let rate = (baseline_sat / 2.0).max(100.0);
+    md.push_str(&format!("\nOpen loop at {rate:.0} req/s (half the baseline's saturation), {} connections, mixed /validate bodies:\n\n| server | p50 µs | p99 µs | p99.9 µs | max µs | failed |\n|---|---|---|---|---|---|\n", connections * 2));
+    let b = bodies("validate", None);
+    for role in ["baseline", "webhook"] {
+        let server = ServerProc::start(role, dir.path(), &[]);
+        let r = drive(
+            &rt,
+            &server,
+            &tls,
+            Load {
+                path: "/validate?timeout=10s",
+                bodies: &b,
+                connections: connections * 2,
+                arrival: Arrival::Rate(rate),
+                duration: secs(10, 2),
+            },
+        );
+        println!(
+            "open loop {rate:.0}/s {role:8}: p50 {:.0} µs, p99 {:.0} µs, p99.9 {:.0} µs, max {:.0} µs, {} failed",
+            r.quantile_us(0.5),
+            r.quantile_us(0.99),
+            r.quantile_us(0.999),
+            r.latency.max() as f64 / 1000.0,
+            r.failed
+        );
+        md.push_str(&format!(
+            "| {role} | {:.0} | {:.0} | {:.0} | {:.0} | {} |\n",
+            r.quantile_us(0.5),
+            r.quantile_us(0.99),
+            r.quantile_us(0.999),
+            r.latency.max() as f64 / 1000.0,
+            r.failed
+        ));
+        report.insert(format!("open_{role}"), json!({"rate": rate, "p50_us": r.quantile_us(0.5), "p99_us": r.quantile_us(0.99), "p999_us": r.quantile_us(0.999), "failed": r.failed}));
+    }
+
+    // 3. Cache size does not matter: 10 vs 10,000 classes and namespaces, same fixed rate.
+    let scale_rate = (baseline_sat / 4.0).max(100.0);
+    md.push_str(&format!("\nCatalog size at {scale_rate:.0} req/s (claims in namespace ns-00007, which has a default class):\n\n| classes and namespaces | p50 µs | p99 µs |\n|---|---|---|\n"));
+    let mut scale = Vec::new();
+    for n in [10usize, 10_000] {
+        let server = ServerProc::start(
+            "webhook",
+            dir.path(),
+            &[
+                ("SPW_LOAD_CLASSES", n.to_string()),
+                ("SPW_LOAD_NAMESPACES", n.to_string()),
+            ],
+        );
+        let mut b = bodies("mutate", Some("ns-00007"));
+        b.extend(bodies("validate", Some("ns-00007")));
+        let r = drive(
+            &rt,
+            &server,
+            &tls,
+            Load {
+                path: "/validate?timeout=10s",
+                bodies: &b,
+                connections,
+                arrival: Arrival::Rate(scale_rate),
+                duration: secs(8, 2),
+            },
+        );
+        println!(
+            "catalog {n:>6}: p50 {:.0} µs, p99 {:.0} µs",
+            r.quantile_us(0.5),
+            r.quantile_us(0.99)
+        );
+        md.push_str(&format!(
+            "| {n} | {:.0} | {:.0} |\n",
+            r.quantile_us(0.5),
+            r.quantile_us(0.99)
+        ));
+        scale.push((r.quantile_us(0.5), r.quantile_us(0.99)));
+    }
+    let (p50_ratio, p99_ratio) = (scale[1].0 / scale[0].0, scale[1].1 / scale[0].1);
+    md.push_str(&format!(
+        "\n10,000 / 10: p50 x{p50_ratio:.2}, p99 x{p99_ratio:.2}\n"
+    ));
+    report.insert("catalog_scale".into(), json!({"p50_ratio": p50_ratio, "p99_ratio": p99_ratio, "small": scale[0], "large": scale[1]}));
+
+    // 4. Memory under load with a large cache: 1,000 classes, 10,000 namespaces, 5,000 nodes.
+    let server = ServerProc::start(
+        "webhook",
+        dir.path(),
+        &[
+            ("SPW_LOAD_CLASSES", "1000".into()),
+            ("SPW_LOAD_NAMESPACES", "10000".into()),
+            ("SPW_LOAD_NODES", "5000".into()),
+        ],
+    );
+    let mut b = bodies("validate", None);
+    b.extend(bodies("mutate", None));
+    let r = drive(
+        &rt,
+        &server,
+        &tls,
+        Load {
+            path: "/validate?timeout=10s",
+            bodies: &b,
+            connections,
+            arrival: Arrival::Closed,
+            duration: secs(6, 2),
+        },
+    );
+    let hwm = field_kib(server.child.id(), "VmHWM:");
+    drop(server);
+    println!(
+        "large cache under load: max RSS {} KiB (peak {} KiB), {:.0} req/s",
+        r.max_rss_kib,
+        hwm,
+        r.rps()
+    );
+    md.push_str(&format!("\nLarge cache (1,000 classes, 10,000 namespaces, 5,000 nodes) under closed-loop load: RSS max {:.1} MiB, peak (VmHWM) {:.1} MiB\n", r.max_rss_kib as f64 / 1024.0, hwm as f64 / 1024.0));
+    report.insert(
+        "large_cache_rss_kib".into(),
+        json!({"max_rss": r.max_rss_kib, "hwm": hwm}),
+    );
+
+    // 5. The real binary: start to ready, and idle memory with the embedded policy.
+    let (mut starts, mut idle) = (Vec::new(), 0);
+    for _ in 0..5 {
+        let (t, rss) = start_to_ready(dir.path());
+        starts.push(t);
+        idle = idle.max(rss);
+    }
+    starts.sort();
+    let median = starts[starts.len() / 2];
+    println!(
+        "binary: start to ready median {:.1} ms (of {:?}), idle RSS {} KiB",
+        median.as_secs_f64() * 1e3,
+        starts,
+        idle
+    );
+    md.push_str(&format!("\nBinary `serve --no-cluster`: start to ready median {:.1} ms over 5 starts; idle RSS {:.1} MiB\n", median.as_secs_f64() * 1e3, idle as f64 / 1024.0));
+    report.insert(
+        "binary".into(),
+        json!({"start_to_ready_ms": median.as_secs_f64() * 1e3, "idle_rss_kib": idle}),
+    );
+
+    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
+    std::fs::create_dir_all(&out).expect("mkdir");
+    std::fs::write(
+        out.join("load.json"),
+        serde_json::to_vec_pretty(&Value::Object(report)).unwrap(),
+    )
+    .expect("write");
+    std::fs::write(out.join("load.md"), &md).expect("write");
+    println!("\n{md}");
+    let _ = std::io::stdout().flush();
+}
+
+/// Starts the real binary with the embedded policy and its own certificates; returns the time to
+/// the first 200 on /readyz and the RSS once idle.
+fn start_to_ready(certs_dir: &Path) -> (Duration, u64) {
+    let admin = free_port();
+    let begin = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_storage-policy-webhook"))
+        .args([
+            "serve",
+            "--no-cluster",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+        ])
+        .arg(format!("127.0.0.1:{admin}"))
+        .arg("--tls-cert")
+        .arg(certs_dir.join(certs::CERT_FILE))
+        .arg("--tls-key")
+        .arg(certs_dir.join(certs::KEY_FILE))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn binary");
+    let deadline = begin + Duration::from_secs(10);
+    let ready = loop {
+        if readyz(admin) {
+            break begin.elapsed();
+        }
+        assert!(Instant::now() < deadline, "binary not ready within 10 s");
+        std::thread::sleep(Duration::from_micros(500));
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let rss = rss_of(child.id());
+    let _ = child.kill();
+    let _ = child.wait();
+    (ready, rss)
+}
+
+fn readyz(port: u16) -> bool {
+    use std::io::Read;
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+    if s.write_all(b"GET /readyz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut buf = [0u8; 16];
+    matches!(s.read(&mut buf), Ok(n) if n >= 12 && &buf[9..12] == b"200")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
