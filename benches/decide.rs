@@ -121,5 +121,102 @@ fn decide_only(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, end_to_end, decide_only);
+/// Where the time of decode + decide + encode goes, for the profile-guided work in BENCHMARKS.md.
+fn parts(c: &mut Criterion) {
+    let p = policy();
+    let cat = p.static_catalog();
+    let body = fixture("mutate-pvc-default-class.review.json");
+    let mut stripped: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    stripped["request"]["object"]["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("managedFields");
+    let stripped = serde_json::to_vec(&stripped).unwrap();
+    let mut g = c.benchmark_group("parts");
+    g.bench_function("scan_only", |b| {
+        b.iter(|| {
+            black_box(serde_json::from_slice::<serde::de::IgnoredAny>(black_box(&body)).unwrap())
+        })
+    });
+    g.bench_function("typed_pvc_review", |b| {
+        b.iter(|| {
+            black_box(
+                serde_json::from_slice::<AdmissionReview<PersistentVolumeClaim>>(black_box(&body))
+                    .unwrap(),
+            )
+        })
+    });
+    g.bench_function("typed_pvc_review_without_managed_fields", |b| {
+        b.iter(|| {
+            black_box(
+                serde_json::from_slice::<AdmissionReview<PersistentVolumeClaim>>(black_box(
+                    &stripped,
+                ))
+                .unwrap(),
+            )
+        })
+    });
+    let out = admission::review(Endpoint::Mutate, &p, &cat, &body).unwrap();
+    g.bench_function("encode_patched_answer", |b| {
+        b.iter(|| black_box(out.to_json().unwrap()))
+    });
+    g.finish();
+}
+
+/// The whole webhook router (`tower::ServiceExt::oneshot`: routing, body limit, deadline, span,
+/// metrics, decode, decide, encode) beside a router that answers a fixed review, without TLS or
+/// sockets: what the webhook adds per request above the HTTP stack.
+fn router(c: &mut Criterion) {
+    use axum::body::{Body, Bytes};
+    use storage_policy_webhook::server::metrics::{Metrics, new_registry};
+    use storage_policy_webhook::server::routes::{self, AppState, DEFAULT_MAX_BODY_BYTES};
+    use storage_policy_webhook::state::SharedState;
+    use tower::ServiceExt;
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut registry = new_registry();
+    let metrics = Metrics::register(&mut registry);
+    let hook = routes::router(AppState {
+        state: std::sync::Arc::new(SharedState::new(policy())),
+        metrics,
+        max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+    });
+    let fixed = Bytes::from_static(br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"u","allowed":true,"status":{}}}"#);
+    let baseline = axum::Router::new().route(
+        "/validate",
+        axum::routing::post(move |body: Bytes| {
+            let fixed = fixed.clone();
+            async move {
+                black_box(body.len());
+                fixed
+            }
+        }),
+    );
+    let body = Bytes::from(fixture("validate-pvc-rwx-block.review.json"));
+    let mut g = c.benchmark_group("router");
+    for (name, app) in [("baseline", baseline), ("webhook", hook)] {
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let req = axum::http::Request::post("/validate?timeout=10s")
+                    .header("content-type", "application/json")
+                    .body(Body::from(body.clone()))
+                    .unwrap();
+                rt.block_on(async {
+                    let resp = app.clone().oneshot(req).await.unwrap();
+                    black_box(
+                        axum::body::to_bytes(resp.into_body(), usize::MAX)
+                            .await
+                            .unwrap(),
+                    )
+                })
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, end_to_end, decide_only, parts, router);
 criterion_main!(benches);

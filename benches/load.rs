@@ -46,6 +46,10 @@ use tokio_rustls::TlsConnector;
 
 const ROLE: &str = "SPW_LOAD_ROLE";
 
+/// The same allocator as the binary, so the servers measured here are the product's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     match std::env::var(ROLE).as_deref() {
@@ -58,6 +62,11 @@ fn main() {
 
 /// Runs one server until stdin closes; prints `PORT <n>` once listening.
 fn serve_role(role: &str) {
+    // Logging as in production (`serve` defaults: JSON at info; denials and mutations are logged).
+    storage_policy_webhook::cli::serve::init_tracing(
+        storage_policy_webhook::cli::serve::LogFormat::Json,
+        "info",
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -209,7 +218,8 @@ impl ServerProc {
             .env("SPW_LOAD_CERTS", certs)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            // The servers' logs: written (their cost is part of the figures), not kept.
+            .stderr(Stdio::null());
         for (k, v) in env {
             cmd.env(k, v);
         }

@@ -74,32 +74,19 @@ fn target_of_class<'a>(catalog: &'a Catalog, class: &str) -> Option<Target<'a>> 
     })
 }
 
-/// Known classes that would accept `mode` with this volume mode, sorted, at most `max`.
+/// Known classes that serve ReadWriteMany with this volume mode (sorted, at most `max`), and how
+/// many there are: precomputed in the catalog, so a denial costs the same with 10 or 10,000
+/// classes.
 fn alternatives<'c>(
-    policy: &Policy,
     catalog: &'c Catalog,
-    mode: AccessMode,
     volume_mode: Option<&str>,
     max: usize,
 ) -> (Vec<&'c str>, usize) {
-    let mut names = Vec::new();
-    let mut total = 0;
-    for c in catalog.classes() {
-        let Some(kind) = c.kind else { continue };
-        let t = Target {
-            class: Some(&c.name),
-            provisioner: Some(&c.provisioner),
-            kind,
-            allow_rwx_block: c.allow_rwx_block_mode,
-        };
-        if !rejects(policy, &t, mode, volume_mode) {
-            total += 1;
-            if names.len() < max {
-                names.push(c.name.as_str());
-            }
-        }
-    }
-    (names, total)
+    let all = catalog.rwx_capable(volume_mode == Some("Block"));
+    (
+        all.iter().take(max).map(String::as_str).collect(),
+        all.len(),
+    )
 }
 
 fn check(
@@ -124,7 +111,7 @@ fn check(
         (Some(c), Some(p)) => format!("class {} ({p}) is {} storage", go_quote(c), t.kind.as_str()),
         _ => format!("the volume source is {} storage", t.kind.as_str()),
     };
-    let (names, total) = alternatives(policy, catalog, bad, volume_mode, 3);
+    let (names, total) = alternatives(catalog, volume_mode, 3);
     let bad_s = bad.as_str();
     let fix = if names.is_empty() {
         format!("no known class serves {bad_s}")

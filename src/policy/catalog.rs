@@ -268,6 +268,10 @@ pub struct Catalog {
     namespaces: HashMap<String, NamespaceInfo>,
     /// Values of the policy's node label over all nodes, when nodes are known.
     node_values: Option<HashSet<String>>,
+    /// Sorted names of the classes known to serve ReadWriteMany: with `volumeMode: Filesystem`,
+    /// and with `volumeMode: Block`. Suggested beside a denial.
+    rwx_filesystem: Vec<String>,
+    rwx_block: Vec<String>,
 }
 
 impl Catalog {
@@ -315,6 +319,17 @@ impl Catalog {
         let default_class = pick_default(classes.values()).map(|c| c.name.clone());
         let mut names: Vec<String> = classes.keys().cloned().collect();
         names.sort_unstable();
+        let rejected = &file.rules.access_modes.reject_read_write_many_on;
+        let (mut rwx_filesystem, mut rwx_block) = (Vec::new(), Vec::new());
+        for c in names.iter().filter_map(|n| classes.get(n)) {
+            let Some(kind) = c.kind else { continue };
+            if !rejected.contains(&kind) {
+                rwx_filesystem.push(c.name.clone());
+                rwx_block.push(c.name.clone());
+            } else if c.allow_rwx_block_mode {
+                rwx_block.push(c.name.clone());
+            }
+        }
         let label = &file.rules.local_volume_node_affinity.node_label;
         let node_values = live.nodes.as_ref().map(|nodes| {
             nodes
@@ -328,6 +343,8 @@ impl Catalog {
             default_class,
             namespaces: live.namespaces.clone(),
             node_values,
+            rwx_filesystem,
+            rwx_block,
         }
     }
 
@@ -346,6 +363,15 @@ impl Catalog {
 
     pub fn is_empty(&self) -> bool {
         self.classes.is_empty()
+    }
+
+    /// Sorted names of the classes known to serve ReadWriteMany (`block`: with `volumeMode: Block`).
+    pub fn rwx_capable(&self, block: bool) -> &[String] {
+        if block {
+            &self.rwx_block
+        } else {
+            &self.rwx_filesystem
+        }
     }
 
     /// The default class, chosen as Kubernetes chooses it.
