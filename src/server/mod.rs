@@ -79,6 +79,10 @@ impl Default for Limits {
     }
 }
 
+/// After the listener closes, how long connections may still start their first request before
+/// idle ones are closed (part of the drain timeout).
+const DRAIN_LINGER: Duration = Duration::from_millis(500);
+
 /// How a drain ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Drain {
@@ -273,6 +277,16 @@ impl HttpsServer {
             });
         }
         drop(listener);
+        // Connections accepted just before the listener closed may still be in their handshake
+        // or about to send their first request: serve them, briefly, before the drain closes idle
+        // connections (a request written to a connection closed as idle is lost to its client).
+        // Busy keep-alive connections close themselves meanwhile (`Connection: close`).
+        let started = tokio::time::Instant::now();
+        let linger = drain_timeout.min(DRAIN_LINGER);
+        while metrics.open_connections.get() > 0 && started.elapsed() < linger {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let drain_timeout = drain_timeout.saturating_sub(started.elapsed());
         tracing::info!(
             connections = graceful.count(),
             timeout = ?drain_timeout,
