@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::binary::*;
+use common::load;
 use common::*;
 use http_body_util::BodyExt;
 use hyper::StatusCode;
@@ -230,6 +231,24 @@ async fn policy_changes_are_applied_and_an_invalid_policy_keeps_the_last_good_on
     };
     assert_eq!(default_class().await.as_deref(), Some("standard"));
 
+    // Keep-alive load through every change: each answer defaults to one of the two classes.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let probe = load::Probe {
+        path: "/mutate?timeout=10s",
+        body: PVC_NO_CLASS,
+        check: |s, b| match (s, patched_class(&json(b)).as_deref()) {
+            (StatusCode::OK, Some("standard" | "nfs")) => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    };
+    let (tally, tasks) = load::spawn_load(
+        load::single(cfg.clone(), serve.https, serve.admin),
+        2,
+        vec![probe],
+        Duration::from_millis(5),
+        stop.clone(),
+    );
+
     // nfs becomes the default class.
     let changed = POLICY.replace("    default: true\n", "").replace(
         "  - name: nfs\n    provisioner: nfs.csi.k8s.io\n",
@@ -270,6 +289,13 @@ async fn policy_changes_are_applied_and_an_invalid_policy_keeps_the_last_good_on
         admin_get(serve.admin, "/readyz").await.map(|(s, _)| s),
         Some(200)
     );
+    load::finish(&stop, tasks).await;
+    eprintln!(
+        "policy reload under load (a valid change, then an invalid one): {}",
+        tally.summary()
+    );
+    tally.assert_clean();
+    assert_eq!(tally.get(&tally.not_written), 0, "{}", tally.summary());
 
     serve.signal("-TERM");
     assert_eq!(
