@@ -458,6 +458,55 @@ async fn gone_watch_relists_and_replaces_state_once_complete() {
 }
 
 #[tokio::test]
+async fn silent_api_server_keeps_the_last_state_and_resyncs_when_it_speaks() {
+    let fake = populated().await;
+    // A short read timeout stands in for the client's default (295 s): a watch that sends
+    // nothing for that long is given up and retried.
+    let mut config = kube::Config::new(fake.url().parse().unwrap());
+    config.read_timeout = Some(Duration::from_millis(500));
+    let client = kube::Client::try_from(config).unwrap();
+    let h = Harness::run_with_client(fake, client, "");
+    h.synced().await;
+    eventually("watches open", || h.fake.open_watches(STORAGE_CLASSES) == 1).await;
+
+    // Silent: watches stay open but stream nothing; lists and re-watches get no answer.
+    h.fake.set_silent(true);
+    h.fake.apply(
+        STORAGE_CLASSES,
+        storage_class("newest", "ebs.csi.aws.com", true, "2025-01-01T00:00:00Z"),
+    );
+    let silent = tokio::time::Instant::now();
+    eventually("the silent watch times out and is retried", || {
+        h.metric("cluster_watch_errors_total{resource=\"storageclasses\"}") >= 2.0
+    })
+    .await;
+    // Several read timeouts later: still the last known state, still ready.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        h.defaulted("default").as_deref(),
+        Some("fast"),
+        "last known state kept while the API server says nothing"
+    );
+    assert!(
+        h.status.is_synced(),
+        "silence does not make the cache unready"
+    );
+    let errors = h.metric("cluster_watch_errors_total{resource=\"storageclasses\"}");
+
+    // It speaks again: the change made meanwhile arrives.
+    h.fake.set_silent(false);
+    eventually("resynced after the silence", || {
+        h.defaulted("default").as_deref() == Some("newest")
+    })
+    .await;
+    eprintln!(
+        "silent API server for {:?}: {errors} watch errors (read timeouts) on storageclasses, last state kept, resynced after",
+        silent.elapsed()
+    );
+    assert_eq!(h.state.snapshot().catalog.node_exists("node-1"), Some(true));
+}
+
+#[tokio::test]
 async fn api_server_down_at_start_then_synced_once_up() {
     let fake = populated().await;
     fake.set_down(true);

@@ -1,65 +1,17 @@
 //! The hostile-input corpus (`tests/hostile/<name>.<expect>.json`, plus three large inputs built
-//! here) through the decision path: `400` must be refused with an error (the server answers 400),
+//! in `tests/common/corpus.rs`) through the decision path: `400` must be refused with an error (the server answers 400),
 //! `allow`/`deny` must be answered with a well-formed review. Nothing may panic. The server-level
 //! run of the same corpus (status codes, still serving afterwards) is in `tests/server_hostile.rs`.
 
-use std::path::{Path, PathBuf};
+#[path = "common/corpus.rs"]
+mod corpus;
 
-use serde_json::{Value, json};
+use std::path::Path;
+
+use corpus::corpus;
+use serde_json::Value;
 use storage_policy_webhook::admission::{self, Endpoint};
 use storage_policy_webhook::policy::Policy;
-
-pub fn corpus() -> Vec<(String, Vec<u8>, String)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/hostile");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    let mut out = Vec::new();
-    for f in files {
-        let name = f.file_name().unwrap().to_string_lossy().into_owned();
-        let Some(stem) = name.strip_suffix(".json") else {
-            continue;
-        };
-        let (case, expect) = stem.rsplit_once('.').expect("<name>.<expect>.json");
-        out.push((
-            case.to_owned(),
-            std::fs::read(&f).unwrap(),
-            expect.to_owned(),
-        ));
-    }
-    let base = |object: Value| {
-        serde_json::to_vec(&json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
-            "uid": "h-big", "kind": {"group": "", "version": "v1", "kind": "PersistentVolumeClaim"},
-            "resource": {"group": "", "version": "v1", "resource": "persistentvolumeclaims"},
-            "namespace": "default", "operation": "CREATE", "userInfo": {"username": "mallory"}, "object": object}}))
-        .unwrap()
-    };
-    let claim = |spec: Value, meta: Value| json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": meta, "spec": spec});
-    out.push((
-        "multi-megabyte-annotation".into(),
-        base(claim(
-            json!({"accessModes": ["ReadWriteOnce"]}),
-            json!({"name": "d", "annotations": {"big": "x".repeat(3 << 20)}}),
-        )),
-        "allow".into(),
-    ));
-    out.push((
-        "huge-access-mode-list".into(),
-        base(claim(
-            json!({"storageClassName": "oci-bv", "accessModes": vec!["ReadWriteMany"; 100_000]}),
-            json!({"name": "d"}),
-        )),
-        "deny".into(),
-    ));
-    let mut deep = br#"{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"uid": "x", "object": "#.to_vec();
-    deep.extend(std::iter::repeat_n(b'[', 100_000));
-    deep.extend(std::iter::repeat_n(b']', 100_000));
-    deep.extend(b"}}");
-    out.push(("deeply-nested-json".into(), deep, "400".into()));
-    out
-}
 
 #[test]
 fn hostile_corpus_gets_clear_answers() {

@@ -6,140 +6,17 @@ mod common;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::binary::*;
+use common::load;
 use common::*;
 use http_body_util::BodyExt;
 use hyper::StatusCode;
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-const BIN: &str = env!("CARGO_BIN_EXE_storage-policy-webhook");
-const POLICY_FILE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/fixtures/server/policy.yaml"
-);
-
-fn free_port() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
-}
-
-/// A running `serve`; killed on drop if the test did not stop it.
-struct Serve {
-    child: Option<Child>,
-    https: SocketAddr,
-    admin: SocketAddr,
-    log: PathBuf,
-}
-
-impl Serve {
-    fn start(dir: &Path, extra: &[&str]) -> Serve {
-        let (https, admin) = (free_port(), free_port());
-        let log = dir.join("serve.log");
-        let out = std::fs::File::create(&log).unwrap();
-        let child = Command::new(BIN)
-            .args([
-                "serve",
-                "--listen",
-                &https.to_string(),
-                "--admin-listen",
-                &admin.to_string(),
-                "--no-cluster",
-            ])
-            .args(extra)
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .expect("start the binary");
-        Serve {
-            child: Some(child),
-            https,
-            admin,
-            log,
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn signal(&self, sig: &str) {
-        let pid = self.child.as_ref().unwrap().id().to_string();
-        let st = Command::new("kill")
-            .args([sig, &pid])
-            .status()
-            .expect("kill");
-        assert!(st.success());
-    }
-
-    async fn wait_ready(&self) {
-        let ready = eventually(Duration::from_secs(30), || async {
-            (admin_get(self.admin, "/readyz").await.map(|(s, _)| s) == Some(200)).then_some(())
-        })
-        .await;
-        assert!(ready.is_some(), "not ready in time; log:\n{}", self.log());
-    }
-
-    /// Waits for the process to exit; `None` if it is still running at the end.
-    async fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
-        let child = self.child.as_mut().unwrap();
-        let status = eventually(within, || {
-            let r = child.try_wait().unwrap();
-            async move { r }
-        })
-        .await;
-        if status.is_some() {
-            self.child = None;
-        }
-        status
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-/// A plain-HTTP GET on the admin port: (status, body).
-async fn admin_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
-    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
-        .await
-        .ok()?;
-    let mut buf = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf))
-        .await
-        .ok()?
-        .ok()?;
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let status = text.split(' ').nth(1)?.parse().ok()?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    Some((status, body))
-}
-
-fn pki_files(dir: &Path) -> (String, String, String) {
-    let pki = localhost_pki();
-    let (cert, key) = write_pair(dir, &pki);
-    (
-        pki.ca_pem,
-        cert.to_string_lossy().into_owned(),
-        key.to_string_lossy().into_owned(),
-    )
-}
 
 /// A request whose body is sent in two parts: the first now, the second when asked.
 async fn slow_request(
@@ -354,6 +231,24 @@ async fn policy_changes_are_applied_and_an_invalid_policy_keeps_the_last_good_on
     };
     assert_eq!(default_class().await.as_deref(), Some("standard"));
 
+    // Keep-alive load through every change: each answer defaults to one of the two classes.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let probe = load::Probe {
+        path: "/mutate?timeout=10s",
+        body: PVC_NO_CLASS,
+        check: |s, b| match (s, patched_class(&json(b)).as_deref()) {
+            (StatusCode::OK, Some("standard" | "nfs")) => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    };
+    let (tally, tasks) = load::spawn_load(
+        load::single(cfg.clone(), serve.https, serve.admin),
+        2,
+        vec![probe],
+        Duration::from_millis(5),
+        stop.clone(),
+    );
+
     // nfs becomes the default class.
     let changed = POLICY.replace("    default: true\n", "").replace(
         "  - name: nfs\n    provisioner: nfs.csi.k8s.io\n",
@@ -394,6 +289,13 @@ async fn policy_changes_are_applied_and_an_invalid_policy_keeps_the_last_good_on
         admin_get(serve.admin, "/readyz").await.map(|(s, _)| s),
         Some(200)
     );
+    load::finish(&stop, tasks).await;
+    eprintln!(
+        "policy reload under load (a valid change, then an invalid one): {}",
+        tally.summary()
+    );
+    tally.assert_clean();
+    assert_eq!(tally.get(&tally.not_written), 0, "{}", tally.summary());
 
     serve.signal("-TERM");
     assert_eq!(

@@ -253,55 +253,71 @@ async fn body_over_the_limit_gets_413_or_an_early_close() {
     server.stop().await;
 }
 
-/// Sends reviews on fresh connections until stopped; counts answers, failures and which
-/// certificates were presented.
+/// Sends reviews until stopped: `KEPT` keep-alive connections opened before the rotation, each
+/// looping, and one worker opening a fresh connection per request. Counts answers and failures.
 struct Traffic {
     stop: Arc<AtomicBool>,
     ok: Arc<AtomicUsize>,
     failures: Arc<std::sync::Mutex<Vec<String>>>,
-    task: tokio::task::JoinHandle<()>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
+
+const KEPT: usize = 4;
 
 impl Traffic {
     fn start(addr: SocketAddr, cfg: Arc<rustls::ClientConfig>) -> Traffic {
         let stop = Arc::new(AtomicBool::new(false));
         let ok = Arc::new(AtomicUsize::new(0));
         let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let count =
+            |o: &AtomicUsize,
+             f: &std::sync::Mutex<Vec<String>>,
+             r: Result<(StatusCode, hyper::body::Bytes), BoxError>| match r {
+                Ok((StatusCode::OK, _)) => {
+                    o.fetch_add(1, Ordering::SeqCst);
+                }
+                Ok((st, _)) => f.lock().unwrap().push(format!("HTTP {st}")),
+                Err(e) => f.lock().unwrap().push(e.to_string()),
+            };
+        let mut tasks = Vec::new();
+        for _ in 0..KEPT {
+            let (s, o, f, cfg) = (stop.clone(), ok.clone(), failures.clone(), cfg.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut kept = H1::connect(addr, cfg).await.unwrap();
+                while !s.load(Ordering::SeqCst) {
+                    count(
+                        &o,
+                        &f,
+                        kept.post("/validate?timeout=10s", PVC_RWX_NFS).await,
+                    );
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }));
+        }
         let (s, o, f) = (stop.clone(), ok.clone(), failures.clone());
-        let task = tokio::spawn(async move {
-            // One keep-alive connection opened before the rotation, and fresh ones.
-            let mut kept = H1::connect(addr, cfg.clone()).await.unwrap();
+        tasks.push(tokio::spawn(async move {
             while !s.load(Ordering::SeqCst) {
                 let fresh = async {
                     let mut c = H1::connect(addr, cfg.clone()).await?;
                     c.post("/validate?timeout=10s", PVC_RWX_NFS).await
                 };
-                for r in [
-                    fresh.await,
-                    kept.post("/validate?timeout=10s", PVC_RWX_NFS).await,
-                ] {
-                    match r {
-                        Ok((StatusCode::OK, _)) => {
-                            o.fetch_add(1, Ordering::SeqCst);
-                        }
-                        Ok((st, _)) => f.lock().unwrap().push(format!("HTTP {st}")),
-                        Err(e) => f.lock().unwrap().push(e.to_string()),
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                count(&o, &f, fresh.await);
+                tokio::time::sleep(Duration::from_millis(5)).await;
             }
-        });
+        }));
         Traffic {
             stop,
             ok,
             failures,
-            task,
+            tasks,
         }
     }
 
     async fn finish(self) -> (usize, Vec<String>) {
         self.stop.store(true, Ordering::SeqCst);
-        self.task.await.unwrap();
+        for t in self.tasks {
+            t.await.unwrap();
+        }
         let failures = self.failures.lock().unwrap().clone();
         (self.ok.load(Ordering::SeqCst), failures)
     }
@@ -354,6 +370,7 @@ async fn rotated_files_are_served_to_new_connections_and_a_half_written_pair_nev
 
     // The key arrives: the new pair is served within seconds.
     std::fs::write(&key, &new.key_pem).unwrap();
+    let written = std::time::Instant::now();
     let want = fingerprint_of(&new.cert_pem);
     let swapped = eventually(Duration::from_secs(15), || {
         let cfg = cfg.clone();
@@ -362,8 +379,16 @@ async fn rotated_files_are_served_to_new_connections_and_a_half_written_pair_nev
     })
     .await;
     assert!(swapped.is_some(), "the new certificate is presented");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let to_new = written.elapsed();
+    // Load keeps running over the new certificate for a while.
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let (ok, failures) = traffic.finish().await;
+    eprintln!(
+        "rotation under load ({KEPT} keep-alive connections + fresh ones): {} requests, {} failed; \
+         new certificate served {to_new:?} after the key was written (poll {POLL:?})",
+        ok + failures.len(),
+        failures.len()
+    );
     assert!(
         failures.is_empty(),
         "requests failed during the rotation: {failures:?}"

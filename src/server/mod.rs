@@ -79,6 +79,10 @@ impl Default for Limits {
     }
 }
 
+/// After the listener closes, how long connections may still start their first request before
+/// idle ones are closed (part of the drain timeout).
+const DRAIN_LINGER: Duration = Duration::from_millis(500);
+
 /// How a drain ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Drain {
@@ -95,6 +99,8 @@ pub struct HttpsServer {
     router: Router,
     limits: Limits,
     metrics: Arc<Metrics>,
+    /// Once this turns "shutting down", HTTP/1.1 answers carry `Connection: close`.
+    closing: Option<Readiness>,
 }
 
 impl std::fmt::Debug for HttpsServer {
@@ -143,7 +149,18 @@ impl HttpsServer {
             router,
             limits,
             metrics,
+            closing: None,
         })
+    }
+
+    /// From the moment `readiness` is shutting down, every HTTP/1.1 answer carries
+    /// `Connection: close`, so keep-alive clients move to a new connection (another replica)
+    /// during the shutdown delay instead of sending on a connection the drain is about to close:
+    /// a request written just as the server closes an idle connection is lost to the client.
+    /// (HTTP/2 needs nothing: the drain's GOAWAY says which streams were not processed.)
+    pub fn close_keep_alive_when_shutting_down(mut self, readiness: Readiness) -> HttpsServer {
+        self.closing = Some(readiness);
+        self
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -159,6 +176,7 @@ impl HttpsServer {
             router,
             limits,
             metrics,
+            closing,
         } = self;
         // The protocol is chosen by ALPN, so each connection starts in a known protocol (an idle
         // HTTP/1.1 connection is then bounded by the header read timeout from its first byte on).
@@ -197,12 +215,13 @@ impl HttpsServer {
                 },
             };
             let watcher = graceful.watcher();
-            let (acceptor, router, metrics, h1, h2) = (
+            let (acceptor, router, metrics, h1, h2, closing) = (
                 acceptor.clone(),
                 router.clone(),
                 metrics.clone(),
                 h1.clone(),
                 h2.clone(),
+                closing.clone(),
             );
             tokio::spawn(async move {
                 let _permit = permit;
@@ -227,8 +246,20 @@ impl HttpsServer {
                     }
                 };
                 let is_h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+                let closing = closing.filter(|_| !is_h2);
                 let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
-                    router.clone().oneshot(req)
+                    let answer = router.clone().oneshot(req);
+                    let closing = closing.clone();
+                    async move {
+                        let mut resp = answer.await?;
+                        if closing.as_ref().is_some_and(Readiness::is_shutting_down) {
+                            resp.headers_mut().insert(
+                                hyper::header::CONNECTION,
+                                hyper::header::HeaderValue::from_static("close"),
+                            );
+                        }
+                        Ok::<_, std::convert::Infallible>(resp)
+                    }
                 });
                 let io = TokioIo::new(stream);
                 let result = if is_h2 {
@@ -246,6 +277,16 @@ impl HttpsServer {
             });
         }
         drop(listener);
+        // Connections accepted just before the listener closed may still be in their handshake
+        // or about to send their first request: serve them, briefly, before the drain closes idle
+        // connections (a request written to a connection closed as idle is lost to its client).
+        // Busy keep-alive connections close themselves meanwhile (`Connection: close`).
+        let started = tokio::time::Instant::now();
+        let linger = drain_timeout.min(DRAIN_LINGER);
+        while metrics.open_connections.get() > 0 && started.elapsed() < linger {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let drain_timeout = drain_timeout.saturating_sub(started.elapsed());
         tracing::info!(
             connections = graceful.count(),
             timeout = ?drain_timeout,
@@ -302,7 +343,8 @@ pub async fn run(
         config.limits,
         ctx.metrics.clone(),
     )
-    .await?;
+    .await?
+    .close_keep_alive_when_shutting_down(ctx.readiness.clone());
     let admin = admin::AdminServer::bind(config.admin_listen)
         .await
         .map_err(|source| ServerError::Bind {

@@ -1,6 +1,11 @@
 //! Shared by the server integration tests: certificates in a temp dir, a real HTTPS client
-//! (hyper's connection-level client over tokio-rustls), fixtures.
+//! (hyper's connection-level client over tokio-rustls), fixtures; the binary as a user runs it
+//! ([`binary`]), the hostile corpus ([`corpus`]) and a keep-alive load client ([`load`]).
 #![allow(dead_code)]
+
+pub mod binary;
+pub mod corpus;
+pub mod load;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -172,6 +177,30 @@ impl H1 {
             .header("host", "localhost")
             .header("content-type", "application/json")
             .body(Full::new(body.into()))?;
+        self.sender.ready().await?;
+        let resp =
+            tokio::time::timeout(Duration::from_secs(15), self.sender.send_request(req)).await??;
+        let status = resp.status();
+        let body = resp.into_body().collect().await?.to_bytes();
+        Ok((status, body))
+    }
+
+    /// A request with the given headers (none added but `host`).
+    pub async fn send_with(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Result<(StatusCode, Bytes), BoxError> {
+        let mut req = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "localhost");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req.body(Full::new(body.into()))?;
         self.sender.ready().await?;
         let resp =
             tokio::time::timeout(Duration::from_secs(15), self.sender.send_request(req)).await??;

@@ -7,7 +7,7 @@
 //! `DELETED`, `ERROR`) replayed from N then live; namespaced collections also served under
 //! `/namespaces/{ns}/`; `timeoutSeconds`. Failure injection: dropped or broken watches, history
 //! expiry (410 Gone, as etcd compaction causes), error statuses for the next requests, a server
-//! that is down (connections closed at once). Not modelled: pagination (`limit` is ignored and
+//! that is down (connections closed at once), a silent one (nothing sent, connections kept). Not modelled: pagination (`limit` is ignored and
 //! lists are whole), selectors, writes over HTTP, bookmarks.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -93,6 +93,9 @@ struct Shared {
     /// Bumped on every change watches must look at.
     changed: watch::Sender<u64>,
     down: AtomicBool,
+    /// Connections stay open but nothing is sent: open watches hold their events back and new
+    /// requests get no answer (a hung or partitioned API server).
+    silent: AtomicBool,
 }
 
 #[derive(Default)]
@@ -155,6 +158,7 @@ impl FakeApiServer {
             }),
             changed: watch::Sender::new(0),
             down: AtomicBool::new(false),
+            silent: AtomicBool::new(false),
         });
         let router = Router::new().fallback(handle).with_state(shared.clone());
         let listener = DownAware {
@@ -342,6 +346,14 @@ impl FakeApiServer {
         }
     }
 
+    /// While silent, connections are accepted and kept but nothing is answered or streamed:
+    /// clients notice only through their own read timeouts. Events made meanwhile are sent
+    /// once it speaks again.
+    pub fn set_silent(&self, silent: bool) {
+        self.shared.silent.store(silent, Ordering::SeqCst);
+        self.shared.notify();
+    }
+
     /// How many requests of `verb` on `resource` arrived (failed ones included).
     pub fn requests(&self, resource: ResourceType, verb: Verb) -> usize {
         let inner = self.shared.lock();
@@ -505,6 +517,9 @@ async fn handle(
         );
         return r;
     }
+    while shared.silent.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     if method != Method::GET {
         return status_response(
             405,
@@ -665,6 +680,10 @@ impl Cursor {
             }
             // Mark the change counter seen before reading, so a change after the read wakes us.
             self.rx.borrow_and_update();
+            if self.shared.silent.load(Ordering::SeqCst) {
+                let _ = self.rx.changed().await;
+                continue;
+            }
             {
                 let inner = self.shared.lock();
                 if inner.break_generation != self.break_generation {

@@ -1,0 +1,177 @@
+//! The `serve` binary as a user runs it: started with free ports and `--no-cluster`, signalled
+//! with `kill`, probed on its admin port, killed on drop.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::{eventually, localhost_pki, write_pair};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_storage-policy-webhook");
+pub const POLICY_FILE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/server/policy.yaml"
+);
+
+pub fn free_port() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+/// A running `serve`; killed on drop if the test did not stop it.
+pub struct Serve {
+    child: Option<Child>,
+    pub https: SocketAddr,
+    pub admin: SocketAddr,
+    log: PathBuf,
+}
+
+impl Serve {
+    pub fn start(dir: &Path, extra: &[&str]) -> Serve {
+        let (https, admin) = (free_port(), free_port());
+        let log = dir.join("serve.log");
+        let out = std::fs::File::create(&log).unwrap();
+        let child = Command::new(BIN)
+            .args([
+                "serve",
+                "--listen",
+                &https.to_string(),
+                "--admin-listen",
+                &admin.to_string(),
+                "--no-cluster",
+            ])
+            .args(extra)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("start the binary");
+        Serve {
+            child: Some(child),
+            https,
+            admin,
+            log,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().unwrap().id().to_string();
+        let st = Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .expect("kill");
+        assert!(st.success());
+    }
+
+    pub async fn wait_ready(&self) {
+        let ready = eventually(Duration::from_secs(30), || async {
+            (admin_get(self.admin, "/readyz").await.map(|(s, _)| s) == Some(200)).then_some(())
+        })
+        .await;
+        assert!(ready.is_some(), "not ready in time; log:\n{}", self.log());
+    }
+
+    /// Waits for the process to exit; `None` if it is still running at the end.
+    pub async fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
+        let child = self.child.as_mut().unwrap();
+        let status = eventually(within, || {
+            let r = child.try_wait().unwrap();
+            async move { r }
+        })
+        .await;
+        if status.is_some() {
+            self.child = None;
+        }
+        status
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A plain-HTTP GET on the admin port: (status, body).
+pub async fn admin_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    admin_request(addr, "GET", path).await
+}
+
+pub fn pki_files(dir: &Path) -> (String, String, String) {
+    let pki = localhost_pki();
+    let (cert, key) = write_pair(dir, &pki);
+    (
+        pki.ca_pem,
+        cert.to_string_lossy().into_owned(),
+        key.to_string_lossy().into_owned(),
+    )
+}
+
+impl Serve {
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Whether the process still runs (reaps it if it exited).
+    pub fn alive(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(c) => c.try_wait().unwrap().is_none(),
+            None => false,
+        }
+    }
+
+    /// Resident memory of the process in KiB (`VmRSS` in /proc/<pid>/status).
+    pub fn rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+}
+
+/// Any request on the admin port (plain HTTP/1.0): (status, body).
+pub async fn admin_request(addr: SocketAddr, method: &str, path: &str) -> Option<(u16, String)> {
+    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+    s.write_all(
+        format!("{method} {path} HTTP/1.0\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .ok()?;
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf))
+        .await
+        .ok()?
+        .ok()?;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text.split(' ').nth(1)?.parse().ok()?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Some((status, body))
+}
+
+/// The soft limit of open files of this process (children inherit it).
+pub fn open_files_limit() -> Option<u64> {
+    std::fs::read_to_string("/proc/self/limits")
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with("Max open files"))?
+        .split_whitespace()
+        .nth(3)?
+        .parse()
+        .ok()
+}
