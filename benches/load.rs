@@ -63,7 +63,7 @@ fn main() {
 /// Runs one server until stdin closes; prints `PORT <n>` once listening.
 fn serve_role(role: &str) {
     // Logging as in production (`serve` defaults: JSON at info; denials and mutations are logged).
-    let _logs = storage_policy_webhook::cli::serve::init_tracing(
+    storage_policy_webhook::cli::serve::init_tracing(
         storage_policy_webhook::cli::serve::LogFormat::Json,
         "info",
     );

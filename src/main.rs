@@ -13,16 +13,12 @@ fn main() {
     // The one crypto provider of the process; every rustls configuration uses ring.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
-    let logs = cli::init_tracing(&cli);
-    let code = match cli::run(cli) {
-        Ok(code) => code,
+    cli::init_tracing(&cli);
+    match cli::run(cli) {
+        Ok(code) => std::process::exit(code),
         Err(e) => {
-            drop(logs);
             eprintln!("storage-policy-webhook: {e:#}");
             std::process::exit(2);
         }
-    };
-    // `exit` runs no destructors: flush the queued log lines first.
-    drop(logs);
-    std::process::exit(code);
+    }
 }

@@ -37,8 +37,7 @@ pub enum Command {
 }
 
 /// Installs logging for the command: `serve` per its flags, the others warnings only (stderr).
-/// Keep the guard until exit: dropping it flushes the log lines still queued.
-pub fn init_tracing(cli: &Cli) -> tracing_appender::non_blocking::WorkerGuard {
+pub fn init_tracing(cli: &Cli) {
     match &cli.command {
         Command::Serve(a) => serve::init_tracing(a.log_format, &a.log_level),
         _ => serve::init_tracing(serve::LogFormat::Plain, "warn"),

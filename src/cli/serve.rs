@@ -135,19 +135,12 @@ fn parse_log_level(s: &str) -> Result<String, String> {
 }
 
 /// Installs the global tracing subscriber (stderr) in the chosen format.
-/// Installs the log subscriber. Lines are written to stderr by a background thread, so a
-/// request never waits on the log pipe; keep the returned guard alive until exit (dropping it
-/// flushes what is queued). When the queue is full the writer blocks rather than drop lines.
-pub fn init_tracing(format: LogFormat, level: &str) -> tracing_appender::non_blocking::WorkerGuard {
+pub fn init_tracing(format: LogFormat, level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .thread_name("spw-log")
-        .finish(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(writer);
+        .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder
             .json()
@@ -158,7 +151,6 @@ pub fn init_tracing(format: LogFormat, level: &str) -> tracing_appender::non_blo
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .try_init(),
     };
-    guard
 }
 
 /// A temporary directory removed when dropped.
