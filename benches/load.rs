@@ -425,23 +425,56 @@ fn drive(
                 max
             })
         };
+        // Open loop: a pacing thread hands each connection its requests' scheduled times,
+        // round robin. std::thread::sleep wakes within tens of microseconds, where tokio's
+        // timer rounds up to the next millisecond and would add up to 1 ms to every latency.
+        // A request waiting behind a slow one on its connection is timed from its schedule.
+        let mut tickets = Vec::new();
+        let mut pacer = None;
+        if let Arrival::Rate(rate) = arrival {
+            let mut txs = Vec::new();
+            for _ in 0..senders.len() {
+                let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<(u64, Instant)>();
+                txs.push(tx);
+                tickets.push(Some(rx));
+            }
+            pacer = Some(std::thread::spawn(move || {
+                for i in 0u64.. {
+                    let scheduled = start + Duration::from_secs_f64(i as f64 / rate);
+                    if scheduled >= end {
+                        break;
+                    }
+                    let now = Instant::now();
+                    if scheduled > now {
+                        std::thread::sleep(scheduled - now);
+                    }
+                    if txs[(i as usize) % txs.len()].send((i, scheduled)).is_err() {
+                        break;
+                    }
+                }
+            }));
+        } else {
+            tickets.resize_with(senders.len(), || None);
+        }
         let mut tasks = Vec::new();
-        for mut sender in senders {
+        for (mut sender, ticket) in senders.into_iter().zip(tickets) {
             let (bodies, next, failed) = (bodies.clone(), next.clone(), failed.clone());
             tasks.push(tokio::spawn(async move {
                 let mut hist = Histogram::<u64>::new_with_bounds(1_000, 60_000_000_000, 3).unwrap();
                 tokio::time::sleep_until(start.into()).await;
+                let mut ticket = ticket;
                 loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let scheduled = match arrival {
-                        Arrival::Closed => Instant::now(),
-                        Arrival::Rate(r) => start + Duration::from_secs_f64(i as f64 / r),
+                    let (i, scheduled) = match ticket.as_mut() {
+                        Some(rx) => match rx.recv().await {
+                            Some(t) => t,
+                            None => break,
+                        },
+                        None => (next.fetch_add(1, Ordering::Relaxed), Instant::now()),
                     };
-                    if scheduled >= end || Instant::now() >= end {
+                    if Instant::now() >= end + Duration::from_secs(5)
+                        || (ticket.is_none() && scheduled >= end)
+                    {
                         break;
-                    }
-                    if let Arrival::Rate(_) = arrival {
-                        tokio::time::sleep_until(scheduled.into()).await;
                     }
                     let body = &bodies[(i as usize) % bodies.len()];
                     let ok = send(&mut sender, path, body).await;
@@ -456,6 +489,9 @@ fn drive(
         let mut latency = Histogram::<u64>::new_with_bounds(1_000, 60_000_000_000, 3).unwrap();
         for t in tasks {
             latency.add(t.await.expect("task")).expect("merge");
+        }
+        if let Some(p) = pacer {
+            p.join().expect("pacer");
         }
         let seconds = start
             .elapsed()
