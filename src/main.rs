@@ -17,8 +17,23 @@ fn main() {
     match cli::run(cli) {
         Ok(code) => std::process::exit(code),
         Err(e) => {
-            eprintln!("storage-policy-webhook: {e:#}");
+            eprintln!("storage-policy-webhook: {}", error_chain(&e));
             std::process::exit(2);
         }
     }
+}
+
+/// The error and its causes on one line. Our error types already print their cause in their own
+/// message (`failed to read policy file /x: No such file...`), so a cause whose text is already
+/// there is not repeated.
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut msg = e.to_string();
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !msg.contains(&text) {
+            msg.push_str(": ");
+            msg.push_str(&text);
+        }
+    }
+    msg
 }
