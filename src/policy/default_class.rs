@@ -15,7 +15,7 @@ use super::catalog::Catalog;
 use super::config::AccessMode;
 use super::field::go_quote;
 use super::modes::{Mode, RuleId};
-use super::{Action, Decision, Finding, Policy, access_modes};
+use super::{Decision, Policy, access_modes};
 
 /// The legacy annotation that gives a PVC its class.
 pub const BETA_CLASS_ANNOTATION: &str = "volume.beta.kubernetes.io/storage-class";
@@ -151,35 +151,19 @@ pub(crate) fn run(
         go_quote(&choice.class),
         choice.source.describe()
     );
-    match mode {
-        Mode::Enforce => {
-            d.patch.push(patch_for(pvc, &choice.class));
-            d.annotate(rule, format!("set {what}"));
-            d.findings.push(Finding {
-                rule,
-                action: Action::Mutated,
-                storage_class: Some(choice.class.clone()),
-                message: format!("set {what}"),
-            });
-        }
-        Mode::Audit => {
-            let msg = format!("would set {what}");
-            d.warn(format!("[audit] {msg}"));
-            d.annotate(rule, msg.clone());
-            d.findings.push(Finding {
-                rule,
-                action: Action::Audited,
-                storage_class: Some(choice.class.clone()),
-                message: msg,
-            });
-        }
-        Mode::Off => {}
-    }
+    d.mutation(
+        rule,
+        mode,
+        &what,
+        Some(choice.class.clone()),
+        patch_for(pvc, &choice.class),
+    );
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::Action;
     use crate::policy::catalog::{LiveClass, LiveState, NamespaceInfo};
     use crate::policy::config;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;

@@ -223,6 +223,37 @@ impl Decision {
         }
     }
 
+    /// What a mutating rule found: in `enforce` mode the patch is applied; in `audit` mode it is
+    /// reported as a warning instead. Either way an audit annotation and a finding record it.
+    pub(crate) fn mutation(
+        &mut self,
+        rule: RuleId,
+        mode: Mode,
+        what: &str,
+        storage_class: Option<String>,
+        op: PatchOperation,
+    ) {
+        let (action, message) = match mode {
+            Mode::Off => return,
+            Mode::Enforce => {
+                self.patch.push(op);
+                (Action::Mutated, format!("set {what}"))
+            }
+            Mode::Audit => {
+                let msg = format!("would set {what}");
+                self.warn(format!("[audit] {msg}"));
+                (Action::Audited, msg)
+            }
+        };
+        self.annotate(rule, message.clone());
+        self.findings.push(Finding {
+            rule,
+            action,
+            storage_class,
+            message,
+        });
+    }
+
     /// Sets the audit annotation of a rule (the API server prefixes it with the webhook name).
     pub fn annotate(&mut self, rule: RuleId, value: impl Into<String>) {
         let value = value.into();

@@ -143,41 +143,19 @@ pub(crate) fn run(
             Source::PathRule(p) => format!("path rule {p}"),
         }
     );
-    match mode {
-        Mode::Enforce => {
-            let op = if spec.node_affinity.is_some() {
-                AddOperation {
-                    path: PointerBuf::from_tokens(["spec", "nodeAffinity", "required"]),
-                    value: selector,
-                }
-            } else {
-                AddOperation {
-                    path: PointerBuf::from_tokens(["spec", "nodeAffinity"]),
-                    value: json!({ "required": selector }),
-                }
-            };
-            d.patch.push(PatchOperation::Add(op));
-            d.annotate(rule, format!("set {what}"));
-            d.findings.push(Finding {
-                rule,
-                action: Action::Mutated,
-                storage_class: class.clone(),
-                message: format!("set {what}"),
-            });
+    // Fill `required` when `nodeAffinity` exists without it; else add the whole field.
+    let op = if spec.node_affinity.is_some() {
+        AddOperation {
+            path: PointerBuf::from_tokens(["spec", "nodeAffinity", "required"]),
+            value: selector,
         }
-        Mode::Audit => {
-            let msg = format!("would set {what}");
-            d.warn(format!("[audit] {msg}"));
-            d.annotate(rule, msg.clone());
-            d.findings.push(Finding {
-                rule,
-                action: Action::Audited,
-                storage_class: class.clone(),
-                message: msg,
-            });
+    } else {
+        AddOperation {
+            path: PointerBuf::from_tokens(["spec", "nodeAffinity"]),
+            value: json!({ "required": selector }),
         }
-        Mode::Off => return,
-    }
+    };
+    d.mutation(rule, mode, &what, class.clone(), PatchOperation::Add(op));
     let missing: Vec<&str> = nodes
         .iter()
         .map(String::as_str)
