@@ -40,12 +40,7 @@ fn live(n: usize) -> LiveState {
             name: format!("class-{i:05}"),
             provisioner: ["ebs.csi.aws.com", "nfs.csi.k8s.io", "rancher.io/local-path"][i % 3]
                 .to_owned(),
-            kind_annotation: None,
-            is_default: false,
-            allow_rwx_block_mode: false,
-            created: None,
-            volume_binding_mode: None,
-            parameters: Default::default(),
+            ..Default::default()
         })
         .collect();
     let namespaces: HashMap<String, NamespaceInfo> = (0..n)

@@ -163,14 +163,10 @@ fn live_state(classes: usize, namespaces: usize, nodes: usize) -> LiveState {
             .map(|i| LiveClass {
                 name: format!("class-{i:05}"),
                 provisioner: provisioners[i % provisioners.len()].to_owned(),
-                kind_annotation: None,
-                is_default: false,
-                allow_rwx_block_mode: false,
-                created: None,
-                volume_binding_mode: None,
                 parameters: [("type".to_owned(), "gp3".to_owned())]
                     .into_iter()
                     .collect(),
+                ..Default::default()
             })
             .collect(),
         namespaces: (0..namespaces)

@@ -95,12 +95,8 @@ mod tests {
             l.classes.push(LiveClass {
                 name: "gp3".into(),
                 provisioner: "ebs.csi.aws.com".into(),
-                kind_annotation: None,
                 is_default: true,
-                allow_rwx_block_mode: false,
-                created: None,
-                volume_binding_mode: None,
-                parameters: Default::default(),
+                ..Default::default()
             })
         });
         let before = state.snapshot();

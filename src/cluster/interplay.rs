@@ -97,14 +97,11 @@ mod tests {
         LiveClass {
             name: name.into(),
             provisioner: "ebs.csi.aws.com".into(),
-            kind_annotation: None,
             is_default: default,
-            allow_rwx_block_mode: false,
             created: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
                 k8s_openapi::jiff::Timestamp::new(secs, 0).unwrap(),
             )),
-            volume_binding_mode: None,
-            parameters: Default::default(),
+            ..Default::default()
         }
     }
 

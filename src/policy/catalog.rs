@@ -171,7 +171,7 @@ pub struct ClassInfo {
 }
 
 /// A StorageClass as read from the cluster, already reduced to what the rules need.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct LiveClass {
     pub name: String,
     pub provisioner: String,
@@ -432,12 +432,9 @@ mod tests {
         LiveClass {
             name: name.into(),
             provisioner: "ebs.csi.aws.com".into(),
-            kind_annotation: None,
             is_default: default,
-            allow_rwx_block_mode: false,
             created,
-            volume_binding_mode: None,
-            parameters: Default::default(),
+            ..Default::default()
         }
     }
 

@@ -404,12 +404,9 @@ rules:
         let class = |name: &str, default: bool, created| LiveClass {
             name: name.into(),
             provisioner: "example.com/unknown".into(),
-            kind_annotation: None,
             is_default: default,
-            allow_rwx_block_mode: false,
             created,
-            volume_binding_mode: None,
-            parameters: Default::default(),
+            ..Default::default()
         };
         let nondefault = || {
             vec![

@@ -287,7 +287,8 @@ fn answer(endpoint: Endpoint, app: &AppState, outcome: &Outcome, start: Instant)
             .map(|f| f.message.as_str())
             .collect();
         tracing::info!(dry_run = info.dry_run, reason = %reasons.join("; "), "mutated");
-    } else {
+    } else if tracing::enabled!(tracing::Level::DEBUG) {
+        // Formatted only when debug logging is on: most requests end here.
         let findings: Vec<String> = d
             .findings
             .iter()
