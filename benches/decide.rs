@@ -160,7 +160,8 @@ fn parts(c: &mut Criterion) {
 
 /// The whole webhook router (`tower::ServiceExt::oneshot`: routing, body limit, deadline, span,
 /// metrics, decode, decide, encode) beside a router that answers a fixed review, without TLS or
-/// sockets: what the webhook adds per request above the HTTP stack.
+/// sockets: what the webhook adds per request above the HTTP stack; once more with the
+/// production JSON log subscriber, since the body is a denial that is logged at info.
 fn router(c: &mut Criterion) {
     use axum::body::{Body, Bytes};
     use storage_policy_webhook::server::metrics::{Metrics, new_registry};
@@ -192,7 +193,21 @@ fn router(c: &mut Criterion) {
     );
     let body = Bytes::from(fixture("validate-pvc-rwx-block.review.json"));
     let mut g = c.benchmark_group("router");
-    for (name, app) in [("baseline", baseline), ("webhook", hook)] {
+    for (name, app, logs) in [
+        ("baseline", baseline, false),
+        ("webhook", hook.clone(), false),
+        // The same denial with the production log subscriber (JSON at info) writing to a sink:
+        // what logging the denial costs.
+        ("webhook_json_logs", hook, true),
+    ] {
+        let _logging = logs.then(|| {
+            tracing::subscriber::set_default(storage_policy_webhook::cli::serve::log_subscriber(
+                storage_policy_webhook::cli::serve::LogFormat::Json,
+                "info",
+                false,
+                std::io::sink,
+            ))
+        });
         g.bench_function(name, |b| {
             b.iter(|| {
                 let req = axum::http::Request::post("/validate?timeout=10s")

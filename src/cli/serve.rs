@@ -136,21 +136,41 @@ fn parse_log_level(s: &str) -> Result<String, String> {
 
 /// Installs the global tracing subscriber (stderr) in the chosen format.
 pub fn init_tracing(format: LogFormat, level: &str) {
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing::subscriber::set_global_default(log_subscriber(
+        format,
+        level,
+        ansi,
+        std::io::stderr,
+    ));
+}
+
+/// The subscriber `serve` logs with, writing to `writer`: also used by the tests and benchmarks
+/// that check or measure the production log format.
+pub fn log_subscriber<W>(
+    format: LogFormat,
+    level: &str,
+    ansi: bool,
+    writer: W,
+) -> Box<dyn tracing::Subscriber + Send + Sync>
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
     let filter = tracing_subscriber::EnvFilter::try_new(level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Json => builder
-            .json()
-            .with_current_span(true)
-            .with_span_list(false)
-            .try_init(),
-        LogFormat::Plain => builder
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .try_init(),
-    };
+        .with_writer(writer);
+    match format {
+        LogFormat::Json => Box::new(
+            builder
+                .json()
+                .with_current_span(true)
+                .with_span_list(false)
+                .finish(),
+        ),
+        LogFormat::Plain => Box::new(builder.with_ansi(ansi).finish()),
+    }
 }
 
 /// A temporary directory removed when dropped.

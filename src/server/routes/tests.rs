@@ -308,3 +308,98 @@ async fn large_reviews_are_decided_too() {
     assert_eq!(a["response"]["allowed"], false);
     assert_eq!(a["response"]["status"]["code"], 422);
 }
+
+/// Captures what the production log subscriber writes.
+#[derive(Clone, Default)]
+struct LogBuf(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl LogBuf {
+    /// Logs in the production JSON format into this buffer until the guard drops.
+    fn install(&self) -> tracing::subscriber::DefaultGuard {
+        let sink = self.clone();
+        tracing::subscriber::set_default(crate::cli::serve::log_subscriber(
+            crate::cli::serve::LogFormat::Json,
+            "info",
+            false,
+            move || sink.clone(),
+        ))
+    }
+
+    fn lines(&self) -> Vec<Value> {
+        String::from_utf8(self.0.lock().unwrap().clone())
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn a_denial_is_logged_in_a_review_span_carrying_every_field() {
+    let logs = LogBuf::default();
+    let _guard = logs.install();
+    let a = review(&harness().app, "/validate", PVC_RWX_BLOCK).await;
+    assert_eq!(a["response"]["allowed"], false);
+    let lines = logs.lines();
+    let denied: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["fields"]["message"] == "denied")
+        .collect();
+    assert_eq!(denied.len(), 1, "{lines:?}");
+    let d = denied[0];
+    assert_eq!(d["level"], "INFO");
+    assert_eq!(
+        d["span"],
+        serde_json::json!({"name": "review", "endpoint": "validate",
+            "uid": "7f0c6b1e-0000-4000-8000-000000000002", "kind": "PersistentVolumeClaim",
+            "namespace": "apps", "object_name": "shared", "operation": "CREATE"})
+    );
+    assert!(
+        d["fields"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("spec.accessModes"),
+        "{d}"
+    );
+}
+
+#[tokio::test]
+async fn a_mutation_is_logged_with_its_reason_and_a_plain_allow_is_not() {
+    let logs = LogBuf::default();
+    let _guard = logs.install();
+    let app = harness().app;
+    review(&app, "/mutate", PVC_NO_CLASS).await;
+    review(&app, "/validate", PVC_RWX_NFS).await;
+    let lines = logs.lines();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["fields"]["message"], "mutated");
+    assert_eq!(
+        lines[0]["span"]["uid"],
+        "7f0c6b1e-0000-4000-8000-000000000001"
+    );
+    assert_eq!(lines[0]["span"]["endpoint"], "mutate");
+    assert!(lines[0]["fields"]["reason"].as_str().unwrap() != "");
+}
+
+#[tokio::test]
+async fn bad_input_is_logged_with_its_endpoint() {
+    let logs = LogBuf::default();
+    let _guard = logs.install();
+    let (status, _, _) = send(&harness().app, post("/validate", "{not json")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let lines = logs.lines();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["level"], "WARN");
+    assert_eq!(lines[0]["fields"]["endpoint"], "validate");
+    assert_eq!(lines[0]["fields"]["message"], "bad AdmissionReview refused");
+}
