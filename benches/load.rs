@@ -8,6 +8,8 @@
 //!   a fixed allowed AdmissionReview after reading the body, without parsing or policy.
 //! - **Scan-only**: the baseline, plus parsing the body as JSON without keeping anything: the
 //!   floor for any webhook that reads the review with serde_json.
+//! - **Scan + log**: scan-only, plus one JSON log line in a review span per request, as the
+//!   webhook logs each denial and mutation: the floor for a webhook that also logs its decisions.
 //! - **Webhook**: the real router (`server::routes::router`) over the same listener.
 //!
 //! Each server runs in a child process (this binary, re-executed with `SPW_LOAD_ROLE`), so the
@@ -88,8 +90,9 @@ fn serve_role(role: &str) {
         let mut registry = new_registry();
         let metrics = Metrics::register(&mut registry);
         let router = match role {
-            "baseline" => baseline_router(false),
-            "scan" => baseline_router(true),
+            "baseline" => baseline_router(Reference::Fixed),
+            "scan" => baseline_router(Reference::Scan),
+            "scan-log" => baseline_router(Reference::ScanAndLog),
             "webhook" => {
                 let n = |k: &str| {
                     std::env::var(k)
@@ -139,12 +142,23 @@ fn webhook_router(live: LiveState, metrics: Arc<Metrics>) -> Router {
     })
 }
 
-/// The fixed answer of the baseline: an allowed review, the size of the webhook's allowed answer.
-///
-/// With `scan`, the body is first parsed as JSON without keeping anything
-/// (`serde::de::IgnoredAny`): the least any serde_json-based webhook must do per request, the
-/// reference that tells how much of the webhook's gap to the baseline parsing alone explains.
-fn baseline_router(scan: bool) -> Router {
+/// What a reference server does before its fixed answer.
+#[derive(Clone, Copy, PartialEq)]
+enum Reference {
+    /// Nothing: the baseline.
+    Fixed,
+    /// Parses the body as JSON without keeping anything (`serde::de::IgnoredAny`): the least any
+    /// serde_json-based webhook must do per request.
+    Scan,
+    /// Scan, then logs one denial line in a `review` span through the production subscriber,
+    /// as the webhook does for each denial and mutation: the least a webhook that parses the
+    /// review and logs its decisions at info must do.
+    ScanAndLog,
+}
+
+/// The fixed answer of the reference servers: an allowed review, the size of the webhook's
+/// allowed answer.
+fn baseline_router(reference: Reference) -> Router {
     let answer = Bytes::from(
         serde_json::to_vec(&json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
             "response": {"uid": "00000000-0000-0000-0000-000000000000", "allowed": true, "status": {}}}))
@@ -153,9 +167,28 @@ fn baseline_router(scan: bool) -> Router {
     let handler = move |body: Bytes| {
         let answer = answer.clone();
         async move {
-            if scan {
+            if reference != Reference::Fixed {
                 let parsed = serde_json::from_slice::<serde::de::IgnoredAny>(&body);
                 std::hint::black_box(parsed.is_ok());
+            }
+            if reference == Reference::ScanAndLog {
+                let name = "shared";
+                tracing::info_span!(
+                    "review",
+                    endpoint = "validate",
+                    uid = "7f0c6b1e-0000-4000-8000-000000000002",
+                    kind = "PersistentVolumeClaim",
+                    namespace = "apps",
+                    object_name = name,
+                    operation = "CREATE",
+                )
+                .in_scope(|| {
+                    tracing::info!(
+                        dry_run = false,
+                        reason = %format!("PersistentVolumeClaim {name:?} is invalid: spec.accessModes: Unsupported value: \"ReadWriteMany\": supported values: \"ReadOnlyMany\", \"ReadWriteOnce\", \"ReadWriteOncePod\""),
+                        "denied"
+                    )
+                });
             }
             std::hint::black_box(body.len());
             (
@@ -610,9 +643,9 @@ fn orchestrate() {
     println!("machine: {machine}");
     report.insert("machine".into(), json!(machine));
 
-    // 1. Closed-loop throughput, alternating baseline, scan-only and webhook twice per endpoint.
+    // 1. Closed-loop throughput, alternating the four servers twice per endpoint.
     md.push_str(
-        "| endpoint | baseline req/s | scan-only req/s | webhook req/s | webhook / baseline | scan-only / baseline | failed |\n|---|---|---|---|---|---|---|\n",
+        "| endpoint | baseline req/s | scan-only req/s | scan + log req/s | webhook req/s | webhook / baseline | scan-only / baseline | scan + log / baseline | failed |\n|---|---|---|---|---|---|---|---|---|\n",
     );
     let mut baseline_sat = 0.0f64;
     let mut webhook_sat = f64::MAX;
@@ -621,9 +654,9 @@ fn orchestrate() {
         ("mutate", "/mutate?timeout=10s"),
     ] {
         let b = bodies(endpoint, None);
-        let (mut base, mut scan, mut hook, mut failed) = (0.0, 0.0, 0.0, 0);
+        let (mut base, mut scan, mut scan_log, mut hook, mut failed) = (0.0, 0.0, 0.0, 0.0, 0);
         for _round in 0..2 {
-            for role in ["baseline", "scan", "webhook"] {
+            for role in ["baseline", "scan", "scan-log", "webhook"] {
                 let server = ServerProc::start(role, dir.path(), &[]);
                 let r = drive(
                     &rt,
@@ -648,27 +681,31 @@ fn orchestrate() {
                 match role {
                     "baseline" => base += r.rps() / 2.0,
                     "scan" => scan += r.rps() / 2.0,
+                    "scan-log" => scan_log += r.rps() / 2.0,
                     _ => hook += r.rps() / 2.0,
                 }
             }
         }
         baseline_sat = baseline_sat.max(base);
         webhook_sat = webhook_sat.min(hook);
-        let (ratio, scan_ratio) = (hook / base, scan / base);
+        let (ratio, scan_ratio, scan_log_ratio) = (hook / base, scan / base, scan_log / base);
         println!(
-            "closed loop {endpoint}: webhook/baseline = {:.1}%, scan-only/baseline = {:.1}%",
+            "closed loop {endpoint}: webhook/baseline = {:.1}%, scan-only/baseline = {:.1}%, scan+log/baseline = {:.1}%",
             ratio * 100.0,
-            scan_ratio * 100.0
+            scan_ratio * 100.0,
+            scan_log_ratio * 100.0
         );
         md.push_str(&format!(
-            "| /{endpoint} | {base:.0} | {scan:.0} | {hook:.0} | {:.1}% | {:.1}% | {failed} |\n",
+            "| /{endpoint} | {base:.0} | {scan:.0} | {scan_log:.0} | {hook:.0} | {:.1}% | {:.1}% | {:.1}% | {failed} |\n",
             ratio * 100.0,
-            scan_ratio * 100.0
+            scan_ratio * 100.0,
+            scan_log_ratio * 100.0
         ));
         report.insert(
             format!("closed_{endpoint}"),
-            json!({"baseline_rps": base, "scan_only_rps": scan, "webhook_rps": hook, "ratio": ratio,
-                "scan_only_ratio": scan_ratio, "failed": failed}),
+            json!({"baseline_rps": base, "scan_only_rps": scan, "scan_log_rps": scan_log,
+                "webhook_rps": hook, "ratio": ratio, "scan_only_ratio": scan_ratio,
+                "scan_log_ratio": scan_log_ratio, "failed": failed}),
         );
     }
 
