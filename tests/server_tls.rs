@@ -331,9 +331,29 @@ async fn presented_by(addr: SocketAddr, cfg: Arc<rustls::ClientConfig>) -> Strin
 async fn rotated_files_are_served_to_new_connections_and_a_half_written_pair_never_is() {
     let dir = tempfile::tempdir().unwrap();
     let old = localhost_pki();
-    let new = localhost_pki();
+    // A longer validity than the old pair, so the expiry metric tells them apart.
+    let new = storage_policy_webhook::server::certs::generate(
+        &storage_policy_webhook::server::certs::CertRequest::for_localhost(None, 30),
+    )
+    .unwrap();
     let (cert, key) = write_pair(dir.path(), &old);
     let server = TestServer::start(&cert, &key, None, routes::DEFAULT_MAX_BODY_BYTES).await;
+    let expiry = |m: &str| {
+        metric(
+            m,
+            "storage_policy_webhook_tls_certificate_expiry_timestamp_seconds",
+        ) as i64
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let day = 86_400;
+    assert!(
+        (expiry(&server.metrics()) - (now + day)).abs() < 60,
+        "expiry of the 1-day certificate: {}",
+        server.metrics()
+    );
     // The client trusts both CAs, as kube-apiserver does while a caBundle is being rotated.
     let cfg = ClientOpts {
         cas: vec![&old.ca_pem, &new.ca_pem],
@@ -400,6 +420,12 @@ async fn rotated_files_are_served_to_new_connections_and_a_half_written_pair_nev
             "storage_policy_webhook_tls_reloads_total"
         ),
         1
+    );
+    // The half-written pair did not move the expiry; the new certificate did.
+    assert!(
+        (expiry(&server.metrics()) - (now + 30 * day)).abs() < 60,
+        "expiry of the 30-day certificate: {}",
+        server.metrics()
     );
     server.stop().await;
 }

@@ -110,6 +110,8 @@ pub struct Metrics {
     pub tls_reloads: Counter,
     pub tls_reload_failures: Counter,
     pub tls_handshake_failures: Counter,
+    /// notAfter of the certificate being served, Unix seconds (0 until known).
+    pub tls_certificate_expiry: Gauge,
     pub policy_reloads: Counter,
     pub policy_reload_failures: Counter,
     pub open_connections: Gauge,
@@ -125,6 +127,7 @@ impl Metrics {
             tls_reloads: Counter::default(),
             tls_reload_failures: Counter::default(),
             tls_handshake_failures: Counter::default(),
+            tls_certificate_expiry: Gauge::default(),
             policy_reloads: Counter::default(),
             policy_reload_failures: Counter::default(),
             open_connections: Gauge::default(),
@@ -159,6 +162,12 @@ impl Metrics {
             "tls_handshake_failures",
             "TLS handshakes that failed or timed out",
             m.tls_handshake_failures.clone(),
+        );
+        registry.register_with_unit(
+            "tls_certificate_expiry_timestamp",
+            "When the serving certificate in use expires (its notAfter), in Unix time",
+            Unit::Seconds,
+            m.tls_certificate_expiry.clone(),
         );
         registry.register(
             "policy_reloads",

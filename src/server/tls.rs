@@ -205,6 +205,19 @@ pub(crate) fn content_hash(parts: &[&[u8]]) -> [u8; 32] {
     out
 }
 
+/// A certificate's notAfter in Unix seconds, or `None` when it cannot be parsed as X.509.
+pub fn not_after(cert: &CertificateDer<'_>) -> Option<i64> {
+    x509_parser::parse_x509_certificate(cert.as_ref())
+        .ok()
+        .map(|(_, c)| c.validity().not_after.timestamp())
+}
+
+/// Sets the expiry gauge from the certificate in `key`; 0 when it cannot be read.
+fn record_expiry(metrics: &Metrics, key: &CertifiedKey) {
+    let ts = key.end_entity_cert().ok().and_then(not_after).unwrap_or(0);
+    metrics.tls_certificate_expiry.set(ts);
+}
+
 /// The SHA-256 fingerprint of a certificate, as `openssl x509 -fingerprint -sha256` prints it.
 pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
     let d = ring::digest::digest(&ring::digest::SHA256, cert.as_ref());
@@ -295,6 +308,7 @@ impl Tls {
 
     /// Starts polling the files for rotation. The task ends when the resolver is dropped.
     pub fn spawn_reloader(&self, metrics: Arc<Metrics>) -> tokio::task::JoinHandle<()> {
+        record_expiry(&metrics, &self.resolver.current());
         let resolver = Arc::downgrade(&self.resolver);
         let files = self.files.clone();
         let hash = self.initial_hash;
@@ -353,6 +367,7 @@ async fn reload_loop(
         match result {
             Ok(key) => {
                 let fp = key.end_entity_cert().map(fingerprint).unwrap_or_default();
+                record_expiry(&metrics, &key);
                 resolver.store(key);
                 last = hash.expect("a parsed pair was read");
                 last_error = None;
@@ -381,6 +396,22 @@ mod tests {
         let p = dir.join(name);
         std::fs::write(&p, content).unwrap();
         p
+    }
+
+    #[test]
+    fn not_after_reads_the_certificates_validity() {
+        let g = generate(&CertRequest::for_localhost(None, 90)).unwrap();
+        let der = CertificateDer::from_pem_slice(g.cert_pem.as_bytes()).unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let got = not_after(&der).expect("a parsable certificate");
+        assert!((got - (now + 90 * 86_400)).abs() < 60, "{got} vs {now}");
+        assert_eq!(
+            not_after(&CertificateDer::from(vec![0x30, 0x03, 1, 2, 3])),
+            None
+        );
     }
 
     #[test]
