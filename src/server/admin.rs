@@ -1,17 +1,22 @@
 //! The admin listener (plain HTTP, outside request tracing): `GET /healthz` (the process runs),
 //! `GET /readyz` (the [`Readiness`] conditions) and `GET /metrics` (Prometheus text format).
 //! It serves until the process ends, so probes see readiness turn false during shutdown.
+//! HTTP/1.1 only, with a header read timeout: a client that trickles its request line
+//! (slowloris) is cut off instead of holding a task and a socket for ever.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
+use tower::ServiceExt;
 
 use super::metrics;
 use super::readiness::Readiness;
@@ -65,17 +70,28 @@ async fn metrics_text(State(s): State<AdminState>) -> Response {
         .into_response()
 }
 
+/// How long an admin client may take to send a request's headers.
+pub const ADMIN_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The admin listener, bound.
 #[derive(Debug)]
 pub struct AdminServer {
     listener: TcpListener,
+    header_read_timeout: Duration,
 }
 
 impl AdminServer {
     pub async fn bind(addr: SocketAddr) -> std::io::Result<AdminServer> {
         Ok(AdminServer {
             listener: TcpListener::bind(addr).await?,
+            header_read_timeout: ADMIN_HEADER_READ_TIMEOUT,
         })
+    }
+
+    /// Another header read timeout (tests).
+    pub fn with_header_read_timeout(mut self, timeout: Duration) -> AdminServer {
+        self.header_read_timeout = timeout;
+        self
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -89,9 +105,31 @@ impl AdminServer {
         registry: Arc<Registry>,
     ) -> tokio::task::JoinHandle<()> {
         let app = router(readiness, registry);
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.timer(TokioTimer::new())
+            .header_read_timeout(self.header_read_timeout)
+            .keep_alive(true);
+        let http = Arc::new(http);
+        let listener = self.listener;
         tokio::spawn(async move {
-            if let Err(e) = axum::serve(self.listener, app).await {
-                tracing::error!(error = %e, "admin listener failed");
+            loop {
+                let tcp = match listener.accept().await {
+                    Ok((tcp, _)) => tcp,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!(error = %e, "admin listener failed to accept a connection");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let (app, http) = (app.clone(), http.clone());
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(
+                        move |req: hyper::Request<hyper::body::Incoming>| app.clone().oneshot(req),
+                    );
+                    // Errors here are the client's (reset, timed out): nothing to report.
+                    let _ = http.serve_connection(TokioIo::new(tcp), service).await;
+                });
             }
         })
     }
@@ -114,6 +152,43 @@ mod tests {
         let status = r.status();
         let body = r.into_body().collect().await.unwrap().to_bytes();
         (status, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_client_that_trickles_its_headers_is_cut_off_and_others_are_served() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut reg = metrics::new_registry();
+        metrics::Metrics::register(&mut reg);
+        let server = AdminServer::bind("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap()
+            .with_header_read_timeout(Duration::from_millis(300));
+        let addr = server.local_addr().unwrap();
+        let task = server.spawn(Readiness::new(), Arc::new(reg));
+
+        let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+        slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        // Meanwhile a whole request is answered.
+        let mut fast = tokio::net::TcpStream::connect(addr).await.unwrap();
+        fast.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        tokio::time::timeout(Duration::from_secs(5), fast.read_to_string(&mut answer))
+            .await
+            .expect("answered in time")
+            .unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        // The trickling one is closed once the timeout passes (EOF, or a 408 then EOF).
+        let mut rest = Vec::new();
+        let closed =
+            tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut rest)).await;
+        assert!(closed.is_ok(), "the slow client was not cut off");
+        let rest = String::from_utf8_lossy(&rest);
+        assert!(!rest.contains("200 OK"), "{rest}");
+        task.abort();
     }
 
     #[tokio::test]
