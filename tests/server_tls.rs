@@ -541,6 +541,77 @@ async fn client_certificates_are_required_when_a_client_ca_is_set() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_client_ca_is_enforced_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = localhost_pki();
+    let (cert, key) = write_pair(dir.path(), &pki);
+    let (old_ca, old_chain, old_key) = client_pki();
+    let (new_ca, new_chain, new_key) = client_pki();
+    let ca_path = dir.path().join("client-ca.crt");
+    std::fs::write(&ca_path, &old_ca).unwrap();
+    let server =
+        TestServer::start(&cert, &key, Some(&ca_path), routes::DEFAULT_MAX_BODY_BYTES).await;
+    let old_client = ClientOpts {
+        client_cert: Some((old_chain, old_key)),
+        ..ClientOpts::apiserver(&pki.ca_pem)
+    }
+    .config();
+    let new_client = ClientOpts {
+        client_cert: Some((new_chain, new_key)),
+        ..ClientOpts::apiserver(&pki.ca_pem)
+    }
+    .config();
+    async fn answered(addr: SocketAddr, cfg: Arc<rustls::ClientConfig>) -> bool {
+        match H1::connect(addr, cfg).await {
+            Ok(mut c) => c.post("/validate?timeout=10s", PVC_RWX_NFS).await.is_ok(),
+            Err(_) => false,
+        }
+    }
+    assert!(answered(server.addr, old_client.clone()).await);
+    assert!(!answered(server.addr, new_client.clone()).await);
+
+    // A broken bundle is refused and the old one stays in force.
+    std::fs::write(&ca_path, "not a certificate\n").unwrap();
+    let refused = eventually(Duration::from_secs(15), || async {
+        (metric(
+            &server.metrics(),
+            "storage_policy_webhook_tls_reload_failures_total",
+        ) >= 1)
+            .then_some(())
+    })
+    .await;
+    assert!(
+        refused.is_some(),
+        "the broken bundle was looked at and refused"
+    );
+    assert!(answered(server.addr, old_client.clone()).await);
+
+    // The new bundle: new handshakes are checked against it.
+    std::fs::write(&ca_path, &new_ca).unwrap();
+    let rotated = eventually(Duration::from_secs(15), || {
+        let cfg = new_client.clone();
+        async move { answered(server.addr, cfg).await.then_some(()) }
+    })
+    .await;
+    assert!(
+        rotated.is_some(),
+        "a certificate from the new CA is accepted"
+    );
+    assert!(
+        !answered(server.addr, old_client.clone()).await,
+        "a certificate from the removed CA is refused"
+    );
+    assert_eq!(
+        metric(
+            &server.metrics(),
+            "storage_policy_webhook_tls_reloads_total"
+        ),
+        1
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_1_2_and_1_3_are_spoken_and_1_1_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let pki = localhost_pki();

@@ -150,12 +150,12 @@ impl Metrics {
         );
         registry.register(
             "tls_reloads",
-            "Rotated serving certificates put into service",
+            "Rotated serving certificates and client CA bundles put into service",
             m.tls_reloads.clone(),
         );
         registry.register(
             "tls_reload_failures",
-            "Changed certificate files that could not be used (unreadable, not PEM, key mismatch)",
+            "Changed certificate or client CA files that could not be used (unreadable, not PEM, key mismatch)",
             m.tls_reload_failures.clone(),
         );
         registry.register(

@@ -7,18 +7,22 @@
 //! parse and the key matches the certificate, so a half-written or mismatched pair is never
 //! served. Reading through the paths follows symlinks, so the `..data` swap of a Secret volume
 //! is seen like any other change. New connections get the new certificate; open ones keep theirs.
+//! The client CA bundle, when set, is followed the same way by a second task.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
+use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use rustls::{RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 
 use super::metrics::Metrics;
 
@@ -262,6 +266,86 @@ impl ResolvesServerCert for ReloadingResolver {
     }
 }
 
+/// Checks client certificates against the current client CA bundle; swapped whole by the
+/// reload task when the bundle changes, so a rotated CA needs no restart.
+#[derive(Debug)]
+pub struct ReloadingClientVerifier {
+    current: ArcSwap<Arc<dyn ClientCertVerifier>>,
+}
+
+impl ReloadingClientVerifier {
+    fn new(verifier: Arc<dyn ClientCertVerifier>) -> ReloadingClientVerifier {
+        ReloadingClientVerifier {
+            current: ArcSwap::from_pointee(verifier),
+        }
+    }
+
+    fn store(&self, verifier: Arc<dyn ClientCertVerifier>) {
+        self.current.store(Arc::new(verifier));
+    }
+}
+
+impl ClientCertVerifier for ReloadingClientVerifier {
+    fn offer_client_auth(&self) -> bool {
+        self.current.load().offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.current.load().client_auth_mandatory()
+    }
+
+    /// No CA names in the CertificateRequest: they would have to outlive a swap of the bundle.
+    /// The hints are optional; a client with one certificate (kube-apiserver's webhook
+    /// kubeconfig) sends it either way, and the chain is still checked against the bundle.
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.current
+            .load()
+            .verify_client_cert(end_entity, intermediates, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.current
+            .load()
+            .verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.current
+            .load()
+            .verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.current.load().supported_verify_schemes()
+    }
+}
+
+/// The client CA bundle being enforced, and what the reload task needs to follow it.
+struct ClientCa {
+    path: PathBuf,
+    verifier: Arc<ReloadingClientVerifier>,
+    hash: [u8; 32],
+}
+
 /// The loaded TLS configuration and the resolver the reload task updates.
 pub struct Tls {
     pub config: Arc<ServerConfig>,
@@ -269,6 +353,7 @@ pub struct Tls {
     files: TlsFiles,
     initial_hash: [u8; 32],
     interval: Duration,
+    client_ca: Option<ClientCa>,
 }
 
 impl std::fmt::Debug for Tls {
@@ -291,9 +376,19 @@ impl Tls {
         let builder = ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
             .map_err(TlsError::Config)?;
+        let mut client_ca = None;
         let builder = match &opts.client_ca {
             None => builder.with_no_client_auth(),
-            Some(path) => builder.with_client_cert_verifier(client_verifier(path, provider)?),
+            Some(path) => {
+                let (hash, verifier) = load_client_ca(path, provider)?;
+                let verifier = Arc::new(ReloadingClientVerifier::new(verifier));
+                client_ca = Some(ClientCa {
+                    path: path.clone(),
+                    verifier: verifier.clone(),
+                    hash,
+                });
+                builder.with_client_cert_verifier(verifier)
+            }
         };
         let mut config = builder.with_cert_resolver(resolver.clone());
         config.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
@@ -303,6 +398,7 @@ impl Tls {
             files: opts.files.clone(),
             initial_hash,
             interval: opts.reload_interval,
+            client_ca,
         })
     }
 
@@ -313,16 +409,35 @@ impl Tls {
         let files = self.files.clone();
         let hash = self.initial_hash;
         let interval = self.interval;
+        if let Some(ca) = &self.client_ca {
+            tokio::spawn(client_ca_loop(
+                Arc::downgrade(&ca.verifier),
+                ca.path.clone(),
+                ca.hash,
+                interval,
+                metrics.clone(),
+            ));
+        }
         tokio::spawn(reload_loop(resolver, files, hash, interval, metrics))
     }
 }
 
-fn client_verifier(
+/// Reads and checks a client CA bundle: its content hash and a verifier for it.
+fn load_client_ca(
     path: &Path,
     provider: Arc<CryptoProvider>,
-) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsError> {
+) -> Result<([u8; 32], Arc<dyn ClientCertVerifier>), TlsError> {
     let pem = read("client CA", path)?;
-    let certs = parse_certs("client CA", path, &pem)?;
+    let hash = content_hash(&[&pem]);
+    Ok((hash, client_verifier(path, &pem, provider)?))
+}
+
+fn client_verifier(
+    path: &Path,
+    pem: &[u8],
+    provider: Arc<CryptoProvider>,
+) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
+    let certs = parse_certs("client CA", path, pem)?;
     let mut roots = RootCertStore::empty();
     for c in certs {
         roots.add(c).map_err(|e| TlsError::ClientCa {
@@ -336,6 +451,59 @@ fn client_verifier(
             path: path.to_owned(),
             detail: e.to_string(),
         })
+}
+
+/// Follows the client CA bundle: a changed file that parses replaces the bundle for new
+/// handshakes; one that does not is reported once and the previous bundle stays.
+async fn client_ca_loop(
+    verifier: Weak<ReloadingClientVerifier>,
+    path: PathBuf,
+    mut last: [u8; 32],
+    interval: Duration,
+    metrics: Arc<Metrics>,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    let mut last_error: Option<String> = None;
+    loop {
+        ticker.tick().await;
+        let Some(verifier) = verifier.upgrade() else {
+            return;
+        };
+        let p = path.clone();
+        let loaded = match tokio::task::spawn_blocking(move || {
+            let pem = read("client CA", &p)?;
+            let hash = content_hash(&[&pem]);
+            if hash == last {
+                return Ok(None);
+            }
+            client_verifier(&p, &pem, provider()).map(|v| Some((hash, v)))
+        })
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => continue,
+        };
+        match loaded {
+            Ok(None) => last_error = None,
+            Ok(Some((hash, v))) => {
+                verifier.store(v);
+                last = hash;
+                last_error = None;
+                metrics.tls_reloads.inc();
+                tracing::info!(client_ca = %path.display(), "enforcing a rotated client CA bundle");
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                if last_error.as_deref() != Some(msg.as_str()) {
+                    metrics.tls_reload_failures.inc();
+                    tracing::warn!(error = %msg, "client CA file changed but cannot be used yet; still enforcing the previous bundle");
+                    last_error = Some(msg);
+                }
+            }
+        }
+    }
 }
 
 async fn reload_loop(
