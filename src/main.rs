@@ -23,9 +23,10 @@ fn main() {
     }
 }
 
-/// The error and its causes on one line. Our error types already print their cause in their own
-/// message (`failed to read policy file /x: No such file...`), so a cause whose text is already
-/// there is not repeated.
+/// The error and its causes on one line. Our error types print their cause in their own message
+/// (`failed to read policy file /x: No such file...`) and do not chain it again as a `source`;
+/// the causes chained here come from `anyhow` context and foreign errors, and one whose text is
+/// already in the line is not repeated.
 fn error_chain(e: &anyhow::Error) -> String {
     let mut msg = e.to_string();
     for cause in e.chain().skip(1) {

@@ -520,3 +520,29 @@ fn certs_writes_a_pair_for_the_service_names_and_prints_the_ca_bundle() {
     assert_eq!(code, Some(2));
     assert!(err.contains("not a DNS label"), "{err}");
 }
+
+#[test]
+fn a_missing_certificate_stops_the_start_naming_the_file_and_the_cause_once() {
+    let (code, _, err) = run(&[
+        "serve",
+        "--no-cluster",
+        "--tls-cert",
+        "/nonexistent/tls.crt",
+        "--tls-key",
+        "/nonexistent/tls.key",
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("storage-policy-webhook: "))
+        .unwrap_or_else(|| panic!("no error line: {err}"));
+    assert!(
+        line.contains("failed to read certificate file /nonexistent/tls.crt"),
+        "{line}"
+    );
+    assert_eq!(
+        line.matches("No such file or directory").count(),
+        1,
+        "{line}"
+    );
+}

@@ -47,21 +47,20 @@ impl Endpoint {
 #[derive(Debug, thiserror::Error)]
 pub enum ReviewError {
     #[error("malformed AdmissionReview: {0}")]
-    Json(#[source] serde_json::Error),
+    Json(serde_json::Error),
     #[error(
         "expected an admission.k8s.io/v1 AdmissionReview, got apiVersion {api_version:?} kind {kind:?}"
     )]
     WrongType { api_version: String, kind: String },
     #[error("AdmissionReview has no request")]
     NoRequest,
-    #[error("malformed {kind} in AdmissionReview request: {source}")]
+    #[error("malformed {kind} in AdmissionReview request: {cause}")]
     Object {
         kind: String,
-        #[source]
-        source: serde_json::Error,
+        cause: serde_json::Error,
     },
     #[error("failed to encode the response: {0}")]
-    Encode(#[source] serde_json::Error),
+    Encode(serde_json::Error),
 }
 
 /// Who and what a review was about, for logs and metrics (no object content).
@@ -266,7 +265,7 @@ where
                 .next()
                 .unwrap_or("object")
                 .to_owned(),
-            source,
+            cause: source,
         })?;
     let req: AdmissionRequest<K> = review.try_into().map_err(|_| ReviewError::NoRequest)?;
     let meta = req

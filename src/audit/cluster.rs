@@ -22,18 +22,16 @@ pub const PAGE_SIZE: u32 = 500;
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
     #[error("failed to connect to the cluster (kubeconfig or in-cluster config): {0}")]
-    Connect(#[source] kube::Error),
-    #[error("failed to list {what}: {source}")]
+    Connect(kube::Error),
+    #[error("failed to list {what}: {cause}")]
     List {
         what: &'static str,
-        #[source]
-        source: kube::Error,
+        cause: kube::Error,
     },
-    #[error("failed to encode a {what} object: {source}")]
+    #[error("failed to encode a {what} object: {cause}")]
     Encode {
         what: &'static str,
-        #[source]
-        source: serde_json::Error,
+        cause: serde_json::Error,
     },
 }
 
@@ -55,10 +53,10 @@ where
         if let Some(t) = &token {
             lp = lp.continue_token(t);
         }
-        let page = api
-            .list(&lp)
-            .await
-            .map_err(|source| ClusterError::List { what, source })?;
+        let page = api.list(&lp).await.map_err(|source| ClusterError::List {
+            what,
+            cause: source,
+        })?;
         items.extend(page.items);
         progress(what, items.len());
         match page.metadata.continue_ {
@@ -75,8 +73,10 @@ fn add_all<K: Serialize>(
     items: Vec<K>,
 ) -> Result<(), ClusterError> {
     for item in items {
-        let value =
-            serde_json::to_value(&item).map_err(|source| ClusterError::Encode { what, source })?;
+        let value = serde_json::to_value(&item).map_err(|source| ClusterError::Encode {
+            what,
+            cause: source,
+        })?;
         inventory.add(Document {
             source: Source::default(),
             value,

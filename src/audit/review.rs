@@ -134,11 +134,10 @@ impl AuditedKind {
 pub enum AuditError {
     #[error("not an object the webhook reviews")]
     NotAudited,
-    #[error("malformed {kind}: {source}")]
+    #[error("malformed {kind}: {cause}")]
     Malformed {
         kind: &'static str,
-        #[source]
-        source: serde_json::Error,
+        cause: serde_json::Error,
     },
     #[error(transparent)]
     Review(#[from] ReviewError),
@@ -331,7 +330,7 @@ pub fn audit_object(
     let kind = audited_kind(api_version, kind_name).ok_or(AuditError::NotAudited)?;
     (kind.decode)(&doc.value).map_err(|source| AuditError::Malformed {
         kind: kind.kind,
-        source,
+        cause: source,
     })?;
     let (object, namespace) = as_created(kind, &doc.value);
     let name = object

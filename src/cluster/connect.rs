@@ -15,20 +15,15 @@ pub const SERVICE_ACCOUNT_TOKEN: &str = "/var/run/secrets/kubernetes.io/servicea
 /// the watches retry it with backoff.)
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
-    #[error("failed to load kubeconfig {}: {source}", display_paths(paths))]
+    #[error("failed to load kubeconfig {}: {cause}", display_paths(paths))]
     Kubeconfig {
         paths: Vec<PathBuf>,
-        #[source]
-        source: KubeconfigError,
+        cause: KubeconfigError,
     },
     #[error("failed to load the in-cluster service account configuration: {0}")]
-    InCluster(#[source] InClusterError),
-    #[error("failed to build the Kubernetes client for {url}: {source}")]
-    Client {
-        url: String,
-        #[source]
-        source: kube::Error,
-    },
+    InCluster(InClusterError),
+    #[error("failed to build the Kubernetes client for {url}: {cause}")]
+    Client { url: String, cause: kube::Error },
 }
 
 fn display_paths(paths: &[PathBuf]) -> String {
@@ -106,7 +101,7 @@ impl ConfigSource {
             ConfigSource::Kubeconfig(paths) => {
                 let err = |source| ConnectError::Kubeconfig {
                     paths: paths.clone(),
-                    source,
+                    cause: source,
                 };
                 let mut merged = Kubeconfig::default();
                 for p in paths {
@@ -148,7 +143,7 @@ pub async fn connect_with(env: &ConfigEnv) -> Result<Option<Client>, ConnectErro
     let url = config.cluster_url.to_string();
     let client = Client::try_from(config).map_err(|source| ConnectError::Client {
         url: url.clone(),
-        source,
+        cause: source,
     })?;
     tracing::info!(api_server = %url, config = %source.describe(), "using the Kubernetes API server");
     Ok(Some(client))

@@ -19,19 +19,17 @@ pub const KEY_FILE: &str = "tls.key";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CertError {
-    #[error("failed to generate the {what}: {source}")]
+    #[error("failed to generate the {what}: {cause}")]
     Generate {
         what: &'static str,
-        #[source]
-        source: rcgen::Error,
+        cause: rcgen::Error,
     },
     #[error("invalid validity of {0} days")]
     Validity(u32),
-    #[error("failed to write {path}: {source}")]
+    #[error("failed to write {path}: {cause}")]
     Write {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 
@@ -106,7 +104,7 @@ impl Generated {
     pub fn write_to(&self, dir: &Path) -> Result<(), CertError> {
         std::fs::create_dir_all(dir).map_err(|source| CertError::Write {
             path: dir.to_owned(),
-            source,
+            cause: source,
         })?;
         write_file(&dir.join(CA_FILE), self.ca_pem.as_bytes(), 0o644)?;
         write_file(&dir.join(CERT_FILE), self.cert_pem.as_bytes(), 0o644)?;
@@ -121,7 +119,7 @@ fn write_file(path: &Path, content: &[u8], mode: u32) -> Result<(), CertError> {
     use std::os::unix::fs::OpenOptionsExt;
     let err = |source| CertError::Write {
         path: path.to_owned(),
-        source,
+        cause: source,
     };
     let name = path
         .file_name()
@@ -143,7 +141,12 @@ fn write_file(path: &Path, content: &[u8], mode: u32) -> Result<(), CertError> {
 
 /// Generates a fresh CA and a serving certificate for `req`, both ECDSA P-256.
 pub fn generate(req: &CertRequest) -> Result<Generated, CertError> {
-    let gen_err = |what| move |source| CertError::Generate { what, source };
+    let gen_err = |what| {
+        move |source| CertError::Generate {
+            what,
+            cause: source,
+        }
+    };
     if req.days == 0 {
         return Err(CertError::Validity(req.days));
     }

@@ -52,12 +52,11 @@ pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 pub enum ServerError {
     #[error(transparent)]
     Tls(#[from] TlsError),
-    #[error("failed to bind {what} listener {addr}: {source}")]
+    #[error("failed to bind {what} listener {addr}: {cause}")]
     Bind {
         what: &'static str,
         addr: SocketAddr,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 
@@ -141,7 +140,7 @@ impl HttpsServer {
             .map_err(|source| ServerError::Bind {
                 what: "webhook",
                 addr,
-                source,
+                cause: source,
             })?;
         Ok(HttpsServer {
             listener,
@@ -350,7 +349,7 @@ pub async fn run(
         .map_err(|source| ServerError::Bind {
             what: "admin",
             addr: config.admin_listen,
-            source,
+            cause: source,
         })?;
     let https_addr = https.local_addr().unwrap_or(config.listen);
     let admin_addr = admin.local_addr().unwrap_or(config.admin_listen);

@@ -34,12 +34,11 @@ pub const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("failed to read {what} file {path}: {source}")]
+    #[error("failed to read {what} file {path}: {cause}")]
     Read {
         what: &'static str,
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{what} file {path} is not PEM: {detail}")]
     NotPem {
@@ -55,22 +54,14 @@ pub enum TlsError {
     },
     #[error("private key file {key} does not match the certificate in {cert}")]
     Mismatch { cert: PathBuf, key: PathBuf },
-    #[error("private key file {path} cannot be used: {source}")]
-    BadKey {
-        path: PathBuf,
-        #[source]
-        source: rustls::Error,
-    },
-    #[error("certificate file {path} cannot be used: {source}")]
-    BadCert {
-        path: PathBuf,
-        #[source]
-        source: rustls::Error,
-    },
+    #[error("private key file {path} cannot be used: {cause}")]
+    BadKey { path: PathBuf, cause: rustls::Error },
+    #[error("certificate file {path} cannot be used: {cause}")]
+    BadCert { path: PathBuf, cause: rustls::Error },
     #[error("client CA file {path} cannot be used: {detail}")]
     ClientCa { path: PathBuf, detail: String },
     #[error("invalid TLS configuration: {0}")]
-    Config(#[source] rustls::Error),
+    Config(rustls::Error),
 }
 
 /// Where the serving certificate and key live.
@@ -99,7 +90,7 @@ fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
     std::fs::read(path).map_err(|source| TlsError::Read {
         what,
         path: path.to_owned(),
-        source,
+        cause: source,
     })
 }
 
@@ -162,7 +153,7 @@ pub fn parse_pair(
         .load_private_key(key)
         .map_err(|source| TlsError::BadKey {
             path: key_path.to_owned(),
-            source,
+            cause: source,
         })?;
     let certified = CertifiedKey::new(chain, signing_key);
     match certified.keys_match() {
@@ -177,7 +168,7 @@ pub fn parse_pair(
         }
         Err(source) => Err(TlsError::BadCert {
             path: cert_path.to_owned(),
-            source,
+            cause: source,
         }),
     }
 }
