@@ -546,3 +546,57 @@ fn a_missing_certificate_stops_the_start_naming_the_file_and_the_cause_once() {
         "{line}"
     );
 }
+
+/// `SPW_DRY_RUN` as operators write booleans in manifests: 1/0, yes/no, on/off, true/false.
+#[test]
+fn boolean_environment_variables_accept_the_usual_spellings() {
+    use std::io::Write as _;
+    let review = |value: &str| -> (Option<i32>, String) {
+        let mut child = Command::new(BIN)
+            .args([
+                "review",
+                "--endpoint",
+                "validate",
+                "--config",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/policy.yaml"),
+            ])
+            .env("SPW_DRY_RUN", value)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(include_bytes!(
+                "fixtures/validate-pvc-rwx-block.review.json"
+            ))
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let allowed = |value: &str| {
+        let (code, out) = review(value);
+        assert_eq!(code, Some(0), "SPW_DRY_RUN={value}: {out}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        v["response"]["allowed"].as_bool().unwrap()
+    };
+    for yes in ["1", "yes", "on", "true", "True"] {
+        assert!(
+            allowed(yes),
+            "SPW_DRY_RUN={yes} turns the denial into a warning"
+        );
+    }
+    for no in ["0", "no", "off", "false"] {
+        assert!(!allowed(no), "SPW_DRY_RUN={no} keeps the denial");
+    }
+    let (code, out) = review("maybe");
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("--dry-run"), "{out}");
+}

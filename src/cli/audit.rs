@@ -9,6 +9,7 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
 use anyhow::Context;
+use clap::builder::BoolishValueParser;
 use clap::{Args, ValueEnum};
 
 use crate::audit::report::{self, Meta, Style};
@@ -34,11 +35,11 @@ pub struct AuditArgs {
     #[arg(long, short, value_enum, default_value_t = OutputFormat::Text, env = "SPW_AUDIT_OUTPUT")]
     pub output: OutputFormat,
     /// Every rule in audit mode, whatever the policy says (what `serve --dry-run` would do).
-    #[arg(long, env = "SPW_DRY_RUN")]
+    #[arg(long, env = "SPW_DRY_RUN", value_parser = BoolishValueParser::new())]
     pub dry_run: bool,
     /// Audit the live PersistentVolumeClaims, PersistentVolumes and StatefulSets of the current
     /// kubeconfig context instead of files.
-    #[arg(long, env = "SPW_AUDIT_CLUSTER", conflicts_with = "paths")]
+    #[arg(long, env = "SPW_AUDIT_CLUSTER", conflicts_with = "paths", value_parser = BoolishValueParser::new())]
     pub cluster: bool,
     /// With --cluster: only this namespace (and the PersistentVolumes bound to its claims).
     #[arg(long, short, env = "SPW_AUDIT_NAMESPACE")]

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
+use clap::builder::BoolishValueParser;
 
 use crate::admission::{self, Endpoint};
 use crate::policy::Policy;
@@ -19,7 +20,7 @@ pub struct ReviewArgs {
     #[arg(long, value_parser = ["mutate", "validate"])]
     pub endpoint: String,
     /// Every rule in audit mode, whatever the policy says.
-    #[arg(long, env = "SPW_DRY_RUN")]
+    #[arg(long, env = "SPW_DRY_RUN", value_parser = BoolishValueParser::new())]
     pub dry_run: bool,
 }
 

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use clap::builder::BoolishValueParser;
 use clap::{Args, ValueEnum};
 
 use crate::cluster::{self, ClusterMetrics, ClusterStatus};
@@ -80,12 +81,12 @@ pub struct ServeArgs {
 
     /// Do not read StorageClasses and Namespaces from a cluster: the policy file's storageClasses
     /// are the whole catalogue.
-    #[arg(long, env = "SPW_NO_CLUSTER")]
+    #[arg(long, env = "SPW_NO_CLUSTER", value_parser = BoolishValueParser::new())]
     pub no_cluster: bool,
 
     /// Every rule in audit mode, whatever the policy says: nothing is denied or patched;
     /// findings become warnings, audit annotations, metrics and logs.
-    #[arg(long, env = "SPW_DRY_RUN")]
+    #[arg(long, env = "SPW_DRY_RUN", value_parser = BoolishValueParser::new())]
     pub dry_run: bool,
 
     /// Log format.
