@@ -1,6 +1,7 @@
 //! The load suite: the webhook beside a baseline server, measured side by side in one run.
 //!
-//! `cargo bench --bench load` (add `-- --quick` for a short smoke run). Under five minutes on two
+//! `cargo bench --bench load` (add `-- --quick` for a short smoke run, `-- --h2` to speak HTTP/2
+//! instead of HTTP/1.1). Under five minutes on two
 //! cores; writes `target/bench/load.json` and prints a Markdown table for BENCHMARKS.md.
 //!
 //! - **Baseline**: the same rustls configuration (`server::tls::Tls`), the same HTTP stack
@@ -343,7 +344,15 @@ fn bodies(endpoint: &str, namespace: Option<&str>) -> Vec<Bytes> {
     out
 }
 
-fn client_config(ca_pem: &str) -> Arc<rustls::ClientConfig> {
+/// The client's HTTP version: HTTP/1.1 with keep-alive as kube-apiserver speaks it, or HTTP/2
+/// (ALPN `h2`, one stream at a time per connection) with `--h2`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Protocol {
+    H1,
+    H2,
+}
+
+fn client_config(ca_pem: &str, protocol: Protocol) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
         roots.add(c.expect("ca pem")).expect("ca");
@@ -355,11 +364,17 @@ fn client_config(ca_pem: &str) -> Arc<rustls::ClientConfig> {
     .expect("versions")
     .with_root_certificates(roots)
     .with_no_client_auth();
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    cfg.alpn_protocols = match protocol {
+        Protocol::H1 => vec![b"http/1.1".to_vec()],
+        Protocol::H2 => vec![b"h2".to_vec()],
+    };
     Arc::new(cfg)
 }
 
-type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+enum Sender {
+    H1(hyper::client::conn::http1::SendRequest<Full<Bytes>>),
+    H2(hyper::client::conn::http2::SendRequest<Full<Bytes>>),
+}
 
 async fn connect(addr: SocketAddr, tls: Arc<rustls::ClientConfig>) -> Sender {
     let tcp = TcpStream::connect(addr).await.expect("connect");
@@ -368,24 +383,50 @@ async fn connect(addr: SocketAddr, tls: Arc<rustls::ClientConfig>) -> Sender {
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
         .await
         .expect("tls");
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+    if stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice()) {
+        let (sender, conn) = hyper::client::conn::http2::handshake(
+            hyper_util::rt::TokioExecutor::new(),
+            TokioIo::new(stream),
+        )
         .await
-        .expect("http1");
-    tokio::spawn(conn);
-    sender
+        .expect("http2");
+        tokio::spawn(conn);
+        Sender::H2(sender)
+    } else {
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .expect("http1");
+        tokio::spawn(conn);
+        Sender::H1(sender)
+    }
 }
 
 /// Sends one review; returns whether the answer was a 200 with an AdmissionReview.
 async fn send(sender: &mut Sender, path: &str, body: &Bytes) -> bool {
-    if sender.ready().await.is_err() {
+    let ready = match sender {
+        Sender::H1(s) => s.ready().await,
+        Sender::H2(s) => s.ready().await,
+    };
+    if ready.is_err() {
         return false;
     }
-    let req = Request::post(path)
+    let req = Request::post(format!("https://localhost{path}"))
         .header("content-type", "application/json")
-        .header("host", "localhost")
         .body(Full::new(body.clone()))
         .unwrap();
-    match sender.send_request(req).await {
+    let answer = match sender {
+        Sender::H1(s) => {
+            // HTTP/1.1 sends the path alone and the authority in Host.
+            let (mut parts, body) = req.into_parts();
+            parts.uri = path.parse().expect("path");
+            parts
+                .headers
+                .insert("host", hyper::header::HeaderValue::from_static("localhost"));
+            s.send_request(Request::from_parts(parts, body)).await
+        }
+        Sender::H2(s) => s.send_request(req).await,
+    };
+    match answer {
         Ok(resp) => {
             let ok = resp.status() == 200;
             match resp.into_body().collect().await {
@@ -611,12 +652,17 @@ fn catalog_in_process(per_size: usize) -> Vec<(usize, Vec<u64>)> {
 
 fn orchestrate() {
     let quick = std::env::args().any(|a| a == "--quick");
+    let protocol = if std::env::args().any(|a| a == "--h2") {
+        Protocol::H2
+    } else {
+        Protocol::H1
+    };
     let secs = |full: u64, q: u64| Duration::from_secs(if quick { q } else { full });
     let connections = 16;
     let dir = tempfile::tempdir().expect("tempdir");
     let generated = certs::generate(&CertRequest::for_localhost(None, 2)).expect("certs");
     generated.write_to(dir.path()).expect("write certs");
-    let tls = client_config(&generated.ca_pem);
+    let tls = client_config(&generated.ca_pem, protocol);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -640,8 +686,16 @@ fn orchestrate() {
             )
             .unwrap_or_default()
     );
-    println!("machine: {machine}");
+    println!("machine: {machine}; client protocol: {protocol:?}");
     report.insert("machine".into(), json!(machine));
+    report.insert("protocol".into(), json!(format!("{protocol:?}")));
+    md.push_str(&format!(
+        "Client protocol: {}.\n\n",
+        match protocol {
+            Protocol::H1 => "HTTP/1.1 with keep-alive",
+            Protocol::H2 => "HTTP/2 (ALPN h2), one stream at a time per connection",
+        }
+    ));
 
     // 1. Closed-loop throughput, alternating the four servers twice per endpoint.
     md.push_str(
