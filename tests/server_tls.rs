@@ -491,6 +491,16 @@ async fn secret_volume_symlink_swap_is_picked_up() {
     server.stop().await;
 }
 
+/// Whether a review sent over a new connection with `cfg` is answered. With TLS 1.3 the client
+/// may finish its side of the handshake before the server's alert arrives; a refusal then
+/// surfaces on the first request. Either way nothing is answered.
+async fn answered(addr: SocketAddr, cfg: Arc<rustls::ClientConfig>) -> bool {
+    match H1::connect(addr, cfg).await {
+        Ok(mut c) => c.post("/validate?timeout=10s", PVC_RWX_NFS).await.is_ok(),
+        Err(_) => false,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_certificates_are_required_when_a_client_ca_is_set() {
     let dir = tempfile::tempdir().unwrap();
@@ -503,14 +513,6 @@ async fn client_certificates_are_required_when_a_client_ca_is_set() {
     let server =
         TestServer::start(&cert, &key, Some(&ca_path), routes::DEFAULT_MAX_BODY_BYTES).await;
 
-    // With TLS 1.3 the client may finish its side of the handshake before the server's alert
-    // arrives; the refusal then surfaces on the first request. Either way nothing is answered.
-    async fn answered(addr: SocketAddr, cfg: Arc<rustls::ClientConfig>) -> bool {
-        match H1::connect(addr, cfg).await {
-            Ok(mut c) => c.post("/validate?timeout=10s", PVC_RWX_NFS).await.is_ok(),
-            Err(_) => false,
-        }
-    }
     assert!(
         !answered(server.addr, ClientOpts::apiserver(&pki.ca_pem).config()).await,
         "no client certificate: refused"
@@ -561,12 +563,6 @@ async fn a_rotated_client_ca_is_enforced_without_a_restart() {
         ..ClientOpts::apiserver(&pki.ca_pem)
     }
     .config();
-    async fn answered(addr: SocketAddr, cfg: Arc<rustls::ClientConfig>) -> bool {
-        match H1::connect(addr, cfg).await {
-            Ok(mut c) => c.post("/validate?timeout=10s", PVC_RWX_NFS).await.is_ok(),
-            Err(_) => false,
-        }
-    }
     assert!(answered(server.addr, old_client.clone()).await);
     assert!(!answered(server.addr, new_client.clone()).await);
 

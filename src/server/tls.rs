@@ -401,15 +401,22 @@ impl Tls {
         let hash = self.initial_hash;
         let interval = self.interval;
         if let Some(ca) = &self.client_ca {
-            tokio::spawn(client_ca_loop(
-                Arc::downgrade(&ca.verifier),
-                ca.path.clone(),
+            tokio::spawn(follow(
+                ClientCaBundle {
+                    verifier: Arc::downgrade(&ca.verifier),
+                    path: ca.path.clone(),
+                },
                 ca.hash,
                 interval,
                 metrics.clone(),
             ));
         }
-        tokio::spawn(reload_loop(resolver, files, hash, interval, metrics))
+        tokio::spawn(follow(
+            ServingPair { resolver, files },
+            hash,
+            interval,
+            metrics,
+        ))
     }
 }
 
@@ -444,66 +451,101 @@ fn client_verifier(
         })
 }
 
-/// Follows the client CA bundle: a changed file that parses replaces the bundle for new
-/// handshakes; one that does not is reported once and the previous bundle stays.
-async fn client_ca_loop(
-    verifier: Weak<ReloadingClientVerifier>,
-    path: PathBuf,
-    mut last: [u8; 32],
-    interval: Duration,
-    metrics: Arc<Metrics>,
-) {
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticker.tick().await;
-    let mut last_error: Option<String> = None;
-    loop {
-        ticker.tick().await;
-        let Some(verifier) = verifier.upgrade() else {
+/// What a poller does with the files it follows.
+trait Followed: Send + Sync + 'static {
+    /// What the files become once they parse.
+    type Value: Send + 'static;
+    /// Reads the files: their content hash (`None` when unreadable) and what they parse to.
+    fn read(&self) -> (Option<[u8; 32]>, Result<Self::Value, TlsError>);
+    /// Puts a changed, parsed value into service.
+    fn apply(&self, value: Self::Value, metrics: &Metrics);
+    /// Whether what the value is for still exists (the server's TLS configuration).
+    fn alive(&self) -> bool;
+    /// The files, and what stays in service while a change cannot be used, for the warning.
+    const WHAT: &'static str;
+    const KEPT: &'static str;
+}
+
+/// The serving certificate and key.
+struct ServingPair {
+    resolver: Weak<ReloadingResolver>,
+    files: TlsFiles,
+}
+
+impl Followed for ServingPair {
+    type Value = CertifiedKey;
+    const WHAT: &'static str = "TLS certificate files";
+    const KEPT: &'static str = "still serving the previous certificate";
+
+    fn read(&self) -> (Option<[u8; 32]>, Result<CertifiedKey, TlsError>) {
+        load_files(&self.files)
+    }
+
+    fn alive(&self) -> bool {
+        self.resolver.strong_count() > 0
+    }
+
+    fn apply(&self, key: CertifiedKey, metrics: &Metrics) {
+        let Some(resolver) = self.resolver.upgrade() else {
             return;
         };
-        let p = path.clone();
-        let loaded = match tokio::task::spawn_blocking(move || {
-            let pem = read("client CA", &p)?;
-            let hash = content_hash(&[&pem]);
-            if hash == last {
-                return Ok(None);
-            }
-            client_verifier(&p, &pem, provider()).map(|v| Some((hash, v)))
-        })
-        .await
-        {
-            Ok(r) => r,
-            Err(_) => continue,
-        };
-        match loaded {
-            Ok(None) => last_error = None,
-            Ok(Some((hash, v))) => {
-                verifier.store(v);
-                last = hash;
-                last_error = None;
-                metrics.tls_reloads.inc();
-                tracing::info!(client_ca = %path.display(), "enforcing a rotated client CA bundle");
-            }
-            Err(e) => {
-                let msg = e.to_string();
-                if last_error.as_deref() != Some(msg.as_str()) {
-                    metrics.tls_reload_failures.inc();
-                    tracing::warn!(error = %msg, "client CA file changed but cannot be used yet; still enforcing the previous bundle");
-                    last_error = Some(msg);
-                }
-            }
-        }
+        let fp = key.end_entity_cert().map(fingerprint).unwrap_or_default();
+        record_expiry(metrics, &key);
+        resolver.store(key);
+        tracing::info!(cert = %self.files.cert.display(), fingerprint = %fp, "serving a rotated TLS certificate");
     }
 }
 
-async fn reload_loop(
-    resolver: Weak<ReloadingResolver>,
-    files: TlsFiles,
+/// The client CA bundle.
+struct ClientCaBundle {
+    verifier: Weak<ReloadingClientVerifier>,
+    path: PathBuf,
+}
+
+impl Followed for ClientCaBundle {
+    type Value = Arc<dyn ClientCertVerifier>;
+    const WHAT: &'static str = "client CA file";
+    const KEPT: &'static str = "still enforcing the previous client CA bundle";
+
+    fn read(
+        &self,
+    ) -> (
+        Option<[u8; 32]>,
+        Result<Arc<dyn ClientCertVerifier>, TlsError>,
+    ) {
+        match read("client CA", &self.path) {
+            Ok(pem) => (
+                Some(content_hash(&[&pem])),
+                client_verifier(&self.path, &pem, provider()),
+            ),
+            Err(e) => (None, Err(e)),
+        }
+    }
+
+    fn alive(&self) -> bool {
+        self.verifier.strong_count() > 0
+    }
+
+    fn apply(&self, verifier: Arc<dyn ClientCertVerifier>, _metrics: &Metrics) {
+        let Some(current) = self.verifier.upgrade() else {
+            return;
+        };
+        current.store(verifier);
+        tracing::info!(client_ca = %self.path.display(), "enforcing a rotated client CA bundle");
+    }
+}
+
+/// Polls `followed` every `interval` on the blocking pool. Files whose content changed are put
+/// into service once they parse; a change that cannot be used yet (half written, mismatched) is
+/// reported once per distinct error and looked at again on the next tick. Ends when the
+/// server's TLS configuration is dropped.
+async fn follow<F: Followed>(
+    followed: F,
     mut last: [u8; 32],
     interval: Duration,
     metrics: Arc<Metrics>,
 ) {
+    let followed = Arc::new(followed);
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await;
@@ -511,11 +553,11 @@ async fn reload_loop(
     let mut last_error: Option<String> = None;
     loop {
         ticker.tick().await;
-        let Some(resolver) = resolver.upgrade() else {
+        if !followed.alive() {
             return;
-        };
-        let f = files.clone();
-        let (hash, result) = match tokio::task::spawn_blocking(move || load_files(&f)).await {
+        }
+        let f = followed.clone();
+        let (hash, result) = match tokio::task::spawn_blocking(move || f.read()).await {
             Ok(r) => r,
             Err(_) => continue,
         };
@@ -524,21 +566,17 @@ async fn reload_loop(
             continue;
         }
         match result {
-            Ok(key) => {
-                let fp = key.end_entity_cert().map(fingerprint).unwrap_or_default();
-                record_expiry(&metrics, &key);
-                resolver.store(key);
-                last = hash.expect("a parsed pair was read");
+            Ok(value) => {
+                followed.apply(value, &metrics);
+                last = hash.expect("parsed files were read");
                 last_error = None;
                 metrics.tls_reloads.inc();
-                tracing::info!(cert = %files.cert.display(), fingerprint = %fp, "serving a rotated TLS certificate");
             }
             Err(e) => {
-                // A half-written or mismatched pair: keep serving the old one and look again.
                 let msg = e.to_string();
                 if last_error.as_deref() != Some(msg.as_str()) {
                     metrics.tls_reload_failures.inc();
-                    tracing::warn!(error = %msg, "TLS certificate files changed but cannot be used yet; still serving the previous certificate");
+                    tracing::warn!(error = %msg, "{} changed but cannot be used yet; {}", F::WHAT, F::KEPT);
                     last_error = Some(msg);
                 }
             }
