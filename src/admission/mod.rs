@@ -259,13 +259,13 @@ where
     K: Resource + DeserializeOwned,
 {
     let review: AdmissionReview<K> =
-        serde_json::from_slice(body).map_err(|source| ReviewError::Object {
+        serde_json::from_slice(body).map_err(|cause| ReviewError::Object {
             kind: std::any::type_name::<K>()
                 .rsplit("::")
                 .next()
                 .unwrap_or("object")
                 .to_owned(),
-            cause: source,
+            cause,
         })?;
     let req: AdmissionRequest<K> = review.try_into().map_err(|_| ReviewError::NoRequest)?;
     let meta = req

@@ -53,10 +53,10 @@ where
         if let Some(t) = &token {
             lp = lp.continue_token(t);
         }
-        let page = api.list(&lp).await.map_err(|source| ClusterError::List {
-            what,
-            cause: source,
-        })?;
+        let page = api
+            .list(&lp)
+            .await
+            .map_err(|cause| ClusterError::List { what, cause })?;
         items.extend(page.items);
         progress(what, items.len());
         match page.metadata.continue_ {
@@ -73,10 +73,8 @@ fn add_all<K: Serialize>(
     items: Vec<K>,
 ) -> Result<(), ClusterError> {
     for item in items {
-        let value = serde_json::to_value(&item).map_err(|source| ClusterError::Encode {
-            what,
-            cause: source,
-        })?;
+        let value =
+            serde_json::to_value(&item).map_err(|cause| ClusterError::Encode { what, cause })?;
         inventory.add(Document {
             source: Source::default(),
             value,

@@ -328,9 +328,9 @@ pub fn audit_object(
         .and_then(Value::as_str)
         .unwrap_or_default();
     let kind = audited_kind(api_version, kind_name).ok_or(AuditError::NotAudited)?;
-    (kind.decode)(&doc.value).map_err(|source| AuditError::Malformed {
+    (kind.decode)(&doc.value).map_err(|cause| AuditError::Malformed {
         kind: kind.kind,
-        cause: source,
+        cause,
     })?;
     let (object, namespace) = as_created(kind, &doc.value);
     let name = object

@@ -99,9 +99,9 @@ impl ConfigSource {
         match self {
             ConfigSource::InCluster => Config::incluster().map_err(ConnectError::InCluster),
             ConfigSource::Kubeconfig(paths) => {
-                let err = |source| ConnectError::Kubeconfig {
+                let err = |cause| ConnectError::Kubeconfig {
                     paths: paths.clone(),
-                    cause: source,
+                    cause,
                 };
                 let mut merged = Kubeconfig::default();
                 for p in paths {
@@ -141,9 +141,9 @@ pub async fn connect_with(env: &ConfigEnv) -> Result<Option<Client>, ConnectErro
     };
     let config = source.load().await?;
     let url = config.cluster_url.to_string();
-    let client = Client::try_from(config).map_err(|source| ConnectError::Client {
+    let client = Client::try_from(config).map_err(|cause| ConnectError::Client {
         url: url.clone(),
-        cause: source,
+        cause,
     })?;
     tracing::info!(api_server = %url, config = %source.describe(), "using the Kubernetes API server");
     Ok(Some(client))

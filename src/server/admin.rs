@@ -113,15 +113,7 @@ impl AdminServer {
         let listener = self.listener;
         tokio::spawn(async move {
             loop {
-                let tcp = match listener.accept().await {
-                    Ok((tcp, _)) => tcp,
-                    Err(e) => {
-                        // Out of file descriptors and the like: back off instead of spinning.
-                        tracing::warn!(error = %e, "admin listener failed to accept a connection");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                };
+                let (tcp, _) = super::accept(&listener, "admin").await;
                 let (app, http) = (app.clone(), http.clone());
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(

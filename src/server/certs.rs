@@ -102,9 +102,9 @@ impl Generated {
 
     /// Writes `ca.crt`, `tls.crt` and `tls.key` (mode 0600) into `dir`, creating it.
     pub fn write_to(&self, dir: &Path) -> Result<(), CertError> {
-        std::fs::create_dir_all(dir).map_err(|source| CertError::Write {
+        std::fs::create_dir_all(dir).map_err(|cause| CertError::Write {
             path: dir.to_owned(),
-            cause: source,
+            cause,
         })?;
         write_file(&dir.join(CA_FILE), self.ca_pem.as_bytes(), 0o644)?;
         write_file(&dir.join(CERT_FILE), self.cert_pem.as_bytes(), 0o644)?;
@@ -117,9 +117,9 @@ impl Generated {
 /// never sees it half-written; the mode is set before any content lands.
 fn write_file(path: &Path, content: &[u8], mode: u32) -> Result<(), CertError> {
     use std::os::unix::fs::OpenOptionsExt;
-    let err = |source| CertError::Write {
+    let err = |cause| CertError::Write {
         path: path.to_owned(),
-        cause: source,
+        cause,
     };
     let name = path
         .file_name()
@@ -141,12 +141,7 @@ fn write_file(path: &Path, content: &[u8], mode: u32) -> Result<(), CertError> {
 
 /// Generates a fresh CA and a serving certificate for `req`, both ECDSA P-256.
 pub fn generate(req: &CertRequest) -> Result<Generated, CertError> {
-    let gen_err = |what| {
-        move |source| CertError::Generate {
-            what,
-            cause: source,
-        }
-    };
+    let gen_err = |what| move |cause| CertError::Generate { what, cause };
     if req.days == 0 {
         return Err(CertError::Validity(req.days));
     }

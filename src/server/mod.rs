@@ -60,6 +60,23 @@ pub enum ServerError {
     },
 }
 
+/// Accepts the next connection. Errors such as running out of file descriptors are logged and
+/// retried after a pause instead of spinning.
+pub(crate) async fn accept(
+    listener: &TcpListener,
+    which: &'static str,
+) -> (tokio::net::TcpStream, SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok(c) => return c,
+            Err(e) => {
+                tracing::warn!(listener = which, error = %e, "failed to accept a connection");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
 /// Connection limits of the HTTPS listener.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
@@ -137,10 +154,10 @@ impl HttpsServer {
     ) -> Result<HttpsServer, ServerError> {
         let listener = TcpListener::bind(addr)
             .await
-            .map_err(|source| ServerError::Bind {
+            .map_err(|cause| ServerError::Bind {
                 what: "webhook",
                 addr,
-                cause: source,
+                cause,
             })?;
         Ok(HttpsServer {
             listener,
@@ -203,15 +220,7 @@ impl HttpsServer {
             let (tcp, peer) = tokio::select! {
                 biased;
                 () = &mut stop => break,
-                r = listener.accept() => match r {
-                    Ok(c) => c,
-                    Err(e) => {
-                        // Out of file descriptors and the like: back off instead of spinning.
-                        tracing::warn!(error = %e, "failed to accept a connection");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                },
+                c = accept(&listener, "webhook") => c,
             };
             let watcher = graceful.watcher();
             let (acceptor, router, metrics, h1, h2, closing) = (
@@ -346,10 +355,10 @@ pub async fn run(
     .close_keep_alive_when_shutting_down(ctx.readiness.clone());
     let admin = admin::AdminServer::bind(config.admin_listen)
         .await
-        .map_err(|source| ServerError::Bind {
+        .map_err(|cause| ServerError::Bind {
             what: "admin",
             addr: config.admin_listen,
-            cause: source,
+            cause,
         })?;
     let https_addr = https.local_addr().unwrap_or(config.listen);
     let admin_addr = admin.local_addr().unwrap_or(config.admin_listen);

@@ -161,92 +161,90 @@ fn too_large(limit: usize) -> Response {
 async fn handle(endpoint: Endpoint, app: AppState, req: Request) -> Response {
     let start = Instant::now();
     let endpoint_name = endpoint.as_str();
-    {
-        let limit = deadline(req.uri().query());
-        let (parts, body) = req.into_parts();
-        if content_length(&parts.headers).is_some_and(|n| n > app.max_body_bytes as u64) {
-            tracing::warn!(
-                endpoint = endpoint_name,
-                limit = app.max_body_bytes,
-                "request body over the limit refused"
-            );
-            app.metrics
-                .request_failed(endpoint, RequestOutcome::BadRequest, start.elapsed());
-            return too_large(app.max_body_bytes);
-        }
-        let answer = tokio::time::timeout(limit, async {
-            let bytes = match read_body(body, app.max_body_bytes).await {
-                Ok(b) => b,
-                Err(BodyError::TooLarge) => {
-                    tracing::warn!(
-                        endpoint = endpoint_name,
-                        limit = app.max_body_bytes,
-                        "request body over the limit refused"
-                    );
-                    app.metrics.request_failed(
-                        endpoint,
-                        RequestOutcome::BadRequest,
-                        start.elapsed(),
-                    );
-                    return too_large(app.max_body_bytes);
-                }
-                Err(BodyError::Read(e)) => {
-                    tracing::warn!(endpoint = endpoint_name, error = %e, "failed to read the request body");
-                    app.metrics.request_failed(
-                        endpoint,
-                        RequestOutcome::BadRequest,
-                        start.elapsed(),
-                    );
-                    return plain(
-                        StatusCode::BAD_REQUEST,
-                        format!("failed to read the request body: {e}"),
-                    );
-                }
-            };
-            let snapshot = app.state.snapshot();
-            let decided = if bytes.len() > INLINE_DECODE_BYTES {
-                // Decoding megabytes of JSON takes milliseconds: off the async workers.
-                tokio::task::spawn_blocking(move || {
-                    admission::review(endpoint, &snapshot.policy, &snapshot.catalog, &bytes)
-                })
-                .await
-                .expect("the review does not panic")
-            } else {
-                admission::review(endpoint, &snapshot.policy, &snapshot.catalog, &bytes)
-            };
-            match decided {
-                Ok(outcome) => answer(endpoint, &app, &outcome, start),
-                Err(e @ ReviewError::Encode(_)) => {
-                    tracing::error!(endpoint = endpoint_name, error = %e, "failed to encode the answer");
-                    app.metrics
-                        .request_failed(endpoint, RequestOutcome::Error, start.elapsed());
-                    plain(StatusCode::INTERNAL_SERVER_ERROR, e)
-                }
-                Err(e) => {
-                    tracing::warn!(endpoint = endpoint_name, error = %e, "bad AdmissionReview refused");
-                    app.metrics.request_failed(
-                        endpoint,
-                        RequestOutcome::BadRequest,
-                        start.elapsed(),
-                    );
-                    plain(StatusCode::BAD_REQUEST, e)
-                }
-            }
-        })
-        .await;
-        answer.unwrap_or_else(|_| {
-            tracing::warn!(endpoint = endpoint_name, deadline = ?limit, "request not completed within its deadline");
-            app.metrics
-                .request_failed(endpoint, RequestOutcome::Error, start.elapsed());
-            let mut r = plain(
-                StatusCode::REQUEST_TIMEOUT,
-                format!("request not completed within its deadline of {limit:?} (?timeout=)"),
-            );
-            r.headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
-            r
-        })
+    let limit = deadline(req.uri().query());
+    let (parts, body) = req.into_parts();
+    if content_length(&parts.headers).is_some_and(|n| n > app.max_body_bytes as u64) {
+        tracing::warn!(
+            endpoint = endpoint_name,
+            limit = app.max_body_bytes,
+            "request body over the limit refused"
+        );
+        app.metrics
+            .request_failed(endpoint, RequestOutcome::BadRequest, start.elapsed());
+        return too_large(app.max_body_bytes);
     }
+    let answer = tokio::time::timeout(limit, async {
+        let bytes = match read_body(body, app.max_body_bytes).await {
+            Ok(b) => b,
+            Err(BodyError::TooLarge) => {
+                tracing::warn!(
+                    endpoint = endpoint_name,
+                    limit = app.max_body_bytes,
+                    "request body over the limit refused"
+                );
+                app.metrics.request_failed(
+                    endpoint,
+                    RequestOutcome::BadRequest,
+                    start.elapsed(),
+                );
+                return too_large(app.max_body_bytes);
+            }
+            Err(BodyError::Read(e)) => {
+                tracing::warn!(endpoint = endpoint_name, error = %e, "failed to read the request body");
+                app.metrics.request_failed(
+                    endpoint,
+                    RequestOutcome::BadRequest,
+                    start.elapsed(),
+                );
+                return plain(
+                    StatusCode::BAD_REQUEST,
+                    format!("failed to read the request body: {e}"),
+                );
+            }
+        };
+        let snapshot = app.state.snapshot();
+        let decided = if bytes.len() > INLINE_DECODE_BYTES {
+            // Decoding megabytes of JSON takes milliseconds: off the async workers.
+            tokio::task::spawn_blocking(move || {
+                admission::review(endpoint, &snapshot.policy, &snapshot.catalog, &bytes)
+            })
+            .await
+            .expect("the review does not panic")
+        } else {
+            admission::review(endpoint, &snapshot.policy, &snapshot.catalog, &bytes)
+        };
+        match decided {
+            Ok(outcome) => answer(endpoint, &app, &outcome, start),
+            Err(e @ ReviewError::Encode(_)) => {
+                tracing::error!(endpoint = endpoint_name, error = %e, "failed to encode the answer");
+                app.metrics
+                    .request_failed(endpoint, RequestOutcome::Error, start.elapsed());
+                plain(StatusCode::INTERNAL_SERVER_ERROR, e)
+            }
+            Err(e) => {
+                tracing::warn!(endpoint = endpoint_name, error = %e, "bad AdmissionReview refused");
+                app.metrics.request_failed(
+                    endpoint,
+                    RequestOutcome::BadRequest,
+                    start.elapsed(),
+                );
+                plain(StatusCode::BAD_REQUEST, e)
+            }
+        }
+    })
+    .await;
+    answer.unwrap_or_else(|_| {
+        tracing::warn!(endpoint = endpoint_name, deadline = ?limit, "request not completed within its deadline");
+        app.metrics
+            .request_failed(endpoint, RequestOutcome::Error, start.elapsed());
+        let mut r = plain(
+            StatusCode::REQUEST_TIMEOUT,
+            format!("request not completed within its deadline of {limit:?} (?timeout=)"),
+        );
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        r
+    })
 }
 
 /// The span of one review, built once with every field.
@@ -282,9 +280,15 @@ fn answer(endpoint: Endpoint, app: &AppState, outcome: &Outcome, start: Instant)
         }
     };
     let d = &outcome.decision;
-    if let Some(inv) = &d.denial {
+    if d.denial.is_some() {
+        // The answer's Status already holds the denial's message (`admission::invalid_status`).
+        let reason = outcome
+            .response
+            .response
+            .as_ref()
+            .map_or("", |r| r.result.message.as_str());
         review_span(endpoint, info).in_scope(|| {
-            tracing::info!(dry_run = info.dry_run, reason = %inv.message(), "denied");
+            tracing::info!(dry_run = info.dry_run, reason, "denied");
         });
     } else if endpoint == Endpoint::Mutate && !d.patch.is_empty() {
         let reasons: Vec<&str> = d

@@ -87,10 +87,10 @@ pub fn provider() -> Arc<CryptoProvider> {
 }
 
 fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read {
+    std::fs::read(path).map_err(|cause| TlsError::Read {
         what,
         path: path.to_owned(),
-        cause: source,
+        cause,
     })
 }
 
@@ -151,9 +151,9 @@ pub fn parse_pair(
     let signing_key = provider()
         .key_provider
         .load_private_key(key)
-        .map_err(|source| TlsError::BadKey {
+        .map_err(|cause| TlsError::BadKey {
             path: key_path.to_owned(),
-            cause: source,
+            cause,
         })?;
     let certified = CertifiedKey::new(chain, signing_key);
     match certified.keys_match() {
@@ -166,9 +166,9 @@ pub fn parse_pair(
                 key: key_path.to_owned(),
             })
         }
-        Err(source) => Err(TlsError::BadCert {
+        Err(cause) => Err(TlsError::BadCert {
             path: cert_path.to_owned(),
-            cause: source,
+            cause,
         }),
     }
 }
