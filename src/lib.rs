@@ -1,6 +1,7 @@
 //! storage-policy-webhook: a Kubernetes admission webhook that enforces storage policy.
 //!
-//! - [`policy`]: the rules, pure functions of (object, catalog, policy) to a decision.
+//! - [`kinds`]: the one table of kinds the webhook handles.
+//! - [`policy`]: the rules, a registry of pure checks of (object, catalog, policy) to a decision.
 //! - [`admission`]: AdmissionReview in, decision out, AdmissionReview back.
 //! - [`server`]: TLS, routing, reloads, health, metrics and graceful shutdown.
 //! - [`cluster`]: watch caches of StorageClasses, Namespaces and Nodes feeding [`state`].
@@ -12,6 +13,7 @@ pub mod admission;
 pub mod audit;
 pub mod cli;
 pub mod cluster;
+pub mod kinds;
 pub mod policy;
 pub mod server;
 pub mod state;

@@ -85,11 +85,11 @@ impl SharedState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::{LiveClass, config};
+    use crate::policy::LiveClass;
 
     #[test]
     fn live_classes_and_policy_reloads_keep_each_other() {
-        let state = SharedState::new(Policy::new(config::parse("", None).unwrap(), false));
+        let state = SharedState::new(Policy::parse("", None, false).unwrap());
         assert_eq!(state.snapshot().catalog.len(), 0);
         state.update_live(|l| {
             l.classes.push(LiveClass {
@@ -101,14 +101,14 @@ mod tests {
         });
         let before = state.snapshot();
         assert_eq!(before.catalog.default_class(), Some("gp3"));
-        state.set_policy(Policy::new(
-            config::parse(
+        state.set_policy(
+            Policy::parse(
                 "storageClasses:\n  - {name: nfs, provisioner: nfs.csi.k8s.io}\n",
                 None,
+                false,
             )
             .unwrap(),
-            false,
-        ));
+        );
         let after = state.snapshot();
         assert_eq!(after.catalog.len(), 2, "live class kept across the reload");
         assert_eq!(

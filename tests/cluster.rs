@@ -12,9 +12,7 @@ use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
 use storage_policy_webhook::cluster::{self, ClusterMetrics, ClusterStatus, ConfigEnv};
-use storage_policy_webhook::policy::{
-    self, Action, Object, Operation, Policy, Request, Subject, config,
-};
+use storage_policy_webhook::policy::{self, Action, Object, Operation, Policy, Request, Subject};
 use storage_policy_webhook::state::SharedState;
 use support::fake_apiserver::{FakeApiServer, NAMESPACES, NODES, STORAGE_CLASSES, Verb};
 use tokio::task::JoinHandle;
@@ -87,10 +85,9 @@ impl Harness {
 
     fn run_with_client(fake: FakeApiServer, client: kube::Client, policy: &str) -> Harness {
         init();
-        let state = Arc::new(SharedState::new(Policy::new(
-            config::parse(policy, None).unwrap(),
-            false,
-        )));
+        let state = Arc::new(SharedState::new(
+            Policy::parse(policy, None, false).unwrap(),
+        ));
         let status = Arc::new(ClusterStatus::new());
         let mut registry = Registry::default();
         let metrics = ClusterMetrics::register(&mut registry);

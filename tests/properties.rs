@@ -6,7 +6,7 @@ use base64::Engine as _;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use storage_policy_webhook::admission::{self, Endpoint};
-use storage_policy_webhook::policy::{Policy, config};
+use storage_policy_webhook::policy::Policy;
 
 const POLICY: &str = r#"
 storageClasses:
@@ -128,13 +128,13 @@ proptest! {
 
     #[test]
     fn pvc_patches_apply_and_are_idempotent((obj, ns) in pvc()) {
-        let policy = Policy::new(config::parse(POLICY, None).unwrap(), false);
+        let policy = Policy::parse(POLICY, None, false).unwrap();
         check(&policy, "PersistentVolumeClaim", Some(ns), &obj)?;
     }
 
     #[test]
     fn pv_patches_apply_and_are_idempotent(obj in pv()) {
-        let policy = Policy::new(config::parse(POLICY, None).unwrap(), false);
+        let policy = Policy::parse(POLICY, None, false).unwrap();
         check(&policy, "PersistentVolume", None, &obj)?;
     }
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 use common::*;
 use hyper::StatusCode;
 use prometheus_client::registry::Registry;
-use storage_policy_webhook::policy::{Policy, config};
+use storage_policy_webhook::policy::Policy;
 use storage_policy_webhook::server::metrics::{self, Metrics};
 use storage_policy_webhook::server::routes::{self, AppState};
 use storage_policy_webhook::server::tls::{Tls, TlsFiles, TlsOptions};
@@ -51,7 +51,7 @@ impl TestServer {
         })
         .expect("certificate loads");
         tls.spawn_reloader(metrics.clone());
-        let policy = Policy::new(config::parse(POLICY, None).unwrap(), false);
+        let policy = Policy::parse(POLICY, None, false).unwrap();
         let router = routes::router(AppState {
             state: Arc::new(SharedState::new(policy)),
             metrics: metrics.clone(),

@@ -15,33 +15,12 @@ use kube::core::{DynamicObject, GroupVersionKind, Resource, Status};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
+use crate::kinds;
 use crate::policy::{
     self, Catalog, Decision, Invalid, Object, Operation, Policy, Request, Subject,
 };
 
-/// The two webhook endpoints.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Endpoint {
-    Mutate,
-    Validate,
-}
-
-impl Endpoint {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Endpoint::Mutate => "mutate",
-            Endpoint::Validate => "validate",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Endpoint> {
-        match s {
-            "mutate" => Some(Endpoint::Mutate),
-            "validate" => Some(Endpoint::Validate),
-            _ => None,
-        }
-    }
-}
+pub use crate::policy::Endpoint;
 
 /// Why a body is not a review this webhook can answer (the server answers 400).
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +40,8 @@ pub enum ReviewError {
     },
     #[error("failed to encode the response: {0}")]
     Encode(serde_json::Error),
+    #[error("failed to encode the patch: {0}")]
+    Patch(kube::core::admission::SerializePatchError),
 }
 
 /// Who and what a review was about, for logs and metrics (no object content).
@@ -152,72 +133,139 @@ pub fn review(
     let Some(gvk) = er.kind.as_ref() else {
         return decide_as::<DynamicObject>(endpoint, policy, catalog, body, |_| None);
     };
-    match (gvk.group.as_str(), gvk.version.as_str(), gvk.kind.as_str()) {
-        ("", "v1", "PersistentVolumeClaim") => {
-            decide_as::<PersistentVolumeClaim>(endpoint, policy, catalog, body, |o| {
-                Some(Object::Pvc(o))
-            })
-        }
-        ("", "v1", "PersistentVolume") => {
-            decide_as::<PersistentVolume>(endpoint, policy, catalog, body, |o| Some(Object::Pv(o)))
-        }
-        ("apps", "v1", "StatefulSet") => {
-            decide_as::<StatefulSet>(endpoint, policy, catalog, body, |o| {
-                Some(Object::StatefulSet(o))
-            })
-        }
-        ("", "v1", "Pod") => decide_as::<Pod>(endpoint, policy, catalog, body, |o| {
-            Some(Object::PodSpec {
-                spec: o.spec.as_ref(),
-                path: "spec",
-            })
-        }),
-        ("apps", "v1", "Deployment") => {
-            decide_as::<Deployment>(endpoint, policy, catalog, body, |o| {
-                Some(Object::PodSpec {
-                    spec: o.spec.as_ref().and_then(|s| s.template.spec.as_ref()),
-                    path: "spec.template.spec",
-                })
-            })
-        }
-        ("apps", "v1", "DaemonSet") => {
-            decide_as::<DaemonSet>(endpoint, policy, catalog, body, |o| {
-                Some(Object::PodSpec {
-                    spec: o.spec.as_ref().and_then(|s| s.template.spec.as_ref()),
-                    path: "spec.template.spec",
-                })
-            })
-        }
-        ("apps", "v1", "ReplicaSet") => {
-            decide_as::<ReplicaSet>(endpoint, policy, catalog, body, |o| {
-                Some(Object::PodSpec {
-                    spec: o
-                        .spec
-                        .as_ref()
-                        .and_then(|s| s.template.as_ref())
-                        .and_then(|t| t.spec.as_ref()),
-                    path: "spec.template.spec",
-                })
-            })
-        }
-        ("batch", "v1", "Job") => decide_as::<Job>(endpoint, policy, catalog, body, |o| {
-            Some(Object::PodSpec {
-                spec: o.spec.as_ref().and_then(|s| s.template.spec.as_ref()),
-                path: "spec.template.spec",
-            })
-        }),
-        ("batch", "v1", "CronJob") => decide_as::<CronJob>(endpoint, policy, catalog, body, |o| {
-            Some(Object::PodSpec {
-                spec: o
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.job_template.spec.as_ref())
-                    .and_then(|j| j.template.spec.as_ref()),
-                path: "spec.jobTemplate.spec.template.spec",
-            })
-        }),
+    match kinds::lookup(&gvk.group, &gvk.version, &gvk.kind).and_then(codec) {
+        Some(c) => (c.review)(endpoint, policy, catalog, body),
         // Kinds this webhook has no rule for are allowed untouched.
-        _ => decide_as::<DynamicObject>(endpoint, policy, catalog, body, |_| None),
+        None => decide_as::<DynamicObject>(endpoint, policy, catalog, body, |_| None),
+    }
+}
+
+/// A kind of the table as the rules see it: the typed object's view.
+trait Reviewed: Resource + DeserializeOwned {
+    /// The entry of the kinds table this type decodes.
+    const KIND: &'static str;
+    fn view(&self) -> Object<'_>;
+}
+
+/// The pod spec path of a workload kind, from the table.
+fn pod_spec_path(kind: &str) -> &'static str {
+    kinds::KINDS
+        .iter()
+        .find(|k| k.kind == kind)
+        .and_then(kinds::Kind::pod_spec)
+        .unwrap_or("spec")
+}
+
+impl Reviewed for PersistentVolumeClaim {
+    const KIND: &'static str = "PersistentVolumeClaim";
+    fn view(&self) -> Object<'_> {
+        Object::Pvc(self)
+    }
+}
+
+impl Reviewed for PersistentVolume {
+    const KIND: &'static str = "PersistentVolume";
+    fn view(&self) -> Object<'_> {
+        Object::Pv(self)
+    }
+}
+
+impl Reviewed for StatefulSet {
+    const KIND: &'static str = "StatefulSet";
+    fn view(&self) -> Object<'_> {
+        Object::StatefulSet(self)
+    }
+}
+
+/// Workloads whose rules read only the pod spec.
+macro_rules! pod_spec_kind {
+    ($ty:ty, $kind:literal, |$o:ident| $spec:expr) => {
+        impl Reviewed for $ty {
+            const KIND: &'static str = $kind;
+            fn view(&self) -> Object<'_> {
+                let $o = self;
+                Object::PodSpec {
+                    spec: $spec,
+                    path: pod_spec_path($kind),
+                }
+            }
+        }
+    };
+}
+
+pod_spec_kind!(Pod, "Pod", |o| o.spec.as_ref());
+pod_spec_kind!(Deployment, "Deployment", |o| o
+    .spec
+    .as_ref()
+    .and_then(|s| s.template.spec.as_ref()));
+pod_spec_kind!(DaemonSet, "DaemonSet", |o| o
+    .spec
+    .as_ref()
+    .and_then(|s| s.template.spec.as_ref()));
+pod_spec_kind!(ReplicaSet, "ReplicaSet", |o| o
+    .spec
+    .as_ref()
+    .and_then(|s| s.template.as_ref())
+    .and_then(|t| t.spec.as_ref()));
+pod_spec_kind!(Job, "Job", |o| o
+    .spec
+    .as_ref()
+    .and_then(|s| s.template.spec.as_ref()));
+pod_spec_kind!(CronJob, "CronJob", |o| o
+    .spec
+    .as_ref()
+    .and_then(|s| s.job_template.spec.as_ref())
+    .and_then(|j| j.template.spec.as_ref()));
+
+type ReviewFn = fn(Endpoint, &Policy, &Catalog, &[u8]) -> Result<Outcome, ReviewError>;
+type CheckFn = fn(&serde_json::Value) -> Result<(), serde_json::Error>;
+
+/// How to decode one kind of the table.
+#[derive(Clone, Copy)]
+struct Codec {
+    review: ReviewFn,
+    check: CheckFn,
+}
+
+fn codec_of<K: Reviewed>() -> Codec {
+    Codec {
+        review: |endpoint, policy, catalog, body| {
+            decide_as::<K>(endpoint, policy, catalog, body, |o| Some(o.view()))
+        },
+        check: |v| K::deserialize(v).map(drop),
+    }
+}
+
+/// The typed decoding of a kind of the table (every kind has one: a test checks).
+fn codec(kind: &kinds::Kind) -> Option<Codec> {
+    let all = [
+        (
+            PersistentVolumeClaim::KIND,
+            codec_of::<PersistentVolumeClaim>(),
+        ),
+        (PersistentVolume::KIND, codec_of::<PersistentVolume>()),
+        (StatefulSet::KIND, codec_of::<StatefulSet>()),
+        (Pod::KIND, codec_of::<Pod>()),
+        (Deployment::KIND, codec_of::<Deployment>()),
+        (DaemonSet::KIND, codec_of::<DaemonSet>()),
+        (ReplicaSet::KIND, codec_of::<ReplicaSet>()),
+        (Job::KIND, codec_of::<Job>()),
+        (CronJob::KIND, codec_of::<CronJob>()),
+    ];
+    all.into_iter()
+        .find(|(k, _)| *k == kind.kind)
+        .map(|(_, c)| c)
+}
+
+/// Decodes an object of a kind of the table as the webhook will, for a clear error on a
+/// malformed manifest (`audit`).
+pub fn check_object(
+    kind: &kinds::Kind,
+    object: &serde_json::Value,
+) -> Result<(), serde_json::Error> {
+    match codec(kind) {
+        Some(c) => (c.check)(object),
+        None => Ok(()),
     }
 }
 
@@ -231,12 +279,7 @@ fn operation(op: &KubeOperation) -> Operation {
 }
 
 fn operation_str(op: &KubeOperation) -> &'static str {
-    match op {
-        KubeOperation::Create => "CREATE",
-        KubeOperation::Update => "UPDATE",
-        KubeOperation::Delete => "DELETE",
-        KubeOperation::Connect => "CONNECT",
-    }
+    operation(op).as_str()
 }
 
 /// The name error messages use: the object's, else the request's, else its `generateName`.
@@ -348,9 +391,7 @@ fn respond<K: Resource>(
     if endpoint == Endpoint::Mutate && !decision.patch.is_empty() {
         resp = resp
             .with_patch(json_patch::Patch(decision.patch.clone()))
-            .map_err(|e| {
-                ReviewError::Encode(serde_json::Error::io(std::io::Error::other(e.to_string())))
-            })?;
+            .map_err(ReviewError::Patch)?;
     }
     if !decision.warnings.is_empty() {
         resp.warnings = Some(decision.warnings.clone());

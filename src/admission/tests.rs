@@ -1,7 +1,6 @@
 use serde_json::{Value, json};
 
 use super::*;
-use crate::policy::config;
 
 const POLICY: &str = r#"
 exemptions: {namespaces: [kube-system], usernames: [system:serviceaccount:kube-system:pv-admin]}
@@ -15,7 +14,7 @@ rules:
 "#;
 
 fn policy() -> Policy {
-    Policy::new(config::parse(POLICY, None).unwrap(), false)
+    Policy::parse(POLICY, None, false).unwrap()
 }
 
 fn review_body(

@@ -13,15 +13,17 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::report::{Finding, ObjectRef, ObjectReport, Outcome, Stage};
-use super::review::{AUDIT_USERNAME, AuditedKind};
+use super::review::AUDIT_USERNAME;
 use super::{ClassSource, Inventory};
+use crate::kinds::Kind;
 use crate::policy::catalog::{IS_DEFAULT_ANNOTATIONS, KIND_ANNOTATION};
-use crate::policy::default_class::{self, Source as DefaultSource};
 use crate::policy::field::go_quote;
+use crate::policy::storage::{self, ChoiceSource as DefaultSource};
 use crate::policy::{
     AccessMode, Catalog, ClassInfo, FieldError, Invalid, LiveState, Mode, Path, Policy, RuleId,
     access_modes,
 };
+use crate::policy::{default_class, node_affinity};
 
 fn finding(
     rule: RuleId,
@@ -45,7 +47,7 @@ fn finding(
 /// the mutating webhooks left it (`ValidatePersistentVolumeSpec`): a `local` volume needs
 /// `spec.nodeAffinity`, and a `nodeAffinity` needs `required` with at least one term. The
 /// message is the API's (`PersistentVolume "x" is invalid: spec.nodeAffinity: Required value: ...`).
-pub fn api_validation(kind: &AuditedKind, patched: &Value) -> Option<Finding> {
+pub fn api_validation(kind: &Kind, patched: &Value) -> Option<Finding> {
     if !kind.group.is_empty() || kind.kind != "PersistentVolume" {
         return None;
     }
@@ -77,7 +79,7 @@ pub fn api_validation(kind: &AuditedKind, patched: &Value) -> Option<Finding> {
     };
     let class = spec.storage_class_name.clone().filter(|c| !c.is_empty());
     Some(finding(
-        RuleId::LocalVolumeNodeAffinity,
+        node_affinity::ID,
         Stage::Api,
         Outcome::Denied,
         invalid.message(),
@@ -143,8 +145,8 @@ fn pending_on_wrong_kind(
         .flatten()
         .filter(|m| AccessMode::parse(m).is_some())
         .find(|m| {
-            !access_modes::serves(
-                policy,
+            !storage::serves(
+                &policy.settings,
                 catalog,
                 class,
                 std::slice::from_ref(*m),
@@ -152,7 +154,7 @@ fn pending_on_wrong_kind(
             )
         })?;
     Some(finding(
-        RuleId::AccessModes,
+        access_modes::ID,
         Stage::Inventory,
         Outcome::Warned,
         format!(
@@ -182,7 +184,7 @@ fn plugin_default_first(
     pvc: &PersistentVolumeClaim,
 ) -> Option<Finding> {
     let plugin_class = annotated_defaults(catalog).first()?.name.clone();
-    if default_class::has_class(pvc) {
+    if storage::has_class(pvc) {
         return None;
     }
     let namespace = pvc
@@ -192,12 +194,12 @@ fn plugin_default_first(
         .filter(|n| !n.is_empty())
         .unwrap_or("default");
     if policy.is_exempt(Some(namespace), AUDIT_USERNAME)
-        || policy.mode_for(RuleId::DefaultStorageClass, catalog, Some(namespace)) == Mode::Off
+        || policy.mode_for(default_class::ID, catalog, Some(namespace)) == Mode::Off
     {
         return None;
     }
     let spec = pvc.spec.as_ref();
-    let choice = default_class::choose(policy, catalog, Some(namespace), spec)?;
+    let choice = storage::choose(&policy.settings, catalog, Some(namespace), spec)?;
     if !matches!(
         choice.source,
         DefaultSource::Namespace | DefaultSource::AccessMode(_)
@@ -210,23 +212,24 @@ fn plugin_default_first(
         .and_then(|s| s.access_modes.as_deref())
         .unwrap_or_default();
     let volume_mode = spec.and_then(|s| s.volume_mode.as_deref());
-    let consequence = if access_modes::serves(policy, catalog, &plugin_class, modes, volume_mode) {
-        String::new()
-    } else {
-        match policy.mode_for(RuleId::AccessModes, catalog, Some(namespace)) {
-            Mode::Enforce => format!(
-                "; the webhook then denies it: {} cannot serve its access modes",
-                go_quote(&plugin_class)
-            ),
-            Mode::Audit => format!(
-                "; {} cannot serve its access modes (audit mode)",
-                go_quote(&plugin_class)
-            ),
-            Mode::Off => String::new(),
-        }
-    };
+    let consequence =
+        if storage::serves(&policy.settings, catalog, &plugin_class, modes, volume_mode) {
+            String::new()
+        } else {
+            match policy.mode_for(access_modes::ID, catalog, Some(namespace)) {
+                Mode::Enforce => format!(
+                    "; the webhook then denies it: {} cannot serve its access modes",
+                    go_quote(&plugin_class)
+                ),
+                Mode::Audit => format!(
+                    "; {} cannot serve its access modes (audit mode)",
+                    go_quote(&plugin_class)
+                ),
+                Mode::Off => String::new(),
+            }
+        };
     Some(finding(
-        RuleId::DefaultStorageClass,
+        default_class::ID,
         Stage::Inventory,
         Outcome::Warned,
         format!(
@@ -295,7 +298,7 @@ fn affinity_to_missing_nodes(
         return None;
     }
     let sel = spec.node_affinity.as_ref()?.required.as_ref()?;
-    let label = &policy.file.rules.local_volume_node_affinity.node_label;
+    let label = &policy.settings.node_label;
     let mut missing: Vec<&str> = Vec::new();
     for term in &sel.node_selector_terms {
         for r in term.match_expressions.iter().flatten() {
@@ -341,7 +344,7 @@ fn affinity_to_missing_nodes(
         return None;
     };
     Some(finding(
-        RuleId::LocalVolumeNodeAffinity,
+        node_affinity::ID,
         Stage::Inventory,
         Outcome::Warned,
         message,
@@ -369,7 +372,7 @@ pub fn class_checks(
     catalog: &Catalog,
     inventory: &Inventory,
 ) -> Vec<ObjectReport> {
-    let rule = &policy.file.rules.default_storage_class;
+    let rule = &policy.settings.defaults;
     let mut policy_defaults: Vec<String> = rule
         .by_access_mode
         .iter()
@@ -410,7 +413,7 @@ pub fn class_checks(
                 String::new()
             };
             report.findings.push(finding(
-                RuleId::DefaultStorageClass,
+                default_class::ID,
                 Stage::Inventory,
                 Outcome::Warned,
                 format!(
@@ -428,7 +431,7 @@ pub fn class_checks(
             && *p != c.class.name
         {
             report.findings.push(finding(
-                RuleId::DefaultStorageClass,
+                default_class::ID,
                 Stage::Inventory,
                 Outcome::Warned,
                 format!(
@@ -446,7 +449,7 @@ pub fn class_checks(
                 .map(|k| format!("{} storage by its provisioner", k.as_str()))
                 .unwrap_or_else(|| "unknown storage (no access-mode rule applies)".to_owned());
             report.findings.push(finding(
-                RuleId::AccessModes,
+                access_modes::ID,
                 Stage::Inventory,
                 Outcome::Warned,
                 format!(
@@ -467,11 +470,10 @@ pub fn class_checks(
 mod tests {
     use super::*;
     use crate::audit::review::audited_kind;
-    use crate::policy::config;
     use serde_json::json;
 
     fn policy(text: &str) -> Policy {
-        Policy::new(config::parse(text, None).unwrap(), false)
+        Policy::parse(text, None, false).unwrap()
     }
 
     fn nodes(names: &[&str]) -> LiveState {

@@ -1,20 +1,20 @@
-//! `audit --cluster`: the live objects and the catalog read with one-shot, paginated `list`
-//! calls. StorageClasses, Namespaces and Nodes go through [`Inventory::add`], the same
+//! `audit --cluster`: the live objects (every kind of the kinds table) and the catalog read with
+//! one-shot, paginated `list` calls. StorageClasses, Namespaces and Nodes go through [`Inventory::add`], the same
 //! `LiveClass::from_storage_class` / `NamespaceInfo::from_namespace` conversions the webhook's
 //! watches use, so the catalog is built identically. It does not use the long-running watch
 //! caches of `serve`: an audit is one snapshot.
 
 use std::fmt::Debug;
 
-use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::api::core::v1::{Namespace, Node};
 use k8s_openapi::api::storage::v1::StorageClass;
-use kube::api::ListParams;
+use kube::api::{ApiResource, DynamicObject, ListParams, TypeMeta};
 use kube::{Api, Client, Resource};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{Document, Inventory, Source};
+use crate::kinds::{self, Kind};
 
 /// Items per list page: large clusters are read in pages, never in one response.
 pub const PAGE_SIZE: u32 = 500;
@@ -88,9 +88,9 @@ pub async fn connect() -> Result<Client, ClusterError> {
     Client::try_default().await.map_err(ClusterError::Connect)
 }
 
-/// Reads the catalog (StorageClasses, Namespaces, Nodes) and the objects to audit
-/// (PersistentVolumes, PersistentVolumeClaims, StatefulSets), all namespaces or one. With a
-/// namespace, only the PersistentVolumes bound to claims of that namespace are audited.
+/// Reads the catalog (StorageClasses, Namespaces, Nodes) and the objects to audit: every kind
+/// of the kinds table, all namespaces or one. With a namespace, only the PersistentVolumes bound
+/// to claims of that namespace are audited. PersistentVolumes come first, then the table's order.
 pub async fn collect(
     client: Client,
     namespace: Option<&str>,
@@ -116,32 +116,40 @@ pub async fn collect(
     // Listed, so known: an empty node list means every node is gone.
     inv.live.nodes.get_or_insert_with(Vec::new);
 
-    let mut pvs = list_all(
-        Api::<PersistentVolume>::all(client.clone()),
-        "persistentvolumes",
-        progress,
-    )
-    .await?;
-    if let Some(ns) = namespace {
-        pvs.retain(|pv| {
-            pv.spec
-                .as_ref()
-                .and_then(|s| s.claim_ref.as_ref())
-                .and_then(|c| c.namespace.as_deref())
-                == Some(ns)
-        });
+    let mut order: Vec<&'static Kind> = kinds::KINDS.iter().collect();
+    order.sort_by_key(|k| k.namespaced);
+    for kind in order {
+        let ar = ApiResource {
+            group: kind.group.to_owned(),
+            version: kind.version.to_owned(),
+            api_version: kind.api_version(),
+            kind: kind.kind.to_owned(),
+            plural: kind.plural.to_owned(),
+        };
+        let api = match namespace {
+            Some(ns) if kind.namespaced => {
+                Api::<DynamicObject>::namespaced_with(client.clone(), ns, &ar)
+            }
+            _ => Api::<DynamicObject>::all_with(client.clone(), &ar),
+        };
+        let mut items = list_all(api, kind.plural, progress).await?;
+        if let (Some(ns), false) = (namespace, kind.namespaced) {
+            // Cluster-scoped volumes: those bound to a claim of the namespace.
+            items.retain(|pv| {
+                pv.data
+                    .pointer("/spec/claimRef/namespace")
+                    .and_then(serde_json::Value::as_str)
+                    == Some(ns)
+            });
+        }
+        for item in &mut items {
+            // List items carry no type; the review needs it.
+            item.types = Some(TypeMeta {
+                api_version: ar.api_version.clone(),
+                kind: ar.kind.clone(),
+            });
+        }
+        add_all(&mut inv, kind.plural, items)?;
     }
-    add_all(&mut inv, "persistentvolumes", pvs)?;
-    let (pvcs, statefulsets) = match namespace {
-        Some(ns) => (
-            Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns),
-            Api::<StatefulSet>::namespaced(client, ns),
-        ),
-        None => (Api::all(client.clone()), Api::all(client)),
-    };
-    let pvcs = list_all(pvcs, "persistentvolumeclaims", progress).await?;
-    add_all(&mut inv, "persistentvolumeclaims", pvcs)?;
-    let statefulsets = list_all(statefulsets, "statefulsets", progress).await?;
-    add_all(&mut inv, "statefulsets", statefulsets)?;
     Ok(inv)
 }

@@ -4,129 +4,21 @@
 //! responses (patch, `status.message`, warnings), never from a second implementation of a rule.
 
 use json_patch::PatchOperation;
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
-use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
 use kube::core::admission::AdmissionResponse;
-use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::report::{Finding, ObjectRef, ObjectReport, Outcome, Stage};
 use super::{Document, checks};
 use crate::admission::{self, Endpoint, Outcome as ReviewOutcome, ReviewError};
+use crate::kinds::{self, Kind};
 use crate::policy::{Action, Catalog, Policy};
 
 /// The user the synthetic reviews come from (exempt it in the policy and nothing is reported).
 pub const AUDIT_USERNAME: &str = "storage-policy-webhook-audit";
 
-/// A kind the webhook has rules for.
-#[derive(Debug)]
-pub struct AuditedKind {
-    pub group: &'static str,
-    pub version: &'static str,
-    pub kind: &'static str,
-    pub resource: &'static str,
-    pub namespaced: bool,
-    /// Decodes the object as the webhook will, for a clear error on a malformed document.
-    decode: fn(&Value) -> Result<(), serde_json::Error>,
-}
-
-fn decode<K: DeserializeOwned>(v: &Value) -> Result<(), serde_json::Error> {
-    K::deserialize(v).map(drop)
-}
-
-/// The kinds `audit` reviews: those [`admission::review`] has rules for.
-pub const AUDITED_KINDS: &[AuditedKind] = &[
-    AuditedKind {
-        group: "",
-        version: "v1",
-        kind: "PersistentVolumeClaim",
-        resource: "persistentvolumeclaims",
-        namespaced: true,
-        decode: decode::<PersistentVolumeClaim>,
-    },
-    AuditedKind {
-        group: "",
-        version: "v1",
-        kind: "PersistentVolume",
-        resource: "persistentvolumes",
-        namespaced: false,
-        decode: decode::<PersistentVolume>,
-    },
-    AuditedKind {
-        group: "apps",
-        version: "v1",
-        kind: "StatefulSet",
-        resource: "statefulsets",
-        namespaced: true,
-        decode: decode::<StatefulSet>,
-    },
-    AuditedKind {
-        group: "",
-        version: "v1",
-        kind: "Pod",
-        resource: "pods",
-        namespaced: true,
-        decode: decode::<Pod>,
-    },
-    AuditedKind {
-        group: "apps",
-        version: "v1",
-        kind: "Deployment",
-        resource: "deployments",
-        namespaced: true,
-        decode: decode::<Deployment>,
-    },
-    AuditedKind {
-        group: "apps",
-        version: "v1",
-        kind: "DaemonSet",
-        resource: "daemonsets",
-        namespaced: true,
-        decode: decode::<DaemonSet>,
-    },
-    AuditedKind {
-        group: "apps",
-        version: "v1",
-        kind: "ReplicaSet",
-        resource: "replicasets",
-        namespaced: true,
-        decode: decode::<ReplicaSet>,
-    },
-    AuditedKind {
-        group: "batch",
-        version: "v1",
-        kind: "Job",
-        resource: "jobs",
-        namespaced: true,
-        decode: decode::<Job>,
-    },
-    AuditedKind {
-        group: "batch",
-        version: "v1",
-        kind: "CronJob",
-        resource: "cronjobs",
-        namespaced: true,
-        decode: decode::<CronJob>,
-    },
-];
-
-/// The audited kind of an `apiVersion` and `kind`, if the webhook has rules for it.
-pub fn audited_kind(api_version: &str, kind: &str) -> Option<&'static AuditedKind> {
-    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
-    AUDITED_KINDS
-        .iter()
-        .find(|k| k.group == group && k.version == version && k.kind == kind)
-}
-
-impl AuditedKind {
-    pub fn api_version(&self) -> String {
-        if self.group.is_empty() {
-            self.version.to_owned()
-        } else {
-            format!("{}/{}", self.group, self.version)
-        }
-    }
+/// The kind of an `apiVersion` and `kind`, if the webhook handles it (the kinds table).
+pub fn audited_kind(api_version: &str, kind: &str) -> Option<&'static Kind> {
+    kinds::by_api_version(api_version, kind)
 }
 
 /// Why an object could not be audited.
@@ -144,18 +36,13 @@ pub enum AuditError {
 }
 
 /// The AdmissionReview kube-apiserver would send for a CREATE of `object`.
-pub fn create_review(
-    kind: &AuditedKind,
-    object: &Value,
-    namespace: Option<&str>,
-    uid: &str,
-) -> Value {
+pub fn create_review(kind: &Kind, object: &Value, namespace: Option<&str>, uid: &str) -> Value {
     let name = object
         .pointer("/metadata/name")
         .and_then(Value::as_str)
         .unwrap_or_default();
     let gvk = json!({"group": kind.group, "version": kind.version, "kind": kind.kind});
-    let gvr = json!({"group": kind.group, "version": kind.version, "resource": kind.resource});
+    let gvr = json!({"group": kind.group, "version": kind.version, "resource": kind.plural});
     let mut request = json!({
         "uid": uid,
         "kind": gvk,
@@ -182,7 +69,7 @@ pub fn create_review(
 
 /// The object as the API server hands it to admission on CREATE: the request's namespace filled
 /// in, server-set fields (an exported or live object has them) dropped.
-pub fn as_created(kind: &AuditedKind, object: &Value) -> (Value, Option<String>) {
+pub fn as_created(kind: &Kind, object: &Value) -> (Value, Option<String>) {
     let mut obj = object.clone();
     let namespace = kind.namespaced.then(|| {
         obj.pointer("/metadata/namespace")
@@ -328,7 +215,7 @@ pub fn audit_object(
         .and_then(Value::as_str)
         .unwrap_or_default();
     let kind = audited_kind(api_version, kind_name).ok_or(AuditError::NotAudited)?;
-    (kind.decode)(&doc.value).map_err(|cause| AuditError::Malformed {
+    admission::check_object(kind, &doc.value).map_err(|cause| AuditError::Malformed {
         kind: kind.kind,
         cause,
     })?;

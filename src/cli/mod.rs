@@ -1,10 +1,12 @@
 //! The command line: `serve` (the webhook), `review` (decide one AdmissionReview from stdin),
 //! `audit` (what the policy would do to manifests or a cluster), `certs` (certificates for a
-//! cluster Service). Parsing only; each command lives in its own file.
+//! cluster Service), `rules` (the rule registry and kinds table). Parsing only; each command
+//! lives in its own file.
 
 pub mod audit;
 pub mod certs;
 pub mod review;
+pub mod rules;
 pub mod serve;
 
 use clap::{Parser, Subcommand};
@@ -34,6 +36,8 @@ pub enum Command {
     Audit(audit::AuditArgs),
     /// Write a CA and a serving certificate for the webhook's Service; print the caBundle.
     Certs(certs::CertsArgs),
+    /// List the rules, the kinds they judge and the webhook registrations they need.
+    Rules(rules::RulesArgs),
 }
 
 /// Installs logging for the command: `serve` per its flags, the others warnings only (stderr).
@@ -51,5 +55,6 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Review(args) => review::run(args),
         Command::Audit(args) => audit::run(args),
         Command::Certs(args) => certs::run(args),
+        Command::Rules(args) => rules::run(args),
     }
 }

@@ -25,7 +25,7 @@ pub fn interplay_warning(policy: &Policy, catalog: &Catalog) -> Option<String> {
         .map(|c| c.name.as_str())
         .collect();
     let picked = *defaults.first()?;
-    let rule = &policy.file.rules.default_storage_class;
+    let rule = &policy.settings.defaults;
     let namespaces: BTreeSet<&str> = rule
         .namespaces
         .keys()
@@ -91,7 +91,7 @@ pub fn interplay_warning(policy: &Policy, catalog: &Catalog) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::{LiveClass, LiveState, NamespaceInfo, config};
+    use crate::policy::{LiveClass, LiveState, NamespaceInfo};
 
     fn class(name: &str, default: bool, secs: i64) -> LiveClass {
         LiveClass {
@@ -106,7 +106,7 @@ mod tests {
     }
 
     fn warning(policy_yaml: &str, live: LiveState) -> Option<String> {
-        let policy = Policy::new(config::parse(policy_yaml, None).unwrap(), false);
+        let policy = Policy::parse(policy_yaml, None, false).unwrap();
         let catalog = policy.catalog(&live);
         interplay_warning(&policy, &catalog)
     }

@@ -238,7 +238,7 @@ mod tests {
     use std::io::Write;
 
     use super::*;
-    use crate::policy::{Policy, config};
+    use crate::policy::Policy;
 
     /// Log lines captured from a closure.
     fn logs(f: impl FnOnce()) -> String {
@@ -265,10 +265,9 @@ mod tests {
 
     fn context(policy: &str) -> Context {
         Context {
-            state: Arc::new(SharedState::new(Policy::new(
-                config::parse(policy, None).unwrap(),
-                false,
-            ))),
+            state: Arc::new(SharedState::new(
+                Policy::parse(policy, None, false).unwrap(),
+            )),
             status: Arc::new(ClusterStatus::new()),
             metrics: ClusterMetrics::default(),
             kind_warnings: Mutex::new(HashMap::new()),

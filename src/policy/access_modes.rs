@@ -1,28 +1,97 @@
-//! Rule 3: ReadWriteMany only on storage that can serve it.
+//! Rule `accessModes`: ReadWriteMany only on storage that can serve it.
 //!
 //! Block storage (one node writes at a time) and node-local storage cannot; the drivers only say
 //! so late, as `ProvisioningFailed` events on a Pending claim. This rule refuses the write at
 //! apply time with the API server's own `Invalid` format, for PVCs, PVs, StatefulSet
 //! `volumeClaimTemplates` and generic ephemeral volumes in pod specs. Unknown classes and
-//! provisioners are not judged (fail open on knowledge, never guess).
+//! provisioners are not judged (fail open on knowledge, never guess). What a class serves and
+//! which class a claim lands on is the shared [`storage`] model.
 
 use k8s_openapi::api::core::v1::{PersistentVolumeClaimSpec, PodSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::Deserialize;
 
 use super::catalog::{Catalog, StorageKind, kind_of_pv_source};
-use super::config::AccessMode;
-use super::default_class::{self, BETA_CLASS_ANNOTATION};
+use super::config::{AccessMode, ConfigError, Section};
+use super::decision::{Action, Decision, Finding};
 use super::field::{FieldError, Invalid, Path, aggregate, go_quote};
-use super::modes::{Mode, RuleId};
-use super::{Action, Decision, Finding, Object, Operation, Policy, Request};
+use super::modes::Mode;
+use super::registry::Entry;
+use super::rule::{
+    Acts, Context, Endpoint, Judges, Meta, Object, PodFilter, Request, Rule, RuleId,
+};
+use super::storage::{self, Settings, Target};
+use crate::kinds::Operation;
 
-/// What storage a claim or volume lands on, as far as the rule can tell.
-#[derive(Clone, Debug)]
-struct Target<'a> {
-    class: Option<&'a str>,
-    provisioner: Option<&'a str>,
-    kind: StorageKind,
-    allow_rwx_block: bool,
+pub const META: Meta = Meta {
+    key: "accessModes",
+    annotation: "access-modes",
+    summary: "ReadWriteMany is refused on block and node-local storage, naming classes that serve it",
+    default_mode: Mode::Enforce,
+    acts: &[Acts {
+        endpoint: Endpoint::Validate,
+        operations: &[Operation::Create, Operation::Update],
+        judges: &[
+            Judges::Claims,
+            Judges::Volumes,
+            Judges::ClaimTemplates,
+            Judges::PodSpecs(PodFilter::EphemeralVolumes),
+        ],
+    }],
+};
+pub const ID: RuleId = RuleId(&META);
+pub const ENTRY: Entry = Entry {
+    meta: &META,
+    compile,
+};
+
+/// `rules.accessModes` in the policy file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct Config {
+    #[serde(default, rename = "mode")]
+    _mode: Option<Mode>,
+    #[serde(default = "default_reject_on")]
+    reject_read_write_many_on: Vec<StorageKind>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            _mode: None,
+            reject_read_write_many_on: default_reject_on(),
+        }
+    }
+}
+
+fn default_reject_on() -> Vec<StorageKind> {
+    vec![StorageKind::Block, StorageKind::Local]
+}
+
+#[derive(Debug)]
+struct AccessModes {
+    reject_rwx_on: Vec<StorageKind>,
+}
+
+fn compile(section: Section<'_>) -> Result<Box<dyn Rule>, ConfigError> {
+    let c: Config = section.config()?.unwrap_or_default();
+    Ok(Box::new(AccessModes {
+        reject_rwx_on: c.reject_read_write_many_on,
+    }))
+}
+
+impl Rule for AccessModes {
+    fn meta(&self) -> &'static Meta {
+        &META
+    }
+
+    fn check(&self, cx: &Context<'_>, req: &Request<'_>, mode: Mode, d: &mut Decision) {
+        run(cx, req, mode, d);
+    }
+
+    fn configure(&self, settings: &mut Settings) {
+        settings.reject_rwx_on = self.reject_rwx_on.clone();
+    }
 }
 
 /// One access-mode problem.
@@ -32,46 +101,6 @@ pub struct Violation {
     /// Why, and what would work: the text of the warning beside the denial.
     pub why: String,
     pub class: Option<String>,
-}
-
-fn rejects(policy: &Policy, t: &Target<'_>, mode: AccessMode, volume_mode: Option<&str>) -> bool {
-    mode == AccessMode::ReadWriteMany
-        && policy.reject_rwx_on(t.kind)
-        && !(t.allow_rwx_block && volume_mode == Some("Block"))
-}
-
-/// Whether a class can serve these access modes (unknown classes and kinds: yes).
-pub fn serves(
-    policy: &Policy,
-    catalog: &Catalog,
-    class: &str,
-    modes: &[String],
-    volume_mode: Option<&str>,
-) -> bool {
-    let Some(info) = catalog.class(class) else {
-        return true;
-    };
-    let Some(kind) = info.kind else { return true };
-    let t = Target {
-        class: Some(class),
-        provisioner: Some(&info.provisioner),
-        kind,
-        allow_rwx_block: info.allow_rwx_block_mode,
-    };
-    !modes
-        .iter()
-        .filter_map(|m| AccessMode::parse(m))
-        .any(|m| rejects(policy, &t, m, volume_mode))
-}
-
-fn target_of_class<'a>(catalog: &'a Catalog, class: &str) -> Option<Target<'a>> {
-    let info = catalog.class(class)?;
-    Some(Target {
-        class: Some(&info.name),
-        provisioner: Some(&info.provisioner),
-        kind: info.kind?,
-        allow_rwx_block: info.allow_rwx_block_mode,
-    })
 }
 
 /// Known classes that serve ReadWriteMany with this volume mode (sorted, at most `max`), and how
@@ -90,7 +119,7 @@ fn alternatives<'c>(
 }
 
 fn check(
-    policy: &Policy,
+    settings: &Settings,
     catalog: &Catalog,
     t: &Target<'_>,
     modes: &[String],
@@ -100,10 +129,10 @@ fn check(
     let bad = modes
         .iter()
         .filter_map(|m| AccessMode::parse(m))
-        .find(|m| rejects(policy, t, *m, volume_mode))?;
+        .find(|m| t.rejects(settings, *m, volume_mode))?;
     let supported: Vec<&str> = AccessMode::ALL
         .into_iter()
-        .filter(|m| !rejects(policy, t, *m, volume_mode))
+        .filter(|m| !t.rejects(settings, *m, volume_mode))
         .map(AccessMode::as_str)
         .collect();
     let error = FieldError::not_supported(path, bad.as_str(), &supported);
@@ -132,41 +161,19 @@ fn check(
     })
 }
 
-/// The effective class of a claim: its own, the beta annotation's, or the default this webhook
-/// would set. `""` means "no class" and is not judged.
-fn claim_class<'a>(
-    policy: &Policy,
-    catalog: &'a Catalog,
-    namespace: Option<&str>,
-    meta: Option<&'a ObjectMeta>,
-    spec: Option<&'a PersistentVolumeClaimSpec>,
-) -> Option<String> {
-    if let Some(c) = spec.and_then(|s| s.storage_class_name.as_deref()) {
-        return (!c.is_empty()).then(|| c.to_owned());
-    }
-    if let Some(c) = meta
-        .and_then(|m| m.annotations.as_ref())
-        .and_then(|a| a.get(BETA_CLASS_ANNOTATION))
-    {
-        return (!c.is_empty()).then(|| c.clone());
-    }
-    default_class::choose(policy, catalog, namespace, spec).map(|c| c.class)
-}
-
 fn check_claim(
-    policy: &Policy,
-    catalog: &Catalog,
+    cx: &Context<'_>,
     namespace: Option<&str>,
     meta: Option<&ObjectMeta>,
     spec: Option<&PersistentVolumeClaimSpec>,
     path: Path,
 ) -> Option<Violation> {
-    let class = claim_class(policy, catalog, namespace, meta, spec)?;
-    let t = target_of_class(catalog, &class)?;
+    let class = storage::claim_class(cx.settings, cx.catalog, namespace, meta, spec)?;
+    let t = Target::of_class(cx.catalog, &class)?;
     let spec = spec?;
     check(
-        policy,
-        catalog,
+        cx.settings,
+        cx.catalog,
         &t,
         spec.access_modes.as_deref().unwrap_or(&[]),
         spec.volume_mode.as_deref(),
@@ -175,8 +182,7 @@ fn check_claim(
 }
 
 fn check_pod_spec(
-    policy: &Policy,
-    catalog: &Catalog,
+    cx: &Context<'_>,
     namespace: Option<&str>,
     spec: Option<&PodSpec>,
     path: &str,
@@ -200,8 +206,7 @@ fn check_pod_spec(
             .child("volumeClaimTemplate")
             .child("spec");
         out.extend(check_claim(
-            policy,
-            catalog,
+            cx,
             namespace,
             tpl.metadata.as_ref(),
             Some(&tpl.spec),
@@ -212,8 +217,7 @@ fn check_pod_spec(
 
 /// Every access-mode violation in an object.
 pub fn violations(
-    policy: &Policy,
-    catalog: &Catalog,
+    cx: &Context<'_>,
     namespace: Option<&str>,
     object: &Object<'_>,
 ) -> Vec<Violation> {
@@ -221,8 +225,7 @@ pub fn violations(
     match *object {
         Object::Pvc(pvc) => {
             out.extend(check_claim(
-                policy,
-                catalog,
+                cx,
                 namespace,
                 Some(&pvc.metadata),
                 pvc.spec.as_ref(),
@@ -237,9 +240,9 @@ pub fn violations(
                 .storage_class_name
                 .as_deref()
                 .filter(|c| !c.is_empty())
-                .and_then(|c| target_of_class(catalog, c));
+                .and_then(|c| Target::of_class(cx.catalog, c));
             let target = by_class.or_else(|| {
-                kind_of_pv_source(spec, &policy.table).map(|kind| Target {
+                kind_of_pv_source(spec, cx.table).map(|kind| Target {
                     class: None,
                     provisioner: None,
                     kind,
@@ -248,8 +251,8 @@ pub fn violations(
             });
             if let Some(t) = target {
                 out.extend(check(
-                    policy,
-                    catalog,
+                    cx.settings,
+                    cx.catalog,
                     &t,
                     spec.access_modes.as_deref().unwrap_or(&[]),
                     spec.volume_mode.as_deref(),
@@ -268,8 +271,7 @@ pub fn violations(
                     .index(i)
                     .child("spec");
                 out.extend(check_claim(
-                    policy,
-                    catalog,
+                    cx,
                     namespace,
                     Some(&pvc.metadata),
                     pvc.spec.as_ref(),
@@ -277,46 +279,31 @@ pub fn violations(
                 ));
             }
             let pod = sts.spec.as_ref().and_then(|s| s.template.spec.as_ref());
-            check_pod_spec(
-                policy,
-                catalog,
-                namespace,
-                pod,
-                "spec.template.spec",
-                &mut out,
-            );
+            check_pod_spec(cx, namespace, pod, "spec.template.spec", &mut out);
         }
-        Object::PodSpec { spec, path } => {
-            check_pod_spec(policy, catalog, namespace, spec, path, &mut out)
-        }
+        Object::PodSpec { spec, path } => check_pod_spec(cx, namespace, spec, path, &mut out),
     }
     out
 }
 
-pub(crate) fn run(
-    policy: &Policy,
-    catalog: &Catalog,
-    req: &Request<'_>,
-    mode: Mode,
-    d: &mut Decision,
-) {
+pub(crate) fn run(cx: &Context<'_>, req: &Request<'_>, mode: Mode, d: &mut Decision) {
     if mode == Mode::Off {
         return;
     }
     let Some(object) = req.object.as_ref() else {
         return;
     };
-    let mut found = violations(policy, catalog, req.namespace, object);
+    let mut found = violations(cx, req.namespace, object);
     if found.is_empty() {
         return;
     }
-    let rule = RuleId::AccessModes;
+    let rule = ID;
     // Ratchet on UPDATE: what the old object already had is reported, never blocks (a finalizer
     // removal on a claim made before this policy must not get stuck).
     if req.operation == Operation::Update
         && let Some(old) = req.old_object.as_ref()
     {
-        let before = violations(policy, catalog, req.namespace, old);
+        let before = violations(cx, req.namespace, old);
         found.retain(|v| {
             let existed = before
                 .iter()
@@ -378,7 +365,8 @@ pub(crate) fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::{Subject, config};
+    use crate::policy::storage::BETA_CLASS_ANNOTATION;
+    use crate::policy::{Policy, Subject};
     use k8s_openapi::api::apps::v1::StatefulSet;
     use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
     use serde_json::{Value, json};
@@ -400,7 +388,7 @@ rules:
         r#"supported values: "ReadOnlyMany", "ReadWriteOnce", "ReadWriteOncePod""#;
 
     fn policy() -> Policy {
-        Policy::new(config::parse(POLICY, None).unwrap(), false)
+        Policy::parse(POLICY, None, false).unwrap()
     }
 
     fn pvc(
@@ -440,7 +428,7 @@ rules:
             old_object: old,
         };
         let mut d = Decision::default();
-        run(p, &cat, &req, mode, &mut d);
+        run(&p.context(Endpoint::Validate, &cat), &req, mode, &mut d);
         d
     }
 
@@ -590,14 +578,12 @@ rules:
         let p = policy();
         // RWX without class -> byAccessMode nfs: fine.
         assert!(decide(&p, &pvc(None, &["ReadWriteMany"], None), Mode::Enforce).allowed());
-        let p2 = Policy::new(
-            config::parse(
-                "storageClasses:\n  - {name: gp3, provisioner: ebs.csi.aws.com, default: true}\n",
-                None,
-            )
-            .unwrap(),
+        let p2 = Policy::parse(
+            "storageClasses:\n  - {name: gp3, provisioner: ebs.csi.aws.com, default: true}\n",
+            None,
             false,
-        );
+        )
+        .unwrap();
         assert!(!decide(&p2, &pvc(None, &["ReadWriteMany"], None), Mode::Enforce).allowed());
     }
 
@@ -729,14 +715,12 @@ rules:
         assert!(d.warnings[0].starts_with("pre-existing"));
         // A class newly set on update (the PV controller's retroactive default) is judged.
         let old = pvc(None, &["ReadWriteMany"], None);
-        let p2 = Policy::new(
-            config::parse(
-                "storageClasses:\n  - {name: gp3, provisioner: ebs.csi.aws.com}\n",
-                None,
-            )
-            .unwrap(),
+        let p2 = Policy::parse(
+            "storageClasses:\n  - {name: gp3, provisioner: ebs.csi.aws.com}\n",
+            None,
             false,
-        );
+        )
+        .unwrap();
         let new = pvc(Some("gp3"), &["ReadWriteMany"], None);
         let d = decide_obj(
             &p2,
@@ -751,14 +735,12 @@ rules:
 
     #[test]
     fn reject_set_is_configurable() {
-        let p = Policy::new(
-            config::parse(
-                &format!("{POLICY}  accessModes:\n    rejectReadWriteManyOn: [local]\n"),
-                None,
-            )
-            .unwrap(),
+        let p = Policy::parse(
+            &format!("{POLICY}  accessModes:\n    rejectReadWriteManyOn: [local]\n"),
+            None,
             false,
-        );
+        )
+        .unwrap();
         assert!(
             decide(
                 &p,

@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::PersistentVolumeSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde::Deserialize;
 
-use super::config::{PolicyFile, VolumeBindingMode};
+use super::config::{PolicyFile, StaticClass, VolumeBindingMode};
 use super::modes::Mode;
 
 /// Annotation on a StorageClass overriding the provisioner table.
@@ -276,10 +276,17 @@ pub struct Catalog {
 
 impl Catalog {
     /// Merges the policy's static classes with the live ones (live wins on a name clash).
-    pub fn build(file: &PolicyFile, table: &ProvisionerTable, live: &LiveState) -> Catalog {
+    /// `rejected` are the kinds that cannot serve ReadWriteMany; `node_label` names a node.
+    pub fn build(
+        static_classes: &[StaticClass],
+        table: &ProvisionerTable,
+        rejected: &[StorageKind],
+        node_label: &str,
+        live: &LiveState,
+    ) -> Catalog {
         let mut classes: HashMap<String, ClassInfo> =
-            HashMap::with_capacity(file.storage_classes.len() + live.classes.len());
-        for c in &file.storage_classes {
+            HashMap::with_capacity(static_classes.len() + live.classes.len());
+        for c in static_classes {
             classes.insert(
                 c.name.value.clone(),
                 ClassInfo {
@@ -319,7 +326,6 @@ impl Catalog {
         let default_class = pick_default(classes.values()).map(|c| c.name.clone());
         let mut names: Vec<String> = classes.keys().cloned().collect();
         names.sort_unstable();
-        let rejected = &file.rules.access_modes.reject_read_write_many_on;
         let (mut rwx_filesystem, mut rwx_block) = (Vec::new(), Vec::new());
         for c in names.iter().filter_map(|n| classes.get(n)) {
             let Some(kind) = c.kind else { continue };
@@ -330,11 +336,10 @@ impl Catalog {
                 rwx_block.push(c.name.clone());
             }
         }
-        let label = &file.rules.local_volume_node_affinity.node_label;
         let node_values = live.nodes.as_ref().map(|nodes| {
             nodes
                 .iter()
-                .filter_map(|(_, labels)| labels.get(label).cloned())
+                .filter_map(|(_, labels)| labels.get(node_label).cloned())
                 .collect()
         });
         Catalog {
@@ -442,8 +447,10 @@ mod tests {
         let file = config::parse("", None).unwrap();
         let table = ProvisionerTable::new(&file);
         Catalog::build(
-            &file,
+            &file.storage_classes,
             &table,
+            &[StorageKind::Block, StorageKind::Local],
+            "kubernetes.io/hostname",
             &LiveState {
                 classes,
                 ..Default::default()
@@ -516,8 +523,10 @@ mod tests {
         .unwrap();
         let table = ProvisionerTable::new(&file);
         let cat = Catalog::build(
-            &file,
+            &file.storage_classes,
             &table,
+            &[StorageKind::Block, StorageKind::Local],
+            "kubernetes.io/hostname",
             &LiveState {
                 classes: vec![live("fast", false, ts(5, 0))],
                 ..Default::default()
@@ -538,8 +547,10 @@ mod tests {
         .unwrap();
         let table = ProvisionerTable::new(&file);
         let cat = Catalog::build(
-            &file,
+            &file.storage_classes,
             &table,
+            &[StorageKind::Block, StorageKind::Local],
+            "kubernetes.io/hostname",
             &LiveState {
                 classes: vec![live("gp3", true, ts(5, 0))],
                 ..Default::default()

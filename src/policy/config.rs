@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use serde::de::{DeserializeOwned, IgnoredAny};
 use serde_saphyr::Spanned;
 
 use super::catalog::StorageKind;
@@ -65,8 +66,16 @@ pub struct PolicyFile {
     pub storage_classes: Vec<StaticClass>,
     #[serde(default)]
     pub provisioners: ProvisionerLists,
+    /// The rules' sections, each read by its rule ([`Section::config`]); here only their
+    /// names are checked against the registry.
     #[serde(default)]
-    pub rules: Rules,
+    pub rules: BTreeMap<String, Spanned<IgnoredAny>>,
+    /// The document, for the rules' own typed sections.
+    #[serde(skip)]
+    pub text: String,
+    /// Where it came from, for error messages.
+    #[serde(skip)]
+    pub origin: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -106,85 +115,6 @@ pub struct ProvisionerLists {
     pub local: Vec<String>,
     #[serde(default)]
     pub shared: Vec<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct Rules {
-    #[serde(default)]
-    pub default_storage_class: DefaultClassRule,
-    #[serde(default)]
-    pub local_volume_node_affinity: NodeAffinityRule,
-    #[serde(default)]
-    pub access_modes: AccessModesRule,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct DefaultClassRule {
-    #[serde(default)]
-    pub mode: Option<Mode>,
-    /// Last-resort default when no class is marked default; empty means none.
-    #[serde(default)]
-    pub class_name: String,
-    #[serde(default)]
-    pub by_access_mode: BTreeMap<AccessMode, String>,
-    #[serde(default)]
-    pub namespaces: BTreeMap<String, String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct NodeAffinityRule {
-    #[serde(default)]
-    pub mode: Option<Mode>,
-    #[serde(default = "default_node_label")]
-    pub node_label: String,
-    #[serde(default)]
-    pub paths: Vec<PathRule>,
-}
-
-impl Default for NodeAffinityRule {
-    fn default() -> Self {
-        NodeAffinityRule {
-            mode: None,
-            node_label: default_node_label(),
-            paths: Vec::new(),
-        }
-    }
-}
-
-fn default_node_label() -> String {
-    "kubernetes.io/hostname".to_owned()
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct PathRule {
-    pub prefix: Spanned<String>,
-    pub nodes: Vec<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct AccessModesRule {
-    #[serde(default)]
-    pub mode: Option<Mode>,
-    #[serde(default = "default_reject_on")]
-    pub reject_read_write_many_on: Vec<StorageKind>,
-}
-
-impl Default for AccessModesRule {
-    fn default() -> Self {
-        AccessModesRule {
-            mode: None,
-            reject_read_write_many_on: default_reject_on(),
-        }
-    }
-}
-
-fn default_reject_on() -> Vec<StorageKind> {
-    vec![StorageKind::Block, StorageKind::Local]
 }
 
 /// Why a policy could not be loaded.
@@ -238,7 +168,10 @@ pub fn parse(text: &str, path: Option<&Path>) -> Result<PolicyFile, ConfigError>
             message: syntax_message(&e),
         })?
     };
+    let mut file = file;
     validate(&file, &origin)?;
+    file.text = text.to_owned();
+    file.origin = origin;
     Ok(file)
 }
 
@@ -338,93 +271,125 @@ fn validate(file: &PolicyFile, origin: &str) -> Result<(), ConfigError> {
             ));
         }
     }
-    let dsc = &file.rules.default_storage_class;
-    if !dsc.class_name.is_empty() {
-        check_dns_subdomain(&dsc.class_name)
-            .map_err(|why| invalid("rules.defaultStorageClass.className".into(), None, why))?;
+    Ok(())
+}
+
+/// One rule's section of a policy file, `rules.<key>`, read by the rule itself into its own
+/// typed configuration (with the line of every problem, as the rest of the file).
+#[derive(Clone, Copy, Debug)]
+pub struct Section<'a> {
+    pub file: &'a PolicyFile,
+    pub key: &'static str,
+}
+
+impl Section<'_> {
+    /// The section decoded as `C`; `None` when the file does not have it (or it is `null`).
+    pub fn config<C: DeserializeOwned>(&self) -> Result<Option<C>, ConfigError> {
+        if !self.file.rules.contains_key(self.key) {
+            return Ok(None);
+        }
+        let path = ["rules", self.key];
+        serde_saphyr::with_deserializer_from_str(&self.file.text, |de| {
+            serde::de::DeserializeSeed::deserialize(pick::Pick::<C>::new(&path), de)
+        })
+        .map_err(|e| ConfigError::Syntax {
+            origin: self.file.origin.clone(),
+            message: syntax_message(&e),
+        })
     }
-    for (mode, class) in &dsc.by_access_mode {
-        check_dns_subdomain(class).map_err(|why| {
-            invalid(
-                format!("rules.defaultStorageClass.byAccessMode.{}", mode.as_str()),
-                None,
-                why,
-            )
-        })?;
+
+    /// An error about `rules.<key>.<sub>` (`sub` empty: the section itself).
+    pub fn invalid(&self, sub: &str, line: Option<u64>, message: impl Into<String>) -> ConfigError {
+        let key = if sub.is_empty() {
+            format!("rules.{}", self.key)
+        } else {
+            format!("rules.{}.{sub}", self.key)
+        };
+        ConfigError::Invalid {
+            origin: self.file.origin.clone(),
+            key,
+            line,
+            message: message.into(),
+        }
     }
-    for (ns, class) in &dsc.namespaces {
-        if ns.is_empty() {
-            return Err(invalid(
-                "rules.defaultStorageClass.namespaces".into(),
-                None,
-                "namespace name must not be empty".into(),
-            ));
-        }
-        check_dns_subdomain(class).map_err(|why| {
-            invalid(
-                format!("rules.defaultStorageClass.namespaces.{ns}"),
-                None,
-                why,
-            )
-        })?;
+}
+
+/// Decodes the value at a path of map keys, skipping everything else (serde seeds, so the one
+/// YAML parser reports lines as for the whole file).
+mod pick {
+    use std::fmt;
+    use std::marker::PhantomData;
+
+    use serde::Deserialize;
+    use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+
+    pub struct Pick<'p, C> {
+        path: &'p [&'p str],
+        _c: PhantomData<C>,
     }
-    let nar = &file.rules.local_volume_node_affinity;
-    if nar.node_label.trim().is_empty() || nar.node_label.contains(char::is_whitespace) {
-        return Err(invalid(
-            "rules.localVolumeNodeAffinity.nodeLabel".into(),
-            None,
-            format!("{:?} is not a label key", nar.node_label),
-        ));
-    }
-    let mut prefixes: BTreeMap<String, usize> = BTreeMap::new();
-    for (i, rule) in nar.paths.iter().enumerate() {
-        let key = format!("rules.localVolumeNodeAffinity.paths[{i}]");
-        let line = Some(rule.prefix.referenced.line());
-        let prefix = &rule.prefix.value;
-        if !prefix.starts_with('/') {
-            return Err(invalid(
-                format!("{key}.prefix"),
-                line,
-                format!("{prefix:?} is not an absolute path"),
-            ));
-        }
-        if prefix.split('/').any(|c| c == "..") {
-            return Err(invalid(
-                format!("{key}.prefix"),
-                line,
-                "must not contain '..'".into(),
-            ));
-        }
-        if let Some(prev) = prefixes.insert(super::node_affinity::normalize_prefix(prefix), i) {
-            return Err(invalid(
-                format!("{key}.prefix"),
-                line,
-                format!("duplicate prefix {prefix:?} (also paths[{prev}])"),
-            ));
-        }
-        if rule.nodes.is_empty() {
-            return Err(invalid(
-                format!("{key}.nodes"),
-                line,
-                "must name at least one node".into(),
-            ));
-        }
-        for (j, n) in rule.nodes.iter().enumerate() {
-            if n.trim().is_empty() {
-                return Err(invalid(
-                    format!("{key}.nodes[{j}]"),
-                    line,
-                    "must not be empty".into(),
-                ));
+
+    impl<'p, C> Pick<'p, C> {
+        pub fn new(path: &'p [&'p str]) -> Self {
+            Pick {
+                path,
+                _c: PhantomData,
             }
         }
     }
-    Ok(())
+
+    impl<'de, C: Deserialize<'de>> DeserializeSeed<'de> for Pick<'_, C> {
+        type Value = Option<C>;
+
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Option<C>, D::Error> {
+            match self.path.split_first() {
+                None => Option::<C>::deserialize(d),
+                Some((first, rest)) => d.deserialize_any(Walk::<C> {
+                    key: first,
+                    rest,
+                    _c: PhantomData,
+                }),
+            }
+        }
+    }
+
+    struct Walk<'p, C> {
+        key: &'p str,
+        rest: &'p [&'p str],
+        _c: PhantomData<C>,
+    }
+
+    impl<'de, C: Deserialize<'de>> Visitor<'de> for Walk<'_, C> {
+        type Value = Option<C>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "a map with key {:?}", self.key)
+        }
+
+        fn visit_unit<E>(self) -> Result<Option<C>, E> {
+            Ok(None)
+        }
+
+        fn visit_none<E>(self) -> Result<Option<C>, E> {
+            Ok(None)
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<C>, A::Error> {
+            let mut found = None;
+            while let Some(k) = map.next_key::<String>()? {
+                if k == self.key {
+                    found = map.next_value_seed(Pick::<C>::new(self.rest))?;
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(found)
+        }
+    }
 }
 
 /// A StorageClass name is a DNS subdomain (RFC 1123): at most 253 characters of lower-case
 /// alphanumerics, '-' and '.', starting and ending with an alphanumeric.
-fn check_dns_subdomain(name: &str) -> Result<(), String> {
+pub(crate) fn check_dns_subdomain(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= 253
         && name
@@ -445,10 +410,17 @@ fn check_dns_subdomain(name: &str) -> Result<(), String> {
 mod tests {
     use super::*;
 
+    /// The whole policy, rules' sections included (each rule validates its own).
     fn err(text: &str) -> String {
-        parse(text, Some(Path::new("/etc/policy.yaml")))
+        crate::policy::Policy::parse(text, Some(Path::new("/etc/policy.yaml")), false)
             .expect_err("policy should be refused")
             .to_string()
+    }
+
+    fn settings(text: &str) -> crate::policy::Settings {
+        crate::policy::Policy::parse(text, None, false)
+            .expect("policy loads")
+            .settings
     }
 
     #[test]
@@ -461,20 +433,17 @@ mod tests {
     fn empty_file_is_all_defaults() {
         let f = parse("# nothing here\n", None).unwrap();
         assert!(f.storage_classes.is_empty());
+        let s = settings("# nothing here\n");
+        assert_eq!(s.node_label, "kubernetes.io/hostname");
         assert_eq!(
-            f.rules.local_volume_node_affinity.node_label,
-            "kubernetes.io/hostname"
-        );
-        assert_eq!(
-            f.rules.access_modes.reject_read_write_many_on,
+            s.reject_rwx_on,
             vec![StorageKind::Block, StorageKind::Local]
         );
     }
 
     #[test]
     fn parses_the_documented_example() {
-        let f = parse(
-            r#"
+        let text = r#"
 mode: enforce
 exemptions: {namespaces: [kube-system], usernames: []}
 storageClasses:
@@ -499,16 +468,16 @@ rules:
   accessModes:
     mode: enforce
     rejectReadWriteManyOn: [block, local]
-"#,
-            None,
-        )
-        .unwrap();
+"#;
+        let f = parse(text, None).unwrap();
         assert_eq!(f.storage_classes[0].kind, Some(StorageKind::Block));
+        let p = crate::policy::Policy::parse(text, None, false).unwrap();
         assert_eq!(
-            f.rules.default_storage_class.by_access_mode[&AccessMode::ReadWriteMany],
+            p.settings.defaults.by_access_mode[&AccessMode::ReadWriteMany],
             "nfs"
         );
-        assert_eq!(f.rules.local_volume_node_affinity.paths[0].nodes.len(), 2);
+        let rule = format!("{:?}", p.rule(crate::policy::node_affinity::ID));
+        assert!(rule.contains("k8s-worker-02"), "{rule}");
     }
 
     #[test]

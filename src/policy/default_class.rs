@@ -1,119 +1,104 @@
-//! Rule 1: a PersistentVolumeClaim created without a class gets the right default class.
-//!
-//! Candidates, in order: the namespace's default (Namespace annotation, else the policy's
-//! `namespaces` entry), the policy's `byAccessMode` entry, the cluster default (as Kubernetes
-//! picks it), the policy's `className`. The first candidate whose storage can serve the requested
-//! access modes wins; if none can, the first candidate. A PVC that has a class (`""` included) or
-//! the beta class annotation is never touched.
+//! Rule `defaultStorageClass`: a PersistentVolumeClaim created without a class gets the right
+//! default class ([`storage::choose`]: the namespace's, the access mode's, the cluster default as
+//! Kubernetes picks it, the policy's `className`). A PVC that has a class (`""` included) or the
+//! beta class annotation is never touched.
+
+use std::collections::BTreeMap;
 
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, PatchOperation};
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, PersistentVolumeClaimSpec};
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use serde::Deserialize;
 use serde_json::json;
 
 use super::catalog::Catalog;
-use super::config::AccessMode;
+use super::config::{AccessMode, ConfigError, Section, check_dns_subdomain};
+use super::decision::Decision;
 use super::field::go_quote;
-use super::modes::{Mode, RuleId};
-use super::{Decision, Policy, access_modes};
+use super::modes::Mode;
+use super::registry::Entry;
+use super::rule::{Acts, Context, Endpoint, Judges, Meta, Object, Request, Rule, RuleId};
+use super::storage::{self, Defaults, Settings, has_class};
+use crate::kinds::Operation;
 
-/// The legacy annotation that gives a PVC its class.
-pub const BETA_CLASS_ANNOTATION: &str = "volume.beta.kubernetes.io/storage-class";
+pub const META: Meta = Meta {
+    key: "defaultStorageClass",
+    annotation: "default-storage-class",
+    summary: "a PVC created without a class gets the namespace, access-mode or cluster default",
+    default_mode: Mode::Enforce,
+    acts: &[Acts {
+        endpoint: Endpoint::Mutate,
+        operations: &[Operation::Create],
+        judges: &[Judges::Claims],
+    }],
+};
+pub const ID: RuleId = RuleId(&META);
+pub const ENTRY: Entry = Entry {
+    meta: &META,
+    compile,
+};
 
-/// Where a chosen default came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Source {
-    Namespace,
-    AccessMode(AccessMode),
-    ClusterDefault,
-    PolicyFallback,
+/// `rules.defaultStorageClass` in the policy file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct Config {
+    #[serde(default, rename = "mode")]
+    _mode: Option<Mode>,
+    /// Last-resort default when no class is marked default; empty means none.
+    #[serde(default)]
+    class_name: String,
+    #[serde(default)]
+    by_access_mode: BTreeMap<AccessMode, String>,
+    #[serde(default)]
+    namespaces: BTreeMap<String, String>,
 }
 
-impl Source {
-    pub fn describe(self) -> String {
-        match self {
-            Source::Namespace => "namespace default".to_owned(),
-            Source::AccessMode(m) => format!("default for {}", m.as_str()),
-            Source::ClusterDefault => "cluster default".to_owned(),
-            Source::PolicyFallback => "policy className".to_owned(),
-        }
-    }
+#[derive(Debug)]
+struct DefaultClass {
+    defaults: Defaults,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Choice {
-    pub class: String,
-    pub source: Source,
+fn compile(section: Section<'_>) -> Result<Box<dyn Rule>, ConfigError> {
+    let c: Config = section.config()?.unwrap_or_default();
+    if !c.class_name.is_empty() {
+        check_dns_subdomain(&c.class_name)
+            .map_err(|why| section.invalid("className", None, why))?;
+    }
+    for (mode, class) in &c.by_access_mode {
+        check_dns_subdomain(class).map_err(|why| {
+            section.invalid(&format!("byAccessMode.{}", mode.as_str()), None, why)
+        })?;
+    }
+    for (ns, class) in &c.namespaces {
+        if ns.is_empty() {
+            return Err(section.invalid("namespaces", None, "namespace name must not be empty"));
+        }
+        check_dns_subdomain(class)
+            .map_err(|why| section.invalid(&format!("namespaces.{ns}"), None, why))?;
+    }
+    Ok(Box::new(DefaultClass {
+        defaults: Defaults {
+            class_name: c.class_name,
+            by_access_mode: c.by_access_mode,
+            namespaces: c.namespaces,
+        },
+    }))
 }
 
-/// A PVC "has a class" when `spec.storageClassName` is set (even to `""`) or the beta annotation
-/// key is present (any value): exactly the DefaultStorageClass plugin's test.
-pub fn has_class(pvc: &PersistentVolumeClaim) -> bool {
-    pvc.spec
-        .as_ref()
-        .is_some_and(|s| s.storage_class_name.is_some())
-        || pvc
-            .metadata
-            .annotations
-            .as_ref()
-            .is_some_and(|a| a.contains_key(BETA_CLASS_ANNOTATION))
-}
+impl Rule for DefaultClass {
+    fn meta(&self) -> &'static Meta {
+        &META
+    }
 
-/// The class the rule would give a claim without one in `namespace`.
-pub fn choose(
-    policy: &Policy,
-    catalog: &Catalog,
-    namespace: Option<&str>,
-    spec: Option<&PersistentVolumeClaimSpec>,
-) -> Option<Choice> {
-    let rule = &policy.file.rules.default_storage_class;
-    let modes: &[String] = spec.and_then(|s| s.access_modes.as_deref()).unwrap_or(&[]);
-    let volume_mode = spec.and_then(|s| s.volume_mode.as_deref());
+    fn check(&self, cx: &Context<'_>, req: &Request<'_>, mode: Mode, d: &mut Decision) {
+        if let Some(Object::Pvc(pvc)) = req.object {
+            run(cx.settings, cx.catalog, req.namespace, pvc, mode, d);
+        }
+    }
 
-    let namespace_default = namespace.and_then(|ns| {
-        catalog
-            .namespace(ns)
-            .and_then(|info| info.default_class.as_deref())
-            .or_else(|| rule.namespaces.get(ns).map(String::as_str))
-    });
-    let mut first: Option<Choice> = None;
-    let mut consider = |class: &str, source: Source| -> Option<Choice> {
-        let choice = Choice {
-            class: class.to_owned(),
-            source,
-        };
-        if access_modes::serves(policy, catalog, class, modes, volume_mode) {
-            return Some(choice);
-        }
-        if first.is_none() {
-            first = Some(choice);
-        }
-        None
-    };
-    if let Some(c) = namespace_default.and_then(|c| consider(c, Source::Namespace)) {
-        return Some(c);
+    fn configure(&self, settings: &mut Settings) {
+        settings.defaults = self.defaults.clone();
     }
-    for m in modes.iter().filter_map(|m| AccessMode::parse(m)) {
-        if let Some(c) = rule
-            .by_access_mode
-            .get(&m)
-            .and_then(|c| consider(c, Source::AccessMode(m)))
-        {
-            return Some(c);
-        }
-    }
-    if let Some(c) = catalog
-        .default_class()
-        .and_then(|c| consider(c, Source::ClusterDefault))
-    {
-        return Some(c);
-    }
-    if !rule.class_name.is_empty()
-        && let Some(c) = consider(&rule.class_name, Source::PolicyFallback)
-    {
-        return Some(c);
-    }
-    first
 }
 
 /// The patch that sets the class: it creates `spec` when the object has none.
@@ -132,7 +117,7 @@ pub fn patch_for(pvc: &PersistentVolumeClaim, class: &str) -> PatchOperation {
 }
 
 pub(crate) fn run(
-    policy: &Policy,
+    settings: &Settings,
     catalog: &Catalog,
     namespace: Option<&str>,
     pvc: &PersistentVolumeClaim,
@@ -142,10 +127,10 @@ pub(crate) fn run(
     if mode == Mode::Off || has_class(pvc) {
         return;
     }
-    let Some(choice) = choose(policy, catalog, namespace, pvc.spec.as_ref()) else {
+    let Some(choice) = storage::choose(settings, catalog, namespace, pvc.spec.as_ref()) else {
         return;
     };
-    let rule = RuleId::DefaultStorageClass;
+    let rule = ID;
     let what = format!(
         "spec.storageClassName {} ({})",
         go_quote(&choice.class),
@@ -164,8 +149,9 @@ pub(crate) fn run(
 mod tests {
     use super::*;
     use crate::policy::Action;
+    use crate::policy::Policy;
     use crate::policy::catalog::{LiveClass, LiveState, NamespaceInfo};
-    use crate::policy::config;
+    use crate::policy::storage::BETA_CLASS_ANNOTATION;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     use serde_json::Value;
 
@@ -181,7 +167,7 @@ rules:
 "#;
 
     fn policy(text: &str) -> Policy {
-        Policy::new(config::parse(text, None).unwrap(), false)
+        Policy::parse(text, None, false).unwrap()
     }
 
     fn pvc(v: Value) -> PersistentVolumeClaim {
@@ -206,7 +192,7 @@ rules:
         mode: Mode,
     ) -> Decision {
         let mut d = Decision::default();
-        run(p, cat, Some(ns), c, mode, &mut d);
+        run(&p.settings, cat, Some(ns), c, mode, &mut d);
         d
     }
 

@@ -1,4 +1,4 @@
-//! Enforcement modes and how the mode of a rule is resolved for one request.
+//! Enforcement modes.
 
 use serde::Deserialize;
 
@@ -37,40 +37,6 @@ impl Mode {
         match self {
             Mode::Enforce => Mode::Audit,
             m => m,
-        }
-    }
-}
-
-/// The three rules.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum RuleId {
-    DefaultStorageClass,
-    LocalVolumeNodeAffinity,
-    AccessModes,
-}
-
-impl RuleId {
-    pub const ALL: [RuleId; 3] = [
-        RuleId::DefaultStorageClass,
-        RuleId::LocalVolumeNodeAffinity,
-        RuleId::AccessModes,
-    ];
-
-    /// The rule's name as in the policy file and in metrics labels.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RuleId::DefaultStorageClass => "defaultStorageClass",
-            RuleId::LocalVolumeNodeAffinity => "localVolumeNodeAffinity",
-            RuleId::AccessModes => "accessModes",
-        }
-    }
-
-    /// The audit-annotation key (no `/`, at most 63 characters, as the API server requires).
-    pub fn annotation_key(self) -> &'static str {
-        match self {
-            RuleId::DefaultStorageClass => "default-storage-class",
-            RuleId::LocalVolumeNodeAffinity => "local-volume-node-affinity",
-            RuleId::AccessModes => "access-modes",
         }
     }
 }

@@ -1,17 +1,165 @@
-//! Rule 2: a hand-made local PersistentVolume gets `spec.nodeAffinity` on CREATE.
+//! Rule `localVolumeNodeAffinity`: a hand-made local PersistentVolume gets `spec.nodeAffinity`
+//! on CREATE.
 //!
 //! The nodes come from the PV's `storage-policy.io/node` annotation (comma-separated), else from
 //! the longest path rule whose prefix matches whole path components. The API rejects a `local`
 //! PV without node affinity and the field is immutable after create, so CREATE is the only chance.
 
+use std::collections::BTreeMap;
+
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, PatchOperation};
 use k8s_openapi::api::core::v1::PersistentVolume;
+use serde::Deserialize;
 use serde_json::{Value, json};
+use serde_saphyr::Spanned;
 
 use super::catalog::Catalog;
-use super::modes::{Mode, RuleId};
-use super::{Action, Decision, Finding, Policy};
+use super::config::{ConfigError, Section};
+use super::decision::{Action, Decision, Finding};
+use super::modes::Mode;
+use super::registry::Entry;
+use super::rule::{Acts, Context, Endpoint, Judges, Meta, Object, Request, Rule, RuleId};
+use super::storage::Settings;
+use crate::kinds::Operation;
+
+pub const META: Meta = Meta {
+    key: "localVolumeNodeAffinity",
+    annotation: "local-volume-node-affinity",
+    summary: "a hand-made local or hostPath PV gets spec.nodeAffinity from an annotation or a path rule",
+    default_mode: Mode::Enforce,
+    acts: &[Acts {
+        endpoint: Endpoint::Mutate,
+        operations: &[Operation::Create],
+        judges: &[Judges::Volumes],
+    }],
+};
+pub const ID: RuleId = RuleId(&META);
+pub const ENTRY: Entry = Entry {
+    meta: &META,
+    compile,
+};
+
+/// `rules.localVolumeNodeAffinity` in the policy file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct Config {
+    #[serde(default, rename = "mode")]
+    _mode: Option<Mode>,
+    #[serde(default = "default_node_label")]
+    node_label: String,
+    #[serde(default)]
+    paths: Vec<PathRuleConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            _mode: None,
+            node_label: default_node_label(),
+            paths: Vec::new(),
+        }
+    }
+}
+
+fn default_node_label() -> String {
+    "kubernetes.io/hostname".to_owned()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct PathRuleConfig {
+    prefix: Spanned<String>,
+    nodes: Vec<String>,
+}
+
+/// A compiled path rule: volumes under `prefix` live on `nodes`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PathRule {
+    pub prefix: String,
+    pub nodes: Vec<String>,
+}
+
+#[derive(Debug)]
+pub struct NodeAffinity {
+    pub node_label: String,
+    pub paths: Vec<PathRule>,
+}
+
+fn compile(section: Section<'_>) -> Result<Box<dyn Rule>, ConfigError> {
+    let c: Config = section.config()?.unwrap_or_default();
+    if c.node_label.trim().is_empty() || c.node_label.contains(char::is_whitespace) {
+        return Err(section.invalid(
+            "nodeLabel",
+            None,
+            format!("{:?} is not a label key", c.node_label),
+        ));
+    }
+    let mut prefixes: BTreeMap<String, usize> = BTreeMap::new();
+    let mut paths = Vec::with_capacity(c.paths.len());
+    for (i, rule) in c.paths.into_iter().enumerate() {
+        let key = format!("paths[{i}]");
+        let line = Some(rule.prefix.referenced.line());
+        let prefix = &rule.prefix.value;
+        if !prefix.starts_with('/') {
+            return Err(section.invalid(
+                &format!("{key}.prefix"),
+                line,
+                format!("{prefix:?} is not an absolute path"),
+            ));
+        }
+        if prefix.split('/').any(|c| c == "..") {
+            return Err(section.invalid(&format!("{key}.prefix"), line, "must not contain '..'"));
+        }
+        if let Some(prev) = prefixes.insert(normalize_prefix(prefix), i) {
+            return Err(section.invalid(
+                &format!("{key}.prefix"),
+                line,
+                format!("duplicate prefix {prefix:?} (also paths[{prev}])"),
+            ));
+        }
+        if rule.nodes.is_empty() {
+            return Err(section.invalid(
+                &format!("{key}.nodes"),
+                line,
+                "must name at least one node",
+            ));
+        }
+        for (j, n) in rule.nodes.iter().enumerate() {
+            if n.trim().is_empty() {
+                return Err(section.invalid(
+                    &format!("{key}.nodes[{j}]"),
+                    line,
+                    "must not be empty",
+                ));
+            }
+        }
+        paths.push(PathRule {
+            prefix: rule.prefix.value,
+            nodes: rule.nodes,
+        });
+    }
+    Ok(Box::new(NodeAffinity {
+        node_label: c.node_label,
+        paths,
+    }))
+}
+
+impl Rule for NodeAffinity {
+    fn meta(&self) -> &'static Meta {
+        &META
+    }
+
+    fn check(&self, cx: &Context<'_>, req: &Request<'_>, mode: Mode, d: &mut Decision) {
+        if let Some(Object::Pv(pv)) = req.object {
+            self.run(cx.catalog, pv, mode, d);
+        }
+    }
+
+    fn configure(&self, settings: &mut Settings) {
+        settings.node_label = self.node_label.clone();
+    }
+}
 
 /// PV annotation naming the node(s) that hold the volume.
 pub const NODE_ANNOTATION: &str = "storage-policy.io/node";
@@ -44,7 +192,7 @@ pub fn covers(prefix: &str, path: &str) -> bool {
 }
 
 /// The nodes a PV lives on, if the policy or the PV says.
-pub fn nodes_for(policy: &Policy, pv: &PersistentVolume) -> Option<(Vec<String>, Source)> {
+pub fn nodes_for(paths: &[PathRule], pv: &PersistentVolume) -> Option<(Vec<String>, Source)> {
     if let Some(value) = pv
         .metadata
         .annotations
@@ -67,15 +215,11 @@ pub fn nodes_for(policy: &Policy, pv: &PersistentVolume) -> Option<(Vec<String>,
         .as_ref()
         .map(|l| l.path.as_str())
         .or_else(|| spec.host_path.as_ref().map(|h| h.path.as_str()))?;
-    policy
-        .file
-        .rules
-        .local_volume_node_affinity
-        .paths
+    paths
         .iter()
-        .filter(|r| covers(&r.prefix.value, path))
-        .max_by_key(|r| normalize_prefix(&r.prefix.value).len())
-        .map(|r| (r.nodes.clone(), Source::PathRule(r.prefix.value.clone())))
+        .filter(|r| covers(&r.prefix, path))
+        .max_by_key(|r| normalize_prefix(&r.prefix).len())
+        .map(|r| (r.nodes.clone(), Source::PathRule(r.prefix.clone())))
 }
 
 /// The `required` node selector for these nodes.
@@ -87,42 +231,85 @@ pub fn required_selector(label: &str, nodes: &[String]) -> Value {
     })
 }
 
-pub(crate) fn run(
-    policy: &Policy,
-    catalog: &Catalog,
-    pv: &PersistentVolume,
-    mode: Mode,
-    d: &mut Decision,
-) {
-    if mode == Mode::Off {
-        return;
-    }
-    let Some(spec) = pv.spec.as_ref() else { return };
-    let is_local = spec.local.is_some();
-    if !is_local && spec.host_path.is_none() {
-        return;
-    }
-    // Already pinned: leave it (the API validates what is there).
-    if spec
-        .node_affinity
-        .as_ref()
-        .is_some_and(|na| na.required.is_some())
-    {
-        return;
-    }
-    let rule = RuleId::LocalVolumeNodeAffinity;
-    let label = &policy.file.rules.local_volume_node_affinity.node_label;
-    let class = spec.storage_class_name.clone().filter(|c| !c.is_empty());
-    let Some((nodes, source)) = nodes_for(policy, pv) else {
-        // hostPath volumes work without affinity; a local volume is refused by the API.
-        if is_local {
-            let msg = format!(
-                "no node known for local path {:?}: set annotation {NODE_ANNOTATION}=<node> \
+impl NodeAffinity {
+    pub(crate) fn run(
+        &self,
+        catalog: &Catalog,
+        pv: &PersistentVolume,
+        mode: Mode,
+        d: &mut Decision,
+    ) {
+        if mode == Mode::Off {
+            return;
+        }
+        let Some(spec) = pv.spec.as_ref() else { return };
+        let is_local = spec.local.is_some();
+        if !is_local && spec.host_path.is_none() {
+            return;
+        }
+        // Already pinned: leave it (the API validates what is there).
+        if spec
+            .node_affinity
+            .as_ref()
+            .is_some_and(|na| na.required.is_some())
+        {
+            return;
+        }
+        let rule = ID;
+        let label = &self.node_label;
+        let class = spec.storage_class_name.clone().filter(|c| !c.is_empty());
+        let Some((nodes, source)) = nodes_for(&self.paths, pv) else {
+            // hostPath volumes work without affinity; a local volume is refused by the API.
+            if is_local {
+                let msg = format!(
+                    "no node known for local path {:?}: set annotation {NODE_ANNOTATION}=<node> \
                  or a localVolumeNodeAffinity path rule",
-                spec.local
-                    .as_ref()
-                    .map(|l| l.path.as_str())
-                    .unwrap_or_default()
+                    spec.local
+                        .as_ref()
+                        .map(|l| l.path.as_str())
+                        .unwrap_or_default()
+                );
+                d.warn(&msg);
+                d.findings.push(Finding {
+                    rule,
+                    action: Action::Warned,
+                    storage_class: class,
+                    message: msg,
+                });
+            }
+            return;
+        };
+        let selector = required_selector(label, &nodes);
+        let what = format!(
+            "spec.nodeAffinity {label} In [{}] (from {})",
+            nodes.join(", "),
+            match &source {
+                Source::Annotation => format!("annotation {NODE_ANNOTATION}"),
+                Source::PathRule(p) => format!("path rule {p}"),
+            }
+        );
+        // Fill `required` when `nodeAffinity` exists without it; else add the whole field.
+        let op = if spec.node_affinity.is_some() {
+            AddOperation {
+                path: PointerBuf::from_tokens(["spec", "nodeAffinity", "required"]),
+                value: selector,
+            }
+        } else {
+            AddOperation {
+                path: PointerBuf::from_tokens(["spec", "nodeAffinity"]),
+                value: json!({ "required": selector }),
+            }
+        };
+        d.mutation(rule, mode, &what, class.clone(), PatchOperation::Add(op));
+        let missing: Vec<&str> = nodes
+            .iter()
+            .map(String::as_str)
+            .filter(|n| catalog.node_exists(n) == Some(false))
+            .collect();
+        if !missing.is_empty() {
+            let msg = format!(
+                "no node has {label} in [{}]: the volume cannot be used until one does",
+                missing.join(", ")
             );
             d.warn(&msg);
             d.findings.push(Finding {
@@ -132,55 +319,14 @@ pub(crate) fn run(
                 message: msg,
             });
         }
-        return;
-    };
-    let selector = required_selector(label, &nodes);
-    let what = format!(
-        "spec.nodeAffinity {label} In [{}] (from {})",
-        nodes.join(", "),
-        match &source {
-            Source::Annotation => format!("annotation {NODE_ANNOTATION}"),
-            Source::PathRule(p) => format!("path rule {p}"),
-        }
-    );
-    // Fill `required` when `nodeAffinity` exists without it; else add the whole field.
-    let op = if spec.node_affinity.is_some() {
-        AddOperation {
-            path: PointerBuf::from_tokens(["spec", "nodeAffinity", "required"]),
-            value: selector,
-        }
-    } else {
-        AddOperation {
-            path: PointerBuf::from_tokens(["spec", "nodeAffinity"]),
-            value: json!({ "required": selector }),
-        }
-    };
-    d.mutation(rule, mode, &what, class.clone(), PatchOperation::Add(op));
-    let missing: Vec<&str> = nodes
-        .iter()
-        .map(String::as_str)
-        .filter(|n| catalog.node_exists(n) == Some(false))
-        .collect();
-    if !missing.is_empty() {
-        let msg = format!(
-            "no node has {label} in [{}]: the volume cannot be used until one does",
-            missing.join(", ")
-        );
-        d.warn(&msg);
-        d.findings.push(Finding {
-            rule,
-            action: Action::Warned,
-            storage_class: class,
-            message: msg,
-        });
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::Policy;
     use crate::policy::catalog::LiveState;
-    use crate::policy::config;
 
     const POLICY: &str = r#"
 rules:
@@ -191,7 +337,7 @@ rules:
 "#;
 
     fn policy() -> Policy {
-        Policy::new(config::parse(POLICY, None).unwrap(), false)
+        Policy::parse(POLICY, None, false).unwrap()
     }
 
     fn pv(v: Value) -> PersistentVolume {
@@ -207,7 +353,20 @@ rules:
 
     fn decide(p: &Policy, cat: &Catalog, v: &PersistentVolume, mode: Mode) -> Decision {
         let mut d = Decision::default();
-        run(p, cat, v, mode, &mut d);
+        let cx = p.context(Endpoint::Mutate, cat);
+        let req = crate::policy::Request {
+            operation: Operation::Create,
+            namespace: None,
+            username: "u",
+            subject: crate::policy::Subject {
+                group: "",
+                kind: "PersistentVolume",
+                name: "p",
+            },
+            object: Some(Object::Pv(v)),
+            old_object: None,
+        };
+        p.rule(ID).check(&cx, &req, mode, &mut d);
         d
     }
 

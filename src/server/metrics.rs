@@ -76,27 +76,6 @@ struct EndpointLabels {
     endpoint: &'static str,
 }
 
-/// The kinds the rules know; anything else is counted as `other` so labels stay bounded.
-const KINDS: [&str; 9] = [
-    "PersistentVolumeClaim",
-    "PersistentVolume",
-    "StatefulSet",
-    "Pod",
-    "Deployment",
-    "DaemonSet",
-    "ReplicaSet",
-    "Job",
-    "CronJob",
-];
-
-fn kind_label(kind: &str) -> &'static str {
-    KINDS
-        .iter()
-        .find(|k| **k == kind)
-        .copied()
-        .unwrap_or("other")
-}
-
 fn latency_histogram() -> Histogram {
     Histogram::new(LATENCY_BUCKETS)
 }
@@ -211,7 +190,7 @@ impl Metrics {
                 outcome: result.as_str(),
             })
             .inc();
-        let kind = kind_label(&outcome.info.kind);
+        let kind = crate::kinds::label(&outcome.info.kind);
         if outcome.decision.findings.is_empty() {
             self.decisions
                 .get_or_create(&DecisionLabels {
@@ -282,7 +261,10 @@ mod tests {
 
     #[test]
     fn unknown_kinds_are_bounded() {
-        assert_eq!(kind_label("PersistentVolumeClaim"), "PersistentVolumeClaim");
-        assert_eq!(kind_label("SomeCustomThing"), "other");
+        assert_eq!(
+            crate::kinds::label("PersistentVolumeClaim"),
+            "PersistentVolumeClaim"
+        );
+        assert_eq!(crate::kinds::label("SomeCustomThing"), "other");
     }
 }

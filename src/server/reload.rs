@@ -34,7 +34,7 @@ pub fn load_policy_file(path: &Path, dry_run: bool) -> Result<LoadedPolicy, Conf
     })?;
     let file = config::parse(&text, Some(path))?;
     Ok(LoadedPolicy {
-        policy: Policy::new(file, dry_run),
+        policy: Policy::new(file, dry_run)?,
         hash,
     })
 }

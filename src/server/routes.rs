@@ -215,7 +215,7 @@ async fn handle(endpoint: Endpoint, app: AppState, req: Request) -> Response {
         };
         match decided {
             Ok(outcome) => answer(endpoint, &app, &outcome, start),
-            Err(e @ ReviewError::Encode(_)) => {
+            Err(e @ (ReviewError::Encode(_) | ReviewError::Patch(_))) => {
                 tracing::error!(endpoint = endpoint_name, error = %e, "failed to encode the answer");
                 app.metrics
                     .request_failed(endpoint, RequestOutcome::Error, start.elapsed());

@@ -240,10 +240,20 @@ def check_mutating(r: Rendered) -> None:
     expect("matchConditions" not in hook, "the mutating webhook must see every PVC and PV")
 
 
+WORKLOAD_CEL = ("has(object.spec.template) && has(object.spec.template.spec) && "
+                "has(object.spec.template.spec.volumes) && "
+                "object.spec.template.spec.volumes.exists(v, has(v.ephemeral))")
+CRONJOB_CEL = ("has(object.spec.jobTemplate) && has(object.spec.jobTemplate.spec) && "
+               "has(object.spec.jobTemplate.spec.template) && has(object.spec.jobTemplate.spec.template.spec) && "
+               "has(object.spec.jobTemplate.spec.template.spec.volumes) && "
+               "object.spec.jobTemplate.spec.template.spec.volumes.exists(v, has(v.ephemeral))")
+
+
 def check_validating(r: Rendered) -> None:
     cfg = r.one("ValidatingWebhookConfiguration")
     hooks = {h["name"]: h for h in cfg["webhooks"]}
-    expect_eq(sorted(hooks), ["pods.validate.storage-policy.io", "validate.storage-policy.io"],
+    expect_eq(sorted(hooks), ["cronjobs.validate.storage-policy.io", "pods.validate.storage-policy.io",
+                              "validate.storage-policy.io", "workloads.validate.storage-policy.io"],
               "validating webhook names")
     fp = r.merged["webhook"]["validating"]["failurePolicy"]
     main = hooks["validate.storage-policy.io"]
@@ -259,6 +269,24 @@ def check_validating(r: Rendered) -> None:
     expect_eq(rule_set(pods["rules"]), {("", "v1", "pods", ("CREATE",), "Namespaced")}, "pod rules")
     conds = pods.get("matchConditions", [])
     expect_eq([c["expression"] for c in conds], [EPHEMERAL_CEL], "pod matchConditions")
+    # Every workload kind whose pod template a rule judges is sent (Deployments, DaemonSets,
+    # ReplicaSets, Jobs and CronJobs were once reported by `audit` and admitted by the webhook).
+    workloads = hooks["workloads.validate.storage-policy.io"]
+    check_common_webhook(r, workloads, "/validate", fp)
+    expect_eq(rule_set(workloads["rules"]), {
+        ("apps", "v1", "deployments", ("CREATE", "UPDATE"), "Namespaced"),
+        ("apps", "v1", "daemonsets", ("CREATE", "UPDATE"), "Namespaced"),
+        ("apps", "v1", "replicasets", ("CREATE", "UPDATE"), "Namespaced"),
+        ("batch", "v1", "jobs", ("CREATE", "UPDATE"), "Namespaced"),
+    }, "workload rules")
+    expect_eq([c["expression"] for c in workloads.get("matchConditions", [])], [WORKLOAD_CEL],
+              "workload matchConditions")
+    cronjobs = hooks["cronjobs.validate.storage-policy.io"]
+    check_common_webhook(r, cronjobs, "/validate", fp)
+    expect_eq(rule_set(cronjobs["rules"]), {("batch", "v1", "cronjobs", ("CREATE", "UPDATE"), "Namespaced")},
+              "cronjob rules")
+    expect_eq([c["expression"] for c in cronjobs.get("matchConditions", [])], [CRONJOB_CEL],
+              "cronjob matchConditions")
 
 
 def check_ca(r: Rendered) -> None:
@@ -700,6 +728,27 @@ def check_against_binary() -> None:
 
     for label, r in RENDERED.items():
         R.check(f"[{label}] the webhook binary loads the rendered policy.yaml", lambda r=r: loads_policy(r))
+
+    rules_run = subprocess.run([str(binary), "rules", "--output", "json"], capture_output=True, text=True,
+                               timeout=60)
+
+    def registrations_follow_the_kinds_table(r: Rendered) -> None:
+        expect(rules_run.returncode == 0, f"`rules --output json` failed: {rules_run.stderr.strip()}")
+        want = json.loads(rules_run.stdout)["webhooks"]
+        got = []
+        for kind in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
+            got += r.one(kind)["webhooks"]
+        expect_eq(sorted(h["name"] for h in got), sorted(w["name"] for w in want), "webhook registrations")
+        by_name = {h["name"]: h for h in got}
+        for w in want:
+            h = by_name[w["name"]]
+            expect_eq(h["clientConfig"]["service"]["path"], w["path"], f"{w['name']} path")
+            expect_eq(rule_set(h["rules"]), rule_set(w["rules"]), f"{w['name']} rules")
+            expect_eq([c["expression"] for c in h.get("matchConditions", [])],
+                      [c["expression"] for c in w.get("matchConditions", [])], f"{w['name']} matchConditions")
+
+    R.check("[defaults] the chart's webhook registrations follow the kinds table and rule registry "
+            "(`rules --output json`)", lambda: registrations_follow_the_kinds_table(RENDERED["defaults"]))
 
     help_run = subprocess.run([str(binary), "serve", "--help"], capture_output=True, text=True, timeout=60)
     if help_run.returncode != 0:

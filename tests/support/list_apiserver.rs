@@ -39,6 +39,11 @@ fn kind_of(resource: &str) -> Option<(&'static str, &'static str)> {
         "nodes" => ("", "Node"),
         "pods" => ("", "Pod"),
         "statefulsets" => ("apps", "StatefulSet"),
+        "deployments" => ("apps", "Deployment"),
+        "daemonsets" => ("apps", "DaemonSet"),
+        "replicasets" => ("apps", "ReplicaSet"),
+        "jobs" => ("batch", "Job"),
+        "cronjobs" => ("batch", "CronJob"),
         "storageclasses" => ("storage.k8s.io", "StorageClass"),
         _ => return None,
     })

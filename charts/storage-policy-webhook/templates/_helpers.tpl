@@ -172,3 +172,20 @@ clientConfig:
 {{- $_ := set $policy "exemptions" $exemptions }}
 {{- toYaml $policy }}
 {{- end }}
+
+{{/*
+CEL: the pod spec at the given path (below `spec`) declares generic ephemeral volumes. Every
+optional parent is tested with has(), so the expression never errors. Mirrors PodFilter::cel.
+*/}}
+{{- define "spw.ephemeralVolumesCEL" -}}
+{{- $guards := list -}}
+{{- $at := "object.spec" -}}
+{{- range $seg := rest (splitList "." .) -}}
+{{- $at = printf "%s.%s" $at $seg -}}
+{{- $guards = append $guards (printf "has(%s)" $at) -}}
+{{- end -}}
+{{- $full := printf "object.%s" . -}}
+{{- $guards = append $guards (printf "has(%s.volumes)" $full) -}}
+{{- $guards = append $guards (printf "%s.volumes.exists(v, has(v.ephemeral))" $full) -}}
+{{- join " && " $guards -}}
+{{- end }}

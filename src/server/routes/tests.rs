@@ -12,7 +12,7 @@ use serde_json::Value;
 use tower::ServiceExt;
 
 use super::*;
-use crate::policy::{Policy, config};
+use crate::policy::Policy;
 use crate::server::metrics::{self, Metrics};
 
 const POLICY: &str = include_str!("../../../tests/fixtures/server/policy.yaml");
@@ -27,7 +27,7 @@ struct Harness {
 }
 
 fn harness_with(dry_run: bool, max_body_bytes: usize) -> Harness {
-    let policy = Policy::new(config::parse(POLICY, None).unwrap(), dry_run);
+    let policy = Policy::parse(POLICY, None, dry_run).unwrap();
     let mut registry = metrics::new_registry();
     let metrics = Metrics::register(&mut registry);
     let app = router(AppState {

@@ -1,0 +1,306 @@
+//! The registry of rules: one line per rule. Modes, config keys, audit annotations, metric
+//! labels, the webhook registrations the chart must make and the docs' rule table all derive
+//! from it (and tests check the chart, the values schema and the README against it).
+
+use serde::{Deserialize, Serialize};
+
+use super::access_modes;
+use super::config::{ConfigError, PolicyFile, Section};
+use super::default_class;
+use super::modes::Mode;
+use super::node_affinity;
+use super::rule::{Acts, Endpoint, Judges, Meta, PodFilter, Rule};
+use super::storage::Settings;
+use crate::kinds::{self, Kind, Operation};
+
+/// A rule of the registry: its metadata and how to compile its section of the policy file.
+pub struct Entry {
+    pub meta: &'static Meta,
+    pub compile: fn(Section<'_>) -> Result<Box<dyn Rule>, ConfigError>,
+}
+
+/// Every rule, in the order they run (a mutation that others build on comes first).
+pub const REGISTRY: &[Entry] = &[
+    default_class::ENTRY,
+    node_affinity::ENTRY,
+    access_modes::ENTRY,
+];
+
+/// A compiled rule and the mode it runs in (before namespace labels and `--dry-run`).
+#[derive(Debug)]
+pub struct Compiled {
+    pub rule: Box<dyn Rule>,
+    pub mode: Mode,
+}
+
+/// The `mode` of a rule's section (the rule's own config type declares the key too).
+#[derive(Deserialize)]
+struct ModeOnly {
+    #[serde(default)]
+    mode: Option<Mode>,
+}
+
+/// Compiles every rule's section: a section for no rule is an error naming its key, and each
+/// rule validates its own typed config.
+pub fn compile(file: &PolicyFile) -> Result<(Vec<Compiled>, Settings), ConfigError> {
+    for (key, value) in &file.rules {
+        if !REGISTRY.iter().any(|e| e.meta.key == key) {
+            let known: Vec<&str> = REGISTRY.iter().map(|e| e.meta.key).collect();
+            return Err(ConfigError::Invalid {
+                origin: file.origin.clone(),
+                key: format!("rules.{key}"),
+                line: Some(value.referenced.line()),
+                message: format!("unknown rule (known rules: {})", known.join(", ")),
+            });
+        }
+    }
+    let mut settings = Settings::default();
+    let mut rules = Vec::with_capacity(REGISTRY.len());
+    for entry in REGISTRY {
+        let section = Section {
+            file,
+            key: entry.meta.key,
+        };
+        let own = section.config::<ModeOnly>()?.and_then(|m| m.mode);
+        let rule = (entry.compile)(section)?;
+        rule.configure(&mut settings);
+        rules.push(Compiled {
+            rule,
+            mode: own.or(file.mode).unwrap_or(entry.meta.default_mode),
+        });
+    }
+    Ok((rules, settings))
+}
+
+/// The metadata of the rule with this key.
+pub fn meta(key: &str) -> Option<&'static Meta> {
+    REGISTRY.iter().map(|e| e.meta).find(|m| m.key == key)
+}
+
+/// One `rules[]` entry of a webhook registration.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegistrationRule {
+    pub api_groups: Vec<&'static str>,
+    pub api_versions: Vec<&'static str>,
+    pub operations: Vec<&'static str>,
+    pub resources: Vec<&'static str>,
+    pub scope: &'static str,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct MatchCondition {
+    pub name: String,
+    pub expression: String,
+}
+
+/// A webhook registration the chart must make: which kinds and operations reach which endpoint,
+/// filtered by which `matchConditions`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Registration {
+    pub name: String,
+    pub endpoint: Endpoint,
+    pub path: String,
+    pub rules: Vec<RegistrationRule>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub match_conditions: Vec<MatchCondition>,
+}
+
+/// What one kind needs from an endpoint: its operations, and `None` (send every object) or the
+/// pod filters of which one must hold.
+fn needs(endpoint: Endpoint, kind: &Kind) -> Option<(Vec<Operation>, Option<Vec<PodFilter>>)> {
+    let rules: Vec<&Acts> = REGISTRY
+        .iter()
+        .filter_map(|e| e.meta.at(endpoint))
+        .filter(|a| a.judges_kind(kind))
+        .collect();
+    let mut ops: Vec<Operation> = kind
+        .operations
+        .iter()
+        .copied()
+        .filter(|op| rules.iter().any(|m| m.operations.contains(op)))
+        .collect();
+    ops.sort();
+    if ops.is_empty() {
+        return None;
+    }
+    let judges = rules
+        .iter()
+        .flat_map(|m| m.judges.iter())
+        .filter(|j| j.in_kind(kind));
+    let mut filters = Vec::new();
+    for j in judges {
+        match j {
+            Judges::PodSpecs(f) => filters.push(*f),
+            // Something other than a pod spec is judged: every object of the kind is sent.
+            _ => return Some((ops, None)),
+        }
+    }
+    filters.sort();
+    filters.dedup();
+    Some((ops, Some(filters)))
+}
+
+/// The webhook registrations of an endpoint, derived from the registry and the kinds table:
+/// `<endpoint>.storage-policy.io` for kinds sent whole, `<group>.<endpoint>.storage-policy.io`
+/// for kinds sent only when a pod filter holds (conditions apply to a whole registration).
+pub fn registrations(endpoint: Endpoint) -> Vec<Registration> {
+    let mut out: Vec<Registration> = Vec::new();
+    for kind in kinds::KINDS {
+        let Some((ops, filters)) = needs(endpoint, kind) else {
+            continue;
+        };
+        let (name, conditions) = match (&filters, kind.pod_spec()) {
+            (Some(filters), Some(path)) => {
+                let exprs: Vec<String> = filters.iter().map(|f| f.cel(path)).collect();
+                let expression = if exprs.len() == 1 {
+                    exprs[0].clone()
+                } else {
+                    exprs
+                        .iter()
+                        .map(|e| format!("({e})"))
+                        .collect::<Vec<_>>()
+                        .join(" || ")
+                };
+                (
+                    format!(
+                        "{}.{}.storage-policy.io",
+                        kind.filtered_webhook,
+                        endpoint.as_str()
+                    ),
+                    vec![MatchCondition {
+                        name: "storage-relevant".to_owned(),
+                        expression,
+                    }],
+                )
+            }
+            _ => (
+                format!("{}.storage-policy.io", endpoint.as_str()),
+                Vec::new(),
+            ),
+        };
+        let rule = RegistrationRule {
+            api_groups: vec![kind.group],
+            api_versions: vec![kind.version],
+            operations: ops.iter().map(|o| o.as_str()).collect(),
+            resources: vec![kind.plural],
+            scope: if kind.namespaced {
+                "Namespaced"
+            } else {
+                "Cluster"
+            },
+        };
+        match out.iter_mut().find(|r| r.name == name) {
+            Some(r) => r.rules.push(rule),
+            None => out.push(Registration {
+                name,
+                endpoint,
+                path: format!("/{}", endpoint.as_str()),
+                rules: vec![rule],
+                match_conditions: conditions,
+            }),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_and_annotations_are_unique_and_valid() {
+        for (i, e) in REGISTRY.iter().enumerate() {
+            let m = e.meta;
+            assert!(
+                REGISTRY[..i]
+                    .iter()
+                    .all(|o| o.meta.key != m.key && o.meta.annotation != m.annotation),
+                "{} registered twice",
+                m.key
+            );
+            let a = m.annotation;
+            assert!(a.len() <= 63 && !a.contains('/'), "{a}");
+            assert!(a.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+            assert!(!m.acts.is_empty(), "{}", m.key);
+            for (j, a) in m.acts.iter().enumerate() {
+                assert!(
+                    !a.operations.is_empty() && !a.judges.is_empty(),
+                    "{}",
+                    m.key
+                );
+                assert!(
+                    m.acts[..j].iter().all(|b| b.endpoint != a.endpoint),
+                    "{}: one entry per endpoint",
+                    m.key
+                );
+            }
+            assert!(!m.summary.is_empty());
+            assert_eq!(meta(m.key).map(|x| x.key), Some(m.key));
+        }
+        assert!(meta("nope").is_none());
+    }
+
+    #[test]
+    fn mutating_registration_covers_claims_and_volumes_on_create() {
+        let regs = registrations(Endpoint::Mutate);
+        assert_eq!(regs.len(), 1);
+        assert_eq!(regs[0].name, "mutate.storage-policy.io");
+        let res: Vec<(&str, &Vec<&str>)> = regs[0]
+            .rules
+            .iter()
+            .map(|r| (r.resources[0], &r.operations))
+            .collect();
+        assert_eq!(
+            res,
+            vec![
+                ("persistentvolumeclaims", &vec!["CREATE"]),
+                ("persistentvolumes", &vec!["CREATE"])
+            ]
+        );
+    }
+
+    #[test]
+    fn every_workload_kind_is_sent_to_validate() {
+        let regs = registrations(Endpoint::Validate);
+        let names: Vec<&str> = regs.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "validate.storage-policy.io",
+                "pods.validate.storage-policy.io",
+                "workloads.validate.storage-policy.io",
+                "cronjobs.validate.storage-policy.io"
+            ]
+        );
+        let sent: Vec<&str> = regs
+            .iter()
+            .flat_map(|r| r.rules.iter().map(|x| x.resources[0]))
+            .collect();
+        for k in kinds::KINDS {
+            assert!(sent.contains(&k.plural), "{} not sent", k.plural);
+        }
+        let pods = &regs[1];
+        assert_eq!(pods.rules[0].operations, ["CREATE"]);
+        assert_eq!(
+            pods.match_conditions[0].expression,
+            "has(object.spec.volumes) && object.spec.volumes.exists(v, has(v.ephemeral))"
+        );
+        // One registration, one pod spec path: its condition fits every kind in it.
+        for r in &regs {
+            let paths: Vec<Option<&str>> = r
+                .rules
+                .iter()
+                .map(|x| {
+                    kinds::KINDS
+                        .iter()
+                        .find(|k| k.plural == x.resources[0])
+                        .and_then(|k| (!r.match_conditions.is_empty()).then(|| k.pod_spec()))
+                        .flatten()
+                })
+                .collect();
+            assert!(paths.windows(2).all(|w| w[0] == w[1]), "{}", r.name);
+        }
+    }
+}

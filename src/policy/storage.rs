@@ -1,0 +1,226 @@
+//! The storage model every rule shares: what a class can serve, and which class a claim lands
+//! on (its own, the beta annotation's, or the default this webhook would give it). Both the
+//! default-class rule and the access-mode rule read it, so neither imports the other.
+//!
+//! Its [`Settings`] come from the rules' own configurations ([`super::Rule::configure`]).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, PersistentVolumeClaimSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use super::catalog::{Catalog, StorageKind};
+use super::config::AccessMode;
+
+/// The legacy annotation that gives a PVC its class.
+pub const BETA_CLASS_ANNOTATION: &str = "volume.beta.kubernetes.io/storage-class";
+
+/// The policy's settings of the storage model.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    /// Storage kinds that cannot serve ReadWriteMany (`rules.accessModes.rejectReadWriteManyOn`).
+    pub reject_rwx_on: Vec<StorageKind>,
+    /// How a claim without a class gets one (`rules.defaultStorageClass`).
+    pub defaults: Defaults,
+    /// The node label that names a node (`rules.localVolumeNodeAffinity.nodeLabel`).
+    pub node_label: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            reject_rwx_on: vec![StorageKind::Block, StorageKind::Local],
+            defaults: Defaults::default(),
+            node_label: "kubernetes.io/hostname".to_owned(),
+        }
+    }
+}
+
+/// The default-class candidates the policy names.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Defaults {
+    /// Last-resort default when no class is marked default; empty means none.
+    pub class_name: String,
+    pub by_access_mode: BTreeMap<AccessMode, String>,
+    pub namespaces: BTreeMap<String, String>,
+}
+
+impl Settings {
+    pub fn reject_rwx_on(&self, kind: StorageKind) -> bool {
+        self.reject_rwx_on.contains(&kind)
+    }
+}
+
+/// What storage a claim or volume lands on, as far as the rules can tell.
+#[derive(Clone, Debug)]
+pub struct Target<'a> {
+    pub class: Option<&'a str>,
+    pub provisioner: Option<&'a str>,
+    pub kind: StorageKind,
+    pub allow_rwx_block: bool,
+}
+
+impl<'a> Target<'a> {
+    /// The target of a known class of a known kind.
+    pub fn of_class(catalog: &'a Catalog, class: &str) -> Option<Target<'a>> {
+        let info = catalog.class(class)?;
+        Some(Target {
+            class: Some(&info.name),
+            provisioner: Some(&info.provisioner),
+            kind: info.kind?,
+            allow_rwx_block: info.allow_rwx_block_mode,
+        })
+    }
+
+    /// Whether this storage refuses `mode` with this volume mode.
+    pub fn rejects(
+        &self,
+        settings: &Settings,
+        mode: AccessMode,
+        volume_mode: Option<&str>,
+    ) -> bool {
+        mode == AccessMode::ReadWriteMany
+            && settings.reject_rwx_on(self.kind)
+            && !(self.allow_rwx_block && volume_mode == Some("Block"))
+    }
+}
+
+/// Whether a class can serve these access modes (unknown classes and kinds: yes).
+pub fn serves(
+    settings: &Settings,
+    catalog: &Catalog,
+    class: &str,
+    modes: &[String],
+    volume_mode: Option<&str>,
+) -> bool {
+    let Some(t) = Target::of_class(catalog, class) else {
+        return true;
+    };
+    !modes
+        .iter()
+        .filter_map(|m| AccessMode::parse(m))
+        .any(|m| t.rejects(settings, m, volume_mode))
+}
+
+/// Where a chosen default came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChoiceSource {
+    Namespace,
+    AccessMode(AccessMode),
+    ClusterDefault,
+    PolicyFallback,
+}
+
+impl ChoiceSource {
+    pub fn describe(self) -> String {
+        match self {
+            ChoiceSource::Namespace => "namespace default".to_owned(),
+            ChoiceSource::AccessMode(m) => format!("default for {}", m.as_str()),
+            ChoiceSource::ClusterDefault => "cluster default".to_owned(),
+            ChoiceSource::PolicyFallback => "policy className".to_owned(),
+        }
+    }
+}
+
+/// The default class a claim without one would get, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Choice {
+    pub class: String,
+    pub source: ChoiceSource,
+}
+
+/// A PVC "has a class" when `spec.storageClassName` is set (even to `""`) or the beta annotation
+/// key is present (any value): exactly the DefaultStorageClass plugin's test.
+pub fn has_class(pvc: &PersistentVolumeClaim) -> bool {
+    pvc.spec
+        .as_ref()
+        .is_some_and(|s| s.storage_class_name.is_some())
+        || pvc
+            .metadata
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.contains_key(BETA_CLASS_ANNOTATION))
+}
+
+/// The class the webhook would give a claim without one in `namespace`.
+///
+/// Candidates, in order: the namespace's default (Namespace annotation, else the policy's
+/// `namespaces` entry), the policy's `byAccessMode` entry, the cluster default (as Kubernetes
+/// picks it), the policy's `className`. The first candidate whose storage can serve the requested
+/// access modes wins; if none can, the first candidate.
+pub fn choose(
+    settings: &Settings,
+    catalog: &Catalog,
+    namespace: Option<&str>,
+    spec: Option<&PersistentVolumeClaimSpec>,
+) -> Option<Choice> {
+    let rule = &settings.defaults;
+    let modes: &[String] = spec.and_then(|s| s.access_modes.as_deref()).unwrap_or(&[]);
+    let volume_mode = spec.and_then(|s| s.volume_mode.as_deref());
+
+    let namespace_default = namespace.and_then(|ns| {
+        catalog
+            .namespace(ns)
+            .and_then(|info| info.default_class.as_deref())
+            .or_else(|| rule.namespaces.get(ns).map(String::as_str))
+    });
+    let mut first: Option<Choice> = None;
+    let mut consider = |class: &str, source: ChoiceSource| -> Option<Choice> {
+        let choice = Choice {
+            class: class.to_owned(),
+            source,
+        };
+        if serves(settings, catalog, class, modes, volume_mode) {
+            return Some(choice);
+        }
+        if first.is_none() {
+            first = Some(choice);
+        }
+        None
+    };
+    if let Some(c) = namespace_default.and_then(|c| consider(c, ChoiceSource::Namespace)) {
+        return Some(c);
+    }
+    for m in modes.iter().filter_map(|m| AccessMode::parse(m)) {
+        if let Some(c) = rule
+            .by_access_mode
+            .get(&m)
+            .and_then(|c| consider(c, ChoiceSource::AccessMode(m)))
+        {
+            return Some(c);
+        }
+    }
+    if let Some(c) = catalog
+        .default_class()
+        .and_then(|c| consider(c, ChoiceSource::ClusterDefault))
+    {
+        return Some(c);
+    }
+    if !rule.class_name.is_empty()
+        && let Some(c) = consider(&rule.class_name, ChoiceSource::PolicyFallback)
+    {
+        return Some(c);
+    }
+    first
+}
+
+/// The class a claim lands on: its own, the beta annotation's, or the default this webhook
+/// would set. `None` for `""` (static binding, no class) and when no default exists.
+pub fn claim_class(
+    settings: &Settings,
+    catalog: &Catalog,
+    namespace: Option<&str>,
+    meta: Option<&ObjectMeta>,
+    spec: Option<&PersistentVolumeClaimSpec>,
+) -> Option<String> {
+    if let Some(c) = spec.and_then(|s| s.storage_class_name.as_deref()) {
+        return (!c.is_empty()).then(|| c.to_owned());
+    }
+    if let Some(c) = meta
+        .and_then(|m| m.annotations.as_ref())
+        .and_then(|a| a.get(BETA_CLASS_ANNOTATION))
+    {
+        return (!c.is_empty()).then(|| c.clone());
+    }
+    choose(settings, catalog, namespace, spec).map(|c| c.class)
+}
