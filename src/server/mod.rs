@@ -11,6 +11,7 @@
 
 pub mod admin;
 pub mod certs;
+mod follow;
 pub mod metrics;
 pub mod readiness;
 pub mod reload;
