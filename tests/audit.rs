@@ -1122,3 +1122,80 @@ fn unreachable_cluster_exits_2() {
         stderr(&o)
     );
 }
+
+#[test]
+fn cluster_flags_pick_the_kubeconfig_and_its_context() {
+    let api = support::list_apiserver::FakeApi::start(cluster_objects());
+    let d = Dir::new();
+    d.write("cluster-policy.yaml", CLUSTER_POLICY);
+    // A port that was free a moment ago: nothing listens there.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    // The current context is the dead server; the context "live" is the fake API server.
+    let kubeconfig = d.write(
+        "two-contexts.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: dead\n  cluster:\n    server: http://{dead}\n\
+             - name: live\n  cluster:\n    server: http://{}\n\
+             users:\n- name: u\n  user: {{}}\ncontexts:\n- name: dead\n  context:\n    cluster: dead\n    user: u\n\
+             - name: live\n  context:\n    cluster: live\n    user: u\ncurrent-context: dead\n",
+            api.addr
+        ),
+    );
+    let kubeconfig = kubeconfig.to_str().unwrap();
+    let run = |extra: &[&str]| {
+        let mut cmd = command();
+        // --kubeconfig wins over KUBECONFIG.
+        cmd.current_dir(d.tmp.path())
+            .env("KUBECONFIG", d.path("missing-kubeconfig"));
+        let mut args = vec![
+            "audit",
+            "--config",
+            "cluster-policy.yaml",
+            "--cluster",
+            "-o",
+            "json",
+        ];
+        args.extend_from_slice(extra);
+        run_with(cmd, &args, None)
+    };
+
+    let o = run(&["--kubeconfig", kubeconfig, "--context", "live"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(json_report(&o)["origin"], "cluster");
+
+    let o = run(&["--kubeconfig", kubeconfig]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "the current context is the dead server"
+    );
+    assert!(
+        stderr(&o).contains("failed to list storageclasses"),
+        "{}",
+        stderr(&o)
+    );
+
+    let o = run(&["--kubeconfig", kubeconfig, "--context", "nope"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("failed to load kubeconfig"),
+        "{}",
+        stderr(&o)
+    );
+
+    let o = run(&[]);
+    assert_eq!(o.status.code(), Some(2), "KUBECONFIG names a missing file");
+    assert!(stderr(&o).contains("missing-kubeconfig"), "{}", stderr(&o));
+
+    d.write("pvc.yaml", PVC_NO_CLASS);
+    let o = audit(&d, &["--context", "live", "pvc.yaml"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("--context only applies with --cluster"),
+        "{}",
+        stderr(&o)
+    );
+}

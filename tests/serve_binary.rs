@@ -496,6 +496,16 @@ fn unusable_certificates_are_refused_naming_the_file() {
 }
 
 #[test]
+fn cluster_flags_are_refused_with_no_cluster() {
+    let (code, _, err) = run(&["serve", "--no-cluster", "--context", "prod"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("--context does not apply with --no-cluster"),
+        "{err}"
+    );
+}
+
+#[test]
 fn serve_help_names_every_environment_variable() {
     let (code, out, _) = run(&["serve", "--help"]);
     assert_eq!(code, Some(0));
@@ -507,6 +517,8 @@ fn serve_help_names_every_environment_variable() {
         "SPW_CLIENT_CA",
         "SPW_ADMIN_LISTEN",
         "SPW_NO_CLUSTER",
+        "SPW_KUBECONFIG",
+        "SPW_CONTEXT",
         "SPW_DRY_RUN",
         "SPW_LOG_FORMAT",
         "SPW_LOG_LEVEL",

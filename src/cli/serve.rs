@@ -84,6 +84,9 @@ pub struct ServeArgs {
     #[arg(long, env = "SPW_NO_CLUSTER", value_parser = BoolishValueParser::new())]
     pub no_cluster: bool,
 
+    #[command(flatten)]
+    pub cluster: super::ClusterArgs,
+
     /// Every rule in audit mode, whatever the policy says: nothing is denied or patched;
     /// findings become warnings, audit annotations, metrics and logs.
     #[arg(long, env = "SPW_DRY_RUN", value_parser = BoolishValueParser::new())]
@@ -231,6 +234,11 @@ fn certificate_files(args: &ServeArgs) -> anyhow::Result<(TlsFiles, Option<tempf
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<i32> {
+    // clap counts `--no-cluster`'s default `false` (or SPW_NO_CLUSTER=0) as present, so
+    // `conflicts_with` cannot say this.
+    if let (true, Some(flag)) = (args.no_cluster, args.cluster.given()) {
+        anyhow::bail!("{flag} does not apply with --no-cluster");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("spw-worker")
@@ -294,7 +302,7 @@ async fn serve_until(
         Vec::new()
     } else {
         let cluster_metrics = ClusterMetrics::register(&mut registry);
-        match cluster::connect()
+        match cluster::connect(&args.cluster.selection())
             .await
             .context("failed to load the Kubernetes client configuration")?
         {
