@@ -3,6 +3,7 @@
 use clap::Parser;
 use mimalloc::MiMalloc;
 use storage_policy_webhook::cli::{self, Cli};
+use storage_policy_webhook::server::shutdown::{FORCED_EXIT_CODE, Forced};
 
 /// Decoding a review allocates many small strings; mimalloc does that markedly faster than the
 /// system allocator under concurrent load (BENCHMARKS.md).
@@ -14,8 +15,13 @@ fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     cli::init_tracing(&cli);
+    // `cli::run` has returned, so every destructor has run: exiting skips nothing.
     match cli::run(cli) {
         Ok(code) => std::process::exit(code),
+        Err(e) if e.is::<Forced>() => {
+            eprintln!("storage-policy-webhook: {e}");
+            std::process::exit(FORCED_EXIT_CODE);
+        }
         Err(e) => {
             eprintln!("storage-policy-webhook: {}", error_chain(&e));
             std::process::exit(2);

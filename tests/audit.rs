@@ -953,7 +953,7 @@ fn cluster_objects() -> Vec<Value> {
 const CLUSTER_POLICY: &str =
     "rules:\n  defaultStorageClass:\n    byAccessMode: {ReadWriteMany: nfs}\n";
 
-fn cluster_audit(api: &support::list_apiserver::FakeApi, d: &Dir, extra: &[&str]) -> Output {
+fn cluster_audit(api: &support::fake_apiserver::FakeApiServer, d: &Dir, extra: &[&str]) -> Output {
     d.write("cluster-policy.yaml", CLUSTER_POLICY);
     let kubeconfig = api.kubeconfig(d.tmp.path());
     let mut cmd = command();
@@ -965,7 +965,7 @@ fn cluster_audit(api: &support::list_apiserver::FakeApi, d: &Dir, extra: &[&str]
 
 #[test]
 fn cluster_audit_reads_live_objects_and_reports_what_only_the_cluster_shows() {
-    let api = support::list_apiserver::FakeApi::start(cluster_objects());
+    let api = support::fake_apiserver::FakeApiServer::start_blocking(cluster_objects());
     let d = Dir::new();
     let o = cluster_audit(&api, &d, &["-o", "json"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
@@ -1029,7 +1029,7 @@ fn cluster_audit_reads_live_objects_and_reports_what_only_the_cluster_shows() {
     );
 
     // Every resource was listed, in pages.
-    let requests = api.requests();
+    let requests = api.uris();
     for path in [
         "/apis/storage.k8s.io/v1/storageclasses",
         "/api/v1/namespaces?",
@@ -1051,7 +1051,7 @@ fn cluster_audit_reads_live_objects_and_reports_what_only_the_cluster_shows() {
 
 #[test]
 fn cluster_audit_of_one_namespace() {
-    let api = support::list_apiserver::FakeApi::start(cluster_objects());
+    let api = support::fake_apiserver::FakeApiServer::start_blocking(cluster_objects());
     let d = Dir::new();
     let o = cluster_audit(&api, &d, &["--namespace", "web", "-o", "json"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
@@ -1062,7 +1062,7 @@ fn cluster_audit_of_one_namespace() {
         ["ssd-01", "uploads", "db", "oci-bv"],
         "PVs bound to web's claims only"
     );
-    let requests = api.requests();
+    let requests = api.uris();
     assert!(
         requests
             .iter()
@@ -1085,7 +1085,7 @@ fn cluster_audit_of_one_namespace() {
 
 #[test]
 fn cluster_text_output_has_no_progress_when_stderr_is_not_a_terminal() {
-    let api = support::list_apiserver::FakeApi::start(cluster_objects());
+    let api = support::fake_apiserver::FakeApiServer::start_blocking(cluster_objects());
     let d = Dir::new();
     let o = cluster_audit(&api, &d, &[]);
     assert_eq!(o.status.code(), Some(1));
@@ -1107,7 +1107,7 @@ fn unreachable_cluster_exits_2() {
         .unwrap()
         .port();
     let kubeconfig =
-        support::list_apiserver::kubeconfig_for(&format!("http://127.0.0.1:{port}"), d.tmp.path());
+        support::fake_apiserver::kubeconfig_for(&format!("http://127.0.0.1:{port}"), d.tmp.path());
     let mut cmd = command();
     cmd.current_dir(d.tmp.path()).env("KUBECONFIG", &kubeconfig);
     let o = run_with(
@@ -1118,6 +1118,83 @@ fn unreachable_cluster_exits_2() {
     assert_eq!(o.status.code(), Some(2));
     assert!(
         stderr(&o).contains("failed to list storageclasses"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn cluster_flags_pick_the_kubeconfig_and_its_context() {
+    let api = support::fake_apiserver::FakeApiServer::start_blocking(cluster_objects());
+    let d = Dir::new();
+    d.write("cluster-policy.yaml", CLUSTER_POLICY);
+    // A port that was free a moment ago: nothing listens there.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    // The current context is the dead server; the context "live" is the fake API server.
+    let kubeconfig = d.write(
+        "two-contexts.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: dead\n  cluster:\n    server: http://{dead}\n\
+             - name: live\n  cluster:\n    server: {}\n\
+             users:\n- name: u\n  user: {{}}\ncontexts:\n- name: dead\n  context:\n    cluster: dead\n    user: u\n\
+             - name: live\n  context:\n    cluster: live\n    user: u\ncurrent-context: dead\n",
+            api.url()
+        ),
+    );
+    let kubeconfig = kubeconfig.to_str().unwrap();
+    let run = |extra: &[&str]| {
+        let mut cmd = command();
+        // --kubeconfig wins over KUBECONFIG.
+        cmd.current_dir(d.tmp.path())
+            .env("KUBECONFIG", d.path("missing-kubeconfig"));
+        let mut args = vec![
+            "audit",
+            "--config",
+            "cluster-policy.yaml",
+            "--cluster",
+            "-o",
+            "json",
+        ];
+        args.extend_from_slice(extra);
+        run_with(cmd, &args, None)
+    };
+
+    let o = run(&["--kubeconfig", kubeconfig, "--context", "live"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(json_report(&o)["origin"], "cluster");
+
+    let o = run(&["--kubeconfig", kubeconfig]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "the current context is the dead server"
+    );
+    assert!(
+        stderr(&o).contains("failed to list storageclasses"),
+        "{}",
+        stderr(&o)
+    );
+
+    let o = run(&["--kubeconfig", kubeconfig, "--context", "nope"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("failed to load kubeconfig"),
+        "{}",
+        stderr(&o)
+    );
+
+    let o = run(&[]);
+    assert_eq!(o.status.code(), Some(2), "KUBECONFIG names a missing file");
+    assert!(stderr(&o).contains("missing-kubeconfig"), "{}", stderr(&o));
+
+    d.write("pvc.yaml", PVC_NO_CLASS);
+    let o = audit(&d, &["--context", "live", "pvc.yaml"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("--context only applies with --cluster"),
         "{}",
         stderr(&o)
     );

@@ -11,7 +11,7 @@ use json_patch::PatchOperation;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
-use storage_policy_webhook::cluster::{self, ClusterMetrics, ClusterStatus, ConfigEnv};
+use storage_policy_webhook::cluster::{self, ClusterMetrics, ClusterStatus, ConfigEnv, Selection};
 use storage_policy_webhook::policy::{self, Action, Object, Operation, Policy, Request, Subject};
 use storage_policy_webhook::state::SharedState;
 use support::fake_apiserver::{FakeApiServer, NAMESPACES, NODES, STORAGE_CLASSES, Verb};
@@ -606,6 +606,44 @@ async fn connects_through_a_kubeconfig() {
         ..ConfigEnv::default()
     };
     let client = cluster::connect_with(&env)
+        .await
+        .unwrap()
+        .expect("a client");
+    let h = Harness::run_with_client(fake, client, "");
+    h.synced().await;
+    assert_eq!(h.state.snapshot().catalog.default_class(), Some("fast"));
+}
+
+#[tokio::test]
+async fn connects_through_the_kubeconfig_flag_with_the_chosen_context() {
+    init();
+    let fake = populated().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config");
+    // The current context points nowhere; the context "fake" is the fake API server.
+    let kubeconfig = fake
+        .kubeconfig_yaml()
+        .replace("current-context: fake", "current-context: elsewhere")
+        .replace(
+            "contexts:\n",
+            "contexts:\n- name: elsewhere\n  context:\n    cluster: nowhere\n    user: fake\n",
+        );
+    std::fs::write(&path, kubeconfig).unwrap();
+    let env = ConfigEnv {
+        kubeconfig: Some("/nonexistent/kubeconfig".into()),
+        ..ConfigEnv::default()
+    };
+    let selection = |context: &str| Selection {
+        kubeconfig: Some(path.clone()),
+        context: Some(context.to_owned()),
+    };
+    let err = cluster::connect_to(&env, &selection("nope"))
+        .await
+        .err()
+        .expect("an unknown context is an error")
+        .to_string();
+    assert!(err.contains("failed to load kubeconfig"), "{err}");
+    let client = cluster::connect_to(&env, &selection("fake"))
         .await
         .unwrap()
         .expect("a client");

@@ -1,5 +1,6 @@
 //! The fake API server itself, through the kube-rs client: the parts the cluster tests do not
-//! exercise (namespaced collections, get, 404), so other integration tests can rely on them.
+//! exercise (namespaced collections, get, 404, every kind, pages), so other integration tests can
+//! rely on them.
 
 mod support;
 
@@ -10,7 +11,7 @@ use kube::Api;
 use kube::api::{ListParams, WatchEvent, WatchParams};
 use serde_json::json;
 use support::fake_apiserver::{
-    FakeApiServer, NODES, PERSISTENT_VOLUME_CLAIMS, STATEFUL_SETS, Verb,
+    ALL, FakeApiServer, NODES, PERSISTENT_VOLUME_CLAIMS, STATEFUL_SETS, Verb,
 };
 
 fn pvc(namespace: &str, name: &str) -> serde_json::Value {
@@ -119,5 +120,54 @@ async fn unserved_collections_are_404_and_failures_are_injected() {
             .unwrap()
             .items
             .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn serves_every_kind_in_pages_in_creation_order() {
+    use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut objects = Vec::new();
+    for r in ALL {
+        for name in ["c", "a", "b"] {
+            let mut metadata = json!({"name": name});
+            if r.namespaced {
+                metadata["namespace"] = json!("n");
+            }
+            objects
+                .push(json!({"apiVersion": r.api_version, "kind": r.kind, "metadata": metadata}));
+        }
+    }
+    let fake = FakeApiServer::start_with(objects).await;
+    fake.set_page_size(Some(2));
+    let client = fake.client();
+    for r in ALL {
+        let (group, version) = r.api_version.split_once('/').unwrap_or(("", r.api_version));
+        let plural = r.path.rsplit('/').next().unwrap();
+        let ar = ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk(group, version, r.kind),
+            plural,
+        );
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+        let mut names = Vec::new();
+        let mut pages = 0;
+        let mut lp = ListParams::default().limit(500);
+        loop {
+            let page = api.list(&lp).await.unwrap();
+            pages += 1;
+            names.extend(page.items.into_iter().map(|o| o.metadata.name.unwrap()));
+            match page.metadata.continue_ {
+                Some(t) if !t.is_empty() => lp = lp.continue_token(&t),
+                _ => break,
+            }
+        }
+        assert_eq!(names, ["c", "a", "b"], "{}", r.kind);
+        assert_eq!(pages, 2, "{}: pages of 2 whatever the limit", r.kind);
+    }
+    let uris = fake.uris();
+    assert!(
+        uris.iter()
+            .any(|u| u.starts_with("/apis/batch/v1/cronjobs?") && u.contains("continue=")),
+        "{uris:?}"
     );
 }

@@ -197,6 +197,86 @@ async fn a_second_signal_exits_at_once() {
     );
 }
 
+/// Starts `serve` without certificates and with its own TMPDIR, stops it with `signals`, and
+/// returns the exit code and whether the self-signed directory it made is still there.
+async fn self_signed_temp_dir_after(
+    signals: &[&str],
+    shutdown_delay: &str,
+) -> (Option<i32>, bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let mut serve = Serve::start_with_env(
+        dir.path(),
+        &["--shutdown-delay", shutdown_delay, "--drain-timeout", "1"],
+        &[("TMPDIR", &tmp)],
+    );
+    serve.wait_ready().await;
+    let made: Vec<_> = std::fs::read_dir(&tmp)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(made.len(), 1, "one self-signed directory: {made:?}");
+    assert!(made[0].join("tls.key").is_file(), "{made:?}");
+    for (i, sig) in signals.iter().enumerate() {
+        if i > 0 {
+            let not_ready = eventually(Duration::from_secs(5), || async {
+                (admin_get(serve.admin, "/readyz").await.map(|(s, _)| s) == Some(503)).then_some(())
+            })
+            .await;
+            assert!(
+                not_ready.is_some(),
+                "first signal handled; log:\n{}",
+                serve.log()
+            );
+        }
+        serve.signal(sig);
+    }
+    let status = serve.wait_exit(Duration::from_secs(10)).await;
+    (status.and_then(|s| s.code()), made[0].exists(), serve.log())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_still_removes_the_self_signed_directory() {
+    let (code, left, log) = self_signed_temp_dir_after(&["-TERM", "-INT"], "60").await;
+    assert_eq!(
+        code,
+        Some(1),
+        "exits non-zero before the 60 s delay; log:\n{log}"
+    );
+    assert!(!left, "the self-signed directory is removed; log:\n{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_shutdown_removes_the_self_signed_directory() {
+    let (code, left, log) = self_signed_temp_dir_after(&["-TERM"], "0").await;
+    assert_eq!(code, Some(0), "log:\n{log}");
+    assert!(!left, "the self-signed directory is removed; log:\n{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_up_error_still_removes_the_self_signed_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    // The self-signed files are written first; the missing client CA stops the start after.
+    let missing = dir.path().join("missing-ca.crt");
+    let mut serve = Serve::start_with_env(
+        dir.path(),
+        &["--client-ca", missing.to_str().unwrap()],
+        &[("TMPDIR", &tmp)],
+    );
+    let status = serve.wait_exit(Duration::from_secs(20)).await;
+    let log = serve.log();
+    assert_eq!(status.and_then(|s| s.code()), Some(2), "log:\n{log}");
+    assert!(log.contains("failed to read client CA file"), "{log}");
+    assert!(
+        log.contains("ca.crt"),
+        "the self-signed files were made; log:\n{log}"
+    );
+    assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0, "log:\n{log}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn policy_changes_are_applied_and_an_invalid_policy_keeps_the_last_good_one() {
     install_provider();
@@ -416,6 +496,16 @@ fn unusable_certificates_are_refused_naming_the_file() {
 }
 
 #[test]
+fn cluster_flags_are_refused_with_no_cluster() {
+    let (code, _, err) = run(&["serve", "--no-cluster", "--context", "prod"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("--context does not apply with --no-cluster"),
+        "{err}"
+    );
+}
+
+#[test]
 fn serve_help_names_every_environment_variable() {
     let (code, out, _) = run(&["serve", "--help"]);
     assert_eq!(code, Some(0));
@@ -427,6 +517,8 @@ fn serve_help_names_every_environment_variable() {
         "SPW_CLIENT_CA",
         "SPW_ADMIN_LISTEN",
         "SPW_NO_CLUSTER",
+        "SPW_KUBECONFIG",
+        "SPW_CONTEXT",
         "SPW_DRY_RUN",
         "SPW_LOG_FORMAT",
         "SPW_LOG_LEVEL",

@@ -15,13 +15,13 @@ use serde_json::Value;
 use super::report::{Finding, ObjectRef, ObjectReport, Outcome, Stage};
 use super::review::AUDIT_USERNAME;
 use super::{ClassSource, Inventory};
+use crate::cluster::{annotated_defaults, default_interplay};
 use crate::kinds::Kind;
 use crate::policy::catalog::{IS_DEFAULT_ANNOTATIONS, KIND_ANNOTATION};
 use crate::policy::field::go_quote;
 use crate::policy::storage::{self, ChoiceSource as DefaultSource};
 use crate::policy::{
-    AccessMode, Catalog, ClassInfo, FieldError, Invalid, LiveState, Mode, Path, Policy, RuleId,
-    access_modes,
+    AccessMode, Catalog, FieldError, Invalid, LiveState, Mode, Path, Policy, RuleId, access_modes,
 };
 use crate::policy::{default_class, node_affinity};
 
@@ -166,13 +166,6 @@ fn pending_on_wrong_kind(
         ),
         Some(class.to_owned()),
     ))
-}
-
-/// StorageClasses annotated default in the cluster, in Kubernetes' order (newest first, then
-/// name): the first is the one the DefaultStorageClass plugin sets.
-fn annotated_defaults(catalog: &Catalog) -> Vec<&ClassInfo> {
-    // The policy's static classes are not in the cluster: the plugin does not see them.
-    catalog.defaults().into_iter().filter(|c| c.live).collect()
 }
 
 /// The in-tree DefaultStorageClass plugin runs before every mutating webhook: when a class is
@@ -372,32 +365,25 @@ pub fn class_checks(
     catalog: &Catalog,
     inventory: &Inventory,
 ) -> Vec<ObjectReport> {
-    let rule = &policy.settings.defaults;
-    let mut policy_defaults: Vec<String> = rule
-        .by_access_mode
+    // The interplay is computed in one place (`cluster::default_interplay`); this is its wording
+    // for the audit report.
+    let interplay = default_interplay(policy, catalog);
+    let picked = interplay.as_ref().map(|i| i.picked().name.clone());
+    let policy_defaults: Vec<String> = interplay
         .iter()
-        .map(|(m, c)| format!("byAccessMode {} -> {}", m.as_str(), go_quote(c)))
-        .collect();
-    policy_defaults.extend(
-        rule.namespaces
-            .iter()
-            .map(|(ns, c)| format!("namespace {ns} -> {}", go_quote(c))),
-    );
-    let mut annotated: Vec<_> = inventory
-        .live
-        .namespaces
-        .iter()
-        .filter_map(|(ns, info)| {
-            info.default_class
-                .as_ref()
-                .map(|c| format!("namespace {ns} -> {}", go_quote(c)))
+        .flat_map(|i| {
+            let modes = i
+                .by_access_mode
+                .iter()
+                .map(|(m, c)| format!("byAccessMode {m} -> {}", go_quote(c)));
+            let namespaces = i
+                .policy_namespaces
+                .iter()
+                .chain(&i.annotated_namespaces)
+                .map(|(ns, c)| format!("namespace {ns} -> {}", go_quote(c)));
+            modes.chain(namespaces)
         })
         .collect();
-    annotated.sort();
-    policy_defaults.extend(annotated);
-
-    let defaults = annotated_defaults(catalog);
-    let picked = defaults.first().map(|c| c.name.clone());
     let mut out = Vec::new();
     for c in &inventory.classes {
         let mut report = class_report(c);

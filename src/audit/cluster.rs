@@ -21,8 +21,8 @@ pub const PAGE_SIZE: u32 = 500;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
-    #[error("failed to connect to the cluster (kubeconfig or in-cluster config): {0}")]
-    Connect(kube::Error),
+    #[error(transparent)]
+    Connect(#[from] crate::cluster::ConnectError),
     #[error("failed to list {what}: {cause}")]
     List {
         what: &'static str,
@@ -83,9 +83,9 @@ fn add_all<K: Serialize>(
     Ok(())
 }
 
-/// Connects with the current kubeconfig context (or the in-cluster config).
-pub async fn connect() -> Result<Client, ClusterError> {
-    Client::try_default().await.map_err(ClusterError::Connect)
+/// Connects the way `serve` does ([`crate::cluster::connect`]); no configuration is an error.
+pub async fn connect(selection: &crate::cluster::Selection) -> Result<Client, ClusterError> {
+    Ok(crate::cluster::connect_required(selection).await?)
 }
 
 /// Reads the catalog (StorageClasses, Namespaces, Nodes) and the objects to audit: every kind

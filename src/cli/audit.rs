@@ -37,13 +37,17 @@ pub struct AuditArgs {
     /// Every rule in audit mode, whatever the policy says (what `serve --dry-run` would do).
     #[arg(long, env = "SPW_DRY_RUN", value_parser = BoolishValueParser::new())]
     pub dry_run: bool,
-    /// Audit the live PersistentVolumeClaims, PersistentVolumes and StatefulSets of the current
-    /// kubeconfig context instead of files.
+    /// Audit the live PersistentVolumeClaims, PersistentVolumes and StatefulSets of a cluster
+    /// instead of files (found like `serve` finds it: --kubeconfig, KUBECONFIG, the in-cluster
+    /// service account, ~/.kube/config).
     #[arg(long, env = "SPW_AUDIT_CLUSTER", conflicts_with = "paths", value_parser = BoolishValueParser::new())]
     pub cluster: bool,
     /// With --cluster: only this namespace (and the PersistentVolumes bound to its claims).
     #[arg(long, short, env = "SPW_AUDIT_NAMESPACE")]
     pub namespace: Option<String>,
+    /// With --cluster: which cluster.
+    #[command(flatten)]
+    pub cluster_args: super::ClusterArgs,
     /// YAML or JSON files and folders (read recursively: *.yaml, *.yml, *.json); `-` reads stdin.
     #[arg(value_name = "PATH", required_unless_present = "cluster")]
     pub paths: Vec<PathBuf>,
@@ -59,7 +63,10 @@ fn progress_reporter(enabled: bool) -> impl FnMut(&str, usize) {
     }
 }
 
-fn read_cluster(namespace: Option<&str>) -> anyhow::Result<Inventory> {
+fn read_cluster(
+    namespace: Option<&str>,
+    selection: &crate::cluster::Selection,
+) -> anyhow::Result<Inventory> {
     // One provider for the whole process; a second install (by `serve`) is harmless.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -69,7 +76,7 @@ fn read_cluster(namespace: Option<&str>) -> anyhow::Result<Inventory> {
     let show = std::io::stderr().is_terminal();
     let mut progress = progress_reporter(show);
     let inventory = runtime.block_on(async {
-        let client = cluster::connect().await?;
+        let client = cluster::connect(selection).await?;
         cluster::collect(client, namespace, &mut progress).await
     });
     if show {
@@ -83,9 +90,12 @@ pub fn run(args: AuditArgs) -> anyhow::Result<i32> {
     if args.namespace.is_some() && !args.cluster {
         anyhow::bail!("--namespace only applies with --cluster");
     }
+    if let (false, Some(flag)) = (args.cluster, args.cluster_args.given()) {
+        anyhow::bail!("{flag} only applies with --cluster");
+    }
     let policy = Policy::load(args.config.as_deref(), args.dry_run)?;
     let (inventory, origin) = if args.cluster {
-        let inv = read_cluster(args.namespace.as_deref())?;
+        let inv = read_cluster(args.namespace.as_deref(), &args.cluster_args.selection())?;
         (
             inv,
             Origin::Cluster {

@@ -9,7 +9,11 @@ pub mod review;
 pub mod rules;
 pub mod serve;
 
-use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::cluster::Selection;
 
 /// Kubernetes admission webhook that enforces storage policy.
 #[derive(Debug, Parser)]
@@ -38,6 +42,40 @@ pub enum Command {
     Certs(certs::CertsArgs),
     /// List the rules, the kinds they judge and the webhook registrations they need.
     Rules(rules::RulesArgs),
+}
+
+/// Which cluster to read: the same flags, and the same lookup ([`crate::cluster::connect`]), for
+/// `serve` and `audit --cluster`.
+#[derive(Clone, Debug, Default, Args)]
+pub struct ClusterArgs {
+    /// Kubeconfig file of the cluster to read, instead of KUBECONFIG, the in-cluster service
+    /// account or ~/.kube/config.
+    #[arg(long, env = "SPW_KUBECONFIG", value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context to use instead of the current one (needs a kubeconfig: --kubeconfig,
+    /// KUBECONFIG or ~/.kube/config).
+    #[arg(long, env = "SPW_CONTEXT", value_name = "NAME")]
+    pub context: Option<String>,
+}
+
+impl ClusterArgs {
+    pub fn selection(&self) -> Selection {
+        Selection {
+            kubeconfig: self.kubeconfig.clone(),
+            context: self.context.clone(),
+        }
+    }
+
+    /// The first of the flags given, for "only applies with" errors.
+    fn given(&self) -> Option<&'static str> {
+        if self.kubeconfig.is_some() {
+            Some("--kubeconfig")
+        } else if self.context.is_some() {
+            Some("--context")
+        } else {
+            None
+        }
+    }
 }
 
 /// Installs logging for the command: `serve` per its flags, the others warnings only (stderr).

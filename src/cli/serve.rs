@@ -84,6 +84,9 @@ pub struct ServeArgs {
     #[arg(long, env = "SPW_NO_CLUSTER", value_parser = BoolishValueParser::new())]
     pub no_cluster: bool,
 
+    #[command(flatten)]
+    pub cluster: super::ClusterArgs,
+
     /// Every rule in audit mode, whatever the policy says: nothing is denied or patched;
     /// findings become warnings, audit annotations, metrics and logs.
     #[arg(long, env = "SPW_DRY_RUN", value_parser = BoolishValueParser::new())]
@@ -174,42 +177,25 @@ where
     }
 }
 
-/// A temporary directory removed when dropped.
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn new_temp_dir() -> anyhow::Result<TempDir> {
-    use std::os::unix::fs::DirBuilderExt;
-    let base = std::env::temp_dir();
-    for attempt in 0..100u32 {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or_default();
-        let dir = base.join(format!(
-            "storage-policy-webhook-{}-{:08x}",
-            std::process::id(),
-            nanos ^ attempt
-        ));
-        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
-            Ok(()) => return Ok(TempDir(dir)),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e).with_context(|| format!("failed to create {}", dir.display())),
-        }
-    }
-    anyhow::bail!(
-        "failed to create a temporary directory in {}",
-        base.display()
-    )
+/// A new private (0700) temporary directory for the self-signed files, removed when dropped:
+/// `serve` holds it until it returns, on every path (graceful, error, second signal).
+fn new_temp_dir() -> anyhow::Result<tempfile::TempDir> {
+    use std::os::unix::fs::PermissionsExt as _;
+    // The private key goes there: tempfile leaves the mode to the umask unless told.
+    tempfile::Builder::new()
+        .prefix("storage-policy-webhook-")
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir()
+        .with_context(|| {
+            format!(
+                "failed to create a temporary directory in {}",
+                std::env::temp_dir().display()
+            )
+        })
 }
 
 /// The serving certificate files: the given ones, or a self-signed set written at start.
-fn certificate_files(args: &ServeArgs) -> anyhow::Result<(TlsFiles, Option<TempDir>)> {
+fn certificate_files(args: &ServeArgs) -> anyhow::Result<(TlsFiles, Option<tempfile::TempDir>)> {
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         return Ok((
             TlsFiles {
@@ -223,7 +209,7 @@ fn certificate_files(args: &ServeArgs) -> anyhow::Result<(TlsFiles, Option<TempD
         Some(d) => (d.clone(), None),
         None => {
             let t = new_temp_dir()?;
-            (t.0.clone(), Some(t))
+            (t.path().to_owned(), Some(t))
         }
     };
     let generated = certs::generate(&CertRequest::for_localhost(
@@ -248,6 +234,11 @@ fn certificate_files(args: &ServeArgs) -> anyhow::Result<(TlsFiles, Option<TempD
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<i32> {
+    // clap counts `--no-cluster`'s default `false` (or SPW_NO_CLUSTER=0) as present, so
+    // `conflicts_with` cannot say this.
+    if let (true, Some(flag)) = (args.no_cluster, args.cluster.given()) {
+        anyhow::bail!("{flag} does not apply with --no-cluster");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("spw-worker")
@@ -262,7 +253,20 @@ pub fn run(args: ServeArgs) -> anyhow::Result<i32> {
 async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
     // First, so a signal during start-up is not lost.
     let signals = shutdown::signals().context("failed to install signal handlers")?;
+    let (first, forced) = signals.split();
+    // A second signal drops `serve_until` wherever it is: its locals (the self-signed directory,
+    // the listeners) are dropped before the error reaches `main`.
+    tokio::select! {
+        result = serve_until(args, first) => result,
+        forced = forced => Err(forced.into()),
+    }
+}
 
+/// Serves until `signal` completes and the drain ends.
+async fn serve_until(
+    args: ServeArgs,
+    signal: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<i32> {
     let readiness = Readiness::new();
     let policy_loaded = readiness.condition("policy loaded");
     let (policy, policy_reload) = match &args.config {
@@ -298,7 +302,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
         Vec::new()
     } else {
         let cluster_metrics = ClusterMetrics::register(&mut registry);
-        match cluster::connect()
+        match cluster::connect(&args.cluster.selection())
             .await
             .context("failed to load the Kubernetes client configuration")?
         {
@@ -346,7 +350,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
         registry,
         readiness,
     };
-    let drain = server::run(config, ctx, signals).await;
+    let drain = server::run(config, ctx, signal).await;
     for task in cluster_tasks {
         task.abort();
     }

@@ -1,6 +1,8 @@
-//! Finding the cluster the way Kubernetes tools do (controller-runtime's order): `KUBECONFIG`,
-//! else the in-cluster service account, else `~/.kube/config`. No configuration at all is not an
-//! error: `serve` then runs on the static policy alone.
+//! Finding the cluster, for every command that reads one (`serve`, `audit --cluster`): the way
+//! Kubernetes tools do (controller-runtime's order): `--kubeconfig`, else `KUBECONFIG`, else the
+//! in-cluster service account, else `~/.kube/config`; `--context` picks a context of the
+//! kubeconfig instead of its current one. For `serve` no configuration at all is not an error: it
+//! then runs on the static policy alone; `audit --cluster` needs one.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -24,6 +26,25 @@ pub enum ConnectError {
     InCluster(InClusterError),
     #[error("failed to build the Kubernetes client for {url}: {cause}")]
     Client { url: String, cause: kube::Error },
+    #[error("context {context:?} needs a kubeconfig, but {found}: set --kubeconfig or KUBECONFIG")]
+    ContextWithoutKubeconfig {
+        context: String,
+        found: &'static str,
+    },
+    #[error(
+        "no Kubernetes configuration found (no --kubeconfig, no KUBECONFIG, no service account token at \
+         {SERVICE_ACCOUNT_TOKEN}, no ~/.kube/config)"
+    )]
+    NotFound,
+}
+
+/// What the command line chose (`--kubeconfig`, `--context`); both empty by default.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Selection {
+    /// This kubeconfig file, instead of `KUBECONFIG`, the service account or `~/.kube/config`.
+    pub kubeconfig: Option<PathBuf>,
+    /// This context of the kubeconfig instead of its current context.
+    pub context: Option<String>,
 }
 
 fn display_paths(paths: &[PathBuf]) -> String {
@@ -94,8 +115,33 @@ impl ConfigSource {
             .then(|| ConfigSource::Kubeconfig(vec![home_config]))
     }
 
-    /// Loads the configuration (reads files; does not contact the API server).
-    pub async fn load(&self) -> Result<Config, ConnectError> {
+    /// [`ConfigSource::detect`] after the command line: `--kubeconfig` wins over the environment,
+    /// and `--context` needs a kubeconfig (a service account has no contexts).
+    pub fn select(
+        env: &ConfigEnv,
+        selection: &Selection,
+    ) -> Result<Option<ConfigSource>, ConnectError> {
+        let source = match &selection.kubeconfig {
+            Some(path) => Some(ConfigSource::Kubeconfig(vec![path.clone()])),
+            None => ConfigSource::detect(env),
+        };
+        match (&selection.context, &source) {
+            (Some(context), Some(ConfigSource::InCluster) | None) => {
+                Err(ConnectError::ContextWithoutKubeconfig {
+                    context: context.clone(),
+                    found: match source {
+                        None => "none was found",
+                        _ => "only the in-cluster service account was found",
+                    },
+                })
+            }
+            _ => Ok(source),
+        }
+    }
+
+    /// Loads the configuration, with `context` instead of the kubeconfig's current one (reads
+    /// files; does not contact the API server).
+    pub async fn load(&self, context: Option<&str>) -> Result<Config, ConnectError> {
         match self {
             ConfigSource::InCluster => Config::incluster().map_err(ConnectError::InCluster),
             ConfigSource::Kubeconfig(paths) => {
@@ -109,7 +155,11 @@ impl ConfigSource {
                         .merge(Kubeconfig::read_from(p).map_err(err)?)
                         .map_err(err)?;
                 }
-                Config::from_custom_kubeconfig(merged, &KubeConfigOptions::default())
+                let options = KubeConfigOptions {
+                    context: context.map(str::to_owned),
+                    ..KubeConfigOptions::default()
+                };
+                Config::from_custom_kubeconfig(merged, &options)
                     .await
                     .map_err(err)
             }
@@ -124,29 +174,56 @@ impl ConfigSource {
     }
 }
 
-/// Connects to the cluster described by the process environment; `Ok(None)` (logged) when there
-/// is no configuration at all. Reaching the API server is left to the watches, which retry.
-pub async fn connect() -> Result<Option<Client>, ConnectError> {
-    connect_with(&ConfigEnv::from_process()).await
+/// Connects to the cluster the command line and the process environment describe; `Ok(None)`
+/// (logged) when there is no configuration at all. Reaching the API server is left to the
+/// watches, which retry.
+pub async fn connect(selection: &Selection) -> Result<Option<Client>, ConnectError> {
+    connect_to(&ConfigEnv::from_process(), selection).await
+}
+
+/// [`connect`] for commands that cannot do without a cluster: no configuration is an error.
+pub async fn connect_required(selection: &Selection) -> Result<Client, ConnectError> {
+    let env = ConfigEnv::from_process();
+    let source = ConfigSource::select(&env, selection)?.ok_or(ConnectError::NotFound)?;
+    client(&source, selection.context.as_deref()).await
+}
+
+/// [`connect`] with an explicit environment and no command-line choice.
+pub async fn connect_with(env: &ConfigEnv) -> Result<Option<Client>, ConnectError> {
+    connect_to(env, &Selection::default()).await
 }
 
 /// [`connect`] with an explicit environment.
-pub async fn connect_with(env: &ConfigEnv) -> Result<Option<Client>, ConnectError> {
-    let Some(source) = ConfigSource::detect(env) else {
+pub async fn connect_to(
+    env: &ConfigEnv,
+    selection: &Selection,
+) -> Result<Option<Client>, ConnectError> {
+    let Some(source) = ConfigSource::select(env, selection)? else {
         tracing::warn!(
             "no Kubernetes configuration found (no KUBECONFIG, no service account token at {SERVICE_ACCOUNT_TOKEN}, \
              no ~/.kube/config): running on the static policy alone, without live StorageClasses, namespaces or nodes"
         );
         return Ok(None);
     };
-    let config = source.load().await?;
+    client(&source, selection.context.as_deref())
+        .await
+        .map(Some)
+}
+
+async fn client(source: &ConfigSource, context: Option<&str>) -> Result<Client, ConnectError> {
+    let config = source.load(context).await?;
     let url = config.cluster_url.to_string();
     let client = Client::try_from(config).map_err(|cause| ConnectError::Client {
         url: url.clone(),
         cause,
     })?;
-    tracing::info!(api_server = %url, config = %source.describe(), "using the Kubernetes API server");
-    Ok(Some(client))
+    tracing::info!(
+        api_server = %url,
+        config = %source.describe(),
+        context = context.unwrap_or("(current)"),
+        "using the Kubernetes API server"
+    );
+    Ok(client)
 }
 
 #[cfg(test)]
@@ -208,6 +285,47 @@ mod tests {
                 home.path().join(".kube/config")
             ]))
         );
+    }
+
+    #[test]
+    fn the_kubeconfig_flag_wins_and_a_context_needs_a_kubeconfig() {
+        let pod = ConfigEnv {
+            kubeconfig: Some("/from-env".into()),
+            in_cluster_env: true,
+            service_account_token: true,
+            ..env()
+        };
+        let flag = Selection {
+            kubeconfig: Some("/from-flag".into()),
+            context: None,
+        };
+        assert_eq!(
+            ConfigSource::select(&pod, &flag).unwrap(),
+            Some(ConfigSource::Kubeconfig(vec!["/from-flag".into()]))
+        );
+        assert_eq!(
+            ConfigSource::select(&pod, &Selection::default()).unwrap(),
+            Some(ConfigSource::Kubeconfig(vec!["/from-env".into()]))
+        );
+        let context = Selection {
+            kubeconfig: None,
+            context: Some("prod".into()),
+        };
+        let in_pod = ConfigEnv {
+            kubeconfig: None,
+            ..pod
+        };
+        let e = ConfigSource::select(&in_pod, &context)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("context \"prod\" needs a kubeconfig, but only the in-cluster"),
+            "{e}"
+        );
+        let e = ConfigSource::select(&env(), &context)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("but none was found"), "{e}");
     }
 
     #[tokio::test]

@@ -1,46 +1,108 @@
 //! The in-tree DefaultStorageClass admission plugin runs before every mutating webhook: when a
 //! StorageClass is annotated default, claims reach the webhook with that class already set, and
 //! the policy's per-namespace and per-access-mode defaults never apply (`spec/kubernetes.md` §1).
-//! This module detects that situation and explains the fix. Pure: the `audit` command uses it too.
+//! This module detects that situation ([`default_interplay`], the one place it is computed) and
+//! explains the fix ([`interplay_warning`]). Pure: `audit` reports the same finding in its own
+//! words from [`default_interplay`].
 
 use std::collections::BTreeSet;
 
-use crate::policy::{Catalog, Policy};
+use crate::policy::{Catalog, ClassInfo, Policy};
 
 /// How many namespace names a warning lists before summarising the rest.
 const LISTED_NAMESPACES: usize = 5;
 
-/// Explains why the policy's namespace or access-mode defaults cannot work, or `None` when they
-/// can: no live StorageClass is annotated default, or the policy (and the namespaces'
-/// `storage-policy.io/default-storage-class` annotations) define no such defaults.
+/// StorageClasses annotated default in the cluster, in Kubernetes' order (newest first, then
+/// name): the first is the one the DefaultStorageClass plugin sets.
 ///
 /// Only live classes count: a static class's `default: true` exists in the policy file alone,
 /// the plugin never sees it.
-pub fn interplay_warning(policy: &Policy, catalog: &Catalog) -> Option<String> {
-    // Newest first: the first one is the class the plugin picks.
-    let defaults: Vec<&str> = catalog
-        .defaults()
-        .into_iter()
-        .filter(|c| c.live)
-        .map(|c| c.name.as_str())
-        .collect();
-    let picked = *defaults.first()?;
-    let rule = &policy.settings.defaults;
-    let namespaces: BTreeSet<&str> = rule
-        .namespaces
-        .keys()
-        .map(String::as_str)
-        .chain(
-            catalog
-                .namespaces()
-                .filter(|(_, info)| info.default_class.is_some())
-                .map(|(name, _)| name),
-        )
-        .collect();
-    let modes: Vec<&str> = rule.by_access_mode.keys().map(|m| m.as_str()).collect();
-    if namespaces.is_empty() && modes.is_empty() {
+pub fn annotated_defaults(catalog: &Catalog) -> Vec<&ClassInfo> {
+    catalog.defaults().into_iter().filter(|c| c.live).collect()
+}
+
+/// A class annotated default in the cluster, and the defaults of the policy (and of the
+/// namespaces' `storage-policy.io/default-storage-class` annotations) that the plugin therefore
+/// makes dead. Any of the three lists may be empty.
+#[derive(Debug)]
+pub struct DefaultInterplay<'a> {
+    /// Never empty; the first is the class the plugin sets.
+    pub annotated: Vec<&'a ClassInfo>,
+    /// `rules.defaultStorageClass.byAccessMode`: (access mode, class), in the policy's order.
+    pub by_access_mode: Vec<(&'a str, &'a str)>,
+    /// `rules.defaultStorageClass.namespaces`: (namespace, class), in the policy's order.
+    pub policy_namespaces: Vec<(&'a str, &'a str)>,
+    /// Namespaces annotated with a default class: (namespace, class), by namespace name.
+    pub annotated_namespaces: Vec<(&'a str, &'a str)>,
+}
+
+impl DefaultInterplay<'_> {
+    /// The class the plugin sets on claims without one.
+    pub fn picked(&self) -> &ClassInfo {
+        self.annotated[0]
+    }
+
+    /// Whether some namespace or access-mode default is lost to the plugin.
+    pub fn loses_defaults(&self) -> bool {
+        !(self.by_access_mode.is_empty()
+            && self.policy_namespaces.is_empty()
+            && self.annotated_namespaces.is_empty())
+    }
+}
+
+/// The interplay, or `None` when no live StorageClass is annotated default.
+pub fn default_interplay<'a>(
+    policy: &'a Policy,
+    catalog: &'a Catalog,
+) -> Option<DefaultInterplay<'a>> {
+    let annotated = annotated_defaults(catalog);
+    if annotated.is_empty() {
         return None;
     }
+    let rule = &policy.settings.defaults;
+    let mut annotated_namespaces: Vec<(&str, &str)> = catalog
+        .namespaces()
+        .filter_map(|(name, info)| Some((name, info.default_class.as_deref()?)))
+        .collect();
+    annotated_namespaces.sort_unstable();
+    Some(DefaultInterplay {
+        annotated,
+        by_access_mode: rule
+            .by_access_mode
+            .iter()
+            .map(|(m, c)| (m.as_str(), c.as_str()))
+            .collect(),
+        policy_namespaces: rule
+            .namespaces
+            .iter()
+            .map(|(n, c)| (n.as_str(), c.as_str()))
+            .collect(),
+        annotated_namespaces,
+    })
+}
+
+/// Explains why the policy's namespace or access-mode defaults cannot work, or `None` when they
+/// can: no live StorageClass is annotated default, or the policy (and the namespaces'
+/// `storage-policy.io/default-storage-class` annotations) define no such defaults.
+pub fn interplay_warning(policy: &Policy, catalog: &Catalog) -> Option<String> {
+    let interplay = default_interplay(policy, catalog)?;
+    if !interplay.loses_defaults() {
+        return None;
+    }
+    let defaults: Vec<&str> = interplay
+        .annotated
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    let picked = defaults[0];
+    let rule = &policy.settings.defaults;
+    let namespaces: BTreeSet<&str> = interplay
+        .policy_namespaces
+        .iter()
+        .chain(&interplay.annotated_namespaces)
+        .map(|(name, _)| *name)
+        .collect();
+    let modes: Vec<&str> = interplay.by_access_mode.iter().map(|(m, _)| *m).collect();
 
     let quoted = |names: &[&str]| {
         names
@@ -112,6 +174,59 @@ mod tests {
     }
 
     const NS_DEFAULTS: &str = "rules:\n  defaultStorageClass:\n    namespaces: {team-a: nfs}\n";
+
+    #[test]
+    fn the_interplay_names_the_picked_class_and_every_lost_default() {
+        let mut namespaces = std::collections::HashMap::new();
+        for (ns, class) in [
+            ("zeta", Some("fast")),
+            ("alpha", Some("slow")),
+            ("plain", None),
+        ] {
+            namespaces.insert(
+                ns.to_owned(),
+                NamespaceInfo {
+                    default_class: class.map(Into::into),
+                    mode: None,
+                },
+            );
+        }
+        let live = LiveState {
+            classes: vec![class("old", true, 1), class("new", true, 2)],
+            namespaces,
+            ..Default::default()
+        };
+        let policy = Policy::parse(
+            "rules:\n  defaultStorageClass:\n    namespaces: {team-a: nfs}\n    byAccessMode: {ReadWriteMany: nfs}\n",
+            None,
+            false,
+        )
+        .unwrap();
+        let catalog = policy.catalog(&live);
+        let i = default_interplay(&policy, &catalog).expect("annotated defaults");
+        assert_eq!(i.picked().name, "new");
+        assert_eq!(
+            i.annotated
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>(),
+            ["new", "old"]
+        );
+        assert_eq!(i.by_access_mode, [("ReadWriteMany", "nfs")]);
+        assert_eq!(i.policy_namespaces, [("team-a", "nfs")]);
+        assert_eq!(
+            i.annotated_namespaces,
+            [("alpha", "slow"), ("zeta", "fast")]
+        );
+        assert!(i.loses_defaults());
+
+        let none = Policy::parse("{}", None, false).unwrap();
+        let catalog = none.catalog(&LiveState::default());
+        assert!(
+            default_interplay(&none, &catalog).is_none(),
+            "no live default"
+        );
+    }
 
     #[test]
     fn warns_when_a_live_default_meets_namespace_defaults() {

@@ -35,9 +35,10 @@ use crate::state::SharedState;
 use cache::{Cache, Change, Watched};
 
 pub use connect::{
-    ConfigEnv, ConfigSource, ConnectError, SERVICE_ACCOUNT_TOKEN, connect, connect_with,
+    ConfigEnv, ConfigSource, ConnectError, SERVICE_ACCOUNT_TOKEN, Selection, connect,
+    connect_required, connect_to, connect_with,
 };
-pub use interplay::interplay_warning;
+pub use interplay::{DefaultInterplay, annotated_defaults, default_interplay, interplay_warning};
 pub use metrics::ClusterMetrics;
 pub use status::{ClusterStatus, WatchedResource};
 

@@ -6,10 +6,12 @@
 //! Shutdown ([`run`]): on the first signal readiness turns false at once; the listener keeps
 //! accepting for `shutdown_delay` (the API server keeps using its keep-alive connections to a pod
 //! for a while after it leaves the endpoints); then it stops accepting, in-flight requests finish
-//! within `drain_timeout`, and [`run`] returns. A second signal exits the process at once.
+//! within `drain_timeout`, and [`run`] returns. A second signal ends it at once: `serve` drops
+//! the server future and returns an error to `main` (see [`shutdown`]).
 
 pub mod admin;
 pub mod certs;
+mod follow;
 pub mod metrics;
 pub mod readiness;
 pub mod reload;
@@ -30,7 +32,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use prometheus_client::registry::Registry;
 use rustls::ServerConfig;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
@@ -128,19 +130,42 @@ impl std::fmt::Debug for HttpsServer {
     }
 }
 
-/// Decrements the open-connections gauge when a connection task ends, however it ends.
-struct OpenConnection(Arc<Metrics>);
+/// The connections open now, counted by [`OpenConnection`] guards; the drain waits on it
+/// instead of polling the `open_connections` gauge (which is for scraping, not for control).
+#[derive(Clone, Debug)]
+struct InFlight(Arc<watch::Sender<usize>>);
+
+impl InFlight {
+    fn new() -> InFlight {
+        InFlight(Arc::new(watch::Sender::new(0)))
+    }
+
+    /// Completes once no connection is open.
+    async fn idle(&self) {
+        let mut rx = self.0.subscribe();
+        // The sender lives in `self`, so the channel cannot close while this waits.
+        let _ = rx.wait_for(|open| *open == 0).await;
+    }
+}
+
+/// Counts a connection (gauge and [`InFlight`]) until its task ends, however it ends.
+struct OpenConnection {
+    metrics: Arc<Metrics>,
+    in_flight: InFlight,
+}
 
 impl OpenConnection {
-    fn new(metrics: Arc<Metrics>) -> OpenConnection {
+    fn new(metrics: Arc<Metrics>, in_flight: InFlight) -> OpenConnection {
         metrics.open_connections.inc();
-        OpenConnection(metrics)
+        in_flight.0.send_modify(|open| *open += 1);
+        OpenConnection { metrics, in_flight }
     }
 }
 
 impl Drop for OpenConnection {
     fn drop(&mut self) {
-        self.0.open_connections.dec();
+        self.metrics.open_connections.dec();
+        self.in_flight.0.send_modify(|open| *open -= 1);
     }
 }
 
@@ -209,6 +234,7 @@ impl HttpsServer {
         let (h1, h2) = (Arc::new(h1), Arc::new(h2));
 
         let graceful = GracefulShutdown::new();
+        let in_flight = InFlight::new();
         let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
         tokio::pin!(stop);
         loop {
@@ -223,17 +249,18 @@ impl HttpsServer {
                 c = accept(&listener, "webhook") => c,
             };
             let watcher = graceful.watcher();
-            let (acceptor, router, metrics, h1, h2, closing) = (
+            let (acceptor, router, metrics, h1, h2, closing, in_flight) = (
                 acceptor.clone(),
                 router.clone(),
                 metrics.clone(),
                 h1.clone(),
                 h2.clone(),
                 closing.clone(),
+                in_flight.clone(),
             );
             tokio::spawn(async move {
                 let _permit = permit;
-                let _open = OpenConnection::new(metrics.clone());
+                let _open = OpenConnection::new(metrics.clone(), in_flight);
                 let _ = tcp.set_nodelay(true);
                 let stream = match tokio::time::timeout(
                     limits.handshake_timeout,
@@ -291,9 +318,7 @@ impl HttpsServer {
         // Busy keep-alive connections close themselves meanwhile (`Connection: close`).
         let started = tokio::time::Instant::now();
         let linger = drain_timeout.min(DRAIN_LINGER);
-        while metrics.open_connections.get() > 0 && started.elapsed() < linger {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let _ = tokio::time::timeout(linger, in_flight.idle()).await;
         let drain_timeout = drain_timeout.saturating_sub(started.elapsed());
         tracing::info!(
             connections = graceful.count(),

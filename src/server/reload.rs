@@ -1,13 +1,14 @@
-//! Policy hot reload: polls the `--config` file by content hash and puts a valid change into
-//! service with [`SharedState::set_policy`]. An invalid change is logged and counted; the last
-//! good policy keeps serving. Works through ConfigMap volume symlink swaps (paths are followed).
+//! Policy hot reload: the `--config` file is followed by [`super::follow`] (by content hash,
+//! through ConfigMap volume symlink swaps) and a valid change is put into service with
+//! [`SharedState::set_policy`]. An invalid change is logged and counted once per content; the
+//! last good policy keeps serving.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::follow::{Followed, Reading, Report, content_hash, follow};
 use super::metrics::Metrics;
-use super::tls::content_hash;
 use crate::policy::{ConfigError, Policy, config};
 use crate::state::SharedState;
 
@@ -28,15 +29,17 @@ pub fn load_policy_file(path: &Path, dry_run: bool) -> Result<LoadedPolicy, Conf
         error,
     })?;
     let hash = content_hash(&[&bytes]);
+    let policy = parse_policy(path, bytes, dry_run)?;
+    Ok(LoadedPolicy { policy, hash })
+}
+
+fn parse_policy(path: &Path, bytes: Vec<u8>, dry_run: bool) -> Result<Policy, ConfigError> {
     let text = String::from_utf8(bytes).map_err(|e| ConfigError::Read {
         path: path.to_owned(),
         error: std::io::Error::new(std::io::ErrorKind::InvalidData, e.utf8_error()),
     })?;
     let file = config::parse(&text, Some(path))?;
-    Ok(LoadedPolicy {
-        policy: Policy::new(file, dry_run)?,
-        hash,
-    })
+    Policy::new(file, dry_run)
 }
 
 /// What the reloader watches.
@@ -49,54 +52,56 @@ pub struct PolicyReload {
     pub initial_hash: [u8; 32],
 }
 
-/// Starts polling the policy file; the task runs until the runtime stops.
+/// Starts following the policy file; the task runs until it is aborted.
 pub fn spawn(
     reload: PolicyReload,
     state: Arc<SharedState>,
     metrics: Arc<Metrics>,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(reload.interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        ticker.tick().await;
-        let mut serving = reload.initial_hash;
-        // The content last refused (or `None` for a read error), so a broken file is reported once.
-        let mut refused: Option<Option<[u8; 32]>> = None;
-        loop {
-            ticker.tick().await;
-            let path = reload.path.clone();
-            let dry_run = reload.dry_run;
-            let Ok(result) = tokio::task::spawn_blocking(move || {
-                let hash = std::fs::read(&path).ok().map(|b| content_hash(&[&b]));
-                (hash, load_policy_file(&path, dry_run))
-            })
-            .await
-            else {
-                continue;
-            };
-            let (hash, loaded) = result;
-            if hash == Some(serving) {
-                refused = None;
-                continue;
-            }
-            match loaded {
-                // The file may change between the two reads; the hash that counts is the parsed one.
-                Ok(LoadedPolicy { policy, hash }) if hash != serving => {
-                    state.set_policy(policy);
-                    serving = hash;
-                    refused = None;
-                    metrics.policy_reloads.inc();
-                    tracing::info!(path = %reload.path.display(), "policy reloaded");
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    if refused != Some(hash) {
-                        metrics.policy_reload_failures.inc();
-                        tracing::error!(error = %e, "policy file changed but is invalid; the previous policy keeps serving");
-                        refused = Some(hash);
-                    }
-                }
-            }
+    let file = PolicyFile {
+        path: reload.path,
+        dry_run: reload.dry_run,
+        state,
+    };
+    tokio::spawn(follow(file, reload.initial_hash, reload.interval, metrics))
+}
+
+/// The policy file, as [`follow`] sees it.
+struct PolicyFile {
+    path: PathBuf,
+    dry_run: bool,
+    state: Arc<SharedState>,
+}
+
+impl Followed for PolicyFile {
+    type Value = Policy;
+    type Error = ConfigError;
+    const REPORT: Report = Report::EachContent;
+
+    fn read(&self) -> Reading<Policy, ConfigError> {
+        match std::fs::read(&self.path) {
+            Ok(bytes) => (
+                Some(content_hash(&[&bytes])),
+                parse_policy(&self.path, bytes, self.dry_run),
+            ),
+            Err(error) => (
+                None,
+                Err(ConfigError::Read {
+                    path: self.path.clone(),
+                    error,
+                }),
+            ),
         }
-    })
+    }
+
+    fn apply(&self, policy: Policy, metrics: &Metrics) {
+        self.state.set_policy(policy);
+        metrics.policy_reloads.inc();
+        tracing::info!(path = %self.path.display(), "policy reloaded");
+    }
+
+    fn refuse(&self, error: &ConfigError, metrics: &Metrics) {
+        metrics.policy_reload_failures.inc();
+        tracing::error!(error = %error, "policy file changed but is invalid; the previous policy keeps serving");
+    }
 }

@@ -3,11 +3,10 @@
 //! `http/1.1`, optional client-certificate verification), and rotates the certificate without a
 //! restart.
 //!
-//! Rotation: a task polls both files by content hash. A changed pair is swapped in only once both
-//! parse and the key matches the certificate, so a half-written or mismatched pair is never
-//! served. Reading through the paths follows symlinks, so the `..data` swap of a Secret volume
-//! is seen like any other change. New connections get the new certificate; open ones keep theirs.
-//! The client CA bundle, when set, is followed the same way by a second task.
+//! Rotation: the pair and the client CA bundle are followed by [`super::follow`] (by content
+//! hash, through symlinks). A changed pair is swapped in only once both parse and the key matches
+//! the certificate, so a half-written or mismatched pair is never served. New connections get the
+//! new certificate; open ones keep theirs.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
@@ -24,6 +23,7 @@ use rustls::{RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 
+use super::follow::{Followed, Reading, Report, content_hash, follow};
 use super::metrics::Metrics;
 
 /// How often the certificate files are checked for changes.
@@ -185,19 +185,6 @@ fn load_files(files: &TlsFiles) -> (Option<[u8; 32]>, Result<CertifiedKey, TlsEr
     };
     let hash = content_hash(&[&cert, &key]);
     (Some(hash), parse_pair(&files.cert, &cert, &files.key, &key))
-}
-
-/// SHA-256 over several byte strings, each length-prefixed so that moving bytes from one file to
-/// the other changes the hash.
-pub(crate) fn content_hash(parts: &[&[u8]]) -> [u8; 32] {
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    for p in parts {
-        ctx.update(&(p.len() as u64).to_be_bytes());
-        ctx.update(p);
-    }
-    let mut out = [0u8; 32];
-    out.copy_from_slice(ctx.finish().as_ref());
-    out
 }
 
 /// A certificate's notAfter in Unix seconds, or `None` when it cannot be parsed as X.509.
@@ -451,19 +438,10 @@ fn client_verifier(
         })
 }
 
-/// What a poller does with the files it follows.
-trait Followed: Send + Sync + 'static {
-    /// What the files become once they parse.
-    type Value: Send + 'static;
-    /// Reads the files: their content hash (`None` when unreadable) and what they parse to.
-    fn read(&self) -> (Option<[u8; 32]>, Result<Self::Value, TlsError>);
-    /// Puts a changed, parsed value into service.
-    fn apply(&self, value: Self::Value, metrics: &Metrics);
-    /// Whether what the value is for still exists (the server's TLS configuration).
-    fn alive(&self) -> bool;
-    /// The files, and what stays in service while a change cannot be used, for the warning.
-    const WHAT: &'static str;
-    const KEPT: &'static str;
+/// Logs and counts a changed certificate or CA file that cannot be used (yet).
+fn refuse(what: &str, kept: &str, error: &TlsError, metrics: &Metrics) {
+    metrics.tls_reload_failures.inc();
+    tracing::warn!(error = %error, "{what} changed but cannot be used yet; {kept}");
 }
 
 /// The serving certificate and key.
@@ -474,10 +452,11 @@ struct ServingPair {
 
 impl Followed for ServingPair {
     type Value = CertifiedKey;
-    const WHAT: &'static str = "TLS certificate files";
-    const KEPT: &'static str = "still serving the previous certificate";
+    type Error = TlsError;
+    // A pair is written file by file: the in-between states are one event.
+    const REPORT: Report = Report::EachError;
 
-    fn read(&self) -> (Option<[u8; 32]>, Result<CertifiedKey, TlsError>) {
+    fn read(&self) -> Reading<CertifiedKey, TlsError> {
         load_files(&self.files)
     }
 
@@ -492,7 +471,17 @@ impl Followed for ServingPair {
         let fp = key.end_entity_cert().map(fingerprint).unwrap_or_default();
         record_expiry(metrics, &key);
         resolver.store(key);
+        metrics.tls_reloads.inc();
         tracing::info!(cert = %self.files.cert.display(), fingerprint = %fp, "serving a rotated TLS certificate");
+    }
+
+    fn refuse(&self, error: &TlsError, metrics: &Metrics) {
+        refuse(
+            "TLS certificate files",
+            "still serving the previous certificate",
+            error,
+            metrics,
+        );
     }
 }
 
@@ -504,15 +493,10 @@ struct ClientCaBundle {
 
 impl Followed for ClientCaBundle {
     type Value = Arc<dyn ClientCertVerifier>;
-    const WHAT: &'static str = "client CA file";
-    const KEPT: &'static str = "still enforcing the previous client CA bundle";
+    type Error = TlsError;
+    const REPORT: Report = Report::EachError;
 
-    fn read(
-        &self,
-    ) -> (
-        Option<[u8; 32]>,
-        Result<Arc<dyn ClientCertVerifier>, TlsError>,
-    ) {
+    fn read(&self) -> Reading<Arc<dyn ClientCertVerifier>, TlsError> {
         match read("client CA", &self.path) {
             Ok(pem) => (
                 Some(content_hash(&[&pem])),
@@ -526,61 +510,22 @@ impl Followed for ClientCaBundle {
         self.verifier.strong_count() > 0
     }
 
-    fn apply(&self, verifier: Arc<dyn ClientCertVerifier>, _metrics: &Metrics) {
+    fn apply(&self, verifier: Arc<dyn ClientCertVerifier>, metrics: &Metrics) {
         let Some(current) = self.verifier.upgrade() else {
             return;
         };
         current.store(verifier);
+        metrics.tls_reloads.inc();
         tracing::info!(client_ca = %self.path.display(), "enforcing a rotated client CA bundle");
     }
-}
 
-/// Polls `followed` every `interval` on the blocking pool. Files whose content changed are put
-/// into service once they parse; a change that cannot be used yet (half written, mismatched) is
-/// reported once per distinct error and looked at again on the next tick. Ends when the
-/// server's TLS configuration is dropped.
-async fn follow<F: Followed>(
-    followed: F,
-    mut last: [u8; 32],
-    interval: Duration,
-    metrics: Arc<Metrics>,
-) {
-    let followed = Arc::new(followed);
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticker.tick().await;
-    // The last failure logged, so a file that stays broken is reported once, not every tick.
-    let mut last_error: Option<String> = None;
-    loop {
-        ticker.tick().await;
-        if !followed.alive() {
-            return;
-        }
-        let f = followed.clone();
-        let (hash, result) = match tokio::task::spawn_blocking(move || f.read()).await {
-            Ok(r) => r,
-            Err(_) => continue,
-        };
-        if hash == Some(last) {
-            last_error = None;
-            continue;
-        }
-        match result {
-            Ok(value) => {
-                followed.apply(value, &metrics);
-                last = hash.expect("parsed files were read");
-                last_error = None;
-                metrics.tls_reloads.inc();
-            }
-            Err(e) => {
-                let msg = e.to_string();
-                if last_error.as_deref() != Some(msg.as_str()) {
-                    metrics.tls_reload_failures.inc();
-                    tracing::warn!(error = %msg, "{} changed but cannot be used yet; {}", F::WHAT, F::KEPT);
-                    last_error = Some(msg);
-                }
-            }
-        }
+    fn refuse(&self, error: &TlsError, metrics: &Metrics) {
+        refuse(
+            "client CA file",
+            "still enforcing the previous client CA bundle",
+            error,
+            metrics,
+        );
     }
 }
 

@@ -31,6 +31,11 @@ pub struct Serve {
 
 impl Serve {
     pub fn start(dir: &Path, extra: &[&str]) -> Serve {
+        Serve::start_with_env(dir, extra, &[])
+    }
+
+    /// [`Serve::start`] with extra environment variables.
+    pub fn start_with_env(dir: &Path, extra: &[&str], env: &[(&str, &Path)]) -> Serve {
         let (https, admin) = (free_port(), free_port());
         let log = dir.join("serve.log");
         let out = std::fs::File::create(&log).unwrap();
@@ -44,6 +49,7 @@ impl Serve {
                 "--no-cluster",
             ])
             .args(extra)
+            .envs(env.iter().copied())
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())

@@ -1,17 +1,23 @@
-//! An in-process fake Kubernetes API server for integration tests: `get`, `list` and `watch` over
-//! plain HTTP for any collection registered with [`FakeApiServer::serve`], so the real kube-rs
-//! client and kube-runtime watchers run against it.
+//! The one in-process fake Kubernetes API server of the integration tests: `get`, `list` and
+//! `watch` over plain HTTP for any collection registered with [`FakeApiServer::serve`] (every
+//! kind the webhook handles is in [`ALL`]), so the real kube-rs client, kube-runtime watchers
+//! (`tests/cluster.rs`) and `audit --cluster` (`tests/audit.rs`, through
+//! [`FakeApiServer::start_blocking`]) run against it.
 //!
-//! What it models: a cluster-wide resourceVersion bumped by every change; lists carrying it;
-//! `?watch=true&resourceVersion=N` streaming newline-delimited `WatchEvent`s (`ADDED`, `MODIFIED`,
-//! `DELETED`, `ERROR`) replayed from N then live; namespaced collections also served under
-//! `/namespaces/{ns}/`; `timeoutSeconds`. Failure injection: dropped or broken watches, history
-//! expiry (410 Gone, as etcd compaction causes), error statuses for the next requests, a server
-//! that is down (connections closed at once), a silent one (nothing sent, connections kept). Not modelled: pagination (`limit` is ignored and
-//! lists are whole), selectors, writes over HTTP, bookmarks.
+//! What it models: a cluster-wide resourceVersion bumped by every change; lists carrying it, in
+//! creation order (a test may show a report's order), in pages with `continue` tokens when
+//! [`FakeApiServer::set_page_size`] says so (the page size wins over the client's `limit`, so
+//! paging is exercised with a handful of objects); `?watch=true&resourceVersion=N` streaming
+//! newline-delimited `WatchEvent`s (`ADDED`, `MODIFIED`, `DELETED`, `ERROR`) replayed from N then
+//! live; namespaced collections also served under `/namespaces/{ns}/`; `timeoutSeconds`. Failure
+//! injection: dropped or broken watches, history expiry (410 Gone, as etcd compaction causes),
+//! error statuses for the next requests, a server that is down (connections closed at once), a
+//! silent one (nothing sent, connections kept). Not modelled: selectors, writes over HTTP,
+//! bookmarks.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -73,6 +79,70 @@ pub const STATEFUL_SETS: ResourceType = ResourceType {
     namespaced: true,
 };
 
+pub const PODS: ResourceType = ResourceType {
+    path: "/api/v1/pods",
+    api_version: "v1",
+    kind: "Pod",
+    namespaced: true,
+};
+pub const DEPLOYMENTS: ResourceType = ResourceType {
+    path: "/apis/apps/v1/deployments",
+    api_version: "apps/v1",
+    kind: "Deployment",
+    namespaced: true,
+};
+pub const DAEMON_SETS: ResourceType = ResourceType {
+    path: "/apis/apps/v1/daemonsets",
+    api_version: "apps/v1",
+    kind: "DaemonSet",
+    namespaced: true,
+};
+pub const REPLICA_SETS: ResourceType = ResourceType {
+    path: "/apis/apps/v1/replicasets",
+    api_version: "apps/v1",
+    kind: "ReplicaSet",
+    namespaced: true,
+};
+pub const JOBS: ResourceType = ResourceType {
+    path: "/apis/batch/v1/jobs",
+    api_version: "batch/v1",
+    kind: "Job",
+    namespaced: true,
+};
+pub const CRON_JOBS: ResourceType = ResourceType {
+    path: "/apis/batch/v1/cronjobs",
+    api_version: "batch/v1",
+    kind: "CronJob",
+    namespaced: true,
+};
+
+/// Every kind the webhook handles, and the catalogue it reads.
+pub const ALL: [ResourceType; 12] = [
+    PERSISTENT_VOLUME_CLAIMS,
+    PERSISTENT_VOLUMES,
+    PODS,
+    STATEFUL_SETS,
+    DEPLOYMENTS,
+    DAEMON_SETS,
+    REPLICA_SETS,
+    JOBS,
+    CRON_JOBS,
+    STORAGE_CLASSES,
+    NAMESPACES,
+    NODES,
+];
+
+impl ResourceType {
+    /// The resource of a full object, by its `apiVersion` and `kind`.
+    pub fn of(object: &Value) -> Option<ResourceType> {
+        ALL.into_iter()
+            .find(|r| object["apiVersion"] == r.api_version && object["kind"] == r.kind)
+    }
+}
+
+/// The page size of [`FakeApiServer::start_blocking`].
+pub const PAGE: usize = 2;
+
 /// What a request asked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verb {
@@ -86,6 +156,8 @@ pub struct FakeApiServer {
     addr: SocketAddr,
     shared: Arc<Shared>,
     task: JoinHandle<()>,
+    /// The server's own runtime, for tests without one ([`FakeApiServer::start_blocking`]).
+    runtime: Option<tokio::runtime::Runtime>,
 }
 
 struct Shared {
@@ -110,13 +182,32 @@ struct Inner {
     break_generation: u64,
     failures: Vec<Failure>,
     requests: Vec<(&'static str, Verb)>,
+    /// Every request's path and query, in order.
+    uris: Vec<String>,
     open_watches: BTreeMap<&'static str, usize>,
+    /// Lists are cut in pages of this many items; whole when `None`.
+    page_size: Option<usize>,
+    /// Creation order of objects (kept by a replace).
+    created: u64,
 }
 
 struct Collection {
     resource: ResourceType,
-    /// (namespace or "", name) -> object.
-    objects: BTreeMap<(String, String), Value>,
+    /// (namespace or "", name) -> (creation order, object).
+    objects: BTreeMap<(String, String), (u64, Value)>,
+}
+
+impl Collection {
+    /// The objects in creation order, with their namespace ("" for cluster-scoped ones).
+    fn in_order(&self) -> Vec<(&str, &Value)> {
+        let mut v: Vec<_> = self
+            .objects
+            .iter()
+            .map(|((ns, _), (seq, o))| (*seq, ns.as_str(), o))
+            .collect();
+        v.sort_by_key(|(seq, _, _)| *seq);
+        v.into_iter().map(|(_, ns, o)| (ns, o)).collect()
+    }
 }
 
 struct LogEntry {
@@ -170,7 +261,58 @@ impl FakeApiServer {
                 .await
                 .expect("fake API server");
         });
-        FakeApiServer { addr, shared, task }
+        FakeApiServer {
+            addr,
+            shared,
+            task,
+            runtime: None,
+        }
+    }
+
+    /// Starts serving every kind in [`ALL`], with `objects` (full objects: `apiVersion` and
+    /// `kind` say where each goes) applied in order.
+    pub async fn start_with(objects: Vec<Value>) -> FakeApiServer {
+        let fake = FakeApiServer::start().await;
+        for r in ALL {
+            fake.serve(r);
+        }
+        for o in objects {
+            let r = ResourceType::of(&o).unwrap_or_else(|| {
+                panic!("no fake collection for {} {}", o["apiVersion"], o["kind"])
+            });
+            fake.apply(r, o);
+        }
+        fake
+    }
+
+    /// [`FakeApiServer::start_with`] on a runtime of its own, for tests that have none (a binary
+    /// run against it); lists come in pages of [`PAGE`].
+    pub fn start_blocking(objects: Vec<Value>) -> FakeApiServer {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let mut fake = runtime.block_on(FakeApiServer::start_with(objects));
+        fake.set_page_size(Some(PAGE));
+        fake.runtime = Some(runtime);
+        fake
+    }
+
+    /// Cuts lists in pages of `size` items with `continue` tokens, whatever `limit` the client
+    /// asks for; `None`: whole lists.
+    pub fn set_page_size(&self, size: Option<usize>) {
+        self.shared.lock().page_size = size;
+    }
+
+    /// Every request's path and query so far, in order.
+    pub fn uris(&self) -> Vec<String> {
+        self.shared.lock().uris.clone()
+    }
+
+    /// Writes a kubeconfig whose current context is this server into `dir`.
+    pub fn kubeconfig(&self, dir: &Path) -> PathBuf {
+        kubeconfig_for(&self.url(), dir)
     }
 
     /// Starts with StorageClasses, Namespaces and Nodes served (empty).
@@ -189,12 +331,7 @@ impl FakeApiServer {
 
     /// A kubeconfig whose current context points at this server.
     pub fn kubeconfig_yaml(&self) -> String {
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {}\n\
-             users:\n- name: fake\n  user: {{}}\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\n\
-             current-context: fake\n",
-            self.url()
-        )
+        kubeconfig_yaml_for(&self.url())
     }
 
     /// A kube client for this server.
@@ -229,6 +366,8 @@ impl FakeApiServer {
                 .unwrap_or_else(|| panic!("{} is not served", resource.path));
             let (namespace, name) = key_of(&object, resource);
             let previous = coll.objects.get(&(namespace.clone(), name.clone()));
+            let seq = previous.map(|(seq, _)| *seq);
+            let previous = previous.map(|(_, o)| o);
             object["apiVersion"] = json!(resource.api_version);
             object["kind"] = json!(resource.kind);
             let meta = object["metadata"]
@@ -249,8 +388,11 @@ impl FakeApiServer {
             } else {
                 "ADDED"
             };
+            let seq = seq.unwrap_or(inner.created + 1);
+            let coll = inner.collections.get_mut(resource.path).expect("served");
             coll.objects
-                .insert((namespace.clone(), name), object.clone());
+                .insert((namespace.clone(), name), (seq, object.clone()));
+            inner.created = inner.created.max(seq);
             inner.log.push(LogEntry {
                 rv,
                 collection: resource.path,
@@ -269,7 +411,7 @@ impl FakeApiServer {
         let existed = {
             let mut inner = self.shared.lock();
             let key = (namespace.unwrap_or_default().to_owned(), name.to_owned());
-            let Some(mut object) = inner
+            let Some((_, mut object)) = inner
                 .collections
                 .get_mut(resource.path)
                 .and_then(|c| c.objects.remove(&key))
@@ -298,7 +440,7 @@ impl FakeApiServer {
         inner
             .collections
             .get(resource.path)
-            .map(|c| c.objects.values().cloned().collect())
+            .map(|c| c.in_order().into_iter().map(|(_, o)| o.clone()).collect())
             .unwrap_or_default()
     }
 
@@ -379,6 +521,22 @@ impl Drop for FakeApiServer {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// A kubeconfig (no credentials) whose current context, `fake`, is `server`.
+pub fn kubeconfig_yaml_for(server: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {server}\n\
+         users:\n- name: fake\n  user: {{}}\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\n\
+         current-context: fake\n"
+    )
+}
+
+/// Writes [`kubeconfig_yaml_for`] `server` to `dir/kubeconfig`.
+pub fn kubeconfig_for(server: &str, dir: &Path) -> PathBuf {
+    let path = dir.join("kubeconfig");
+    std::fs::write(&path, kubeconfig_yaml_for(server)).expect("write kubeconfig");
+    path
 }
 
 fn key_of(object: &Value, resource: ResourceType) -> (String, String) {
@@ -529,6 +687,7 @@ async fn handle(
     }
     let query = query_map(query.as_deref());
     let mut inner = shared.lock();
+    inner.uris.push(uri.to_string());
     let Some(target) = route(&inner, uri.path()) else {
         return status_response(
             404,
@@ -563,7 +722,7 @@ async fn handle(
                 target.name.clone().unwrap_or_default(),
             );
             match coll.objects.get(&key) {
-                Some(o) => axum::Json(o.clone()).into_response(),
+                Some((_, o)) => axum::Json(o.clone()).into_response(),
                 None => status_response(
                     404,
                     "NotFound",
@@ -577,16 +736,28 @@ async fn handle(
         }
         Verb::List => {
             let items: Vec<Value> = coll
-                .objects
-                .iter()
-                .filter(|((ns, _), _)| in_scope(ns))
+                .in_order()
+                .into_iter()
+                .filter(|(ns, _)| in_scope(ns))
                 .map(|(_, o)| o.clone())
                 .collect();
+            // The continue token is the offset of the next page.
+            let offset: usize = query
+                .get("continue")
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(0);
+            let end = inner
+                .page_size
+                .map_or(items.len(), |n| (offset + n).min(items.len()));
+            let mut metadata = json!({"resourceVersion": inner.rv.to_string()});
+            if end < items.len() {
+                metadata["continue"] = json!(end.to_string());
+            }
             axum::Json(json!({
                 "apiVersion": target.resource.api_version,
                 "kind": format!("{}List", target.resource.kind),
-                "metadata": {"resourceVersion": inner.rv.to_string()},
-                "items": items,
+                "metadata": metadata,
+                "items": items.get(offset..end).unwrap_or_default(),
             }))
             .into_response()
         }
@@ -599,7 +770,7 @@ async fn handle(
             let mut ended = false;
             if from == 0 {
                 // Like the real server: synthetic ADDED events for the current state first.
-                for ((ns, _), o) in &coll.objects {
+                for (ns, o) in coll.in_order() {
                     if in_scope(ns) {
                         pending.push_back(line("ADDED", o));
                     }

@@ -2,4 +2,3 @@
 #![allow(dead_code)]
 
 pub mod fake_apiserver;
-pub mod list_apiserver;
