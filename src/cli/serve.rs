@@ -291,6 +291,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
 
     let mut registry = metrics::new_registry();
     let metrics = Metrics::register(&mut registry);
+    readiness.export(metrics.ready.clone());
 
     // The cluster cache: watches feed `state`; /readyz waits for their first full list.
     let cluster_tasks = if args.no_cluster {
