@@ -643,6 +643,39 @@ fn openreports_output_is_openreports_v1alpha1() {
 }
 
 #[test]
+fn works_as_a_kubectl_plugin() {
+    // kubectl runs `kubectl-storage_policy` from the PATH for `kubectl storage-policy`.
+    let d = Dir::new();
+    d.write("pvc.yaml", PVC_RWX_BLOCK);
+    let plugin = d.path("bin/kubectl-storage_policy");
+    std::fs::create_dir_all(plugin.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink(BIN, &plugin).unwrap();
+    let mut cmd = Command::new(&plugin);
+    cmd.current_dir(d.tmp.path())
+        .env_remove("SPW_AUDIT_OUTPUT")
+        .env_remove("SPW_CONFIG");
+    let o = run_with(
+        cmd,
+        &["audit", "--config", "policy.yaml", "-o", "json", "pvc.yaml"],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(json_report(&o)["summary"]["denied"], 1);
+    let help = run_with(Command::new(&plugin), &["audit", "--help"], None);
+    assert!(
+        stdout(&help).contains("Usage: kubectl storage-policy audit"),
+        "{}",
+        stdout(&help)
+    );
+    let plain = run_with(command(), &["audit", "--help"], None);
+    assert!(
+        stdout(&plain).contains("Usage: storage-policy-webhook audit"),
+        "{}",
+        stdout(&plain)
+    );
+}
+
+#[test]
 fn text_output_is_a_table_with_a_summary() {
     let d = Dir::new();
     d.write("pvc.yaml", PVC_RWX_BLOCK);
