@@ -22,6 +22,7 @@ import ssl
 import subprocess
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from types import ModuleType
@@ -164,6 +165,16 @@ def extra_grafana_dashboard(r: Any) -> None:
 def extra_dashboard_namespace(r: Any) -> None:
     cm = r.named("ConfigMap", f"{t.FULLNAME}-dashboard")
     t.expect_eq(cm["metadata"]["namespace"], "monitoring", "grafanaDashboard.namespace")
+
+
+def extra_rule_without_service_monitor(r: Any) -> None:
+    t.expect("serviceMonitor.enabled" in r.notes and "NoReadyReplica" in r.notes,
+             f"NOTES warn that the alerts need the ServiceMonitor's job label: {r.notes[-400:]}")
+
+
+def extra_rule_with_service_monitor(r: Any) -> None:
+    extra_prometheus_rule(r)
+    t.expect("NoReadyReplica" not in r.notes, "NOTES warn although the ServiceMonitor is enabled")
 
 
 def off_by_default() -> None:
@@ -364,8 +375,9 @@ def run(test_chart: ModuleType) -> None:
         "webhook": {"timeoutSeconds": 2},
         "prometheusRule": {"enabled": True, "labels": {"release": "prometheus"}, "additionalRules": [
             {"alert": "MyExtraAlert", "expr": "vector(1)", "labels": {"severity": "info"}}]},
-    }, extra_prometheus_rule)
-    plain = t.check_render("prometheusRule defaults", {"prometheusRule": {"enabled": True}})
+    }, extra_rule_with_service_monitor)
+    plain = t.check_render("prometheusRule defaults", {"prometheusRule": {"enabled": True}},
+                           extra_rule_without_service_monitor)
     dash = t.check_render("grafanaDashboard", {"grafanaDashboard": {
         "enabled": True, "labels": {"team": "storage"}, "annotations": {"grafana_folder": "Storage"}}},
         extra_grafana_dashboard)
