@@ -2,8 +2,8 @@
 //! [`Finding`]), its counts ([`Summary`]) and the typed vocabulary the machine formats share
 //! ([`Outcome`], [`Stage`], and for the policy-report formats [`ResultStatus`] and [`Severity`]).
 //!
-//! Each output format is one renderer in its own file and reads this model only:
-//! [`text`] (a table for people), [`json`] (`storage-policy.io/v1alpha1` `AuditReport`),
+//! Each output format is one renderer in its own file and reads this model only: [`text`] (a
+//! table for people), [`json`](mod@json) (`storage-policy.io/v1alpha1` `AuditReport`),
 //! [`policy_report`] (`wgpolicyk8s.io/v1alpha2` PolicyReport / ClusterPolicyReport) and
 //! [`openreports`] (`openreports.io/v1alpha1` Report / ClusterReport), the last two built from the
 //! shared result model in [`results`]. Nothing here decides anything: the findings come from the
