@@ -1,6 +1,8 @@
 #![forbid(unsafe_code)]
 
-use clap::Parser;
+use std::path::Path;
+
+use clap::{CommandFactory, FromArgMatches, Parser};
 use mimalloc::MiMalloc;
 use storage_policy_webhook::cli::{self, Cli};
 use storage_policy_webhook::server::shutdown::{FORCED_EXIT_CODE, Forced};
@@ -13,7 +15,7 @@ static GLOBAL: MiMalloc = MiMalloc;
 fn main() {
     // The one crypto provider of the process; every rustls configuration uses ring.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let cli = Cli::parse();
+    let cli = parse_args();
     cli::init_tracing(&cli);
     // `cli::run` has returned, so every destructor has run: exiting skips nothing.
     match cli::run(cli) {
@@ -27,6 +29,25 @@ fn main() {
             std::process::exit(2);
         }
     }
+}
+
+/// The file name under which the binary is a kubectl plugin: `kubectl storage-policy audit ...`
+/// runs `kubectl-storage_policy audit ...` from the PATH (kubectl maps `-` in a plugin's name to
+/// `_` in its file name).
+const KUBECTL_PLUGIN: &str = "kubectl-storage_policy";
+
+/// The command line; as a kubectl plugin, usage and help name the command the user typed.
+fn parse_args() -> Cli {
+    let plugin = std::env::args_os()
+        .next()
+        .is_some_and(|argv0| Path::new(&argv0).file_name() == Some(KUBECTL_PLUGIN.as_ref()));
+    if !plugin {
+        return Cli::parse();
+    }
+    let matches = Cli::command()
+        .bin_name("kubectl storage-policy")
+        .get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }
 
 /// The error and its causes on one line. Our error types print their cause in their own message

@@ -549,6 +549,133 @@ fn policy_report_output_is_wgpolicyk8s_v1alpha2() {
 }
 
 #[test]
+fn openreports_output_is_openreports_v1alpha1() {
+    let d = Dir::new();
+    d.write(
+        "all.yaml",
+        &format!(
+            "{PVC_NO_CLASS}---\n{PVC_RWX_BLOCK}---\napiVersion: v1\nkind: PersistentVolume\nmetadata: {{name: ssd}}\n\
+             spec: {{local: {{path: /mnt/ssd/x}}, accessModes: [ReadWriteOnce], capacity: {{storage: 1Gi}}}}\n"
+        ),
+    );
+    d.write("broken.yaml", "kind: [\n");
+    let o = audit(&d, &["-o", "openreports", "all.yaml", "broken.yaml"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&stdout(&o)).expect("multi-document YAML");
+    let kinds: Vec<(&str, Option<&str>)> = docs
+        .iter()
+        .map(|d| {
+            (
+                d["kind"].as_str().unwrap(),
+                d["metadata"]["namespace"].as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("Report", Some("default")),
+            ("Report", Some("shop")),
+            ("ClusterReport", None)
+        ]
+    );
+    let mut findings = 0;
+    for doc in &docs {
+        assert_eq!(doc["apiVersion"], "openreports.io/v1alpha1");
+        assert_eq!(doc["source"], "storage-policy-webhook");
+        assert_eq!(doc["metadata"]["name"], "storage-policy-webhook-audit");
+        let results = doc["results"].as_array().unwrap();
+        let mut counts = std::collections::BTreeMap::new();
+        for r in results {
+            let result = r["result"].as_str().unwrap();
+            *counts.entry(result.to_owned()).or_insert(0u64) += 1;
+            assert!(
+                r["timestamp"]["seconds"].as_i64().unwrap() > 1_600_000_000,
+                "{r}"
+            );
+            assert!(r["timestamp"]["nanos"].is_u64(), "{r}");
+            for (k, v) in r["properties"].as_object().unwrap() {
+                assert!(v.is_string(), "property {k} is not a string: {r}");
+            }
+            if result != "error" {
+                findings += 1;
+                assert!(r["resources"][0]["name"].is_string(), "{r}");
+            }
+        }
+        let mut total = 0;
+        for k in ["pass", "fail", "warn", "error", "skip"] {
+            let n = doc["summary"][k].as_u64().unwrap();
+            assert_eq!(n, *counts.get(k).unwrap_or(&0), "{k} in {doc}");
+            total += n;
+        }
+        assert_eq!(total as usize, results.len(), "the summary adds up: {doc}");
+    }
+    let json = json_report(&audit(&d, &["-o", "json", "all.yaml"]));
+    assert_eq!(
+        findings,
+        json["findings"].as_array().unwrap().len(),
+        "one result per finding"
+    );
+    let denied = &docs[0]["results"][0];
+    assert_eq!(
+        (
+            denied["policy"].as_str(),
+            denied["result"].as_str(),
+            denied["severity"].as_str()
+        ),
+        (Some("accessModes"), Some("fail"), Some("high")),
+        "the rule is the policy"
+    );
+    assert_eq!(
+        denied["resources"][0],
+        json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "name": "uploads", "namespace": "default"})
+    );
+    let cluster = &docs[2]["results"];
+    assert_eq!(cluster[0]["policy"], "localVolumeNodeAffinity");
+    assert_eq!(cluster[0]["resources"][0]["kind"], "PersistentVolume");
+    assert_eq!(cluster[1]["result"], "error");
+    assert!(
+        cluster[1]["properties"]["file"]
+            .as_str()
+            .unwrap()
+            .ends_with("broken.yaml")
+    );
+}
+
+#[test]
+fn works_as_a_kubectl_plugin() {
+    // kubectl runs `kubectl-storage_policy` from the PATH for `kubectl storage-policy`.
+    let d = Dir::new();
+    d.write("pvc.yaml", PVC_RWX_BLOCK);
+    let plugin = d.path("bin/kubectl-storage_policy");
+    std::fs::create_dir_all(plugin.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink(BIN, &plugin).unwrap();
+    let mut cmd = Command::new(&plugin);
+    cmd.current_dir(d.tmp.path())
+        .env_remove("SPW_AUDIT_OUTPUT")
+        .env_remove("SPW_CONFIG");
+    let o = run_with(
+        cmd,
+        &["audit", "--config", "policy.yaml", "-o", "json", "pvc.yaml"],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(json_report(&o)["summary"]["denied"], 1);
+    let help = run_with(Command::new(&plugin), &["audit", "--help"], None);
+    assert!(
+        stdout(&help).contains("Usage: kubectl storage-policy audit"),
+        "{}",
+        stdout(&help)
+    );
+    let plain = run_with(command(), &["audit", "--help"], None);
+    assert!(
+        stdout(&plain).contains("Usage: storage-policy-webhook audit"),
+        "{}",
+        stdout(&plain)
+    );
+}
+
+#[test]
 fn text_output_is_a_table_with_a_summary() {
     let d = Dir::new();
     d.write("pvc.yaml", PVC_RWX_BLOCK);

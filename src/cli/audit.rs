@@ -12,7 +12,7 @@ use anyhow::Context;
 use clap::builder::BoolishValueParser;
 use clap::{Args, ValueEnum};
 
-use crate::audit::report::{self, Meta, Style};
+use crate::audit::report::{self, Meta, Style, Timestamp};
 use crate::audit::{self, Inventory, Origin, cluster, input};
 use crate::policy::Policy;
 
@@ -24,6 +24,10 @@ pub enum OutputFormat {
     Json,
     /// wgpolicyk8s.io/v1alpha2 PolicyReport / ClusterPolicyReport documents (multi-document YAML).
     PolicyReport,
+    /// openreports.io/v1alpha1 Report / ClusterReport documents (multi-document YAML), as Kyverno
+    /// 1.15+ and Kubewarden write them.
+    #[value(name = "openreports")]
+    Openreports,
 }
 
 #[derive(Debug, Args)]
@@ -85,6 +89,17 @@ fn read_cluster(
     Ok(inventory?)
 }
 
+/// The results' timestamp: now, as `{seconds, nanos}` since the epoch.
+fn now() -> Timestamp {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| Timestamp {
+            nanos: i32::try_from(d.subsec_nanos()).unwrap_or_default(),
+            seconds: i64::try_from(d.as_secs()).unwrap_or_default(),
+        })
+        .unwrap_or_default()
+}
+
 pub fn run(args: AuditArgs) -> anyhow::Result<i32> {
     // clap counts the flag's default `false` as present, so `requires` cannot say this.
     if args.namespace.is_some() && !args.cluster {
@@ -139,14 +154,10 @@ pub fn run(args: AuditArgs) -> anyhow::Result<i32> {
             s.push('\n');
             s
         }
-        OutputFormat::PolicyReport => {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs() as i64)
-                .unwrap_or_default();
-            report::to_policy_report_yaml(&result, now)
-                .context("failed to encode the PolicyReports")?
-        }
+        OutputFormat::PolicyReport => report::to_policy_report_yaml(&result, now().seconds)
+            .context("failed to encode the PolicyReports")?,
+        OutputFormat::Openreports => report::to_openreports_yaml(&result, now())
+            .context("failed to encode the OpenReports")?,
     };
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())?;

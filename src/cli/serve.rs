@@ -295,6 +295,7 @@ async fn serve_until(
 
     let mut registry = metrics::new_registry();
     let metrics = Metrics::register(&mut registry);
+    readiness.export(metrics.ready.clone());
 
     // The cluster cache: watches feed `state`; /readyz waits for their first full list.
     let cluster_tasks = if args.no_cluster {

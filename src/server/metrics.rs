@@ -94,6 +94,8 @@ pub struct Metrics {
     pub policy_reloads: Counter,
     pub policy_reload_failures: Counter,
     pub open_connections: Gauge,
+    /// 1 while `/readyz` answers 200 (kept by [`super::readiness::Readiness::export`]).
+    pub ready: Gauge,
 }
 
 impl Metrics {
@@ -110,6 +112,7 @@ impl Metrics {
             policy_reloads: Counter::default(),
             policy_reload_failures: Counter::default(),
             open_connections: Gauge::default(),
+            ready: Gauge::default(),
         };
         registry.register(
             "requests",
@@ -162,6 +165,11 @@ impl Metrics {
             "open_connections",
             "Webhook connections open now (TLS handshake included)",
             m.open_connections.clone(),
+        );
+        registry.register(
+            "ready",
+            "1 while this replica is ready to serve (what /readyz says), 0 otherwise",
+            m.ready.clone(),
         );
         Arc::new(m)
     }

@@ -3,10 +3,14 @@
 //!
 //! Each part of the process that gates readiness takes a [`Condition`] once, by name
 //! (`serve` registers "policy loaded" and "listener bound"; the cluster module adds
-//! "cluster synced"), and sets it when it can serve.
+//! "cluster synced"), and sets it when it can serve. The verdict is also exported as the
+//! `storage_policy_webhook_ready` gauge ([`Readiness::export`]), so alerts can count ready
+//! replicas from the webhook's own metrics.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use prometheus_client::metrics::gauge::Gauge;
 
 /// Shared readiness state; clones see the same conditions.
 #[derive(Clone, Debug, Default)]
@@ -18,6 +22,26 @@ pub struct Readiness {
 struct Inner {
     conditions: Mutex<Vec<(String, bool)>>,
     shutting_down: AtomicBool,
+    /// Follows the verdict: 1 ready, 0 not.
+    gauge: OnceLock<Gauge>,
+}
+
+impl Inner {
+    fn ready(&self, conditions: &[(String, bool)]) -> bool {
+        !self.shutting_down.load(Ordering::SeqCst) && conditions.iter().all(|(_, met)| *met)
+    }
+
+    /// Sets the exported gauge from the conditions (held locked by the caller).
+    fn publish(&self, conditions: &[(String, bool)]) {
+        if let Some(g) = self.gauge.get() {
+            g.set(i64::from(self.ready(conditions)));
+        }
+    }
+
+    fn publish_now(&self) {
+        let c = self.conditions.lock().unwrap_or_else(|e| e.into_inner());
+        self.publish(&c);
+    }
 }
 
 /// One named condition, initially not met. Cheap to clone and send to a task.
@@ -48,6 +72,7 @@ impl Readiness {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         c.push((name.into(), false));
+        self.inner.publish(&c);
         Condition {
             inner: self.inner.clone(),
             index: c.len() - 1,
@@ -57,6 +82,13 @@ impl Readiness {
     /// Turns readiness false for the rest of the process's life (first shutdown signal).
     pub fn shut_down(&self) {
         self.inner.shutting_down.store(true, Ordering::SeqCst);
+        self.inner.publish_now();
+    }
+
+    /// Keeps `gauge` at 1 while ready and 0 otherwise, from now on. Only the first call counts.
+    pub fn export(&self, gauge: Gauge) {
+        let _ = self.inner.gauge.set(gauge);
+        self.inner.publish_now();
     }
 
     pub fn is_shutting_down(&self) -> bool {
@@ -77,7 +109,7 @@ impl Readiness {
             .clone();
         let shutting_down = self.is_shutting_down();
         Report {
-            ready: !shutting_down && conditions.iter().all(|(_, met)| *met),
+            ready: self.inner.ready(&conditions),
             conditions,
             shutting_down,
         }
@@ -93,6 +125,7 @@ impl Condition {
             .lock()
             .unwrap_or_else(|e| e.into_inner());
         c[self.index].1 = met;
+        self.inner.publish(&c);
     }
 
     pub fn name(&self) -> String {
@@ -144,6 +177,23 @@ mod tests {
             r.report().to_text(),
             "[+] policy loaded\n[-] cluster synced\nnot ready\n"
         );
+    }
+
+    #[test]
+    fn the_exported_gauge_follows_the_verdict() {
+        let r = Readiness::new();
+        let policy = r.condition("policy loaded");
+        let gauge = Gauge::default();
+        r.export(gauge.clone());
+        assert_eq!(gauge.get(), 0);
+        policy.set(true);
+        assert_eq!(gauge.get(), 1);
+        let cluster = r.condition("cluster synced");
+        assert_eq!(gauge.get(), 0, "a new condition starts unmet");
+        cluster.set(true);
+        assert_eq!(gauge.get(), 1);
+        r.shut_down();
+        assert_eq!(gauge.get(), 0);
     }
 
     #[test]

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Checks the Helm chart offline: lint, render per certificate mode, Kubernetes schema validation,
-# webhook settings, values.schema.json refusals (tests/chart/test_chart.py).
+# webhook settings, values.schema.json refusals, the alerts (promtool) and dashboard
+# (tests/chart/test_chart.py); then, in the same venv, `audit --output openreports` against the
+# vendored OpenReports CRDs (tests/openreports/test_openreports.py).
 #
 # Uses a venv at $CHART_VENV (default ~/.cache/spw-chart-venv) with the pinned packages of
 # requirements.txt; it is (re)built when missing or when requirements.txt changes.
@@ -22,4 +24,7 @@ if [[ ! -x "$venv/bin/python" || "$(cat "$stamp" 2>/dev/null || true)" != "$want
     echo "$want" > "$stamp"
 fi
 
-exec "$venv/bin/python" "$here/test_chart.py"
+status=0
+"$venv/bin/python" "$here/test_chart.py" || status=1
+"$venv/bin/python" "$here/../openreports/test_openreports.py" || status=1
+exit "$status"

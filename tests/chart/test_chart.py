@@ -29,6 +29,8 @@ import helm_python as helm
 import kubernetes_validate
 import yaml
 
+import observability
+
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "storage-policy-webhook"
 RELEASE = "spw"
@@ -41,6 +43,7 @@ CRD_KINDS = {
     ("cert-manager.io/v1", "Issuer"),
     ("cert-manager.io/v1", "Certificate"),
     ("monitoring.coreos.com/v1", "ServiceMonitor"),
+    ("monitoring.coreos.com/v1", "PrometheusRule"),
 }
 CLUSTER_SCOPED = {
     "ClusterRole",
@@ -183,6 +186,10 @@ def check_namespaces(r: Rendered) -> None:
         ns = obj["metadata"].get("namespace")
         if obj["kind"] in CLUSTER_SCOPED:
             expect(ns is None, f"{obj['kind']}/{obj['metadata']['name']} is cluster-scoped but has namespace {ns}")
+        elif obj["metadata"].get("labels", {}).get("grafana_dashboard") == "1":
+            # The Grafana sidecar may watch one namespace only: grafanaDashboard.namespace.
+            want = r.merged["grafanaDashboard"]["namespace"] or NAMESPACE
+            expect_eq(ns, want, f"namespace of {obj['kind']}/{obj['metadata']['name']}")
         else:
             expect_eq(ns, NAMESPACE, f"namespace of {obj['kind']}/{obj['metadata']['name']}")
 
@@ -377,7 +384,7 @@ def check_deployment(r: Rendered) -> None:
         expect("subPath" not in mounts[name], f"{name} mounted with subPath (never refreshed)")
         expect(mounts[name].get("readOnly"), f"{name} mount not read-only")
         expect(r.flag(flag).startswith(mounts[name]["mountPath"] + "/"), f"{flag} outside the {name} mount")
-    cm = r.one("ConfigMap")
+    cm = r.named("ConfigMap", f"{FULLNAME}-policy")
     expect_eq(volumes["policy"]["configMap"]["name"], cm["metadata"]["name"], "policy volume vs ConfigMap")
     expect_eq(Path(r.flag("--config")).name in cm["data"], True, "--config file is a ConfigMap key")
     # Availability: spread over nodes and zones unless overridden.
@@ -423,7 +430,7 @@ def check_pdb(r: Rendered) -> None:
 
 
 def check_policy(r: Rendered) -> dict[str, Any]:
-    cm = r.one("ConfigMap")
+    cm = r.named("ConfigMap", f"{FULLNAME}-policy")
     policy = yaml.safe_load(cm["data"]["policy.yaml"])
     expect(isinstance(policy, dict), "policy.yaml is not a YAML mapping")
     exempt = policy["exemptions"]["namespaces"]
@@ -719,7 +726,7 @@ def check_against_binary() -> None:
     def loads_policy(r: Rendered) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "policy.yaml"
-            path.write_text(r.one("ConfigMap")["data"]["policy.yaml"])
+            path.write_text(r.named("ConfigMap", f"{FULLNAME}-policy")["data"]["policy.yaml"])
             run = subprocess.run([str(binary), "review", "--config", str(path), "--endpoint", "validate"],
                                  input=json.dumps(PROBE_REVIEW), capture_output=True, text=True, timeout=60)
             expect(run.returncode == 0, f"exit {run.returncode}: {run.stderr.strip()}")
@@ -923,6 +930,7 @@ def main() -> int:
     R.check("rollOnConfigChange: checksum/policy follows the policy", checksum_follows_policy)
     refusals()
     check_against_binary()
+    observability.run(sys.modules[__name__])
 
     print(f"{R.passed} passed, {R.failed} failed")
     return 1 if R.failed else 0

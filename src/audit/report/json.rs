@@ -1,0 +1,78 @@
+//! The `json` format: one versioned document (`storage-policy.io/v1alpha1` `AuditReport`) with the
+//! header facts, the summary, one entry per finding and one per unreadable input. Every key is
+//! always present (`null` when it does not apply), and keys are sorted, so the document is stable.
+
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+
+use super::{Meta, REPORT_API_VERSION, REPORT_KIND, Report, changes};
+use crate::audit::{Origin, Source};
+
+fn value<T: Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
+}
+
+fn source_json(s: &Source) -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("file".into(), value(&s.file));
+    m.insert("document".into(), value(&s.document));
+    m.insert("item".into(), value(&s.item));
+    m.insert("line".into(), value(&s.line));
+    m
+}
+
+/// The json report: `{"apiVersion": "storage-policy.io/v1alpha1", "kind": "AuditReport", ...}`.
+/// Every key is always present (`null` when it does not apply).
+pub fn to_json(report: &Report, meta: &Meta) -> Value {
+    let findings: Vec<Value> = report
+        .objects
+        .iter()
+        .flat_map(|o| {
+            o.findings.iter().map(move |f| {
+                let mut m = source_json(&o.source);
+                m.insert("apiVersion".into(), json!(o.object.api_version));
+                m.insert("kind".into(), json!(o.object.kind));
+                m.insert("namespace".into(), value(&o.object.namespace));
+                m.insert("name".into(), json!(o.object.name));
+                let rule = (!f.rule.is_empty()).then_some(f.rule.as_str());
+                m.insert("rule".into(), value(&rule));
+                m.insert("stage".into(), value(&f.stage));
+                m.insert("outcome".into(), value(&f.outcome));
+                m.insert("message".into(), json!(f.message));
+                m.insert("storageClass".into(), value(&f.storage_class));
+                m.insert(
+                    "patch".into(),
+                    serde_json::to_value(&f.patch).unwrap_or_else(|_| json!([])),
+                );
+                let changes: Map<String, Value> = changes(&f.patch).into_iter().collect();
+                m.insert("changes".into(), Value::Object(changes));
+                m.insert("warnings".into(), json!(f.warnings));
+                Value::Object(m)
+            })
+        })
+        .collect();
+    let errors: Vec<Value> = report
+        .errors
+        .iter()
+        .map(|e| {
+            let mut m = source_json(&e.source);
+            m.insert("message".into(), json!(e.message));
+            Value::Object(m)
+        })
+        .collect();
+    let (origin, namespace) = match &meta.origin {
+        Origin::Files => ("files", None),
+        Origin::Cluster { namespace } => ("cluster", namespace.clone()),
+    };
+    json!({
+        "apiVersion": REPORT_API_VERSION,
+        "kind": REPORT_KIND,
+        "policy": meta.policy,
+        "dryRun": meta.dry_run,
+        "origin": origin,
+        "namespace": namespace,
+        "summary": value(&report.summary()),
+        "findings": findings,
+        "errors": errors,
+    })
+}
