@@ -1177,6 +1177,67 @@ fn cluster_audit_reads_live_objects_and_reports_what_only_the_cluster_shows() {
 }
 
 #[test]
+fn cluster_audit_reports_every_workload_kind_of_the_kinds_table() {
+    let eph = json!({"containers": [{"name": "app", "image": "busybox"}], "restartPolicy": "Never",
+        "volumes": [{"name": "scratch", "ephemeral": {"volumeClaimTemplate": {"spec": {
+            "accessModes": ["ReadWriteMany"], "storageClassName": "oci-bv",
+            "resources": {"requests": {"storage": "1Gi"}}}}}}]});
+    let template = json!({"metadata": {"labels": {"app": "w"}}, "spec": eph});
+    let sel = json!({"matchLabels": {"app": "w"}});
+    let mut objects = cluster_objects();
+    objects.extend([
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "pod-w", "namespace": "web"}, "spec": eph}),
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "deploy-w", "namespace": "web"},
+               "spec": {"selector": sel, "template": template}}),
+        json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "ds-w", "namespace": "web"},
+               "spec": {"selector": sel, "template": template}}),
+        json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "rs-w", "namespace": "web"},
+               "spec": {"selector": sel, "template": template}}),
+        json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "job-w", "namespace": "web"},
+               "spec": {"template": template}}),
+        json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "cron-w", "namespace": "web"},
+               "spec": {"schedule": "0 * * * *", "jobTemplate": {"spec": {"template": template}}}}),
+    ]);
+    let api = support::fake_apiserver::FakeApiServer::start_blocking(objects);
+    let d = Dir::new();
+    let o = cluster_audit(&api, &d, &["-o", "json"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let r = json_report(&o);
+    for (name, field) in [
+        ("pod-w", "spec.volumes[0]"),
+        ("deploy-w", "spec.template.spec.volumes[0]"),
+        ("ds-w", "spec.template.spec.volumes[0]"),
+        ("rs-w", "spec.template.spec.volumes[0]"),
+        ("job-w", "spec.template.spec.volumes[0]"),
+        ("cron-w", "spec.jobTemplate.spec.template.spec.volumes[0]"),
+    ] {
+        let f = findings_for(&r, name);
+        assert!(
+            f.iter().any(|f| f["outcome"] == "denied"
+                && f["rule"] == "accessModes"
+                && f["message"].as_str().unwrap().contains(&format!(
+                    "{field}.ephemeral.volumeClaimTemplate.spec.accessModes: Unsupported value: \"ReadWriteMany\""
+                ))),
+            "{name}: {f:?}"
+        );
+    }
+    let requests = api.uris();
+    for path in [
+        "/api/v1/pods",
+        "/apis/apps/v1/deployments",
+        "/apis/apps/v1/daemonsets",
+        "/apis/apps/v1/replicasets",
+        "/apis/batch/v1/jobs",
+        "/apis/batch/v1/cronjobs",
+    ] {
+        assert!(
+            requests.iter().any(|r| r.starts_with(path)),
+            "{path} not listed: {requests:?}"
+        );
+    }
+}
+
+#[test]
 fn cluster_audit_of_one_namespace() {
     let api = support::fake_apiserver::FakeApiServer::start_blocking(cluster_objects());
     let d = Dir::new();
