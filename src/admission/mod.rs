@@ -58,13 +58,13 @@ pub struct RequestInfo {
 
 /// The answer to one review.
 #[derive(Debug)]
-pub struct Outcome {
+pub struct Answer {
     pub info: RequestInfo,
     pub decision: Decision,
     pub response: AdmissionReview<DynamicObject>,
 }
 
-impl Outcome {
+impl Answer {
     /// The response as JSON bytes.
     pub fn to_json(&self) -> Result<Vec<u8>, ReviewError> {
         let patch = self
@@ -112,7 +112,7 @@ pub fn review(
     policy: &Policy,
     catalog: &Catalog,
     body: &[u8],
-) -> Result<Outcome, ReviewError> {
+) -> Result<Answer, ReviewError> {
     let env: Envelope = serde_json::from_slice(body).map_err(ReviewError::Json)?;
     if env.api_version != kube::core::admission::META_API_VERSION_V1
         || env.kind != kube::core::admission::META_KIND
@@ -217,7 +217,7 @@ pod_spec_kind!(CronJob, "CronJob", |o| o
     .and_then(|s| s.job_template.spec.as_ref())
     .and_then(|j| j.template.spec.as_ref()));
 
-type ReviewFn = fn(Endpoint, &Policy, &Catalog, &[u8]) -> Result<Outcome, ReviewError>;
+type ReviewFn = fn(Endpoint, &Policy, &Catalog, &[u8]) -> Result<Answer, ReviewError>;
 type CheckFn = fn(&serde_json::Value) -> Result<(), serde_json::Error>;
 
 /// How to decode one kind of the table.
@@ -297,7 +297,7 @@ fn decide_as<K>(
     catalog: &Catalog,
     body: &[u8],
     view: impl for<'a> Fn(&'a K) -> Option<Object<'a>>,
-) -> Result<Outcome, ReviewError>
+) -> Result<Answer, ReviewError>
 where
     K: Resource + DeserializeOwned,
 {
@@ -343,7 +343,7 @@ where
         Endpoint::Validate => policy::validate(policy, catalog, &request),
     };
     let response = respond(&req, endpoint, &decision)?;
-    Ok(Outcome {
+    Ok(Answer {
         info,
         decision,
         response,

@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::{
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::report::{Finding, ObjectRef, ObjectReport, Outcome, Stage};
+use super::report::{AuditFinding, ObjectRef, ObjectReport, Outcome, Stage};
 use super::review::AUDIT_USERNAME;
 use super::{ClassSource, Inventory};
 use crate::cluster::{annotated_defaults, default_interplay};
@@ -31,8 +31,8 @@ fn finding(
     outcome: Outcome,
     message: String,
     class: Option<String>,
-) -> Finding {
-    Finding {
+) -> AuditFinding {
+    AuditFinding {
         rule: rule.as_str().to_owned(),
         stage: Some(stage),
         outcome,
@@ -47,7 +47,7 @@ fn finding(
 /// the mutating webhooks left it (`ValidatePersistentVolumeSpec`): a `local` volume needs
 /// `spec.nodeAffinity`, and a `nodeAffinity` needs `required` with at least one term. The
 /// message is the API's (`PersistentVolume "x" is invalid: spec.nodeAffinity: Required value: ...`).
-pub fn api_validation(kind: &Kind, patched: &Value) -> Option<Finding> {
+pub fn api_validation(kind: &Kind, patched: &Value) -> Option<AuditFinding> {
     if !kind.group.is_empty() || kind.kind != "PersistentVolume" {
         return None;
     }
@@ -94,7 +94,7 @@ pub fn object_checks(
     catalog: &Catalog,
     live: &LiveState,
     object: &Value,
-) -> Vec<Finding> {
+) -> Vec<AuditFinding> {
     let mut out = Vec::new();
     let api_version = object
         .get("apiVersion")
@@ -127,7 +127,7 @@ fn pending_on_wrong_kind(
     policy: &Policy,
     catalog: &Catalog,
     pvc: &PersistentVolumeClaim,
-) -> Option<Finding> {
+) -> Option<AuditFinding> {
     if pvc.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Pending") {
         return None;
     }
@@ -175,7 +175,7 @@ fn plugin_default_first(
     policy: &Policy,
     catalog: &Catalog,
     pvc: &PersistentVolumeClaim,
-) -> Option<Finding> {
+) -> Option<AuditFinding> {
     let plugin_class = annotated_defaults(catalog).first()?.name.clone();
     if storage::has_class(pvc) {
         return None;
@@ -284,7 +284,7 @@ fn affinity_to_missing_nodes(
     policy: &Policy,
     live: &LiveState,
     pv: &PersistentVolume,
-) -> Option<Finding> {
+) -> Option<AuditFinding> {
     let nodes = live.nodes.as_ref()?;
     let spec = pv.spec.as_ref()?;
     if spec.local.is_none() && spec.host_path.is_none() {
@@ -591,7 +591,7 @@ mod tests {
         );
         let mut inv = Inventory::default();
         inv.add(crate::audit::Document {
-            source: crate::audit::Source::file("sc.yaml"),
+            source: crate::audit::Location::file("sc.yaml"),
             value: json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "provisioner": "ebs.csi.aws.com",
                           "metadata": {"name": "gp3", "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}}}),
         });

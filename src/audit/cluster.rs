@@ -13,7 +13,7 @@ use kube::{Api, Client, Resource};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{Document, Inventory, Source};
+use super::{Document, Inventory, Location};
 use crate::kinds::{self, Kind};
 
 /// Items per list page: large clusters are read in pages, never in one response.
@@ -76,7 +76,7 @@ fn add_all<K: Serialize>(
         let value =
             serde_json::to_value(&item).map_err(|cause| ClusterError::Encode { what, cause })?;
         inventory.add(Document {
-            source: Source::default(),
+            source: Location::default(),
             value,
         });
     }

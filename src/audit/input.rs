@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::{Document, InputError, Source};
+use super::{Document, InputError, Location};
 
 /// How stdin is named in reports.
 pub const STDIN: &str = "-";
@@ -35,7 +35,7 @@ pub fn read_paths(paths: &[PathBuf], skip: &[PathBuf], stdin: &mut dyn Read) -> 
                 match stdin.read_to_end(&mut bytes) {
                     Ok(_) => parse_bytes(STDIN, &bytes, Format::Sniff, &mut inputs),
                     Err(e) => inputs.errors.push(InputError {
-                        source: Source::file(STDIN),
+                        source: Location::file(STDIN),
                         message: format!("failed to read stdin: {e}"),
                     }),
                 }
@@ -53,7 +53,7 @@ pub fn read_paths(paths: &[PathBuf], skip: &[PathBuf], stdin: &mut dyn Read) -> 
             }
             Ok(_) => read_file(path, &mut seen, &mut inputs),
             Err(e) => inputs.errors.push(InputError {
-                source: Source::file(path.display().to_string()),
+                source: Location::file(path.display().to_string()),
                 message: format!("failed to read: {e}"),
             }),
         }
@@ -92,7 +92,7 @@ fn walk(
         Ok(e) => e,
         Err(e) => {
             errors.push(InputError {
-                source: Source::file(dir.display().to_string()),
+                source: Location::file(dir.display().to_string()),
                 message: format!("failed to read folder: {e}"),
             });
             return;
@@ -109,7 +109,7 @@ fn walk(
             Ok(_) if is_manifest(&p) => files.push(p),
             Ok(_) => {}
             Err(e) => errors.push(InputError {
-                source: Source::file(p.display().to_string()),
+                source: Location::file(p.display().to_string()),
                 message: format!("failed to read: {e}"),
             }),
         }
@@ -137,7 +137,7 @@ fn read_file(path: &Path, seen: &mut BTreeSet<PathBuf>, inputs: &mut Inputs) {
             );
         }
         Err(e) => inputs.errors.push(InputError {
-            source: Source::file(name),
+            source: Location::file(name),
             message: format!("failed to read: {e}"),
         }),
     }
@@ -156,7 +156,7 @@ fn parse_bytes(file: &str, bytes: &[u8], format: Format, inputs: &mut Inputs) {
         Ok(t) => t.strip_prefix('\u{feff}').unwrap_or(t),
         Err(e) => {
             inputs.errors.push(InputError {
-                source: Source::file(file),
+                source: Location::file(file),
                 message: format!("not UTF-8 text: {e}"),
             });
             return;
@@ -179,7 +179,7 @@ pub fn parse_json(file: &str, text: &str, inputs: &mut Inputs) {
     let mut document = 0;
     for value in serde_json::Deserializer::from_str(text).into_iter::<Value>() {
         document += 1;
-        let source = Source {
+        let source = Location {
             file: Some(file.to_owned()),
             document: Some(document),
             item: None,
@@ -189,7 +189,7 @@ pub fn parse_json(file: &str, text: &str, inputs: &mut Inputs) {
             Ok(v) => expand(source, v, &mut inputs.documents),
             Err(e) => {
                 inputs.errors.push(InputError {
-                    source: Source {
+                    source: Location {
                         line: Some(e.line()),
                         ..source
                     },
@@ -247,7 +247,7 @@ pub fn parse_yaml(file: &str, text: &str, inputs: &mut Inputs) {
             Ok(values) => {
                 for v in values {
                     document += 1;
-                    let source = Source {
+                    let source = Location {
                         file: Some(file.to_owned()),
                         document: Some(document),
                         item: None,
@@ -265,7 +265,7 @@ pub fn parse_yaml(file: &str, text: &str, inputs: &mut Inputs) {
                     .map(|l| start + l - 1)
                     .or(first_line);
                 inputs.errors.push(InputError {
-                    source: Source {
+                    source: Location {
                         file: Some(file.to_owned()),
                         document: Some(document),
                         item: None,
@@ -306,7 +306,7 @@ fn one_line(text: &str) -> String {
 
 /// Adds a document, or the items of a `List` (`kind: List`, or `FooList` with `items`; items of
 /// a typed list without their own `kind` get the list's).
-pub fn expand(source: Source, value: Value, out: &mut Vec<Document>) {
+pub fn expand(source: Location, value: Value, out: &mut Vec<Document>) {
     let list_kind = value
         .get("kind")
         .and_then(Value::as_str)
@@ -334,7 +334,7 @@ pub fn expand(source: Source, value: Value, out: &mut Vec<Document>) {
                 obj.entry("apiVersion").or_insert_with(|| v.clone());
             }
         }
-        let s = Source {
+        let s = Location {
             item: Some(i),
             ..source.clone()
         };
@@ -406,7 +406,7 @@ mod tests {
     fn flattens_lists_and_types_their_items() {
         let mut out = Vec::new();
         expand(
-            Source::file("l.json"),
+            Location::file("l.json"),
             json!({"apiVersion": "v1", "kind": "PersistentVolumeClaimList", "items": [{"metadata": {"name": "a"}}]}),
             &mut out,
         );
@@ -415,7 +415,7 @@ mod tests {
         assert_eq!(out[0].source.item, Some(0));
         let mut out = Vec::new();
         expand(
-            Source::file("l.yaml"),
+            Location::file("l.yaml"),
             json!({"apiVersion": "v1", "kind": "List", "items": [{"apiVersion": "v1", "kind": "Pod"}, {"apiVersion": "apps/v1", "kind": "StatefulSet"}]}),
             &mut out,
         );

@@ -22,12 +22,12 @@ use serde_json::Value;
 
 use crate::policy::{LiveClass, LiveState, NamespaceInfo, Policy};
 
-pub use report::{Finding, ObjectRef, ObjectReport, Outcome, Report, Stage, Summary};
+pub use report::{AuditFinding, ObjectRef, ObjectReport, Outcome, Report, Stage, Summary};
 pub use review::AUDIT_USERNAME;
 
 /// Where a document came from. Cluster objects have no file.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Source {
+pub struct Location {
     /// The path as given on the command line (or found under a folder), `-` for stdin.
     pub file: Option<String>,
     /// 1-based position of the document in its file.
@@ -38,11 +38,11 @@ pub struct Source {
     pub line: Option<usize>,
 }
 
-impl Source {
-    pub fn file(file: impl Into<String>) -> Source {
-        Source {
+impl Location {
+    pub fn file(file: impl Into<String>) -> Location {
+        Location {
             file: Some(file.into()),
-            ..Source::default()
+            ..Location::default()
         }
     }
 
@@ -65,14 +65,14 @@ impl Source {
 /// One object read from an input.
 #[derive(Clone, Debug)]
 pub struct Document {
-    pub source: Source,
+    pub source: Location,
     pub value: Value,
 }
 
 /// An input that could not be read or parsed, or an object that could not be decoded.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InputError {
-    pub source: Source,
+    pub source: Location,
     pub message: String,
 }
 
@@ -85,7 +85,7 @@ impl std::fmt::Display for InputError {
 /// A StorageClass found among the inputs, kept for the checks that report on classes.
 #[derive(Clone, Debug)]
 pub struct ClassSource {
-    pub source: Source,
+    pub source: Location,
     pub class: LiveClass,
 }
 
@@ -156,7 +156,7 @@ impl Inventory {
         }
     }
 
-    fn broken(&mut self, source: Source, kind: &str, e: &serde_json::Error) {
+    fn broken(&mut self, source: Location, kind: &str, e: &serde_json::Error) {
         self.errors.push(InputError {
             source,
             message: format!("malformed {kind}: {e}"),

@@ -7,9 +7,9 @@ use json_patch::PatchOperation;
 use kube::core::admission::AdmissionResponse;
 use serde_json::{Value, json};
 
-use super::report::{Finding, ObjectRef, ObjectReport, Outcome, Stage};
+use super::report::{AuditFinding, ObjectRef, ObjectReport, Outcome, Stage};
 use super::{Document, checks};
-use crate::admission::{self, Endpoint, Outcome as ReviewOutcome, ReviewError};
+use crate::admission::{self, Answer, Endpoint, ReviewError};
 use crate::kinds::{self, Kind};
 use crate::policy::{Action, Catalog, Policy};
 
@@ -109,26 +109,26 @@ pub fn as_created(kind: &Kind, object: &Value) -> (Value, Option<String>) {
 }
 
 /// The response of one review.
-fn response(outcome: &ReviewOutcome) -> Option<&AdmissionResponse> {
+fn response(outcome: &Answer) -> Option<&AdmissionResponse> {
     outcome.response.response.as_ref()
 }
 
 /// The JSON Patch of a mutating response, decoded as kube-apiserver decodes it.
-fn response_patch(outcome: &ReviewOutcome) -> Result<Vec<PatchOperation>, serde_json::Error> {
+fn response_patch(outcome: &Answer) -> Result<Vec<PatchOperation>, serde_json::Error> {
     match response(outcome).and_then(|r| r.patch.as_deref()) {
         Some(bytes) => serde_json::from_slice::<json_patch::Patch>(bytes).map(|p| p.0),
         None => Ok(Vec::new()),
     }
 }
 
-fn response_warnings(outcome: &ReviewOutcome) -> Vec<String> {
+fn response_warnings(outcome: &Answer) -> Vec<String> {
     response(outcome)
         .and_then(|r| r.warnings.clone())
         .unwrap_or_default()
 }
 
 /// `status.message` of a denying response.
-fn denial_message(outcome: &ReviewOutcome) -> Option<String> {
+fn denial_message(outcome: &Answer) -> Option<String> {
     response(outcome)
         .filter(|r| !r.allowed)
         .map(|r| r.result.message.clone())
@@ -145,10 +145,10 @@ fn outcome_of(action: Action) -> Outcome {
 
 /// The findings of one review: the rules' findings, the denial merged into one finding carrying
 /// `status.message` exactly as the webhook returns it.
-fn findings_of(stage: Stage, outcome: &ReviewOutcome, patch: &[PatchOperation]) -> Vec<Finding> {
+fn findings_of(stage: Stage, outcome: &Answer, patch: &[PatchOperation]) -> Vec<AuditFinding> {
     let warnings = response_warnings(outcome);
     let denial = denial_message(outcome);
-    let mut out: Vec<Finding> = Vec::new();
+    let mut out: Vec<AuditFinding> = Vec::new();
     for f in &outcome.decision.findings {
         let result = outcome_of(f.action);
         // One denial per rule: its message is the whole `status.message`.
@@ -162,7 +162,7 @@ fn findings_of(stage: Stage, outcome: &ReviewOutcome, patch: &[PatchOperation]) 
             }
             continue;
         }
-        out.push(Finding {
+        out.push(AuditFinding {
             rule: f.rule.as_str().to_owned(),
             stage: Some(stage),
             outcome: result,
@@ -183,7 +183,7 @@ fn findings_of(stage: Stage, outcome: &ReviewOutcome, patch: &[PatchOperation]) 
     if let Some(d) = denial
         && !out.iter().any(|f| f.outcome == Outcome::Denied)
     {
-        out.push(Finding {
+        out.push(AuditFinding {
             rule: String::new(),
             stage: Some(stage),
             outcome: Outcome::Denied,
@@ -255,7 +255,7 @@ pub fn audit_object(
     let mut patched = object;
     if let Err(e) = json_patch::patch(&mut patched, &patch) {
         // kube-apiserver fails the request (HTTP 500) when a webhook's patch does not apply.
-        report.findings.push(Finding {
+        report.findings.push(AuditFinding {
             rule: String::new(),
             stage: Some(Stage::Mutate),
             outcome: Outcome::Denied,

@@ -12,7 +12,7 @@ use anyhow::Context;
 use clap::builder::BoolishValueParser;
 use clap::{Args, ValueEnum};
 
-use crate::audit::report::{self, Meta, Style, Timestamp};
+use crate::audit::report::{self, ReportMeta, Style, Timestamp};
 use crate::audit::{self, Inventory, Origin, cluster, input};
 use crate::policy::Policy;
 
@@ -135,7 +135,7 @@ pub fn run(args: AuditArgs) -> anyhow::Result<i32> {
     for e in &result.errors {
         eprintln!("storage-policy-webhook: {e}");
     }
-    let meta = Meta {
+    let meta = ReportMeta {
         policy: args
             .config
             .as_ref()

@@ -18,7 +18,7 @@ use crate::server::metrics::{self, Metrics};
 use crate::server::readiness::Readiness;
 use crate::server::reload::{self, PolicyReload};
 use crate::server::tls::{self, TlsFiles, TlsOptions};
-use crate::server::{self, Context, Drain, Limits, routes, shutdown};
+use crate::server::{self, Drain, Limits, Shared, routes, shutdown};
 use crate::state::SharedState;
 
 /// Log output format.
@@ -345,7 +345,7 @@ async fn serve_until(
         drain_timeout: Duration::from_secs(args.drain_timeout),
         policy_reload,
     };
-    let ctx = Context {
+    let ctx = Shared {
         state,
         metrics,
         registry,

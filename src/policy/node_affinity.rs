@@ -166,7 +166,7 @@ pub const NODE_ANNOTATION: &str = "storage-policy.io/node";
 
 /// Where the nodes came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Source {
+pub enum NodesFrom {
     Annotation,
     PathRule(String),
 }
@@ -192,7 +192,7 @@ pub fn covers(prefix: &str, path: &str) -> bool {
 }
 
 /// The nodes a PV lives on, if the policy or the PV says.
-pub fn nodes_for(paths: &[PathRule], pv: &PersistentVolume) -> Option<(Vec<String>, Source)> {
+pub fn nodes_for(paths: &[PathRule], pv: &PersistentVolume) -> Option<(Vec<String>, NodesFrom)> {
     if let Some(value) = pv
         .metadata
         .annotations
@@ -206,7 +206,7 @@ pub fn nodes_for(paths: &[PathRule], pv: &PersistentVolume) -> Option<(Vec<Strin
             }
         }
         if !nodes.is_empty() {
-            return Some((nodes, Source::Annotation));
+            return Some((nodes, NodesFrom::Annotation));
         }
     }
     let spec = pv.spec.as_ref()?;
@@ -219,7 +219,7 @@ pub fn nodes_for(paths: &[PathRule], pv: &PersistentVolume) -> Option<(Vec<Strin
         .iter()
         .filter(|r| covers(&r.prefix, path))
         .max_by_key(|r| normalize_prefix(&r.prefix).len())
-        .map(|r| (r.nodes.clone(), Source::PathRule(r.prefix.clone())))
+        .map(|r| (r.nodes.clone(), NodesFrom::PathRule(r.prefix.clone())))
 }
 
 /// The `required` node selector for these nodes.
@@ -284,8 +284,8 @@ impl NodeAffinity {
             "spec.nodeAffinity {label} In [{}] (from {})",
             nodes.join(", "),
             match &source {
-                Source::Annotation => format!("annotation {NODE_ANNOTATION}"),
-                Source::PathRule(p) => format!("path rule {p}"),
+                NodesFrom::Annotation => format!("annotation {NODE_ANNOTATION}"),
+                NodesFrom::PathRule(p) => format!("path rule {p}"),
             }
         );
         // Fill `required` when `nodeAffinity` exists without it; else add the whole field.

@@ -16,7 +16,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::admission::{Endpoint, Outcome};
+use crate::admission::{Answer, Endpoint};
 use crate::policy::Finding;
 
 /// The prefix of every metric name.
@@ -186,7 +186,7 @@ impl Metrics {
     }
 
     /// Counts one answered review and what each rule did.
-    pub fn reviewed(&self, endpoint: Endpoint, outcome: &Outcome, elapsed: Duration) {
+    pub fn reviewed(&self, endpoint: Endpoint, outcome: &Answer, elapsed: Duration) {
         let result = if outcome.decision.allowed() {
             RequestOutcome::Allowed
         } else {

@@ -1,7 +1,7 @@
 //! The webhook server: the HTTPS listener (tokio-rustls acceptor loop feeding hyper-util
 //! connections), the admin listener, certificate and policy reloads, and graceful shutdown.
 //! It owns sockets, TLS and timing; it decides nothing (that is [`crate::admission`]) and reads no
-//! cluster (that is the cluster module, started beside it with the same [`Context`]).
+//! cluster (that is the cluster module, started beside it with the same [`Shared`]).
 //!
 //! Shutdown ([`run`]): on the first signal readiness turns false at once; the listener keeps
 //! accepting for `shutdown_delay` (the API server keeps using its keep-alive connections to a pod
@@ -348,7 +348,7 @@ pub struct Config {
 
 /// What the server shares with the rest of the process (and the cluster task).
 #[derive(Clone, Debug)]
-pub struct Context {
+pub struct Shared {
     pub state: Arc<SharedState>,
     pub metrics: Arc<Metrics>,
     pub registry: Arc<Registry>,
@@ -359,7 +359,7 @@ pub struct Context {
 /// Certificates are loaded and checked before anything binds.
 pub async fn run(
     config: Config,
-    ctx: Context,
+    ctx: Shared,
     shutdown: impl Future<Output = ()>,
 ) -> Result<Drain, ServerError> {
     let bound = ctx.readiness.condition("listener bound");

@@ -53,7 +53,7 @@ pub struct Condition {
 
 /// A readiness answer: each condition and whether the process is shutting down.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Report {
+pub struct Status {
     pub ready: bool,
     pub conditions: Vec<(String, bool)>,
     pub shutting_down: bool,
@@ -100,7 +100,7 @@ impl Readiness {
         self.report().ready
     }
 
-    pub fn report(&self) -> Report {
+    pub fn report(&self) -> Status {
         let conditions = self
             .inner
             .conditions
@@ -108,7 +108,7 @@ impl Readiness {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         let shutting_down = self.is_shutting_down();
-        Report {
+        Status {
             ready: self.inner.ready(&conditions),
             conditions,
             shutting_down,
@@ -138,7 +138,7 @@ impl Condition {
     }
 }
 
-impl Report {
+impl Status {
     /// The `/readyz` body: one line per condition, then the verdict.
     pub fn to_text(&self) -> String {
         let mut s = String::new();

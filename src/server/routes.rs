@@ -19,7 +19,7 @@ use axum::routing::post;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use super::metrics::{Metrics, RequestOutcome};
-use crate::admission::{self, Endpoint, Outcome, ReviewError};
+use crate::admission::{self, Answer, Endpoint, ReviewError};
 use crate::policy::Action;
 use crate::state::SharedState;
 
@@ -266,7 +266,7 @@ fn review_span(endpoint: Endpoint, info: &admission::RequestInfo) -> tracing::Sp
 }
 
 /// Logs and counts one decided review, and encodes the answer.
-fn answer(endpoint: Endpoint, app: &AppState, outcome: &Outcome, start: Instant) -> Response {
+fn answer(endpoint: Endpoint, app: &AppState, outcome: &Answer, start: Instant) -> Response {
     let info = &outcome.info;
     let json = match outcome.to_json() {
         Ok(j) => j,

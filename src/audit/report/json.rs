@@ -5,14 +5,14 @@
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use super::{Meta, REPORT_API_VERSION, REPORT_KIND, Report, changes};
-use crate::audit::{Origin, Source};
+use super::{REPORT_API_VERSION, REPORT_KIND, Report, ReportMeta, changes};
+use crate::audit::{Location, Origin};
 
 fn value<T: Serialize>(v: &T) -> Value {
     serde_json::to_value(v).unwrap_or(Value::Null)
 }
 
-fn source_json(s: &Source) -> Map<String, Value> {
+fn source_json(s: &Location) -> Map<String, Value> {
     let mut m = Map::new();
     m.insert("file".into(), value(&s.file));
     m.insert("document".into(), value(&s.document));
@@ -23,7 +23,7 @@ fn source_json(s: &Source) -> Map<String, Value> {
 
 /// The json report: `{"apiVersion": "storage-policy.io/v1alpha1", "kind": "AuditReport", ...}`.
 /// Every key is always present (`null` when it does not apply).
-pub fn to_json(report: &Report, meta: &Meta) -> Value {
+pub fn to_json(report: &Report, meta: &ReportMeta) -> Value {
     let findings: Vec<Value> = report
         .objects
         .iter()

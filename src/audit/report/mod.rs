@@ -1,5 +1,5 @@
 //! The audit's report model: what was found about which object ([`Report`], [`ObjectReport`],
-//! [`Finding`]), its counts ([`Summary`]) and the typed vocabulary the machine formats share
+//! [`AuditFinding`]), its counts ([`Summary`]) and the typed vocabulary the machine formats share
 //! ([`Outcome`], [`Stage`], and for the policy-report formats [`ResultStatus`] and [`Severity`]).
 //!
 //! Each output format is one renderer in its own file and reads this model only: [`text`] (a
@@ -15,7 +15,7 @@ use json_patch::PatchOperation;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::{InputError, Source};
+use super::{InputError, Location};
 
 pub mod json;
 pub mod openreports;
@@ -115,7 +115,7 @@ impl ObjectRef {
 
 /// One thing found about one object.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Finding {
+pub struct AuditFinding {
     /// The policy rule (`defaultStorageClass`, `localVolumeNodeAffinity`, `accessModes`); empty
     /// when nothing was found.
     pub rule: String,
@@ -133,16 +133,16 @@ pub struct Finding {
 /// Everything found about one object.
 #[derive(Clone, Debug)]
 pub struct ObjectReport {
-    pub source: Source,
+    pub source: Location,
     pub object: ObjectRef,
-    pub findings: Vec<Finding>,
+    pub findings: Vec<AuditFinding>,
 }
 
 impl ObjectReport {
     /// Adds the `allowed` finding to an object nothing was found about.
     pub fn finish(&mut self) {
         if self.findings.is_empty() {
-            self.findings.push(Finding {
+            self.findings.push(AuditFinding {
                 rule: String::new(),
                 stage: None,
                 outcome: Outcome::Allowed,
@@ -305,7 +305,7 @@ pub fn changes(patch: &[PatchOperation]) -> Vec<(String, Value)> {
 
 /// Header facts of a report (the json format prints them).
 #[derive(Clone, Debug)]
-pub struct Meta {
+pub struct ReportMeta {
     /// The policy file, or `(embedded default)`.
     pub policy: String,
     pub dry_run: bool,
@@ -317,9 +317,9 @@ pub struct Meta {
 pub(crate) mod test_support {
     use super::*;
 
-    pub fn object(findings: Vec<Finding>) -> ObjectReport {
+    pub fn object(findings: Vec<AuditFinding>) -> ObjectReport {
         ObjectReport {
-            source: Source::file("f.yaml"),
+            source: Location::file("f.yaml"),
             object: ObjectRef {
                 api_version: "v1".into(),
                 kind: "PersistentVolumeClaim".into(),
@@ -330,8 +330,8 @@ pub(crate) mod test_support {
         }
     }
 
-    pub fn f(outcome: Outcome, stage: Stage) -> Finding {
-        Finding {
+    pub fn f(outcome: Outcome, stage: Stage) -> AuditFinding {
+        AuditFinding {
             rule: "accessModes".into(),
             stage: Some(stage),
             outcome,
@@ -402,7 +402,7 @@ mod tests {
             .push(object(vec![f(Outcome::Denied, Stage::Validate)]));
         assert_eq!(r.exit_code(), 1);
         r.errors.push(InputError {
-            source: Source::file("x"),
+            source: Location::file("x"),
             message: "bad".into(),
         });
         assert_eq!(r.exit_code(), 2);

@@ -84,7 +84,7 @@ mod tests {
     use super::*;
     use crate::audit::report::test_support::{f, object};
     use crate::audit::report::{ObjectRef, Outcome, Stage};
-    use crate::audit::{InputError, Source};
+    use crate::audit::{InputError, Location};
 
     fn sample() -> Report {
         let mut pv = object(vec![f(Outcome::Warned, Stage::Inventory)]);
@@ -106,7 +106,7 @@ mod tests {
                 pv,
             ],
             errors: vec![InputError {
-                source: Source::file("x.yaml"),
+                source: Location::file("x.yaml"),
                 message: "bad".into(),
             }],
             ignored: 0,

@@ -80,7 +80,7 @@ mod tests {
     use super::*;
     use crate::audit::report::test_support::{f, object};
     use crate::audit::report::{Outcome, Stage};
-    use crate::audit::{InputError, Source};
+    use crate::audit::{InputError, Location};
 
     #[test]
     fn policy_report_maps_outcomes_and_counts() {
@@ -90,7 +90,7 @@ mod tests {
                 f(Outcome::Audited, Stage::Mutate),
             ])],
             errors: vec![InputError {
-                source: Source::file("x.yaml"),
+                source: Location::file("x.yaml"),
                 message: "bad".into(),
             }],
             ignored: 0,

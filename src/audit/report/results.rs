@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::{Finding, ObjectReport, Outcome, POLICY_NAME, REPORT_SOURCE, Report, Stage};
+use super::{AuditFinding, ObjectReport, Outcome, POLICY_NAME, REPORT_SOURCE, Report, Stage};
 use crate::audit::InputError;
 
 /// The `category` of every result.
@@ -41,7 +41,7 @@ pub enum Severity {
     Info,
 }
 
-impl Finding {
+impl AuditFinding {
     /// `(result, severity)` of this finding in a policy report.
     pub fn result(&self) -> (ResultStatus, Option<Severity>) {
         match (self.outcome, self.stage) {
@@ -159,7 +159,7 @@ pub struct Grouped {
     pub cluster: Bucket,
 }
 
-fn object_properties(o: &ObjectReport, f: &Finding) -> BTreeMap<&'static str, String> {
+fn object_properties(o: &ObjectReport, f: &AuditFinding) -> BTreeMap<&'static str, String> {
     let mut properties = BTreeMap::new();
     properties.insert("outcome", f.outcome.as_str().to_owned());
     if let Some(stage) = f.stage {
@@ -311,7 +311,7 @@ mod tests {
                 f(Outcome::Mutated, Stage::Mutate),
             ])],
             errors: vec![InputError {
-                source: crate::audit::Source::file("x.yaml"),
+                source: crate::audit::Location::file("x.yaml"),
                 message: "bad".into(),
             }],
             ignored: 0,
