@@ -13,8 +13,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::report::{AuditFinding, ObjectRef, ObjectReport, Outcome, Stage};
-use super::review::AUDIT_USERNAME;
-use super::{ClassSource, Inventory};
+use super::{AUDIT_USERNAME, ClassSource, Inventory};
 use crate::cluster::{annotated_defaults, default_interplay};
 use crate::kinds::Kind;
 use crate::policy::catalog::{IS_DEFAULT_ANNOTATIONS, KIND_ANNOTATION};

@@ -23,7 +23,9 @@ use serde_json::Value;
 use crate::policy::{LiveClass, LiveState, NamespaceInfo, Policy};
 
 pub use report::{AuditFinding, ObjectRef, ObjectReport, Outcome, Report, Stage, Summary};
-pub use review::AUDIT_USERNAME;
+
+/// The user the synthetic reviews come from (exempt it in the policy and nothing is reported).
+pub const AUDIT_USERNAME: &str = "storage-policy-webhook-audit";
 
 /// Where a document came from. Cluster objects have no file.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

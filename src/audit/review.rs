@@ -8,13 +8,10 @@ use kube::core::admission::AdmissionResponse;
 use serde_json::{Value, json};
 
 use super::report::{AuditFinding, ObjectRef, ObjectReport, Outcome, Stage};
-use super::{Document, checks};
+use super::{AUDIT_USERNAME, Document, checks};
 use crate::admission::{self, Answer, Endpoint, ReviewError};
 use crate::kinds::{self, Kind};
 use crate::policy::{Action, Catalog, Policy};
-
-/// The user the synthetic reviews come from (exempt it in the policy and nothing is reported).
-pub const AUDIT_USERNAME: &str = "storage-policy-webhook-audit";
 
 /// The kind of an `apiVersion` and `kind`, if the webhook handles it (the kinds table).
 pub fn audited_kind(api_version: &str, kind: &str) -> Option<&'static Kind> {

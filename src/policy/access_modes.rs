@@ -16,9 +16,8 @@ use super::config::{AccessMode, ConfigError, Section};
 use super::decision::{Action, Decision, Finding};
 use super::field::{FieldError, Invalid, Path, aggregate, go_quote};
 use super::modes::Mode;
-use super::registry::Entry;
 use super::rule::{
-    Acts, Context, Endpoint, Judges, Meta, Object, PodFilter, Request, Rule, RuleId,
+    Acts, Context, Endpoint, Entry, Judges, Meta, Object, PodFilter, Request, Rule, RuleId,
 };
 use super::storage::{self, Settings, Target};
 use crate::kinds::Operation;

@@ -7,10 +7,11 @@ use std::collections::{HashMap, HashSet};
 
 use k8s_openapi::api::core::v1::PersistentVolumeSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use serde::Deserialize;
 
-use super::config::{PolicyFile, StaticClass, VolumeBindingMode};
+use super::config::{PolicyFile, StaticClass};
 use super::modes::Mode;
+pub use super::vocab::StorageKind;
+use super::vocab::VolumeBindingMode;
 
 /// Annotation on a StorageClass overriding the provisioner table.
 pub const KIND_ANNOTATION: &str = "storage-policy.io/kind";
@@ -25,37 +26,6 @@ pub const IS_DEFAULT_ANNOTATIONS: [&str; 2] = [
     "storageclass.kubernetes.io/is-default-class",
     "storageclass.beta.kubernetes.io/is-default-class",
 ];
-
-/// What kind of storage a class or volume is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StorageKind {
-    /// An attachable disk: one node writes at a time.
-    Block,
-    /// Bound to one node's disk.
-    Local,
-    /// A network file system: many nodes write.
-    Shared,
-}
-
-impl StorageKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StorageKind::Block => "block",
-            StorageKind::Local => "local",
-            StorageKind::Shared => "shared",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<StorageKind> {
-        match s {
-            "block" => Some(StorageKind::Block),
-            "local" => Some(StorageKind::Local),
-            "shared" => Some(StorageKind::Shared),
-            _ => None,
-        }
-    }
-}
 
 /// The built-in provisioner table (`spec/provisioners.md`).
 const BUILTIN: &[(&str, StorageKind)] = &[

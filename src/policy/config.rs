@@ -9,49 +9,11 @@ use serde::Deserialize;
 use serde::de::{DeserializeOwned, IgnoredAny};
 use serde_saphyr::Spanned;
 
-use super::catalog::StorageKind;
 use super::modes::Mode;
+pub use super::vocab::{AccessMode, StorageKind, VolumeBindingMode};
 
 /// The policy compiled into the binary, used when no `--config` is given.
 pub const EMBEDDED_POLICY: &str = include_str!("default-policy.yaml");
-
-/// Access modes a PersistentVolumeClaim may request (`core/v1.PersistentVolumeAccessMode`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
-pub enum AccessMode {
-    ReadWriteOnce,
-    ReadOnlyMany,
-    ReadWriteMany,
-    ReadWriteOncePod,
-}
-
-impl AccessMode {
-    pub const ALL: [AccessMode; 4] = [
-        AccessMode::ReadWriteOnce,
-        AccessMode::ReadOnlyMany,
-        AccessMode::ReadWriteMany,
-        AccessMode::ReadWriteOncePod,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AccessMode::ReadWriteOnce => "ReadWriteOnce",
-            AccessMode::ReadOnlyMany => "ReadOnlyMany",
-            AccessMode::ReadWriteMany => "ReadWriteMany",
-            AccessMode::ReadWriteOncePod => "ReadWriteOncePod",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<AccessMode> {
-        AccessMode::ALL.into_iter().find(|m| m.as_str() == s)
-    }
-}
-
-/// `storage.k8s.io/v1.VolumeBindingMode`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-pub enum VolumeBindingMode {
-    Immediate,
-    WaitForFirstConsumer,
-}
 
 /// The whole policy file. Every key is optional.
 #[derive(Debug, Default, Deserialize)]

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use json_patch::PatchOperation;
 
 use super::field::Invalid;
+use super::meta::RuleId;
 use super::modes::Mode;
-use super::rule::RuleId;
 
 /// What a rule did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -16,8 +16,7 @@ use super::config::{AccessMode, ConfigError, Section, check_dns_subdomain};
 use super::decision::Decision;
 use super::field::go_quote;
 use super::modes::Mode;
-use super::registry::Entry;
-use super::rule::{Acts, Context, Endpoint, Judges, Meta, Object, Request, Rule, RuleId};
+use super::rule::{Acts, Context, Endpoint, Entry, Judges, Meta, Object, Request, Rule, RuleId};
 use super::storage::{self, Defaults, Settings, has_class};
 use crate::kinds::Operation;
 

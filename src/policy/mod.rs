@@ -13,11 +13,14 @@ pub mod config;
 pub mod decision;
 pub mod default_class;
 pub mod field;
+pub mod meta;
 pub mod modes;
 pub mod node_affinity;
 pub mod registry;
+pub mod request;
 pub mod rule;
 pub mod storage;
+pub mod vocab;
 
 use std::collections::HashSet;
 use std::path::Path as FsPath;

@@ -18,8 +18,7 @@ use super::catalog::Catalog;
 use super::config::{ConfigError, Section};
 use super::decision::{Action, Decision, Finding};
 use super::modes::Mode;
-use super::registry::Entry;
-use super::rule::{Acts, Context, Endpoint, Judges, Meta, Object, Request, Rule, RuleId};
+use super::rule::{Acts, Context, Endpoint, Entry, Judges, Meta, Object, Request, Rule, RuleId};
 use super::storage::Settings;
 use crate::kinds::Operation;
 

@@ -9,15 +9,9 @@ use super::config::{ConfigError, PolicyFile, Section};
 use super::default_class;
 use super::modes::Mode;
 use super::node_affinity;
-use super::rule::{Acts, Endpoint, Judges, Meta, PodFilter, Rule};
+use super::rule::{Acts, Endpoint, Entry, Judges, Meta, PodFilter, Rule};
 use super::storage::Settings;
 use crate::kinds::{self, Kind, Operation};
-
-/// A rule of the registry: its metadata and how to compile its section of the policy file.
-pub struct Entry {
-    pub meta: &'static Meta,
-    pub compile: fn(Section<'_>) -> Result<Box<dyn Rule>, ConfigError>,
-}
 
 /// Every rule, in the order they run (a mutation that others build on comes first).
 pub const REGISTRY: &[Entry] = &[

@@ -1,0 +1,235 @@
+//! What the registry knows of a rule without running it: its id and config key, audit
+//! annotation, default mode, and where it acts (endpoints, operations, the parts of objects it
+//! judges). Modes, config keys, audit annotations, metric labels, the chart's webhook
+//! registrations and the docs table derive from it.
+
+use std::fmt;
+
+use super::modes::Mode;
+use super::request::{Object, Request};
+use crate::kinds::{Kind, Operation, Part};
+
+/// The two webhook endpoints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Endpoint {
+    Mutate,
+    Validate,
+}
+
+impl Endpoint {
+    pub const ALL: [Endpoint; 2] = [Endpoint::Mutate, Endpoint::Validate];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Endpoint::Mutate => "mutate",
+            Endpoint::Validate => "validate",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Endpoint> {
+        match s {
+            "mutate" => Some(Endpoint::Mutate),
+            "validate" => Some(Endpoint::Validate),
+            _ => None,
+        }
+    }
+}
+
+/// When a pod spec is worth sending to a rule: the chart turns these into `matchConditions`, so
+/// the API server calls the webhook only for pods and workloads a rule can judge.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PodFilter {
+    /// The pod spec declares generic ephemeral volumes.
+    EphemeralVolumes,
+}
+
+impl PodFilter {
+    /// The CEL condition on the pod spec at `path` (`spec`, `spec.template.spec`, ...). Every
+    /// optional parent below `spec` is tested with `has()`, so the expression never errors.
+    pub fn cel(self, path: &str) -> String {
+        let full = format!("object.{path}");
+        let mut guards = Vec::new();
+        let mut at = String::from("object.spec");
+        for seg in path.split('.').skip(1) {
+            at = format!("{at}.{seg}");
+            guards.push(format!("has({at})"));
+        }
+        match self {
+            PodFilter::EphemeralVolumes => {
+                guards.push(format!("has({full}.volumes)"));
+                guards.push(format!("{full}.volumes.exists(v, has(v.ephemeral))"));
+            }
+        }
+        guards.join(" && ")
+    }
+}
+
+/// A part of an object a rule judges.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Judges {
+    /// PersistentVolumeClaims.
+    Claims,
+    /// PersistentVolumes.
+    Volumes,
+    /// StatefulSet `volumeClaimTemplates`.
+    ClaimTemplates,
+    /// Pod specs of Pods and workloads, when the filter holds.
+    PodSpecs(PodFilter),
+}
+
+impl Judges {
+    /// Whether objects of `kind` carry this part.
+    pub fn in_kind(self, kind: &Kind) -> bool {
+        match (self, kind.part) {
+            (Judges::Claims, Part::Claim) | (Judges::Volumes, Part::Volume) => true,
+            (Judges::ClaimTemplates, Part::Workload { .. }) => kind.claim_templates().is_some(),
+            (Judges::PodSpecs(_), Part::Workload { .. }) => true,
+            _ => false,
+        }
+    }
+
+    /// Whether an object under review carries this part.
+    fn in_object(self, object: &Object<'_>) -> bool {
+        matches!(
+            (self, object),
+            (Judges::Claims, Object::Pvc(_))
+                | (Judges::Volumes, Object::Pv(_))
+                | (Judges::ClaimTemplates, Object::StatefulSet(_))
+                | (
+                    Judges::PodSpecs(_),
+                    Object::StatefulSet(_) | Object::PodSpec { .. }
+                )
+        )
+    }
+}
+
+/// Everything about a rule but its check.
+#[derive(Debug)]
+pub struct Meta {
+    /// Its id: the key under `rules:` in the policy file, and the `rule` metric label.
+    pub key: &'static str,
+    /// The audit-annotation key (no `/`, at most 63 characters, as the API server requires).
+    pub annotation: &'static str,
+    /// One line for the docs table.
+    pub summary: &'static str,
+    /// The mode when neither the rule's `mode` nor the policy's `mode` is set.
+    pub default_mode: Mode,
+    /// Where it acts: at most one entry per endpoint (a rule may patch on `/mutate` and deny on
+    /// `/validate`).
+    pub acts: &'static [Acts],
+}
+
+/// What a rule acts on at one endpoint.
+#[derive(Debug)]
+pub struct Acts {
+    pub endpoint: Endpoint,
+    pub operations: &'static [Operation],
+    pub judges: &'static [Judges],
+}
+
+impl Acts {
+    /// Whether it acts on objects of `kind` at all.
+    pub fn judges_kind(&self, kind: &Kind) -> bool {
+        self.judges.iter().any(|j| j.in_kind(kind))
+    }
+
+    /// Whether it acts on this request (operation and object).
+    pub fn applies(&self, req: &Request<'_>) -> bool {
+        self.operations.contains(&req.operation)
+            && req
+                .object
+                .as_ref()
+                .is_some_and(|o| self.judges.iter().any(|j| j.in_object(o)))
+    }
+}
+
+impl Meta {
+    /// What the rule acts on at `endpoint`, if anything.
+    pub fn at(&self, endpoint: Endpoint) -> Option<&'static Acts>
+    where
+        Self: 'static,
+    {
+        self.acts.iter().find(|a| a.endpoint == endpoint)
+    }
+
+    /// Whether the rule acts on objects of `kind` at any endpoint.
+    pub fn judges_kind(&self, kind: &Kind) -> bool {
+        self.acts.iter().any(|a| a.judges_kind(kind))
+    }
+}
+
+/// A rule's identity: its [`Meta`], compared by key.
+#[derive(Clone, Copy)]
+pub struct RuleId(pub &'static Meta);
+
+impl RuleId {
+    /// The rule's name as in the policy file and in metric labels.
+    pub fn as_str(self) -> &'static str {
+        self.0.key
+    }
+
+    pub fn annotation_key(self) -> &'static str {
+        self.0.annotation
+    }
+
+    pub fn meta(self) -> &'static Meta {
+        self.0
+    }
+}
+
+impl PartialEq for RuleId {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.key == other.0.key
+    }
+}
+
+impl Eq for RuleId {}
+
+impl std::hash::Hash for RuleId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.key.hash(state);
+    }
+}
+
+impl fmt::Debug for RuleId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0.key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kinds;
+
+    #[test]
+    fn pod_filters_guard_every_optional_parent() {
+        assert_eq!(
+            PodFilter::EphemeralVolumes.cel("spec"),
+            "has(object.spec.volumes) && object.spec.volumes.exists(v, has(v.ephemeral))"
+        );
+        assert_eq!(
+            PodFilter::EphemeralVolumes.cel("spec.jobTemplate.spec.template.spec"),
+            "has(object.spec.jobTemplate) && has(object.spec.jobTemplate.spec) && \
+             has(object.spec.jobTemplate.spec.template) && \
+             has(object.spec.jobTemplate.spec.template.spec) && \
+             has(object.spec.jobTemplate.spec.template.spec.volumes) && \
+             object.spec.jobTemplate.spec.template.spec.volumes.exists(v, has(v.ephemeral))"
+        );
+    }
+
+    #[test]
+    fn parts_match_kinds() {
+        let sts = kinds::lookup("apps", "v1", "StatefulSet").unwrap();
+        let pod = kinds::lookup("", "v1", "Pod").unwrap();
+        let pvc = kinds::lookup("", "v1", "PersistentVolumeClaim").unwrap();
+        let pv = kinds::lookup("", "v1", "PersistentVolume").unwrap();
+        assert!(Judges::ClaimTemplates.in_kind(sts));
+        assert!(!Judges::ClaimTemplates.in_kind(pod));
+        assert!(Judges::PodSpecs(PodFilter::EphemeralVolumes).in_kind(pod));
+        assert!(!Judges::PodSpecs(PodFilter::EphemeralVolumes).in_kind(pvc));
+        assert!(Judges::Claims.in_kind(pvc) && !Judges::Claims.in_kind(pv));
+        assert!(Judges::Volumes.in_kind(pv) && !Judges::Volumes.in_kind(sts));
+    }
+}
