@@ -25,11 +25,11 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const CONNECTIONS: usize = 200;
 const BODY: usize = 8 << 20;
-/// The chart's memory request, less 16 MiB for the binary's own pages: the heap (anonymous
-/// memory) must stay under this. The release binary the chart runs has ~10 MiB of resident file
-/// pages, the debug build these tests run ~30 MiB, so the bound is on the heap and the total is
-/// reported (RELIABILITY.md has both builds).
-const MAX_HEAP_KIB: u64 = 48 << 10;
+/// The chart's memory request (64 MiB) less the resident pages of the release binary the chart
+/// runs (12.4 MiB at the peak of these tests): the heap (anonymous memory) must stay under this.
+/// The debug build these tests run has ~30 MiB of its own pages, so the bound is on the heap and
+/// the total is reported; RELIABILITY.md has both builds (`SPW_TEST_BIN` runs the release one).
+const MAX_HEAP_KIB: u64 = 52 << 10;
 /// The budget the chart's memory limit (128 MiB) gives: an eighth.
 const BUDGET: &str = "16777216";
 /// Generous: the figure measured is far below (RELIABILITY.md); a loaded 2-core machine must not
