@@ -175,11 +175,11 @@ fn router(c: &mut Criterion) {
         .unwrap();
     let mut registry = new_registry();
     let metrics = Metrics::register(&mut registry);
-    let hook = routes::router(AppState {
-        state: std::sync::Arc::new(SharedState::new(policy())),
+    let hook = routes::router(AppState::new(
+        std::sync::Arc::new(SharedState::new(policy())),
         metrics,
-        max_body_bytes: DEFAULT_MAX_BODY_BYTES,
-    });
+        DEFAULT_MAX_BODY_BYTES,
+    ));
     let fixed = Bytes::from_static(br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"u","allowed":true,"status":{}}}"#);
     let baseline = axum::Router::new().route(
         "/validate",

@@ -136,11 +136,7 @@ fn webhook_router(live: LiveState, metrics: Arc<Metrics>) -> Router {
     let policy = Policy::load(Some(&fixtures().join("policy.yaml")), false).expect("policy");
     let state = Arc::new(SharedState::new(policy));
     state.update_live(move |l| *l = live);
-    routes::router(AppState {
-        state,
-        metrics,
-        max_body_bytes: DEFAULT_MAX_BODY_BYTES,
-    })
+    routes::router(AppState::new(state, metrics, DEFAULT_MAX_BODY_BYTES))
 }
 
 /// What a reference server does before its fixed answer.

@@ -449,6 +449,33 @@ fn tls_cert_without_tls_key_is_refused_before_starting() {
 }
 
 #[test]
+fn a_body_budget_too_small_for_the_largest_body_is_refused_before_starting() {
+    let https = free_port().to_string();
+    let admin = free_port().to_string();
+    let (code, _, err) = run(&[
+        "serve",
+        "--listen",
+        &https,
+        "--admin-listen",
+        &admin,
+        "--no-cluster",
+        "--max-body-bytes",
+        "8388608",
+        "--body-budget-bytes",
+        "8388608",
+    ]);
+    assert_ne!(code, Some(0));
+    assert!(
+        err.contains("--body-budget-bytes to at least 11184810"),
+        "names the flag and the minimum: {err}"
+    );
+    assert!(
+        !err.contains("serving POST"),
+        "refused before starting: {err}"
+    );
+}
+
+#[test]
 fn unusable_certificates_are_refused_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let a = localhost_pki();
@@ -526,6 +553,8 @@ fn serve_help_names_every_environment_variable() {
         "SPW_SHUTDOWN_DELAY",
         "SPW_DRAIN_TIMEOUT",
         "SPW_MAX_CONNECTIONS",
+        "SPW_BODY_BUDGET_BYTES",
+        "SPW_BODY_READ_TIMEOUT",
     ] {
         assert!(out.contains(var), "{var} missing from --help:\n{out}");
     }

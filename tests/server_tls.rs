@@ -52,11 +52,11 @@ impl TestServer {
         .expect("certificate loads");
         tls.spawn_reloader(metrics.clone());
         let policy = Policy::parse(POLICY, None, false).unwrap();
-        let router = routes::router(AppState {
-            state: Arc::new(SharedState::new(policy)),
-            metrics: metrics.clone(),
+        let router = routes::router(AppState::new(
+            Arc::new(SharedState::new(policy)),
+            metrics.clone(),
             max_body_bytes,
-        });
+        ));
         let server = HttpsServer::bind(
             "127.0.0.1:0".parse().unwrap(),
             tls.config.clone(),

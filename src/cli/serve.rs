@@ -13,6 +13,7 @@ use clap::{Args, ValueEnum};
 
 use crate::cluster::{self, ClusterMetrics, ClusterStatus};
 use crate::policy::Policy;
+use crate::server::budget;
 use crate::server::certs::{self, CertRequest};
 use crate::server::metrics::{self, Metrics};
 use crate::server::readiness::Readiness;
@@ -105,6 +106,20 @@ pub struct ServeArgs {
     #[arg(long, env = "SPW_MAX_BODY_BYTES", value_name = "N", default_value_t = routes::DEFAULT_MAX_BODY_BYTES as u64,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub max_body_bytes: u64,
+
+    /// Request-body bytes held in memory at once, over all connections: a body is read against
+    /// this budget as it arrives, waits up to 250 ms for room, then gets 503. A quarter is reserved
+    /// for bodies of at most 256 KiB (real reviews). Default: an eighth of the container's memory
+    /// limit (cgroup), 16 MiB without one, and never less than 4/3 of --max-body-bytes.
+    #[arg(long, env = "SPW_BODY_BUDGET_BYTES", value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_budget_bytes: Option<u64>,
+
+    /// Seconds for a whole request body to arrive; a slower body gets 408 and its connection is
+    /// closed, so a client that trickles or holds a body cannot pin its memory.
+    #[arg(long, env = "SPW_BODY_READ_TIMEOUT", value_name = "SECS", default_value_t = budget::DEFAULT_BODY_READ_TIMEOUT.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_read_timeout: u64,
 
     /// Seconds to keep answering after SIGTERM/SIGINT, with readiness already false, before
     /// refusing new connections (the API server keeps using its keep-alive connections).
@@ -233,6 +248,24 @@ fn certificate_files(args: &ServeArgs) -> anyhow::Result<(TlsFiles, Option<tempf
     ))
 }
 
+/// The body budget: the flag, checked against --max-body-bytes, or the default derived from the
+/// container's memory limit.
+fn body_budget(args: &ServeArgs, max_body_bytes: usize) -> anyhow::Result<usize> {
+    let Some(n) = args.body_budget_bytes else {
+        let limit = budget::cgroup_memory_limit();
+        let n = budget::default_budget(limit, max_body_bytes);
+        tracing::info!(
+            body_budget_bytes = n,
+            memory_limit = ?limit,
+            "no --body-budget-bytes: derived from the container memory limit"
+        );
+        return Ok(n);
+    };
+    let n = usize::try_from(n).unwrap_or(usize::MAX);
+    budget::BodyBudget::new(n, max_body_bytes)?;
+    Ok(n)
+}
+
 pub fn run(args: ServeArgs) -> anyhow::Result<i32> {
     // clap counts `--no-cluster`'s default `false` (or SPW_NO_CLUSTER=0) as present, so
     // `conflicts_with` cannot say this.
@@ -291,6 +324,9 @@ async fn serve_until(
     let state = Arc::new(SharedState::new(policy));
     policy_loaded.set(true);
 
+    let max_body_bytes = usize::try_from(args.max_body_bytes).unwrap_or(usize::MAX);
+    let body_budget_bytes = body_budget(&args, max_body_bytes)?;
+
     let (files, temp_dir) = certificate_files(&args)?;
 
     let mut registry = metrics::new_registry();
@@ -336,7 +372,9 @@ async fn serve_until(
             client_ca: args.client_ca.clone(),
             reload_interval: tls::DEFAULT_RELOAD_INTERVAL,
         },
-        max_body_bytes: usize::try_from(args.max_body_bytes).unwrap_or(usize::MAX),
+        max_body_bytes,
+        body_budget_bytes,
+        body_read_timeout: Duration::from_secs(args.body_read_timeout),
         limits: Limits {
             max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
             ..Limits::default()

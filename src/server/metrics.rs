@@ -41,7 +41,8 @@ pub enum RequestOutcome {
     Allowed,
     /// Answered with `allowed: false`.
     Denied,
-    /// Not answered: the server failed (encoding) or the deadline passed.
+    /// Not answered: the server failed (encoding), the deadline or the body-read timeout passed,
+    /// or the body budget was exhausted.
     Error,
     /// Refused as bad input: malformed JSON, no request, body too large.
     BadRequest,

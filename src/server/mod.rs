@@ -10,6 +10,7 @@
 //! the server future and returns an error to `main` (see [`shutdown`]).
 
 pub mod admin;
+pub mod budget;
 pub mod certs;
 mod follow;
 pub mod metrics;
@@ -54,6 +55,8 @@ pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 pub enum ServerError {
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error(transparent)]
+    Budget(#[from] budget::BudgetError),
     #[error("failed to bind {what} listener {addr}: {cause}")]
     Bind {
         what: &'static str,
@@ -96,6 +99,15 @@ impl Default for Limits {
         }
     }
 }
+
+/// hyper's HTTP/1.1 read buffer grows up to this (default ~400 KiB), and keeps its capacity for
+/// the connection's life: 200 connections streaming bodies held 80 MiB in these buffers alone.
+/// It also bounds a request's headers (the API server sends well under 2 KiB).
+const H1_MAX_BUF: usize = 16 << 10;
+
+/// HTTP/2 receive windows: bytes a client may send ahead of what the routes have read.
+const H2_STREAM_WINDOW: u32 = 64 << 10;
+const H2_CONNECTION_WINDOW: u32 = 256 << 10;
 
 /// After the listener closes, how long connections may still start their first request before
 /// idle ones are closed (part of the drain timeout).
@@ -225,10 +237,16 @@ impl HttpsServer {
         h1.http1()
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout)
+            .max_buf_size(H1_MAX_BUF)
             .keep_alive(true);
         let mut h2 = auto::Builder::new(TokioExecutor::new()).http2_only();
+        // HTTP/2 flow control is the only backpressure on a stream's unread data: hyper's
+        // default windows (1 MiB) would let each connection buffer a megabyte outside the body
+        // budget. 64 KiB (the protocol's default) per stream, 256 KiB per connection.
         h2.http2()
             .timer(TokioTimer::new())
+            .initial_stream_window_size(H2_STREAM_WINDOW)
+            .initial_connection_window_size(H2_CONNECTION_WINDOW)
             .keep_alive_interval(Duration::from_secs(30))
             .keep_alive_timeout(Duration::from_secs(20));
         let (h1, h2) = (Arc::new(h1), Arc::new(h2));
@@ -339,6 +357,9 @@ pub struct Config {
     pub admin_listen: SocketAddr,
     pub tls: TlsOptions,
     pub max_body_bytes: usize,
+    /// Request-body bytes in memory at once ([`budget`]).
+    pub body_budget_bytes: usize,
+    pub body_read_timeout: Duration,
     pub limits: Limits,
     pub shutdown_delay: Duration,
     pub drain_timeout: Duration,
@@ -364,10 +385,13 @@ pub async fn run(
 ) -> Result<Drain, ServerError> {
     let bound = ctx.readiness.condition("listener bound");
     let tls = Tls::load(&config.tls)?;
+    let body_budget = budget::BodyBudget::new(config.body_budget_bytes, config.max_body_bytes)?;
     let router = routes::router(routes::AppState {
         state: ctx.state.clone(),
         metrics: ctx.metrics.clone(),
         max_body_bytes: config.max_body_bytes,
+        budget: Arc::new(body_budget),
+        body_read_timeout: config.body_read_timeout,
     });
     let https = HttpsServer::bind(
         config.listen,
@@ -399,6 +423,7 @@ pub async fn run(
         admin = %admin_addr,
         cert = %config.tls.files.cert.display(),
         client_ca = %config.tls.client_ca.as_deref().map(|p| p.display().to_string()).unwrap_or_else(|| "none".into()),
+        body_budget_bytes = config.body_budget_bytes,
         "serving POST /mutate and POST /validate over HTTPS; /healthz, /readyz and /metrics over HTTP"
     );
 

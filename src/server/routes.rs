@@ -1,7 +1,9 @@
 //! The webhook's HTTP routes: `POST /mutate` and `POST /validate`. Reads the body within the
-//! size limit and the API server's deadline (`?timeout=`), hands it to [`admission::review`] with
-//! the current snapshot, and answers: 200 with the AdmissionReview, 400 with a plain message for
-//! bad input, 413 for a body over the limit, 408 when the deadline passes, 404/405 otherwise.
+//! size limit, the body budget and the body-read timeout ([`super::budget`]) and the API server's
+//! deadline (`?timeout=`), hands it to [`admission::review`] with the current snapshot, and
+//! answers: 200 with the AdmissionReview, 400 with a plain message for bad input, 413 for a body
+//! over the limit, 503 when the body budget is exhausted, 408 when the body-read timeout or the
+//! deadline passes, 404/405 otherwise.
 //!
 //! Each event about a decided review is logged in a `review` span (endpoint, uid, kind, namespace,
 //! object_name, operation); events before a review is decoded carry the endpoint. Objects are
@@ -11,13 +13,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
 
+use super::budget::{self, BodyBudget, BodyError, ReadLimits};
 use super::metrics::{Metrics, RequestOutcome};
 use crate::admission::{self, Answer, Endpoint, ReviewError};
 use crate::policy::Action;
@@ -38,6 +39,27 @@ pub struct AppState {
     pub state: Arc<SharedState>,
     pub metrics: Arc<Metrics>,
     pub max_body_bytes: usize,
+    /// Request-body bytes in memory at once, over all requests.
+    pub budget: Arc<BodyBudget>,
+    /// Time for a whole body to arrive.
+    pub body_read_timeout: Duration,
+}
+
+impl AppState {
+    /// Routes with the default body budget (as without a container memory limit) and body-read
+    /// timeout.
+    pub fn new(state: Arc<SharedState>, metrics: Arc<Metrics>, max_body_bytes: usize) -> AppState {
+        let total = budget::default_budget(None, max_body_bytes);
+        AppState {
+            state,
+            metrics,
+            max_body_bytes,
+            budget: Arc::new(
+                BodyBudget::new(total, max_body_bytes).expect("the default budget fits the body"),
+            ),
+            body_read_timeout: budget::DEFAULT_BODY_READ_TIMEOUT,
+        }
+    }
 }
 
 /// The webhook router.
@@ -134,28 +156,16 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
-enum BodyError {
-    TooLarge,
-    Read(String),
-}
-
-async fn read_body(body: Body, limit: usize) -> Result<Bytes, BodyError> {
-    match Limited::new(body, limit).collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(BodyError::TooLarge),
-        Err(e) => Err(BodyError::Read(e.to_string())),
-    }
-}
-
-fn too_large(limit: usize) -> Response {
-    let mut r = plain(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        format!("request body is larger than the limit of {limit} bytes (--max-body-bytes)"),
-    );
-    // The rest of the body is not read: the connection cannot be reused.
+/// An answer after which the rest of the body is not read: the connection cannot be reused.
+fn closing(status: StatusCode, msg: impl std::fmt::Display) -> Response {
+    let mut r = plain(status, msg);
     r.headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
     r
+}
+
+fn too_large(limit: usize) -> Response {
+    closing(StatusCode::PAYLOAD_TOO_LARGE, BodyError::TooLarge { limit })
 }
 
 async fn handle(endpoint: Endpoint, app: AppState, req: Request) -> Response {
@@ -174,32 +184,33 @@ async fn handle(endpoint: Endpoint, app: AppState, req: Request) -> Response {
         return too_large(app.max_body_bytes);
     }
     let answer = tokio::time::timeout(limit, async {
-        let bytes = match read_body(body, app.max_body_bytes).await {
+        let read = ReadLimits {
+            max_body: app.max_body_bytes,
+            content_length: content_length(&parts.headers).and_then(|n| usize::try_from(n).ok()),
+            deadline: tokio::time::Instant::from_std(start) + app.body_read_timeout,
+            timeout: app.body_read_timeout,
+        };
+        let bytes = match budget::read_body(body, &app.budget, read).await {
             Ok(b) => b,
-            Err(BodyError::TooLarge) => {
-                tracing::warn!(
-                    endpoint = endpoint_name,
-                    limit = app.max_body_bytes,
-                    "request body over the limit refused"
-                );
-                app.metrics.request_failed(
-                    endpoint,
-                    RequestOutcome::BadRequest,
-                    start.elapsed(),
-                );
-                return too_large(app.max_body_bytes);
-            }
-            Err(BodyError::Read(e)) => {
-                tracing::warn!(endpoint = endpoint_name, error = %e, "failed to read the request body");
-                app.metrics.request_failed(
-                    endpoint,
-                    RequestOutcome::BadRequest,
-                    start.elapsed(),
-                );
-                return plain(
-                    StatusCode::BAD_REQUEST,
-                    format!("failed to read the request body: {e}"),
-                );
+            Err(e) => {
+                let status = match e {
+                    BodyError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                    BodyError::Budget { .. } => StatusCode::SERVICE_UNAVAILABLE,
+                    BodyError::Timeout { .. } => StatusCode::REQUEST_TIMEOUT,
+                    BodyError::Read(_) => StatusCode::BAD_REQUEST,
+                };
+                tracing::warn!(endpoint = endpoint_name, error = %e, "request body refused");
+                let outcome = match e {
+                    BodyError::Budget { .. } | BodyError::Timeout { .. } => RequestOutcome::Error,
+                    BodyError::TooLarge { .. } | BodyError::Read(_) => RequestOutcome::BadRequest,
+                };
+                app.metrics.request_failed(endpoint, outcome, start.elapsed());
+                let mut r = closing(status, e);
+                if status == StatusCode::SERVICE_UNAVAILABLE {
+                    r.headers_mut()
+                        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                }
+                return r;
             }
         };
         let snapshot = app.state.snapshot();

@@ -361,6 +361,11 @@ def check_deployment(r: Rendered) -> None:
     expect_eq(c["readinessProbe"]["httpGet"], {"path": "/readyz", "port": "admin"}, "readiness probe")
     expect_eq(r.args()[0], "serve", "subcommand")
     expect_eq(r.flag("--max-body-bytes"), str(v["maxBodyBytes"]), "--max-body-bytes (no float formatting)")
+    if v["bodyBudgetBytes"]:
+        expect_eq(r.flag("--body-budget-bytes"), str(v["bodyBudgetBytes"]), "--body-budget-bytes (no float formatting)")
+    else:
+        expect(r.flag("--body-budget-bytes") is None, "no --body-budget-bytes: derived from the memory limit")
+    expect_eq(r.flag("--body-read-timeout"), str(v["bodyReadTimeoutSeconds"]), "--body-read-timeout")
     expect_eq(r.flag("--log-format"), v["logFormat"], "--log-format")
     expect_eq(r.flag("--shutdown-delay"), str(v["shutdown"]["delaySeconds"]), "--shutdown-delay")
     expect_eq(r.flag("--drain-timeout"), str(v["shutdown"]["drainTimeoutSeconds"]), "--drain-timeout")
@@ -576,6 +581,7 @@ def extra_everything(r: Rendered) -> None:
     expect_eq(pod.get("dnsPolicy"), "ClusterFirstWithHostNet", "dnsPolicy with hostNetwork")
     expect_eq(r.flag("--client-ca"), "/etc/storage-policy-webhook/client-ca/ca.pem", "--client-ca")
     expect_eq(r.flag("--dry-run"), "", "--dry-run")
+    expect_eq(r.flag("--body-budget-bytes"), "33554432", "--body-budget-bytes when set")
     required = pod["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
     expect_eq(required[0]["topologyKey"], "kubernetes.io/hostname", "hard anti-affinity")
     expect_eq(d["spec"]["replicas"], 3, "replicas")
@@ -679,6 +685,9 @@ def refusals() -> None:
     must_refuse("maxBodyBytes 1 KiB (below the API server's object size)", {"maxBodyBytes": 1024}, "/maxBodyBytes")
     must_refuse("excluded namespace not a DNS label", {"webhook": {"namespaceSelector": {"excludeNamespaces": ["Bad_NS"]}}},
                 "/webhook/namespaceSelector/excludeNamespaces")
+    must_refuse("bodyBudgetBytes below 4/3 of maxBodyBytes", {"bodyBudgetBytes": 8388608},
+                "bodyBudgetBytes", schema=False)
+    must_refuse("bodyReadTimeoutSeconds 0", {"bodyReadTimeoutSeconds": 0}, "/bodyReadTimeoutSeconds")
     must_refuse("grace shorter than preStop + delay + drain",
                 {"shutdown": {"terminationGracePeriodSeconds": 20}}, "terminationGracePeriodSeconds", schema=False)
 
@@ -926,6 +935,8 @@ def main() -> int:
         "serviceMonitor": {"enabled": True},
         "networkPolicy": {"enabled": True},
         "image": {"digest": "sha256:" + "a" * 64},
+        "bodyBudgetBytes": 33554432,
+        "bodyReadTimeoutSeconds": 5,
     }, extra_everything)
     R.check("rollOnConfigChange: checksum/policy follows the policy", checksum_follows_policy)
     refusals()

@@ -39,7 +39,9 @@ impl Serve {
         let (https, admin) = (free_port(), free_port());
         let log = dir.join("serve.log");
         let out = std::fs::File::create(&log).unwrap();
-        let child = Command::new(BIN)
+        // SPW_TEST_BIN runs another build (the release binary, for RELIABILITY.md's figures).
+        let bin = std::env::var("SPW_TEST_BIN").unwrap_or_else(|_| BIN.to_owned());
+        let child = Command::new(bin)
             .args([
                 "serve",
                 "--listen",

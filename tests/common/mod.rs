@@ -1,10 +1,12 @@
 //! Shared by the server integration tests: certificates in a temp dir, a real HTTPS client
 //! (hyper's connection-level client over tokio-rustls), fixtures; the binary as a user runs it
-//! ([`binary`]), the hostile corpus ([`corpus`]) and a keep-alive load client ([`load`]).
+//! ([`binary`]), the hostile corpus ([`corpus`]), a keep-alive load client ([`load`]) and what the
+//! fuzz targets check ([`fuzz`]).
 #![allow(dead_code)]
 
 pub mod binary;
 pub mod corpus;
+pub mod fuzz;
 pub mod load;
 
 use std::net::SocketAddr;

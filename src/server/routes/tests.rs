@@ -30,11 +30,11 @@ fn harness_with(dry_run: bool, max_body_bytes: usize) -> Harness {
     let policy = Policy::parse(POLICY, None, dry_run).unwrap();
     let mut registry = metrics::new_registry();
     let metrics = Metrics::register(&mut registry);
-    let app = router(AppState {
-        state: Arc::new(SharedState::new(policy)),
+    let app = router(AppState::new(
+        Arc::new(SharedState::new(policy)),
         metrics,
         max_body_bytes,
-    });
+    ));
     Harness { app, registry }
 }
 
@@ -274,6 +274,55 @@ async fn the_api_servers_timeout_bounds_a_stalled_request() {
         .expect("the deadline ended the request");
     assert_eq!(status, StatusCode::REQUEST_TIMEOUT);
     assert!(String::from_utf8_lossy(&body).contains("deadline of 1s"));
+}
+
+/// A router whose body budget is already full for large bodies, with a 1 s body-read timeout.
+fn harness_with_full_budget() -> (Router, tokio::sync::OwnedSemaphorePermit) {
+    let policy = Policy::parse(POLICY, None, false).unwrap();
+    let mut registry = metrics::new_registry();
+    let metrics = Metrics::register(&mut registry);
+    let mut app = AppState::new(Arc::new(SharedState::new(policy)), metrics, 1 << 20);
+    app.budget = Arc::new(BodyBudget::new(4 << 20, 1 << 20).unwrap());
+    app.body_read_timeout = Duration::from_secs(1);
+    let held = app.budget.hold_general_for_tests(3 << 20);
+    (router(app), held)
+}
+
+#[tokio::test]
+async fn an_exhausted_body_budget_is_503_with_a_clear_message_and_small_reviews_still_pass() {
+    let (app, _held) = harness_with_full_budget();
+    let padded = format!("{PVC_RWX_BLOCK}{}", " ".repeat(300 << 10));
+    let (status, headers, body) = send(&app, post("/validate", padded)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(headers[header::RETRY_AFTER], "1");
+    assert_eq!(headers[header::CONNECTION], "close");
+    let msg = String::from_utf8_lossy(&body);
+    assert!(
+        msg.starts_with("request body budget exhausted") && msg.contains("--body-budget-bytes"),
+        "{msg}"
+    );
+    // A real review is read from the reserve.
+    let a = review(&app, "/validate", PVC_RWX_BLOCK).await;
+    assert_eq!(a["response"]["allowed"], false);
+}
+
+#[tokio::test]
+async fn a_body_that_trickles_past_the_read_timeout_is_408() {
+    let (app, _held) = harness_with_full_budget();
+    use futures::StreamExt as _;
+    let first = futures::stream::iter([Ok::<_, std::io::Error>(Bytes::from_static(b"{"))]);
+    let body = Body::from_stream(first.chain(futures::stream::pending()));
+    // The API server's deadline is longer: the body-read timeout cuts it.
+    let req = Request::post("/validate?timeout=20s").body(body).unwrap();
+    let (status, headers, body) = tokio::time::timeout(Duration::from_secs(20), send(&app, req))
+        .await
+        .expect("the body-read timeout ended the request");
+    assert_eq!(status, StatusCode::REQUEST_TIMEOUT);
+    assert_eq!(headers[header::CONNECTION], "close");
+    assert!(
+        String::from_utf8_lossy(&body).contains("--body-read-timeout"),
+        "{body:?}"
+    );
 }
 
 #[test]
