@@ -982,7 +982,8 @@ fn examples_folder_reports_the_real_situations() {
             .map(|f| f["outcome"].as_str().unwrap().to_owned())
             .collect()
     };
-    assert_eq!(outcome("ssd-data"), ["mutated"]);
+    // Injected on two workers: admitted, with the one-disk-one-node warning.
+    assert_eq!(outcome("ssd-data"), ["mutated", "warned"]);
     assert_eq!(outcome("disk7"), ["warned", "denied"]);
     assert_eq!(outcome("kafka"), ["denied"]);
     assert_eq!(outcome("uploads"), ["denied"]);
