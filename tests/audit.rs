@@ -633,9 +633,11 @@ fn openreports_output_is_openreports_v1alpha1() {
     let cluster = &docs[2]["results"];
     assert_eq!(cluster[0]["policy"], "localVolumeNodeAffinity");
     assert_eq!(cluster[0]["resources"][0]["kind"], "PersistentVolume");
-    assert_eq!(cluster[1]["result"], "error");
+    // Then the one-disk-one-node warning about the same PV, then the unreadable file.
+    let error = cluster.as_array().unwrap().last().unwrap();
+    assert_eq!(error["result"], "error");
     assert!(
-        cluster[1]["properties"]["file"]
+        error["properties"]["file"]
             .as_str()
             .unwrap()
             .ends_with("broken.yaml")
@@ -862,9 +864,14 @@ fn local_volume_without_node_affinity_is_refused_as_the_api_refuses_it() {
     assert_eq!(ssd[0]["outcome"], "audited");
     assert_eq!(ssd[1]["stage"], "api");
     let r = json_report(&audit(&d, &["-o", "json", "covered.yaml"]));
+    let stages: Vec<&str> = findings_for(&r, "ssd")
+        .iter()
+        .map(|f| f["stage"].as_str().unwrap())
+        .collect();
+    // Patched, the API accepts it; `/validate` then warns that the path rule names two nodes.
     assert_eq!(
-        findings_for(&r, "ssd").len(),
-        1,
+        stages,
+        ["mutate", "validate"],
         "patched: the API accepts it"
     );
 }
@@ -982,7 +989,8 @@ fn examples_folder_reports_the_real_situations() {
             .map(|f| f["outcome"].as_str().unwrap().to_owned())
             .collect()
     };
-    assert_eq!(outcome("ssd-data"), ["mutated"]);
+    // Injected on two workers: admitted, with the one-disk-one-node warning.
+    assert_eq!(outcome("ssd-data"), ["mutated", "warned"]);
     assert_eq!(outcome("disk7"), ["warned", "denied"]);
     assert_eq!(outcome("kafka"), ["denied"]);
     assert_eq!(outcome("uploads"), ["denied"]);
@@ -1088,6 +1096,82 @@ fn cluster_audit(api: &support::fake_apiserver::FakeApiServer, d: &Dir, extra: &
     let mut args = vec!["audit", "--config", "cluster-policy.yaml", "--cluster"];
     args.extend_from_slice(extra);
     run_with(cmd, &args, None)
+}
+
+#[test]
+fn cluster_audit_reports_volumes_stranded_by_reclaim_policy_or_claim_ref() {
+    let pv = |name: &str, phase: &str, policy: &str, claim_ref: Value| {
+        json!({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": name, "resourceVersion": "3", "uid": "u"},
+               "spec": {"capacity": {"storage": "10Gi"}, "accessModes": ["ReadWriteOnce"],
+                        "persistentVolumeReclaimPolicy": policy, "claimRef": claim_ref,
+                        "local": {"path": "/mnt/ssd"},
+                        "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                            {"key": "kubernetes.io/hostname", "operator": "In", "values": ["k8s-worker-01"]}]}]}}},
+               "status": {"phase": phase}})
+    };
+    let api = support::fake_apiserver::FakeApiServer::start_blocking(vec![
+        json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "k8s-worker-01",
+               "labels": {"kubernetes.io/hostname": "k8s-worker-01"}}}),
+        pv(
+            "ssd-failed",
+            "Failed",
+            "Delete",
+            json!({"name": "gone", "namespace": "web"}),
+        ),
+        pv(
+            "ssd-waiting",
+            "Available",
+            "Retain",
+            json!({"name": "www-web-0"}),
+        ),
+        pv(
+            "ssd-fine",
+            "Bound",
+            "Retain",
+            json!({"name": "www-web-1", "namespace": "web"}),
+        ),
+    ]);
+    let d = Dir::new();
+    let o = cluster_audit(&api, &d, &["-o", "json"]);
+    let r = json_report(&o);
+    let inventory = |name: &str| -> Vec<(String, String)> {
+        findings_for(&r, name)
+            .iter()
+            .filter(|f| f["stage"] == "inventory")
+            .map(|f| {
+                (
+                    f["rule"].as_str().unwrap().to_owned(),
+                    f["message"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    };
+    let failed = inventory("ssd-failed");
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].0, "reclaimPolicy");
+    assert!(
+        failed[0].1.starts_with(
+            r#"volume is Failed: its Delete reclaim policy cannot be carried out ("no volume plugin matched")"#
+        ),
+        "{failed:?}"
+    );
+    let waiting = inventory("ssd-waiting");
+    assert_eq!(waiting.len(), 1, "{waiting:?}");
+    assert_eq!(waiting[0].0, "claimRefNamespace");
+    assert!(
+        waiting[0]
+            .1
+            .contains(r#"spec.claimRef "www-web-0" names no namespace"#),
+        "{waiting:?}"
+    );
+    // Re-applied as it is, the webhook would refuse it too.
+    assert!(
+        findings_for(&r, "ssd-waiting")
+            .iter()
+            .any(|f| f["stage"] == "validate" && f["outcome"] == "denied"),
+        "{r}"
+    );
+    assert!(inventory("ssd-fine").is_empty());
 }
 
 #[test]

@@ -1,12 +1,14 @@
 //! Properties of the mutating path, over generated PVCs and PVs: every patch applies cleanly to
 //! the exact object received (as kube-apiserver applies it), and a second pass over the patched
-//! object (reinvocation) yields no patch.
+//! object (reinvocation) yields no patch. PVs cover both mutating PV rules (node affinity and
+//! reclaim policy), alone and together.
 
 use base64::Engine as _;
+use k8s_openapi::api::core::v1::PersistentVolume;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use storage_policy_webhook::admission::{self, Endpoint};
-use storage_policy_webhook::policy::Policy;
+use storage_policy_webhook::policy::{Policy, reclaim_policy};
 
 const POLICY: &str = r#"
 storageClasses:
@@ -64,14 +66,58 @@ prop_compose! {
     }
 }
 
+fn reclaim_policy() -> impl Strategy<Value = Option<&'static str>> {
+    proptest::option::of(prop_oneof![Just("Delete"), Just("Recycle"), Just("Retain")])
+}
+
+/// Volume sources the reclaim-policy rule tells apart: deletable (hostPath under `/tmp/`,
+/// portworx), recyclable (nfs, hostPath) and neither (local, CSI).
+fn other_source() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        Just(json!({"hostPath": {"path": "/tmp/x"}})),
+        Just(json!({"hostPath": {"path": "/var/tmp/"}})),
+        Just(json!({"hostPath": {"path": "/data/tmp/a"}})),
+        Just(json!({"portworxVolume": {"volumeID": "px"}})),
+        Just(json!({"nfs": {"server": "nas", "path": "/export"}})),
+        Just(json!({"csi": {"driver": "ebs.csi.aws.com", "volumeHandle": "vol-1"}})),
+        Just(
+            json!({"local": {"path": "/srv/disk"}, "nodeAffinity": {"required": {"nodeSelectorTerms": [
+            {"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In", "values": ["a", "b"]}]}]}}})
+        ),
+    ]
+}
+
+prop_compose! {
+    /// PersistentVolumes as written by hand or by provisioners, with every reclaim policy.
+    fn reclaim_pv()(source in other_source(), reclaim in reclaim_policy(),
+                    provisioner in proptest::option::of(prop_oneof![
+                        Just(""), Just("kubernetes.io/host-path"), Just("ebs.csi.aws.com"),
+                        Just("local-volume-provisioner-n1-abc")]),
+                    claim_ref in proptest::option::of(prop_oneof![
+                        Just(json!({"name": "www-web-0"})),
+                        Just(json!({"name": "www-web-0", "namespace": "default"}))])) -> Value {
+        let mut meta = json!({"name": "v"});
+        if let Some(p) = provisioner {
+            meta["annotations"] = json!({"pv.kubernetes.io/provisioned-by": p});
+        }
+        let mut spec = json!({"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"]});
+        for (k, v) in source.as_object().unwrap() { spec[k] = v.clone(); }
+        if let Some(r) = reclaim { spec["persistentVolumeReclaimPolicy"] = json!(r); }
+        if let Some(c) = claim_ref { spec["claimRef"] = c; }
+        json!({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": meta, "spec": spec})
+    }
+}
+
 prop_compose! {
     fn pv()(path in prop_oneof![Just("/mnt/ssd"), Just("/mnt/ssd/x"), Just("/mnt/ssd2"), Just("/srv/a"), Just("/mnt/../x")],
-            host_path in any::<bool>(), affinity in 0u8..3, ann in annotations(), modes in access_modes()) -> Value {
+            host_path in any::<bool>(), affinity in 0u8..3, ann in annotations(), modes in access_modes(),
+            reclaim in reclaim_policy()) -> Value {
         let mut meta = json!({"name": "v"});
         if let Some(a) = ann { meta["annotations"] = a; }
         let mut spec = json!({"capacity": {"storage": "1Gi"}});
         if host_path { spec["hostPath"] = json!({"path": path}); } else { spec["local"] = json!({"path": path}); }
         if let Some(m) = modes { spec["accessModes"] = json!(m); }
+        if let Some(r) = reclaim { spec["persistentVolumeReclaimPolicy"] = json!(r); }
         match affinity {
             1 => spec["nodeAffinity"] = json!({}),
             2 => spec["nodeAffinity"] = json!({"required": {"nodeSelectorTerms": [{"matchExpressions": [{"key": "k", "operator": "In", "values": ["n"]}]}]}}),
@@ -136,5 +182,18 @@ proptest! {
     fn pv_patches_apply_and_are_idempotent(obj in pv()) {
         let policy = Policy::parse(POLICY, None, false).unwrap();
         check(&policy, "PersistentVolume", None, &obj)?;
+    }
+
+    #[test]
+    fn reclaim_policy_patches_apply_and_are_idempotent(obj in reclaim_pv()) {
+        let policy = Policy::parse(POLICY, None, false).unwrap();
+        check(&policy, "PersistentVolume", None, &obj)?;
+        // In enforce mode no reclaim policy the controller would fail on survives the webhook.
+        let mut after = obj.clone();
+        if let Some(ops) = patch_of(&policy, &review("PersistentVolume", None, &obj)) {
+            json_patch::patch(&mut after, &ops).unwrap();
+        }
+        let pv: PersistentVolume = serde_json::from_value(after.clone()).unwrap();
+        prop_assert!(reclaim_policy::unhonoured(&pv).is_none(), "{}", after);
     }
 }

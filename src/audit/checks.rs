@@ -22,7 +22,7 @@ use crate::policy::storage::{self, ChoiceSource as DefaultSource};
 use crate::policy::{
     AccessMode, Catalog, FieldError, Invalid, LiveState, Mode, Path, Policy, RuleId, access_modes,
 };
-use crate::policy::{default_class, node_affinity};
+use crate::policy::{claim_ref, default_class, node_affinity, reclaim_policy};
 
 fn finding(
     rule: RuleId,
@@ -113,6 +113,7 @@ pub fn object_checks(
         ("v1", "PersistentVolume") => {
             if let Ok(pv) = PersistentVolume::deserialize(object) {
                 out.extend(affinity_to_missing_nodes(policy, live, &pv));
+                out.extend(stranded_volume(policy, catalog, &pv));
             }
         }
         _ => {}
@@ -344,6 +345,50 @@ fn affinity_to_missing_nodes(
     ))
 }
 
+/// A live volume the PV controller has given up on: `Failed` because its reclaim policy had no
+/// deleter or recycler, or `Available` for good because its `claimRef` names no namespace. The
+/// rule files judge (the same functions the webhook runs); this only reads the phase.
+fn stranded_volume(
+    policy: &Policy,
+    catalog: &Catalog,
+    pv: &PersistentVolume,
+) -> Option<AuditFinding> {
+    let phase = pv.status.as_ref()?.phase.as_deref()?;
+    let on = |rule: RuleId| {
+        !policy.is_exempt(None, AUDIT_USERNAME) && policy.mode_for(rule, catalog, None) != Mode::Off
+    };
+    let (rule, message) = match phase {
+        "Failed" if on(reclaim_policy::ID) => {
+            let u = reclaim_policy::unhonoured(pv)?;
+            let message = format!(
+                "volume is Failed: its {} reclaim policy cannot be carried out ({}); the data is still \
+                 there: clean it up and delete the PV, or set Retain and remove spec.claimRef to reuse it",
+                u.policy,
+                go_quote(&u.reason)
+            );
+            (reclaim_policy::ID, message)
+        }
+        "Available" if on(claim_ref::ID) => {
+            let name = claim_ref::missing_namespace(pv)?;
+            let message = format!(
+                "volume is Available for good: spec.claimRef {} names no namespace, so no claim ever binds \
+                 it; set spec.claimRef.namespace",
+                go_quote(name)
+            );
+            (claim_ref::ID, message)
+        }
+        _ => return None,
+    };
+    let class = pv.spec.as_ref()?.storage_class_name.clone();
+    Some(finding(
+        rule,
+        Stage::Inventory,
+        Outcome::Warned,
+        message,
+        class.filter(|c| !c.is_empty()),
+    ))
+}
+
 fn class_report(c: &ClassSource) -> ObjectReport {
     ObjectReport {
         source: c.source.clone(),
@@ -539,6 +584,79 @@ mod tests {
             object_checks(&p, &cat, &LiveState::default(), &local_pv(&["x"])).is_empty(),
             "nodes unknown"
         );
+    }
+
+    #[test]
+    fn reports_live_volumes_stranded_by_reclaim_policy_or_claim_ref() {
+        let p = policy("");
+        let cat = p.static_catalog();
+        let pv = |phase: &str, policy: &str, claim_ref: Value| {
+            json!({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "pv-web-0"},
+                   "spec": {"hostPath": {"path": "/data/web-0"}, "persistentVolumeReclaimPolicy": policy,
+                            "claimRef": claim_ref},
+                   "status": {"phase": phase}})
+        };
+        let live = LiveState::default();
+        let failed = object_checks(
+            &p,
+            &cat,
+            &live,
+            &pv(
+                "Failed",
+                "Delete",
+                json!({"name": "www-web-0", "namespace": "web"}),
+            ),
+        );
+        assert_eq!(failed.len(), 1);
+        assert_eq!(failed[0].rule, "reclaimPolicy");
+        assert!(
+            failed[0].message.starts_with(
+                "volume is Failed: its Delete reclaim policy cannot be carried out (\"host_path deleter only supports \
+                 /tmp/.+ but received provided /data/web-0\")"
+            ),
+            "{}",
+            failed[0].message
+        );
+        let stuck = object_checks(
+            &p,
+            &cat,
+            &live,
+            &pv("Available", "Retain", json!({"name": "www-web-0"})),
+        );
+        assert_eq!(stuck.len(), 1);
+        assert_eq!(stuck[0].rule, "claimRefNamespace");
+        assert!(
+            stuck[0]
+                .message
+                .contains(r#"spec.claimRef "www-web-0" names no namespace"#)
+        );
+        for quiet in [
+            pv("Failed", "Retain", json!({"name": "www-web-0"})),
+            pv("Bound", "Delete", json!({"name": "www-web-0"})),
+            pv(
+                "Available",
+                "Retain",
+                json!({"name": "www-web-0", "namespace": "web"}),
+            ),
+        ] {
+            assert!(object_checks(&p, &cat, &live, &quiet).is_empty(), "{quiet}");
+        }
+        for quiet_policy in [
+            "rules:\n  reclaimPolicy: {mode: off}\n  claimRefNamespace: {mode: off}\n",
+            "exemptions: {usernames: [storage-policy-webhook-audit]}\n",
+        ] {
+            let p = policy(quiet_policy);
+            let cat = p.static_catalog();
+            for stranded in [
+                pv("Failed", "Delete", json!({"name": "x"})),
+                pv("Available", "Retain", json!({"name": "x"})),
+            ] {
+                assert!(
+                    object_checks(&p, &cat, &live, &stranded).is_empty(),
+                    "{quiet_policy}: {stranded}"
+                );
+            }
+        }
     }
 
     #[test]

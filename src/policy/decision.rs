@@ -76,6 +76,15 @@ impl Decision {
         }
     }
 
+    /// Refuses the request. A second rule refusing the same object adds its field errors to the
+    /// first denial, as the API aggregates every field error of an object into one `Invalid`.
+    pub fn deny(&mut self, invalid: Invalid) {
+        match &mut self.denial {
+            Some(existing) => existing.errors.extend(invalid.errors),
+            None => self.denial = Some(invalid),
+        }
+    }
+
     /// What a mutating rule found: in `enforce` mode the patch is applied; in `audit` mode it is
     /// reported as a warning instead. Either way an audit annotation and a finding record it.
     pub(crate) fn mutation(

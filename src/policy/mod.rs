@@ -2,20 +2,24 @@
 //! [`Policy`]), a [`Decision`] out. Nothing here knows about HTTP, TLS or the cluster API.
 //!
 //! - [`rule`]: what a rule is (the [`Rule`] trait and its [`Meta`]); [`registry`]: the rules,
-//!   one line each; one file per rule ([`default_class`], [`node_affinity`], [`access_modes`]).
+//!   one line each; one file per rule ([`default_class`], [`node_affinity`], [`reclaim_policy`],
+//!   [`access_modes`], [`claim_ref`], [`local_volume_nodes`]).
 //! - [`storage`]: the model the rules share (what a class serves, where a claim lands);
 //!   [`catalog`]: the classes, namespaces and nodes known; [`config`]: the policy file.
 //! - [`decision`]: what the rules answer; [`field`]: the API server's field-error format.
 
 pub mod access_modes;
 pub mod catalog;
+pub mod claim_ref;
 pub mod config;
 pub mod decision;
 pub mod default_class;
 pub mod field;
+pub mod local_volume_nodes;
 pub mod meta;
 pub mod modes;
 pub mod node_affinity;
+pub mod reclaim_policy;
 pub mod registry;
 pub mod request;
 pub mod rule;

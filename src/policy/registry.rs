@@ -5,10 +5,13 @@
 use serde::{Deserialize, Serialize};
 
 use super::access_modes;
+use super::claim_ref;
 use super::config::{ConfigError, PolicyFile, Section};
 use super::default_class;
+use super::local_volume_nodes;
 use super::modes::Mode;
 use super::node_affinity;
+use super::reclaim_policy;
 use super::rule::{Acts, Endpoint, Entry, Judges, Meta, PodFilter, Rule};
 use super::storage::Settings;
 use crate::kinds::{self, Kind, Operation};
@@ -18,6 +21,9 @@ pub const REGISTRY: &[Entry] = &[
     default_class::ENTRY,
     node_affinity::ENTRY,
     access_modes::ENTRY,
+    reclaim_policy::ENTRY,
+    claim_ref::ENTRY,
+    local_volume_nodes::ENTRY,
 ];
 
 /// A compiled rule and the mode it runs in (before namespace labels and `--dry-run`).

@@ -1,0 +1,326 @@
+//! Rule `claimRefNamespace`: a PersistentVolume pre-bound with `spec.claimRef` must name the
+//! claim's namespace.
+//!
+//! API validation accepts a `claimRef` with a name and no namespace, but the PV controller binds
+//! only a claim whose name *and* namespace match (`IsVolumeBoundToClaim`), and a claim's namespace
+//! is never empty: the volume stays `Available` forever and no event says why
+//! (kubernetes/kubernetes#99266, #71843). This rule refuses it the way the API refuses a missing
+//! field (`spec.claimRef.namespace: Required value`). It only reads the PV; which claims exist is
+//! none of its business.
+
+use k8s_openapi::api::core::v1::PersistentVolume;
+use serde::Deserialize;
+
+use super::config::{ConfigError, Section};
+use super::decision::{Action, Decision, Finding};
+use super::field::{FieldError, Invalid, Path, aggregate, go_quote};
+use super::modes::Mode;
+use super::rule::{Acts, Context, Endpoint, Entry, Judges, Meta, Object, Request, Rule, RuleId};
+use crate::kinds::Operation;
+
+pub const META: Meta = Meta {
+    key: "claimRefNamespace",
+    annotation: "claim-ref-namespace",
+    summary: "a PV whose spec.claimRef names no namespace is refused: it would stay Available and never bind",
+    default_mode: Mode::Enforce,
+    acts: &[Acts {
+        endpoint: Endpoint::Validate,
+        operations: &[Operation::Create, Operation::Update],
+        judges: &[Judges::Volumes],
+    }],
+};
+pub const ID: RuleId = RuleId(&META);
+pub const ENTRY: Entry = Entry {
+    meta: &META,
+    compile,
+};
+
+/// `rules.claimRefNamespace` in the policy file: only its mode.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct Config {
+    #[serde(default, rename = "mode")]
+    _mode: Option<Mode>,
+}
+
+#[derive(Debug)]
+struct ClaimRefNamespace;
+
+fn compile(section: Section<'_>) -> Result<Box<dyn Rule>, ConfigError> {
+    let _: Config = section.config()?.unwrap_or_default();
+    Ok(Box::new(ClaimRefNamespace))
+}
+
+impl Rule for ClaimRefNamespace {
+    fn meta(&self) -> &'static Meta {
+        &META
+    }
+
+    fn check(&self, _cx: &Context<'_>, req: &Request<'_>, mode: Mode, d: &mut Decision) {
+        run(req, mode, d);
+    }
+}
+
+/// The detail of the field error: what happens, and what to do.
+pub const DETAIL: &str = "the PV controller binds a claim only by name and namespace, so this volume \
+                          stays Available and never binds: set the namespace of the claim";
+
+/// The name of the claim a PV is reserved for when its `claimRef` names no namespace.
+pub fn missing_namespace(pv: &PersistentVolume) -> Option<&str> {
+    let r = pv.spec.as_ref()?.claim_ref.as_ref()?;
+    if r.namespace.as_deref().is_some_and(|ns| !ns.is_empty()) {
+        return None;
+    }
+    Some(r.name.as_deref().unwrap_or_default())
+}
+
+fn violation(object: Option<&Object<'_>>) -> Option<(FieldError, String)> {
+    let Some(Object::Pv(pv)) = object else {
+        return None;
+    };
+    let name = missing_namespace(pv)?;
+    let error = FieldError::required(
+        Path::new("spec").child("claimRef").child("namespace"),
+        DETAIL,
+    );
+    let why = format!(
+        "claimRef {} names no namespace: no claim can ever match it; add spec.claimRef.namespace",
+        go_quote(name)
+    );
+    Some((error, why))
+}
+
+fn run(req: &Request<'_>, mode: Mode, d: &mut Decision) {
+    let Some((error, why)) = violation(req.object.as_ref()) else {
+        return;
+    };
+    let rule = ID;
+    // Ratchet: a volume that already had the namespace-less claimRef can still be labelled,
+    // finalized or fixed by another field.
+    if req.operation == Operation::Update && violation(req.old_object.as_ref()).is_some() {
+        let msg = format!("pre-existing: {error}");
+        d.warn(&msg);
+        d.findings.push(Finding {
+            rule,
+            action: Action::Warned,
+            storage_class: None,
+            message: msg,
+        });
+        return;
+    }
+    let invalid = Invalid {
+        group: req.subject.group.to_owned(),
+        kind: req.subject.kind.to_owned(),
+        name: req.subject.name.to_owned(),
+        errors: vec![error.clone()],
+    };
+    match mode {
+        Mode::Enforce => {
+            d.warn(&why);
+            d.findings.push(Finding {
+                rule,
+                action: Action::Denied,
+                storage_class: None,
+                message: error.to_string(),
+            });
+            d.annotate(rule, format!("denied: {}", aggregate(&invalid.errors)));
+            d.deny(invalid);
+        }
+        Mode::Audit => {
+            d.warn(format!("[audit] would deny: {error}"));
+            d.warn(&why);
+            d.findings.push(Finding {
+                rule,
+                action: Action::Audited,
+                storage_class: None,
+                message: error.to_string(),
+            });
+            d.annotate(rule, format!("would deny: {}", invalid.message()));
+        }
+        Mode::Off => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{Policy, Subject};
+    use serde_json::{Value, json};
+
+    fn pv(claim_ref: Value) -> PersistentVolume {
+        serde_json::from_value(json!({"metadata": {"name": "pv-web-0"}, "spec": {
+            "capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+            "hostPath": {"path": "/data/web-0"}, "claimRef": claim_ref}}))
+        .unwrap()
+    }
+
+    fn decide(op: Operation, new: &PersistentVolume, old: Option<&PersistentVolume>) -> Decision {
+        decide_in(Mode::Enforce, op, new, old)
+    }
+
+    fn decide_in(
+        mode: Mode,
+        op: Operation,
+        new: &PersistentVolume,
+        old: Option<&PersistentVolume>,
+    ) -> Decision {
+        let p = Policy::parse("", None, false).unwrap();
+        let cat = p.static_catalog();
+        let req = Request {
+            operation: op,
+            namespace: None,
+            username: "alice",
+            subject: Subject {
+                group: "",
+                kind: "PersistentVolume",
+                name: "pv-web-0",
+            },
+            object: Some(Object::Pv(new)),
+            old_object: old.map(Object::Pv),
+        };
+        let mut d = Decision::default();
+        p.rule(ID)
+            .check(&p.context(Endpoint::Validate, &cat), &req, mode, &mut d);
+        d
+    }
+
+    #[test]
+    fn rejects_claim_ref_without_namespace_as_a_required_field() {
+        let d = decide(Operation::Create, &pv(json!({"name": "www-web-0"})), None);
+        let inv = d.denial.expect("denied");
+        assert_eq!(
+            inv.message(),
+            format!(
+                r#"PersistentVolume "pv-web-0" is invalid: spec.claimRef.namespace: Required value: {DETAIL}"#
+            )
+        );
+        assert_eq!(
+            inv.errors[0].error_type.cause_reason(),
+            "FieldValueRequired"
+        );
+        assert_eq!(inv.errors[0].field.as_str(), "spec.claimRef.namespace");
+        assert_eq!(
+            d.warnings,
+            [
+                r#"claimRef "www-web-0" names no namespace: no claim can ever match it; add spec.claimRef.namespace"#
+            ]
+        );
+        assert!(d.warnings[0].chars().count() <= 120);
+        assert!(d.audit_annotations["claim-ref-namespace"].starts_with("denied: spec.claimRef"));
+        assert_eq!(d.findings[0].action, Action::Denied);
+    }
+
+    #[test]
+    fn rejects_an_empty_namespace_too() {
+        let d = decide(
+            Operation::Create,
+            &pv(json!({"name": "www-web-0", "namespace": ""})),
+            None,
+        );
+        assert!(!d.allowed());
+    }
+
+    #[test]
+    fn allows_claim_ref_with_namespace_and_volumes_without_claim_ref() {
+        let d = decide(
+            Operation::Create,
+            &pv(json!({"name": "www-web-0", "namespace": "default"})),
+            None,
+        );
+        assert_eq!(d, Decision::default());
+        let free: PersistentVolume = serde_json::from_value(
+            json!({"metadata": {"name": "p"}, "spec": {"local": {"path": "/x"}}}),
+        )
+        .unwrap();
+        assert_eq!(decide(Operation::Create, &free, None), Decision::default());
+        let bare: PersistentVolume =
+            serde_json::from_value(json!({"metadata": {"name": "p"}})).unwrap();
+        assert_eq!(decide(Operation::Create, &bare, None), Decision::default());
+    }
+
+    #[test]
+    fn audit_mode_allows_and_names_claim_ref() {
+        let d = decide_in(
+            Mode::Audit,
+            Operation::Create,
+            &pv(json!({"name": "www-web-0"})),
+            None,
+        );
+        assert!(d.allowed());
+        assert!(
+            d.warnings[0].starts_with(
+                "[audit] would deny: spec.claimRef.namespace: Required value: the PV controller"
+            ),
+            "{:?}",
+            d.warnings
+        );
+        assert!(d.warnings.iter().all(|w| w.contains("claimRef")));
+        assert!(d.audit_annotations["claim-ref-namespace"].starts_with(
+            r#"would deny: PersistentVolume "pv-web-0" is invalid: spec.claimRef.namespace"#
+        ));
+        assert_eq!(d.findings[0].action, Action::Audited);
+    }
+
+    #[test]
+    fn update_keeping_the_violation_is_a_pre_existing_warning() {
+        let old = pv(json!({"name": "www-web-0"}));
+        let new = pv(json!({"name": "www-web-0"}));
+        let d = decide(Operation::Update, &new, Some(&old));
+        assert!(d.allowed());
+        assert_eq!(
+            d.warnings,
+            [format!(
+                "pre-existing: spec.claimRef.namespace: Required value: {DETAIL}"
+            )]
+        );
+        assert_eq!(d.findings[0].action, Action::Warned);
+    }
+
+    #[test]
+    fn update_introducing_the_violation_is_refused_and_fixing_it_is_fine() {
+        let old = pv(json!({"name": "www-web-0", "namespace": "default"}));
+        let bad = pv(json!({"name": "www-web-0"}));
+        assert!(!decide(Operation::Update, &bad, Some(&old)).allowed());
+        assert_eq!(
+            decide(Operation::Update, &old, Some(&bad)),
+            Decision::default()
+        );
+    }
+
+    #[test]
+    fn adds_its_error_to_another_rules_denial() {
+        let mut d = Decision::default();
+        d.deny(Invalid {
+            group: String::new(),
+            kind: "PersistentVolume".into(),
+            name: "pv-web-0".into(),
+            errors: vec![FieldError::required(Path::new("spec.x"), "")],
+        });
+        let p = Policy::parse("", None, false).unwrap();
+        let cat = p.static_catalog();
+        let v = pv(json!({"name": "www-web-0"}));
+        let req = Request {
+            operation: Operation::Create,
+            namespace: None,
+            username: "alice",
+            subject: Subject {
+                group: "",
+                kind: "PersistentVolume",
+                name: "pv-web-0",
+            },
+            object: Some(Object::Pv(&v)),
+            old_object: None,
+        };
+        p.rule(ID).check(
+            &p.context(Endpoint::Validate, &cat),
+            &req,
+            Mode::Enforce,
+            &mut d,
+        );
+        let msg = d.denial.unwrap().message();
+        assert!(
+            msg.starts_with(r#"PersistentVolume "pv-web-0" is invalid: [spec.x: Required value, spec.claimRef.namespace: Required value"#),
+            "{msg}"
+        );
+    }
+}

@@ -1,0 +1,338 @@
+//! Rule `localVolumeNodes`: one node-local disk, one node. Warnings only, never a denial.
+//!
+//! A `local` (or `hostPath`) volume is a directory on one node's disk, but the scheduler accepts
+//! every node its affinity matches (terms are ORed). A PV whose affinity names several nodes by
+//! the node label lets a pod run on any of them, each with its own disk at that path: a
+//! rescheduled pod sees other data. A `hostPath` PV without affinity may be used on any node at
+//! all. The PV is valid, so it is admitted, with a warning that makes the hazard visible.
+//!
+//! Runs on `/validate`, which the API server calls with the object as the mutating webhooks left
+//! it: nodes the `localVolumeNodeAffinity` rule injected from a path rule are judged too.
+
+use k8s_openapi::api::core::v1::{NodeSelectorTerm, PersistentVolume};
+use serde::Deserialize;
+
+use super::config::{ConfigError, Section};
+use super::decision::{Action, Decision, Finding};
+use super::modes::Mode;
+use super::rule::{Acts, Context, Endpoint, Entry, Judges, Meta, Object, Request, Rule, RuleId};
+use crate::kinds::Operation;
+
+pub const META: Meta = Meta {
+    key: "localVolumeNodes",
+    annotation: "local-volume-nodes",
+    summary: "warns when a local or hostPath PV may be used on several nodes, each with its own disk at that path",
+    default_mode: Mode::Enforce,
+    acts: &[Acts {
+        endpoint: Endpoint::Validate,
+        operations: &[Operation::Create],
+        judges: &[Judges::Volumes],
+    }],
+};
+pub const ID: RuleId = RuleId(&META);
+pub const ENTRY: Entry = Entry {
+    meta: &META,
+    compile,
+};
+
+/// `rules.localVolumeNodes` in the policy file: only its mode (the node label is
+/// `localVolumeNodeAffinity.nodeLabel`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct Config {
+    #[serde(default, rename = "mode")]
+    _mode: Option<Mode>,
+}
+
+#[derive(Debug)]
+struct LocalVolumeNodes;
+
+fn compile(section: Section<'_>) -> Result<Box<dyn Rule>, ConfigError> {
+    let _: Config = section.config()?.unwrap_or_default();
+    Ok(Box::new(LocalVolumeNodes))
+}
+
+impl Rule for LocalVolumeNodes {
+    fn meta(&self) -> &'static Meta {
+        &META
+    }
+
+    fn check(&self, cx: &Context<'_>, req: &Request<'_>, _mode: Mode, d: &mut Decision) {
+        // Warnings only: `enforce` and `audit` say the same thing.
+        if let Some(Object::Pv(pv)) = req.object
+            && let Some(msg) = hazard(&cx.settings.node_label, pv)
+        {
+            d.warn(&msg);
+            d.annotate(ID, msg.clone());
+            d.findings.push(Finding {
+                rule: ID,
+                action: Action::Warned,
+                storage_class: pv
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.storage_class_name.clone())
+                    .filter(|c| !c.is_empty()),
+                message: msg,
+            });
+        }
+    }
+}
+
+/// The well-known node label, accepted beside the policy's own.
+const HOSTNAME_LABEL: &str = "kubernetes.io/hostname";
+/// How many node names a warning lists.
+const SHOWN: usize = 4;
+
+/// The nodes a term names: the values every `In` requirement on a node label (or on the field
+/// `metadata.name`) allows. `None` when the term names no node that way (another label, another
+/// operator): then nothing is known about how many nodes it admits.
+fn term_nodes<'a>(label: &str, term: &'a NodeSelectorTerm) -> Option<Vec<&'a str>> {
+    let exprs = term.match_expressions.iter().flatten();
+    let by_label = exprs.filter(|r| r.key == label || r.key == HOSTNAME_LABEL);
+    let by_field = term
+        .match_fields
+        .iter()
+        .flatten()
+        .filter(|r| r.key == "metadata.name");
+    let mut nodes: Option<Vec<&str>> = None;
+    for r in by_label.chain(by_field).filter(|r| r.operator == "In") {
+        let values: Vec<&str> = r.values.iter().flatten().map(String::as_str).collect();
+        nodes = Some(match nodes {
+            None => values,
+            Some(prev) => prev.into_iter().filter(|n| values.contains(n)).collect(),
+        });
+    }
+    nodes
+}
+
+/// What is hazardous about where this volume's data lives, if anything.
+pub fn hazard(label: &str, pv: &PersistentVolume) -> Option<String> {
+    let spec = pv.spec.as_ref()?;
+    let (what, path) = match (&spec.local, &spec.host_path) {
+        (Some(l), _) => ("local", l.path.as_str()),
+        (None, Some(h)) => ("hostPath", h.path.as_str()),
+        (None, None) => return None,
+    };
+    let terms = spec
+        .node_affinity
+        .as_ref()
+        .and_then(|na| na.required.as_ref())
+        .map(|r| r.node_selector_terms.as_slice());
+    let Some(terms) = terms.filter(|t| !t.is_empty()) else {
+        // A local volume without affinity is refused by the API itself.
+        return (what == "hostPath").then(|| {
+            format!(
+                "hostPath PV path {path} has no nodeAffinity: pods may use it on any node, each with its own \
+                 directory there; pin it to one node"
+            )
+        });
+    };
+    let mut nodes: Vec<&str> = Vec::new();
+    for n in terms.iter().filter_map(|t| term_nodes(label, t)).flatten() {
+        if !nodes.contains(&n) {
+            nodes.push(n);
+        }
+    }
+    if nodes.len() < 2 {
+        return None;
+    }
+    let shown = nodes[..nodes.len().min(SHOWN)].join(", ");
+    let more = match nodes.len().saturating_sub(SHOWN) {
+        0 => String::new(),
+        n => format!(" and {n} more"),
+    };
+    Some(format!(
+        "{what} PV path {path} is on {} nodes ({shown}{more}), each with its own disk there: a rescheduled pod \
+         sees other data; make one PV per node",
+        nodes.len()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{Policy, Subject};
+    use serde_json::{Value, json};
+
+    fn pv(source: Value, affinity: Option<Value>) -> PersistentVolume {
+        let mut spec = json!({"capacity": {"storage": "10Gi"}, "accessModes": ["ReadWriteOnce"],
+                              "storageClassName": "local-storage"});
+        for (k, v) in source.as_object().unwrap() {
+            spec[k] = v.clone();
+        }
+        if let Some(a) = affinity {
+            spec["nodeAffinity"] = a;
+        }
+        serde_json::from_value(json!({"metadata": {"name": "test-local-pv"}, "spec": spec}))
+            .unwrap()
+    }
+
+    fn terms(terms: Value) -> Option<Value> {
+        Some(json!({"required": {"nodeSelectorTerms": terms}}))
+    }
+
+    fn hostnames(values: &[&str]) -> Value {
+        json!({"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In", "values": values}]})
+    }
+
+    fn decide_with(policy: &str, v: &PersistentVolume, mode: Mode) -> Decision {
+        let p = Policy::parse(policy, None, false).unwrap();
+        let cat = p.static_catalog();
+        let req = Request {
+            operation: Operation::Create,
+            namespace: None,
+            username: "alice",
+            subject: Subject {
+                group: "",
+                kind: "PersistentVolume",
+                name: "test-local-pv",
+            },
+            object: Some(Object::Pv(v)),
+            old_object: None,
+        };
+        let mut d = Decision::default();
+        p.rule(ID)
+            .check(&p.context(Endpoint::Validate, &cat), &req, mode, &mut d);
+        d
+    }
+
+    fn decide(v: &PersistentVolume) -> Decision {
+        decide_with("", v, Mode::Enforce)
+    }
+
+    fn ssd() -> Value {
+        json!({"local": {"path": "/mnt/ssd"}})
+    }
+
+    #[test]
+    fn warns_when_a_local_volume_names_several_nodes() {
+        let v = pv(
+            ssd(),
+            terms(json!([hostnames(&["k8s-worker-01", "k8s-worker-02"])])),
+        );
+        let d = decide(&v);
+        assert!(d.allowed());
+        assert_eq!(
+            d.warnings,
+            [
+                "local PV path /mnt/ssd is on 2 nodes (k8s-worker-01, k8s-worker-02), each with its own disk there: \
+              a rescheduled pod sees other data; make one PV per node"
+            ]
+        );
+        assert!(d.warnings[0].chars().count() <= 256);
+        assert_eq!(d.audit_annotations["local-volume-nodes"], d.warnings[0]);
+        assert_eq!(d.findings[0].action, Action::Warned);
+        assert_eq!(
+            d.findings[0].storage_class.as_deref(),
+            Some("local-storage")
+        );
+    }
+
+    #[test]
+    fn warns_when_several_terms_name_different_nodes() {
+        let v = pv(
+            ssd(),
+            terms(json!([
+                hostnames(&["pi-1"]),
+                hostnames(&["pi-2"]),
+                hostnames(&["pi-1"])
+            ])),
+        );
+        assert!(decide(&v).warnings[0].contains("is on 2 nodes (pi-1, pi-2)"));
+    }
+
+    #[test]
+    fn one_node_is_quiet() {
+        for a in [
+            terms(json!([hostnames(&["pi-1"])])),
+            terms(json!([hostnames(&["pi-1"]), hostnames(&["pi-1"])])),
+            // Two requirements in one term: the node must satisfy both.
+            terms(json!([{"matchExpressions": [
+                {"key": "kubernetes.io/hostname", "operator": "In", "values": ["pi-1", "pi-2"]},
+                {"key": "kubernetes.io/hostname", "operator": "In", "values": ["pi-1"]}]}])),
+            // Pinned by something other than a node name: not judged.
+            terms(json!([{"matchExpressions": [
+                {"key": "topology.kubernetes.io/zone", "operator": "In", "values": ["a", "b"]}]}])),
+            terms(json!([{"matchExpressions": [
+                {"key": "kubernetes.io/hostname", "operator": "NotIn", "values": ["a", "b"]}]}])),
+        ] {
+            assert_eq!(decide(&pv(ssd(), a.clone())), Decision::default(), "{a:?}");
+        }
+    }
+
+    #[test]
+    fn reads_the_policys_node_label_and_node_names() {
+        let policy = "rules:\n  localVolumeNodeAffinity:\n    nodeLabel: example.com/node\n";
+        let v = pv(
+            ssd(),
+            terms(json!([{"matchExpressions": [
+                {"key": "example.com/node", "operator": "In", "values": ["a", "b"]}]}])),
+        );
+        assert!(decide_with(policy, &v, Mode::Enforce).warnings[0].contains("(a, b)"));
+        assert_eq!(
+            decide(&v),
+            Decision::default(),
+            "not the node label by default"
+        );
+        let fields = pv(
+            ssd(),
+            terms(
+                json!([{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["a", "b"]}]}]),
+            ),
+        );
+        assert!(decide(&fields).warnings[0].contains("(a, b)"));
+    }
+
+    #[test]
+    fn lists_at_most_four_nodes() {
+        let v = pv(
+            ssd(),
+            terms(json!([hostnames(&["n1", "n2", "n3", "n4", "n5", "n6"])])),
+        );
+        assert!(decide(&v).warnings[0].contains("is on 6 nodes (n1, n2, n3, n4 and 2 more)"));
+    }
+
+    #[test]
+    fn warns_about_host_path_without_node_affinity() {
+        let v = pv(
+            json!({"hostPath": {"path": "/data/web-0", "type": "DirectoryOrCreate"}}),
+            None,
+        );
+        assert_eq!(
+            decide(&v).warnings,
+            [
+                "hostPath PV path /data/web-0 has no nodeAffinity: pods may use it on any node, each with its own \
+              directory there; pin it to one node"
+            ]
+        );
+        let empty = pv(
+            json!({"hostPath": {"path": "/data/web-0"}}),
+            Some(json!({})),
+        );
+        assert_eq!(decide(&empty).warnings.len(), 1);
+        let pinned = pv(
+            json!({"hostPath": {"path": "/data/web-0"}}),
+            terms(json!([hostnames(&["pi-1"])])),
+        );
+        assert_eq!(decide(&pinned), Decision::default());
+        let several = pv(
+            json!({"hostPath": {"path": "/srv"}}),
+            terms(json!([hostnames(&["a", "b"])])),
+        );
+        assert!(decide(&several).warnings[0].starts_with("hostPath PV path /srv is on 2 nodes"));
+    }
+
+    #[test]
+    fn other_sources_and_local_without_affinity_are_quiet() {
+        let nfs = pv(json!({"nfs": {"server": "nas", "path": "/x"}}), None);
+        assert_eq!(decide(&nfs), Decision::default());
+        // The API refuses this one with its own message.
+        assert_eq!(decide(&pv(ssd(), None)), Decision::default());
+    }
+
+    #[test]
+    fn audit_mode_says_the_same() {
+        let v = pv(ssd(), terms(json!([hostnames(&["a", "b"])])));
+        assert_eq!(decide_with("", &v, Mode::Audit), decide(&v));
+    }
+}

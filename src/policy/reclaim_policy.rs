@@ -1,0 +1,384 @@
+//! Rule `reclaimPolicy`: a hand-made PersistentVolume whose reclaim policy nothing will honour
+//! gets `Retain` on CREATE.
+//!
+//! When the claim of a `Delete` volume goes, the PV controller hands the volume to the provisioner
+//! named by its `pv.kubernetes.io/provisioned-by` annotation when that is not a `kubernetes.io/`
+//! one, else to an in-tree deleter; kube-controller-manager loads only the host-path, nfs and
+//! portworx plugins for that. Only hostPath under `/tmp/.+` and portworx volumes can be deleted;
+//! everything else (local volumes, hostPath elsewhere, CSI volumes imported by hand, NFS) gets a
+//! `VolumeFailedDelete` event nobody reads and the volume turns `Failed`. `Recycle` works only for
+//! nfs and hostPath. `Retain` is what a volume made by hand needs: the data stays until someone
+//! cleans it up. Volumes a provisioner made are never touched (their provisioner deletes them).
+//! The API's own `Recycle` deprecation warning is not repeated.
+
+use json_patch::jsonptr::PointerBuf;
+use json_patch::{PatchOperation, ReplaceOperation};
+use k8s_openapi::api::core::v1::PersistentVolume;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::config::{ConfigError, Section};
+use super::decision::Decision;
+use super::field::go_quote;
+use super::modes::Mode;
+use super::rule::{Acts, Context, Endpoint, Entry, Judges, Meta, Object, Request, Rule, RuleId};
+use crate::kinds::Operation;
+
+pub const META: Meta = Meta {
+    key: "reclaimPolicy",
+    annotation: "reclaim-policy",
+    summary: "a hand-made PV whose Delete or Recycle policy nothing would honour gets Retain instead of going Failed",
+    default_mode: Mode::Enforce,
+    acts: &[Acts {
+        endpoint: Endpoint::Mutate,
+        operations: &[Operation::Create],
+        judges: &[Judges::Volumes],
+    }],
+};
+pub const ID: RuleId = RuleId(&META);
+pub const ENTRY: Entry = Entry {
+    meta: &META,
+    compile,
+};
+
+/// `rules.reclaimPolicy` in the policy file: only its mode.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct Config {
+    #[serde(default, rename = "mode")]
+    _mode: Option<Mode>,
+}
+
+#[derive(Debug)]
+struct ReclaimPolicy;
+
+fn compile(section: Section<'_>) -> Result<Box<dyn Rule>, ConfigError> {
+    let _: Config = section.config()?.unwrap_or_default();
+    Ok(Box::new(ReclaimPolicy))
+}
+
+impl Rule for ReclaimPolicy {
+    fn meta(&self) -> &'static Meta {
+        &META
+    }
+
+    fn check(&self, _cx: &Context<'_>, req: &Request<'_>, mode: Mode, d: &mut Decision) {
+        if let Some(Object::Pv(pv)) = req.object {
+            run(pv, mode, d);
+        }
+    }
+}
+
+/// The annotation a provisioner sets on the volumes it makes.
+pub const PROVISIONED_BY: &str = "pv.kubernetes.io/provisioned-by";
+/// Set on volumes of an in-tree plugin migrated to CSI: the CSI driver deletes them.
+pub const MIGRATED_TO: &str = "pv.kubernetes.io/migrated-to";
+
+/// The controller's words when a hostPath volume outside `/tmp/` is deleted (`%s` = the path).
+pub fn host_path_refusal(path: &str) -> String {
+    format!("host_path deleter only supports /tmp/.+ but received provided {path}")
+}
+/// No loaded plugin supports the volume's source.
+pub const NO_PLUGIN: &str = "no volume plugin matched";
+/// A loaded plugin supports the source but cannot delete (nfs).
+pub const NO_DELETABLE_PLUGIN: &str = "no deletable volume plugin matched";
+/// `Recycle` on a source other than nfs and hostPath.
+pub const NO_RECYCLER: &str = "No recycler plugin found for the volume!";
+
+/// Whether the host-path deleter's unanchored regexp `/tmp/.+` matches: `/tmp/` somewhere in
+/// the path, followed by at least one character (`.` matches anything but a newline in Go).
+pub fn deletable_host_path(path: &str) -> bool {
+    path.match_indices("/tmp/").any(|(i, m)| {
+        path[i + m.len()..]
+            .chars()
+            .next()
+            .is_some_and(|c| c != '\n')
+    })
+}
+
+/// A reclaim policy the PV controller will fail on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unhonoured {
+    /// `Delete` or `Recycle`.
+    pub policy: &'static str,
+    /// Why, in the controller's words.
+    pub reason: String,
+}
+
+/// Whether the PV's reclaim policy will fail when its claim is released, and why. `None` for
+/// `Retain` (the API's default), for volumes a provisioner deletes and for sources the in-tree
+/// deleter or recycler takes.
+pub fn unhonoured(pv: &PersistentVolume) -> Option<Unhonoured> {
+    let spec = pv.spec.as_ref()?;
+    let policy = match spec.persistent_volume_reclaim_policy.as_deref()? {
+        "Delete" => "Delete",
+        "Recycle" => "Recycle",
+        _ => return None,
+    };
+    let annotations = pv.metadata.annotations.as_ref();
+    let external = annotations
+        .and_then(|a| a.get(PROVISIONED_BY))
+        .is_some_and(|p| !p.is_empty() && !p.starts_with("kubernetes.io/"));
+    if external || annotations.is_some_and(|a| a.contains_key(MIGRATED_TO)) {
+        return None;
+    }
+    let reason = match policy {
+        "Delete" => match (&spec.host_path, &spec.portworx_volume, &spec.nfs) {
+            (Some(h), _, _) if deletable_host_path(&h.path) => return None,
+            (Some(h), _, _) => host_path_refusal(&h.path),
+            (None, Some(_), _) => return None,
+            (None, None, Some(_)) => NO_DELETABLE_PLUGIN.to_owned(),
+            (None, None, None) => NO_PLUGIN.to_owned(),
+        },
+        _ if spec.nfs.is_some() || spec.host_path.is_some() => return None,
+        _ => NO_RECYCLER.to_owned(),
+    };
+    Some(Unhonoured { policy, reason })
+}
+
+fn run(pv: &PersistentVolume, mode: Mode, d: &mut Decision) {
+    let Some(u) = unhonoured(pv) else { return };
+    let what = format!(
+        "persistentVolumeReclaimPolicy Retain: on release {} fails ({}) and the PV goes Failed; \
+         Retain keeps the data until you clean it up",
+        u.policy,
+        go_quote(&u.reason)
+    );
+    let class = pv
+        .spec
+        .as_ref()
+        .and_then(|s| s.storage_class_name.clone())
+        .filter(|c| !c.is_empty());
+    let op = PatchOperation::Replace(ReplaceOperation {
+        path: PointerBuf::from_tokens(["spec", "persistentVolumeReclaimPolicy"]),
+        value: json!("Retain"),
+    });
+    // `mutation` warns only in audit mode; in enforce the user must still learn why.
+    if mode == Mode::Enforce {
+        d.warn(format!("set {what}"));
+    }
+    d.mutation(ID, mode, &what, class, op);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::decision::Action;
+    use crate::policy::{Policy, Subject};
+    use serde_json::Value;
+
+    fn pv(annotations: Value, policy: Option<&str>, source: Value) -> PersistentVolume {
+        let mut spec = json!({"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"]});
+        if let Some(p) = policy {
+            spec["persistentVolumeReclaimPolicy"] = json!(p);
+        }
+        for (k, v) in source.as_object().unwrap() {
+            spec[k] = v.clone();
+        }
+        serde_json::from_value(
+            json!({"metadata": {"name": "pv-web-0", "annotations": annotations}, "spec": spec}),
+        )
+        .unwrap()
+    }
+
+    fn plain(policy: &str, source: Value) -> PersistentVolume {
+        pv(json!({}), Some(policy), source)
+    }
+
+    fn decide(v: &PersistentVolume, mode: Mode) -> Decision {
+        let p = Policy::parse("", None, false).unwrap();
+        let cat = p.static_catalog();
+        let req = Request {
+            operation: Operation::Create,
+            namespace: None,
+            username: "alice",
+            subject: Subject {
+                group: "",
+                kind: "PersistentVolume",
+                name: "pv-web-0",
+            },
+            object: Some(Object::Pv(v)),
+            old_object: None,
+        };
+        let mut d = Decision::default();
+        p.rule(ID)
+            .check(&p.context(Endpoint::Mutate, &cat), &req, mode, &mut d);
+        d
+    }
+
+    fn patched(v: &PersistentVolume, d: &Decision) -> PersistentVolume {
+        let mut doc = serde_json::to_value(v).unwrap();
+        json_patch::patch(&mut doc, &d.patch).unwrap();
+        serde_json::from_value(doc).unwrap()
+    }
+
+    #[test]
+    fn reads_the_deleter_regexp_unanchored() {
+        assert!(deletable_host_path("/tmp/x"));
+        assert!(deletable_host_path("/var/tmp/x"));
+        assert!(deletable_host_path("/data/tmp/a/b"));
+        assert!(deletable_host_path("/tmp//"));
+        assert!(!deletable_host_path("/tmp/"));
+        assert!(!deletable_host_path("/tmp"));
+        assert!(!deletable_host_path("/tmpx/a"));
+        assert!(!deletable_host_path("/data/web-0"));
+        assert!(!deletable_host_path("/tmp/\n"));
+        assert!(deletable_host_path("/tmp/\n/tmp/a"));
+    }
+
+    #[test]
+    fn sets_retain_on_host_path_delete_outside_tmp() {
+        let v = plain("Delete", json!({"hostPath": {"path": "/data/web-0"}}));
+        let d = decide(&v, Mode::Enforce);
+        assert_eq!(
+            patched(&v, &d)
+                .spec
+                .unwrap()
+                .persistent_volume_reclaim_policy
+                .as_deref(),
+            Some("Retain")
+        );
+        assert_eq!(
+            d.warnings,
+            [
+                "set persistentVolumeReclaimPolicy Retain: on release Delete fails (\"host_path deleter only supports \
+                 /tmp/.+ but received provided /data/web-0\") and the PV goes Failed; Retain keeps the data until you \
+                 clean it up"
+            ]
+        );
+        assert!(d.warnings[0].chars().count() <= 256);
+        assert!(
+            d.audit_annotations["reclaim-policy"]
+                .starts_with("set persistentVolumeReclaimPolicy Retain")
+        );
+        assert_eq!(d.findings[0].action, Action::Mutated);
+    }
+
+    #[test]
+    fn keeps_delete_where_a_deleter_takes_the_volume() {
+        for source in [
+            json!({"hostPath": {"path": "/tmp/web-0"}}),
+            json!({"hostPath": {"path": "/var/tmp/x"}}),
+            json!({"portworxVolume": {"volumeID": "v1"}}),
+        ] {
+            let v = plain("Delete", source.clone());
+            assert_eq!(decide(&v, Mode::Enforce), Decision::default(), "{source}");
+        }
+    }
+
+    #[test]
+    fn sets_retain_on_local_csi_and_nfs_delete_in_the_controllers_words() {
+        let cases = [
+            (json!({"local": {"path": "/mnt/ssd"}}), NO_PLUGIN),
+            (
+                json!({"csi": {"driver": "ebs.csi.aws.com", "volumeHandle": "vol-1"}}),
+                NO_PLUGIN,
+            ),
+            (
+                json!({"nfs": {"server": "nas", "path": "/export"}}),
+                NO_DELETABLE_PLUGIN,
+            ),
+            (json!({"hostPath": {"path": "/tmp/"}}), "/tmp/.+"),
+        ];
+        for (source, words) in cases {
+            let d = decide(&plain("Delete", source.clone()), Mode::Enforce);
+            assert_eq!(d.patch.len(), 1, "{source}");
+            assert!(d.warnings[0].contains(words), "{source}: {:?}", d.warnings);
+        }
+    }
+
+    #[test]
+    fn recycle_only_where_a_recycler_exists() {
+        let d = decide(
+            &plain("Recycle", json!({"local": {"path": "/mnt/ssd"}})),
+            Mode::Enforce,
+        );
+        assert_eq!(d.patch.len(), 1);
+        assert!(
+            d.warnings[0].contains(
+                "on release Recycle fails (\"No recycler plugin found for the volume!\")"
+            )
+        );
+        for source in [
+            json!({"nfs": {"server": "nas", "path": "/export"}}),
+            json!({"hostPath": {"path": "/data/web-0"}}),
+        ] {
+            // The API's own deprecation warning covers these; nothing to add.
+            assert_eq!(
+                decide(&plain("Recycle", source), Mode::Enforce),
+                Decision::default()
+            );
+        }
+    }
+
+    #[test]
+    fn never_touches_volumes_a_provisioner_made() {
+        for ann in [
+            json!({PROVISIONED_BY: "ebs.csi.aws.com"}),
+            json!({PROVISIONED_BY: "local-volume-provisioner-k8s-worker-01-5f4e3d2c"}),
+            json!({PROVISIONED_BY: "rancher.io/local-path"}),
+            json!({MIGRATED_TO: "ebs.csi.aws.com", PROVISIONED_BY: "kubernetes.io/aws-ebs"}),
+        ] {
+            let v = pv(
+                ann.clone(),
+                Some("Delete"),
+                json!({"local": {"path": "/mnt/ssd"}}),
+            );
+            assert_eq!(decide(&v, Mode::Enforce), Decision::default(), "{ann}");
+        }
+        // An in-tree name is the controller's own: judged by the source.
+        let v = pv(
+            json!({PROVISIONED_BY: "kubernetes.io/host-path"}),
+            Some("Delete"),
+            json!({"hostPath": {"path": "/srv/x"}}),
+        );
+        assert_eq!(decide(&v, Mode::Enforce).patch.len(), 1);
+        let v = pv(
+            json!({PROVISIONED_BY: ""}),
+            Some("Delete"),
+            json!({"local": {"path": "/x"}}),
+        );
+        assert_eq!(decide(&v, Mode::Enforce).patch.len(), 1);
+    }
+
+    #[test]
+    fn leaves_retain_and_the_default_alone() {
+        assert_eq!(
+            decide(
+                &plain("Retain", json!({"local": {"path": "/x"}})),
+                Mode::Enforce
+            ),
+            Decision::default()
+        );
+        let v = pv(json!({}), None, json!({"local": {"path": "/x"}}));
+        assert_eq!(decide(&v, Mode::Enforce), Decision::default());
+        let bare: PersistentVolume =
+            serde_json::from_value(json!({"metadata": {"name": "p"}})).unwrap();
+        assert_eq!(decide(&bare, Mode::Enforce), Decision::default());
+    }
+
+    #[test]
+    fn audit_mode_warns_once_without_patching() {
+        let d = decide(
+            &plain("Delete", json!({"local": {"path": "/mnt/ssd"}})),
+            Mode::Audit,
+        );
+        assert!(d.patch.is_empty());
+        assert_eq!(
+            d.warnings,
+            [
+                "[audit] would set persistentVolumeReclaimPolicy Retain: on release Delete fails (\"no volume plugin \
+                 matched\") and the PV goes Failed; Retain keeps the data until you clean it up"
+            ]
+        );
+        assert!(d.audit_annotations["reclaim-policy"].starts_with("would set"));
+        assert_eq!(d.findings[0].action, Action::Audited);
+    }
+
+    #[test]
+    fn second_pass_is_a_no_op() {
+        let v = plain("Delete", json!({"local": {"path": "/mnt/ssd"}}));
+        let d = decide(&v, Mode::Enforce);
+        assert_eq!(decide(&patched(&v, &d), Mode::Enforce), Decision::default());
+    }
+}
