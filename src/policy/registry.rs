@@ -11,6 +11,7 @@ use super::modes::Mode;
 use super::node_affinity;
 use super::rule::{Acts, Endpoint, Judges, Meta, PodFilter, Rule};
 use super::storage::Settings;
+use super::volume_size;
 use crate::kinds::{self, Kind, Operation};
 
 /// A rule of the registry: its metadata and how to compile its section of the policy file.
@@ -24,6 +25,8 @@ pub const REGISTRY: &[Entry] = &[
     default_class::ENTRY,
     node_affinity::ENTRY,
     access_modes::ENTRY,
+    // After defaultStorageClass: a claim without a class is sized for the default it gets.
+    volume_size::ENTRY,
 ];
 
 /// A compiled rule and the mode it runs in (before namespace labels and `--dry-run`).
