@@ -268,6 +268,11 @@ impl VolumeSize {
         spec_path: Path,
         template: Option<Path>,
     ) -> Option<Item> {
+        // A claim pre-bound to an existing volume provisions nothing: no driver limit applies
+        // (raising it could even make it too large for its volume).
+        if spec?.volume_name.as_deref().is_some_and(|v| !v.is_empty()) {
+            return None;
+        }
         let request = spec?
             .resources
             .as_ref()?
@@ -722,13 +727,16 @@ storageClasses:
     }
 
     #[test]
-    fn unknown_classes_and_bad_quantities_are_not_judged() {
+    fn unknown_classes_bad_quantities_and_pre_bound_claims_are_not_judged() {
         let p = policy("");
         let cat = p.static_catalog();
+        let mut bound = pvc(Some("oci-bv"), "1Gi");
+        bound.spec.as_mut().unwrap().volume_name = Some("pv-20g".into());
         for c in [
             pvc(Some("nfs"), "1"),
             pvc(Some("nope"), "1"),
             pvc(Some("oci-bv"), "1 Gi"),
+            bound,
         ] {
             assert_eq!(decide(&p, &cat, Endpoint::Mutate, &c), Decision::default());
             assert_eq!(
