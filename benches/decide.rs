@@ -50,6 +50,7 @@ fn live(n: usize) -> LiveState {
                 NamespaceInfo {
                     default_class: Some(format!("class-{:05}", i % n.max(1))),
                     mode: None,
+                    rewrite_access_modes: None,
                 },
             )
         })

@@ -224,6 +224,7 @@ fn live_state(classes: usize, namespaces: usize, nodes: usize) -> LiveState {
                     NamespaceInfo {
                         default_class: Some(format!("class-{:05}", i % classes.max(1))),
                         mode: None,
+                        rewrite_access_modes: None,
                     },
                 )
             })

@@ -25,6 +25,8 @@ rules:
   localVolumeNodeAffinity:
     paths:
       - {prefix: /mnt/ssd, nodes: [k8s-worker-01, k8s-worker-02]}
+  # The 1Gi claims here are about the report formats; sizes have their own test below.
+  volumeSize: {mode: off}
 "#;
 
 const PVC_NO_CLASS: &str = "apiVersion: v1
@@ -962,6 +964,47 @@ fn json_findings_for_a_pvc_are_the_webhooks_response() {
     assert_eq!(r["summary"]["denied"], 1);
 }
 
+#[test]
+fn shows_the_size_raise_and_the_rwx_rewrite_as_mutations() {
+    let d = Dir::new();
+    d.write(
+        "policy.yaml",
+        "storageClasses:\n  - {name: oci-bv, provisioner: blockvolume.csi.oraclecloud.com}\n  \
+         - {name: local-path, provisioner: rancher.io/local-path}\nrules:\n  accessModes:\n    \
+         rewrite: {namespaces: [apps]}\n",
+    );
+    d.write(
+        "claims.yaml",
+        "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: small, namespace: web}\n\
+         spec: {accessModes: [ReadWriteOnce], storageClassName: oci-bv, resources: {requests: {storage: 1Gi}}}\n\
+         ---\napiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: minio, namespace: apps}\n\
+         spec: {accessModes: [ReadWriteMany], storageClassName: local-path, resources: {requests: {storage: 1Gi}}}\n",
+    );
+    let o = audit(&d, &["-o", "json", "claims.yaml"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let r = json_report(&o);
+    let small = findings_for(&r, "small");
+    assert_eq!(small.len(), 1, "{small:?}");
+    assert_eq!(
+        (small[0]["rule"].as_str(), small[0]["outcome"].as_str()),
+        (Some("volumeSize"), Some("mutated"))
+    );
+    assert_eq!(
+        small[0]["changes"]["spec.resources.requests.storage"],
+        "50Gi"
+    );
+    let minio = findings_for(&r, "minio");
+    assert_eq!(minio.len(), 1, "{minio:?}");
+    assert_eq!(
+        (minio[0]["rule"].as_str(), minio[0]["outcome"].as_str()),
+        (Some("accessModes"), Some("mutated"))
+    );
+    assert_eq!(
+        minio[0]["changes"]["spec.accessModes"],
+        serde_json::json!(["ReadWriteOnce"])
+    );
+}
+
 // ---- the examples folder (what docs/audit.md shows) ----
 
 #[test]
@@ -1000,7 +1043,8 @@ fn examples_folder_reports_the_real_situations() {
         "an empty class is static binding"
     );
     assert_eq!(outcome("build-cache"), ["allowed"]);
-    assert_eq!(outcome("postgres-data"), ["mutated"]);
+    // The class default, then the OCI minimum: 20Gi is raised to 50Gi.
+    assert_eq!(outcome("postgres-data"), ["mutated", "mutated"]);
     assert_eq!(
         outcome("oci-bv"),
         ["warned"],

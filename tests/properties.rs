@@ -1,7 +1,8 @@
 //! Properties of the mutating path, over generated PVCs and PVs: every patch applies cleanly to
 //! the exact object received (as kube-apiserver applies it), and a second pass over the patched
 //! object (reinvocation) yields no patch. PVs cover both mutating PV rules (node affinity and
-//! reclaim policy), alone and together.
+//! reclaim policy), alone and together. The PVCs exercise every claim patch together: the
+//! default class, the ReadWriteMany rewrite (namespace `analytics` opts in) and the size raise.
 
 use base64::Engine as _;
 use k8s_openapi::api::core::v1::PersistentVolume;
@@ -15,10 +16,14 @@ storageClasses:
   - {name: standard, provisioner: ebs.csi.aws.com, default: true}
   - {name: local-path, provisioner: rancher.io/local-path}
   - {name: nfs, provisioner: nfs.csi.k8s.io}
+  - {name: oci-bv, provisioner: blockvolume.csi.oraclecloud.com}
+  - {name: capped, provisioner: nfs.csi.k8s.io, minSize: 10Gi, maxSize: 100Gi}
 rules:
   defaultStorageClass:
     byAccessMode: {ReadWriteMany: nfs}
     namespaces: {analytics: local-path}
+  accessModes:
+    rewrite: {namespaces: [analytics]}
   localVolumeNodeAffinity:
     paths:
       - {prefix: /mnt/ssd, nodes: [k8s-worker-01, k8s-worker-02]}
@@ -48,7 +53,8 @@ fn annotations() -> impl Strategy<Value = Option<Value>> {
 }
 
 prop_compose! {
-    fn pvc()(has_spec in any::<bool>(), null_spec in any::<bool>(), class in proptest::option::of(prop_oneof![Just(""), Just("nfs"), Just("standard"), Just("unknown")]),
+    fn pvc()(has_spec in any::<bool>(), null_spec in any::<bool>(), class in proptest::option::of(prop_oneof![Just(""), Just("nfs"), Just("standard"), Just("unknown"), Just("local-path"), Just("oci-bv"), Just("capped")]),
+             size in proptest::option::of(prop_oneof![Just("1Gi"), Just("50G"), Just("50Gi"), Just("1e9"), Just("500M"), Just("1.5Ti"), Just("100m"), Just("12Gi")]),
              modes in access_modes(), block in any::<bool>(), ann in annotations(), ns in prop_oneof![Just("default"), Just("analytics")]) -> (Value, &'static str) {
         let mut meta = json!({"name": "c", "namespace": ns});
         if let Some(a) = ann { meta["annotations"] = a; }
@@ -58,6 +64,7 @@ prop_compose! {
             if let Some(c) = class { spec["storageClassName"] = json!(c); }
             if let Some(m) = modes { spec["accessModes"] = json!(m); }
             if block { spec["volumeMode"] = json!("Block"); }
+            if let Some(s) = size { spec["resources"] = json!({"requests": {"storage": s}}); }
             obj["spec"] = spec;
         } else if null_spec {
             obj["spec"] = Value::Null;

@@ -188,6 +188,7 @@ mod tests {
                 NamespaceInfo {
                     default_class: class.map(Into::into),
                     mode: None,
+                    rewrite_access_modes: None,
                 },
             );
         }
@@ -281,6 +282,7 @@ mod tests {
             NamespaceInfo {
                 default_class: Some("fast".into()),
                 mode: None,
+                rewrite_access_modes: None,
             },
         );
         let live = LiveState {

@@ -286,6 +286,7 @@ mod tests {
             created: None,
             volume_binding_mode: None,
             parameters: Default::default(),
+            ..Default::default()
         }
     }
 

@@ -16,6 +16,7 @@ use super::config::{AccessMode, ConfigError, Section};
 use super::decision::{Action, Decision, Finding};
 use super::field::{FieldError, Invalid, Path, aggregate, go_quote};
 use super::modes::Mode;
+use super::rewrite::{self, Rewrite, RewriteConfig};
 use super::rule::{
     Acts, Context, Endpoint, Entry, Judges, Meta, Object, PodFilter, Request, Rule, RuleId,
 };
@@ -25,18 +26,26 @@ use crate::kinds::Operation;
 pub const META: Meta = Meta {
     key: "accessModes",
     annotation: "access-modes",
-    summary: "ReadWriteMany is refused on block and node-local storage, naming classes that serve it",
+    summary: "ReadWriteMany is refused on block and node-local storage, naming classes that serve it; opt-in rewrite to a single-node mode",
     default_mode: Mode::Enforce,
-    acts: &[Acts {
-        endpoint: Endpoint::Validate,
-        operations: &[Operation::Create, Operation::Update],
-        judges: &[
-            Judges::Claims,
-            Judges::Volumes,
-            Judges::ClaimTemplates,
-            Judges::PodSpecs(PodFilter::EphemeralVolumes),
-        ],
-    }],
+    acts: &[
+        // The opt-in ReadWriteMany rewrite ([`rewrite`]).
+        Acts {
+            endpoint: Endpoint::Mutate,
+            operations: &[Operation::Create],
+            judges: &[Judges::Claims],
+        },
+        Acts {
+            endpoint: Endpoint::Validate,
+            operations: &[Operation::Create, Operation::Update],
+            judges: &[
+                Judges::Claims,
+                Judges::Volumes,
+                Judges::ClaimTemplates,
+                Judges::PodSpecs(PodFilter::EphemeralVolumes),
+            ],
+        },
+    ],
 };
 pub const ID: RuleId = RuleId(&META);
 pub const ENTRY: Entry = Entry {
@@ -52,6 +61,9 @@ struct Config {
     _mode: Option<Mode>,
     #[serde(default = "default_reject_on")]
     reject_read_write_many_on: Vec<StorageKind>,
+    /// The opt-in ReadWriteMany rewrite ([`rewrite`]).
+    #[serde(default)]
+    rewrite: Option<RewriteConfig>,
 }
 
 impl Default for Config {
@@ -59,6 +71,7 @@ impl Default for Config {
         Config {
             _mode: None,
             reject_read_write_many_on: default_reject_on(),
+            rewrite: None,
         }
     }
 }
@@ -70,12 +83,15 @@ fn default_reject_on() -> Vec<StorageKind> {
 #[derive(Debug)]
 struct AccessModes {
     reject_rwx_on: Vec<StorageKind>,
+    rewrite: Rewrite,
 }
 
 fn compile(section: Section<'_>) -> Result<Box<dyn Rule>, ConfigError> {
     let c: Config = section.config()?.unwrap_or_default();
+    let rewrite = Rewrite::compile(c.rewrite).map_err(|(k, why)| section.invalid(k, None, why))?;
     Ok(Box::new(AccessModes {
         reject_rwx_on: c.reject_read_write_many_on,
+        rewrite,
     }))
 }
 
@@ -85,7 +101,11 @@ impl Rule for AccessModes {
     }
 
     fn check(&self, cx: &Context<'_>, req: &Request<'_>, mode: Mode, d: &mut Decision) {
-        run(cx, req, mode, d);
+        match cx.endpoint {
+            // The opt-in ReadWriteMany rewrite ([`rewrite`]).
+            Endpoint::Mutate => rewrite::mutate(&self.rewrite, cx, req, mode, d),
+            Endpoint::Validate => run_with(cx, req, mode, d, &self.rewrite),
+        }
     }
 
     fn configure(&self, settings: &mut Settings) {
@@ -285,7 +305,12 @@ pub fn violations(
     out
 }
 
+#[cfg(test)]
 pub(crate) fn run(cx: &Context<'_>, req: &Request<'_>, mode: Mode, d: &mut Decision) {
+    run_with(cx, req, mode, d, &Rewrite::default());
+}
+
+fn run_with(cx: &Context<'_>, req: &Request<'_>, mode: Mode, d: &mut Decision, rw: &Rewrite) {
     if mode == Mode::Off {
         return;
     }
@@ -293,6 +318,8 @@ pub(crate) fn run(cx: &Context<'_>, req: &Request<'_>, mode: Mode, d: &mut Decis
         return;
     };
     let mut found = violations(cx, req.namespace, object);
+    // Templates whose claims the opt-in rewrite will fix are admitted with a warning.
+    rewrite::admit_templates(rw, cx, req, &mut found, d);
     if found.is_empty() {
         return;
     }
@@ -342,7 +369,7 @@ pub(crate) fn run(cx: &Context<'_>, req: &Request<'_>, mode: Mode, d: &mut Decis
                 });
             }
             d.annotate(rule, format!("denied: {}", aggregate(&invalid.errors)));
-            d.denial = Some(invalid);
+            d.deny(invalid);
         }
         Mode::Audit => {
             for v in &found {

@@ -10,8 +10,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::config::{PolicyFile, StaticClass};
 use super::modes::Mode;
+use super::quantity::Written;
+use super::sizes::{MAX_SIZE_ANNOTATION, MIN_SIZE_ANNOTATION, limit};
 pub use super::vocab::StorageKind;
-use super::vocab::VolumeBindingMode;
+use super::vocab::{AccessMode, VolumeBindingMode};
 
 /// Annotation on a StorageClass overriding the provisioner table.
 pub const KIND_ANNOTATION: &str = "storage-policy.io/kind";
@@ -19,6 +21,9 @@ pub const KIND_ANNOTATION: &str = "storage-policy.io/kind";
 pub const ALLOW_RWX_BLOCK_ANNOTATION: &str = "storage-policy.io/allow-rwx-block-mode";
 /// Namespace annotation naming the namespace's default class.
 pub const NAMESPACE_DEFAULT_ANNOTATION: &str = "storage-policy.io/default-storage-class";
+/// Namespace annotation opting the namespace into the ReadWriteMany rewrite, naming the access
+/// mode that replaces it (`ReadWriteOnce` or `ReadWriteOncePod`).
+pub const NAMESPACE_REWRITE_ANNOTATION: &str = "storage-policy.io/rewrite-access-modes";
 /// Namespace label overriding the mode of every rule in that namespace.
 pub const NAMESPACE_MODE_LABEL: &str = "storage-policy.io/mode";
 /// The StorageClass default annotations Kubernetes reads (value exactly `"true"`).
@@ -138,6 +143,9 @@ pub struct ClassInfo {
     pub parameters: std::collections::BTreeMap<String, String>,
     /// Read from the cluster (as opposed to the policy file).
     pub live: bool,
+    /// The class's own size limits (policy `minSize`/`maxSize`, or the class's annotations).
+    pub min_size: Option<Written>,
+    pub max_size: Option<Written>,
 }
 
 /// A StorageClass as read from the cluster, already reduced to what the rules need.
@@ -151,6 +159,10 @@ pub struct LiveClass {
     pub created: Option<Time>,
     pub volume_binding_mode: Option<VolumeBindingMode>,
     pub parameters: std::collections::BTreeMap<String, String>,
+    /// The `storage-policy.io/min-size` and `max-size` annotations, as written (a value that is
+    /// not a positive quantity is ignored).
+    pub min_size: Option<String>,
+    pub max_size: Option<String>,
 }
 
 impl LiveClass {
@@ -174,6 +186,8 @@ impl LiveClass {
                 _ => None,
             },
             parameters: sc.parameters.clone().unwrap_or_default(),
+            min_size: get(MIN_SIZE_ANNOTATION).map(|s| s.trim().to_owned()),
+            max_size: get(MAX_SIZE_ANNOTATION).map(|s| s.trim().to_owned()),
         }
     }
 
@@ -190,6 +204,9 @@ impl LiveClass {
 pub struct NamespaceInfo {
     pub default_class: Option<String>,
     pub mode: Option<Mode>,
+    /// The `storage-policy.io/rewrite-access-modes` annotation: what replaces ReadWriteMany
+    /// (only `ReadWriteOnce` or `ReadWriteOncePod`; other values are ignored).
+    pub rewrite_access_modes: Option<AccessMode>,
 }
 
 impl NamespaceInfo {
@@ -210,12 +227,19 @@ impl NamespaceInfo {
                 .as_ref()
                 .and_then(|l| l.get(NAMESPACE_MODE_LABEL))
                 .and_then(|m| Mode::parse(m)),
+            rewrite_access_modes: ns
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(NAMESPACE_REWRITE_ANNOTATION))
+                .and_then(|m| AccessMode::parse(m.trim()))
+                .filter(|m| matches!(m, AccessMode::ReadWriteOnce | AccessMode::ReadWriteOncePod)),
         }
     }
 
     /// Whether the namespace says anything (namespaces that say nothing need not be kept).
     pub fn is_empty(&self) -> bool {
-        self.default_class.is_none() && self.mode.is_none()
+        self.default_class.is_none() && self.mode.is_none() && self.rewrite_access_modes.is_none()
     }
 }
 
@@ -269,6 +293,9 @@ impl Catalog {
                     volume_binding_mode: c.volume_binding_mode,
                     parameters: c.parameters.clone(),
                     live: false,
+                    // Validated when the policy was loaded.
+                    min_size: c.min_size.as_ref().and_then(|s| limit(&s.value).ok()),
+                    max_size: c.max_size.as_ref().and_then(|s| limit(&s.value).ok()),
                 },
             );
         }
@@ -290,6 +317,8 @@ impl Catalog {
                     volume_binding_mode: c.volume_binding_mode,
                     parameters: c.parameters.clone(),
                     live: true,
+                    min_size: c.min_size.as_deref().and_then(|s| limit(s).ok()),
+                    max_size: c.max_size.as_deref().and_then(|s| limit(s).ok()),
                 },
             );
         }
@@ -568,7 +597,8 @@ mod tests {
             NamespaceInfo::from_namespace(&ns),
             NamespaceInfo {
                 default_class: Some("nfs".into()),
-                mode: Some(Mode::Audit)
+                mode: Some(Mode::Audit),
+                rewrite_access_modes: None,
             }
         );
         let bad: k8s_openapi::api::core::v1::Namespace =
@@ -576,6 +606,39 @@ mod tests {
             "metadata": {"name": "b", "labels": {"storage-policy.io/mode": "banana"}}}))
             .unwrap();
         assert!(NamespaceInfo::from_namespace(&bad).is_empty());
+    }
+
+    #[test]
+    fn reads_size_annotations_and_the_rewrite_opt_in() {
+        let sc: k8s_openapi::api::storage::v1::StorageClass =
+            serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "fast", "annotations": {
+                "storage-policy.io/min-size": " 20Gi ", "storage-policy.io/max-size": "lots"}},
+            "provisioner": "example.com/fast"}))
+            .unwrap();
+        let c = LiveClass::from_storage_class(&sc);
+        assert_eq!(c.min_size.as_deref(), Some("20Gi"));
+        let cat = catalog(vec![c]);
+        let info = cat.class("fast").unwrap();
+        assert_eq!(
+            info.min_size.as_ref().map(|w| w.text.as_str()),
+            Some("20Gi")
+        );
+        assert_eq!(info.max_size, None, "not a quantity: ignored");
+        for (value, want) in [
+            ("ReadWriteOnce", Some(AccessMode::ReadWriteOnce)),
+            (" ReadWriteOncePod ", Some(AccessMode::ReadWriteOncePod)),
+            ("ReadWriteMany", None),
+            ("yes", None),
+        ] {
+            let ns: k8s_openapi::api::core::v1::Namespace =
+                serde_json::from_value(serde_json::json!({"metadata": {"name": "a",
+                    "annotations": {"storage-policy.io/rewrite-access-modes": value}}}))
+                .unwrap();
+            let info = NamespaceInfo::from_namespace(&ns);
+            assert_eq!(info.rewrite_access_modes, want, "{value}");
+            assert_eq!(info.is_empty(), want.is_none());
+        }
     }
 
     #[test]

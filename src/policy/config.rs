@@ -65,6 +65,13 @@ pub struct StaticClass {
     pub volume_binding_mode: Option<VolumeBindingMode>,
     #[serde(default)]
     pub parameters: BTreeMap<String, String>,
+    /// The smallest volume the class provisions (a quantity): smaller claims are raised to it
+    /// (`rules.volumeSize`).
+    #[serde(default)]
+    pub min_size: Option<Spanned<String>>,
+    /// The largest volume the class provisions: larger claims are refused.
+    #[serde(default)]
+    pub max_size: Option<Spanned<String>>,
 }
 
 /// Extra provisioner names per storage kind, on top of the built-in table.
@@ -193,6 +200,27 @@ fn validate(file: &PolicyFile, origin: &str) -> Result<(), ConfigError> {
                     "duplicate class name {:?} (also storageClasses[{prev}])",
                     class.name.value
                 ),
+            ));
+        }
+        let mut sizes = [None, None];
+        for (j, (sub, size)) in [("minSize", &class.min_size), ("maxSize", &class.max_size)]
+            .into_iter()
+            .enumerate()
+        {
+            if let Some(size) = size {
+                let line = Some(size.referenced.line());
+                let w = super::sizes::limit(&size.value)
+                    .map_err(|why| invalid(format!("{key}.{sub}"), line, why))?;
+                sizes[j] = Some((w, line));
+            }
+        }
+        if let [Some((min, _)), Some((max, line))] = &sizes
+            && min.value > max.value
+        {
+            return Err(invalid(
+                format!("{key}.maxSize"),
+                *line,
+                format!("{max} is below minSize {min}"),
             ));
         }
         if let Some(default) = class.default.as_ref().filter(|d| d.value) {

@@ -95,10 +95,22 @@ impl Decision {
         storage_class: Option<String>,
         op: PatchOperation,
     ) {
+        self.mutation_ops(rule, mode, what, storage_class, vec![op]);
+    }
+
+    /// [`Decision::mutation`] with several operations (applied in order, as one change).
+    pub(crate) fn mutation_ops(
+        &mut self,
+        rule: RuleId,
+        mode: Mode,
+        what: &str,
+        storage_class: Option<String>,
+        ops: Vec<PatchOperation>,
+    ) {
         let (action, message) = match mode {
             Mode::Off => return,
             Mode::Enforce => {
-                self.patch.push(op);
+                self.patch.extend(ops);
                 (Action::Mutated, format!("set {what}"))
             }
             Mode::Audit => {

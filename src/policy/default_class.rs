@@ -288,6 +288,7 @@ rules:
             NamespaceInfo {
                 default_class: Some("nfs".into()),
                 mode: None,
+                rewrite_access_modes: None,
             },
         );
         let cat = p.catalog(&live);

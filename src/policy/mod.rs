@@ -2,10 +2,12 @@
 //! [`Policy`]), a [`Decision`] out. Nothing here knows about HTTP, TLS or the cluster API.
 //!
 //! - [`rule`]: what a rule is (the [`Rule`] trait and its [`Meta`]); [`registry`]: the rules,
-//!   one line each; one file per rule ([`default_class`], [`node_affinity`], [`reclaim_policy`],
-//!   [`access_modes`], [`claim_ref`], [`local_volume_nodes`]).
+//!   one line each; one file per rule ([`default_class`], [`volume_size`], [`node_affinity`],
+//!   [`access_modes`] with its opt-in [`rewrite`], [`reclaim_policy`], [`claim_ref`],
+//!   [`local_volume_nodes`]).
 //! - [`storage`]: the model the rules share (what a class serves, where a claim lands);
-//!   [`catalog`]: the classes, namespaces and nodes known; [`config`]: the policy file.
+//!   [`catalog`]: the classes, namespaces and nodes known; [`sizes`]: the volume size table;
+//!   [`quantity`]: Kubernetes quantities; [`config`]: the policy file.
 //! - [`decision`]: what the rules answer; [`field`]: the API server's field-error format.
 
 pub mod access_modes;
@@ -19,12 +21,16 @@ pub mod local_volume_nodes;
 pub mod meta;
 pub mod modes;
 pub mod node_affinity;
+pub mod quantity;
 pub mod reclaim_policy;
 pub mod registry;
 pub mod request;
+pub mod rewrite;
 pub mod rule;
+pub mod sizes;
 pub mod storage;
 pub mod vocab;
+pub mod volume_size;
 
 use std::collections::HashSet;
 use std::path::Path as FsPath;

@@ -14,6 +14,7 @@ use super::node_affinity;
 use super::reclaim_policy;
 use super::rule::{Acts, Endpoint, Entry, Judges, Meta, PodFilter, Rule};
 use super::storage::Settings;
+use super::volume_size;
 use crate::kinds::{self, Kind, Operation};
 
 /// Every rule, in the order they run (a mutation that others build on comes first).
@@ -21,6 +22,8 @@ pub const REGISTRY: &[Entry] = &[
     default_class::ENTRY,
     node_affinity::ENTRY,
     access_modes::ENTRY,
+    // After defaultStorageClass: a claim without a class is sized for the default it gets.
+    volume_size::ENTRY,
     reclaim_policy::ENTRY,
     claim_ref::ENTRY,
     local_volume_nodes::ENTRY,

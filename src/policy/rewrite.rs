@@ -1,0 +1,528 @@
+//! The opt-in ReadWriteMany rewrite of the `accessModes` rule (`rules.accessModes.rewrite`, or
+//! the Namespace annotation `storage-policy.io/rewrite-access-modes`).
+//!
+//! Charts that hard-code ReadWriteMany cannot run where no class serves it (a single-node k3s
+//! with local-path): the claim is refused. In an opted-in namespace a claim (PVC CREATE,
+//! `/mutate`) whose class cannot serve ReadWriteMany gets it replaced by the target mode
+//! (`ReadWriteOnce` or `ReadWriteOncePod`, duplicates removed) and an annotation recording it;
+//! StatefulSet templates and ephemeral volumes are admitted on `/validate` with a warning, as
+//! their claims will be rewritten when created (templates are immutable, so never patched).
+//! Classes that serve ReadWriteMany, unknown classes and `""` are never rewritten. Nowhere by
+//! default.
+
+use std::collections::BTreeSet;
+
+use json_patch::jsonptr::PointerBuf;
+use json_patch::{AddOperation, PatchOperation, ReplaceOperation};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaimSpec, PodSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::access_modes::{ID, Violation};
+use super::catalog::Catalog;
+use super::config::AccessMode;
+use super::decision::{Action, Decision, Finding};
+use super::field::{Path, go_quote};
+use super::modes::Mode;
+use super::rule::{Context, Object, Request};
+use super::storage::{self, Target};
+
+/// Annotation set on a rewritten claim: the access mode it asked for.
+pub const REWRITTEN_FROM_ANNOTATION: &str = "storage-policy.io/access-modes-rewritten-from";
+
+const RWX: &str = "ReadWriteMany";
+
+/// `rules.accessModes.rewrite` in the policy file.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RewriteConfig {
+    #[serde(default)]
+    pub namespaces: Vec<String>,
+    /// The mode that replaces ReadWriteMany (default `ReadWriteOnce`).
+    #[serde(default)]
+    pub to: Option<AccessMode>,
+}
+
+/// The compiled rewrite settings.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Rewrite {
+    namespaces: BTreeSet<String>,
+    to: Option<AccessMode>,
+}
+
+impl Rewrite {
+    /// Checks the section: `Err((sub-key, why))`.
+    pub fn compile(c: Option<RewriteConfig>) -> Result<Rewrite, (&'static str, String)> {
+        let Some(c) = c else {
+            return Ok(Rewrite::default());
+        };
+        if let Some(to) = c.to
+            && !is_target(to)
+        {
+            return Err((
+                "rewrite.to",
+                format!(
+                    "{} is not a single-node mode (ReadWriteOnce or ReadWriteOncePod)",
+                    to.as_str()
+                ),
+            ));
+        }
+        if c.namespaces.iter().any(|n| n.trim().is_empty()) {
+            return Err((
+                "rewrite.namespaces",
+                "namespace name must not be empty".into(),
+            ));
+        }
+        Ok(Rewrite {
+            namespaces: c.namespaces.into_iter().collect(),
+            to: c.to,
+        })
+    }
+
+    /// The mode that replaces ReadWriteMany in `namespace`, if it opted in: the Namespace
+    /// annotation's, else the policy's (`ReadWriteOnce` unless `to` says otherwise).
+    pub fn target(&self, catalog: &Catalog, namespace: Option<&str>) -> Option<AccessMode> {
+        let ns = namespace?;
+        catalog
+            .namespace(ns)
+            .and_then(|i| i.rewrite_access_modes)
+            .or_else(|| {
+                self.namespaces
+                    .contains(ns)
+                    .then(|| self.to.unwrap_or(AccessMode::ReadWriteOnce))
+            })
+    }
+}
+
+fn is_target(m: AccessMode) -> bool {
+    matches!(m, AccessMode::ReadWriteOnce | AccessMode::ReadWriteOncePod)
+}
+
+/// The access modes with ReadWriteMany replaced by `to`, duplicates removed (first kept).
+/// `None` without ReadWriteMany; `Err` when the result would pair ReadWriteOncePod with
+/// another mode (the API refuses that).
+pub fn rewritten(modes: &[String], to: AccessMode) -> Option<Result<Vec<String>, String>> {
+    if !modes.iter().any(|m| m == RWX) {
+        return None;
+    }
+    let mut out: Vec<String> = Vec::with_capacity(modes.len());
+    for m in modes {
+        let m = if m == RWX { to.as_str() } else { m.as_str() };
+        if !out.iter().any(|o| o == m) {
+            out.push(m.to_owned());
+        }
+    }
+    if to == AccessMode::ReadWriteOncePod && out.len() > 1 {
+        return Some(Err(format!(
+            "ReadWriteMany not rewritten to ReadWriteOncePod: it must be the only access mode, \
+             and the claim also asks for {}",
+            out.iter()
+                .filter(|m| *m != to.as_str())
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    Some(Ok(out))
+}
+
+/// The class a claim lands on, when it is known not to serve ReadWriteMany (what the rewrite
+/// is for), with the reason.
+fn refusing_class(
+    cx: &Context<'_>,
+    namespace: Option<&str>,
+    meta: Option<&ObjectMeta>,
+    spec: &PersistentVolumeClaimSpec,
+) -> Option<(String, String)> {
+    let class = storage::claim_class(cx.settings, cx.catalog, namespace, meta, Some(spec))?;
+    let t = Target::of_class(cx.catalog, &class)?;
+    let rejects = t.rejects(
+        cx.settings,
+        AccessMode::ReadWriteMany,
+        spec.volume_mode.as_deref(),
+    );
+    let why = format!(
+        "class {} ({}) is {} storage",
+        go_quote(&class),
+        t.provisioner.unwrap_or_default(),
+        t.kind.as_str()
+    );
+    rejects.then_some((class, why))
+}
+
+/// `/mutate`, PVC CREATE: rewrites ReadWriteMany in an opted-in namespace.
+pub fn mutate(rw: &Rewrite, cx: &Context<'_>, req: &Request<'_>, mode: Mode, d: &mut Decision) {
+    let Some(Object::Pvc(pvc)) = req.object else {
+        return;
+    };
+    let Some(to) = rw.target(cx.catalog, req.namespace) else {
+        return;
+    };
+    let Some(spec) = pvc.spec.as_ref() else {
+        return;
+    };
+    let modes = spec.access_modes.as_deref().unwrap_or(&[]);
+    let Some(result) = rewritten(modes, to) else {
+        return;
+    };
+    let Some((class, why)) = refusing_class(cx, req.namespace, Some(&pvc.metadata), spec) else {
+        return;
+    };
+    let new = match result {
+        Ok(new) => new,
+        Err(conflict) => {
+            d.warn(&conflict);
+            return;
+        }
+    };
+    // `spec.accessModes` holds ReadWriteMany, so it exists: replace applies.
+    let mut ops = vec![PatchOperation::Replace(ReplaceOperation {
+        path: PointerBuf::from_tokens(["spec", "accessModes"]),
+        value: json!(new),
+    })];
+    ops.push(match pvc.metadata.annotations.as_ref() {
+        Some(_) => PatchOperation::Add(AddOperation {
+            path: PointerBuf::from_tokens(["metadata", "annotations", REWRITTEN_FROM_ANNOTATION]),
+            value: json!(RWX),
+        }),
+        None => PatchOperation::Add(AddOperation {
+            path: PointerBuf::from_tokens(["metadata", "annotations"]),
+            value: json!({ REWRITTEN_FROM_ANNOTATION: RWX }),
+        }),
+    });
+    let what = format!(
+        "spec.accessModes {} (was ReadWriteMany: {why})",
+        serde_json::to_string(&new).unwrap_or_default()
+    );
+    d.mutation_ops(ID, mode, &what, Some(class), ops);
+    if mode == Mode::Enforce {
+        d.warn(format!(
+            "spec.accessModes: ReadWriteMany rewritten to {}: {why}",
+            to.as_str()
+        ));
+    }
+}
+
+/// `/validate`: in an opted-in namespace, the ReadWriteMany violations of claim templates whose
+/// claims will be rewritten become warnings (the claims are rewritten when created).
+pub fn admit_templates(
+    rw: &Rewrite,
+    cx: &Context<'_>,
+    req: &Request<'_>,
+    found: &mut Vec<Violation>,
+    d: &mut Decision,
+) {
+    let Some(to) = rw.target(cx.catalog, req.namespace) else {
+        return;
+    };
+    let mut templates: Vec<(Path, Option<&ObjectMeta>, &PersistentVolumeClaimSpec)> = Vec::new();
+    match req.object {
+        Some(Object::StatefulSet(sts)) => {
+            let list = sts
+                .spec
+                .as_ref()
+                .and_then(|s| s.volume_claim_templates.as_ref());
+            for (i, pvc) in list.into_iter().flatten().enumerate() {
+                if let Some(spec) = pvc.spec.as_ref() {
+                    let p = Path::new("spec").child("volumeClaimTemplates").index(i);
+                    templates.push((p, Some(&pvc.metadata), spec));
+                }
+            }
+            let pod = sts.spec.as_ref().and_then(|s| s.template.spec.as_ref());
+            pod_templates(pod, "spec.template.spec", &mut templates);
+        }
+        Some(Object::PodSpec { spec, path }) => pod_templates(spec, path, &mut templates),
+        _ => return,
+    }
+    let rwx = go_quote(RWX);
+    for (path, meta, spec) in templates {
+        let modes = spec.access_modes.as_deref().unwrap_or(&[]);
+        if !matches!(rewritten(modes, to), Some(Ok(_))) {
+            continue;
+        }
+        let Some((class, why)) = refusing_class(cx, req.namespace, meta, spec) else {
+            continue;
+        };
+        let field = path.child("spec").child("accessModes");
+        let before = found.len();
+        found.retain(|v| !(v.error.field == field && v.error.value.as_deref() == Some(&rwx)));
+        if found.len() == before {
+            continue;
+        }
+        let msg = format!(
+            "claims of {path} will be created with {} instead of ReadWriteMany: {why}",
+            to.as_str()
+        );
+        d.warn(&msg);
+        d.findings.push(Finding {
+            rule: ID,
+            action: Action::Warned,
+            storage_class: Some(class),
+            message: msg,
+        });
+    }
+}
+
+fn pod_templates<'a>(
+    spec: Option<&'a PodSpec>,
+    path: &str,
+    out: &mut Vec<(Path, Option<&'a ObjectMeta>, &'a PersistentVolumeClaimSpec)>,
+) {
+    let volumes = spec.and_then(|s| s.volumes.as_ref());
+    for (i, v) in volumes.into_iter().flatten().enumerate() {
+        if let Some(tpl) = v
+            .ephemeral
+            .as_ref()
+            .and_then(|e| e.volume_claim_template.as_ref())
+        {
+            let p = Path::new(path)
+                .child("volumes")
+                .index(i)
+                .child("ephemeral")
+                .child("volumeClaimTemplate");
+            out.push((p, tpl.metadata.as_ref(), &tpl.spec));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn modes(m: &[&str]) -> Vec<String> {
+        m.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn replaces_rwx_and_collapses_duplicates() {
+        let rwo = AccessMode::ReadWriteOnce;
+        assert_eq!(
+            rewritten(&modes(&["ReadWriteMany"]), rwo),
+            Some(Ok(modes(&["ReadWriteOnce"])))
+        );
+        assert_eq!(
+            rewritten(&modes(&["ReadWriteMany", "ReadWriteOnce"]), rwo),
+            Some(Ok(modes(&["ReadWriteOnce"])))
+        );
+        assert_eq!(
+            rewritten(&modes(&["ReadWriteOnce", "ReadWriteMany"]), rwo),
+            Some(Ok(modes(&["ReadWriteOnce"])))
+        );
+        assert_eq!(
+            rewritten(&modes(&["ReadOnlyMany", "ReadWriteMany"]), rwo),
+            Some(Ok(modes(&["ReadOnlyMany", "ReadWriteOnce"])))
+        );
+        assert_eq!(rewritten(&modes(&["ReadWriteOnce"]), rwo), None);
+        assert_eq!(rewritten(&[], rwo), None);
+    }
+
+    #[test]
+    fn read_write_once_pod_must_stay_alone() {
+        let rwop = AccessMode::ReadWriteOncePod;
+        assert_eq!(
+            rewritten(&modes(&["ReadWriteMany"]), rwop),
+            Some(Ok(modes(&["ReadWriteOncePod"])))
+        );
+        let e = rewritten(&modes(&["ReadWriteMany", "ReadOnlyMany"]), rwop)
+            .unwrap()
+            .unwrap_err();
+        assert!(e.contains("ReadOnlyMany"), "{e}");
+    }
+
+    #[test]
+    fn refuses_multi_node_targets_and_empty_namespaces() {
+        let c = |to, ns: &[&str]| RewriteConfig {
+            namespaces: ns.iter().map(|s| (*s).to_owned()).collect(),
+            to,
+        };
+        assert!(Rewrite::compile(Some(c(Some(AccessMode::ReadWriteMany), &["a"]))).is_err());
+        assert!(Rewrite::compile(Some(c(Some(AccessMode::ReadOnlyMany), &["a"]))).is_err());
+        assert!(Rewrite::compile(Some(c(None, &[""]))).is_err());
+        let r = Rewrite::compile(Some(c(None, &["a"]))).unwrap();
+        let cat = Catalog::default();
+        assert_eq!(r.target(&cat, Some("a")), Some(AccessMode::ReadWriteOnce));
+        assert_eq!(r.target(&cat, Some("b")), None);
+        assert_eq!(r.target(&cat, None), None);
+        assert_eq!(Rewrite::default().target(&cat, Some("a")), None);
+    }
+
+    mod through_the_rule {
+        use super::*;
+        use crate::kinds::Operation;
+        use crate::policy::catalog::{LiveState, NamespaceInfo};
+        use crate::policy::rule::Endpoint;
+        use crate::policy::{Action, Policy, Subject};
+        use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+        use serde_json::Value;
+
+        const POLICY: &str = r#"
+storageClasses:
+  - {name: local-path, provisioner: rancher.io/local-path, default: true}
+  - {name: nfs, provisioner: nfs.csi.k8s.io}
+  - {name: rbd, provisioner: rbd.csi.ceph.com, allowReadWriteManyBlockMode: true}
+rules:
+  accessModes:
+    rewrite: {namespaces: [apps]}
+"#;
+
+        fn claim(v: Value) -> PersistentVolumeClaim {
+            serde_json::from_value(v).unwrap()
+        }
+
+        fn rwx(class: &str) -> PersistentVolumeClaim {
+            claim(
+                json!({"metadata": {"name": "data"}, "spec": {"accessModes": ["ReadWriteMany"],
+                "storageClassName": class, "resources": {"requests": {"storage": "1Gi"}}}}),
+            )
+        }
+
+        fn decide(
+            p: &Policy,
+            live: &LiveState,
+            ns: &str,
+            ep: Endpoint,
+            c: &PersistentVolumeClaim,
+        ) -> Decision {
+            let req = Request {
+                operation: Operation::Create,
+                namespace: Some(ns),
+                username: "alice",
+                subject: Subject {
+                    group: "",
+                    kind: "PersistentVolumeClaim",
+                    name: "data",
+                },
+                object: Some(Object::Pvc(c)),
+                old_object: None,
+            };
+            p.decide(ep, &p.catalog(live), &req)
+        }
+
+        fn apply(c: &PersistentVolumeClaim, d: &Decision) -> PersistentVolumeClaim {
+            let mut doc = serde_json::to_value(c).unwrap();
+            json_patch::patch(&mut doc, &d.patch).unwrap();
+            serde_json::from_value(doc).unwrap()
+        }
+
+        #[test]
+        fn rewrites_in_opted_in_namespaces_only() {
+            let p = Policy::parse(POLICY, None, false).unwrap();
+            let live = LiveState::default();
+            let c = rwx("local-path");
+            let d = decide(&p, &live, "apps", Endpoint::Mutate, &c);
+            let after = apply(&c, &d);
+            assert_eq!(
+                after.spec.as_ref().unwrap().access_modes.as_deref(),
+                Some(&["ReadWriteOnce".to_owned()][..])
+            );
+            assert_eq!(
+                after.metadata.annotations.as_ref().unwrap()[REWRITTEN_FROM_ANNOTATION],
+                "ReadWriteMany"
+            );
+            assert_eq!(
+                d.warnings,
+                [
+                    r#"spec.accessModes: ReadWriteMany rewritten to ReadWriteOnce: class "local-path" (rancher.io/local-path) is local storage"#
+                ]
+            );
+            assert_eq!(d.findings[0].action, Action::Mutated);
+            assert!(decide(&p, &live, "apps", Endpoint::Validate, &after).allowed());
+            assert!(
+                decide(&p, &live, "apps", Endpoint::Mutate, &after)
+                    .patch
+                    .is_empty()
+            );
+            // Not opted in: nothing changes, the denial stays.
+            assert_eq!(
+                decide(&p, &live, "other", Endpoint::Mutate, &c),
+                Decision::default()
+            );
+            assert!(!decide(&p, &live, "other", Endpoint::Validate, &c).allowed());
+            // Classes that serve RWX (nfs; rbd in Block mode) are never rewritten.
+            assert!(
+                decide(&p, &live, "apps", Endpoint::Mutate, &rwx("nfs"))
+                    .patch
+                    .is_empty()
+            );
+            let mut block = rwx("rbd");
+            block.spec.as_mut().unwrap().volume_mode = Some("Block".into());
+            assert!(
+                decide(&p, &live, "apps", Endpoint::Mutate, &block)
+                    .patch
+                    .is_empty()
+            );
+            assert!(
+                !decide(&p, &live, "apps", Endpoint::Mutate, &rwx("rbd"))
+                    .patch
+                    .is_empty()
+            );
+        }
+
+        #[test]
+        fn the_namespace_annotation_opts_in_and_names_the_target() {
+            let p = Policy::parse(POLICY, None, false).unwrap();
+            let mut live = LiveState::default();
+            live.namespaces.insert(
+                "k3s".into(),
+                NamespaceInfo {
+                    rewrite_access_modes: Some(AccessMode::ReadWriteOncePod),
+                    ..Default::default()
+                },
+            );
+            let c = rwx("local-path");
+            let after = apply(&c, &decide(&p, &live, "k3s", Endpoint::Mutate, &c));
+            assert_eq!(
+                after.spec.as_ref().unwrap().access_modes.as_deref(),
+                Some(&["ReadWriteOncePod".to_owned()][..])
+            );
+            // ReadWriteOncePod never pairs with another mode: left alone with a warning.
+            let mut two = rwx("local-path");
+            two.spec.as_mut().unwrap().access_modes =
+                Some(vec!["ReadWriteMany".into(), "ReadOnlyMany".into()]);
+            let d = decide(&p, &live, "k3s", Endpoint::Mutate, &two);
+            assert!(
+                d.patch.is_empty() && d.warnings[0].contains("ReadOnlyMany"),
+                "{:?}",
+                d.warnings
+            );
+        }
+
+        #[test]
+        fn audit_mode_reports_the_rewrite() {
+            let p = Policy::parse(&format!("{POLICY}    mode: audit\n"), None, false).unwrap();
+            let d = decide(
+                &p,
+                &LiveState::default(),
+                "apps",
+                Endpoint::Mutate,
+                &rwx("local-path"),
+            );
+            assert!(d.patch.is_empty());
+            assert!(
+                d.warnings[0]
+                    .starts_with(r#"[audit] would set spec.accessModes ["ReadWriteOnce"]"#),
+                "{:?}",
+                d.warnings
+            );
+            assert_eq!(d.findings[0].action, Action::Audited);
+        }
+
+        #[test]
+        fn adds_to_existing_annotations() {
+            let p = Policy::parse(POLICY, None, false).unwrap();
+            let c = claim(
+                json!({"metadata": {"name": "data", "annotations": {"a/b": "c"}}, "spec": {"accessModes": ["ReadWriteMany"], "storageClassName": "local-path"}}),
+            );
+            let after = apply(
+                &c,
+                &decide(&p, &LiveState::default(), "apps", Endpoint::Mutate, &c),
+            );
+            let a = after.metadata.annotations.unwrap();
+            assert_eq!(
+                (a["a/b"].as_str(), a[REWRITTEN_FROM_ANNOTATION].as_str()),
+                ("c", "ReadWriteMany")
+            );
+        }
+    }
+}

@@ -1,0 +1,879 @@
+//! Rule `volumeSize`: claims that fit their class's sizes.
+//!
+//! Drivers have minimum (and maximum) volume sizes ([`super::sizes`]). Below the minimum some
+//! provision the minimum silently (an OCI block volume is at least 50Gi: a 1Gi claim gets a 50Gi
+//! volume while ResourceQuota counts 1Gi), others fail and leave the claim Pending (EBS io1/io2
+//! below 4Gi). With `action: auto` (the default) this rule **raises** the claim's
+//! `spec.resources.requests.storage` to the minimum on `/mutate` where the driver would round up
+//! anyway (so the claim and quotas match what will exist), and **denies** on `/validate` where
+//! the driver would fail; a class's own `minSize` raises. Above a maximum is always a denial.
+//! `raise`, `deny` and `warn` force one behaviour.
+//!
+//! StatefulSet `volumeClaimTemplates` and generic ephemeral volumes are judged on `/validate`:
+//! denied where a claim would be, warned where their claims will be raised when created
+//! (templates are immutable after create, so they are not patched). The class of a claim
+//! without one is the default the webhook gives it ([`storage::claim_class`]), so the raise
+//! composes with `defaultStorageClass`, which runs first.
+
+use json_patch::jsonptr::PointerBuf;
+use json_patch::{PatchOperation, ReplaceOperation};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaimSpec, PodSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::config::{ConfigError, Section};
+use super::decision::{Action, Decision, Finding};
+use super::field::{FieldError, Invalid, Path, aggregate, go_quote};
+use super::modes::Mode;
+use super::quantity::Quantity;
+use super::rule::{
+    Acts, Context, Endpoint, Entry, Judges, Meta, Object, PodFilter, Request, Rule, RuleId,
+};
+use super::sizes::{Below, Max, Min, Origin, SizeRowConfig, SizeTable};
+use super::storage;
+use crate::kinds::Operation;
+
+pub const META: Meta = Meta {
+    key: "volumeSize",
+    annotation: "volume-size",
+    summary: "claims below their class's minimum size are raised to it (or refused where the driver fails); above a maximum refused",
+    default_mode: Mode::Enforce,
+    acts: &[
+        Acts {
+            endpoint: Endpoint::Mutate,
+            operations: &[Operation::Create],
+            judges: &[Judges::Claims],
+        },
+        Acts {
+            endpoint: Endpoint::Validate,
+            operations: &[Operation::Create, Operation::Update],
+            judges: &[
+                Judges::Claims,
+                Judges::ClaimTemplates,
+                Judges::PodSpecs(PodFilter::EphemeralVolumes),
+            ],
+        },
+    ],
+};
+pub const ID: RuleId = RuleId(&META);
+pub const ENTRY: Entry = Entry {
+    meta: &META,
+    compile,
+};
+
+/// What to do with a claim below its class's minimum (`rules.volumeSize.action`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SizeAction {
+    /// Raise where the driver would provision the minimum anyway (and for a class's own
+    /// `minSize`), deny where it would fail.
+    #[default]
+    Auto,
+    Raise,
+    Deny,
+    Warn,
+}
+
+/// `rules.volumeSize` in the policy file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct Config {
+    #[serde(default, rename = "mode")]
+    _mode: Option<Mode>,
+    #[serde(default)]
+    action: SizeAction,
+    /// Rows added to the built-in size table (they win over it).
+    #[serde(default)]
+    sizes: Vec<SizeRowConfig>,
+}
+
+#[derive(Debug)]
+struct VolumeSize {
+    action: SizeAction,
+    table: SizeTable,
+}
+
+fn compile(section: Section<'_>) -> Result<Box<dyn Rule>, ConfigError> {
+    let c: Config = section.config()?.unwrap_or_default();
+    let table = SizeTable::new(&c.sizes).map_err(|e| section.invalid(&e.key, None, e.message))?;
+    Ok(Box::new(VolumeSize {
+        action: c.action,
+        table,
+    }))
+}
+
+impl Rule for VolumeSize {
+    fn meta(&self) -> &'static Meta {
+        &META
+    }
+
+    fn check(&self, cx: &Context<'_>, req: &Request<'_>, mode: Mode, d: &mut Decision) {
+        match cx.endpoint {
+            Endpoint::Mutate => self.mutate(cx, req, mode, d),
+            Endpoint::Validate => self.validate(cx, req, mode, d),
+        }
+    }
+}
+
+/// What happens to a claim below a minimum.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Behaviour {
+    Raise,
+    Deny,
+    Warn,
+}
+
+/// A claim's size problem.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Problem {
+    Below(Min, Behaviour),
+    Above(Max),
+}
+
+/// One judged claim (or claim template) with a size problem.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Item {
+    /// `spec`, `spec.volumeClaimTemplates[0].spec`, ...
+    spec_path: Path,
+    /// The template's path (`None` for a PVC itself).
+    template: Option<Path>,
+    class: String,
+    request: String,
+    problem: Problem,
+}
+
+impl Item {
+    fn field(&self) -> Path {
+        self.spec_path
+            .child("resources")
+            .child("requests")
+            .key("storage")
+    }
+
+    /// `class "oci-bv" (blockvolume.csi.oraclecloud.com) provisions at least 50Gi`.
+    fn reason(&self) -> String {
+        let class = go_quote(&self.class);
+        match &self.problem {
+            Problem::Below(min, _) => match &min.origin {
+                Origin::Class => format!("class {class} has minSize {}", min.size),
+                Origin::Driver(d) => match min.below {
+                    Below::RoundsUp => {
+                        format!("class {class} ({d}) provisions at least {}", min.size)
+                    }
+                    Below::Fails => format!("class {class} ({d}) fails below {}", min.size),
+                },
+            },
+            Problem::Above(max) => match &max.origin {
+                Origin::Class => format!("class {class} has maxSize {}", max.size),
+                Origin::Driver(d) => format!("class {class} ({d}) fails above {}", max.size),
+            },
+        }
+    }
+
+    /// The field error of a denial: `must be at least 4Gi for class "x": <source>`.
+    fn error(&self) -> FieldError {
+        let class = go_quote(&self.class);
+        let detail = match &self.problem {
+            Problem::Below(min, _) => {
+                let source = match (&min.origin, min.below) {
+                    (Origin::Class, _) => "the class's minSize".to_owned(),
+                    (Origin::Driver(d), Below::Fails) => format!("{d} fails below it"),
+                    (Origin::Driver(d), Below::RoundsUp) => format!("{d} provisions at least that"),
+                };
+                format!("must be at least {} for class {class}: {source}", min.size)
+            }
+            Problem::Above(max) => {
+                let source = match &max.origin {
+                    Origin::Class => "the class's maxSize".to_owned(),
+                    Origin::Driver(d) => format!("{d} fails above it"),
+                };
+                format!("must be at most {} for class {class}: {source}", max.size)
+            }
+        };
+        FieldError::invalid(self.field(), &self.request, &detail)
+    }
+
+    /// The warning beside a denial: why, and what would work.
+    fn why(&self) -> String {
+        match &self.problem {
+            Problem::Below(min, _) => {
+                let pending = if min.below == Below::Fails {
+                    " (the claim would stay Pending)"
+                } else {
+                    ""
+                };
+                format!("{}{pending}; request at least {}", self.reason(), min.size)
+            }
+            Problem::Above(max) => format!(
+                "{}; request at most {} or use another class",
+                self.reason(),
+                max.size
+            ),
+        }
+    }
+
+    /// What the rule answers for it on `/validate`.
+    fn outcome(&self) -> Outcome {
+        match &self.problem {
+            Problem::Above(_) | Problem::Below(_, Behaviour::Deny) => Outcome::Violation,
+            Problem::Below(min, Behaviour::Warn) => Outcome::Warning(format!(
+                "{} {} is below {}: {}",
+                self.field(),
+                go_quote(&self.request),
+                min.size,
+                self.reason()
+            )),
+            Problem::Below(min, Behaviour::Raise) => match &self.template {
+                // A claim itself was raised (or reported) on /mutate.
+                None => Outcome::Nothing,
+                Some(t) => Outcome::Warning(format!(
+                    "claims of {t} will be raised from {} to {}: {}",
+                    go_quote(&self.request),
+                    go_quote(&min.size.text),
+                    self.reason()
+                )),
+            },
+        }
+    }
+}
+
+enum Outcome {
+    Violation,
+    Warning(String),
+    Nothing,
+}
+
+impl VolumeSize {
+    fn behaviour(&self, min: &Min) -> Behaviour {
+        match self.action {
+            SizeAction::Auto => match (&min.origin, min.below) {
+                (Origin::Class, _) | (_, Below::RoundsUp) => Behaviour::Raise,
+                (_, Below::Fails) => Behaviour::Deny,
+            },
+            SizeAction::Raise => Behaviour::Raise,
+            SizeAction::Deny => Behaviour::Deny,
+            SizeAction::Warn => Behaviour::Warn,
+        }
+    }
+
+    /// The size problem of one claim spec, if any.
+    fn judge(
+        &self,
+        cx: &Context<'_>,
+        namespace: Option<&str>,
+        meta: Option<&ObjectMeta>,
+        spec: Option<&PersistentVolumeClaimSpec>,
+        spec_path: Path,
+        template: Option<Path>,
+    ) -> Option<Item> {
+        // A claim pre-bound to an existing volume provisions nothing: no driver limit applies
+        // (raising it could even make it too large for its volume).
+        if spec?.volume_name.as_deref().is_some_and(|v| !v.is_empty()) {
+            return None;
+        }
+        let request = spec?
+            .resources
+            .as_ref()?
+            .requests
+            .as_ref()?
+            .get("storage")?
+            .0
+            .clone();
+        // Not a quantity (the API refuses it anyway) or beyond exact comparison: not judged.
+        let value = Quantity::parse(&request).ok()?;
+        let class = storage::claim_class(cx.settings, cx.catalog, namespace, meta, spec)?;
+        let info = cx.catalog.class(&class)?;
+        let limits = self.table.limits(info);
+        let problem = if let Some(max) = limits.max.filter(|m| value > m.size.value) {
+            Problem::Above(max)
+        } else if let Some(min) = limits.min.filter(|m| value < m.size.value) {
+            let b = self.behaviour(&min);
+            Problem::Below(min, b)
+        } else {
+            return None;
+        };
+        Some(Item {
+            spec_path,
+            template,
+            class,
+            request,
+            problem,
+        })
+    }
+
+    fn judge_pod_spec(
+        &self,
+        cx: &Context<'_>,
+        namespace: Option<&str>,
+        spec: Option<&PodSpec>,
+        path: &str,
+        out: &mut Vec<Item>,
+    ) {
+        let volumes = spec.and_then(|s| s.volumes.as_ref());
+        for (i, v) in volumes.into_iter().flatten().enumerate() {
+            let Some(tpl) = v
+                .ephemeral
+                .as_ref()
+                .and_then(|e| e.volume_claim_template.as_ref())
+            else {
+                continue;
+            };
+            let t = Path::new(path)
+                .child("volumes")
+                .index(i)
+                .child("ephemeral")
+                .child("volumeClaimTemplate");
+            out.extend(self.judge(
+                cx,
+                namespace,
+                tpl.metadata.as_ref(),
+                Some(&tpl.spec),
+                t.child("spec"),
+                Some(t),
+            ));
+        }
+    }
+
+    /// Every size problem of an object.
+    fn items(&self, cx: &Context<'_>, namespace: Option<&str>, object: &Object<'_>) -> Vec<Item> {
+        let mut out = Vec::new();
+        match *object {
+            Object::Pvc(pvc) => out.extend(self.judge(
+                cx,
+                namespace,
+                Some(&pvc.metadata),
+                pvc.spec.as_ref(),
+                Path::new("spec"),
+                None,
+            )),
+            Object::StatefulSet(sts) => {
+                let templates = sts
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.volume_claim_templates.as_ref());
+                for (i, pvc) in templates.into_iter().flatten().enumerate() {
+                    let t = Path::new("spec").child("volumeClaimTemplates").index(i);
+                    out.extend(self.judge(
+                        cx,
+                        namespace,
+                        Some(&pvc.metadata),
+                        pvc.spec.as_ref(),
+                        t.child("spec"),
+                        Some(t),
+                    ));
+                }
+                let pod = sts.spec.as_ref().and_then(|s| s.template.spec.as_ref());
+                self.judge_pod_spec(cx, namespace, pod, "spec.template.spec", &mut out);
+            }
+            Object::PodSpec { spec, path } => {
+                self.judge_pod_spec(cx, namespace, spec, path, &mut out)
+            }
+            Object::Pv(_) => {}
+        }
+        out
+    }
+
+    /// `/mutate`, PVC CREATE: raises a claim below a minimum the rule raises to.
+    fn mutate(&self, cx: &Context<'_>, req: &Request<'_>, mode: Mode, d: &mut Decision) {
+        let Some(Object::Pvc(pvc)) = req.object else {
+            return;
+        };
+        let Some(item) = self.judge(
+            cx,
+            req.namespace,
+            Some(&pvc.metadata),
+            pvc.spec.as_ref(),
+            Path::new("spec"),
+            None,
+        ) else {
+            return;
+        };
+        let Problem::Below(min, Behaviour::Raise) = &item.problem else {
+            return;
+        };
+        // The request exists (it was judged), so its parents do: a replace applies.
+        let op = PatchOperation::Replace(ReplaceOperation {
+            path: PointerBuf::from_tokens(["spec", "resources", "requests", "storage"]),
+            value: json!(min.size.text),
+        });
+        let what = format!(
+            "{} {} (was {}: {})",
+            item.field(),
+            go_quote(&min.size.text),
+            go_quote(&item.request),
+            item.reason()
+        );
+        d.mutation(ID, mode, &what, Some(item.class.clone()), op);
+        if mode == Mode::Enforce {
+            d.warn(format!(
+                "{} raised from {} to {}: {}",
+                item.field(),
+                go_quote(&item.request),
+                go_quote(&min.size.text),
+                item.reason()
+            ));
+        }
+    }
+
+    /// `/validate`: denials (and warnings) for claims, claim templates and ephemeral volumes.
+    fn validate(&self, cx: &Context<'_>, req: &Request<'_>, mode: Mode, d: &mut Decision) {
+        let Some(object) = req.object.as_ref() else {
+            return;
+        };
+        let items = self.items(cx, req.namespace, object);
+        if items.is_empty() {
+            return;
+        }
+        let rule = ID;
+        // Ratchet on UPDATE: what the old object already had never blocks, nor warns again.
+        let before = match (req.operation, req.old_object.as_ref()) {
+            (Operation::Update, Some(old)) => self.items(cx, req.namespace, old),
+            _ => Vec::new(),
+        };
+        let mut found: Vec<&Item> = Vec::new();
+        for item in &items {
+            let existed = before.contains(item);
+            match item.outcome() {
+                Outcome::Violation if existed => {
+                    let msg = format!("pre-existing: {}", item.error());
+                    d.warn(&msg);
+                    d.findings.push(Finding {
+                        rule,
+                        action: Action::Warned,
+                        storage_class: Some(item.class.clone()),
+                        message: msg,
+                    });
+                }
+                Outcome::Violation => found.push(item),
+                Outcome::Warning(w) if !existed => {
+                    d.warn(&w);
+                    d.findings.push(Finding {
+                        rule,
+                        action: Action::Warned,
+                        storage_class: Some(item.class.clone()),
+                        message: w,
+                    });
+                }
+                Outcome::Warning(_) | Outcome::Nothing => {}
+            }
+        }
+        if found.is_empty() {
+            return;
+        }
+        let errors: Vec<FieldError> = found.iter().map(|i| i.error()).collect();
+        let invalid = Invalid {
+            group: req.subject.group.to_owned(),
+            kind: req.subject.kind.to_owned(),
+            name: req.subject.name.to_owned(),
+            errors,
+        };
+        match mode {
+            Mode::Enforce => {
+                for item in &found {
+                    d.warn(item.why());
+                    d.findings.push(Finding {
+                        rule,
+                        action: Action::Denied,
+                        storage_class: Some(item.class.clone()),
+                        message: item.error().to_string(),
+                    });
+                }
+                d.annotate(rule, format!("denied: {}", aggregate(&invalid.errors)));
+                d.deny(invalid);
+            }
+            Mode::Audit => {
+                for item in &found {
+                    d.warn(format!("[audit] would deny: {}", item.error()));
+                    d.warn(item.why());
+                    d.findings.push(Finding {
+                        rule,
+                        action: Action::Audited,
+                        storage_class: Some(item.class.clone()),
+                        message: item.error().to_string(),
+                    });
+                }
+                d.annotate(rule, format!("would deny: {}", invalid.message()));
+            }
+            Mode::Off => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::catalog::{LiveClass, LiveState};
+    use crate::policy::{Catalog, Policy, Subject};
+    use k8s_openapi::api::apps::v1::StatefulSet;
+    use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+
+    const POLICY: &str = r#"
+storageClasses:
+  - {name: oci-bv, provisioner: blockvolume.csi.oraclecloud.com, default: true}
+  - {name: ebs-io2, provisioner: ebs.csi.aws.com, parameters: {type: io2}}
+  - {name: do-block, provisioner: dobs.csi.digitalocean.com}
+  - {name: capped, provisioner: nfs.csi.k8s.io, minSize: 10Gi, maxSize: 100Gi}
+  - {name: nfs, provisioner: nfs.csi.k8s.io}
+"#;
+
+    fn policy(extra: &str) -> Policy {
+        Policy::parse(&format!("{POLICY}{extra}"), None, false).unwrap()
+    }
+
+    fn pvc(class: Option<&str>, size: &str) -> PersistentVolumeClaim {
+        let mut spec =
+            json!({"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}});
+        if let Some(c) = class {
+            spec["storageClassName"] = json!(c);
+        }
+        serde_json::from_value(json!({"metadata": {"name": "data"}, "spec": spec})).unwrap()
+    }
+
+    fn request<'a>(
+        op: Operation,
+        kind: (&'a str, &'a str),
+        obj: Object<'a>,
+        old: Option<Object<'a>>,
+    ) -> Request<'a> {
+        Request {
+            operation: op,
+            namespace: Some("default"),
+            username: "alice",
+            subject: Subject {
+                group: kind.0,
+                kind: kind.1,
+                name: "data",
+            },
+            object: Some(obj),
+            old_object: old,
+        }
+    }
+
+    fn decide(
+        p: &Policy,
+        cat: &Catalog,
+        endpoint: Endpoint,
+        c: &PersistentVolumeClaim,
+    ) -> Decision {
+        let req = request(
+            Operation::Create,
+            ("", "PersistentVolumeClaim"),
+            Object::Pvc(c),
+            None,
+        );
+        p.decide(endpoint, cat, &req)
+    }
+
+    fn patched(c: &PersistentVolumeClaim, d: &Decision) -> PersistentVolumeClaim {
+        let mut doc = serde_json::to_value(c).unwrap();
+        json_patch::patch(&mut doc, &d.patch).unwrap();
+        serde_json::from_value(doc).unwrap()
+    }
+
+    fn storage(c: &PersistentVolumeClaim) -> String {
+        c.spec
+            .as_ref()
+            .unwrap()
+            .resources
+            .as_ref()
+            .unwrap()
+            .requests
+            .as_ref()
+            .unwrap()["storage"]
+            .0
+            .clone()
+    }
+
+    #[test]
+    fn raises_a_claim_to_the_minimum_the_driver_provisions() {
+        let p = policy("");
+        let cat = p.static_catalog();
+        let c = pvc(Some("oci-bv"), "1Gi");
+        let d = decide(&p, &cat, Endpoint::Mutate, &c);
+        assert_eq!(storage(&patched(&c, &d)), "50Gi");
+        assert_eq!(
+            d.warnings,
+            [
+                r#"spec.resources.requests[storage] raised from "1Gi" to "50Gi": class "oci-bv" (blockvolume.csi.oraclecloud.com) provisions at least 50Gi"#
+            ]
+        );
+        assert_eq!(d.findings[0].action, Action::Mutated);
+        assert!(
+            d.audit_annotations["volume-size"]
+                .starts_with("set spec.resources.requests[storage] \"50Gi\"")
+        );
+        // Validation then has nothing to say.
+        assert_eq!(
+            decide(&p, &cat, Endpoint::Validate, &patched(&c, &d)),
+            Decision::default()
+        );
+        assert!(
+            decide(&p, &cat, Endpoint::Mutate, &patched(&c, &d))
+                .patch
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn compares_quantities_by_value() {
+        let p = policy("");
+        let cat = p.static_catalog();
+        for (size, raised) in [
+            ("50G", true),
+            ("53687091199", true),
+            ("50Gi", false),
+            ("51200Mi", false),
+            ("0.05Ti", false),
+            ("1.5Ti", false),
+        ] {
+            let d = decide(&p, &cat, Endpoint::Mutate, &pvc(Some("oci-bv"), size));
+            assert_eq!(!d.patch.is_empty(), raised, "{size}");
+        }
+    }
+
+    #[test]
+    fn denies_where_the_driver_fails() {
+        let p = policy("");
+        let cat = p.static_catalog();
+        let c = pvc(Some("ebs-io2"), "1Gi");
+        assert!(decide(&p, &cat, Endpoint::Mutate, &c).patch.is_empty());
+        let d = decide(&p, &cat, Endpoint::Validate, &c);
+        let inv = d.denial.expect("denied");
+        assert_eq!(
+            inv.message(),
+            r#"PersistentVolumeClaim "data" is invalid: spec.resources.requests[storage]: Invalid value: "1Gi": must be at least 4Gi for class "ebs-io2": ebs.csi.aws.com type io2 fails below it"#
+        );
+        assert_eq!(inv.errors[0].error_type.cause_reason(), "FieldValueInvalid");
+        assert_eq!(
+            d.warnings,
+            [
+                r#"class "ebs-io2" (ebs.csi.aws.com type io2) fails below 4Gi (the claim would stay Pending); request at least 4Gi"#
+            ]
+        );
+        assert!(decide(&p, &cat, Endpoint::Validate, &pvc(Some("ebs-io2"), "4Gi")).allowed());
+    }
+
+    #[test]
+    fn class_limits_raise_and_deny() {
+        let p = policy("");
+        let cat = p.static_catalog();
+        let c = pvc(Some("capped"), "1Gi");
+        assert_eq!(
+            storage(&patched(&c, &decide(&p, &cat, Endpoint::Mutate, &c))),
+            "10Gi"
+        );
+        let big = pvc(Some("capped"), "101Gi");
+        let d = decide(&p, &cat, Endpoint::Validate, &big);
+        assert!(d.denial.unwrap().message().ends_with(
+            r#"Invalid value: "101Gi": must be at most 100Gi for class "capped": the class's maxSize"#
+        ));
+        assert!(decide(&p, &cat, Endpoint::Validate, &pvc(Some("capped"), "100Gi")).allowed());
+        let huge = pvc(Some("do-block"), "16.5Ti");
+        assert!(!decide(&p, &cat, Endpoint::Validate, &huge).allowed());
+        // A maximum is a denial whatever the action.
+        let warn = policy("rules:\n  volumeSize: {action: warn}\n");
+        assert!(!decide(&warn, &warn.static_catalog(), Endpoint::Validate, &huge).allowed());
+    }
+
+    #[test]
+    fn actions_force_one_behaviour() {
+        let io2 = pvc(Some("ebs-io2"), "1Gi");
+        let oci = pvc(Some("oci-bv"), "1Gi");
+        let raise = policy("rules:\n  volumeSize: {action: raise}\n");
+        let cat = raise.static_catalog();
+        assert_eq!(
+            storage(&patched(
+                &io2,
+                &decide(&raise, &cat, Endpoint::Mutate, &io2)
+            )),
+            "4Gi"
+        );
+        let deny = policy("rules:\n  volumeSize: {action: deny}\n");
+        assert!(decide(&deny, &cat, Endpoint::Mutate, &oci).patch.is_empty());
+        assert!(!decide(&deny, &cat, Endpoint::Validate, &oci).allowed());
+        let warn = policy("rules:\n  volumeSize: {action: warn}\n");
+        assert!(decide(&warn, &cat, Endpoint::Mutate, &io2).patch.is_empty());
+        let d = decide(&warn, &cat, Endpoint::Validate, &io2);
+        assert!(d.allowed());
+        assert_eq!(
+            d.warnings,
+            [
+                r#"spec.resources.requests[storage] "1Gi" is below 4Gi: class "ebs-io2" (ebs.csi.aws.com type io2) fails below 4Gi"#
+            ]
+        );
+    }
+
+    #[test]
+    fn a_claim_without_class_is_sized_for_its_default_and_both_patches_compose() {
+        let p = policy("");
+        let cat = p.static_catalog();
+        let c = pvc(None, "1Gi");
+        let d = decide(&p, &cat, Endpoint::Mutate, &c);
+        assert_eq!(d.patch.len(), 2, "{:?}", d.patch);
+        let after = patched(&c, &d);
+        assert_eq!(
+            after.spec.as_ref().unwrap().storage_class_name.as_deref(),
+            Some("oci-bv")
+        );
+        assert_eq!(storage(&after), "50Gi");
+        assert!(decide(&p, &cat, Endpoint::Mutate, &after).patch.is_empty());
+        // The empty class is no class: never sized.
+        assert_eq!(
+            decide(&p, &cat, Endpoint::Mutate, &pvc(Some(""), "1Gi")),
+            Decision::default()
+        );
+    }
+
+    #[test]
+    fn unknown_classes_bad_quantities_and_pre_bound_claims_are_not_judged() {
+        let p = policy("");
+        let cat = p.static_catalog();
+        let mut bound = pvc(Some("oci-bv"), "1Gi");
+        bound.spec.as_mut().unwrap().volume_name = Some("pv-20g".into());
+        for c in [
+            pvc(Some("nfs"), "1"),
+            pvc(Some("nope"), "1"),
+            pvc(Some("oci-bv"), "1 Gi"),
+            bound,
+        ] {
+            assert_eq!(decide(&p, &cat, Endpoint::Mutate, &c), Decision::default());
+            assert_eq!(
+                decide(&p, &cat, Endpoint::Validate, &c),
+                Decision::default()
+            );
+        }
+    }
+
+    #[test]
+    fn live_class_annotations_give_limits() {
+        let p = policy("");
+        let cat = p.catalog(&LiveState {
+            classes: vec![LiveClass {
+                name: "fast".into(),
+                provisioner: "example.com/fast".into(),
+                min_size: Some("20Gi".into()),
+                max_size: Some("banana".into()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+        let c = pvc(Some("fast"), "1Gi");
+        assert_eq!(
+            storage(&patched(&c, &decide(&p, &cat, Endpoint::Mutate, &c))),
+            "20Gi"
+        );
+        assert!(decide(&p, &cat, Endpoint::Validate, &pvc(Some("fast"), "1Pi")).allowed());
+    }
+
+    fn sts(class: &str, size: &str) -> StatefulSet {
+        serde_json::from_value(json!({"metadata": {"name": "data"}, "spec": {
+            "selector": {}, "serviceName": "x", "template": {},
+            "volumeClaimTemplates": [
+                {"metadata": {"name": "ok"}, "spec": {"storageClassName": "nfs", "resources": {"requests": {"storage": "1Gi"}}}},
+                {"metadata": {"name": "t"}, "spec": {"storageClassName": class, "resources": {"requests": {"storage": size}}}}
+            ]}}))
+        .unwrap()
+    }
+
+    #[test]
+    fn templates_are_denied_at_their_path_or_warned() {
+        let p = policy("");
+        let cat = p.static_catalog();
+        let s = sts("ebs-io2", "1Gi");
+        let req = request(
+            Operation::Create,
+            ("apps", "StatefulSet"),
+            Object::StatefulSet(&s),
+            None,
+        );
+        let d = p.decide(Endpoint::Validate, &cat, &req);
+        assert_eq!(
+            d.denial.unwrap().errors[0].to_string(),
+            r#"spec.volumeClaimTemplates[1].spec.resources.requests[storage]: Invalid value: "1Gi": must be at least 4Gi for class "ebs-io2": ebs.csi.aws.com type io2 fails below it"#
+        );
+        let s = sts("oci-bv", "1Gi");
+        let req = request(
+            Operation::Create,
+            ("apps", "StatefulSet"),
+            Object::StatefulSet(&s),
+            None,
+        );
+        let d = p.decide(Endpoint::Validate, &cat, &req);
+        assert!(d.allowed());
+        assert_eq!(
+            d.warnings,
+            [
+                r#"claims of spec.volumeClaimTemplates[1] will be raised from "1Gi" to "50Gi": class "oci-bv" (blockvolume.csi.oraclecloud.com) provisions at least 50Gi"#
+            ]
+        );
+        // On UPDATE, what the old object had neither blocks nor warns again.
+        let old = sts("ebs-io2", "1Gi");
+        let new = sts("ebs-io2", "1Gi");
+        let req = request(
+            Operation::Update,
+            ("apps", "StatefulSet"),
+            Object::StatefulSet(&new),
+            Some(Object::StatefulSet(&old)),
+        );
+        let d = p.decide(Endpoint::Validate, &cat, &req);
+        assert!(d.allowed());
+        assert!(
+            d.warnings[0].starts_with("pre-existing: spec.volumeClaimTemplates[1]"),
+            "{:?}",
+            d.warnings
+        );
+        let old = sts("oci-bv", "1Gi");
+        let new = sts("oci-bv", "1Gi");
+        let req = request(
+            Operation::Update,
+            ("apps", "StatefulSet"),
+            Object::StatefulSet(&new),
+            Some(Object::StatefulSet(&old)),
+        );
+        assert_eq!(
+            p.decide(Endpoint::Validate, &cat, &req),
+            Decision::default()
+        );
+    }
+
+    #[test]
+    fn audit_mode_reports_without_patching_or_denying() {
+        let p = policy("rules:\n  volumeSize: {mode: audit}\n");
+        let cat = p.static_catalog();
+        let d = decide(&p, &cat, Endpoint::Mutate, &pvc(Some("oci-bv"), "1Gi"));
+        assert!(d.patch.is_empty());
+        assert!(
+            d.warnings[0].starts_with(
+                r#"[audit] would set spec.resources.requests[storage] "50Gi" (was "1Gi""#
+            ),
+            "{:?}",
+            d.warnings
+        );
+        let d = decide(&p, &cat, Endpoint::Validate, &pvc(Some("ebs-io2"), "1Gi"));
+        assert!(d.allowed());
+        assert!(d.warnings[0].starts_with("[audit] would deny: spec.resources.requests[storage]"));
+        assert!(
+            d.audit_annotations["volume-size"]
+                .starts_with("would deny: PersistentVolumeClaim \"data\" is invalid")
+        );
+        assert_eq!(d.findings[0].action, Action::Audited);
+    }
+
+    #[test]
+    fn refuses_bad_sections_naming_the_key() {
+        let err = |t: &str| Policy::parse(t, None, false).unwrap_err().to_string();
+        assert!(err("rules:\n  volumeSize: {action: shrink}\n").contains("shrink"));
+        assert!(
+            err("rules:\n  volumeSize:\n    sizes:\n      - {provisioner: x, minSize: 1Gb}\n")
+                .contains("rules.volumeSize.sizes[0].minSize")
+        );
+        let e =
+            err("storageClasses:\n  - {name: a, provisioner: x, minSize: 10Gi, maxSize: 1Gi}\n");
+        assert!(e.contains("storageClasses[0].maxSize (line 2)"), "{e}");
+        assert!(
+            err("storageClasses:\n  - {name: a, provisioner: x, minSize: lots}\n")
+                .contains("storageClasses[0].minSize")
+        );
+    }
+}
