@@ -47,6 +47,12 @@ impl StorageKind {
         }
     }
 
+    /// Whether storage of this kind can hand out a raw block device (`volumeMode: Block`): file
+    /// systems cannot (`block volume capability not supported`); disks and local volumes can.
+    pub fn serves_raw_block(self) -> bool {
+        self != StorageKind::Shared
+    }
+
     pub fn parse(s: &str) -> Option<StorageKind> {
         match s {
             "block" => Some(StorageKind::Block),
@@ -256,6 +262,20 @@ pub struct LiveState {
     pub namespaces: HashMap<String, NamespaceInfo>,
     /// Nodes as (name, labels); `None` until nodes are known (no cluster, or not synced).
     pub nodes: Option<Vec<(String, std::collections::BTreeMap<String, String>)>>,
+    /// Whether `classes` are all the classes there are: a name found nowhere names no class.
+    pub classes_known: ClassesKnown,
+}
+
+/// How much of the StorageClasses that exist the catalog holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ClassesKnown {
+    /// Some or none (no cluster, not listed yet, `review`): a class not found may exist.
+    #[default]
+    Partly,
+    /// Every class of the cluster: the cluster cache (or `audit --cluster`) has listed them.
+    Cluster,
+    /// Every class of the audited files: `audit` on files that contain StorageClasses.
+    Files,
 }
 
 /// The immutable snapshot the rules read.
@@ -272,6 +292,9 @@ pub struct Catalog {
     /// and with `volumeMode: Block`. Suggested beside a denial.
     rwx_filesystem: Vec<String>,
     rwx_block: Vec<String>,
+    /// Sorted names of the classes known to serve `volumeMode: Block` (any kind but shared).
+    raw_block: Vec<String>,
+    classes_known: ClassesKnown,
 }
 
 impl Catalog {
@@ -326,9 +349,13 @@ impl Catalog {
         let default_class = pick_default(classes.values()).map(|c| c.name.clone());
         let mut names: Vec<String> = classes.keys().cloned().collect();
         names.sort_unstable();
-        let (mut rwx_filesystem, mut rwx_block) = (Vec::new(), Vec::new());
+        let (mut rwx_filesystem, mut rwx_block, mut raw_block) =
+            (Vec::new(), Vec::new(), Vec::new());
         for c in names.iter().filter_map(|n| classes.get(n)) {
             let Some(kind) = c.kind else { continue };
+            if kind.serves_raw_block() {
+                raw_block.push(c.name.clone());
+            }
             if !rejected.contains(&kind) {
                 rwx_filesystem.push(c.name.clone());
                 rwx_block.push(c.name.clone());
@@ -350,6 +377,8 @@ impl Catalog {
             node_values,
             rwx_filesystem,
             rwx_block,
+            raw_block,
+            classes_known: live.classes_known,
         }
     }
 
@@ -377,6 +406,21 @@ impl Catalog {
         } else {
             &self.rwx_filesystem
         }
+    }
+
+    /// Sorted names of the classes known to serve `volumeMode: Block`. Suggested beside a denial.
+    pub fn raw_block_capable(&self) -> &[String] {
+        &self.raw_block
+    }
+
+    /// Whether the catalog holds every class there is (see [`ClassesKnown`]).
+    pub fn classes_known(&self) -> ClassesKnown {
+        self.classes_known
+    }
+
+    /// All class names, sorted.
+    pub fn names(&self) -> &[String] {
+        &self.names
     }
 
     /// The default class, chosen as Kubernetes chooses it.

@@ -2,7 +2,8 @@
 //! [`Policy`]), a [`Decision`] out. Nothing here knows about HTTP, TLS or the cluster API.
 //!
 //! - [`rule`]: what a rule is (the [`Rule`] trait and its [`Meta`]); [`registry`]: the rules,
-//!   one line each; one file per rule ([`default_class`], [`node_affinity`], [`access_modes`]).
+//!   one line each; one file per rule ([`default_class`], [`node_affinity`], [`access_modes`],
+//!   [`unknown_class`]).
 //! - [`storage`]: the model the rules share (what a class serves, where a claim lands);
 //!   [`catalog`]: the classes, namespaces and nodes known; [`config`]: the policy file.
 //! - [`decision`]: what the rules answer; [`field`]: the API server's field-error format.
@@ -18,13 +19,15 @@ pub mod node_affinity;
 pub mod registry;
 pub mod rule;
 pub mod storage;
+pub mod unknown_class;
 
 use std::collections::HashSet;
 use std::path::Path as FsPath;
 
 pub use crate::kinds::Operation;
 pub use catalog::{
-    Catalog, ClassInfo, LiveClass, LiveState, NamespaceInfo, ProvisionerTable, StorageKind,
+    Catalog, ClassInfo, ClassesKnown, LiveClass, LiveState, NamespaceInfo, ProvisionerTable,
+    StorageKind,
 };
 pub use config::{AccessMode, ConfigError, PolicyFile};
 pub use decision::{Action, Decision, Finding, MAX_WARNING_CHARS};

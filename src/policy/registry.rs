@@ -11,6 +11,7 @@ use super::modes::Mode;
 use super::node_affinity;
 use super::rule::{Acts, Endpoint, Judges, Meta, PodFilter, Rule};
 use super::storage::Settings;
+use super::unknown_class;
 use crate::kinds::{self, Kind, Operation};
 
 /// A rule of the registry: its metadata and how to compile its section of the policy file.
@@ -24,6 +25,7 @@ pub const REGISTRY: &[Entry] = &[
     default_class::ENTRY,
     node_affinity::ENTRY,
     access_modes::ENTRY,
+    unknown_class::ENTRY,
 ];
 
 /// A compiled rule and the mode it runs in (before namespace labels and `--dry-run`).
