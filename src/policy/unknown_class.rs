@@ -188,9 +188,12 @@ fn distance(a: &str, b: &str) -> usize {
 pub fn closest<'c>(catalog: &'c Catalog, name: &str) -> Vec<&'c str> {
     let wanted = name.to_lowercase();
     let limit = (wanted.chars().count() / 3).max(2);
+    let len = wanted.chars().count();
     let mut near: Vec<(usize, &str)> = catalog
         .names()
         .iter()
+        // The length difference is a lower bound of the distance: most names cost one compare.
+        .filter(|n| n.chars().count().abs_diff(len) <= limit)
         .map(|n| (distance(&wanted, &n.to_lowercase()), n.as_str()))
         .filter(|(d, _)| *d <= limit)
         .collect();
