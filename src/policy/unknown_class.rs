@@ -548,6 +548,30 @@ storageClasses:
     }
 
     #[test]
+    fn the_registry_runs_it_on_validate() {
+        let p = Policy::parse(POLICY, None, false).unwrap();
+        let cat = p.catalog(&live(&["local-storage"]));
+        let c = pvc(Some("local-storag"));
+        let req = Request {
+            operation: Operation::Create,
+            namespace: Some("default"),
+            username: "alice",
+            subject: Subject {
+                group: "",
+                kind: "PersistentVolumeClaim",
+                name: "data",
+            },
+            object: Some(Object::Pvc(&c)),
+            old_object: None,
+        };
+        let d = crate::policy::validate(&p, &cat, &req);
+        assert!(d.allowed());
+        assert_eq!(d.findings.len(), 1, "{d:?}");
+        assert_eq!(d.findings[0].rule, ID);
+        assert!(d.warnings[0].ends_with("closest: local-storage"), "{d:?}");
+    }
+
+    #[test]
     fn off_mode_says_nothing() {
         let (_, cat) = cluster();
         let c = pvc(Some("local-storag"));
