@@ -13,7 +13,8 @@ use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use kube::core::admission::AdmissionReview;
 use storage_policy_webhook::admission::{self, Endpoint};
 use storage_policy_webhook::policy::{
-    self, LiveClass, LiveState, NamespaceInfo, Object, Operation, Policy, Request, Subject,
+    self, ClassesKnown, LiveClass, LiveState, NamespaceInfo, Object, Operation, Policy, Request,
+    Subject,
 };
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -56,6 +57,7 @@ fn live(n: usize) -> LiveState {
         })
         .collect();
     LiveState {
+        classes_known: ClassesKnown::Cluster,
         classes,
         namespaces,
         nodes: None,

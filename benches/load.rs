@@ -39,7 +39,7 @@ use hyper_util::rt::TokioIo;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::{Value, json};
-use storage_policy_webhook::policy::{LiveClass, LiveState, NamespaceInfo, Policy};
+use storage_policy_webhook::policy::{ClassesKnown, LiveClass, LiveState, NamespaceInfo, Policy};
 use storage_policy_webhook::server::certs::{self, CertRequest};
 use storage_policy_webhook::server::metrics::{Metrics, new_registry};
 use storage_policy_webhook::server::routes::{self, AppState, DEFAULT_MAX_BODY_BYTES};
@@ -207,6 +207,8 @@ fn live_state(classes: usize, namespaces: usize, nodes: usize) -> LiveState {
         "example.com/other",
     ];
     LiveState {
+        // As the cluster cache publishes it once StorageClasses are listed.
+        classes_known: ClassesKnown::Cluster,
         classes: (0..classes)
             .map(|i| LiveClass {
                 name: format!("class-{i:05}"),

@@ -1515,3 +1515,106 @@ fn cluster_flags_pick_the_kubeconfig_and_its_context() {
         stderr(&o)
     );
 }
+
+// ---- raw block on file storage, classes that do not exist ----
+
+const CLASSES_FILE: &str = "apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata: {name: fast}\nprovisioner: ebs.csi.aws.com\n---\n\
+apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata: {name: shared-fs}\nprovisioner: efs.csi.aws.com\n";
+
+const CLAIMS_FILE: &str = "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: typo}\n\
+spec: {accessModes: [ReadWriteOnce], storageClassName: fats, resources: {requests: {storage: 1Gi}}}\n---\n\
+apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: policy-class}\n\
+spec: {accessModes: [ReadWriteOnce], storageClassName: nfs, resources: {requests: {storage: 1Gi}}}\n---\n\
+apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: raw}\n\
+spec: {accessModes: [ReadWriteOnce], volumeMode: Block, storageClassName: shared-fs, resources: {requests: {storage: 1Gi}}}\n";
+
+const RAW_BLOCK_DENIAL: &str = r#"PersistentVolumeClaim "raw" is invalid: spec.volumeMode: Unsupported value: "Block": supported values: "Filesystem""#;
+
+fn rule_findings<'a>(report: &'a Value, name: &str, rule: &str) -> Vec<&'a Value> {
+    findings_for(report, name)
+        .into_iter()
+        .filter(|f| f["rule"] == rule)
+        .collect()
+}
+
+#[test]
+fn files_with_storage_classes_warn_about_classes_found_nowhere_and_refuse_raw_block_on_files() {
+    let d = Dir::new();
+    d.write("classes.yaml", CLASSES_FILE);
+    d.write("claims.yaml", CLAIMS_FILE);
+    let o = audit(&d, &["-o", "json", "classes.yaml", "claims.yaml"]);
+    assert_eq!(o.status.code(), Some(1), "raw is denied: {}", stderr(&o));
+    let r = json_report(&o);
+    let typo = rule_findings(&r, "typo", "unknownClass");
+    assert_eq!(typo.len(), 1, "{r}");
+    assert_eq!(typo[0]["outcome"], "warned");
+    assert_eq!(typo[0]["stage"], "validate");
+    assert_eq!(
+        typo[0]["message"],
+        r#"spec.storageClassName: StorageClass "fats" not found in the audited files or the policy: the claim stays Pending until it exists; closest: fast"#
+    );
+    // The policy's classes are known too.
+    assert!(
+        rule_findings(&r, "policy-class", "unknownClass").is_empty(),
+        "{r}"
+    );
+    let raw = rule_findings(&r, "raw", "accessModes");
+    assert_eq!(raw[0]["outcome"], "denied", "{raw:?}");
+    assert_eq!(raw[0]["message"], RAW_BLOCK_DENIAL);
+    assert!(
+        raw[0]["warnings"].as_array().unwrap().iter().any(|w| w
+            .as_str()
+            .unwrap()
+            .starts_with(r#"class "shared-fs" (efs.csi.aws.com) is shared storage, which serves no raw block; for volumeMode Block use "#)),
+        "{raw:?}"
+    );
+}
+
+#[test]
+fn files_without_storage_classes_say_nothing_about_unknown_classes() {
+    let d = Dir::new();
+    d.write("claims.yaml", CLAIMS_FILE);
+    let o = audit(&d, &["-o", "json", "claims.yaml"]);
+    let r = json_report(&o);
+    for name in ["typo", "policy-class", "raw"] {
+        assert!(rule_findings(&r, name, "unknownClass").is_empty(), "{r}");
+    }
+    // shared-fs is unknown here: raw block on it is not judged either.
+    assert_eq!(o.status.code(), Some(0), "{r}");
+}
+
+#[test]
+fn cluster_audit_warns_about_classes_the_cluster_does_not_have() {
+    let mut objects = cluster_objects();
+    objects.push(json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "typo", "namespace": "web"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "local-storag",
+                 "resources": {"requests": {"storage": "1Gi"}}}, "status": {"phase": "Pending"}}));
+    objects.push(json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "raw", "namespace": "web"},
+        "spec": {"accessModes": ["ReadWriteOnce"], "volumeMode": "Block", "storageClassName": "nfs",
+                 "resources": {"requests": {"storage": "1Gi"}}}, "status": {"phase": "Pending"}}));
+    let api = support::fake_apiserver::FakeApiServer::start_blocking(objects);
+    let d = Dir::new();
+    let o = cluster_audit(&api, &d, &["-o", "json"]);
+    let r = json_report(&o);
+    let typo = rule_findings(&r, "typo", "unknownClass");
+    assert_eq!(
+        typo[0]["message"],
+        r#"spec.storageClassName: StorageClass "local-storag" not found: the claim stays Pending until it exists; closest: local-storage"#,
+        "{r}"
+    );
+    let raw = rule_findings(&r, "raw", "accessModes");
+    assert!(
+        raw.iter()
+            .any(|f| f["outcome"] == "denied" && f["message"] == RAW_BLOCK_DENIAL),
+        "{raw:?}"
+    );
+    assert!(
+        raw.iter().any(|f| f["stage"] == "inventory"
+            && f["message"].as_str().unwrap().contains(
+                r#"class "nfs" (nfs.csi.k8s.io), shared storage that cannot serve volumeMode Block: it will not bind"#
+            )),
+        "{raw:?}"
+    );
+}

@@ -139,6 +139,32 @@ impl Harness {
         (class, d.findings.iter().map(|f| f.action).collect())
     }
 
+    /// The `/validate` warnings for a PVC naming `class` created now, and whether the catalog
+    /// held any class then (one snapshot: no race with the watches).
+    fn validate_warnings(&self, class: &str) -> (Vec<String>, bool) {
+        let snapshot = self.state.snapshot();
+        let pvc: PersistentVolumeClaim = serde_json::from_value(json!({
+            "metadata": {"name": "data", "namespace": "default"},
+            "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": class,
+                     "resources": {"requests": {"storage": "1Gi"}}}}))
+        .unwrap();
+        let req = Request {
+            operation: Operation::Create,
+            namespace: Some("default"),
+            username: "alice",
+            subject: Subject {
+                group: "",
+                kind: "PersistentVolumeClaim",
+                name: "data",
+            },
+            object: Some(Object::Pvc(&pvc)),
+            old_object: None,
+        };
+        let d = policy::validate(&snapshot.policy, &snapshot.catalog, &req);
+        assert!(d.allowed(), "never a denial");
+        (d.warnings, !snapshot.catalog.is_empty())
+    }
+
     fn defaulted(&self, namespace: &str) -> Option<String> {
         self.decide(namespace).0
     }
@@ -547,6 +573,42 @@ async fn not_synced_until_every_resource_is_listed() {
     );
     h.synced().await;
     assert_eq!(h.state.snapshot().catalog.node_exists("node-2"), Some(true));
+}
+
+#[tokio::test]
+async fn unknown_class_is_warned_once_classes_are_listed_and_not_before() {
+    let fake = populated().await;
+    // Three failed lists: the backoff keeps the classes unlisted for a couple of seconds.
+    fake.fail(STORAGE_CLASSES, Verb::List, 500, 3);
+    let h = Harness::run(fake, "");
+    eventually("a failed class list", || {
+        h.metric("cluster_watch_errors_total{resource=\"storageclasses\"}") >= 1.0
+    })
+    .await;
+    let (warnings, knows_classes) = h.validate_warnings("nfss");
+    assert!(!knows_classes, "classes not listed yet");
+    assert!(warnings.is_empty(), "silent before the list: {warnings:?}");
+
+    h.synced().await;
+    let (warnings, _) = h.validate_warnings("nfss");
+    assert_eq!(
+        warnings,
+        [
+            r#"spec.storageClassName: StorageClass "nfss" not found: the claim stays Pending until it exists; closest: nfs"#
+        ]
+    );
+    assert!(h.validate_warnings("nfs").0.is_empty());
+    assert!(h.validate_warnings("").0.is_empty(), "static binding");
+
+    // The class arrives a moment later (same `kubectl apply`): known as soon as its event is.
+    h.fake.apply(
+        STORAGE_CLASSES,
+        storage_class("nfss", "nfs.csi.k8s.io", false, "2024-07-01T00:00:00Z"),
+    );
+    eventually("the new class known", || {
+        h.validate_warnings("nfss").0.is_empty()
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -137,22 +137,19 @@ fn pending_on_wrong_kind(
         .as_deref()
         .filter(|c| !c.is_empty())?;
     let info = catalog.class(class)?;
-    let kind = info.kind?;
+    let target = storage::Target::of_class(catalog, class)?;
     let volume_mode = spec.volume_mode.as_deref();
-    let bad = spec
-        .access_modes
-        .iter()
-        .flatten()
-        .filter(|m| AccessMode::parse(m).is_some())
-        .find(|m| {
-            !storage::serves(
-                &policy.settings,
-                catalog,
-                class,
-                std::slice::from_ref(*m),
-                volume_mode,
-            )
-        })?;
+    let bad = if target.serves_volume_mode(volume_mode) {
+        spec.access_modes
+            .iter()
+            .flatten()
+            .filter_map(|m| AccessMode::parse(m))
+            .find(|m| target.rejects(&policy.settings, *m, volume_mode))?
+            .as_str()
+            .to_owned()
+    } else {
+        "volumeMode Block".to_owned()
+    };
     Some(finding(
         access_modes::ID,
         Stage::Inventory,
@@ -162,7 +159,7 @@ fn pending_on_wrong_kind(
              recreate it with a class that can",
             go_quote(class),
             info.provisioner,
-            kind.as_str()
+            target.kind.as_str()
         ),
         Some(class.to_owned()),
     ))

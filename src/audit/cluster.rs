@@ -15,6 +15,7 @@ use serde::de::DeserializeOwned;
 
 use super::{Document, Inventory, Location};
 use crate::kinds::{self, Kind};
+use crate::policy::ClassesKnown;
 
 /// Items per list page: large clusters are read in pages, never in one response.
 pub const PAGE_SIZE: u32 = 500;
@@ -104,6 +105,8 @@ pub async fn collect(
     )
     .await?;
     add_all(&mut inv, "storageclasses", classes)?;
+    // Listed, so known: a class named nowhere in the list does not exist.
+    inv.live.classes_known = ClassesKnown::Cluster;
     let namespaces = list_all(
         Api::<Namespace>::all(client.clone()),
         "namespaces",

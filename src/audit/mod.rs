@@ -20,7 +20,7 @@ use k8s_openapi::api::core::v1::{Namespace, Node};
 use k8s_openapi::api::storage::v1::StorageClass;
 use serde_json::Value;
 
-use crate::policy::{LiveClass, LiveState, NamespaceInfo, Policy};
+use crate::policy::{ClassesKnown, LiveClass, LiveState, NamespaceInfo, Policy};
 
 pub use report::{AuditFinding, ObjectRef, ObjectReport, Outcome, Report, Stage, Summary};
 
@@ -126,6 +126,11 @@ impl Inventory {
                         self.live.classes.retain(|c| c.name != class.name);
                         self.classes.retain(|c| c.class.name != class.name);
                         self.live.classes.push(class.clone());
+                        // Files that hold StorageClasses are taken to hold all of them (a
+                        // cluster listing says `Cluster` instead); files without any say nothing.
+                        if self.live.classes_known == ClassesKnown::Partly {
+                            self.live.classes_known = ClassesKnown::Files;
+                        }
                         self.classes.push(ClassSource {
                             source: doc.source,
                             class,

@@ -12,7 +12,7 @@ use kube::ResourceExt;
 use kube::runtime::watcher::Event;
 
 use super::status::WatchedResource;
-use crate::policy::{LiveClass, LiveState, NamespaceInfo};
+use crate::policy::{ClassesKnown, LiveClass, LiveState, NamespaceInfo};
 
 /// A watched resource: how to reduce an object and where the reduced set goes in [`LiveState`].
 pub(crate) trait Watched:
@@ -49,6 +49,9 @@ impl Watched for StorageClass {
 
     fn publish(cache: &BTreeMap<String, LiveClass>, live: &mut LiveState) {
         live.classes = cache.values().cloned().collect();
+        // Published only once a full list completed (and from then on by the watch): every
+        // class of the cluster is known, so a name found nowhere names no class.
+        live.classes_known = ClassesKnown::Cluster;
     }
 
     fn as_classes(cache: &BTreeMap<String, LiveClass>) -> Option<&BTreeMap<String, LiveClass>> {

@@ -1,8 +1,9 @@
-//! Rule `accessModes`: ReadWriteMany only on storage that can serve it.
+//! Rule `accessModes`: access modes and volume modes only on storage that can serve them.
 //!
-//! Block storage (one node writes at a time) and node-local storage cannot; the drivers only say
-//! so late, as `ProvisioningFailed` events on a Pending claim. This rule refuses the write at
-//! apply time with the API server's own `Invalid` format, for PVCs, PVs, StatefulSet
+//! Block storage (one node writes at a time) and node-local storage cannot serve ReadWriteMany;
+//! shared file systems cannot serve raw block (`volumeMode: Block`). The drivers only say so
+//! late, as `ProvisioningFailed` events on a Pending claim. This rule refuses the write at apply
+//! time with the API server's own `Invalid` format (both errors aggregated when both apply), for PVCs, PVs, StatefulSet
 //! `volumeClaimTemplates` and generic ephemeral volumes in pod specs. Unknown classes and
 //! provisioners are not judged (fail open on knowledge, never guess). What a class serves and
 //! which class a claim lands on is the shared [`storage`] model.
@@ -26,7 +27,7 @@ use crate::kinds::Operation;
 pub const META: Meta = Meta {
     key: "accessModes",
     annotation: "access-modes",
-    summary: "ReadWriteMany is refused on block and node-local storage, naming classes that serve it; opt-in rewrite to a single-node mode",
+    summary: "ReadWriteMany is refused on block and node-local storage, raw block on shared file systems, naming classes that serve them; opt-in rewrite to a single-node mode",
     default_mode: Mode::Enforce,
     acts: &[
         // The opt-in ReadWriteMany rewrite ([`rewrite`]).
@@ -103,7 +104,7 @@ impl Rule for AccessModes {
     fn check(&self, cx: &Context<'_>, req: &Request<'_>, mode: Mode, d: &mut Decision) {
         match cx.endpoint {
             // The opt-in ReadWriteMany rewrite ([`rewrite`]).
-            Endpoint::Mutate => rewrite::mutate(&self.rewrite, cx, req, mode, d),
+            Endpoint::Mutate => rewrite::mutate(&self.rewrite, ID, cx, req, mode, d),
             Endpoint::Validate => run_with(cx, req, mode, d, &self.rewrite),
         }
     }
@@ -113,71 +114,80 @@ impl Rule for AccessModes {
     }
 }
 
-/// One access-mode problem.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Violation {
-    pub error: FieldError,
-    /// Why, and what would work: the text of the warning beside the denial.
-    pub why: String,
-    pub class: Option<String>,
+pub use super::storage::Violation;
+
+/// Known classes that serve ReadWriteMany with this volume mode, sorted: precomputed in the
+/// catalog, so a denial costs the same with 10 or 10,000 classes.
+fn rwx_alternatives<'c>(catalog: &'c Catalog, volume_mode: Option<&str>) -> &'c [String] {
+    catalog.rwx_capable(volume_mode == Some("Block"))
 }
 
-/// Known classes that serve ReadWriteMany with this volume mode (sorted, at most `max`), and how
-/// many there are: precomputed in the catalog, so a denial costs the same with 10 or 10,000
-/// classes.
-fn alternatives<'c>(
-    catalog: &'c Catalog,
-    volume_mode: Option<&str>,
-    max: usize,
-) -> (Vec<&'c str>, usize) {
-    let all = catalog.rwx_capable(volume_mode == Some("Block"));
-    (
-        all.iter().take(max).map(String::as_str).collect(),
-        all.len(),
-    )
+/// What the storage is, for the warning: its class and provisioner, or its volume source.
+fn describe(t: &Target<'_>) -> String {
+    match (t.class, t.provisioner) {
+        (Some(c), Some(p)) => format!("class {} ({p}) is {} storage", go_quote(c), t.kind.as_str()),
+        _ => format!("the volume source is {} storage", t.kind.as_str()),
+    }
 }
 
+/// `for X use a, b, c or 2 more`, or `no known class serves X`.
+fn suggest(what: &str, all: &[String], max: usize) -> String {
+    let names: Vec<&str> = all.iter().take(max).map(String::as_str).collect();
+    if names.is_empty() {
+        format!("no known class serves {what}")
+    } else if all.len() > names.len() {
+        format!(
+            "for {what} use {} or {} more",
+            names.join(", "),
+            all.len() - names.len()
+        )
+    } else {
+        format!("for {what} use {}", names.join(", "))
+    }
+}
+
+/// What the storage cannot serve of a claim (spec at `path`): an access mode, then the volume
+/// mode, in the order the API server validates them, so both aggregate as it would.
 fn check(
     settings: &Settings,
     catalog: &Catalog,
     t: &Target<'_>,
     modes: &[String],
     volume_mode: Option<&str>,
-    path: Path,
-) -> Option<Violation> {
-    let bad = modes
+    path: &Path,
+) -> Vec<Violation> {
+    let mut out = Vec::new();
+    if let Some(bad) = modes
         .iter()
         .filter_map(|m| AccessMode::parse(m))
-        .find(|m| t.rejects(settings, *m, volume_mode))?;
-    let supported: Vec<&str> = AccessMode::ALL
-        .into_iter()
-        .filter(|m| !t.rejects(settings, *m, volume_mode))
-        .map(AccessMode::as_str)
-        .collect();
-    let error = FieldError::not_supported(path, bad.as_str(), &supported);
-    let what = match (t.class, t.provisioner) {
-        (Some(c), Some(p)) => format!("class {} ({p}) is {} storage", go_quote(c), t.kind.as_str()),
-        _ => format!("the volume source is {} storage", t.kind.as_str()),
-    };
-    let (names, total) = alternatives(catalog, volume_mode, 3);
-    let bad_s = bad.as_str();
-    let fix = if names.is_empty() {
-        format!("no known class serves {bad_s}")
-    } else if total > names.len() {
-        format!(
-            "for {bad_s} use {} or {} more",
-            names.join(", "),
-            total - names.len()
-        )
-    } else {
-        format!("for {bad_s} use {}", names.join(", "))
-    };
-    let why = format!("{what}; {fix}");
-    Some(Violation {
-        error,
-        why,
-        class: t.class.map(str::to_owned),
-    })
+        .find(|m| t.rejects(settings, *m, volume_mode))
+    {
+        let supported: Vec<&str> = AccessMode::ALL
+            .into_iter()
+            .filter(|m| !t.rejects(settings, *m, volume_mode))
+            .map(AccessMode::as_str)
+            .collect();
+        let all = rwx_alternatives(catalog, volume_mode);
+        out.push(Violation {
+            error: FieldError::not_supported(path.child("accessModes"), bad.as_str(), &supported),
+            why: format!("{}; {}", describe(t), suggest(bad.as_str(), all, 3)),
+            class: t.class.map(str::to_owned),
+        });
+    }
+    if !t.serves_volume_mode(volume_mode) {
+        // Shared file systems hand out directories, never devices: the drivers refuse
+        // `CreateVolume` with `block volume capability not supported`.
+        out.push(Violation {
+            error: FieldError::not_supported(path.child("volumeMode"), "Block", &["Filesystem"]),
+            why: format!(
+                "{}, which serves no raw block; {}",
+                describe(t),
+                suggest("volumeMode Block", catalog.raw_block_capable(), 3)
+            ),
+            class: t.class.map(str::to_owned),
+        });
+    }
+    out
 }
 
 fn check_claim(
@@ -186,17 +196,23 @@ fn check_claim(
     meta: Option<&ObjectMeta>,
     spec: Option<&PersistentVolumeClaimSpec>,
     path: Path,
-) -> Option<Violation> {
-    let class = storage::claim_class(cx.settings, cx.catalog, namespace, meta, spec)?;
-    let t = Target::of_class(cx.catalog, &class)?;
-    let spec = spec?;
+) -> Vec<Violation> {
+    let Some(class) = storage::claim_class(cx.settings, cx.catalog, namespace, meta, spec) else {
+        return Vec::new();
+    };
+    let Some(t) = Target::of_class(cx.catalog, &class) else {
+        return Vec::new();
+    };
+    let Some(spec) = spec else {
+        return Vec::new();
+    };
     check(
         cx.settings,
         cx.catalog,
         &t,
         spec.access_modes.as_deref().unwrap_or(&[]),
         spec.volume_mode.as_deref(),
-        path.child("accessModes"),
+        &path,
     )
 }
 
@@ -234,7 +250,7 @@ fn check_pod_spec(
     }
 }
 
-/// Every access-mode violation in an object.
+/// Every access-mode and volume-mode violation in an object.
 pub fn violations(
     cx: &Context<'_>,
     namespace: Option<&str>,
@@ -275,7 +291,7 @@ pub fn violations(
                     &t,
                     spec.access_modes.as_deref().unwrap_or(&[]),
                     spec.volume_mode.as_deref(),
-                    Path::new("spec").child("accessModes"),
+                    &Path::new("spec"),
                 ));
             }
         }
@@ -319,7 +335,7 @@ fn run_with(cx: &Context<'_>, req: &Request<'_>, mode: Mode, d: &mut Decision, r
     };
     let mut found = violations(cx, req.namespace, object);
     // Templates whose claims the opt-in rewrite will fix are admitted with a warning.
-    rewrite::admit_templates(rw, cx, req, &mut found, d);
+    rewrite::admit_templates(rw, ID, cx, req, &mut found, d);
     if found.is_empty() {
         return;
     }
@@ -783,6 +799,242 @@ rules:
             )
             .allowed()
         );
+    }
+
+    const RAW_BLOCK: &str =
+        r#"spec.volumeMode: Unsupported value: "Block": supported values: "Filesystem""#;
+
+    #[test]
+    fn rejects_raw_block_on_shared_class() {
+        let p = policy();
+        let d = decide(
+            &p,
+            &pvc(Some("nfs"), &["ReadWriteOnce"], Some("Block")),
+            Mode::Enforce,
+        );
+        let inv = d.denial.expect("denied");
+        assert_eq!(
+            inv.message(),
+            format!(r#"PersistentVolumeClaim "data" is invalid: {RAW_BLOCK}"#)
+        );
+        assert_eq!(inv.errors.len(), 1);
+        assert_eq!(inv.errors[0].field.as_str(), "spec.volumeMode");
+        assert_eq!(
+            inv.errors[0].error_type.cause_reason(),
+            "FieldValueNotSupported"
+        );
+        // Classes of every kind but shared serve raw block, sorted; unknown kinds are not named.
+        assert_eq!(
+            d.warnings,
+            [
+                r#"class "nfs" (nfs.csi.k8s.io) is shared storage, which serves no raw block; for volumeMode Block use local-storage, oci-bv, rbd-block or 1 more"#
+            ]
+        );
+        assert_eq!(d.findings[0].action, Action::Denied);
+        assert_eq!(d.findings[0].message, RAW_BLOCK);
+        assert_eq!(
+            d.audit_annotations["access-modes"],
+            format!("denied: {RAW_BLOCK}")
+        );
+    }
+
+    #[test]
+    fn allows_raw_block_where_storage_serves_it_and_filesystem_everywhere() {
+        let p = policy();
+        for class in [
+            "oci-bv",
+            "local-storage",
+            "standard",
+            "mystery",
+            "not-in-catalog",
+            "",
+        ] {
+            let d = decide(
+                &p,
+                &pvc(Some(class), &["ReadWriteOnce"], Some("Block")),
+                Mode::Enforce,
+            );
+            assert_eq!(d, Decision::default(), "{class}");
+        }
+        for vm in [None, Some("Filesystem")] {
+            assert!(decide(&p, &pvc(Some("nfs"), &["ReadWriteOnce"], vm), Mode::Enforce).allowed());
+        }
+    }
+
+    #[test]
+    fn a_class_declared_shared_refuses_raw_block() {
+        let p = policy();
+        let d = decide(
+            &p,
+            &pvc(Some("lp-shared"), &["ReadWriteOnce"], Some("Block")),
+            Mode::Enforce,
+        );
+        assert_eq!(
+            d.denial.unwrap().errors[0].field.as_str(),
+            "spec.volumeMode"
+        );
+        assert!(
+            d.warnings[0].contains("rancher.io/local-path"),
+            "{:?}",
+            d.warnings
+        );
+    }
+
+    #[test]
+    fn raw_block_and_rwx_errors_aggregate_access_modes_first() {
+        let p = Policy::parse(
+            &format!("{POLICY}  accessModes:\n    rejectReadWriteManyOn: [block, local, shared]\n"),
+            None,
+            false,
+        )
+        .unwrap();
+        let d = decide(
+            &p,
+            &pvc(Some("nfs"), &["ReadWriteMany"], Some("Block")),
+            Mode::Enforce,
+        );
+        let inv = d.denial.expect("denied");
+        assert_eq!(
+            inv.message(),
+            format!(
+                r#"PersistentVolumeClaim "data" is invalid: [spec.accessModes: Unsupported value: "ReadWriteMany": {SUPPORTED}, {RAW_BLOCK}]"#
+            )
+        );
+        assert_eq!(d.warnings.len(), 2, "{:?}", d.warnings);
+        // With raw block, RWX is served where the class allows RWX block mode.
+        assert!(
+            d.warnings[0].ends_with("is shared storage; for ReadWriteMany use rbd-block"),
+            "{:?}",
+            d.warnings
+        );
+        assert!(
+            d.warnings[1].contains("serves no raw block"),
+            "{:?}",
+            d.warnings
+        );
+        let d = decide(
+            &p,
+            &pvc(Some("nfs"), &["ReadWriteMany"], Some("Block")),
+            Mode::Audit,
+        );
+        assert!(d.allowed());
+        assert_eq!(d.warnings.len(), 4, "{:?}", d.warnings);
+        assert!(d.warnings[2].starts_with(&format!("[audit] would deny: {RAW_BLOCK}")));
+    }
+
+    #[test]
+    fn raw_block_in_templates_uses_the_template_path() {
+        let p = policy();
+        let sts: StatefulSet = serde_json::from_value(json!({"metadata": {"name": "web"}, "spec": {
+            "selector": {}, "serviceName": "x",
+            "template": {"spec": {"containers": [], "volumes": [
+                {"name": "s", "ephemeral": {"volumeClaimTemplate": {"spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "nfs", "volumeMode": "Block"}}}}]}},
+            "volumeClaimTemplates": [
+                {"metadata": {"name": "raw"}, "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "nfs", "volumeMode": "Block"}}
+            ]}})).unwrap();
+        let d = decide_obj(
+            &p,
+            Operation::Create,
+            ("apps", "StatefulSet"),
+            Object::StatefulSet(&sts),
+            None,
+            Mode::Enforce,
+        );
+        let fields: Vec<String> = d
+            .denial
+            .unwrap()
+            .errors
+            .iter()
+            .map(|e| e.field.as_str().to_owned())
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "spec.volumeClaimTemplates[0].spec.volumeMode",
+                "spec.template.spec.volumes[0].ephemeral.volumeClaimTemplate.spec.volumeMode"
+            ]
+        );
+    }
+
+    #[test]
+    fn raw_block_pv_is_judged_by_its_source() {
+        let p = policy();
+        let pv = |source: Value| -> PersistentVolume {
+            let mut spec = json!({"accessModes": ["ReadWriteOnce"], "volumeMode": "Block"});
+            spec.as_object_mut()
+                .unwrap()
+                .extend(source.as_object().unwrap().clone());
+            serde_json::from_value(json!({"metadata": {"name": "data"}, "spec": spec})).unwrap()
+        };
+        let judge = |v: &PersistentVolume| {
+            decide_obj(
+                &p,
+                Operation::Create,
+                ("", "PersistentVolume"),
+                Object::Pv(v),
+                None,
+                Mode::Enforce,
+            )
+        };
+        let d = judge(&pv(json!({"nfs": {"server": "s", "path": "/x"}})));
+        assert_eq!(
+            d.denial.unwrap().message(),
+            format!(r#"PersistentVolume "data" is invalid: {RAW_BLOCK}"#)
+        );
+        assert!(
+            d.warnings[0].starts_with("the volume source is shared storage"),
+            "{:?}",
+            d.warnings
+        );
+        assert!(judge(&pv(json!({"local": {"path": "/dev/sdb"}}))).allowed());
+        assert!(
+            judge(&pv(
+                json!({"csi": {"driver": "example.com/unknown", "volumeHandle": "h"}})
+            ))
+            .allowed()
+        );
+        assert!(
+            !judge(&pv(
+                json!({"csi": {"driver": "efs.csi.aws.com", "volumeHandle": "h"}})
+            ))
+            .allowed()
+        );
+    }
+
+    #[test]
+    fn raw_block_ratchets_on_update() {
+        let p = policy();
+        let old = pvc(Some("nfs"), &["ReadWriteOnce"], Some("Block"));
+        let new = pvc(Some("nfs"), &["ReadWriteOnce"], Some("Block"));
+        let d = decide_obj(
+            &p,
+            Operation::Update,
+            ("", "PersistentVolumeClaim"),
+            Object::Pvc(&new),
+            Some(Object::Pvc(&old)),
+            Mode::Enforce,
+        );
+        assert!(d.allowed());
+        assert_eq!(d.warnings, [format!("pre-existing: {RAW_BLOCK}")]);
+    }
+
+    #[test]
+    fn a_default_that_cannot_serve_raw_block_is_passed_over() {
+        // No class: the namespace default (nfs) cannot serve raw block, the cluster default can.
+        let p = Policy::parse(
+            &format!("{POLICY}    namespaces: {{default: nfs}}\n"),
+            None,
+            false,
+        )
+        .unwrap();
+        let c = pvc(None, &["ReadWriteOnce"], Some("Block"));
+        let cat = p.static_catalog();
+        let spec = c.spec.as_ref();
+        let fs = pvc(None, &["ReadWriteOnce"], None);
+        let choice = storage::choose(&p.settings, &cat, Some("default"), fs.spec.as_ref()).unwrap();
+        assert_eq!(choice.class, "nfs");
+        let choice = storage::choose(&p.settings, &cat, Some("default"), spec).unwrap();
+        assert_eq!(choice.class, "standard");
     }
 
     #[test]

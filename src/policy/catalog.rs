@@ -10,11 +10,14 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::config::{PolicyFile, StaticClass};
 use super::modes::Mode;
-use super::quantity::Written;
-use super::sizes::{MAX_SIZE_ANNOTATION, MIN_SIZE_ANNOTATION, limit};
+use super::quantity::{Written, limit};
 pub use super::vocab::StorageKind;
 use super::vocab::{AccessMode, VolumeBindingMode};
 
+/// StorageClass annotation giving a live class its minimum size (a quantity).
+pub const MIN_SIZE_ANNOTATION: &str = "storage-policy.io/min-size";
+/// StorageClass annotation giving a live class its maximum size (a quantity).
+pub const MAX_SIZE_ANNOTATION: &str = "storage-policy.io/max-size";
 /// Annotation on a StorageClass overriding the provisioner table.
 pub const KIND_ANNOTATION: &str = "storage-policy.io/kind";
 /// Annotation on a StorageClass allowing ReadWriteMany with `volumeMode: Block` ("true").
@@ -250,6 +253,20 @@ pub struct LiveState {
     pub namespaces: HashMap<String, NamespaceInfo>,
     /// Nodes as (name, labels); `None` until nodes are known (no cluster, or not synced).
     pub nodes: Option<Vec<(String, std::collections::BTreeMap<String, String>)>>,
+    /// Whether `classes` are all the classes there are: a name found nowhere names no class.
+    pub classes_known: ClassesKnown,
+}
+
+/// How much of the StorageClasses that exist the catalog holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ClassesKnown {
+    /// Some or none (no cluster, not listed yet, `review`): a class not found may exist.
+    #[default]
+    Partly,
+    /// Every class of the cluster: the cluster cache (or `audit --cluster`) has listed them.
+    Cluster,
+    /// Every class of the audited files: `audit` on files that contain StorageClasses.
+    Files,
 }
 
 /// The immutable snapshot the rules read.
@@ -266,6 +283,9 @@ pub struct Catalog {
     /// and with `volumeMode: Block`. Suggested beside a denial.
     rwx_filesystem: Vec<String>,
     rwx_block: Vec<String>,
+    /// Sorted names of the classes known to serve `volumeMode: Block` (any kind but shared).
+    raw_block: Vec<String>,
+    classes_known: ClassesKnown,
 }
 
 impl Catalog {
@@ -325,9 +345,13 @@ impl Catalog {
         let default_class = pick_default(classes.values()).map(|c| c.name.clone());
         let mut names: Vec<String> = classes.keys().cloned().collect();
         names.sort_unstable();
-        let (mut rwx_filesystem, mut rwx_block) = (Vec::new(), Vec::new());
+        let (mut rwx_filesystem, mut rwx_block, mut raw_block) =
+            (Vec::new(), Vec::new(), Vec::new());
         for c in names.iter().filter_map(|n| classes.get(n)) {
             let Some(kind) = c.kind else { continue };
+            if kind.serves_raw_block() {
+                raw_block.push(c.name.clone());
+            }
             if !rejected.contains(&kind) {
                 rwx_filesystem.push(c.name.clone());
                 rwx_block.push(c.name.clone());
@@ -349,6 +373,8 @@ impl Catalog {
             node_values,
             rwx_filesystem,
             rwx_block,
+            raw_block,
+            classes_known: live.classes_known,
         }
     }
 
@@ -376,6 +402,21 @@ impl Catalog {
         } else {
             &self.rwx_filesystem
         }
+    }
+
+    /// Sorted names of the classes known to serve `volumeMode: Block`. Suggested beside a denial.
+    pub fn raw_block_capable(&self) -> &[String] {
+        &self.raw_block
+    }
+
+    /// Whether the catalog holds every class there is (see [`ClassesKnown`]).
+    pub fn classes_known(&self) -> ClassesKnown {
+        self.classes_known
+    }
+
+    /// All class names, sorted.
+    pub fn names(&self) -> &[String] {
+        &self.names
     }
 
     /// The default class, chosen as Kubernetes chooses it.

@@ -209,7 +209,7 @@ fn validate(file: &PolicyFile, origin: &str) -> Result<(), ConfigError> {
         {
             if let Some(size) = size {
                 let line = Some(size.referenced.line());
-                let w = super::sizes::limit(&size.value)
+                let w = super::quantity::limit(&size.value)
                     .map_err(|why| invalid(format!("{key}.{sub}"), line, why))?;
                 sizes[j] = Some((w, line));
             }

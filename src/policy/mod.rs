@@ -4,7 +4,7 @@
 //! - [`rule`]: what a rule is (the [`Rule`] trait and its [`Meta`]); [`registry`]: the rules,
 //!   one line each; one file per rule ([`default_class`], [`volume_size`], [`node_affinity`],
 //!   [`access_modes`] with its opt-in [`rewrite`], [`reclaim_policy`], [`claim_ref`],
-//!   [`local_volume_nodes`]).
+//!   [`local_volume_nodes`], [`unknown_class`]).
 //! - [`storage`]: the model the rules share (what a class serves, where a claim lands);
 //!   [`catalog`]: the classes, namespaces and nodes known; [`sizes`]: the volume size table;
 //!   [`quantity`]: Kubernetes quantities; [`config`]: the policy file.
@@ -29,6 +29,7 @@ pub mod rewrite;
 pub mod rule;
 pub mod sizes;
 pub mod storage;
+pub mod unknown_class;
 pub mod vocab;
 pub mod volume_size;
 
@@ -37,7 +38,8 @@ use std::path::Path as FsPath;
 
 pub use crate::kinds::Operation;
 pub use catalog::{
-    Catalog, ClassInfo, LiveClass, LiveState, NamespaceInfo, ProvisionerTable, StorageKind,
+    Catalog, ClassInfo, ClassesKnown, LiveClass, LiveState, NamespaceInfo, ProvisionerTable,
+    StorageKind,
 };
 pub use config::{AccessMode, ConfigError, PolicyFile};
 pub use decision::{Action, Decision, Finding, MAX_WARNING_CHARS};

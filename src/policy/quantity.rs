@@ -202,6 +202,18 @@ impl fmt::Display for Written {
     }
 }
 
+/// A limit from the policy or an annotation: a positive quantity small enough to be exact.
+pub fn limit(text: &str) -> Result<Written, String> {
+    let w = Written::parse(text).map_err(|e| format!("{text:?}: {e}"))?;
+    if w.value.nanos() <= 0 {
+        return Err(format!("{text:?} must be positive"));
+    }
+    if w.value.is_saturated() {
+        return Err(format!("{text:?} is too large"));
+    }
+    Ok(w)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,6 +14,7 @@ use super::node_affinity;
 use super::reclaim_policy;
 use super::rule::{Acts, Endpoint, Entry, Judges, Meta, PodFilter, Rule};
 use super::storage::Settings;
+use super::unknown_class;
 use super::volume_size;
 use crate::kinds::{self, Kind, Operation};
 
@@ -27,6 +28,7 @@ pub const REGISTRY: &[Entry] = &[
     reclaim_policy::ENTRY,
     claim_ref::ENTRY,
     local_volume_nodes::ENTRY,
+    unknown_class::ENTRY,
 ];
 
 /// A compiled rule and the mode it runs in (before namespace labels and `--dry-run`).

@@ -19,14 +19,14 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::access_modes::{ID, Violation};
 use super::catalog::Catalog;
 use super::config::AccessMode;
 use super::decision::{Action, Decision, Finding};
 use super::field::{Path, go_quote};
+use super::meta::RuleId;
 use super::modes::Mode;
 use super::rule::{Context, Object, Request};
-use super::storage::{self, Target};
+use super::storage::{self, Target, Violation};
 
 /// Annotation set on a rewritten claim: the access mode it asked for.
 pub const REWRITTEN_FROM_ANNOTATION: &str = "storage-policy.io/access-modes-rewritten-from";
@@ -152,7 +152,14 @@ fn refusing_class(
 }
 
 /// `/mutate`, PVC CREATE: rewrites ReadWriteMany in an opted-in namespace.
-pub fn mutate(rw: &Rewrite, cx: &Context<'_>, req: &Request<'_>, mode: Mode, d: &mut Decision) {
+pub fn mutate(
+    rw: &Rewrite,
+    rule: RuleId,
+    cx: &Context<'_>,
+    req: &Request<'_>,
+    mode: Mode,
+    d: &mut Decision,
+) {
     let Some(Object::Pvc(pvc)) = req.object else {
         return;
     };
@@ -195,7 +202,7 @@ pub fn mutate(rw: &Rewrite, cx: &Context<'_>, req: &Request<'_>, mode: Mode, d: 
         "spec.accessModes {} (was ReadWriteMany: {why})",
         serde_json::to_string(&new).unwrap_or_default()
     );
-    d.mutation_ops(ID, mode, &what, Some(class), ops);
+    d.mutation_ops(rule, mode, &what, Some(class), ops);
     if mode == Mode::Enforce {
         d.warn(format!(
             "spec.accessModes: ReadWriteMany rewritten to {}: {why}",
@@ -208,6 +215,7 @@ pub fn mutate(rw: &Rewrite, cx: &Context<'_>, req: &Request<'_>, mode: Mode, d: 
 /// claims will be rewritten become warnings (the claims are rewritten when created).
 pub fn admit_templates(
     rw: &Rewrite,
+    rule: RuleId,
     cx: &Context<'_>,
     req: &Request<'_>,
     found: &mut Vec<Violation>,
@@ -256,7 +264,7 @@ pub fn admit_templates(
         );
         d.warn(&msg);
         d.findings.push(Finding {
-            rule: ID,
+            rule,
             action: Action::Warned,
             storage_class: Some(class),
             message: msg,

@@ -14,12 +14,9 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::catalog::ClassInfo;
-use super::quantity::Written;
+use super::quantity::{Written, limit};
 
-/// StorageClass annotation giving a live class its minimum size (a quantity).
-pub const MIN_SIZE_ANNOTATION: &str = "storage-policy.io/min-size";
-/// StorageClass annotation giving a live class its maximum size (a quantity).
-pub const MAX_SIZE_ANNOTATION: &str = "storage-policy.io/max-size";
+pub use super::catalog::{MAX_SIZE_ANNOTATION, MIN_SIZE_ANNOTATION};
 
 /// What the driver does with a request below its minimum.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -280,18 +277,6 @@ impl SizeTable {
         };
         Limits { min, max }
     }
-}
-
-/// A limit from the policy or an annotation: a positive quantity small enough to be exact.
-pub fn limit(text: &str) -> Result<Written, String> {
-    let w = Written::parse(text).map_err(|e| format!("{text:?}: {e}"))?;
-    if w.value.nanos() <= 0 {
-        return Err(format!("{text:?} must be positive"));
-    }
-    if w.value.is_saturated() {
-        return Err(format!("{text:?} is too large"));
-    }
-    Ok(w)
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
-//! The storage model every rule shares: what a class can serve, and which class a claim lands
-//! on (its own, the beta annotation's, or the default this webhook would give it). Both the
+//! The storage model every rule shares: what a class can serve (access modes and volume modes),
+//! and which class a claim lands on (its own, the beta annotation's, or the default this webhook would give it). Both the
 //! default-class rule and the access-mode rule read it, so neither imports the other.
 //!
 //! Its [`Settings`] come from the rules' own configurations ([`super::Rule::configure`]).
@@ -11,6 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::catalog::{Catalog, StorageKind};
 use super::config::AccessMode;
+use super::field::FieldError;
 
 /// The legacy annotation that gives a PVC its class.
 pub const BETA_CLASS_ANNOTATION: &str = "volume.beta.kubernetes.io/storage-class";
@@ -83,9 +84,15 @@ impl<'a> Target<'a> {
             && settings.reject_rwx_on(self.kind)
             && !(self.allow_rwx_block && volume_mode == Some("Block"))
     }
+
+    /// Whether this storage serves this volume mode (unset means `Filesystem`, which all do).
+    pub fn serves_volume_mode(&self, volume_mode: Option<&str>) -> bool {
+        volume_mode != Some("Block") || self.kind.serves_raw_block()
+    }
 }
 
-/// Whether a class can serve these access modes (unknown classes and kinds: yes).
+/// Whether a class can serve these access modes with this volume mode (unknown classes and
+/// kinds: yes).
 pub fn serves(
     settings: &Settings,
     catalog: &Catalog,
@@ -96,10 +103,11 @@ pub fn serves(
     let Some(t) = Target::of_class(catalog, class) else {
         return true;
     };
-    !modes
-        .iter()
-        .filter_map(|m| AccessMode::parse(m))
-        .any(|m| t.rejects(settings, m, volume_mode))
+    t.serves_volume_mode(volume_mode)
+        && !modes
+            .iter()
+            .filter_map(|m| AccessMode::parse(m))
+            .any(|m| t.rejects(settings, m, volume_mode))
 }
 
 /// Where a chosen default came from.
@@ -147,7 +155,7 @@ pub fn has_class(pvc: &PersistentVolumeClaim) -> bool {
 /// Candidates, in order: the namespace's default (Namespace annotation, else the policy's
 /// `namespaces` entry), the policy's `byAccessMode` entry, the cluster default (as Kubernetes
 /// picks it), the policy's `className`. The first candidate whose storage can serve the requested
-/// access modes wins; if none can, the first candidate.
+/// access modes and volume mode wins; if none can, the first candidate.
 pub fn choose(
     settings: &Settings,
     catalog: &Catalog,
@@ -223,4 +231,14 @@ pub fn claim_class(
         return (!c.is_empty()).then(|| c.clone());
     }
     choose(settings, catalog, namespace, spec).map(|c| c.class)
+}
+
+/// One thing a class cannot serve (an access mode, a volume mode): the field error, why and what
+/// would work (the warning beside the denial), and the class.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    pub error: FieldError,
+    /// Why, and what would work: the text of the warning beside the denial.
+    pub why: String,
+    pub class: Option<String>,
 }

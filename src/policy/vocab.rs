@@ -62,6 +62,12 @@ impl StorageKind {
         }
     }
 
+    /// Whether storage of this kind can hand out a raw block device (`volumeMode: Block`): file
+    /// systems cannot (`block volume capability not supported`); disks and local volumes can.
+    pub fn serves_raw_block(self) -> bool {
+        self != StorageKind::Shared
+    }
+
     pub fn parse(s: &str) -> Option<StorageKind> {
         match s {
             "block" => Some(StorageKind::Block),

@@ -1,0 +1,589 @@
+//! Rule `unknownClass`: a claim or claim template naming a StorageClass that does not exist gets a
+//! warning naming the class and the closest existing names.
+//!
+//! Such a claim is accepted and stays Pending forever with a `ProvisioningFailed` event nobody
+//! reads (`storageclass.storage.k8s.io "local-storag" not found`); a typo is the usual cause.
+//! Never a denial: a class applied in the same `kubectl apply` may arrive a moment after the
+//! claim. It only speaks when the catalog holds every class there is ([`ClassesKnown`]): in
+//! cluster mode once StorageClasses are listed, and in `audit` on files that contain
+//! StorageClasses. Without a cluster (`--no-cluster`, `review`) it stays silent. `""` asks for
+//! static binding (no class) and is never warned.
+
+use k8s_openapi::api::core::v1::{PersistentVolumeClaimSpec, PodSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::Deserialize;
+
+use super::catalog::{Catalog, ClassesKnown};
+use super::config::{ConfigError, Section};
+use super::decision::{Action, Decision, Finding};
+use super::field::{Path, go_quote};
+use super::modes::Mode;
+use super::rule::{
+    Acts, Context, Endpoint, Entry, Judges, Meta, Object, PodFilter, Request, Rule, RuleId,
+};
+use super::storage::BETA_CLASS_ANNOTATION;
+use crate::kinds::Operation;
+
+pub const META: Meta = Meta {
+    key: "unknownClass",
+    annotation: "unknown-class",
+    summary: "a claim or template naming a StorageClass that does not exist is warned about, with the closest names (never denied)",
+    default_mode: Mode::Enforce,
+    acts: &[Acts {
+        endpoint: Endpoint::Validate,
+        operations: &[Operation::Create, Operation::Update],
+        judges: &[
+            Judges::Claims,
+            Judges::ClaimTemplates,
+            Judges::PodSpecs(PodFilter::EphemeralVolumes),
+        ],
+    }],
+};
+pub const ID: RuleId = RuleId(&META);
+pub const ENTRY: Entry = Entry {
+    meta: &META,
+    compile,
+};
+
+/// How many close names a warning lists.
+const MAX_SUGGESTIONS: usize = 3;
+
+/// `rules.unknownClass` in the policy file: only its mode.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct Config {
+    #[serde(default, rename = "mode")]
+    _mode: Option<Mode>,
+}
+
+#[derive(Debug)]
+struct UnknownClass;
+
+fn compile(section: Section<'_>) -> Result<Box<dyn Rule>, ConfigError> {
+    let _: Config = section.config()?.unwrap_or_default();
+    Ok(Box::new(UnknownClass))
+}
+
+impl Rule for UnknownClass {
+    fn meta(&self) -> &'static Meta {
+        &META
+    }
+
+    fn check(&self, cx: &Context<'_>, req: &Request<'_>, mode: Mode, d: &mut Decision) {
+        run(cx.catalog, req, mode, d);
+    }
+}
+
+/// A class named by a claim or a claim template, and where.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Named {
+    pub class: String,
+    pub field: Path,
+    /// A template: the claims it makes (not the object itself) stay Pending.
+    pub template: bool,
+}
+
+/// The class a claim names itself (not a default): `spec.storageClassName`, else the beta
+/// annotation, as the PV controller reads them. `""` names none.
+fn named(
+    meta: Option<&ObjectMeta>,
+    spec: Option<&PersistentVolumeClaimSpec>,
+    at: &Path,
+    template: bool,
+    out: &mut Vec<Named>,
+) {
+    let (class, field) = if let Some(c) = spec.and_then(|s| s.storage_class_name.as_deref()) {
+        (c, at.child("spec").child("storageClassName"))
+    } else if let Some(c) = meta
+        .and_then(|m| m.annotations.as_ref())
+        .and_then(|a| a.get(BETA_CLASS_ANNOTATION))
+    {
+        (
+            c.as_str(),
+            at.child("metadata")
+                .child("annotations")
+                .key(BETA_CLASS_ANNOTATION),
+        )
+    } else {
+        return;
+    };
+    if !class.is_empty() {
+        out.push(Named {
+            class: class.to_owned(),
+            field,
+            template,
+        });
+    }
+}
+
+fn pod_spec(spec: Option<&PodSpec>, path: &str, out: &mut Vec<Named>) {
+    let volumes = spec.and_then(|s| s.volumes.as_ref());
+    for (i, v) in volumes.into_iter().flatten().enumerate() {
+        if let Some(tpl) = v
+            .ephemeral
+            .as_ref()
+            .and_then(|e| e.volume_claim_template.as_ref())
+        {
+            let at = Path::new(path)
+                .child("volumes")
+                .index(i)
+                .child("ephemeral")
+                .child("volumeClaimTemplate");
+            named(tpl.metadata.as_ref(), Some(&tpl.spec), &at, true, out);
+        }
+    }
+}
+
+/// Every class an object names, in field order (PVs are not judged: a PV's class is only a
+/// label for binding, no provisioner ever reads it).
+pub fn classes_named(object: &Object<'_>) -> Vec<Named> {
+    let mut out = Vec::new();
+    match *object {
+        Object::Pvc(pvc) => named(
+            Some(&pvc.metadata),
+            pvc.spec.as_ref(),
+            &Path::default(),
+            false,
+            &mut out,
+        ),
+        Object::Pv(_) => {}
+        Object::StatefulSet(sts) => {
+            let spec = sts.spec.as_ref();
+            let templates = spec.and_then(|s| s.volume_claim_templates.as_ref());
+            for (i, pvc) in templates.into_iter().flatten().enumerate() {
+                let at = Path::new("spec").child("volumeClaimTemplates").index(i);
+                named(Some(&pvc.metadata), pvc.spec.as_ref(), &at, true, &mut out);
+            }
+            pod_spec(
+                spec.and_then(|s| s.template.spec.as_ref()),
+                "spec.template.spec",
+                &mut out,
+            );
+        }
+        Object::PodSpec { spec, path } => pod_spec(spec, path, &mut out),
+    }
+    out
+}
+
+/// Levenshtein distance over characters (two rows).
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    let mut cur = vec![0; b.len() + 1];
+    for (i, ca) in a.chars().enumerate() {
+        cur[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitute = prev[j] + usize::from(ca != *cb);
+            cur[j + 1] = substitute.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        std::mem::swap(&mut prev, &mut cur);
+    }
+    prev[b.len()]
+}
+
+/// The known names closest to `name` (at most [`MAX_SUGGESTIONS`], nearest first, then by name):
+/// within a third of its length in edits (at least 2), case ignored. Computed only on the warning
+/// path, never for a class that exists.
+pub fn closest<'c>(catalog: &'c Catalog, name: &str) -> Vec<&'c str> {
+    let wanted = name.to_lowercase();
+    let limit = (wanted.chars().count() / 3).max(2);
+    let len = wanted.chars().count();
+    let mut near: Vec<(usize, &str)> = catalog
+        .names()
+        .iter()
+        // The length difference is a lower bound of the distance: most names cost one compare.
+        .filter(|n| n.chars().count().abs_diff(len) <= limit)
+        .map(|n| (distance(&wanted, &n.to_lowercase()), n.as_str()))
+        .filter(|(d, _)| *d <= limit)
+        .collect();
+    near.sort_unstable();
+    near.into_iter()
+        .take(MAX_SUGGESTIONS)
+        .map(|(_, n)| n)
+        .collect()
+}
+
+/// The warning for one class that does not exist.
+fn message(catalog: &Catalog, n: &Named) -> String {
+    let scope = match catalog.classes_known() {
+        ClassesKnown::Files => " in the audited files or the policy",
+        ClassesKnown::Cluster | ClassesKnown::Partly => "",
+    };
+    let who = if n.template {
+        "claims from this template stay"
+    } else {
+        "the claim stays"
+    };
+    let near = closest(catalog, &n.class);
+    let hint = if !near.is_empty() {
+        format!("closest: {}", near.join(", "))
+    } else if catalog.is_empty() {
+        "no StorageClass exists".to_owned()
+    } else {
+        "no StorageClass has a close name".to_owned()
+    };
+    format!(
+        "{}: StorageClass {} not found{scope}: {who} Pending until it exists; {hint}",
+        n.field,
+        go_quote(&n.class)
+    )
+}
+
+pub(crate) fn run(catalog: &Catalog, req: &Request<'_>, mode: Mode, d: &mut Decision) {
+    if mode == Mode::Off || catalog.classes_known() == ClassesKnown::Partly {
+        return;
+    }
+    let Some(object) = req.object.as_ref() else {
+        return;
+    };
+    // A claim's class is immutable: only its creation can name a new one.
+    if req.operation == Operation::Update && matches!(object, Object::Pvc(_)) {
+        return;
+    }
+    let mut found = classes_named(object);
+    found.retain(|n| catalog.class(&n.class).is_none());
+    // On UPDATE, a class the old object already named was warned about when it was applied.
+    if req.operation == Operation::Update
+        && let Some(old) = req.old_object.as_ref()
+    {
+        let before = classes_named(old);
+        found.retain(|n| !before.iter().any(|b| b.class == n.class));
+    }
+    for n in &found {
+        let msg = message(catalog, n);
+        d.warn(&msg);
+        d.annotate(ID, format!("not found: {}", go_quote(&n.class)));
+        d.findings.push(Finding {
+            rule: ID,
+            action: Action::Warned,
+            storage_class: Some(n.class.clone()),
+            message: msg,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::catalog::{LiveClass, LiveState};
+    use crate::policy::{Policy, Subject};
+    use k8s_openapi::api::apps::v1::StatefulSet;
+    use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+    use serde_json::json;
+
+    const POLICY: &str = r#"
+storageClasses:
+  - {name: standard, provisioner: ebs.csi.aws.com, default: true}
+  - {name: policy-only, provisioner: nfs.csi.k8s.io}
+"#;
+
+    fn live(names: &[&str]) -> LiveState {
+        LiveState {
+            classes: names
+                .iter()
+                .map(|n| LiveClass {
+                    name: (*n).to_owned(),
+                    provisioner: "rancher.io/local-path".to_owned(),
+                    ..Default::default()
+                })
+                .collect(),
+            classes_known: ClassesKnown::Cluster,
+            ..Default::default()
+        }
+    }
+
+    fn cluster() -> (Policy, Catalog) {
+        let p = Policy::parse(POLICY, None, false).unwrap();
+        let cat = p.catalog(&live(&["local-storage", "local-path", "nfs-client"]));
+        (p, cat)
+    }
+
+    fn pvc(class: Option<&str>) -> PersistentVolumeClaim {
+        let mut spec = json!({"accessModes": ["ReadWriteOnce"]});
+        if let Some(c) = class {
+            spec["storageClassName"] = json!(c);
+        }
+        serde_json::from_value(json!({"metadata": {"name": "data"}, "spec": spec})).unwrap()
+    }
+
+    fn decide(
+        cat: &Catalog,
+        op: Operation,
+        obj: Object<'_>,
+        old: Option<Object<'_>>,
+        mode: Mode,
+    ) -> Decision {
+        let req = Request {
+            operation: op,
+            namespace: Some("default"),
+            username: "alice",
+            subject: Subject {
+                group: "",
+                kind: "PersistentVolumeClaim",
+                name: "data",
+            },
+            object: Some(obj),
+            old_object: old,
+        };
+        let mut d = Decision::default();
+        run(cat, &req, mode, &mut d);
+        d
+    }
+
+    fn create(cat: &Catalog, c: &PersistentVolumeClaim) -> Decision {
+        decide(cat, Operation::Create, Object::Pvc(c), None, Mode::Enforce)
+    }
+
+    #[test]
+    fn warns_about_a_typo_with_the_closest_names() {
+        let (_, cat) = cluster();
+        let d = create(&cat, &pvc(Some("local-storag")));
+        assert!(d.allowed());
+        assert_eq!(
+            d.warnings,
+            [
+                r#"spec.storageClassName: StorageClass "local-storag" not found: the claim stays Pending until it exists; closest: local-storage"#
+            ]
+        );
+        assert_eq!(
+            d.audit_annotations["unknown-class"],
+            r#"not found: "local-storag""#
+        );
+        assert_eq!(d.findings[0].action, Action::Warned);
+        assert_eq!(d.findings[0].storage_class.as_deref(), Some("local-storag"));
+    }
+
+    #[test]
+    fn knows_classes_of_the_cluster_and_of_the_policy() {
+        let (_, cat) = cluster();
+        for class in ["local-storage", "policy-only", "standard"] {
+            assert_eq!(
+                create(&cat, &pvc(Some(class))),
+                Decision::default(),
+                "{class}"
+            );
+        }
+    }
+
+    #[test]
+    fn never_warns_about_static_binding_or_no_class() {
+        let (_, cat) = cluster();
+        assert_eq!(create(&cat, &pvc(Some(""))), Decision::default());
+        assert_eq!(create(&cat, &pvc(None)), Decision::default());
+    }
+
+    #[test]
+    fn stays_silent_when_not_every_class_is_known() {
+        let p = Policy::parse(POLICY, None, false).unwrap();
+        let mut partial = live(&["local-storage"]);
+        partial.classes_known = ClassesKnown::Partly;
+        for cat in [p.static_catalog(), p.catalog(&partial)] {
+            assert_eq!(
+                create(&cat, &pvc(Some("local-storag"))),
+                Decision::default()
+            );
+        }
+    }
+
+    #[test]
+    fn says_when_it_knows_the_classes_from_files() {
+        let p = Policy::parse(POLICY, None, false).unwrap();
+        let mut files = live(&["fast"]);
+        files.classes_known = ClassesKnown::Files;
+        let d = create(&p.catalog(&files), &pvc(Some("fats")));
+        assert_eq!(
+            d.warnings,
+            [
+                r#"spec.storageClassName: StorageClass "fats" not found in the audited files or the policy: the claim stays Pending until it exists; closest: fast"#
+            ]
+        );
+    }
+
+    #[test]
+    fn far_names_are_not_suggested() {
+        let (_, cat) = cluster();
+        let d = create(&cat, &pvc(Some("premium-rwo")));
+        assert!(
+            d.warnings[0].ends_with("; no StorageClass has a close name"),
+            "{:?}",
+            d.warnings
+        );
+        let empty = Policy::parse("", None, false).unwrap().catalog(&live(&[]));
+        let d = create(&empty, &pvc(Some("gp3")));
+        assert!(
+            d.warnings[0].ends_with("; no StorageClass exists"),
+            "{:?}",
+            d.warnings
+        );
+    }
+
+    #[test]
+    fn suggestions_are_at_most_three_nearest_first_case_ignored() {
+        let p = Policy::parse("", None, false).unwrap();
+        let cat = p.catalog(&live(&["fast-a", "fast-b", "fast-c", "Fast", "fastest"]));
+        assert_eq!(closest(&cat, "fast"), ["Fast", "fast-a", "fast-b"]);
+        assert_eq!(closest(&cat, "FAST-C"), ["fast-c", "fast-a", "fast-b"]);
+        assert!(closest(&cat, "slow").is_empty());
+    }
+
+    #[test]
+    fn distance_counts_edits() {
+        assert_eq!(distance("", ""), 0);
+        assert_eq!(distance("abc", ""), 3);
+        assert_eq!(distance("", "abc"), 3);
+        assert_eq!(distance("kitten", "sitting"), 3);
+        assert_eq!(distance("local-storag", "local-storage"), 1);
+        assert_eq!(distance("flaw", "lawn"), 2);
+        assert_eq!(distance("gp3", "gp2"), 1);
+        assert_eq!(distance("ab", "ba"), 2);
+    }
+
+    #[test]
+    fn beta_annotation_names_the_class_when_the_spec_does_not() {
+        let (_, cat) = cluster();
+        let c: PersistentVolumeClaim = serde_json::from_value(json!({
+            "metadata": {"name": "data", "annotations": {BETA_CLASS_ANNOTATION: "nfs-clinet"}},
+            "spec": {"accessModes": ["ReadWriteOnce"]}}))
+        .unwrap();
+        let d = create(&cat, &c);
+        assert!(
+            d.warnings[0].starts_with(
+                r#"metadata.annotations[volume.beta.kubernetes.io/storage-class]: StorageClass "nfs-clinet" not found"#
+            ),
+            "{:?}",
+            d.warnings
+        );
+    }
+
+    #[test]
+    fn templates_are_warned_with_their_paths() {
+        let (_, cat) = cluster();
+        let sts: StatefulSet = serde_json::from_value(json!({"metadata": {"name": "web"}, "spec": {
+            "selector": {}, "serviceName": "x",
+            "template": {"spec": {"containers": [], "volumes": [
+                {"name": "s", "ephemeral": {"volumeClaimTemplate": {"spec": {"storageClassName": "scratch"}}}}]}},
+            "volumeClaimTemplates": [
+                {"metadata": {"name": "ok"}, "spec": {"storageClassName": "local-path"}},
+                {"metadata": {"name": "bad"}, "spec": {"storageClassName": "local-pth"}}
+            ]}}))
+        .unwrap();
+        let d = decide(
+            &cat,
+            Operation::Create,
+            Object::StatefulSet(&sts),
+            None,
+            Mode::Audit,
+        );
+        assert_eq!(
+            d.warnings,
+            [
+                r#"spec.volumeClaimTemplates[1].spec.storageClassName: StorageClass "local-pth" not found: claims from this template stay Pending until it exists; closest: local-path"#,
+                r#"spec.template.spec.volumes[0].ephemeral.volumeClaimTemplate.spec.storageClassName: StorageClass "scratch" not found: claims from this template stay Pending until it exists; no StorageClass has a close name"#,
+            ]
+        );
+        assert!(d.warnings.iter().all(|w| w.chars().count() <= 256));
+        let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "p"}, "spec": {"containers": [],
+            "volumes": [{"name": "s", "ephemeral": {"volumeClaimTemplate": {"spec": {"storageClassName": "nfs-clint"}}}}]}}))
+        .unwrap();
+        let d = decide(
+            &cat,
+            Operation::Create,
+            Object::PodSpec {
+                spec: pod.spec.as_ref(),
+                path: "spec",
+            },
+            None,
+            Mode::Enforce,
+        );
+        assert!(
+            d.warnings[0].starts_with(
+                r#"spec.volumes[0].ephemeral.volumeClaimTemplate.spec.storageClassName: StorageClass "nfs-clint""#
+            ),
+            "{:?}",
+            d.warnings
+        );
+    }
+
+    #[test]
+    fn update_warns_only_about_newly_named_classes() {
+        let (_, cat) = cluster();
+        let pod = |classes: &[&str]| -> Pod {
+            let volumes: Vec<_> = classes
+                .iter()
+                .enumerate()
+                .map(|(i, c)| json!({"name": format!("v{i}"), "ephemeral": {"volumeClaimTemplate": {"spec": {"storageClassName": c}}}}))
+                .collect();
+            serde_json::from_value(
+                json!({"metadata": {"name": "p"}, "spec": {"containers": [], "volumes": volumes}}),
+            )
+            .unwrap()
+        };
+        let (old, new) = (pod(&["typo-a"]), pod(&["typo-a", "typo-b"]));
+        fn obj(p: &Pod) -> Object<'_> {
+            Object::PodSpec {
+                spec: p.spec.as_ref(),
+                path: "spec",
+            }
+        }
+        let d = decide(
+            &cat,
+            Operation::Update,
+            obj(&new),
+            Some(obj(&old)),
+            Mode::Enforce,
+        );
+        assert_eq!(d.warnings.len(), 1, "{:?}", d.warnings);
+        assert!(d.warnings[0].contains(r#""typo-b""#));
+        // A claim's class cannot change on UPDATE: never warned again.
+        let c = pvc(Some("local-storag"));
+        let d = decide(
+            &cat,
+            Operation::Update,
+            Object::Pvc(&c),
+            Some(Object::Pvc(&pvc(None))),
+            Mode::Enforce,
+        );
+        assert_eq!(d, Decision::default());
+    }
+
+    #[test]
+    fn the_registry_runs_it_on_validate() {
+        let p = Policy::parse(POLICY, None, false).unwrap();
+        let cat = p.catalog(&live(&["local-storage"]));
+        let c = pvc(Some("local-storag"));
+        let req = Request {
+            operation: Operation::Create,
+            namespace: Some("default"),
+            username: "alice",
+            subject: Subject {
+                group: "",
+                kind: "PersistentVolumeClaim",
+                name: "data",
+            },
+            object: Some(Object::Pvc(&c)),
+            old_object: None,
+        };
+        let d = crate::policy::validate(&p, &cat, &req);
+        assert!(d.allowed());
+        assert_eq!(d.findings.len(), 1, "{d:?}");
+        assert_eq!(d.findings[0].rule, ID);
+        assert!(d.warnings[0].ends_with("closest: local-storage"), "{d:?}");
+    }
+
+    #[test]
+    fn off_mode_says_nothing() {
+        let (_, cat) = cluster();
+        let c = pvc(Some("local-storag"));
+        assert_eq!(
+            decide(&cat, Operation::Create, Object::Pvc(&c), None, Mode::Off),
+            Decision::default()
+        );
+    }
+
+    #[test]
+    fn config_takes_only_a_mode() {
+        assert!(Policy::parse("rules:\n  unknownClass: {mode: audit}\n", None, false).is_ok());
+        let e = Policy::parse("rules:\n  unknownClass: {suggest: 5}\n", None, false).unwrap_err();
+        assert!(e.to_string().contains("suggest"), "{e}");
+    }
+}
