@@ -287,6 +287,7 @@ mod tests {
             classes: vec![class("gp3", true, 1)],
             namespaces,
             nodes: None,
+            ..Default::default()
         };
         let w = warning("", live).expect("warning");
         assert!(w.contains("namespaces ml never apply"), "{w}");

@@ -4,6 +4,7 @@
 //! A [`Catalog`] is an immutable snapshot built off the request path; rules only read it.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::PersistentVolumeSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -11,6 +12,7 @@ use serde::Deserialize;
 
 use super::config::{PolicyFile, StaticClass, VolumeBindingMode};
 use super::modes::Mode;
+use super::volumes::{ClaimInfo, PvInfo, Source, VolumeIndex};
 
 /// Annotation on a StorageClass overriding the provisioner table.
 pub const KIND_ANNOTATION: &str = "storage-policy.io/kind";
@@ -256,6 +258,10 @@ pub struct LiveState {
     pub namespaces: HashMap<String, NamespaceInfo>,
     /// Nodes as (name, labels); `None` until nodes are known (no cluster, or not synced).
     pub nodes: Option<Vec<(String, std::collections::BTreeMap<String, String>)>>,
+    /// PersistentVolumes by name, reduced; `None` until listed (no cluster, or not synced).
+    pub pvs: Option<Arc<HashMap<String, Arc<PvInfo>>>>,
+    /// Claims by `namespace/name`, reduced; `None` until listed.
+    pub claims: Option<Arc<HashMap<String, Arc<ClaimInfo>>>>,
 }
 
 /// The immutable snapshot the rules read.
@@ -272,6 +278,8 @@ pub struct Catalog {
     /// and with `volumeMode: Block`. Suggested beside a denial.
     rwx_filesystem: Vec<String>,
     rwx_block: Vec<String>,
+    /// PVs and claims, when known (shared, never copied on a rebuild).
+    volumes: Option<VolumeIndex>,
 }
 
 impl Catalog {
@@ -350,7 +358,27 @@ impl Catalog {
             node_values,
             rwx_filesystem,
             rwx_block,
+            volumes: match (&live.pvs, &live.claims) {
+                (Some(pvs), Some(claims)) => Some(VolumeIndex {
+                    pvs: pvs.clone(),
+                    claims: claims.clone(),
+                    source: Source::Cluster,
+                }),
+                _ => None,
+            },
         }
+    }
+
+    /// The PVs and claims known, `None` when there is no source of them (no cluster, not
+    /// listed yet): the binding checks then say nothing.
+    pub fn volumes(&self) -> Option<&VolumeIndex> {
+        self.volumes.as_ref()
+    }
+
+    /// The same catalog judging against these PVs and claims (`audit` on files).
+    pub fn with_volumes(mut self, volumes: VolumeIndex) -> Catalog {
+        self.volumes = Some(volumes);
+        self
     }
 
     pub fn class(&self, name: &str) -> Option<&ClassInfo> {

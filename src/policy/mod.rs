@@ -8,6 +8,7 @@
 //! - [`decision`]: what the rules answer; [`field`]: the API server's field-error format.
 
 pub mod access_modes;
+mod bytes;
 pub mod catalog;
 pub mod config;
 pub mod decision;
@@ -15,9 +16,13 @@ pub mod default_class;
 pub mod field;
 pub mod modes;
 pub mod node_affinity;
+pub mod node_name_wffc;
 pub mod registry;
 pub mod rule;
 pub mod storage;
+pub mod volume_name;
+pub mod volumes;
+pub mod will_bind;
 
 use std::collections::HashSet;
 use std::path::Path as FsPath;

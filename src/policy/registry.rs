@@ -9,8 +9,11 @@ use super::config::{ConfigError, PolicyFile, Section};
 use super::default_class;
 use super::modes::Mode;
 use super::node_affinity;
+use super::node_name_wffc;
 use super::rule::{Acts, Endpoint, Judges, Meta, PodFilter, Rule};
 use super::storage::Settings;
+use super::volume_name;
+use super::will_bind;
 use crate::kinds::{self, Kind, Operation};
 
 /// A rule of the registry: its metadata and how to compile its section of the policy file.
@@ -24,6 +27,9 @@ pub const REGISTRY: &[Entry] = &[
     default_class::ENTRY,
     node_affinity::ENTRY,
     access_modes::ENTRY,
+    node_name_wffc::ENTRY,
+    will_bind::ENTRY,
+    volume_name::ENTRY,
 ];
 
 /// A compiled rule and the mode it runs in (before namespace labels and `--dry-run`).
@@ -285,7 +291,9 @@ mod tests {
         assert_eq!(pods.rules[0].operations, ["CREATE"]);
         assert_eq!(
             pods.match_conditions[0].expression,
-            "has(object.spec.volumes) && object.spec.volumes.exists(v, has(v.ephemeral))"
+            "(has(object.spec.volumes) && object.spec.volumes.exists(v, has(v.ephemeral))) || \
+             (has(object.spec.nodeName) && has(object.spec.volumes) && \
+             object.spec.volumes.exists(v, has(v.persistentVolumeClaim) || has(v.ephemeral)))"
         );
         // One registration, one pod spec path: its condition fits every kind in it.
         for r in &regs {
