@@ -984,12 +984,16 @@ fn examples_folder_reports_the_real_situations() {
     };
     assert_eq!(outcome("ssd-data"), ["mutated"]);
     assert_eq!(outcome("disk7"), ["warned", "denied"]);
-    assert_eq!(outcome("kafka"), ["denied"]);
+    assert_eq!(
+        outcome("kafka"),
+        ["denied", "warned"],
+        "no PV among the files for its 3 claims on a static class"
+    );
     assert_eq!(outcome("uploads"), ["denied"]);
     assert_eq!(
         outcome("legacy-data"),
-        ["allowed"],
-        "an empty class is static binding"
+        ["warned"],
+        "an empty class is static binding, to a PV that is not among the files"
     );
     assert_eq!(outcome("build-cache"), ["allowed"]);
     assert_eq!(outcome("postgres-data"), ["mutated"]);
@@ -1385,5 +1389,59 @@ fn cluster_flags_pick_the_kubeconfig_and_its_context() {
         stderr(&o).contains("--context only applies with --cluster"),
         "{}",
         stderr(&o)
+    );
+}
+
+#[test]
+fn binding_is_judged_against_the_volumes_and_claims_in_the_files() {
+    let d = Dir::new();
+    d.write(
+        "policy.yaml",
+        "storageClasses:\n  - {name: local-storage, provisioner: kubernetes.io/no-provisioner, volumeBindingMode: WaitForFirstConsumer}\n",
+    );
+    let pv = |name: &str, size: &str| {
+        format!(
+            "apiVersion: v1\nkind: PersistentVolume\nmetadata: {{name: {name}}}\nspec:\n  storageClassName: local-storage\n  \
+             capacity: {{storage: {size}}}\n  accessModes: [ReadWriteOnce]\n  local: {{path: /mnt/ssd}}\n  nodeAffinity:\n    required:\n      \
+             nodeSelectorTerms: [{{matchExpressions: [{{key: kubernetes.io/hostname, operator: In, values: [node-1]}}]}}]\nstatus: {{phase: Available}}\n"
+        )
+    };
+    d.write(
+        "volumes.yaml",
+        &format!("{}---\n{}", pv("pv-a", "10Gi"), pv("pv-small", "1Gi")),
+    );
+    d.write(
+        "app.yaml",
+        "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: big}\nspec: {storageClassName: local-storage, accessModes: [ReadWriteOnce], resources: {requests: {storage: 50Gi}}}\n---\n\
+         apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: fits}\nspec: {storageClassName: local-storage, accessModes: [ReadWriteOnce], resources: {requests: {storage: 5Gi}}}\n---\n\
+         apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: pinned}\nspec: {storageClassName: local-storage, volumeName: pv-small, accessModes: [ReadWriteOnce], resources: {requests: {storage: 5Gi}}}\n",
+    );
+    let o = audit(&d, &["-o", "json", "volumes.yaml", "app.yaml"]);
+    let r = json_report(&o);
+    let messages = |name: &str| -> Vec<String> {
+        findings_for(&r, name)
+            .iter()
+            .filter_map(|f| f["message"].as_str().map(str::to_owned))
+            .collect()
+    };
+    assert!(
+        messages("big").contains(
+            &"claim \"big\" will stay Pending: no Available PersistentVolume of class local-storage has 50Gi \
+              (judged against the PersistentVolumes in the files)"
+                .to_owned()
+        ),
+        "{:?}",
+        messages("big")
+    );
+    assert!(
+        messages("fits").iter().all(|m| !m.contains("Pending")),
+        "{:?}",
+        messages("fits")
+    );
+    assert!(
+        messages("pinned").iter().any(|m| m
+            .contains("Cannot bind to requested volume \"pv-small\": requested PV is too small")),
+        "{:?}",
+        messages("pinned")
     );
 }
