@@ -58,6 +58,7 @@ fn live(n: usize) -> LiveState {
         classes,
         namespaces,
         nodes: None,
+        ..Default::default()
     }
 }
 

@@ -251,6 +251,7 @@ fn live_state(classes: usize, namespaces: usize, nodes: usize) -> LiveState {
                 })
                 .collect(),
         ),
+        ..Default::default()
     }
 }
 
