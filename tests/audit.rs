@@ -1445,3 +1445,54 @@ fn binding_is_judged_against_the_volumes_and_claims_in_the_files() {
         messages("pinned")
     );
 }
+
+#[test]
+fn cluster_audit_lists_claims_pending_today_with_the_reason() {
+    let mut objects = cluster_objects();
+    let claim = |name: &str, size: &str| {
+        json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+               "metadata": {"name": name, "namespace": "web", "uid": format!("uid-{name}")},
+               "spec": {"storageClassName": "local-storage", "accessModes": ["ReadWriteOnce"],
+                        "resources": {"requests": {"storage": size}}},
+               "status": {"phase": "Pending"}})
+    };
+    objects.push(claim("stuck", "500Gi"));
+    objects.push(claim("soon", "5Gi"));
+    // A free PV that can serve "soon": cluster-scoped and bound to no claim of "web", so a
+    // namespace audit does not list it, yet still counts it.
+    objects.push(json!({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "free-20g"},
+        "spec": {"capacity": {"storage": "20Gi"}, "accessModes": ["ReadWriteOnce"], "storageClassName": "local-storage",
+                 "local": {"path": "/mnt/ssd"}, "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                     {"key": "kubernetes.io/hostname", "operator": "In", "values": ["k8s-worker-01"]}]}]}}},
+        "status": {"phase": "Available"}}));
+    let api = support::fake_apiserver::FakeApiServer::start_blocking(objects);
+    let d = Dir::new();
+    for extra in [&["-o", "json"][..], &["-n", "web", "-o", "json"][..]] {
+        let o = cluster_audit(&api, &d, extra);
+        let r = json_report(&o);
+        let messages = |name: &str| -> Vec<String> {
+            findings_for(&r, name)
+                .iter()
+                .filter_map(|f| f["message"].as_str().map(str::to_owned))
+                .collect()
+        };
+        assert!(
+            messages("stuck").contains(
+                &"claim \"stuck\" will stay Pending: no Available PersistentVolume of class local-storage has 500Gi"
+                    .to_owned()
+            ),
+            "{extra:?}: {:?}",
+            messages("stuck")
+        );
+        assert!(
+            messages("soon").iter().all(|m| !m.contains("Pending")),
+            "{extra:?}: {:?}",
+            messages("soon")
+        );
+        assert!(
+            messages("db").iter().all(|m| !m.contains("Pending")),
+            "a Bound claim is past binding: {:?}",
+            messages("db")
+        );
+    }
+}

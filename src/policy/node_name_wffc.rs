@@ -102,6 +102,24 @@ fn violation(path: &str, node: &str, what: String, class: &str) -> Violation {
     }
 }
 
+/// Whether a claim is pre-bound, which the PV controller binds at once even with
+/// WaitForFirstConsumer: its `spec.volumeName` is set, or a PV's `claimRef` names it.
+fn binds_without_scheduler(
+    cx: &Context<'_>,
+    namespace: &str,
+    name: &str,
+    claim: Option<&volumes::ClaimInfo>,
+) -> bool {
+    claim.is_some_and(|c| c.volume_name.is_some())
+        || cx.catalog.volumes().is_some_and(|i| {
+            i.pvs.values().any(|pv| {
+                pv.claim_ref
+                    .as_ref()
+                    .is_some_and(|r| r.name == name && r.namespace == namespace)
+            })
+        })
+}
+
 fn violations(cx: &Context<'_>, namespace: Option<&str>, object: &Object<'_>) -> Vec<Violation> {
     let mut out = Vec::new();
     let (spec, path) = match *object {
@@ -143,7 +161,7 @@ fn violations(cx: &Context<'_>, namespace: Option<&str>, object: &Object<'_>) ->
             else {
                 continue;
             };
-            if claim.is_bound() {
+            if claim.is_bound() || binds_without_scheduler(cx, ns, &src.claim_name, Some(claim)) {
                 continue;
             }
             if let Some(class) = claim
@@ -177,9 +195,10 @@ fn violations(cx: &Context<'_>, namespace: Option<&str>, object: &Object<'_>) ->
                 continue;
             };
             let unbound = (0..replicas).find(|i| {
-                index
-                    .claim(ns, &format!("{tpl_name}-{sts_name}-{i}"))
-                    .is_none_or(|c| !c.is_bound())
+                let name = format!("{tpl_name}-{sts_name}-{i}");
+                let claim = index.claim(ns, &name);
+                !claim.is_some_and(|c| c.is_bound())
+                    && !binds_without_scheduler(cx, ns, &name, claim)
             });
             if let Some(i) = unbound {
                 let what = format!(
@@ -418,7 +437,19 @@ storageClasses:
             d.denial.unwrap().errors[0].to_string(),
             r#"spec.nodeName: Forbidden: claim "pending" is not bound and has class "local-wffc" with volumeBindingMode WaitForFirstConsumer, which only the scheduler binds; nodeName bypasses the scheduler and the claim stays Pending"#
         );
-        for c in ["bound", "immediate", "unknown-claim"] {
+        // Pre-bound claims bind at once, scheduler or not.
+        let mut prebound = claim("named", "local-wffc", "Pending");
+        prebound.spec.as_mut().unwrap().volume_name = Some("pv-1".into());
+        let cat = with_claims(
+            &p,
+            &[
+                claim("pending", "local-wffc", "Pending"),
+                claim("bound", "local-wffc", "Bound"),
+                claim("immediate", "gp3", "Pending"),
+                prebound,
+            ],
+        );
+        for c in ["bound", "immediate", "unknown-claim", "named"] {
             let pinned = pod(Some("node-1"), vol(c));
             assert!(
                 decide(&cat, ("", "Pod"), pod_obj(&pinned), None, Mode::Enforce).allowed(),
@@ -529,6 +560,29 @@ storageClasses:
         assert!(
             decide(
                 &p.static_catalog(),
+                ("apps", "StatefulSet"),
+                Object::StatefulSet(&sts),
+                None,
+                Mode::Enforce
+            )
+            .allowed()
+        );
+        // A PV pre-bound to the missing claim by claimRef binds it at once.
+        let pv: k8s_openapi::api::core::v1::PersistentVolume = serde_json::from_value(json!({
+            "metadata": {"name": "pv-1"},
+            "spec": {"claimRef": {"namespace": "default", "name": "www-web-1"}}}))
+        .unwrap();
+        let bound = [claim("www-web-0", "local-wffc", "Bound")];
+        let index =
+            VolumeIndex::from_objects([&pv], bound.iter().map(|c| ("default", c)), Source::Cluster);
+        let cat = p.catalog(&LiveState {
+            pvs: Some(index.pvs.clone()),
+            claims: Some(index.claims.clone()),
+            ..Default::default()
+        });
+        assert!(
+            decide(
+                &cat,
                 ("apps", "StatefulSet"),
                 Object::StatefulSet(&sts),
                 None,
