@@ -954,7 +954,7 @@ fn serve_rss(fake: &FakeApiServer, dir: &std::path::Path) -> u64 {
     };
     let (https, admin) = (port(()), port(()));
     let kubeconfig = fake.kubeconfig(dir);
-    let mut child = std::process::Command::new(bin)
+    let child = std::process::Command::new(bin)
         .args(["serve", "--listen", &https.to_string()])
         .args(["--admin-listen", &admin.to_string()])
         .arg("--kubeconfig")
@@ -964,14 +964,24 @@ fn serve_rss(fake: &FakeApiServer, dir: &std::path::Path) -> u64 {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("start serve");
+    // Killed however this function ends (a timeout panics).
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let child = Kill(child);
     let ready = || {
         let Ok(mut s) = std::net::TcpStream::connect(admin) else {
             return false;
         };
-        let _ = s.write_all(b"GET /readyz HTTP/1.0\r\n\r\n");
+        let _ =
+            s.write_all(b"GET /readyz HTTP/1.0\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n");
         let mut out = String::new();
         let _ = s.read_to_string(&mut out);
-        out.starts_with("HTTP/1.1 200") || out.starts_with("HTTP/1.0 200")
+        out.split(' ').nth(1) == Some("200")
     };
     let deadline = std::time::Instant::now() + Duration::from_secs(300);
     while !ready() {
@@ -983,12 +993,11 @@ fn serve_rss(fake: &FakeApiServer, dir: &std::path::Path) -> u64 {
     let rss = (0..5)
         .map(|_| {
             std::thread::sleep(Duration::from_millis(200));
-            rss_kib(child.id())
+            rss_kib(child.0.id())
         })
         .max()
         .unwrap();
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     rss
 }
 
@@ -1001,6 +1010,7 @@ fn pv_and_claim_caches_memory() {
     init();
     let dir = tempfile::tempdir().unwrap();
     let idle = serve_rss(&FakeApiServer::start_blocking(Vec::new()), dir.path());
+    eprintln!("idle RSS {idle} KiB");
     let mut objects = Vec::with_capacity(150_000);
     for i in 0..50_000u32 {
         let ns = format!("team-{:03}", i % 200);
