@@ -61,6 +61,7 @@ fn live(n: usize) -> LiveState {
         classes,
         namespaces,
         nodes: None,
+        ..Default::default()
     }
 }
 

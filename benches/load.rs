@@ -250,6 +250,7 @@ fn live_state(classes: usize, namespaces: usize, nodes: usize) -> LiveState {
                 })
                 .collect(),
         ),
+        ..Default::default()
     }
 }
 

@@ -1035,12 +1035,16 @@ fn examples_folder_reports_the_real_situations() {
     // Injected on two workers: admitted, with the one-disk-one-node warning.
     assert_eq!(outcome("ssd-data"), ["mutated", "warned"]);
     assert_eq!(outcome("disk7"), ["warned", "denied"]);
-    assert_eq!(outcome("kafka"), ["denied"]);
+    assert_eq!(
+        outcome("kafka"),
+        ["denied", "warned"],
+        "no PV among the files for its 3 claims on a static class"
+    );
     assert_eq!(outcome("uploads"), ["denied"]);
     assert_eq!(
         outcome("legacy-data"),
-        ["allowed"],
-        "an empty class is static binding"
+        ["warned"],
+        "an empty class is static binding, to a PV that is not among the files"
     );
     assert_eq!(outcome("build-cache"), ["allowed"]);
     // The class default, then the OCI minimum: 20Gi is raised to 50Gi.
@@ -1617,4 +1621,109 @@ fn cluster_audit_warns_about_classes_the_cluster_does_not_have() {
             )),
         "{raw:?}"
     );
+}
+
+#[test]
+fn binding_is_judged_against_the_volumes_and_claims_in_the_files() {
+    let d = Dir::new();
+    d.write(
+        "policy.yaml",
+        "storageClasses:\n  - {name: local-storage, provisioner: kubernetes.io/no-provisioner, volumeBindingMode: WaitForFirstConsumer}\n",
+    );
+    let pv = |name: &str, size: &str| {
+        format!(
+            "apiVersion: v1\nkind: PersistentVolume\nmetadata: {{name: {name}}}\nspec:\n  storageClassName: local-storage\n  \
+             capacity: {{storage: {size}}}\n  accessModes: [ReadWriteOnce]\n  local: {{path: /mnt/ssd}}\n  nodeAffinity:\n    required:\n      \
+             nodeSelectorTerms: [{{matchExpressions: [{{key: kubernetes.io/hostname, operator: In, values: [node-1]}}]}}]\nstatus: {{phase: Available}}\n"
+        )
+    };
+    d.write(
+        "volumes.yaml",
+        &format!("{}---\n{}", pv("pv-a", "10Gi"), pv("pv-small", "1Gi")),
+    );
+    d.write(
+        "app.yaml",
+        "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: big}\nspec: {storageClassName: local-storage, accessModes: [ReadWriteOnce], resources: {requests: {storage: 50Gi}}}\n---\n\
+         apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: fits}\nspec: {storageClassName: local-storage, accessModes: [ReadWriteOnce], resources: {requests: {storage: 5Gi}}}\n---\n\
+         apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: pinned}\nspec: {storageClassName: local-storage, volumeName: pv-small, accessModes: [ReadWriteOnce], resources: {requests: {storage: 5Gi}}}\n",
+    );
+    let o = audit(&d, &["-o", "json", "volumes.yaml", "app.yaml"]);
+    let r = json_report(&o);
+    let messages = |name: &str| -> Vec<String> {
+        findings_for(&r, name)
+            .iter()
+            .filter_map(|f| f["message"].as_str().map(str::to_owned))
+            .collect()
+    };
+    assert!(
+        messages("big").contains(
+            &"claim \"big\" will stay Pending: no Available PersistentVolume of class local-storage has 50Gi \
+              (judged against the PersistentVolumes in the files)"
+                .to_owned()
+        ),
+        "{:?}",
+        messages("big")
+    );
+    assert!(
+        messages("fits").iter().all(|m| !m.contains("Pending")),
+        "{:?}",
+        messages("fits")
+    );
+    assert!(
+        messages("pinned").iter().any(|m| m
+            .contains("Cannot bind to requested volume \"pv-small\": requested PV is too small")),
+        "{:?}",
+        messages("pinned")
+    );
+}
+
+#[test]
+fn cluster_audit_lists_claims_pending_today_with_the_reason() {
+    let mut objects = cluster_objects();
+    let claim = |name: &str, size: &str| {
+        json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+               "metadata": {"name": name, "namespace": "web", "uid": format!("uid-{name}")},
+               "spec": {"storageClassName": "local-storage", "accessModes": ["ReadWriteOnce"],
+                        "resources": {"requests": {"storage": size}}},
+               "status": {"phase": "Pending"}})
+    };
+    objects.push(claim("stuck", "500Gi"));
+    objects.push(claim("soon", "5Gi"));
+    // A free PV that can serve "soon": cluster-scoped and bound to no claim of "web", so a
+    // namespace audit does not list it, yet still counts it.
+    objects.push(json!({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "free-20g"},
+        "spec": {"capacity": {"storage": "20Gi"}, "accessModes": ["ReadWriteOnce"], "storageClassName": "local-storage",
+                 "local": {"path": "/mnt/ssd"}, "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                     {"key": "kubernetes.io/hostname", "operator": "In", "values": ["k8s-worker-01"]}]}]}}},
+        "status": {"phase": "Available"}}));
+    let api = support::fake_apiserver::FakeApiServer::start_blocking(objects);
+    let d = Dir::new();
+    for extra in [&["-o", "json"][..], &["-n", "web", "-o", "json"][..]] {
+        let o = cluster_audit(&api, &d, extra);
+        let r = json_report(&o);
+        let messages = |name: &str| -> Vec<String> {
+            findings_for(&r, name)
+                .iter()
+                .filter_map(|f| f["message"].as_str().map(str::to_owned))
+                .collect()
+        };
+        assert!(
+            messages("stuck").contains(
+                &"claim \"stuck\" will stay Pending: no Available PersistentVolume of class local-storage has 500Gi"
+                    .to_owned()
+            ),
+            "{extra:?}: {:?}",
+            messages("stuck")
+        );
+        assert!(
+            messages("soon").iter().all(|m| !m.contains("Pending")),
+            "{extra:?}: {:?}",
+            messages("soon")
+        );
+        assert!(
+            messages("db").iter().all(|m| !m.contains("Pending")),
+            "a Bound claim is past binding: {:?}",
+            messages("db")
+        );
+    }
 }

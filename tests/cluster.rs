@@ -1,6 +1,7 @@
 //! The cluster cache against an in-process fake API server, through the real kube-rs client and
 //! kube-runtime watchers: sync, runtime changes, dropped and expired watches, an API server that
-//! is down at start, and the DefaultStorageClass interplay.
+//! is down at start, the DefaultStorageClass interplay, and the binding rules (willBind,
+//! volumeName, nodeNameWaitForFirstConsumer) judging against the cached PVs and claims.
 
 mod support;
 
@@ -8,13 +9,17 @@ use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use json_patch::PatchOperation;
-use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use prometheus_client::registry::Registry;
 use serde_json::{Value, json};
 use storage_policy_webhook::cluster::{self, ClusterMetrics, ClusterStatus, ConfigEnv, Selection};
 use storage_policy_webhook::policy::{self, Action, Object, Operation, Policy, Request, Subject};
 use storage_policy_webhook::state::SharedState;
-use support::fake_apiserver::{FakeApiServer, NAMESPACES, NODES, STORAGE_CLASSES, Verb};
+use support::fake_apiserver::{
+    FakeApiServer, NAMESPACES, NODES, PERSISTENT_VOLUME_CLAIMS, PERSISTENT_VOLUMES,
+    STORAGE_CLASSES, Verb,
+};
 use tokio::task::JoinHandle;
 
 /// Generous: the first retry after an error waits about a second, the next ones longer.
@@ -712,4 +717,394 @@ async fn connects_through_the_kubeconfig_flag_with_the_chosen_context() {
     let h = Harness::run_with_client(fake, client, "");
     h.synced().await;
     assert_eq!(h.state.snapshot().catalog.default_class(), Some("fast"));
+}
+
+// --- The binding rules against cached PersistentVolumes and claims (issue 14) ---
+
+fn local_pv(name: &str, size: &str, claim_ref: Option<(&str, &str)>) -> Value {
+    let mut v = json!({"metadata": {"name": name}, "spec": {"storageClassName": "local-storage",
+        "capacity": {"storage": size}, "accessModes": ["ReadWriteOnce"], "local": {"path": "/mnt/x"},
+        "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+            {"key": "kubernetes.io/hostname", "operator": "In", "values": ["node-1"]}]}]}}},
+        "status": {"phase": "Available"}});
+    if let Some((ns, n)) = claim_ref {
+        v["spec"]["claimRef"] = json!({"namespace": ns, "name": n});
+    }
+    v
+}
+
+fn claim(name: &str, class: &str, phase: &str) -> Value {
+    json!({"metadata": {"name": name, "namespace": "default"},
+        "spec": {"storageClassName": class, "accessModes": ["ReadWriteOnce"],
+                 "resources": {"requests": {"storage": "5Gi"}}},
+        "status": {"phase": phase}})
+}
+
+/// A cluster with a static WaitForFirstConsumer class, a dynamic one, and no PVs yet.
+async fn static_cluster() -> FakeApiServer {
+    let fake = FakeApiServer::start_core().await;
+    let mut local = storage_class(
+        "local-storage",
+        "kubernetes.io/no-provisioner",
+        false,
+        "2024-01-01T00:00:00Z",
+    );
+    local["volumeBindingMode"] = json!("WaitForFirstConsumer");
+    fake.apply(STORAGE_CLASSES, local);
+    fake.apply(
+        STORAGE_CLASSES,
+        storage_class("gp3", "ebs.csi.aws.com", false, "2024-01-01T00:00:00Z"),
+    );
+    fake.apply(NAMESPACES, namespace("default", None, None));
+    fake.apply(NODES, node("node-1"));
+    fake
+}
+
+impl Harness {
+    /// What `/validate` answers for `object` (a PVC, StatefulSet or Pod) created in `default`.
+    fn validate(&self, object: Value) -> policy::Decision {
+        let snapshot = self.state.snapshot();
+        let name = object["metadata"]["name"].as_str().unwrap().to_owned();
+        let (pvc, sts, pod): (
+            Option<PersistentVolumeClaim>,
+            Option<StatefulSet>,
+            Option<Pod>,
+        ) = match object["kind"].as_str() {
+            Some("StatefulSet") => (None, serde_json::from_value(object).ok(), None),
+            Some("Pod") => (None, None, serde_json::from_value(object).ok()),
+            _ => (serde_json::from_value(object).ok(), None, None),
+        };
+        let (group, kind, obj) = match (&pvc, &sts, &pod) {
+            (Some(c), _, _) => ("", "PersistentVolumeClaim", Object::Pvc(c)),
+            (_, Some(s), _) => ("apps", "StatefulSet", Object::StatefulSet(s)),
+            (_, _, Some(p)) => (
+                "",
+                "Pod",
+                Object::PodSpec {
+                    spec: p.spec.as_ref(),
+                    path: "spec",
+                },
+            ),
+            _ => panic!("undecodable object"),
+        };
+        let req = Request {
+            operation: Operation::Create,
+            namespace: Some("default"),
+            username: "alice",
+            subject: Subject {
+                group,
+                kind,
+                name: &name,
+            },
+            object: Some(obj),
+            old_object: None,
+        };
+        policy::validate(&snapshot.policy, &snapshot.catalog, &req)
+    }
+}
+
+fn pvc_object(name: &str, class: &str, size: &str) -> Value {
+    json!({"kind": "PersistentVolumeClaim", "metadata": {"name": name, "namespace": "default"},
+        "spec": {"storageClassName": class, "accessModes": ["ReadWriteOnce"],
+                 "resources": {"requests": {"storage": size}}}})
+}
+
+fn statefulset(replicas: i32) -> Value {
+    json!({"kind": "StatefulSet", "metadata": {"name": "web", "namespace": "default"}, "spec": {
+        "replicas": replicas, "selector": {"matchLabels": {"app": "web"}}, "serviceName": "web",
+        "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "web", "image": "nginx"}]}},
+        "volumeClaimTemplates": [{"metadata": {"name": "www"}, "spec": {"storageClassName": "local-storage",
+            "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "5Gi"}}}}]}})
+}
+
+fn pinned_pod(claim: &str) -> Value {
+    json!({"kind": "Pod", "metadata": {"name": "pinned", "namespace": "default"}, "spec": {
+        "nodeName": "node-1", "containers": [{"name": "app", "image": "busybox"}],
+        "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": claim}}]}})
+}
+
+#[tokio::test]
+async fn not_ready_until_volumes_and_claims_are_listed_and_they_are_counted() {
+    let fake = static_cluster().await;
+    fake.apply(PERSISTENT_VOLUMES, local_pv("pv-a", "10Gi", None));
+    fake.apply(
+        PERSISTENT_VOLUME_CLAIMS,
+        claim("old", "local-storage", "Bound"),
+    );
+    fake.fail(PERSISTENT_VOLUME_CLAIMS, Verb::List, 500, 1);
+    let h = Harness::run(fake, "");
+    eventually("PVs listed", || {
+        h.metric("cluster_cached_objects{resource=\"persistentvolumes\"}") == 1.0
+    })
+    .await;
+    eventually("claim list failed", || {
+        h.metric("cluster_watch_errors_total{resource=\"persistentvolumeclaims\"}") == 1.0
+    })
+    .await;
+    assert!(!h.status.is_synced(), "claims not listed yet");
+    assert!(
+        h.state.snapshot().catalog.volumes().is_none(),
+        "PVs without claims are not judged"
+    );
+    h.synced().await;
+    assert_eq!(
+        h.metric("cluster_cached_objects{resource=\"persistentvolumeclaims\"}"),
+        1.0
+    );
+    let snapshot = h.state.snapshot();
+    let index = snapshot.catalog.volumes().expect("known once listed");
+    assert!(index.claim("default", "old").unwrap().is_bound());
+    assert_eq!(index.pv("pv-a").unwrap().capacity, Some(10 << 30));
+}
+
+#[tokio::test]
+async fn a_claim_no_volume_serves_is_warned_until_one_appears() {
+    let fake = static_cluster().await;
+    fake.apply(PERSISTENT_VOLUMES, local_pv("small", "1Gi", None));
+    let h = Harness::run(fake, "");
+    h.synced().await;
+    let d = h.validate(pvc_object("data", "local-storage", "5Gi"));
+    assert!(d.allowed());
+    assert_eq!(
+        d.warnings,
+        [
+            r#"claim "data" will stay Pending: no Available PersistentVolume of class local-storage has 5Gi"#
+        ]
+    );
+    // A free PV that fits, made a minute later: the warning goes.
+    h.fake
+        .apply(PERSISTENT_VOLUMES, local_pv("big", "5Gi", None));
+    eventually("the new PV is cached", || {
+        h.validate(pvc_object("data", "local-storage", "5Gi"))
+            .warnings
+            .is_empty()
+    })
+    .await;
+    // Dynamic classes are never warned about.
+    assert!(
+        h.validate(pvc_object("data", "gp3", "500Gi"))
+            .warnings
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn a_volume_reserved_for_a_claim_serves_it_and_no_other() {
+    let fake = static_cluster().await;
+    fake.apply(
+        PERSISTENT_VOLUMES,
+        local_pv("reserved", "10Gi", Some(("default", "mine"))),
+    );
+    let h = Harness::run(fake, "");
+    h.synced().await;
+    assert!(
+        h.validate(pvc_object("mine", "local-storage", "5Gi"))
+            .warnings
+            .is_empty()
+    );
+    assert_eq!(
+        h.validate(pvc_object("theirs", "local-storage", "5Gi"))
+            .warnings
+            .len(),
+        1
+    );
+    // spec.volumeName naming it from another claim: the controller's FailedBinding reason.
+    let mut other = pvc_object("theirs", "local-storage", "5Gi");
+    other["spec"]["volumeName"] = json!("reserved");
+    let d = h.validate(other);
+    assert_eq!(
+        d.warnings,
+        [
+            r#"claim "theirs" will stay Pending: volume "reserved" already bound to a different claim. (it is reserved for default/mine)"#
+        ]
+    );
+    let mut missing = pvc_object("x", "local-storage", "5Gi");
+    missing["spec"]["volumeName"] = json!("nope");
+    assert!(
+        h.validate(missing).warnings[0]
+            .contains(r#"PersistentVolume "nope", which does not exist"#)
+    );
+    let mut small = pvc_object("mine", "local-storage", "50Gi");
+    small["spec"]["volumeName"] = json!("reserved");
+    assert!(
+        h.validate(small).warnings.is_empty(),
+        "pre-bound to this claim: binds"
+    );
+}
+
+#[tokio::test]
+async fn statefulset_claims_are_counted_against_the_volumes() {
+    let fake = static_cluster().await;
+    fake.apply(PERSISTENT_VOLUMES, local_pv("pv-0", "5Gi", None));
+    fake.apply(PERSISTENT_VOLUMES, local_pv("pv-1", "5Gi", None));
+    let h = Harness::run(fake, "");
+    h.synced().await;
+    let d = h.validate(statefulset(3));
+    assert_eq!(
+        d.warnings,
+        [
+            r#"StatefulSet "web": claim www-web-2 will stay Pending: no Available PersistentVolume of class local-storage has 5Gi (2 of 3 served)"#
+        ]
+    );
+    // The third claim already exists (bound): every volume is there.
+    h.fake.apply(
+        PERSISTENT_VOLUME_CLAIMS,
+        claim("www-web-2", "local-storage", "Bound"),
+    );
+    eventually("the claim is cached", || {
+        h.validate(statefulset(3)).warnings.is_empty()
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_pinned_pod_is_refused_only_while_its_claim_waits_for_the_scheduler() {
+    let fake = static_cluster().await;
+    fake.apply(
+        PERSISTENT_VOLUME_CLAIMS,
+        claim("waiting", "local-storage", "Pending"),
+    );
+    fake.apply(
+        PERSISTENT_VOLUME_CLAIMS,
+        claim("bound", "local-storage", "Bound"),
+    );
+    fake.apply(PERSISTENT_VOLUME_CLAIMS, claim("dynamic", "gp3", "Pending"));
+    let h = Harness::run(fake, "");
+    h.synced().await;
+    let d = h.validate(pinned_pod("waiting"));
+    let denial = d.denial.expect("denied");
+    assert_eq!(
+        denial.message(),
+        r#"Pod "pinned" is invalid: spec.nodeName: Forbidden: claim "waiting" is not bound and has class "local-storage" with volumeBindingMode WaitForFirstConsumer, which only the scheduler binds; nodeName bypasses the scheduler and the claim stays Pending"#
+    );
+    assert!(h.validate(pinned_pod("bound")).allowed());
+    assert!(h.validate(pinned_pod("dynamic")).allowed());
+    assert!(h.validate(pinned_pod("unknown")).allowed());
+    // Bound a moment later: the same pod is admitted.
+    h.fake.apply(
+        PERSISTENT_VOLUME_CLAIMS,
+        claim("waiting", "local-storage", "Bound"),
+    );
+    eventually("the bound claim is cached", || {
+        h.validate(pinned_pod("waiting")).allowed()
+    })
+    .await;
+}
+
+// --- Memory of the PV and claim caches (run by hand; the figure is in BENCHMARKS.md) ---
+
+/// `VmRSS` of a process in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// Runs `serve` against `fake` until ready, lets it settle, and returns its RSS in KiB.
+fn serve_rss(fake: &FakeApiServer, dir: &std::path::Path) -> u64 {
+    use std::io::{Read, Write};
+    let bin = std::env::var("SPW_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_storage-policy-webhook").to_owned());
+    let port = |_: ()| {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+    };
+    let (https, admin) = (port(()), port(()));
+    let kubeconfig = fake.kubeconfig(dir);
+    let child = std::process::Command::new(bin)
+        .args(["serve", "--listen", &https.to_string()])
+        .args(["--admin-listen", &admin.to_string()])
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start serve");
+    // Killed however this function ends (a timeout panics).
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let child = Kill(child);
+    let ready = || {
+        let Ok(mut s) = std::net::TcpStream::connect(admin) else {
+            return false;
+        };
+        let _ =
+            s.write_all(b"GET /readyz HTTP/1.0\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n");
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out.split(' ').nth(1) == Some("200")
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    while !ready() {
+        assert!(std::time::Instant::now() < deadline, "serve not ready");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Let the list buffers go and the allocator settle, then take the larger of a few samples.
+    std::thread::sleep(Duration::from_secs(3));
+    let rss = (0..5)
+        .map(|_| {
+            std::thread::sleep(Duration::from_millis(200));
+            rss_kib(child.0.id())
+        })
+        .max()
+        .unwrap();
+    drop(child);
+    rss
+}
+
+/// RSS of `serve` with 50,000 PersistentVolumes and 100,000 claims cached, against the same
+/// binary with an empty cluster. Run with
+/// `SPW_BIN=target/release/storage-policy-webhook cargo test --release --test cluster -- --ignored --nocapture pv_and_claim_caches_memory`.
+#[test]
+#[ignore = "measurement, run by hand: the figure is in BENCHMARKS.md"]
+fn pv_and_claim_caches_memory() {
+    init();
+    let dir = tempfile::tempdir().unwrap();
+    let idle = serve_rss(&FakeApiServer::start_blocking(Vec::new()), dir.path());
+    eprintln!("idle RSS {idle} KiB");
+    let mut objects = Vec::with_capacity(150_000);
+    for i in 0..50_000u32 {
+        let ns = format!("team-{:03}", i % 200);
+        let mut pv = local_pv(&format!("pv-{i:06}"), "100Gi", None);
+        pv["apiVersion"] = json!("v1");
+        pv["kind"] = json!("PersistentVolume");
+        pv["metadata"]["labels"] = json!({"disk": "nvme", "rack": format!("r{}", i % 40)});
+        if i % 2 == 0 {
+            pv["spec"]["claimRef"] = json!({"namespace": ns, "name": format!("data-{i:06}"),
+                "uid": format!("00000000-0000-0000-0000-{i:012}")});
+            pv["status"]["phase"] = json!("Bound");
+        }
+        objects.push(pv);
+    }
+    for i in 0..100_000u32 {
+        let mut c = claim(&format!("data-{i:06}"), "local-storage", "Bound");
+        c["apiVersion"] = json!("v1");
+        c["kind"] = json!("PersistentVolumeClaim");
+        c["metadata"]["namespace"] = json!(format!("team-{:03}", i % 200));
+        c["spec"]["volumeName"] = json!(format!("pv-{:06}", i % 50_000));
+        objects.push(c);
+    }
+    let loaded = serve_rss(&FakeApiServer::start_blocking(objects), dir.path());
+    let mib = |k: u64| k as f64 / 1024.0;
+    println!(
+        "RSS idle (empty cluster): {:.1} MiB; with 50,000 PVs and 100,000 claims cached: {:.1} MiB; difference {:.1} MiB",
+        mib(idle),
+        mib(loaded),
+        mib(loaded.saturating_sub(idle))
+    );
+    assert!(
+        loaded.saturating_sub(idle) < 64 * 1024,
+        "target: under 64 MiB above idle"
+    );
 }

@@ -137,13 +137,20 @@ pub async fn collect(
         };
         let mut items = list_all(api, kind.plural, progress).await?;
         if let (Some(ns), false) = (namespace, kind.namespaced) {
-            // Cluster-scoped volumes: those bound to a claim of the namespace.
-            items.retain(|pv| {
+            // Cluster-scoped volumes: those bound to a claim of the namespace. The others are
+            // still what the namespace's claims could bind to (the binding rules read them).
+            let (mine, others): (Vec<_>, Vec<_>) = items.into_iter().partition(|pv| {
                 pv.data
                     .pointer("/spec/claimRef/namespace")
                     .and_then(serde_json::Value::as_str)
                     == Some(ns)
             });
+            items = mine;
+            inv.other_volumes.extend(
+                others
+                    .iter()
+                    .filter_map(|pv| serde_json::from_value(serde_json::to_value(pv).ok()?).ok()),
+            );
         }
         for item in &mut items {
             // List items carry no type; the review needs it.

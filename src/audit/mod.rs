@@ -16,10 +16,11 @@ pub mod input;
 pub mod report;
 pub mod review;
 
-use k8s_openapi::api::core::v1::{Namespace, Node};
+use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::StorageClass;
 use serde_json::Value;
 
+use crate::policy::volumes::{Source as VolumeSource, VolumeIndex};
 use crate::policy::{ClassesKnown, LiveClass, LiveState, NamespaceInfo, Policy};
 
 pub use report::{AuditFinding, ObjectRef, ObjectReport, Outcome, Report, Stage, Summary};
@@ -103,6 +104,9 @@ pub struct Inventory {
     /// Documents of other kinds, and documents that are not Kubernetes objects.
     pub ignored: usize,
     pub errors: Vec<InputError>,
+    /// PersistentVolumes known but not audited (`--cluster --namespace`: those bound elsewhere),
+    /// which the binding rules still count.
+    pub other_volumes: Vec<PersistentVolume>,
 }
 
 impl Inventory {
@@ -171,6 +175,42 @@ impl Inventory {
     }
 }
 
+/// The PersistentVolumes and claims among the objects, for the binding rules: audit judges
+/// against what it was given (files say so in their findings; a cluster listing is the cluster).
+fn volume_index(inventory: &Inventory) -> VolumeIndex {
+    let of = |kind: &'static str| {
+        inventory
+            .objects
+            .iter()
+            .filter(move |d| d.value.get("kind").and_then(Value::as_str) == Some(kind))
+    };
+    let pvs: Vec<PersistentVolume> = of("PersistentVolume")
+        .filter_map(|d| serde_json::from_value(d.value.clone()).ok())
+        .chain(inventory.other_volumes.iter().cloned())
+        .collect();
+    let claims: Vec<(String, PersistentVolumeClaim)> = of("PersistentVolumeClaim")
+        .filter_map(|d| {
+            let c: PersistentVolumeClaim = serde_json::from_value(d.value.clone()).ok()?;
+            let ns = c
+                .metadata
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "default".to_owned());
+            Some((ns, c))
+        })
+        .collect();
+    let from_files = inventory.objects.iter().any(|d| d.source.file.is_some());
+    VolumeIndex::from_objects(
+        &pvs,
+        claims.iter().map(|(ns, c)| (ns.as_str(), c)),
+        if from_files {
+            VolumeSource::Files
+        } else {
+            VolumeSource::Cluster
+        },
+    )
+}
+
 /// Where the inventory came from, for the report's header.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Origin {
@@ -180,7 +220,9 @@ pub enum Origin {
 
 /// Audits an inventory: every object through the webhook's path, then the checks across objects.
 pub fn audit(policy: &Policy, inventory: &Inventory) -> Report {
-    let catalog = policy.catalog(&inventory.live);
+    let catalog = policy
+        .catalog(&inventory.live)
+        .with_volumes(volume_index(inventory));
     let mut objects = Vec::with_capacity(inventory.objects.len());
     let mut errors = inventory.errors.clone();
     for (seq, doc) in inventory.objects.iter().enumerate() {

@@ -5,13 +5,15 @@
 //! the catalog is not rebuilt for it (most Node updates are status changes).
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Namespace, Node};
+use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::ResourceExt;
 use kube::runtime::watcher::Event;
 
 use super::status::WatchedResource;
+use crate::policy::volumes::{ClaimInfo, PvInfo, claim_key};
 use crate::policy::{ClassesKnown, LiveClass, LiveState, NamespaceInfo};
 
 /// A watched resource: how to reduce an object and where the reduced set goes in [`LiveState`].
@@ -29,6 +31,11 @@ pub(crate) trait Watched:
 
     /// What the rules read of the object; `None` when nothing worth keeping.
     fn reduce(&self) -> Option<Self::Value>;
+
+    /// The object's key in the cache: its name (namespaced kinds: `namespace/name`).
+    fn key(&self) -> String {
+        self.name_any()
+    }
 
     /// Writes the whole cache into the live state.
     fn publish(cache: &BTreeMap<String, Self::Value>, live: &mut LiveState);
@@ -89,6 +96,44 @@ impl Watched for Node {
     }
 }
 
+impl Watched for PersistentVolume {
+    type Value = Arc<PvInfo>;
+    const RESOURCE: WatchedResource = WatchedResource::PersistentVolumes;
+
+    fn reduce(&self) -> Option<Arc<PvInfo>> {
+        Some(Arc::new(PvInfo::from_pv(self)))
+    }
+
+    /// Entries are shared with the cache (`Arc`): a publish copies pointers, not volumes.
+    fn publish(cache: &BTreeMap<String, Arc<PvInfo>>, live: &mut LiveState) {
+        live.pvs = Some(Arc::new(
+            cache.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        ));
+    }
+}
+
+impl Watched for PersistentVolumeClaim {
+    type Value = Arc<ClaimInfo>;
+    const RESOURCE: WatchedResource = WatchedResource::PersistentVolumeClaims;
+
+    fn reduce(&self) -> Option<Arc<ClaimInfo>> {
+        Some(Arc::new(ClaimInfo::from_claim(self)))
+    }
+
+    fn key(&self) -> String {
+        claim_key(
+            self.metadata.namespace.as_deref().unwrap_or_default(),
+            &self.name_any(),
+        )
+    }
+
+    fn publish(cache: &BTreeMap<String, Arc<ClaimInfo>>, live: &mut LiveState) {
+        live.claims = Some(Arc::new(
+            cache.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        ));
+    }
+}
+
 /// What one event did to the cache.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Change {
@@ -134,9 +179,7 @@ impl<K: Watched> Cache<K> {
             }
             Event::InitApply(obj) => {
                 if let Some(v) = obj.reduce() {
-                    self.listing
-                        .get_or_insert_default()
-                        .insert(obj.name_any(), v);
+                    self.listing.get_or_insert_default().insert(obj.key(), v);
                 }
                 Change::None
             }
@@ -148,7 +191,7 @@ impl<K: Watched> Cache<K> {
                 Change::Listed { first, changed }
             }
             Event::Apply(obj) => {
-                let name = obj.name_any();
+                let name = obj.key();
                 let changed = match obj.reduce() {
                     Some(v) if self.current.get(&name) != Some(&v) => {
                         self.current.insert(name, v);
@@ -164,7 +207,7 @@ impl<K: Watched> Cache<K> {
                 }
             }
             Event::Delete(obj) => {
-                if self.current.remove(&obj.name_any()).is_some() {
+                if self.current.remove(&obj.key()).is_some() {
                     Change::Updated
                 } else {
                     Change::None
@@ -252,6 +295,48 @@ mod tests {
         assert_eq!(c.apply(Event::Apply(node("a", "2"))), Change::Updated);
         assert_eq!(c.apply(Event::Delete(node("a", "2"))), Change::Updated);
         assert_eq!(c.apply(Event::Delete(node("a", "2"))), Change::None);
+    }
+
+    #[test]
+    fn claims_are_keyed_by_namespace_and_reduced() {
+        let claim = |ns: &str, phase: &str| -> PersistentVolumeClaim {
+            serde_json::from_value(json!({"metadata": {"name": "data", "namespace": ns},
+                "spec": {"storageClassName": "local", "volumeName": "pv-1"},
+                "status": {"phase": phase}}))
+            .unwrap()
+        };
+        let mut c = Cache::<PersistentVolumeClaim>::default();
+        c.apply(Event::Init);
+        c.apply(Event::InitApply(claim("a", "Pending")));
+        c.apply(Event::InitApply(claim("b", "Bound")));
+        c.apply(Event::InitDone);
+        assert_eq!(c.current().keys().collect::<Vec<_>>(), ["a/data", "b/data"]);
+        assert!(c.current()["b/data"].is_bound());
+        assert_eq!(c.current()["a/data"].volume_name.as_deref(), Some("pv-1"));
+        assert_eq!(c.apply(Event::Apply(claim("a", "Pending"))), Change::None);
+        assert_eq!(c.apply(Event::Apply(claim("a", "Bound"))), Change::Updated);
+        let mut live = LiveState::default();
+        PersistentVolumeClaim::publish(c.current(), &mut live);
+        assert_eq!(live.claims.as_ref().unwrap().len(), 2);
+        assert!(live.pvs.is_none(), "PVs stay unknown until listed");
+    }
+
+    #[test]
+    fn volumes_are_reduced_and_published_without_copying_entries() {
+        let pv: PersistentVolume = serde_json::from_value(json!({"metadata": {"name": "pv-1"},
+            "spec": {"capacity": {"storage": "5Gi"}, "storageClassName": "local"},
+            "status": {"phase": "Available"}}))
+        .unwrap();
+        let mut c = Cache::<PersistentVolume>::default();
+        c.apply(Event::Init);
+        c.apply(Event::InitApply(pv.clone()));
+        c.apply(Event::InitDone);
+        let mut live = LiveState::default();
+        PersistentVolume::publish(c.current(), &mut live);
+        let published = &live.pvs.as_ref().unwrap()["pv-1"];
+        assert_eq!(published.capacity, Some(5 << 30));
+        assert!(Arc::ptr_eq(published, &c.current()["pv-1"]));
+        assert_eq!(c.apply(Event::Apply(pv)), Change::None, "same fields");
     }
 
     #[test]

@@ -288,6 +288,7 @@ mod tests {
         let live = LiveState {
             classes: vec![class("gp3", true, 1)],
             namespaces,
+            nodes: None,
             ..Default::default()
         };
         let w = warning("", live).expect("warning");

@@ -1,4 +1,5 @@
-//! The cluster cache: watches StorageClasses, Namespaces and Nodes and feeds what the rules read
+//! The cluster cache: watches StorageClasses, Namespaces, Nodes, PersistentVolumes and claims
+//! and feeds what the rules read
 //! into [`SharedState`] (`update_live`), off the request path. Decisions only ever read the
 //! resulting snapshots: no API call is made while deciding a request.
 //!
@@ -21,8 +22,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::FutureExt;
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Namespace, Node};
+use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event, watcher};
@@ -45,8 +47,8 @@ pub use status::{ClusterStatus, WatchedResource};
 /// How often the interplay check also runs without a watch event (a policy reload can change it).
 const INTERPLAY_RECHECK: Duration = Duration::from_secs(10);
 
-/// Watches StorageClasses, Namespaces and Nodes and keeps `state`'s live part current; marks
-/// `status` synced after the first full list of all three. Runs until dropped (it never returns
+/// Watches StorageClasses, Namespaces, Nodes, PersistentVolumes and claims and keeps `state`'s
+/// live part current; marks `status` synced after the first full list of all five. Runs until dropped (it never returns
 /// on its own: every error is retried). Spawn it, or select on it beside the server.
 pub async fn run(
     client: Client,
@@ -65,7 +67,9 @@ pub async fn run(
     tokio::join!(
         watch::<StorageClass>(Api::all(client.clone()), &ctx),
         watch::<Namespace>(Api::all(client.clone()), &ctx),
-        watch::<Node>(Api::all(client), &ctx),
+        watch::<Node>(Api::all(client.clone()), &ctx),
+        watch::<PersistentVolume>(Api::all(client.clone()), &ctx),
+        watch::<PersistentVolumeClaim>(Api::all(client), &ctx),
         recheck_interplay(&ctx),
     );
 }
@@ -87,7 +91,20 @@ async fn watch<K: Watched>(api: Api<K>, ctx: &Context) {
     // Between a failed resume and the end of the re-list that follows (which may take retries).
     let mut relisting = false;
     let mut events = std::pin::pin!(watcher(api, watcher::Config::default()).default_backoff());
-    while let Some(item) = events.next().await {
+    // Changes not yet published: events already waiting are applied first, then the cache is
+    // published once (a burst of PV or claim events rebuilds the catalog once, not per event).
+    let mut dirty = false;
+    loop {
+        let next = match dirty.then(|| events.next().now_or_never()).flatten() {
+            Some(item) => item,
+            None => {
+                if std::mem::take(&mut dirty) {
+                    ctx.publish(&cache);
+                }
+                events.next().await
+            }
+        };
+        let Some(item) = next else { break };
         let event = match item {
             Ok(event) => event,
             Err(e) => {
@@ -125,9 +142,10 @@ async fn watch<K: Watched>(api: Api<K>, ctx: &Context) {
         }
         match cache.apply(event) {
             Change::None => {}
-            Change::Updated => ctx.publish(&cache),
+            Change::Updated => dirty = true,
             Change::Listed { first, changed } => {
-                if first || changed {
+                if first || changed || dirty {
+                    dirty = false;
                     ctx.publish(&cache);
                 }
                 if first {
@@ -135,7 +153,9 @@ async fn watch<K: Watched>(api: Api<K>, ctx: &Context) {
                     ctx.status.mark_synced(resource);
                     if ctx.status.is_synced() {
                         ctx.metrics.set_synced(true);
-                        info!("cluster cache synced: StorageClasses, Namespaces and Nodes listed");
+                        info!(
+                            "cluster cache synced: StorageClasses, Namespaces, Nodes, PersistentVolumes and claims listed"
+                        );
                     }
                     ctx.check_interplay();
                 } else {
@@ -180,7 +200,9 @@ impl Context {
                 self.check_interplay();
             }
             WatchedResource::Namespaces => self.check_interplay(),
-            WatchedResource::Nodes => {}
+            WatchedResource::Nodes
+            | WatchedResource::PersistentVolumes
+            | WatchedResource::PersistentVolumeClaims => {}
         }
     }
 

@@ -11,13 +11,20 @@ pub enum WatchedResource {
     StorageClasses,
     Namespaces,
     Nodes,
+    PersistentVolumes,
+    PersistentVolumeClaims,
 }
 
+/// How many resources are watched.
+const COUNT: usize = 5;
+
 impl WatchedResource {
-    pub const ALL: [WatchedResource; 3] = [
+    pub const ALL: [WatchedResource; COUNT] = [
         WatchedResource::StorageClasses,
         WatchedResource::Namespaces,
         WatchedResource::Nodes,
+        WatchedResource::PersistentVolumes,
+        WatchedResource::PersistentVolumeClaims,
     ];
 
     /// The API resource name (`storageclasses`, `namespaces`, `nodes`): the metrics label value.
@@ -26,6 +33,8 @@ impl WatchedResource {
             WatchedResource::StorageClasses => "storageclasses",
             WatchedResource::Namespaces => "namespaces",
             WatchedResource::Nodes => "nodes",
+            WatchedResource::PersistentVolumes => "persistentvolumes",
+            WatchedResource::PersistentVolumeClaims => "persistentvolumeclaims",
         }
     }
 
@@ -34,6 +43,8 @@ impl WatchedResource {
             WatchedResource::StorageClasses => 0,
             WatchedResource::Namespaces => 1,
             WatchedResource::Nodes => 2,
+            WatchedResource::PersistentVolumes => 3,
+            WatchedResource::PersistentVolumeClaims => 4,
         }
     }
 }
@@ -52,18 +63,19 @@ impl EncodeLabelValue for WatchedResource {
 
 /// Sync state of the cluster cache, shared by the watches (writers) and the server (readers).
 ///
-/// Synced means: the first full list of StorageClasses, Namespaces and Nodes has completed. It
+/// Synced means: the first full list of every watched resource (StorageClasses, Namespaces,
+/// Nodes, PersistentVolumes and PersistentVolumeClaims) has completed. It
 /// stays true afterwards: a dropped watch or a re-list keeps serving the last complete state.
 #[derive(Debug)]
 pub struct ClusterStatus {
-    synced: watch::Sender<[bool; 3]>,
+    synced: watch::Sender<[bool; COUNT]>,
 }
 
 impl ClusterStatus {
     /// Not synced: a cluster is configured and its caches have yet to be filled.
     pub fn new() -> ClusterStatus {
         ClusterStatus {
-            synced: watch::Sender::new([false; 3]),
+            synced: watch::Sender::new([false; COUNT]),
         }
     }
 
@@ -71,7 +83,7 @@ impl ClusterStatus {
     /// configuration found), decisions run on the static policy alone.
     pub fn without_cluster() -> ClusterStatus {
         ClusterStatus {
-            synced: watch::Sender::new([true; 3]),
+            synced: watch::Sender::new([true; COUNT]),
         }
     }
 
@@ -109,7 +121,7 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn synced_only_after_all_three_resources() {
+    async fn synced_only_after_every_resource() {
         let status = std::sync::Arc::new(ClusterStatus::new());
         let waiter = tokio::spawn({
             let status = status.clone();
@@ -121,6 +133,9 @@ mod tests {
         assert!(status.is_resource_synced(WatchedResource::Nodes));
         assert!(!waiter.is_finished());
         status.mark_synced(WatchedResource::Namespaces);
+        status.mark_synced(WatchedResource::PersistentVolumes);
+        assert!(!status.is_synced(), "claims not listed yet");
+        status.mark_synced(WatchedResource::PersistentVolumeClaims);
         assert!(status.is_synced());
         tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
             .await

@@ -4,6 +4,7 @@
 //! A [`Catalog`] is an immutable snapshot built off the request path; rules only read it.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::PersistentVolumeSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -13,6 +14,7 @@ use super::modes::Mode;
 use super::quantity::{Written, limit};
 pub use super::vocab::StorageKind;
 use super::vocab::{AccessMode, VolumeBindingMode};
+use super::volumes::{ClaimInfo, PvInfo, Source, VolumeIndex};
 
 /// StorageClass annotation giving a live class its minimum size (a quantity).
 pub const MIN_SIZE_ANNOTATION: &str = "storage-policy.io/min-size";
@@ -255,6 +257,10 @@ pub struct LiveState {
     pub nodes: Option<Vec<(String, std::collections::BTreeMap<String, String>)>>,
     /// Whether `classes` are all the classes there are: a name found nowhere names no class.
     pub classes_known: ClassesKnown,
+    /// PersistentVolumes by name, reduced; `None` until listed (no cluster, or not synced).
+    pub pvs: Option<Arc<HashMap<String, Arc<PvInfo>>>>,
+    /// Claims by `namespace/name`, reduced; `None` until listed.
+    pub claims: Option<Arc<HashMap<String, Arc<ClaimInfo>>>>,
 }
 
 /// How much of the StorageClasses that exist the catalog holds.
@@ -286,6 +292,8 @@ pub struct Catalog {
     /// Sorted names of the classes known to serve `volumeMode: Block` (any kind but shared).
     raw_block: Vec<String>,
     classes_known: ClassesKnown,
+    /// PVs and claims, when known (shared, never copied on a rebuild).
+    volumes: Option<VolumeIndex>,
 }
 
 impl Catalog {
@@ -375,7 +383,27 @@ impl Catalog {
             rwx_block,
             raw_block,
             classes_known: live.classes_known,
+            volumes: match (&live.pvs, &live.claims) {
+                (Some(pvs), Some(claims)) => Some(VolumeIndex {
+                    pvs: pvs.clone(),
+                    claims: claims.clone(),
+                    source: Source::Cluster,
+                }),
+                _ => None,
+            },
         }
+    }
+
+    /// The PVs and claims known, `None` when there is no source of them (no cluster, not
+    /// listed yet): the binding checks then say nothing.
+    pub fn volumes(&self) -> Option<&VolumeIndex> {
+        self.volumes.as_ref()
+    }
+
+    /// The same catalog judging against these PVs and claims (`audit` on files).
+    pub fn with_volumes(mut self, volumes: VolumeIndex) -> Catalog {
+        self.volumes = Some(volumes);
+        self
     }
 
     pub fn class(&self, name: &str) -> Option<&ClassInfo> {

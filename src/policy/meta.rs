@@ -42,6 +42,8 @@ impl Endpoint {
 pub enum PodFilter {
     /// The pod spec declares generic ephemeral volumes.
     EphemeralVolumes,
+    /// The pod spec sets `nodeName` and mounts claims or generic ephemeral volumes.
+    NodeNameWithClaims,
 }
 
 impl PodFilter {
@@ -59,6 +61,13 @@ impl PodFilter {
             PodFilter::EphemeralVolumes => {
                 guards.push(format!("has({full}.volumes)"));
                 guards.push(format!("{full}.volumes.exists(v, has(v.ephemeral))"));
+            }
+            PodFilter::NodeNameWithClaims => {
+                guards.push(format!("has({full}.nodeName)"));
+                guards.push(format!("has({full}.volumes)"));
+                guards.push(format!(
+                    "{full}.volumes.exists(v, has(v.persistentVolumeClaim) || has(v.ephemeral))"
+                ));
             }
         }
         guards.join(" && ")
@@ -216,6 +225,16 @@ mod tests {
              has(object.spec.jobTemplate.spec.template.spec) && \
              has(object.spec.jobTemplate.spec.template.spec.volumes) && \
              object.spec.jobTemplate.spec.template.spec.volumes.exists(v, has(v.ephemeral))"
+        );
+    }
+
+    #[test]
+    fn node_name_filter_wants_claims_or_ephemeral_volumes() {
+        assert_eq!(
+            PodFilter::NodeNameWithClaims.cel("spec.template.spec"),
+            "has(object.spec.template) && has(object.spec.template.spec) && \
+             has(object.spec.template.spec.nodeName) && has(object.spec.template.spec.volumes) && \
+             object.spec.template.spec.volumes.exists(v, has(v.persistentVolumeClaim) || has(v.ephemeral))"
         );
     }
 

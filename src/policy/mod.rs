@@ -11,6 +11,7 @@
 //! - [`decision`]: what the rules answer; [`field`]: the API server's field-error format.
 
 pub mod access_modes;
+mod bytes;
 pub mod catalog;
 pub mod claim_ref;
 pub mod config;
@@ -21,6 +22,7 @@ pub mod local_volume_nodes;
 pub mod meta;
 pub mod modes;
 pub mod node_affinity;
+pub mod node_name_wffc;
 pub mod quantity;
 pub mod reclaim_policy;
 pub mod registry;
@@ -31,7 +33,10 @@ pub mod sizes;
 pub mod storage;
 pub mod unknown_class;
 pub mod vocab;
+pub mod volume_name;
 pub mod volume_size;
+pub mod volumes;
+pub mod will_bind;
 
 use std::collections::HashSet;
 use std::path::Path as FsPath;

@@ -11,11 +11,14 @@ use super::default_class;
 use super::local_volume_nodes;
 use super::modes::Mode;
 use super::node_affinity;
+use super::node_name_wffc;
 use super::reclaim_policy;
 use super::rule::{Acts, Endpoint, Entry, Judges, Meta, PodFilter, Rule};
 use super::storage::Settings;
 use super::unknown_class;
+use super::volume_name;
 use super::volume_size;
+use super::will_bind;
 use crate::kinds::{self, Kind, Operation};
 
 /// Every rule, in the order they run (a mutation that others build on comes first).
@@ -29,6 +32,9 @@ pub const REGISTRY: &[Entry] = &[
     claim_ref::ENTRY,
     local_volume_nodes::ENTRY,
     unknown_class::ENTRY,
+    node_name_wffc::ENTRY,
+    will_bind::ENTRY,
+    volume_name::ENTRY,
 ];
 
 /// A compiled rule and the mode it runs in (before namespace labels and `--dry-run`).
@@ -290,7 +296,9 @@ mod tests {
         assert_eq!(pods.rules[0].operations, ["CREATE"]);
         assert_eq!(
             pods.match_conditions[0].expression,
-            "has(object.spec.volumes) && object.spec.volumes.exists(v, has(v.ephemeral))"
+            "(has(object.spec.volumes) && object.spec.volumes.exists(v, has(v.ephemeral))) || \
+             (has(object.spec.nodeName) && has(object.spec.volumes) && \
+             object.spec.volumes.exists(v, has(v.persistentVolumeClaim) || has(v.ephemeral)))"
         );
         // One registration, one pod spec path: its condition fits every kind in it.
         for r in &regs {

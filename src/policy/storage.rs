@@ -13,8 +13,7 @@ use super::catalog::{Catalog, StorageKind};
 use super::config::AccessMode;
 use super::field::FieldError;
 
-/// The legacy annotation that gives a PVC its class.
-pub const BETA_CLASS_ANNOTATION: &str = "volume.beta.kubernetes.io/storage-class";
+pub use super::vocab::BETA_CLASS_ANNOTATION;
 
 /// The policy's settings of the storage model.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -3,6 +3,9 @@
 
 use serde::Deserialize;
 
+/// The legacy annotation that gives a PVC its class.
+pub const BETA_CLASS_ANNOTATION: &str = "volume.beta.kubernetes.io/storage-class";
+
 /// Access modes a PersistentVolumeClaim may request (`core/v1.PersistentVolumeAccessMode`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
 pub enum AccessMode {

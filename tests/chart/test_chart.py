@@ -51,7 +51,9 @@ CLUSTER_SCOPED = {
     "MutatingWebhookConfiguration",
     "ValidatingWebhookConfiguration",
 }
-EPHEMERAL_CEL = "has(object.spec.volumes) && object.spec.volumes.exists(v, has(v.ephemeral))"
+EPHEMERAL_CEL = ("(has(object.spec.volumes) && object.spec.volumes.exists(v, has(v.ephemeral))) || "
+                 "(has(object.spec.nodeName) && has(object.spec.volumes) && "
+                 "object.spec.volumes.exists(v, has(v.persistentVolumeClaim) || has(v.ephemeral)))")
 OPT_OUT = {"key": "storage-policy.io/ignore", "operator": "NotIn", "values": ["true"]}
 
 
@@ -247,13 +249,20 @@ def check_mutating(r: Rendered) -> None:
     expect("matchConditions" not in hook, "the mutating webhook must see every PVC and PV")
 
 
-WORKLOAD_CEL = ("has(object.spec.template) && has(object.spec.template.spec) && "
+WORKLOAD_CEL = ("(has(object.spec.template) && has(object.spec.template.spec) && "
                 "has(object.spec.template.spec.volumes) && "
-                "object.spec.template.spec.volumes.exists(v, has(v.ephemeral))")
-CRONJOB_CEL = ("has(object.spec.jobTemplate) && has(object.spec.jobTemplate.spec) && "
-               "has(object.spec.jobTemplate.spec.template) && has(object.spec.jobTemplate.spec.template.spec) && "
+                "object.spec.template.spec.volumes.exists(v, has(v.ephemeral))) || "
+                "(has(object.spec.template) && has(object.spec.template.spec) && "
+                "has(object.spec.template.spec.nodeName) && has(object.spec.template.spec.volumes) && "
+                "object.spec.template.spec.volumes.exists(v, has(v.persistentVolumeClaim) || has(v.ephemeral)))")
+_CJ = ("has(object.spec.jobTemplate) && has(object.spec.jobTemplate.spec) && "
+       "has(object.spec.jobTemplate.spec.template) && has(object.spec.jobTemplate.spec.template.spec) && ")
+CRONJOB_CEL = ("(" + _CJ + "has(object.spec.jobTemplate.spec.template.spec.volumes) && "
+               "object.spec.jobTemplate.spec.template.spec.volumes.exists(v, has(v.ephemeral))) || "
+               "(" + _CJ + "has(object.spec.jobTemplate.spec.template.spec.nodeName) && "
                "has(object.spec.jobTemplate.spec.template.spec.volumes) && "
-               "object.spec.jobTemplate.spec.template.spec.volumes.exists(v, has(v.ephemeral))")
+               "object.spec.jobTemplate.spec.template.spec.volumes.exists(v, "
+               "has(v.persistentVolumeClaim) || has(v.ephemeral)))")
 
 
 def check_validating(r: Rendered) -> None:
@@ -417,7 +426,8 @@ def check_rbac(r: Rendered) -> None:
             for res in rule["resources"]:
                 for verb in rule["verbs"]:
                     granted.add((g, res, verb))
-    want = {(g, res, verb) for g, res in (("storage.k8s.io", "storageclasses"), ("", "namespaces"), ("", "nodes"))
+    want = {(g, res, verb) for g, res in (("storage.k8s.io", "storageclasses"), ("", "namespaces"), ("", "nodes"),
+                                          ("", "persistentvolumes"), ("", "persistentvolumeclaims"))
             for verb in ("get", "list", "watch")}
     expect_eq(granted, want, "ClusterRole grants")
     binding = r.one("ClusterRoleBinding")
@@ -506,7 +516,7 @@ def check_render(label: str, values: dict[str, Any], extra: Callable[[Rendered],
         R.check(f"[{label}] ValidatingWebhookConfiguration settings", lambda: check_validating(r))
     R.check(f"[{label}] CA wiring for certs.mode={r.merged['certs']['mode']}", lambda: check_ca(r))
     R.check(f"[{label}] Deployment: hardening, rollout, probes, shutdown, flags", lambda: check_deployment(r))
-    R.check(f"[{label}] RBAC: get/list/watch on storageclasses, namespaces, nodes only", lambda: check_rbac(r))
+    R.check(f"[{label}] RBAC: get/list/watch on storageclasses, namespaces, nodes, persistentvolumes, persistentvolumeclaims only", lambda: check_rbac(r))
     R.check(f"[{label}] PodDisruptionBudget", lambda: check_pdb(r))
     R.check(f"[{label}] policy ConfigMap parses, exempts the release namespace", lambda: check_policy(r))
     if extra is not None:

@@ -315,10 +315,17 @@ impl FakeApiServer {
         kubeconfig_for(&self.url(), dir)
     }
 
-    /// Starts with StorageClasses, Namespaces and Nodes served (empty).
+    /// Starts with what the cluster cache watches served (empty): StorageClasses, Namespaces,
+    /// Nodes, PersistentVolumes and PersistentVolumeClaims.
     pub async fn start_core() -> FakeApiServer {
         let fake = FakeApiServer::start().await;
-        for r in [STORAGE_CLASSES, NAMESPACES, NODES] {
+        for r in [
+            STORAGE_CLASSES,
+            NAMESPACES,
+            NODES,
+            PERSISTENT_VOLUMES,
+            PERSISTENT_VOLUME_CLAIMS,
+        ] {
             fake.serve(r);
         }
         fake

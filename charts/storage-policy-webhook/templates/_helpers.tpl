@@ -189,3 +189,28 @@ optional parent is tested with has(), so the expression never errors. Mirrors Po
 {{- $guards = append $guards (printf "%s.volumes.exists(v, has(v.ephemeral))" $full) -}}
 {{- join " && " $guards -}}
 {{- end }}
+
+{{/*
+CEL: the pod spec at the given path sets nodeName and mounts claims or generic ephemeral
+volumes (rule nodeNameWaitForFirstConsumer). Mirrors PodFilter::cel.
+*/}}
+{{- define "spw.nodeNameClaimsCEL" -}}
+{{- $guards := list -}}
+{{- $at := "object.spec" -}}
+{{- range $seg := rest (splitList "." .) -}}
+{{- $at = printf "%s.%s" $at $seg -}}
+{{- $guards = append $guards (printf "has(%s)" $at) -}}
+{{- end -}}
+{{- $full := printf "object.%s" . -}}
+{{- $guards = append $guards (printf "has(%s.nodeName)" $full) -}}
+{{- $guards = append $guards (printf "has(%s.volumes)" $full) -}}
+{{- $guards = append $guards (printf "%s.volumes.exists(v, has(v.persistentVolumeClaim) || has(v.ephemeral))" $full) -}}
+{{- join " && " $guards -}}
+{{- end }}
+
+{{/*
+CEL: a pod spec some rule judges, the filters joined as registry::registrations joins them.
+*/}}
+{{- define "spw.podSpecCEL" -}}
+{{- printf "(%s) || (%s)" (include "spw.ephemeralVolumesCEL" .) (include "spw.nodeNameClaimsCEL" .) -}}
+{{- end }}

@@ -1,0 +1,510 @@
+//! PersistentVolumes and claims as the binding rules see them, and the PV controller's matching
+//! (`spec/kubernetes.md` section 4: `FindMatchingVolume`, `checkVolumeSatisfyClaim`,
+//! `IsVolumeBoundToClaim`).
+//!
+//! Objects are reduced at ingest to the few fields the rules read ([`PvInfo`], [`ClaimInfo`]), so
+//! a cluster with 50,000 PVs and 100,000 claims costs megabytes, not the objects. The maps are
+//! shared behind `Arc`s: rebuilding the catalog on a StorageClass event copies pointers, not
+//! entries. Whether PVs and claims are known at all is the catalog's business (`None` without a
+//! cluster): a rule never guesses from an empty index.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+
+use super::bytes;
+use super::vocab::BETA_CLASS_ANNOTATION;
+
+/// Access modes as a bitset (`ReadWriteOnce`, `ReadOnlyMany`, `ReadWriteMany`,
+/// `ReadWriteOncePod`; an unknown mode gets a bit no volume has).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Modes(u8);
+
+impl Modes {
+    const NAMES: [&'static str; 4] = [
+        "ReadWriteOnce",
+        "ReadOnlyMany",
+        "ReadWriteMany",
+        "ReadWriteOncePod",
+    ];
+    const UNKNOWN: u8 = 0x80;
+
+    pub fn of(modes: &[String]) -> Modes {
+        Modes(modes.iter().fold(0, |acc, m| {
+            acc | Self::NAMES
+                .iter()
+                .position(|n| n == m)
+                .map_or(Self::UNKNOWN, |i| 1 << i)
+        }))
+    }
+
+    /// `CheckAccessModes`: every mode of `claim` is among these.
+    pub fn serve(self, claim: Modes) -> bool {
+        claim.0 & !self.0 == 0
+    }
+}
+
+/// A PV or claim phase, as far as the rules care.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Phase {
+    #[default]
+    Pending,
+    Available,
+    Bound,
+    /// Released, Failed, Lost or unknown.
+    Other,
+}
+
+impl Phase {
+    fn parse(s: Option<&str>) -> Phase {
+        match s {
+            None | Some("Pending") => Phase::Pending,
+            Some("Available") => Phase::Available,
+            Some("Bound") => Phase::Bound,
+            Some(_) => Phase::Other,
+        }
+    }
+}
+
+/// `spec.claimRef` of a PV.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClaimRef {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+}
+
+/// One PersistentVolume, reduced to what the binding rules read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PvInfo {
+    /// The beta annotation's class, else `spec.storageClassName`, else `""`.
+    pub class: String,
+    /// `capacity[storage]` in bytes (rounded up); `None` when missing or unreadable.
+    pub capacity: Option<u64>,
+    pub modes: Modes,
+    pub block: bool,
+    /// Kept only when non-empty (a claim's selector reads them).
+    pub labels: Option<Box<BTreeMap<String, String>>>,
+    pub phase: Phase,
+    pub claim_ref: Option<Box<ClaimRef>>,
+    pub deleting: bool,
+}
+
+impl PvInfo {
+    pub fn from_pv(pv: &PersistentVolume) -> PvInfo {
+        let spec = pv.spec.as_ref();
+        let class = pv
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(BETA_CLASS_ANNOTATION))
+            .cloned()
+            .or_else(|| spec.and_then(|s| s.storage_class_name.clone()))
+            .unwrap_or_default();
+        PvInfo {
+            class,
+            capacity: spec
+                .and_then(|s| s.capacity.as_ref())
+                .and_then(|c| c.get("storage"))
+                .and_then(|q| bytes::parse(&q.0)),
+            modes: Modes::of(spec.and_then(|s| s.access_modes.as_deref()).unwrap_or(&[])),
+            block: spec.and_then(|s| s.volume_mode.as_deref()) == Some("Block"),
+            labels: pv
+                .metadata
+                .labels
+                .as_ref()
+                .filter(|l| !l.is_empty())
+                .map(|l| Box::new(l.clone())),
+            phase: Phase::parse(pv.status.as_ref().and_then(|s| s.phase.as_deref())),
+            claim_ref: spec.and_then(|s| s.claim_ref.as_ref()).map(|r| {
+                Box::new(ClaimRef {
+                    namespace: r.namespace.clone().unwrap_or_default(),
+                    name: r.name.clone().unwrap_or_default(),
+                    uid: r.uid.clone().unwrap_or_default(),
+                })
+            }),
+            deleting: pv.metadata.deletion_timestamp.is_some(),
+        }
+    }
+}
+
+/// One claim, reduced to what the binding rules read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClaimInfo {
+    pub phase: Phase,
+    pub volume_name: Option<String>,
+    /// The class as the PV controller reads it (beta annotation, then `spec.storageClassName`);
+    /// `None` when neither is set.
+    pub class: Option<String>,
+}
+
+impl ClaimInfo {
+    pub fn from_claim(pvc: &PersistentVolumeClaim) -> ClaimInfo {
+        ClaimInfo {
+            phase: Phase::parse(pvc.status.as_ref().and_then(|s| s.phase.as_deref())),
+            volume_name: pvc
+                .spec
+                .as_ref()
+                .and_then(|s| s.volume_name.clone())
+                .filter(|v| !v.is_empty()),
+            class: claim_class(pvc),
+        }
+    }
+
+    pub fn is_bound(&self) -> bool {
+        self.phase == Phase::Bound
+    }
+}
+
+/// `GetPersistentVolumeClaimClass`, with `None` for "no class at all" (the default class may
+/// still be set) as opposed to `""`.
+pub fn claim_class(pvc: &PersistentVolumeClaim) -> Option<String> {
+    pvc.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(BETA_CLASS_ANNOTATION))
+        .cloned()
+        .or_else(|| pvc.spec.as_ref().and_then(|s| s.storage_class_name.clone()))
+}
+
+/// The key of a claim in the index: `namespace/name`.
+pub fn claim_key(namespace: &str, name: &str) -> String {
+    format!("{namespace}/{name}")
+}
+
+/// Where the index came from, said in findings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// The cluster's watch caches.
+    Cluster,
+    /// The PersistentVolumes and claims among the files `audit` reads.
+    Files,
+}
+
+/// PVs by name and claims by `namespace/name`.
+#[derive(Clone, Debug)]
+pub struct VolumeIndex {
+    pub pvs: Arc<HashMap<String, Arc<PvInfo>>>,
+    pub claims: Arc<HashMap<String, Arc<ClaimInfo>>>,
+    pub source: Source,
+}
+
+impl VolumeIndex {
+    pub fn pv(&self, name: &str) -> Option<&PvInfo> {
+        self.pvs.get(name).map(Arc::as_ref)
+    }
+
+    pub fn claim(&self, namespace: &str, name: &str) -> Option<&ClaimInfo> {
+        self.claims
+            .get(&claim_key(namespace, name))
+            .map(Arc::as_ref)
+    }
+
+    /// Builds an index from objects (`audit` on files).
+    pub fn from_objects<'a>(
+        pvs: impl IntoIterator<Item = &'a PersistentVolume>,
+        claims: impl IntoIterator<Item = (&'a str, &'a PersistentVolumeClaim)>,
+        source: Source,
+    ) -> VolumeIndex {
+        VolumeIndex {
+            pvs: Arc::new(
+                pvs.into_iter()
+                    .map(|pv| {
+                        (
+                            pv.metadata.name.clone().unwrap_or_default(),
+                            Arc::new(PvInfo::from_pv(pv)),
+                        )
+                    })
+                    .collect(),
+            ),
+            claims: Arc::new(
+                claims
+                    .into_iter()
+                    .map(|(ns, c)| {
+                        (
+                            claim_key(ns, c.metadata.name.as_deref().unwrap_or_default()),
+                            Arc::new(ClaimInfo::from_claim(c)),
+                        )
+                    })
+                    .collect(),
+            ),
+            source,
+        }
+    }
+}
+
+/// What a claim asks of a volume.
+#[derive(Clone, Debug)]
+pub struct Wants<'a> {
+    pub namespace: &'a str,
+    pub name: &'a str,
+    pub uid: &'a str,
+    /// `GetPersistentVolumeClaimClass` (`""` when unset).
+    pub class: &'a str,
+    pub modes: Modes,
+    pub block: bool,
+    /// `requests[storage]` in bytes (0 when absent).
+    pub size: u64,
+    pub selector: Option<&'a LabelSelector>,
+}
+
+impl Wants<'_> {
+    /// `IsVolumeBoundToClaim`: the PV's claimRef names this claim (uid too, when set).
+    pub fn is_bound_by(&self, pv: &PvInfo) -> bool {
+        pv.claim_ref.as_ref().is_some_and(|r| {
+            r.name == self.name
+                && r.namespace == self.namespace
+                && (r.uid.is_empty() || r.uid == self.uid)
+        })
+    }
+}
+
+/// Why a PV named by `spec.volumeName` cannot bind: `checkVolumeSatisfyClaim`'s reasons, in
+/// its order (the volume name is quoted as Go's `%q`).
+pub fn satisfy(pv_name: &str, pv: &PvInfo, w: &Wants<'_>) -> Result<(), String> {
+    if pv.deleting {
+        return Err(format!(
+            "the volume is marked for deletion {}",
+            super::field::go_quote(pv_name)
+        ));
+    }
+    if pv.capacity.unwrap_or(0) < w.size {
+        return Err("requested PV is too small".to_owned());
+    }
+    if pv.class != w.class {
+        return Err("storageClassName does not match".to_owned());
+    }
+    if pv.block != w.block {
+        return Err("incompatible volumeMode".to_owned());
+    }
+    if !pv.modes.serve(w.modes) {
+        return Err("incompatible accessMode".to_owned());
+    }
+    Ok(())
+}
+
+/// The first filter of `FindMatchingVolume` a free volume fails, or `None` when it fits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Misfit {
+    /// Not of this class, not Available, being deleted or reserved for another claim.
+    NotFree,
+    Selector,
+    VolumeMode,
+    AccessModes,
+    TooSmall,
+}
+
+/// Whether a volume not pre-bound to the claim could be bound to it (`FindMatchingVolume` plus
+/// the access-mode index the controller selects candidates from).
+pub fn misfit(pv: &PvInfo, w: &Wants<'_>) -> Option<Misfit> {
+    if pv.deleting || pv.phase != Phase::Available || pv.claim_ref.is_some() || pv.class != w.class
+    {
+        return Some(Misfit::NotFree);
+    }
+    if let Some(sel) = w.selector
+        && !selector_matches(sel, pv.labels.as_deref())
+    {
+        return Some(Misfit::Selector);
+    }
+    if pv.block != w.block {
+        return Some(Misfit::VolumeMode);
+    }
+    if !pv.modes.serve(w.modes) {
+        return Some(Misfit::AccessModes);
+    }
+    if pv.capacity.unwrap_or(0) < w.size {
+        return Some(Misfit::TooSmall);
+    }
+    None
+}
+
+/// `metav1.LabelSelectorAsSelector(...).Matches(labels)`; an empty selector matches everything,
+/// an unknown operator nothing (the API refuses it anyway).
+pub fn selector_matches(sel: &LabelSelector, labels: Option<&BTreeMap<String, String>>) -> bool {
+    let get = |k: &str| labels.and_then(|l| l.get(k));
+    let labels_ok = sel
+        .match_labels
+        .iter()
+        .flatten()
+        .all(|(k, v)| get(k) == Some(v));
+    let exprs_ok = sel.match_expressions.iter().flatten().all(|e| {
+        let values = e.values.as_deref().unwrap_or(&[]);
+        match e.operator.as_str() {
+            "In" => get(&e.key).is_some_and(|v| values.contains(v)),
+            "NotIn" => get(&e.key).is_none_or(|v| !values.contains(v)),
+            "Exists" => get(&e.key).is_some(),
+            "DoesNotExist" => get(&e.key).is_none(),
+            _ => false,
+        }
+    });
+    labels_ok && exprs_ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pv(v: serde_json::Value) -> PvInfo {
+        PvInfo::from_pv(&serde_json::from_value(v).unwrap())
+    }
+
+    fn wants<'a>(class: &'a str, size: u64) -> Wants<'a> {
+        Wants {
+            namespace: "default",
+            name: "data",
+            uid: "u1",
+            class,
+            modes: Modes::of(&["ReadWriteOnce".to_owned()]),
+            block: false,
+            size,
+            selector: None,
+        }
+    }
+
+    fn free(class: &str, cap: &str) -> PvInfo {
+        pv(
+            json!({"metadata": {"name": "p"}, "spec": {"storageClassName": class,
+            "capacity": {"storage": cap}, "accessModes": ["ReadWriteOnce", "ReadWriteMany"]},
+            "status": {"phase": "Available"}}),
+        )
+    }
+
+    #[test]
+    fn reduces_a_pv_to_what_binding_reads() {
+        let p = pv(json!({"metadata": {"name": "p", "labels": {"disk": "ssd"},
+                "annotations": {BETA_CLASS_ANNOTATION: "old"}, "deletionTimestamp": "2024-01-01T00:00:00Z"},
+            "spec": {"storageClassName": "new", "capacity": {"storage": "5Gi"}, "volumeMode": "Block",
+                "accessModes": ["ReadOnlyMany"], "claimRef": {"name": "c", "namespace": "n", "uid": "x"}},
+            "status": {"phase": "Bound"}}));
+        assert_eq!(p.class, "old", "the beta annotation wins");
+        assert_eq!(p.capacity, Some(5 << 30));
+        assert!(p.block && p.deleting);
+        assert_eq!(p.phase, Phase::Bound);
+        assert_eq!(p.claim_ref.as_ref().unwrap().uid, "x");
+        assert_eq!(p.labels.as_ref().unwrap()["disk"], "ssd");
+        assert!(
+            pv(json!({"metadata": {"name": "p", "labels": {}}}))
+                .labels
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn access_modes_must_be_a_superset() {
+        let rwo_rwx = Modes::of(&["ReadWriteOnce".into(), "ReadWriteMany".into()]);
+        assert!(rwo_rwx.serve(Modes::of(&["ReadWriteOnce".into()])));
+        assert!(rwo_rwx.serve(Modes::default()));
+        assert!(!rwo_rwx.serve(Modes::of(&["ReadOnlyMany".into()])));
+        assert!(!rwo_rwx.serve(Modes::of(&["Bogus".into()])));
+    }
+
+    #[test]
+    fn a_free_volume_of_the_class_and_size_fits() {
+        assert_eq!(
+            misfit(&free("local", "5Gi"), &wants("local", 5 << 30)),
+            None
+        );
+        assert_eq!(
+            misfit(&free("local", "4Gi"), &wants("local", 5 << 30)),
+            Some(Misfit::TooSmall)
+        );
+        assert_eq!(
+            misfit(&free("other", "5Gi"), &wants("local", 1)),
+            Some(Misfit::NotFree)
+        );
+        let mut w = wants("local", 1);
+        w.block = true;
+        assert_eq!(misfit(&free("local", "5Gi"), &w), Some(Misfit::VolumeMode));
+        w.block = false;
+        w.modes = Modes::of(&["ReadWriteOncePod".into()]);
+        assert_eq!(misfit(&free("local", "5Gi"), &w), Some(Misfit::AccessModes));
+    }
+
+    #[test]
+    fn reserved_released_and_deleted_volumes_are_not_free() {
+        let mut p = free("local", "5Gi");
+        p.claim_ref = Some(Box::new(ClaimRef {
+            namespace: "default".into(),
+            name: "other".into(),
+            uid: String::new(),
+        }));
+        assert_eq!(misfit(&p, &wants("local", 1)), Some(Misfit::NotFree));
+        assert!(!wants("local", 1).is_bound_by(&p));
+        p.claim_ref.as_mut().unwrap().name = "data".into();
+        assert!(wants("local", 1).is_bound_by(&p));
+        p.claim_ref.as_mut().unwrap().uid = "u2".into();
+        assert!(
+            !wants("local", 1).is_bound_by(&p),
+            "another claim of that name"
+        );
+        let mut p = free("local", "5Gi");
+        p.phase = Phase::Other;
+        assert_eq!(misfit(&p, &wants("local", 1)), Some(Misfit::NotFree));
+        let mut p = free("local", "5Gi");
+        p.deleting = true;
+        assert_eq!(misfit(&p, &wants("local", 1)), Some(Misfit::NotFree));
+    }
+
+    #[test]
+    fn selectors_match_labels_and_expressions() {
+        let sel: LabelSelector = serde_json::from_value(json!({"matchLabels": {"disk": "ssd"},
+            "matchExpressions": [{"key": "zone", "operator": "In", "values": ["a", "b"]},
+                                 {"key": "old", "operator": "DoesNotExist"}]}))
+        .unwrap();
+        let l = |v: serde_json::Value| -> BTreeMap<String, String> {
+            serde_json::from_value(v).unwrap()
+        };
+        assert!(selector_matches(
+            &sel,
+            Some(&l(json!({"disk": "ssd", "zone": "a"})))
+        ));
+        assert!(!selector_matches(
+            &sel,
+            Some(&l(json!({"disk": "ssd", "zone": "c"})))
+        ));
+        assert!(!selector_matches(
+            &sel,
+            Some(&l(json!({"disk": "ssd", "zone": "a", "old": ""})))
+        ));
+        assert!(!selector_matches(&sel, None));
+        assert!(selector_matches(&LabelSelector::default(), None));
+        let notin: LabelSelector = serde_json::from_value(
+            json!({"matchExpressions": [{"key": "zone", "operator": "NotIn", "values": ["a"]},
+                                        {"key": "disk", "operator": "Exists"}]}),
+        )
+        .unwrap();
+        assert!(selector_matches(&notin, Some(&l(json!({"disk": "x"})))));
+        assert!(!selector_matches(
+            &notin,
+            Some(&l(json!({"disk": "x", "zone": "a"})))
+        ));
+    }
+
+    #[test]
+    fn checks_a_requested_volume_in_the_controllers_order() {
+        let w = wants("local", 5 << 30);
+        assert_eq!(satisfy("p", &free("local", "5Gi"), &w), Ok(()));
+        assert_eq!(
+            satisfy("p", &free("other", "1Gi"), &w).unwrap_err(),
+            "requested PV is too small"
+        );
+        assert_eq!(
+            satisfy("p", &free("other", "5Gi"), &w).unwrap_err(),
+            "storageClassName does not match"
+        );
+        let mut p = free("local", "5Gi");
+        p.block = true;
+        assert_eq!(satisfy("p", &p, &w).unwrap_err(), "incompatible volumeMode");
+        p.block = false;
+        p.modes = Modes::of(&["ReadOnlyMany".into()]);
+        assert_eq!(satisfy("p", &p, &w).unwrap_err(), "incompatible accessMode");
+        p.deleting = true;
+        assert_eq!(
+            satisfy("pv-1", &p, &w).unwrap_err(),
+            r#"the volume is marked for deletion "pv-1""#
+        );
+    }
+}
