@@ -28,6 +28,10 @@ LABEL org.opencontainers.image.title="storage-policy-webhook" \
       org.opencontainers.image.description="Kubernetes admission webhook enforcing storage policy" \
       org.opencontainers.image.licenses="Apache-2.0"
 COPY --from=build /out/storage-policy-webhook /usr/local/bin/storage-policy-webhook
+# mimalloc returns freed memory to the system at once instead of after a delay: request bodies
+# of megabytes come and go under a burst, and the heap then stays under the memory request
+# (RELIABILITY.md, "Memory bounded by a budget": peak heap 29-37 MiB instead of 39-48 MiB).
+ENV MIMALLOC_PURGE_DELAY=0
 # Numeric, so the kubelet can check runAsNonRoot without reading /etc/passwd.
 USER 65532:65532
 # 8443: HTTPS webhook (/mutate, /validate); 8080: plain-HTTP admin (/healthz, /readyz, /metrics).

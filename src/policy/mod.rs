@@ -11,7 +11,6 @@
 //! - [`decision`]: what the rules answer; [`field`]: the API server's field-error format.
 
 pub mod access_modes;
-mod bytes;
 pub mod catalog;
 pub mod claim_ref;
 pub mod config;

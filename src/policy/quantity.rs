@@ -214,6 +214,22 @@ pub fn limit(text: &str) -> Result<Written, String> {
     Ok(w)
 }
 
+/// Bytes of a quantity, rounded up as `Quantity.Value()` does (the PV controller compares
+/// `capacity[storage]` with `requests[storage]` that way); `None` when the text is not a quantity,
+/// is negative, or does not fit in an `i64` (Kubernetes caps such values; they are not judged).
+pub fn bytes(text: &str) -> Option<u64> {
+    let q = Quantity::parse(text).ok()?;
+    let nanos = q.nanos();
+    if nanos < 0 || q.is_saturated() {
+        return None;
+    }
+    let whole = (nanos + 999_999_999) / 1_000_000_000;
+    if whole >= i128::from(i64::MAX) {
+        return None;
+    }
+    u64::try_from(whole).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -392,5 +408,49 @@ mod tests {
         let w = Written::parse("50Gi").unwrap();
         assert_eq!(w.to_string(), "50Gi");
         assert_eq!(w.value.nanos(), 50 * (1i128 << 30) * NANOS);
+    }
+}
+
+#[cfg(test)]
+mod bytes_tests {
+    use super::bytes as parse;
+
+    #[test]
+    fn reads_binary_and_decimal_suffixes() {
+        assert_eq!(parse("5Gi"), Some(5 << 30));
+        assert_eq!(parse("1Ki"), Some(1024));
+        assert_eq!(parse("1Ei"), Some(1 << 60));
+        assert_eq!(parse("500M"), Some(500_000_000));
+        assert_eq!(parse("1k"), Some(1000));
+        assert_eq!(parse("2T"), Some(2_000_000_000_000));
+        assert_eq!(parse("1E"), Some(1_000_000_000_000_000_000));
+        assert_eq!(parse("42"), Some(42));
+        assert_eq!(parse("0"), Some(0));
+    }
+
+    #[test]
+    fn fractions_and_exponents_are_exact_then_rounded_up() {
+        assert_eq!(parse("1.5Gi"), Some(3 << 29));
+        assert_eq!(parse("0.5Ki"), Some(512));
+        assert_eq!(parse("1.5"), Some(2), "Value() rounds up");
+        assert_eq!(parse("1500m"), Some(2));
+        assert_eq!(parse("1000m"), Some(1));
+        assert_eq!(parse("1n"), Some(1));
+        assert_eq!(parse("1e3"), Some(1000));
+        assert_eq!(parse("1E3"), Some(1000));
+        assert_eq!(parse("12e-1"), Some(2));
+        assert_eq!(parse(".5k"), Some(500));
+        assert_eq!(parse("+1Mi"), Some(1 << 20));
+    }
+
+    #[test]
+    fn refuses_what_is_not_a_quantity() {
+        for bad in [
+            "", "Gi", "5GB", "5 Gi", "1.2.3", "abc", "-1Gi", "9Ei", "1e", "1e+", "5gi", ".",
+        ] {
+            assert_eq!(parse(bad), None, "{bad:?}");
+        }
+        assert_eq!(parse("-0"), Some(0));
+        assert_eq!(parse("7Ei"), Some(7 << 60));
     }
 }

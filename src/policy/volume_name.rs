@@ -10,11 +10,11 @@
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use serde::Deserialize;
 
-use super::bytes;
 use super::config::{ConfigError, Section};
 use super::decision::Decision;
 use super::field::go_quote;
 use super::modes::Mode;
+use super::quantity;
 use super::rule::{Acts, Context, Endpoint, Entry, Judges, Meta, Object, Request, Rule, RuleId};
 use super::volumes::{self, Modes, Phase, VolumeIndex, Wants};
 use super::will_bind::record;
@@ -101,7 +101,7 @@ pub fn problem(
         .as_ref()
         .and_then(|r| r.requests.as_ref())
         .and_then(|r| r.get("storage"))
-        .map_or(Some(0), |q| bytes::parse(&q.0))?;
+        .map_or(Some(0), |q| quantity::bytes(&q.0))?;
     let class = volumes::claim_class(pvc).unwrap_or_default();
     let w = Wants {
         namespace,

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
-use super::bytes;
+use super::quantity;
 use super::vocab::BETA_CLASS_ANNOTATION;
 
 /// Access modes as a bitset (`ReadWriteOnce`, `ReadOnlyMany`, `ReadWriteMany`,
@@ -108,7 +108,7 @@ impl PvInfo {
             capacity: spec
                 .and_then(|s| s.capacity.as_ref())
                 .and_then(|c| c.get("storage"))
-                .and_then(|q| bytes::parse(&q.0)),
+                .and_then(|q| quantity::bytes(&q.0)),
             modes: Modes::of(spec.and_then(|s| s.access_modes.as_deref()).unwrap_or(&[])),
             block: spec.and_then(|s| s.volume_mode.as_deref()) == Some("Block"),
             labels: pv

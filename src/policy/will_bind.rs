@@ -15,12 +15,12 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use serde::Deserialize;
 
-use super::bytes;
 use super::catalog::Catalog;
 use super::config::{ConfigError, Section};
 use super::decision::{Action, Decision, Finding};
 use super::field::go_quote;
 use super::modes::Mode;
+use super::quantity;
 use super::rule::{Acts, Context, Endpoint, Entry, Judges, Meta, Object, Request, Rule, RuleId};
 use super::storage;
 use super::volumes::{self, Misfit, Modes, PvInfo, Source, VolumeIndex, Wants};
@@ -180,7 +180,7 @@ fn wants_of<'a>(
     let size = if size_text.is_empty() {
         0
     } else {
-        bytes::parse(&size_text)?
+        quantity::bytes(&size_text)?
     };
     Some((
         Wants {
