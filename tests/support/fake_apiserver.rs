@@ -742,11 +742,12 @@ async fn handle(
             }
         }
         Verb::List => {
-            let items: Vec<Value> = coll
+            // References first: only the page served is cloned (lists of 100,000 objects).
+            let items: Vec<&Value> = coll
                 .in_order()
                 .into_iter()
                 .filter(|(ns, _)| in_scope(ns))
-                .map(|(_, o)| o.clone())
+                .map(|(_, o)| o)
                 .collect();
             // The continue token is the offset of the next page.
             let offset: usize = query
@@ -764,7 +765,7 @@ async fn handle(
                 "apiVersion": target.resource.api_version,
                 "kind": format!("{}List", target.resource.kind),
                 "metadata": metadata,
-                "items": items.get(offset..end).unwrap_or_default(),
+                "items": items.get(offset..end).unwrap_or_default().iter().map(|o| (*o).clone()).collect::<Vec<Value>>(),
             }))
             .into_response()
         }
