@@ -9,7 +9,6 @@
 //! none of its business.
 
 use k8s_openapi::api::core::v1::PersistentVolume;
-use serde::Deserialize;
 
 use super::config::{ConfigError, Section};
 use super::decision::{Action, Decision, Finding};
@@ -35,19 +34,11 @@ pub const ENTRY: Entry = Entry {
     compile,
 };
 
-/// `rules.claimRefNamespace` in the policy file: only its mode.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct Config {
-    #[serde(default, rename = "mode")]
-    _mode: Option<Mode>,
-}
-
 #[derive(Debug)]
 struct ClaimRefNamespace;
 
 fn compile(section: Section<'_>) -> Result<Box<dyn Rule>, ConfigError> {
-    let _: Config = section.config()?.unwrap_or_default();
+    section.mode_only()?;
     Ok(Box::new(ClaimRefNamespace))
 }
 

@@ -304,6 +304,21 @@ impl Section<'_> {
     }
 }
 
+/// The section of a rule whose only setting is its mode: any other key is an error.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModeSection {
+    #[serde(default, rename = "mode")]
+    _mode: Option<Mode>,
+}
+
+impl Section<'_> {
+    /// Checks a section that may only say `mode` (the registry reads the mode itself).
+    pub fn mode_only(&self) -> Result<(), ConfigError> {
+        self.config::<ModeSection>().map(drop)
+    }
+}
+
 /// Decodes the value at a path of map keys, skipping everything else (serde seeds, so the one
 /// YAML parser reports lines as for the whole file).
 mod pick {
@@ -486,6 +501,16 @@ rules:
         assert!(
             err("rules:\n  defaultStorageClass:\n    byAccessMode: {ReadWriteAll: nfs}\n")
                 .contains("ReadWriteAll")
+        );
+    }
+
+    #[test]
+    fn mode_only_sections_refuse_other_keys() {
+        let e = err("rules:\n  claimRefNamespace: {mode: audit, extra: 1}\n");
+        assert!(e.contains("extra"), "{e}");
+        assert!(
+            crate::policy::Policy::parse("rules:\n  willBind: {mode: \"off\"}\n", None, false)
+                .is_ok()
         );
     }
 

@@ -10,7 +10,6 @@
 //! it: nodes the `localVolumeNodeAffinity` rule injected from a path rule are judged too.
 
 use k8s_openapi::api::core::v1::{NodeSelectorTerm, PersistentVolume};
-use serde::Deserialize;
 
 use super::config::{ConfigError, Section};
 use super::decision::{Action, Decision, Finding};
@@ -35,20 +34,11 @@ pub const ENTRY: Entry = Entry {
     compile,
 };
 
-/// `rules.localVolumeNodes` in the policy file: only its mode (the node label is
-/// `localVolumeNodeAffinity.nodeLabel`).
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct Config {
-    #[serde(default, rename = "mode")]
-    _mode: Option<Mode>,
-}
-
 #[derive(Debug)]
 struct LocalVolumeNodes;
 
 fn compile(section: Section<'_>) -> Result<Box<dyn Rule>, ConfigError> {
-    let _: Config = section.config()?.unwrap_or_default();
+    section.mode_only()?;
     Ok(Box::new(LocalVolumeNodes))
 }
 

@@ -9,8 +9,6 @@
 //! claims are not all bound (idem), and generic ephemeral volumes (their claim cannot be bound
 //! yet by definition; their class is in the template, so this works without a cluster).
 
-use serde::Deserialize;
-
 use super::catalog::Catalog;
 use super::config::{ConfigError, Section, VolumeBindingMode};
 use super::decision::{Action, Decision, Finding};
@@ -43,19 +41,11 @@ pub const ENTRY: Entry = Entry {
 /// Ordinals of a StatefulSet looked up at most.
 const MAX_ORDINALS: i32 = 10_000;
 
-/// `rules.nodeNameWaitForFirstConsumer` in the policy file: only `mode`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Config {
-    #[serde(default, rename = "mode")]
-    _mode: Option<Mode>,
-}
-
 #[derive(Debug)]
 struct NodeNameWffc;
 
 fn compile(section: Section<'_>) -> Result<Box<dyn Rule>, ConfigError> {
-    let _: Config = section.config()?.unwrap_or_default();
+    section.mode_only()?;
     Ok(Box::new(NodeNameWffc))
 }
 

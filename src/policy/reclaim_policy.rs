@@ -14,7 +14,6 @@
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{PatchOperation, ReplaceOperation};
 use k8s_openapi::api::core::v1::PersistentVolume;
-use serde::Deserialize;
 use serde_json::json;
 
 use super::config::{ConfigError, Section};
@@ -41,19 +40,11 @@ pub const ENTRY: Entry = Entry {
     compile,
 };
 
-/// `rules.reclaimPolicy` in the policy file: only its mode.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct Config {
-    #[serde(default, rename = "mode")]
-    _mode: Option<Mode>,
-}
-
 #[derive(Debug)]
 struct ReclaimPolicy;
 
 fn compile(section: Section<'_>) -> Result<Box<dyn Rule>, ConfigError> {
-    let _: Config = section.config()?.unwrap_or_default();
+    section.mode_only()?;
     Ok(Box::new(ReclaimPolicy))
 }
 

@@ -11,7 +11,6 @@
 
 use k8s_openapi::api::core::v1::{PersistentVolumeClaimSpec, PodSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use serde::Deserialize;
 
 use super::catalog::{Catalog, ClassesKnown};
 use super::config::{ConfigError, Section};
@@ -48,19 +47,11 @@ pub const ENTRY: Entry = Entry {
 /// How many close names a warning lists.
 const MAX_SUGGESTIONS: usize = 3;
 
-/// `rules.unknownClass` in the policy file: only its mode.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct Config {
-    #[serde(default, rename = "mode")]
-    _mode: Option<Mode>,
-}
-
 #[derive(Debug)]
 struct UnknownClass;
 
 fn compile(section: Section<'_>) -> Result<Box<dyn Rule>, ConfigError> {
-    let _: Config = section.config()?.unwrap_or_default();
+    section.mode_only()?;
     Ok(Box::new(UnknownClass))
 }
 

@@ -8,7 +8,6 @@
 //! (no cluster) the rule says nothing.
 
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
-use serde::Deserialize;
 
 use super::config::{ConfigError, Section};
 use super::decision::Decision;
@@ -37,19 +36,11 @@ pub const ENTRY: Entry = Entry {
     compile,
 };
 
-/// `rules.volumeName` in the policy file: only `mode`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Config {
-    #[serde(default, rename = "mode")]
-    _mode: Option<Mode>,
-}
-
 #[derive(Debug)]
 struct VolumeName;
 
 fn compile(section: Section<'_>) -> Result<Box<dyn Rule>, ConfigError> {
-    let _: Config = section.config()?.unwrap_or_default();
+    section.mode_only()?;
     Ok(Box::new(VolumeName))
 }
 

@@ -13,7 +13,6 @@ use std::collections::{HashMap, HashSet};
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
-use serde::Deserialize;
 
 use super::catalog::Catalog;
 use super::config::{ConfigError, Section};
@@ -49,19 +48,11 @@ pub const NO_PROVISIONER: &str = "kubernetes.io/no-provisioner";
 /// Ordinals judged per StatefulSet at most (a bound on the work of one request).
 const MAX_ORDINALS: i32 = 10_000;
 
-/// `rules.willBind` in the policy file: only `mode`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Config {
-    #[serde(default, rename = "mode")]
-    _mode: Option<Mode>,
-}
-
 #[derive(Debug)]
 struct WillBind;
 
 fn compile(section: Section<'_>) -> Result<Box<dyn Rule>, ConfigError> {
-    let _: Config = section.config()?.unwrap_or_default();
+    section.mode_only()?;
     Ok(Box::new(WillBind))
 }
 
