@@ -68,8 +68,9 @@ fn main() {
 /// Runs one server until stdin closes; prints `PORT <n>` once listening.
 fn serve_role(role: &str) {
     // Logging as the chart deploys it (JSON at info: denials and mutations are logged);
-    // `SPW_LOAD_LOG_LEVEL` overrides the level for experiments.
-    storage_policy_webhook::cli::serve::init_tracing(
+    // `SPW_LOAD_LOG_LEVEL` overrides the level for experiments. Buffered as in `serve`: the
+    // guard flushes the lines when the server ends.
+    let _log = storage_policy_webhook::cli::serve::init_tracing(
         storage_policy_webhook::cli::serve::LogFormat::Json,
         &std::env::var("SPW_LOAD_LOG_LEVEL").unwrap_or_else(|_| "info".to_owned()),
     );

@@ -16,9 +16,12 @@ fn main() {
     // The one crypto provider of the process; every rustls configuration uses ring.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = parse_args();
-    cli::init_tracing(&cli);
-    // `cli::run` has returned, so every destructor has run: exiting skips nothing.
-    match cli::run(cli) {
+    let log = cli::init_tracing(&cli);
+    // `cli::run` has returned, so every destructor has run: exiting skips nothing once the
+    // buffered log lines are written out (on every path).
+    let result = cli::run(cli);
+    drop(log);
+    match result {
         Ok(code) => std::process::exit(code),
         Err(e) if e.is::<Forced>() => {
             eprintln!("storage-policy-webhook: {e}");

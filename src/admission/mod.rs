@@ -3,17 +3,19 @@
 //! k8s-openapi types) but neither HTTP nor TLS: the server and the `review` command both call
 //! [`review`].
 
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::fmt;
+
+use json_patch::PatchOperation;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ListMeta, ObjectMeta};
-use kube::core::admission::{
-    AdmissionRequest, AdmissionResponse, AdmissionReview, Operation as KubeOperation,
-};
-use kube::core::response::{StatusCause, StatusDetails, StatusSummary};
-use kube::core::{DynamicObject, GroupVersionKind, Resource, Status};
-use serde::Deserialize;
-use serde::de::DeserializeOwned;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::core::admission::Operation as KubeOperation;
+use kube::core::{GroupVersionKind, Resource};
+use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::kinds;
 use crate::policy::{
@@ -33,6 +35,8 @@ pub enum ReviewError {
     WrongType { api_version: String, kind: String },
     #[error("AdmissionReview has no request")]
     NoRequest,
+    #[error("malformed AdmissionReview: request.{0} is missing")]
+    Missing(&'static str),
     #[error("malformed {kind} in AdmissionReview request: {cause}")]
     Object {
         kind: String,
@@ -40,8 +44,6 @@ pub enum ReviewError {
     },
     #[error("failed to encode the response: {0}")]
     Encode(serde_json::Error),
-    #[error("failed to encode the patch: {0}")]
-    Patch(kube::core::admission::SerializePatchError),
 }
 
 /// Who and what a review was about, for logs and metrics (no object content).
@@ -56,94 +58,157 @@ pub struct RequestInfo {
     pub dry_run: bool,
 }
 
-/// The answer to one review.
+/// The answer to one review: the rules' decision, encoded by [`Answer::to_json`].
 #[derive(Debug)]
 pub struct Answer {
     pub info: RequestInfo,
+    pub endpoint: Endpoint,
     pub decision: Decision,
-    pub response: AdmissionReview<DynamicObject>,
+    /// `status.message` of the denial, made once (the answer and the log both carry it).
+    pub denial_message: Option<String>,
 }
 
 impl Answer {
-    /// The response as JSON bytes.
-    pub fn to_json(&self) -> Result<Vec<u8>, ReviewError> {
-        let patch = self
-            .response
-            .response
-            .as_ref()
-            .and_then(|r| r.patch.as_deref());
-        match patch {
-            None => serde_json::to_vec(&self.response).map_err(ReviewError::Encode),
-            // kube-core serializes `patch: Vec<u8>` as an array of numbers (kube-rs/kube#1781);
-            // the API server wants the base64 string Go uses for `[]byte`.
-            Some(bytes) => {
-                use base64::Engine as _;
-                let mut v = serde_json::to_value(&self.response).map_err(ReviewError::Encode)?;
-                v["response"]["patch"] = serde_json::Value::String(
-                    base64::engine::general_purpose::STANDARD.encode(bytes),
-                );
-                serde_json::to_vec(&v).map_err(ReviewError::Encode)
-            }
+    /// The JSON Patch the answer carries: the decision's, on `/mutate` only (a validating webhook
+    /// may not return one; the rules never make one there).
+    pub fn patch(&self) -> &[PatchOperation] {
+        match self.endpoint {
+            Endpoint::Mutate => &self.decision.patch,
+            Endpoint::Validate => &[],
         }
     }
+
+    /// The response as JSON bytes, encoded directly (no intermediate `serde_json::Value`): an
+    /// `admission.k8s.io/v1` AdmissionReview whose `response` is what kube-core's
+    /// `AdmissionResponse` serializes, with `patch` as the base64 string Go uses for `[]byte`
+    /// (kube-core writes an array of numbers, kube-rs/kube#1781).
+    pub fn to_json(&self) -> Result<Vec<u8>, ReviewError> {
+        let patch = self.patch();
+        let encoded = if patch.is_empty() {
+            None
+        } else {
+            let mut b64 =
+                base64::write::EncoderStringWriter::new(&base64::engine::general_purpose::STANDARD);
+            serde_json::to_writer(&mut b64, patch).map_err(ReviewError::Encode)?;
+            Some(b64.into_inner())
+        };
+        let d = &self.decision;
+        let out = ReviewOut {
+            api_version: kube::core::admission::META_API_VERSION_V1,
+            kind: kube::core::admission::META_KIND,
+            response: ResponseOut {
+                uid: &self.info.uid,
+                allowed: d.allowed(),
+                status: StatusOut {
+                    denial: d.denial.as_ref().zip(self.denial_message.as_deref()),
+                },
+                patch_type: encoded.as_ref().map(|_| "JSONPatch"),
+                patch: encoded,
+                warnings: &d.warnings,
+                audit_annotations: &d.audit_annotations,
+            },
+        };
+        let mut buf = Vec::with_capacity(512);
+        serde_json::to_writer(&mut buf, &out).map_err(ReviewError::Encode)?;
+        Ok(buf)
+    }
 }
 
-/// Just enough of a review to choose the typed decoding: its type and the request's kind.
-#[derive(Deserialize)]
-struct Envelope {
-    #[serde(rename = "apiVersion", default)]
-    api_version: String,
-    #[serde(default)]
-    kind: String,
-    request: Option<EnvelopeRequest>,
+#[derive(Serialize)]
+struct ReviewOut<'a> {
+    #[serde(rename = "apiVersion")]
+    api_version: &'static str,
+    kind: &'static str,
+    response: ResponseOut<'a>,
 }
 
-#[derive(Deserialize)]
-struct EnvelopeRequest {
-    #[serde(default)]
-    kind: Option<GroupVersionKind>,
-    #[serde(rename = "subResource", default)]
-    sub_resource: Option<String>,
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ResponseOut<'a> {
+    uid: &'a str,
+    allowed: bool,
+    status: StatusOut<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    warnings: &'a [String],
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    audit_annotations: &'a BTreeMap<String, String>,
 }
 
-/// Decides one AdmissionReview body.
-pub fn review(
-    endpoint: Endpoint,
-    policy: &Policy,
-    catalog: &Catalog,
-    body: &[u8],
-) -> Result<Answer, ReviewError> {
-    let env: Envelope = serde_json::from_slice(body).map_err(ReviewError::Json)?;
-    if env.api_version != kube::core::admission::META_API_VERSION_V1
-        || env.kind != kube::core::admission::META_KIND
-    {
-        return Err(ReviewError::WrongType {
-            api_version: env.api_version,
-            kind: env.kind,
-        });
+/// The `metav1.Status` of the answer: `{}` when allowed; when denied, exactly what
+/// `apierrors.NewInvalid` builds (`Failure`, 422, `Invalid`, one cause per field error), with
+/// empty fields left out as Go's `omitempty` does.
+struct StatusOut<'a> {
+    denial: Option<(&'a Invalid, &'a str)>,
+}
+
+impl Serialize for StatusOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        let Some((inv, message)) = self.denial else {
+            return s.serialize_map(Some(0))?.end();
+        };
+        let mut m = s.serialize_map(Some(6))?;
+        m.serialize_entry("status", "Failure")?;
+        m.serialize_entry("code", &422)?;
+        m.serialize_entry("message", message)?;
+        m.serialize_entry("metadata", &Empty {})?;
+        m.serialize_entry("reason", "Invalid")?;
+        m.serialize_entry("details", &DetailsOut(inv))?;
+        m.end()
     }
-    let Some(er) = env.request else {
-        return Err(ReviewError::NoRequest);
-    };
-    // Subresources (status, scale) carry no storage decision.
-    if er.sub_resource.as_deref().is_some_and(|s| !s.is_empty()) {
-        return decide_as::<DynamicObject>(endpoint, policy, catalog, body, |_| None);
+}
+
+#[derive(Serialize)]
+struct Empty {}
+
+struct DetailsOut<'a>(&'a Invalid);
+
+impl Serialize for DetailsOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        let inv = self.0;
+        let mut m = s.serialize_map(None)?;
+        for (key, value) in [
+            ("name", &inv.name),
+            ("group", &inv.group),
+            ("kind", &inv.kind),
+        ] {
+            if !value.is_empty() {
+                m.serialize_entry(key, value)?;
+            }
+        }
+        if !inv.errors.is_empty() {
+            let causes: Vec<CauseOut> = inv
+                .errors
+                .iter()
+                .map(|e| CauseOut {
+                    reason: e.error_type.cause_reason(),
+                    message: e.body(),
+                    field: e.field.to_string(),
+                })
+                .collect();
+            m.serialize_entry("causes", &causes)?;
+        }
+        m.end()
     }
-    // A request without a kind gets the typed decoder's precise complaint.
-    let Some(gvk) = er.kind.as_ref() else {
-        return decide_as::<DynamicObject>(endpoint, policy, catalog, body, |_| None);
-    };
-    match kinds::lookup(&gvk.group, &gvk.version, &gvk.kind).and_then(codec) {
-        Some(c) => (c.review)(endpoint, policy, catalog, body),
-        // Kinds this webhook has no rule for are allowed untouched.
-        None => decide_as::<DynamicObject>(endpoint, policy, catalog, body, |_| None),
-    }
+}
+
+#[derive(Serialize)]
+struct CauseOut {
+    #[serde(skip_serializing_if = "str::is_empty")]
+    reason: &'static str,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    message: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    field: String,
 }
 
 /// A kind of the table as the rules see it: the typed object's view.
-trait Reviewed: Resource + DeserializeOwned {
-    /// The entry of the kinds table this type decodes.
-    const KIND: &'static str;
+trait Reviewed: Resource {
     fn view(&self) -> Object<'_>;
 }
 
@@ -157,21 +222,18 @@ fn pod_spec_path(kind: &str) -> &'static str {
 }
 
 impl Reviewed for PersistentVolumeClaim {
-    const KIND: &'static str = "PersistentVolumeClaim";
     fn view(&self) -> Object<'_> {
         Object::Pvc(self)
     }
 }
 
 impl Reviewed for PersistentVolume {
-    const KIND: &'static str = "PersistentVolume";
     fn view(&self) -> Object<'_> {
         Object::Pv(self)
     }
 }
 
 impl Reviewed for StatefulSet {
-    const KIND: &'static str = "StatefulSet";
     fn view(&self) -> Object<'_> {
         Object::StatefulSet(self)
     }
@@ -181,7 +243,6 @@ impl Reviewed for StatefulSet {
 macro_rules! pod_spec_kind {
     ($ty:ty, $kind:literal, |$o:ident| $spec:expr) => {
         impl Reviewed for $ty {
-            const KIND: &'static str = $kind;
             fn view(&self) -> Object<'_> {
                 let $o = self;
                 Object::PodSpec {
@@ -217,44 +278,60 @@ pod_spec_kind!(CronJob, "CronJob", |o| o
     .and_then(|s| s.job_template.spec.as_ref())
     .and_then(|j| j.template.spec.as_ref()));
 
-type ReviewFn = fn(Endpoint, &Policy, &Catalog, &[u8]) -> Result<Answer, ReviewError>;
-type CheckFn = fn(&serde_json::Value) -> Result<(), serde_json::Error>;
+/// The typed decodings of the kinds of the table (every kind has one: a test checks).
+macro_rules! typed_kinds {
+    ($($variant:ident($ty:ty) = $kind:literal),* $(,)?) => {
+        /// An object of the review, decoded as the typed model of its kind; kinds without rules
+        /// (and subresources) are skipped unread.
+        #[derive(Debug)]
+        enum Typed {
+            $($variant(Box<$ty>),)*
+            Other,
+        }
 
-/// How to decode one kind of the table.
-#[derive(Clone, Copy)]
-struct Codec {
-    review: ReviewFn,
-    check: CheckFn,
+        /// The kinds [`Typed`] decodes.
+        #[cfg(test)]
+        const TYPED_KINDS: &[&str] = &[$($kind),*];
+
+        impl Typed {
+            /// Decodes an object of `kind` (a name from the kinds table); `None` skips it.
+            fn decode<'de, D: Deserializer<'de>>(
+                kind: Option<&str>,
+                d: D,
+            ) -> Result<Typed, D::Error> {
+                match kind {
+                    $(Some($kind) => <$ty>::deserialize(d).map(|o| Typed::$variant(Box::new(o))),)*
+                    _ => IgnoredAny::deserialize(d).map(|_| Typed::Other),
+                }
+            }
+
+            fn view(&self) -> Option<Object<'_>> {
+                match self {
+                    $(Typed::$variant(o) => Some(o.view()),)*
+                    Typed::Other => None,
+                }
+            }
+
+            fn meta(&self) -> Option<&ObjectMeta> {
+                match self {
+                    $(Typed::$variant(o) => Some(o.meta()),)*
+                    Typed::Other => None,
+                }
+            }
+        }
+    };
 }
 
-fn codec_of<K: Reviewed>() -> Codec {
-    Codec {
-        review: |endpoint, policy, catalog, body| {
-            decide_as::<K>(endpoint, policy, catalog, body, |o| Some(o.view()))
-        },
-        check: |v| K::deserialize(v).map(drop),
-    }
-}
-
-/// The typed decoding of a kind of the table (every kind has one: a test checks).
-fn codec(kind: &kinds::Kind) -> Option<Codec> {
-    let all = [
-        (
-            PersistentVolumeClaim::KIND,
-            codec_of::<PersistentVolumeClaim>(),
-        ),
-        (PersistentVolume::KIND, codec_of::<PersistentVolume>()),
-        (StatefulSet::KIND, codec_of::<StatefulSet>()),
-        (Pod::KIND, codec_of::<Pod>()),
-        (Deployment::KIND, codec_of::<Deployment>()),
-        (DaemonSet::KIND, codec_of::<DaemonSet>()),
-        (ReplicaSet::KIND, codec_of::<ReplicaSet>()),
-        (Job::KIND, codec_of::<Job>()),
-        (CronJob::KIND, codec_of::<CronJob>()),
-    ];
-    all.into_iter()
-        .find(|(k, _)| *k == kind.kind)
-        .map(|(_, c)| c)
+typed_kinds! {
+    Pvc(PersistentVolumeClaim) = "PersistentVolumeClaim",
+    Pv(PersistentVolume) = "PersistentVolume",
+    StatefulSet(StatefulSet) = "StatefulSet",
+    Pod(Pod) = "Pod",
+    Deployment(Deployment) = "Deployment",
+    DaemonSet(DaemonSet) = "DaemonSet",
+    ReplicaSet(ReplicaSet) = "ReplicaSet",
+    Job(Job) = "Job",
+    CronJob(CronJob) = "CronJob",
 }
 
 /// Decodes an object of a kind of the table as the webhook will, for a clear error on a
@@ -263,10 +340,345 @@ pub fn check_object(
     kind: &kinds::Kind,
     object: &serde_json::Value,
 ) -> Result<(), serde_json::Error> {
-    match codec(kind) {
-        Some(c) => (c.check)(object),
-        None => Ok(()),
+    Typed::decode(Some(kind.kind), object).map(drop)
+}
+
+// ------------------------------------------------------------------ one-pass decoding of a review
+
+/// A review's request as the webhook reads it. The request's fields and its objects are decoded
+/// in one pass over the body: kube-apiserver writes `kind` before `object` (Go encodes struct
+/// fields in order), so the object is decoded straight into its typed model; a body with
+/// another order keeps the object as a JSON value and decodes it once the kind is known.
+#[derive(Default)]
+struct Head {
+    uid: Option<String>,
+    kind: Option<GroupVersionKind>,
+    sub_resource: Option<String>,
+    name: Option<String>,
+    namespace: Option<String>,
+    operation: Option<KubeOperation>,
+    username: Option<String>,
+    dry_run: Option<bool>,
+    object: Option<Slot>,
+    old_object: Option<Slot>,
+}
+
+/// An object of the request: decoded, or (before its kind was known) kept for later.
+enum Slot {
+    Typed(Typed),
+    Later(serde_json::Value),
+}
+
+struct Review {
+    api_version: Option<String>,
+    kind: Option<String>,
+    request: Option<Head>,
+}
+
+#[derive(Deserialize)]
+#[serde(field_identifier)]
+enum ReviewField {
+    #[serde(rename = "apiVersion")]
+    ApiVersion,
+    #[serde(rename = "kind")]
+    Kind,
+    #[serde(rename = "request")]
+    Request,
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "camelCase")]
+enum RequestField {
+    Uid,
+    Kind,
+    SubResource,
+    Name,
+    Namespace,
+    Operation,
+    UserInfo,
+    Object,
+    OldObject,
+    DryRun,
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Deserialize)]
+struct UserInfo {
+    #[serde(default)]
+    username: Option<String>,
+}
+
+/// The kind name the objects of a request decode as, once known: `None` skips them.
+fn decoded_kind(head: &Head) -> Option<&'static str> {
+    if head.sub_resource.as_deref().is_some_and(|s| !s.is_empty()) {
+        // Subresources (status, scale) carry no storage decision.
+        return None;
     }
+    let gvk = head.kind.as_ref()?;
+    kinds::lookup(&gvk.group, &gvk.version, &gvk.kind).map(|k| k.kind)
+}
+
+/// Decodes the whole review; `failed_in` names the kind whose object failed to decode.
+struct ReviewSeed<'c> {
+    failed_in: &'c Cell<Option<&'static str>>,
+}
+
+impl<'de> DeserializeSeed<'de> for ReviewSeed<'_> {
+    type Value = Review;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Review, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ReviewSeed<'_> {
+    type Value = Review;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an AdmissionReview object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Review, A::Error> {
+        let mut review = Review {
+            api_version: None,
+            kind: None,
+            request: None,
+        };
+        while let Some(field) = map.next_key::<ReviewField>()? {
+            match field {
+                ReviewField::ApiVersion => review.api_version = map.next_value()?,
+                ReviewField::Kind => review.kind = map.next_value()?,
+                ReviewField::Request => {
+                    review.request = map.next_value_seed(Nullable(RequestSeed {
+                        failed_in: self.failed_in,
+                    }))?
+                }
+                ReviewField::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(review)
+    }
+}
+
+/// `null` or the seed's value.
+struct Nullable<S>(S);
+
+impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for Nullable<S> {
+    type Value = Option<S::Value>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_option(self)
+    }
+}
+
+impl<'de, S: DeserializeSeed<'de>> Visitor<'de> for Nullable<S> {
+    type Value = Option<S::Value>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object or null")
+    }
+
+    fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        self.0.deserialize(d).map(Some)
+    }
+}
+
+struct RequestSeed<'c> {
+    failed_in: &'c Cell<Option<&'static str>>,
+}
+
+impl<'de> DeserializeSeed<'de> for RequestSeed<'_> {
+    type Value = Head;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Head, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RequestSeed<'_> {
+    type Value = Head;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an AdmissionRequest object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Head, A::Error> {
+        let mut head = Head::default();
+        while let Some(field) = map.next_key::<RequestField>()? {
+            match field {
+                RequestField::Uid => head.uid = map.next_value()?,
+                RequestField::Kind => head.kind = map.next_value()?,
+                RequestField::SubResource => head.sub_resource = map.next_value()?,
+                RequestField::Name => head.name = map.next_value()?,
+                RequestField::Namespace => head.namespace = map.next_value()?,
+                RequestField::Operation => head.operation = map.next_value()?,
+                RequestField::UserInfo => {
+                    head.username = map
+                        .next_value::<Option<UserInfo>>()?
+                        .and_then(|u| u.username)
+                }
+                RequestField::DryRun => head.dry_run = map.next_value()?,
+                RequestField::Object | RequestField::OldObject => {
+                    let seed = ObjectSeed {
+                        kind: head.kind.is_some().then(|| decoded_kind(&head)),
+                        failed_in: self.failed_in,
+                    };
+                    let slot = map.next_value_seed(Nullable(seed))?;
+                    match field {
+                        RequestField::Object => head.object = slot,
+                        _ => head.old_object = slot,
+                    }
+                }
+                RequestField::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(head)
+    }
+}
+
+/// One object of the request: typed when the kind is known (`Some`), kept as a value if not.
+struct ObjectSeed<'c> {
+    kind: Option<Option<&'static str>>,
+    failed_in: &'c Cell<Option<&'static str>>,
+}
+
+impl<'de> DeserializeSeed<'de> for ObjectSeed<'_> {
+    type Value = Slot;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Slot, D::Error> {
+        match self.kind {
+            Some(kind) => {
+                self.failed_in.set(kind);
+                let typed = Typed::decode(kind, d)?;
+                self.failed_in.set(None);
+                Ok(Slot::Typed(typed))
+            }
+            None => serde_json::Value::deserialize(d).map(Slot::Later),
+        }
+    }
+}
+
+/// The typed object of a slot, decoding a kept value now that the kind is known.
+fn settle(slot: Option<Slot>, kind: Option<&'static str>) -> Result<Option<Typed>, ReviewError> {
+    match slot {
+        None => Ok(None),
+        Some(Slot::Typed(t)) => Ok(Some(t)),
+        Some(Slot::Later(serde_json::Value::Null)) => Ok(None),
+        Some(Slot::Later(v)) => {
+            Typed::decode(kind, v)
+                .map(Some)
+                .map_err(|cause| ReviewError::Object {
+                    kind: kind.unwrap_or("object").to_owned(),
+                    cause,
+                })
+        }
+    }
+}
+
+/// Decodes an AdmissionReview body in one pass.
+fn decode(body: &[u8]) -> Result<Review, ReviewError> {
+    let failed_in = Cell::new(None);
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let review = ReviewSeed {
+        failed_in: &failed_in,
+    }
+    .deserialize(&mut de)
+    .and_then(|r| de.end().map(|()| r))
+    .map_err(|cause| match failed_in.get() {
+        Some(kind) if !cause.is_eof() && !cause.is_syntax() => ReviewError::Object {
+            kind: kind.to_owned(),
+            cause,
+        },
+        _ => ReviewError::Json(cause),
+    })?;
+    Ok(review)
+}
+
+/// Decides one AdmissionReview body.
+pub fn review(
+    endpoint: Endpoint,
+    policy: &Policy,
+    catalog: &Catalog,
+    body: &[u8],
+) -> Result<Answer, ReviewError> {
+    let review = decode(body)?;
+    let (api_version, kind) = (
+        review.api_version.unwrap_or_default(),
+        review.kind.unwrap_or_default(),
+    );
+    if api_version != kube::core::admission::META_API_VERSION_V1
+        || kind != kube::core::admission::META_KIND
+    {
+        return Err(ReviewError::WrongType { api_version, kind });
+    }
+    let Some(mut head) = review.request else {
+        return Err(ReviewError::NoRequest);
+    };
+    let uid = head.uid.take().ok_or(ReviewError::Missing("uid"))?;
+    let op = head
+        .operation
+        .take()
+        .ok_or(ReviewError::Missing("operation"))?;
+    let decoded = decoded_kind(&head);
+    let gvk = head.kind.take().ok_or(ReviewError::Missing("kind"))?;
+    // A subresource named after the objects (not the API server's order) still skips them.
+    let (object, old_object) = match decoded {
+        Some(_) => (
+            settle(head.object.take(), decoded)?,
+            settle(head.old_object.take(), decoded)?,
+        ),
+        None => (None, None),
+    };
+    let meta = object
+        .as_ref()
+        .and_then(Typed::meta)
+        .or_else(|| old_object.as_ref().and_then(Typed::meta));
+    let request_name = head.name.as_deref().unwrap_or_default();
+    let name = subject_name(meta, request_name);
+    let namespace = head.namespace.as_deref().filter(|n| !n.is_empty());
+    let request = Request {
+        operation: operation(&op),
+        namespace,
+        username: head.username.as_deref().unwrap_or_default(),
+        subject: Subject {
+            group: &gvk.group,
+            kind: &gvk.kind,
+            name,
+        },
+        object: object.as_ref().and_then(Typed::view),
+        old_object: old_object.as_ref().and_then(Typed::view),
+    };
+    let decision = match endpoint {
+        Endpoint::Mutate => policy::mutate(policy, catalog, &request),
+        Endpoint::Validate => policy::validate(policy, catalog, &request),
+    };
+    let info = RequestInfo {
+        name: name.to_owned(),
+        namespace: namespace.unwrap_or_default().to_owned(),
+        operation: request.operation.as_str(),
+        uid,
+        group: gvk.group,
+        kind: gvk.kind,
+        dry_run: head.dry_run.unwrap_or(false),
+    };
+    let denial_message = decision.denial.as_ref().map(Invalid::message);
+    Ok(Answer {
+        info,
+        endpoint,
+        decision,
+        denial_message,
+    })
 }
 
 fn operation(op: &KubeOperation) -> Operation {
@@ -278,10 +690,6 @@ fn operation(op: &KubeOperation) -> Operation {
     }
 }
 
-fn operation_str(op: &KubeOperation) -> &'static str {
-    operation(op).as_str()
-}
-
 /// The name error messages use: the object's, else the request's, else its `generateName`.
 fn subject_name<'a>(meta: Option<&'a ObjectMeta>, request_name: &'a str) -> &'a str {
     meta.and_then(|m| m.name.as_deref())
@@ -289,119 +697,6 @@ fn subject_name<'a>(meta: Option<&'a ObjectMeta>, request_name: &'a str) -> &'a 
         .or_else(|| (!request_name.is_empty()).then_some(request_name))
         .or_else(|| meta.and_then(|m| m.generate_name.as_deref()))
         .unwrap_or_default()
-}
-
-fn decide_as<K>(
-    endpoint: Endpoint,
-    policy: &Policy,
-    catalog: &Catalog,
-    body: &[u8],
-    view: impl for<'a> Fn(&'a K) -> Option<Object<'a>>,
-) -> Result<Answer, ReviewError>
-where
-    K: Resource + DeserializeOwned,
-{
-    let review: AdmissionReview<K> =
-        serde_json::from_slice(body).map_err(|cause| ReviewError::Object {
-            kind: std::any::type_name::<K>()
-                .rsplit("::")
-                .next()
-                .unwrap_or("object")
-                .to_owned(),
-            cause,
-        })?;
-    let req: AdmissionRequest<K> = review.try_into().map_err(|_| ReviewError::NoRequest)?;
-    let meta = req
-        .object
-        .as_ref()
-        .or(req.old_object.as_ref())
-        .map(Resource::meta);
-    let name = subject_name(meta, &req.name);
-    let info = RequestInfo {
-        uid: req.uid.clone(),
-        group: req.kind.group.clone(),
-        kind: req.kind.kind.clone(),
-        namespace: req.namespace.clone().unwrap_or_default(),
-        name: name.to_owned(),
-        operation: operation_str(&req.operation),
-        dry_run: req.dry_run,
-    };
-    let request = Request {
-        operation: operation(&req.operation),
-        namespace: req.namespace.as_deref().filter(|n| !n.is_empty()),
-        username: req.user_info.username.as_deref().unwrap_or_default(),
-        subject: Subject {
-            group: &req.kind.group,
-            kind: &req.kind.kind,
-            name,
-        },
-        object: req.object.as_ref().and_then(&view),
-        old_object: req.old_object.as_ref().and_then(&view),
-    };
-    let decision = match endpoint {
-        Endpoint::Mutate => policy::mutate(policy, catalog, &request),
-        Endpoint::Validate => policy::validate(policy, catalog, &request),
-    };
-    let response = respond(&req, endpoint, &decision)?;
-    Ok(Answer {
-        info,
-        decision,
-        response,
-    })
-}
-
-/// The `metav1.Status` of a denial, exactly as `apierrors.NewInvalid` builds it.
-pub fn invalid_status(inv: &Invalid) -> Status {
-    Status {
-        status: Some(StatusSummary::Failure),
-        code: 422,
-        message: inv.message(),
-        metadata: Some(ListMeta::default()),
-        reason: "Invalid".to_owned(),
-        details: Some(StatusDetails {
-            name: inv.name.clone(),
-            group: inv.group.clone(),
-            kind: inv.kind.clone(),
-            uid: String::new(),
-            causes: inv
-                .errors
-                .iter()
-                .map(|e| StatusCause {
-                    reason: e.error_type.cause_reason().to_owned(),
-                    message: e.body(),
-                    field: e.field.to_string(),
-                })
-                .collect(),
-            retry_after_seconds: 0,
-        }),
-    }
-}
-
-fn respond<K: Resource>(
-    req: &AdmissionRequest<K>,
-    endpoint: Endpoint,
-    decision: &Decision,
-) -> Result<AdmissionReview<DynamicObject>, ReviewError> {
-    let mut resp = AdmissionResponse::from(req);
-    if let Some(inv) = &decision.denial {
-        resp.allowed = false;
-        resp.result = invalid_status(inv);
-    }
-    // A validating webhook may not return a patch; the rules never make one there.
-    if endpoint == Endpoint::Mutate && !decision.patch.is_empty() {
-        resp = resp
-            .with_patch(json_patch::Patch(decision.patch.clone()))
-            .map_err(ReviewError::Patch)?;
-    }
-    if !decision.warnings.is_empty() {
-        resp.warnings = Some(decision.warnings.clone());
-    }
-    resp.audit_annotations = decision
-        .audit_annotations
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    Ok(resp.into_review())
 }
 
 #[cfg(test)]

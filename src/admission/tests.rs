@@ -286,3 +286,207 @@ fn bad_input_is_an_error_not_a_panic() {
     .to_string();
     assert!(err.contains("PersistentVolumeClaim"), "{err}");
 }
+
+#[test]
+fn every_kind_of_the_table_has_a_typed_decoding() {
+    let table: Vec<&str> = kinds::KINDS.iter().map(|k| k.kind).collect();
+    assert_eq!(
+        table, TYPED_KINDS,
+        "the kinds table and `typed_kinds!` disagree"
+    );
+}
+
+/// The answer as kube-core's `AdmissionResponse` serializes it (the encoding the webhook used
+/// before it wrote its own): the reference the direct encoding must equal.
+fn kube_core_answer(endpoint: Endpoint, body: &[u8]) -> Value {
+    use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
+    use kube::core::response::{StatusCause, StatusDetails, StatusSummary};
+    use kube::core::{DynamicObject, Status};
+    let p = policy();
+    let out = review(endpoint, &p, &p.static_catalog(), body).unwrap();
+    let typed: AdmissionReview<DynamicObject> = serde_json::from_slice(body).unwrap();
+    let req: AdmissionRequest<DynamicObject> = typed.try_into().unwrap();
+    let mut resp = AdmissionResponse::from(&req);
+    if let Some(inv) = &out.decision.denial {
+        resp.allowed = false;
+        resp.result = Status {
+            status: Some(StatusSummary::Failure),
+            code: 422,
+            message: inv.message(),
+            metadata: Some(Default::default()),
+            reason: "Invalid".to_owned(),
+            details: Some(StatusDetails {
+                name: inv.name.clone(),
+                group: inv.group.clone(),
+                kind: inv.kind.clone(),
+                uid: String::new(),
+                causes: inv
+                    .errors
+                    .iter()
+                    .map(|e| StatusCause {
+                        reason: e.error_type.cause_reason().to_owned(),
+                        message: e.body(),
+                        field: e.field.to_string(),
+                    })
+                    .collect(),
+                retry_after_seconds: 0,
+            }),
+        };
+    }
+    if endpoint == Endpoint::Mutate && !out.decision.patch.is_empty() {
+        resp = resp
+            .with_patch(json_patch::Patch(out.decision.patch.clone()))
+            .unwrap();
+    }
+    if !out.decision.warnings.is_empty() {
+        resp.warnings = Some(out.decision.warnings.clone());
+    }
+    resp.audit_annotations = out.decision.audit_annotations.clone().into_iter().collect();
+    let mut v = serde_json::to_value(resp.into_review()).unwrap();
+    // kube-core writes `patch` as an array of numbers; the API server wants base64 (the one
+    // difference the direct encoding makes on purpose).
+    if let Some(bytes) = v["response"]["patch"].as_array().cloned() {
+        use base64::Engine as _;
+        let raw: Vec<u8> = bytes.iter().map(|b| b.as_u64().unwrap() as u8).collect();
+        v["response"]["patch"] = json!(base64::engine::general_purpose::STANDARD.encode(raw));
+    }
+    v
+}
+
+#[test]
+fn direct_encoding_equals_kube_cores_response() {
+    let cases = [
+        // Denied, with warnings and audit annotations.
+        (
+            Endpoint::Validate,
+            review_body(
+                PVC,
+                "CREATE",
+                Some("team"),
+                pvc(Some("oci-bv"), &["ReadWriteMany"]),
+                Value::Null,
+            ),
+        ),
+        // Mutated: the default class set.
+        (
+            Endpoint::Mutate,
+            review_body(
+                PVC,
+                "CREATE",
+                Some("team"),
+                pvc(None, &["ReadWriteOnce"]),
+                Value::Null,
+            ),
+        ),
+        // Allowed untouched.
+        (
+            Endpoint::Validate,
+            review_body(
+                PVC,
+                "CREATE",
+                Some("team"),
+                pvc(Some("nfs"), &["ReadWriteMany"]),
+                Value::Null,
+            ),
+        ),
+        // A kind without rules.
+        (
+            Endpoint::Mutate,
+            review_body(
+                ("", "v1", "ConfigMap"),
+                "CREATE",
+                Some("team"),
+                json!({"metadata": {"name": "c"}}),
+                Value::Null,
+            ),
+        ),
+    ];
+    let mut seen = (false, false, false);
+    for (endpoint, body) in cases {
+        let got = answer(endpoint, &body);
+        seen.0 |= got["response"]["allowed"] == json!(false);
+        seen.1 |= got["response"]["patch"].is_string();
+        seen.2 |= got["response"]["allowed"] == json!(true) && got["response"]["patch"].is_null();
+        assert_eq!(
+            got,
+            kube_core_answer(endpoint, &body),
+            "{}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    assert_eq!(
+        seen,
+        (true, true, true),
+        "a denial, a mutation and a plain allow"
+    );
+}
+
+/// The review with `object` written before the request's `kind` (not how the API server writes
+/// it): decided the same, from the kept value.
+#[test]
+fn object_before_kind_is_decided_the_same() {
+    let object = pvc(Some("oci-bv"), &["ReadWriteMany"]);
+    let usual = review_body(PVC, "CREATE", Some("team"), object.clone(), Value::Null);
+    let reordered = format!(
+        r#"{{"request": {{"object": {}, "oldObject": null, "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
+            "kind": {{"group": "", "version": "v1", "kind": "PersistentVolumeClaim"}},
+            "name": "data", "namespace": "team", "operation": "CREATE",
+            "userInfo": {{"username": "alice"}}, "dryRun": false}},
+           "kind": "AdmissionReview", "apiVersion": "admission.k8s.io/v1"}}"#,
+        object
+    );
+    let a = answer(Endpoint::Validate, &usual);
+    assert_eq!(a["response"]["allowed"], json!(false));
+    assert_eq!(a, answer(Endpoint::Validate, reordered.as_bytes()));
+    // A malformed object is named either way.
+    let mut bad = object;
+    bad["spec"]["accessModes"] = json!(7);
+    let late = reordered.replace(r#""accessModes":["ReadWriteMany"]"#, r#""accessModes":7"#);
+    assert!(late.contains(r#""accessModes":7"#));
+    for body in [
+        review_body(PVC, "CREATE", Some("team"), bad, Value::Null),
+        late.into_bytes(),
+    ] {
+        let p = policy();
+        let err = review(Endpoint::Validate, &p, &p.static_catalog(), &body).unwrap_err();
+        assert!(
+            matches!(&err, ReviewError::Object { kind, .. } if kind == "PersistentVolumeClaim"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn a_request_without_uid_operation_or_kind_is_refused() {
+    let body = review_body(PVC, "CREATE", Some("team"), pvc(None, &[]), Value::Null);
+    let full: Value = serde_json::from_slice(&body).unwrap();
+    for field in ["uid", "operation", "kind"] {
+        let mut v = full.clone();
+        v["request"].as_object_mut().unwrap().remove(field);
+        let p = policy();
+        let err = review(
+            Endpoint::Mutate,
+            &p,
+            &p.static_catalog(),
+            &serde_json::to_vec(&v).unwrap(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            err,
+            format!("malformed AdmissionReview: request.{field} is missing")
+        );
+    }
+    // A subresource is answered without reading the object.
+    let mut v = full;
+    v["request"]["subResource"] = json!("status");
+    v["request"]["object"] = pvc(Some("oci-bv"), &["ReadWriteMany"]);
+    let a = answer(Endpoint::Validate, &serde_json::to_vec(&v).unwrap());
+    assert_eq!(a["response"]["allowed"], json!(true));
+    // Trailing garbage after the review is malformed JSON.
+    let mut trailing = body.clone();
+    trailing.extend_from_slice(b" x");
+    let p = policy();
+    let err = review(Endpoint::Mutate, &p, &p.static_catalog(), &trailing).unwrap_err();
+    assert!(matches!(err, ReviewError::Json(_)), "{err}");
+}

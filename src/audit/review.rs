@@ -4,7 +4,6 @@
 //! responses (patch, `status.message`, warnings), never from a second implementation of a rule.
 
 use json_patch::PatchOperation;
-use kube::core::admission::AdmissionResponse;
 use serde_json::{Value, json};
 
 use super::report::{AuditFinding, ObjectRef, ObjectReport, Outcome, Stage};
@@ -105,30 +104,41 @@ pub fn as_created(kind: &Kind, object: &Value) -> (Value, Option<String>) {
     (obj, namespace)
 }
 
-/// The response of one review.
-fn response(outcome: &Answer) -> Option<&AdmissionResponse> {
-    outcome.response.response.as_ref()
-}
-
-/// The JSON Patch of a mutating response, decoded as kube-apiserver decodes it.
+/// The JSON Patch of a mutating response, decoded from the answer's bytes as kube-apiserver
+/// decodes it (base64 `response.patch`, then a JSON Patch).
 fn response_patch(outcome: &Answer) -> Result<Vec<PatchOperation>, serde_json::Error> {
-    match response(outcome).and_then(|r| r.patch.as_deref()) {
-        Some(bytes) => serde_json::from_slice::<json_patch::Patch>(bytes).map(|p| p.0),
-        None => Ok(Vec::new()),
+    use base64::Engine as _;
+    #[derive(serde::Deserialize)]
+    struct Out {
+        response: Response,
     }
+    #[derive(serde::Deserialize)]
+    struct Response {
+        patch: Option<String>,
+    }
+    if outcome.patch().is_empty() {
+        return Ok(Vec::new());
+    }
+    let bytes = outcome
+        .to_json()
+        .map_err(|e| serde::de::Error::custom(e.to_string()))?;
+    let out: Out = serde_json::from_slice(&bytes)?;
+    let Some(b64) = out.response.patch else {
+        return Ok(Vec::new());
+    };
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(serde::de::Error::custom)?;
+    serde_json::from_slice::<json_patch::Patch>(&raw).map(|p| p.0)
 }
 
 fn response_warnings(outcome: &Answer) -> Vec<String> {
-    response(outcome)
-        .and_then(|r| r.warnings.clone())
-        .unwrap_or_default()
+    outcome.decision.warnings.clone()
 }
 
 /// `status.message` of a denying response.
 fn denial_message(outcome: &Answer) -> Option<String> {
-    response(outcome)
-        .filter(|r| !r.allowed)
-        .map(|r| r.result.message.clone())
+    outcome.denial_message.clone()
 }
 
 fn outcome_of(action: Action) -> Outcome {

@@ -78,11 +78,15 @@ impl ClusterArgs {
     }
 }
 
-/// Installs logging for the command: `serve` per its flags, the others warnings only (stderr).
-pub fn init_tracing(cli: &Cli) {
+/// Installs logging for the command: `serve` per its flags, buffered (the guard flushes when
+/// dropped: hold it until exit); the others warnings only, straight to stderr.
+pub fn init_tracing(cli: &Cli) -> Option<crate::server::log_buffer::FlushGuard> {
     match &cli.command {
         Command::Serve(a) => serve::init_tracing(a.log_format, &a.log_level),
-        _ => serve::init_tracing(serve::LogFormat::Plain, "warn"),
+        _ => {
+            serve::init_unbuffered(serve::LogFormat::Plain, "warn");
+            None
+        }
     }
 }
 

@@ -15,6 +15,7 @@ use crate::cluster::{self, ClusterMetrics, ClusterStatus};
 use crate::policy::Policy;
 use crate::server::budget;
 use crate::server::certs::{self, CertRequest};
+use crate::server::log_buffer::{FlushGuard, LogBuffer};
 use crate::server::metrics::{self, Metrics};
 use crate::server::readiness::Readiness;
 use crate::server::reload::{self, PolicyReload};
@@ -154,7 +155,32 @@ fn parse_log_level(s: &str) -> Result<String, String> {
 }
 
 /// Installs the global tracing subscriber (stderr) in the chosen format.
-pub fn init_tracing(format: LogFormat, level: &str) {
+///
+/// Lines go through a memory buffer flushed at most every
+/// [`log_buffer::DEFAULT_FLUSH_EVERY`](crate::server::log_buffer::DEFAULT_FLUSH_EVERY) and when
+/// the returned guard is dropped or flushed: hold it until the process exits.
+#[must_use = "dropping the guard stops the flusher: hold it until exit"]
+pub fn init_tracing(format: LogFormat, level: &str) -> Option<FlushGuard> {
+    use crate::server::log_buffer::{DEFAULT_CAPACITY, DEFAULT_FLUSH_EVERY};
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    match LogBuffer::new(std::io::stderr(), DEFAULT_FLUSH_EVERY, DEFAULT_CAPACITY) {
+        Ok((buffer, guard)) => {
+            let _ = tracing::subscriber::set_global_default(log_subscriber(
+                format, level, ansi, buffer,
+            ));
+            guard.install_panic_hook();
+            Some(guard)
+        }
+        // No thread for the flusher: write each line straight to stderr.
+        Err(_) => {
+            init_unbuffered(format, level);
+            None
+        }
+    }
+}
+
+/// Logging straight to stderr, line by line (the commands other than `serve`).
+pub fn init_unbuffered(format: LogFormat, level: &str) {
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let _ = tracing::subscriber::set_global_default(log_subscriber(
         format,

@@ -12,7 +12,9 @@
 pub mod admin;
 pub mod budget;
 pub mod certs;
+pub mod decision_log;
 mod follow;
+pub mod log_buffer;
 pub mod metrics;
 pub mod readiness;
 pub mod reload;
@@ -386,12 +388,14 @@ pub async fn run(
     let bound = ctx.readiness.condition("listener bound");
     let tls = Tls::load(&config.tls)?;
     let body_budget = budget::BodyBudget::new(config.body_budget_bytes, config.max_body_bytes)?;
+    let decisions = Arc::new(decision_log::DecisionLog::new(decision_log::DEFAULT_WINDOW));
     let router = routes::router(routes::AppState {
         state: ctx.state.clone(),
         metrics: ctx.metrics.clone(),
         max_body_bytes: config.max_body_bytes,
         budget: Arc::new(body_budget),
         body_read_timeout: config.body_read_timeout,
+        decisions: decisions.clone(),
     });
     let https = HttpsServer::bind(
         config.listen,
@@ -412,6 +416,7 @@ pub async fn run(
     let https_addr = https.local_addr().unwrap_or(config.listen);
     let admin_addr = admin.local_addr().unwrap_or(config.admin_listen);
     let admin_task = admin.spawn(ctx.readiness.clone(), ctx.registry.clone());
+    let decisions_task = decisions.spawn_ticker();
     let tls_task = tls.spawn_reloader(ctx.metrics.clone());
     let policy_task = config
         .policy_reload
@@ -445,6 +450,11 @@ pub async fn run(
     }
     admin_task.abort();
     tls_task.abort();
+    if let Some(t) = decisions_task {
+        t.abort();
+    }
+    // The counts of repeated decisions not yet summarized.
+    decisions.drain();
     if let Some(t) = policy_task {
         t.abort();
     }

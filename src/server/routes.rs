@@ -19,6 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 
 use super::budget::{self, BodyBudget, BodyError, ReadLimits};
+use super::decision_log::{self, DecisionLog, Key, Verdict};
 use super::metrics::{Metrics, RequestOutcome};
 use crate::admission::{self, Answer, Endpoint, ReviewError};
 use crate::policy::Action;
@@ -43,6 +44,8 @@ pub struct AppState {
     pub budget: Arc<BodyBudget>,
     /// Time for a whole body to arrive.
     pub body_read_timeout: Duration,
+    /// Repeated identical denials and mutations, logged once with a count.
+    pub decisions: Arc<DecisionLog>,
 }
 
 impl AppState {
@@ -58,6 +61,7 @@ impl AppState {
                 BodyBudget::new(total, max_body_bytes).expect("the default budget fits the body"),
             ),
             body_read_timeout: budget::DEFAULT_BODY_READ_TIMEOUT,
+            decisions: Arc::new(DecisionLog::new(decision_log::DEFAULT_WINDOW)),
         }
     }
 }
@@ -226,7 +230,7 @@ async fn handle(endpoint: Endpoint, app: AppState, req: Request) -> Response {
         };
         match decided {
             Ok(outcome) => answer(endpoint, &app, &outcome, start),
-            Err(e @ (ReviewError::Encode(_) | ReviewError::Patch(_))) => {
+            Err(e @ ReviewError::Encode(_)) => {
                 tracing::error!(endpoint = endpoint_name, error = %e, "failed to encode the answer");
                 app.metrics
                     .request_failed(endpoint, RequestOutcome::Error, start.elapsed());
@@ -291,16 +295,8 @@ fn answer(endpoint: Endpoint, app: &AppState, outcome: &Answer, start: Instant) 
         }
     };
     let d = &outcome.decision;
-    if d.denial.is_some() {
-        // The answer's Status already holds the denial's message (`admission::invalid_status`).
-        let reason = outcome
-            .response
-            .response
-            .as_ref()
-            .map_or("", |r| r.result.message.as_str());
-        review_span(endpoint, info).in_scope(|| {
-            tracing::info!(dry_run = info.dry_run, reason, "denied");
-        });
+    let logged = if let Some(reason) = outcome.denial_message.as_deref() {
+        Some(("denied", std::borrow::Cow::Borrowed(reason)))
     } else if endpoint == Endpoint::Mutate && !d.patch.is_empty() {
         let reasons: Vec<&str> = d
             .findings
@@ -308,10 +304,35 @@ fn answer(endpoint: Endpoint, app: &AppState, outcome: &Answer, start: Instant) 
             .filter(|f| f.action == Action::Mutated)
             .map(|f| f.message.as_str())
             .collect();
-        review_span(endpoint, info).in_scope(|| {
-            tracing::info!(dry_run = info.dry_run, reason = %reasons.join("; "), "mutated");
-        });
-    } else if tracing::enabled!(tracing::Level::DEBUG) {
+        Some(("mutated", std::borrow::Cow::Owned(reasons.join("; "))))
+    } else {
+        None
+    };
+    let debug = tracing::enabled!(tracing::Level::DEBUG);
+    if let Some((action, reason)) = logged
+        .as_ref()
+        .filter(|_| tracing::enabled!(tracing::Level::INFO))
+    {
+        // A storm of identical decisions is logged once in full, then as one line with a count
+        // (`decision_log`).
+        let key = Key {
+            endpoint,
+            action,
+            kind: &info.kind,
+            namespace: &info.namespace,
+            dry_run: info.dry_run,
+            message: reason,
+        };
+        if app.decisions.record(&key, Instant::now()) == Verdict::Log {
+            review_span(endpoint, info).in_scope(|| {
+                if *action == "denied" {
+                    tracing::info!(dry_run = info.dry_run, reason = %reason, "denied");
+                } else {
+                    tracing::info!(dry_run = info.dry_run, reason = %reason, "mutated");
+                }
+            });
+        }
+    } else if logged.is_none() && debug {
         // Formatted only when debug logging is on: most requests end here.
         let findings: Vec<String> = d
             .findings
