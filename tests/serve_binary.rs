@@ -361,7 +361,7 @@ async fn policy_changes_are_applied_and_an_invalid_policy_keeps_the_last_good_on
     );
     assert_eq!(default_class().await.as_deref(), Some("nfs"));
     assert!(
-        serve.log().contains("previous policy keeps serving"),
+        serve.wait_log("previous policy keeps serving").await,
         "{}",
         serve.log()
     );
@@ -405,8 +405,8 @@ async fn without_certificates_serve_makes_a_self_signed_one_for_localhost() {
     let ca = std::fs::read_to_string(ss.join("ca.crt")).unwrap();
     assert!(
         serve
-            .log()
-            .contains(&ss.join("ca.crt").display().to_string()),
+            .wait_log(&ss.join("ca.crt").display().to_string())
+            .await,
         "the log says where the CA is"
     );
     let mut c = H1::connect(serve.https, ClientOpts::apiserver(&ca).config())
@@ -720,4 +720,86 @@ fn boolean_environment_variables_accept_the_usual_spellings() {
     let (code, out) = review("maybe");
     assert_eq!(code, Some(2), "{out}");
     assert!(out.contains("--dry-run"), "{out}");
+}
+
+/// A storm of identical denials is logged once in full and then as one line with a count, and
+/// the lines still buffered at SIGTERM are written before the process exits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denial_storm_is_one_line_with_a_count_and_shutdown_flushes_the_log() {
+    install_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let ss = dir.path().join("self-signed");
+    let mut serve = Serve::start(
+        dir.path(),
+        &[
+            "--config",
+            POLICY_FILE,
+            "--self-signed-dir",
+            ss.to_str().unwrap(),
+            "--shutdown-delay",
+            "0",
+            "--log-format",
+            "json",
+        ],
+    );
+    serve.wait_ready().await;
+    let ca = std::fs::read_to_string(ss.join("ca.crt")).unwrap();
+    let mut c = H1::connect(serve.https, ClientOpts::apiserver(&ca).config())
+        .await
+        .unwrap();
+    const STORM: u64 = 300;
+    for _ in 0..STORM {
+        let (s, body) = c
+            .post("/validate?timeout=10s", PVC_RWX_BLOCK)
+            .await
+            .unwrap();
+        assert_eq!(s, StatusCode::OK);
+        assert!(String::from_utf8_lossy(&body).contains("\"allowed\":false"));
+    }
+    // SIGTERM at once: whatever is still buffered or counted must reach the log.
+    serve.signal("-TERM");
+    assert_eq!(
+        serve
+            .wait_exit(Duration::from_secs(20))
+            .await
+            .and_then(|s| s.code()),
+        Some(0)
+    );
+    let lines: Vec<serde_json::Value> = serve
+        .log()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|l: &serde_json::Value| l["fields"]["message"] == "denied")
+        .collect();
+    let full = lines
+        .iter()
+        .filter(|l| l["fields"]["repeated"].is_null())
+        .count() as u64;
+    let repeated: u64 = lines
+        .iter()
+        .filter_map(|l| l["fields"]["repeated"].as_u64())
+        .sum();
+    assert!(full >= 1, "the first denial is logged in full: {lines:?}");
+    assert_eq!(
+        full + repeated,
+        STORM,
+        "every denial is accounted for: {lines:?}"
+    );
+    assert!(
+        lines.len() < 10,
+        "a storm of {STORM} identical denials takes a few lines, not {}",
+        lines.len()
+    );
+    let first = lines
+        .iter()
+        .find(|l| l["fields"]["repeated"].is_null())
+        .unwrap();
+    assert!(first["span"]["uid"].is_string(), "{first}");
+    assert!(
+        first["fields"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("is invalid"),
+        "{first}"
+    );
 }

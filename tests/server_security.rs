@@ -175,8 +175,14 @@ async fn logs_at_info_never_contain_objects() {
         let (s, answer) = c.post(path, body).await.unwrap();
         assert_eq!(s, *want, "{path}: {}", String::from_utf8_lossy(&answer));
     }
-    // The log is written by the time the answers are: give the writer a moment anyway.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The log is written on a short interval after the answers.
+    for line in ["\"denied\"", "\"mutated\"", "bad AdmissionReview refused"] {
+        assert!(
+            serve.wait_log(line).await,
+            "{line} never logged: {}",
+            serve.log()
+        );
+    }
     let log = serve.log();
     assert!(
         log.contains("\"denied\"") && log.contains("\"mutated\""),

@@ -357,10 +357,14 @@ struct Head {
     name: Option<String>,
     namespace: Option<String>,
     operation: Option<KubeOperation>,
-    username: Option<String>,
+    /// `userInfo` (when given), with its username.
+    user_info: Option<Option<String>>,
     dry_run: Option<bool>,
     object: Option<Slot>,
     old_object: Option<Slot>,
+    /// `object` / `oldObject` were given (perhaps `null`).
+    seen_object: bool,
+    seen_old_object: bool,
 }
 
 /// An object of the request: decoded, or (before its kind was known) kept for later.
@@ -405,10 +409,46 @@ enum RequestField {
     Other,
 }
 
-#[derive(Deserialize)]
+/// `request.userInfo`, of which the rules read the username. An object only (a derived struct
+/// would also take an array of its fields).
 struct UserInfo {
-    #[serde(default)]
     username: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for UserInfo {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<UserInfo, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = UserInfo;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a UserInfo object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<UserInfo, A::Error> {
+                let mut username = None;
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    if key == "username" {
+                        once(&username, "username")?;
+                        username = Some(map.next_value::<Option<String>>()?);
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(UserInfo {
+                    username: username.flatten(),
+                })
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// Refuses a field given twice (as the typed decoding does): two `uid`s or two `object`s are
+/// an attempt to make the webhook and the API server read different reviews.
+fn once<T, E: serde::de::Error>(slot: &Option<T>, field: &'static str) -> Result<(), E> {
+    match slot {
+        Some(_) => Err(E::duplicate_field(field)),
+        None => Ok(()),
+    }
 }
 
 /// The kind name the objects of a request decode as, once known: `None` skips them.
@@ -448,9 +488,16 @@ impl<'de> Visitor<'de> for ReviewSeed<'_> {
         };
         while let Some(field) = map.next_key::<ReviewField>()? {
             match field {
-                ReviewField::ApiVersion => review.api_version = map.next_value()?,
-                ReviewField::Kind => review.kind = map.next_value()?,
+                ReviewField::ApiVersion => {
+                    once(&review.api_version, "apiVersion")?;
+                    review.api_version = Some(map.next_value()?);
+                }
+                ReviewField::Kind => {
+                    once(&review.kind, "kind")?;
+                    review.kind = Some(map.next_value()?);
+                }
                 ReviewField::Request => {
+                    once(&review.request, "request")?;
                     review.request = map.next_value_seed(Nullable(RequestSeed {
                         failed_in: self.failed_in,
                     }))?
@@ -516,18 +563,48 @@ impl<'de> Visitor<'de> for RequestSeed<'_> {
         let mut head = Head::default();
         while let Some(field) = map.next_key::<RequestField>()? {
             match field {
-                RequestField::Uid => head.uid = map.next_value()?,
-                RequestField::Kind => head.kind = map.next_value()?,
-                RequestField::SubResource => head.sub_resource = map.next_value()?,
-                RequestField::Name => head.name = map.next_value()?,
-                RequestField::Namespace => head.namespace = map.next_value()?,
-                RequestField::Operation => head.operation = map.next_value()?,
-                RequestField::UserInfo => {
-                    head.username = map
-                        .next_value::<Option<UserInfo>>()?
-                        .and_then(|u| u.username)
+                RequestField::Uid => {
+                    once(&head.uid, "uid")?;
+                    head.uid = Some(map.next_value()?);
                 }
-                RequestField::DryRun => head.dry_run = map.next_value()?,
+                RequestField::Kind => {
+                    once(&head.kind, "kind")?;
+                    head.kind = Some(map.next_value()?);
+                }
+                RequestField::SubResource => {
+                    once(&head.sub_resource, "subResource")?;
+                    head.sub_resource =
+                        Some(map.next_value::<Option<String>>()?.unwrap_or_default());
+                }
+                RequestField::Name => {
+                    once(&head.name, "name")?;
+                    head.name = Some(map.next_value::<Option<String>>()?.unwrap_or_default());
+                }
+                RequestField::Namespace => {
+                    once(&head.namespace, "namespace")?;
+                    head.namespace = Some(map.next_value::<Option<String>>()?.unwrap_or_default());
+                }
+                RequestField::Operation => {
+                    once(&head.operation, "operation")?;
+                    head.operation = Some(map.next_value()?);
+                }
+                RequestField::UserInfo => {
+                    once(&head.user_info, "userInfo")?;
+                    head.user_info = Some(
+                        map.next_value::<Option<UserInfo>>()?
+                            .and_then(|u| u.username),
+                    );
+                }
+                RequestField::DryRun => {
+                    once(&head.dry_run, "dryRun")?;
+                    head.dry_run = Some(map.next_value::<Option<bool>>()?.unwrap_or(false));
+                }
+                RequestField::Object if head.object.is_some() || head.seen_object => {
+                    return Err(serde::de::Error::duplicate_field("object"));
+                }
+                RequestField::OldObject if head.old_object.is_some() || head.seen_old_object => {
+                    return Err(serde::de::Error::duplicate_field("oldObject"));
+                }
                 RequestField::Object | RequestField::OldObject => {
                     let seed = ObjectSeed {
                         kind: head.kind.is_some().then(|| decoded_kind(&head)),
@@ -535,8 +612,8 @@ impl<'de> Visitor<'de> for RequestSeed<'_> {
                     };
                     let slot = map.next_value_seed(Nullable(seed))?;
                     match field {
-                        RequestField::Object => head.object = slot,
-                        _ => head.old_object = slot,
+                        RequestField::Object => (head.object, head.seen_object) = (slot, true),
+                        _ => (head.old_object, head.seen_old_object) = (slot, true),
                     }
                 }
                 RequestField::Other => {
@@ -650,7 +727,11 @@ pub fn review(
     let request = Request {
         operation: operation(&op),
         namespace,
-        username: head.username.as_deref().unwrap_or_default(),
+        username: head
+            .user_info
+            .as_ref()
+            .and_then(|u| u.as_deref())
+            .unwrap_or_default(),
         subject: Subject {
             group: &gvk.group,
             kind: &gvk.kind,

@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
-use std::hash::{BuildHasher, Hash, Hasher, RandomState};
+use std::hash::{BuildHasher, RandomState};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -148,9 +148,7 @@ impl DecisionLog {
         if self.window.is_zero() {
             return Verdict::Log;
         }
-        let mut h = self.hasher.build_hasher();
-        key.hash(&mut h);
-        let hash = h.finish();
+        let hash = self.hasher.hash_one(key);
         let mut summary = None;
         let verdict = {
             let mut tracked = self.tracked.lock().unwrap_or_else(|p| p.into_inner());
