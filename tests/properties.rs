@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::PersistentVolume;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use storage_policy_webhook::admission::{self, Endpoint};
-use storage_policy_webhook::policy::{Policy, reclaim_policy};
+use storage_policy_webhook::policy::{self, Policy, reclaim_policy};
 
 const POLICY: &str = r#"
 storageClasses:
@@ -202,5 +202,106 @@ proptest! {
         }
         let pv: PersistentVolume = serde_json::from_value(after.clone()).unwrap();
         prop_assert!(reclaim_policy::unhonoured(&pv).is_none(), "{}", after);
+    }
+}
+
+/// The decision kube-core's typed decoding of the whole review leads to (how the webhook decoded
+/// before it read the body in one pass): the reference for the one-pass decoding.
+fn typed_decision<K>(policy: &Policy, endpoint: Endpoint, body: &[u8]) -> policy::Decision
+where
+    K: kube::core::Resource + serde::de::DeserializeOwned,
+    for<'a> &'a K: Into<Viewed<'a>>,
+{
+    use kube::core::admission::{AdmissionRequest, AdmissionReview, Operation as Op};
+    let review: AdmissionReview<K> = serde_json::from_slice(body).expect("typed decode");
+    let req: AdmissionRequest<K> = review.try_into().expect("a request");
+    let name = req
+        .object
+        .as_ref()
+        .and_then(|o| o.meta().name.as_deref())
+        .unwrap_or(&req.name);
+    let request = policy::Request {
+        operation: match req.operation {
+            Op::Create => policy::Operation::Create,
+            Op::Update => policy::Operation::Update,
+            Op::Delete => policy::Operation::Delete,
+            Op::Connect => policy::Operation::Connect,
+        },
+        namespace: req.namespace.as_deref().filter(|n| !n.is_empty()),
+        username: req.user_info.username.as_deref().unwrap_or_default(),
+        subject: policy::Subject {
+            group: &req.kind.group,
+            kind: &req.kind.kind,
+            name,
+        },
+        object: req.object.as_ref().map(|o| o.into().0),
+        old_object: req.old_object.as_ref().map(|o| o.into().0),
+    };
+    let catalog = policy.static_catalog();
+    match endpoint {
+        Endpoint::Mutate => policy::mutate(policy, &catalog, &request),
+        Endpoint::Validate => policy::validate(policy, &catalog, &request),
+    }
+}
+
+/// A typed object as the rules see it.
+struct Viewed<'a>(policy::Object<'a>);
+
+impl<'a> From<&'a k8s_openapi::api::core::v1::PersistentVolumeClaim> for Viewed<'a> {
+    fn from(o: &'a k8s_openapi::api::core::v1::PersistentVolumeClaim) -> Self {
+        Viewed(policy::Object::Pvc(o))
+    }
+}
+
+impl<'a> From<&'a PersistentVolume> for Viewed<'a> {
+    fn from(o: &'a PersistentVolume) -> Self {
+        Viewed(policy::Object::Pv(o))
+    }
+}
+
+/// The one-pass decoding and kube-core's typed decoding lead to the same decision, on both
+/// endpoints, and the answer encodes that decision.
+fn same_as_typed<K>(policy: &Policy, body: &[u8]) -> Result<(), TestCaseError>
+where
+    K: kube::core::Resource + serde::de::DeserializeOwned,
+    for<'a> &'a K: Into<Viewed<'a>>,
+{
+    for endpoint in [Endpoint::Mutate, Endpoint::Validate] {
+        let out =
+            admission::review(endpoint, policy, &policy.static_catalog(), body).expect("decided");
+        let want = typed_decision::<K>(policy, endpoint, body);
+        prop_assert_eq!(&out.decision, &want);
+        let v: Value = serde_json::from_slice(&out.to_json().unwrap()).unwrap();
+        prop_assert_eq!(&v["response"]["allowed"], &json!(want.denial.is_none()));
+        let message = want.denial.as_ref().map(|d| d.message());
+        prop_assert_eq!(
+            v["response"]["status"]["message"].as_str(),
+            message.as_deref()
+        );
+        let warnings: Vec<String> = v["response"]["warnings"]
+            .as_array()
+            .map(|w| w.iter().map(|s| s.as_str().unwrap().to_owned()).collect())
+            .unwrap_or_default();
+        prop_assert_eq!(warnings, want.warnings);
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, .. ProptestConfig::default() })]
+
+    #[test]
+    fn one_pass_decoding_decides_as_the_typed_decoding_pvc((obj, ns) in pvc()) {
+        let policy = Policy::parse(POLICY, None, false).unwrap();
+        same_as_typed::<k8s_openapi::api::core::v1::PersistentVolumeClaim>(
+            &policy,
+            &review("PersistentVolumeClaim", Some(ns), &obj),
+        )?;
+    }
+
+    #[test]
+    fn one_pass_decoding_decides_as_the_typed_decoding_pv(obj in pv()) {
+        let policy = Policy::parse(POLICY, None, false).unwrap();
+        same_as_typed::<PersistentVolume>(&policy, &review("PersistentVolume", None, &obj))?;
     }
 }
