@@ -300,7 +300,9 @@ macro_rules! typed_kinds {
                 d: D,
             ) -> Result<Typed, D::Error> {
                 match kind {
-                    $(Some($kind) => <$ty>::deserialize(d).map(|o| Typed::$variant(Box::new(o))),)*
+                    $(Some($kind) => MapOnly::<Lean<$ty>>::deserialize(d)
+                        .and_then(|m| m.0.assemble())
+                        .map(|o| Typed::$variant(Box::new(o))),)*
                     _ => IgnoredAny::deserialize(d).map(|_| Typed::Other),
                 }
             }
@@ -332,6 +334,137 @@ typed_kinds! {
     ReplicaSet(ReplicaSet) = "ReplicaSet",
     Job(Job) = "Job",
     CronJob(CronJob) = "CronJob",
+}
+
+/// A typed object of the table in its three parts, so that it can be decoded with a lean
+/// `metadata` ([`Lean`]).
+trait Parts: kube::core::Resource + Sized {
+    type Spec: serde::de::DeserializeOwned;
+    type Status: serde::de::DeserializeOwned;
+    const API_VERSION: &'static str;
+    const KIND: &'static str;
+    fn assemble(
+        metadata: ObjectMeta,
+        spec: Option<Self::Spec>,
+        status: Option<Self::Status>,
+    ) -> Self;
+}
+
+macro_rules! parts {
+    ($($ty:ty: $spec:ty, $status:ty;)*) => {$(
+        impl Parts for $ty {
+            type Spec = $spec;
+            type Status = $status;
+            const API_VERSION: &'static str = <$ty as k8s_openapi::Resource>::API_VERSION;
+            const KIND: &'static str = <$ty as k8s_openapi::Resource>::KIND;
+            fn assemble(
+                metadata: ObjectMeta,
+                spec: Option<$spec>,
+                status: Option<$status>,
+            ) -> Self {
+                Self { metadata, spec, status }
+            }
+        }
+    )*};
+}
+
+parts! {
+    PersistentVolumeClaim: k8s_openapi::api::core::v1::PersistentVolumeClaimSpec,
+        k8s_openapi::api::core::v1::PersistentVolumeClaimStatus;
+    PersistentVolume: k8s_openapi::api::core::v1::PersistentVolumeSpec,
+        k8s_openapi::api::core::v1::PersistentVolumeStatus;
+    StatefulSet: k8s_openapi::api::apps::v1::StatefulSetSpec,
+        k8s_openapi::api::apps::v1::StatefulSetStatus;
+    Pod: k8s_openapi::api::core::v1::PodSpec, k8s_openapi::api::core::v1::PodStatus;
+    Deployment: k8s_openapi::api::apps::v1::DeploymentSpec,
+        k8s_openapi::api::apps::v1::DeploymentStatus;
+    DaemonSet: k8s_openapi::api::apps::v1::DaemonSetSpec,
+        k8s_openapi::api::apps::v1::DaemonSetStatus;
+    ReplicaSet: k8s_openapi::api::apps::v1::ReplicaSetSpec,
+        k8s_openapi::api::apps::v1::ReplicaSetStatus;
+    Job: k8s_openapi::api::batch::v1::JobSpec, k8s_openapi::api::batch::v1::JobStatus;
+    CronJob: k8s_openapi::api::batch::v1::CronJobSpec, k8s_openapi::api::batch::v1::CronJobStatus;
+}
+
+/// An object decoded as k8s-openapi decodes it, except `metadata`: only the fields the rules
+/// read are kept (name, generateName, namespace, uid, labels, annotations); the rest
+/// (`managedFields` above all: a tree of maps per field manager, and the timestamps) is skipped
+/// unread. `apiVersion` and `kind` are checked as k8s-openapi checks them. A differential
+/// property test (`tests/properties.rs`) shows the decisions equal those made from the full
+/// typed decoding.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", bound = "")]
+struct Lean<'a, K: Parts> {
+    #[serde(default, borrow)]
+    api_version: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow)]
+    kind: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default)]
+    metadata: Option<MapOnly<LeanMeta>>,
+    #[serde(default)]
+    spec: Option<K::Spec>,
+    #[serde(default)]
+    status: Option<K::Status>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LeanMeta {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    generate_name: Option<String>,
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(default)]
+    uid: Option<String>,
+    #[serde(default)]
+    labels: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    annotations: Option<BTreeMap<String, String>>,
+}
+
+/// A derived struct decoded from a JSON object only (derives also take an array of the fields
+/// in order; k8s-openapi's types do not).
+struct MapOnly<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for MapOnly<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = MapOnly<T>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<MapOnly<T>, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(MapOnly)
+            }
+        }
+        d.deserialize_map(V(std::marker::PhantomData))
+    }
+}
+
+impl<K: Parts> Lean<'_, K> {
+    fn assemble<E: serde::de::Error>(self) -> Result<K, E> {
+        for (got, want) in [(&self.api_version, K::API_VERSION), (&self.kind, K::KIND)] {
+            if let Some(got) = got.as_deref().filter(|g| *g != want) {
+                return Err(E::invalid_value(serde::de::Unexpected::Str(got), &want));
+            }
+        }
+        let metadata = self
+            .metadata
+            .map(|MapOnly(m)| ObjectMeta {
+                name: m.name,
+                generate_name: m.generate_name,
+                namespace: m.namespace,
+                uid: m.uid,
+                labels: m.labels,
+                annotations: m.annotations,
+                ..ObjectMeta::default()
+            })
+            .unwrap_or_default();
+        Ok(K::assemble(metadata, self.spec, self.status))
+    }
 }
 
 /// Decodes an object of a kind of the table as the webhook will, for a clear error on a

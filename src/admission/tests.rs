@@ -490,3 +490,81 @@ fn a_request_without_uid_operation_or_kind_is_refused() {
     let err = review(Endpoint::Mutate, &p, &p.static_catalog(), &trailing).unwrap_err();
     assert!(matches!(err, ReviewError::Json(_)), "{err}");
 }
+
+#[test]
+fn the_lean_decoding_refuses_what_k8s_openapi_refuses() {
+    let p = policy();
+    let cat = p.static_catalog();
+    let good = pvc(Some("oci-bv"), &["ReadWriteMany"]);
+    let cases = [
+        (
+            json!(["v1", "PersistentVolumeClaim", {"name": "data"}]),
+            "expected an object",
+        ),
+        (
+            {
+                let mut o = good.clone();
+                o["metadata"] = json!(["data", "", "team"]);
+                o
+            },
+            "expected an object",
+        ),
+        (
+            {
+                let mut o = good.clone();
+                o["kind"] = json!("ConfigMap");
+                o
+            },
+            "invalid value: string \"ConfigMap\", expected PersistentVolumeClaim",
+        ),
+        (
+            {
+                let mut o = good.clone();
+                o["apiVersion"] = json!("v2");
+                o
+            },
+            "invalid value: string \"v2\", expected v1",
+        ),
+        (
+            {
+                let mut o = good.clone();
+                o["metadata"]["annotations"] = json!({"a": 1});
+                o
+            },
+            "invalid type: integer `1`, expected a string",
+        ),
+    ];
+    for (object, want) in cases {
+        let body = review_body(PVC, "CREATE", Some("team"), object.clone(), Value::Null);
+        let err = review(Endpoint::Validate, &p, &cat, &body)
+            .expect_err("refused")
+            .to_string();
+        assert!(err.contains(want), "{object}: {err} should contain {want}");
+        // k8s-openapi refuses it too.
+        assert!(
+            serde_json::from_value::<k8s_openapi::api::core::v1::PersistentVolumeClaim>(object)
+                .is_err()
+        );
+    }
+    // What the rules read of metadata is kept; managedFields and timestamps are skipped unread.
+    let mut o = good;
+    o["metadata"]["uid"] = json!("u-1");
+    o["metadata"]["labels"] = json!({"app": "db"});
+    o["metadata"]["annotations"] = json!({"volume.beta.kubernetes.io/storage-class": "nfs"});
+    o["metadata"]["creationTimestamp"] = json!("2026-12-02T00:00:00Z");
+    o["metadata"]["managedFields"] = json!([{"manager": "kubectl", "fieldsType": "FieldsV1",
+        "fieldsV1": {"f:spec": {"f:accessModes": {}}}}]);
+    let typed = Typed::decode(Some("PersistentVolumeClaim"), &o).unwrap();
+    let Typed::Pvc(got) = typed else {
+        panic!("a PVC")
+    };
+    let full: k8s_openapi::api::core::v1::PersistentVolumeClaim =
+        serde_json::from_value(o).unwrap();
+    assert_eq!(got.spec, full.spec);
+    assert_eq!(got.metadata.uid.as_deref(), Some("u-1"));
+    assert_eq!(got.metadata.labels, full.metadata.labels);
+    assert_eq!(got.metadata.annotations, full.metadata.annotations);
+    assert_eq!(got.metadata.name, full.metadata.name);
+    assert_eq!(got.metadata.namespace, full.metadata.namespace);
+    assert!(got.metadata.managed_fields.is_none() && full.metadata.managed_fields.is_some());
+}
