@@ -147,10 +147,19 @@ impl Policy {
     /// `storage-policy.io/mode` label, else the rule's mode, else the global mode, else the
     /// rule's default; `--dry-run` then turns enforce into audit.
     pub fn mode_for(&self, rule: RuleId, catalog: &Catalog, namespace: Option<&str>) -> Mode {
-        let mode = namespace
+        self.effective_mode(self.compiled(rule).mode, Self::namespace_mode(catalog, namespace))
+    }
+
+    /// The namespace's `storage-policy.io/mode` label, if any.
+    fn namespace_mode(catalog: &Catalog, namespace: Option<&str>) -> Option<Mode> {
+        namespace
             .and_then(|ns| catalog.namespace(ns))
             .and_then(|info| info.mode)
-            .unwrap_or(self.compiled(rule).mode);
+    }
+
+    /// [`Policy::mode_for`] from the rule's own mode and the namespace's.
+    fn effective_mode(&self, rule_mode: Mode, namespace_mode: Option<Mode>) -> Mode {
+        let mode = namespace_mode.unwrap_or(rule_mode);
         if self.dry_run {
             mode.capped_at_audit()
         } else {
@@ -175,12 +184,14 @@ impl Policy {
             return d;
         }
         let cx = self.context(endpoint, catalog);
+        // Looked up once per request, not once per rule.
+        let namespace_mode = Self::namespace_mode(catalog, req.namespace);
         for c in &self.rules {
             let meta = c.rule.meta();
             if !meta.at(endpoint).is_some_and(|a| a.applies(req)) {
                 continue;
             }
-            let mode = self.mode_for(RuleId(meta), catalog, req.namespace);
+            let mode = self.effective_mode(c.mode, namespace_mode);
             if mode != Mode::Off {
                 c.rule.check(&cx, req, mode, &mut d);
             }
