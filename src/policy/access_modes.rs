@@ -14,8 +14,8 @@ use serde::Deserialize;
 
 use super::catalog::{Catalog, StorageKind, kind_of_pv_source};
 use super::config::{AccessMode, ConfigError, Section};
-use super::decision::{Action, Decision, Finding};
-use super::field::{FieldError, Invalid, Path, aggregate, go_quote};
+use super::decision::{Action, Decision, Finding, Refused};
+use super::field::{FieldError, Path, go_quote};
 use super::modes::Mode;
 use super::rewrite::{self, Rewrite, RewriteConfig};
 use super::rule::{
@@ -366,42 +366,15 @@ fn run_with(cx: &Context<'_>, req: &Request<'_>, mode: Mode, d: &mut Decision, r
             return;
         }
     }
-    let errors: Vec<FieldError> = found.iter().map(|v| v.error.clone()).collect();
-    let invalid = Invalid {
-        group: req.subject.group.to_owned(),
-        kind: req.subject.kind.to_owned(),
-        name: req.subject.name.to_owned(),
-        errors,
-    };
-    match mode {
-        Mode::Enforce => {
-            for v in &found {
-                d.warn(&v.why);
-                d.findings.push(Finding {
-                    rule,
-                    action: Action::Denied,
-                    storage_class: v.class.clone(),
-                    message: v.error.to_string(),
-                });
-            }
-            d.annotate(rule, format!("denied: {}", aggregate(&invalid.errors)));
-            d.deny(invalid);
-        }
-        Mode::Audit => {
-            for v in &found {
-                d.warn(format!("[audit] would deny: {}", v.error));
-                d.warn(&v.why);
-                d.findings.push(Finding {
-                    rule,
-                    action: Action::Audited,
-                    storage_class: v.class.clone(),
-                    message: v.error.to_string(),
-                });
-            }
-            d.annotate(rule, format!("would deny: {}", invalid.message()));
-        }
-        Mode::Off => {}
-    }
+    let items = found
+        .into_iter()
+        .map(|v| Refused {
+            error: v.error,
+            why: v.why,
+            class: v.class,
+        })
+        .collect();
+    d.refuse(rule, mode, &req.subject, items);
 }
 
 #[cfg(test)]

@@ -11,8 +11,8 @@
 use k8s_openapi::api::core::v1::PersistentVolume;
 
 use super::config::{ConfigError, Section};
-use super::decision::{Action, Decision, Finding};
-use super::field::{FieldError, Invalid, Path, aggregate, go_quote};
+use super::decision::{Action, Decision, Finding, Refused};
+use super::field::{FieldError, Path, go_quote};
 use super::modes::Mode;
 use super::rule::{Acts, Context, Endpoint, Entry, Judges, Meta, Object, Request, Rule, RuleId};
 use crate::kinds::Operation;
@@ -99,42 +99,18 @@ fn run(req: &Request<'_>, mode: Mode, d: &mut Decision) {
         });
         return;
     }
-    let invalid = Invalid {
-        group: req.subject.group.to_owned(),
-        kind: req.subject.kind.to_owned(),
-        name: req.subject.name.to_owned(),
-        errors: vec![error.clone()],
+    let refused = Refused {
+        error,
+        why: why.to_string(),
+        class: None,
     };
-    match mode {
-        Mode::Enforce => {
-            d.warn(&why);
-            d.findings.push(Finding {
-                rule,
-                action: Action::Denied,
-                storage_class: None,
-                message: error.to_string(),
-            });
-            d.annotate(rule, format!("denied: {}", aggregate(&invalid.errors)));
-            d.deny(invalid);
-        }
-        Mode::Audit => {
-            d.warn(format!("[audit] would deny: {error}"));
-            d.warn(&why);
-            d.findings.push(Finding {
-                rule,
-                action: Action::Audited,
-                storage_class: None,
-                message: error.to_string(),
-            });
-            d.annotate(rule, format!("would deny: {}", invalid.message()));
-        }
-        Mode::Off => {}
-    }
+    d.refuse(rule, mode, &req.subject, vec![refused]);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::field::Invalid;
     use crate::policy::{Policy, Subject};
     use serde_json::{Value, json};
 

@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 
 use json_patch::PatchOperation;
 
-use super::field::Invalid;
+use super::field::{FieldError, Invalid, aggregate};
 use super::meta::RuleId;
 use super::modes::Mode;
+use super::request::Subject;
 
 /// What a rule did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -40,6 +41,16 @@ pub struct Finding {
     pub action: Action,
     pub storage_class: Option<String>,
     pub message: String,
+}
+
+/// One field error a validating rule refuses ([`Decision::refuse`]).
+#[derive(Clone, Debug)]
+pub(crate) struct Refused {
+    pub error: FieldError,
+    /// Why, and what to do instead: a warning beside the denial.
+    pub why: String,
+    /// The storage class involved, for the finding.
+    pub class: Option<String>,
 }
 
 /// The answer of the rules for one request.
@@ -82,6 +93,53 @@ impl Decision {
         match &mut self.denial {
             Some(existing) => existing.errors.extend(invalid.errors),
             None => self.denial = Some(invalid),
+        }
+    }
+
+    /// What a validating rule refuses in the object under review (`subject`), one item per field
+    /// error. In `enforce` mode the request is denied with the API server's own `Invalid` (422),
+    /// aggregated with other rules' errors ([`Decision::deny`]), each item's `why` is a warning,
+    /// and the audit annotation says `denied: <errors>`. In `audit` mode nothing is denied: each
+    /// error becomes an `[audit] would deny: ...` warning followed by its `why`, and the
+    /// annotation gives the message the denial would have had. A finding records each item.
+    pub(crate) fn refuse(
+        &mut self,
+        rule: RuleId,
+        mode: Mode,
+        subject: &Subject<'_>,
+        items: Vec<Refused>,
+    ) {
+        let action = match mode {
+            Mode::Off => return,
+            Mode::Enforce => Action::Denied,
+            Mode::Audit => Action::Audited,
+        };
+        if items.is_empty() {
+            return;
+        }
+        for item in &items {
+            if mode == Mode::Audit {
+                self.warn(format!("[audit] would deny: {}", item.error));
+            }
+            self.warn(&item.why);
+            self.findings.push(Finding {
+                rule,
+                action,
+                storage_class: item.class.clone(),
+                message: item.error.to_string(),
+            });
+        }
+        let invalid = Invalid {
+            group: subject.group.to_owned(),
+            kind: subject.kind.to_owned(),
+            name: subject.name.to_owned(),
+            errors: items.into_iter().map(|i| i.error).collect(),
+        };
+        if mode == Mode::Enforce {
+            self.annotate(rule, format!("denied: {}", aggregate(&invalid.errors)));
+            self.deny(invalid);
+        } else {
+            self.annotate(rule, format!("would deny: {}", invalid.message()));
         }
     }
 
@@ -138,5 +196,119 @@ impl Decision {
                 v.push_str(&value);
             })
             .or_insert(value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::field::Path;
+    use crate::policy::{claim_ref, node_name_wffc};
+
+    fn subject() -> Subject<'static> {
+        Subject {
+            group: "",
+            kind: "PersistentVolume",
+            name: "pv-web-0",
+        }
+    }
+
+    fn refused(field: &str, why: &str) -> Refused {
+        Refused {
+            error: FieldError::required(Path::new(field), "set it"),
+            why: why.to_owned(),
+            class: Some("local".to_owned()),
+        }
+    }
+
+    #[test]
+    fn refuse_in_enforce_denies_warns_why_and_annotates() {
+        let mut d = Decision::default();
+        d.refuse(
+            claim_ref::ID,
+            Mode::Enforce,
+            &subject(),
+            vec![refused("spec.a", "why a"), refused("spec.b", "why b")],
+        );
+        let denial = d.denial.as_ref().expect("denied");
+        assert_eq!(
+            denial.message(),
+            r#"PersistentVolume "pv-web-0" is invalid: [spec.a: Required value: set it, spec.b: Required value: set it]"#
+        );
+        assert_eq!(d.warnings, ["why a", "why b"]);
+        assert_eq!(
+            d.audit_annotations[claim_ref::ID.annotation_key()],
+            "denied: [spec.a: Required value: set it, spec.b: Required value: set it]"
+        );
+        assert_eq!(d.findings.len(), 2);
+        assert!(d.findings.iter().all(|f| f.action == Action::Denied
+            && f.storage_class.as_deref() == Some("local")
+            && f.rule == claim_ref::ID));
+        assert_eq!(d.findings[1].message, "spec.b: Required value: set it");
+    }
+
+    #[test]
+    fn refuse_in_audit_allows_and_says_what_it_would_deny() {
+        let mut d = Decision::default();
+        d.refuse(
+            claim_ref::ID,
+            Mode::Audit,
+            &subject(),
+            vec![refused("spec.a", "why a")],
+        );
+        assert!(d.allowed());
+        assert_eq!(
+            d.warnings,
+            [
+                "[audit] would deny: spec.a: Required value: set it",
+                "why a"
+            ]
+        );
+        assert_eq!(
+            d.audit_annotations[claim_ref::ID.annotation_key()],
+            r#"would deny: PersistentVolume "pv-web-0" is invalid: spec.a: Required value: set it"#
+        );
+        assert_eq!(d.findings[0].action, Action::Audited);
+    }
+
+    #[test]
+    fn refuse_off_or_with_nothing_does_nothing() {
+        for (mode, items) in [
+            (Mode::Off, vec![refused("spec.a", "why")]),
+            (Mode::Enforce, vec![]),
+            (Mode::Audit, vec![]),
+        ] {
+            let mut d = Decision::default();
+            d.refuse(claim_ref::ID, mode, &subject(), items);
+            assert_eq!(d, Decision::default(), "{mode:?}");
+        }
+    }
+
+    /// Two rules refusing one object give one `Invalid` with both errors, in rule order, as the
+    /// API aggregates field errors; neither replaces the other.
+    #[test]
+    fn refusals_of_two_rules_aggregate() {
+        let mut d = Decision::default();
+        d.refuse(
+            claim_ref::ID,
+            Mode::Enforce,
+            &subject(),
+            vec![refused("spec.a", "a")],
+        );
+        d.refuse(
+            node_name_wffc::ID,
+            Mode::Enforce,
+            &subject(),
+            vec![refused("spec.b", "b")],
+        );
+        let fields: Vec<String> = d
+            .denial
+            .unwrap()
+            .errors
+            .iter()
+            .map(|e| e.field.to_string())
+            .collect();
+        assert_eq!(fields, ["spec.a", "spec.b"]);
+        assert_eq!(d.audit_annotations.len(), 2);
     }
 }

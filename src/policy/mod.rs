@@ -147,7 +147,10 @@ impl Policy {
     /// `storage-policy.io/mode` label, else the rule's mode, else the global mode, else the
     /// rule's default; `--dry-run` then turns enforce into audit.
     pub fn mode_for(&self, rule: RuleId, catalog: &Catalog, namespace: Option<&str>) -> Mode {
-        self.effective_mode(self.compiled(rule).mode, Self::namespace_mode(catalog, namespace))
+        self.effective_mode(
+            self.compiled(rule).mode,
+            Self::namespace_mode(catalog, namespace),
+        )
     }
 
     /// The namespace's `storage-policy.io/mode` label, if any.

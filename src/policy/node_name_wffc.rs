@@ -11,8 +11,8 @@
 
 use super::catalog::Catalog;
 use super::config::{ConfigError, Section, VolumeBindingMode};
-use super::decision::{Action, Decision, Finding};
-use super::field::{FieldError, Invalid, Path, aggregate, go_quote};
+use super::decision::{Action, Decision, Finding, Refused};
+use super::field::{FieldError, Path, go_quote};
 use super::modes::Mode;
 use super::rule::{
     Acts, Context, Endpoint, Entry, Judges, Meta, Object, PodFilter, Request, Rule, RuleId,
@@ -233,41 +233,16 @@ fn run(cx: &Context<'_>, req: &Request<'_>, mode: Mode, d: &mut Decision) {
             return;
         }
     }
-    let invalid = Invalid {
-        group: req.subject.group.to_owned(),
-        kind: req.subject.kind.to_owned(),
-        name: req.subject.name.to_owned(),
-        errors: found.iter().map(|v| v.error.clone()).collect(),
-    };
-    match mode {
-        Mode::Enforce => {
-            for v in &found {
-                d.warn(&v.why);
-                d.findings.push(Finding {
-                    rule: ID,
-                    action: Action::Denied,
-                    storage_class: Some(v.class.clone()),
-                    message: v.error.to_string(),
-                });
-            }
-            d.annotate(ID, format!("denied: {}", aggregate(&invalid.errors)));
-            d.denial = Some(invalid);
-        }
-        Mode::Audit => {
-            for v in &found {
-                d.warn(format!("[audit] would deny: {}", v.error));
-                d.warn(&v.why);
-                d.findings.push(Finding {
-                    rule: ID,
-                    action: Action::Audited,
-                    storage_class: Some(v.class.clone()),
-                    message: v.error.to_string(),
-                });
-            }
-            d.annotate(ID, format!("would deny: {}", invalid.message()));
-        }
-        Mode::Off => {}
-    }
+    // Aggregated with other rules' errors on the object (it used to replace them).
+    let items = found
+        .into_iter()
+        .map(|v| Refused {
+            error: v.error,
+            why: v.why,
+            class: Some(v.class),
+        })
+        .collect();
+    d.refuse(ID, mode, &req.subject, items);
 }
 
 #[cfg(test)]

@@ -23,8 +23,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::config::{ConfigError, Section};
-use super::decision::{Action, Decision, Finding};
-use super::field::{FieldError, Invalid, Path, aggregate, go_quote};
+use super::decision::{Action, Decision, Finding, Refused};
+use super::field::{FieldError, Path, go_quote};
 use super::modes::Mode;
 use super::quantity::Quantity;
 use super::rule::{
@@ -461,42 +461,15 @@ impl VolumeSize {
         if found.is_empty() {
             return;
         }
-        let errors: Vec<FieldError> = found.iter().map(|i| i.error()).collect();
-        let invalid = Invalid {
-            group: req.subject.group.to_owned(),
-            kind: req.subject.kind.to_owned(),
-            name: req.subject.name.to_owned(),
-            errors,
-        };
-        match mode {
-            Mode::Enforce => {
-                for item in &found {
-                    d.warn(item.why());
-                    d.findings.push(Finding {
-                        rule,
-                        action: Action::Denied,
-                        storage_class: Some(item.class.clone()),
-                        message: item.error().to_string(),
-                    });
-                }
-                d.annotate(rule, format!("denied: {}", aggregate(&invalid.errors)));
-                d.deny(invalid);
-            }
-            Mode::Audit => {
-                for item in &found {
-                    d.warn(format!("[audit] would deny: {}", item.error()));
-                    d.warn(item.why());
-                    d.findings.push(Finding {
-                        rule,
-                        action: Action::Audited,
-                        storage_class: Some(item.class.clone()),
-                        message: item.error().to_string(),
-                    });
-                }
-                d.annotate(rule, format!("would deny: {}", invalid.message()));
-            }
-            Mode::Off => {}
-        }
+        let items = found
+            .iter()
+            .map(|item| Refused {
+                error: item.error(),
+                why: item.why().to_string(),
+                class: Some(item.class.clone()),
+            })
+            .collect();
+        d.refuse(rule, mode, &req.subject, items);
     }
 }
 
