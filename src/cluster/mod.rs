@@ -149,7 +149,7 @@ async fn watch<K: Watched>(api: Api<K>, ctx: &Context) {
                     ctx.publish(&cache);
                 }
                 if first {
-                    info!(%resource, count = cache.current().len(), "{resource} listed");
+                    info!(%resource, count = cache.len(), "{resource} listed");
                     ctx.status.mark_synced(resource);
                     if ctx.status.is_synced() {
                         ctx.metrics.set_synced(true);
@@ -159,7 +159,7 @@ async fn watch<K: Watched>(api: Api<K>, ctx: &Context) {
                     }
                     ctx.check_interplay();
                 } else {
-                    debug!(%resource, count = cache.current().len(), changed, "{resource} re-listed");
+                    debug!(%resource, count = cache.len(), changed, "{resource} re-listed");
                 }
             }
         }
@@ -190,8 +190,8 @@ impl Context {
     fn publish<K: Watched>(&self, cache: &Cache<K>) {
         let current = cache.current();
         self.state.update_live(|live| K::publish(current, live));
-        self.metrics.set_objects(K::RESOURCE, current.len());
-        debug!(resource = %K::RESOURCE, count = current.len(), "catalog rebuilt");
+        self.metrics.set_objects(K::RESOURCE, cache.len());
+        debug!(resource = %K::RESOURCE, count = cache.len(), "catalog rebuilt");
         match K::RESOURCE {
             WatchedResource::StorageClasses => {
                 if let Some(classes) = K::as_classes(current) {

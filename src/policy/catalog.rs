@@ -14,7 +14,7 @@ use super::modes::Mode;
 use super::quantity::{Written, limit};
 pub use super::vocab::StorageKind;
 use super::vocab::{AccessMode, VolumeBindingMode};
-use super::volumes::{ClaimInfo, PvInfo, Source, VolumeIndex};
+use super::volumes::{ClaimMap, PvMap, Source, VolumeIndex};
 
 /// StorageClass annotation giving a live class its minimum size (a quantity).
 pub const MIN_SIZE_ANNOTATION: &str = "storage-policy.io/min-size";
@@ -258,9 +258,9 @@ pub struct LiveState {
     /// Whether `classes` are all the classes there are: a name found nowhere names no class.
     pub classes_known: ClassesKnown,
     /// PersistentVolumes by name, reduced; `None` until listed (no cluster, or not synced).
-    pub pvs: Option<Arc<HashMap<String, Arc<PvInfo>>>>,
+    pub pvs: Option<Arc<PvMap>>,
     /// Claims by `namespace/name`, reduced; `None` until listed.
-    pub claims: Option<Arc<HashMap<String, Arc<ClaimInfo>>>>,
+    pub claims: Option<Arc<ClaimMap>>,
 }
 
 /// How much of the StorageClasses that exist the catalog holds.

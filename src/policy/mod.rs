@@ -7,7 +7,8 @@
 //!   [`local_volume_nodes`], [`unknown_class`]).
 //! - [`storage`]: the model the rules share (what a class serves, where a claim lands);
 //!   [`catalog`]: the classes, namespaces and nodes known; [`sizes`]: the volume size table;
-//!   [`quantity`]: Kubernetes quantities; [`config`]: the policy file.
+//!   [`quantity`]: Kubernetes quantities; [`volumes`]: PVs and claims as the binding rules see
+//!   them, with [`interner`] sharing their repeated strings; [`config`]: the policy file.
 //! - [`decision`]: what the rules answer; [`field`]: the API server's field-error format.
 
 pub mod access_modes;
@@ -17,6 +18,7 @@ pub mod config;
 pub mod decision;
 pub mod default_class;
 pub mod field;
+pub mod interner;
 pub mod local_volume_nodes;
 pub mod meta;
 pub mod modes;

@@ -104,7 +104,7 @@ fn binds_without_scheduler(
             i.pvs.values().any(|pv| {
                 pv.claim_ref
                     .as_ref()
-                    .is_some_and(|r| r.name == name && r.namespace == namespace)
+                    .is_some_and(|r| *r.name == *name && *r.namespace == *namespace)
             })
         })
 }

@@ -3,17 +3,20 @@
 //! `IsVolumeBoundToClaim`).
 //!
 //! Objects are reduced at ingest to the few fields the rules read ([`PvInfo`], [`ClaimInfo`]), so
-//! a cluster with 50,000 PVs and 100,000 claims costs megabytes, not the objects. The maps are
-//! shared behind `Arc`s: rebuilding the catalog on a StorageClass event copies pointers, not
-//! entries. Whether PVs and claims are known at all is the catalog's business (`None` without a
-//! cluster): a rule never guesses from an empty index.
+//! a cluster with 50,000 PVs and 100,000 claims costs megabytes, not the objects: repeated
+//! strings (classes, namespaces, labels and label sets) are shared through an [`Interner`], and
+//! each object is one map entry whose key is its only name. The maps are shared behind `Arc`s:
+//! the cluster cache publishes the very map it keeps, and rebuilding the catalog on a
+//! StorageClass event copies a pointer, not entries. Whether PVs and claims are known at all is
+//! the catalog's business (`None` without a cluster): a rule never guesses from an empty index.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
+use super::interner::{Interner, Labels};
 use super::quantity;
 use super::vocab::BETA_CLASS_ANNOTATION;
 
@@ -71,58 +74,54 @@ impl Phase {
 /// `spec.claimRef` of a PV.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClaimRef {
-    pub namespace: String,
-    pub name: String,
-    pub uid: String,
+    /// Interned: a few hundred namespaces hold the claims of thousands of volumes.
+    pub namespace: Arc<str>,
+    pub name: Box<str>,
+    pub uid: Box<str>,
 }
 
 /// One PersistentVolume, reduced to what the binding rules read.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PvInfo {
-    /// The beta annotation's class, else `spec.storageClassName`, else `""`.
-    pub class: String,
+    /// The beta annotation's class, else `spec.storageClassName`, else `""` (interned).
+    pub class: Arc<str>,
     /// `capacity[storage]` in bytes (rounded up); `None` when missing or unreadable.
     pub capacity: Option<u64>,
     pub modes: Modes,
     pub block: bool,
-    /// Kept only when non-empty (a claim's selector reads them).
-    pub labels: Option<Box<BTreeMap<String, String>>>,
+    /// Kept only when non-empty (a claim's selector reads them); the set is interned.
+    pub labels: Option<Labels>,
     pub phase: Phase,
     pub claim_ref: Option<Box<ClaimRef>>,
     pub deleting: bool,
 }
 
 impl PvInfo {
-    pub fn from_pv(pv: &PersistentVolume) -> PvInfo {
+    /// Reduces a PV, sharing its repeated strings through `strings`.
+    pub fn from_pv(pv: &PersistentVolume, strings: &mut Interner) -> PvInfo {
         let spec = pv.spec.as_ref();
         let class = pv
             .metadata
             .annotations
             .as_ref()
             .and_then(|a| a.get(BETA_CLASS_ANNOTATION))
-            .cloned()
-            .or_else(|| spec.and_then(|s| s.storage_class_name.clone()))
-            .unwrap_or_default();
+            .or_else(|| spec.and_then(|s| s.storage_class_name.as_ref()))
+            .map_or("", String::as_str);
         PvInfo {
-            class,
+            class: strings.intern(class),
             capacity: spec
                 .and_then(|s| s.capacity.as_ref())
                 .and_then(|c| c.get("storage"))
                 .and_then(|q| quantity::bytes(&q.0)),
             modes: Modes::of(spec.and_then(|s| s.access_modes.as_deref()).unwrap_or(&[])),
             block: spec.and_then(|s| s.volume_mode.as_deref()) == Some("Block"),
-            labels: pv
-                .metadata
-                .labels
-                .as_ref()
-                .filter(|l| !l.is_empty())
-                .map(|l| Box::new(l.clone())),
+            labels: pv.metadata.labels.as_ref().and_then(|l| strings.labels(l)),
             phase: Phase::parse(pv.status.as_ref().and_then(|s| s.phase.as_deref())),
             claim_ref: spec.and_then(|s| s.claim_ref.as_ref()).map(|r| {
                 Box::new(ClaimRef {
-                    namespace: r.namespace.clone().unwrap_or_default(),
-                    name: r.name.clone().unwrap_or_default(),
-                    uid: r.uid.clone().unwrap_or_default(),
+                    namespace: strings.intern(r.namespace.as_deref().unwrap_or_default()),
+                    name: r.name.as_deref().unwrap_or_default().into(),
+                    uid: r.uid.as_deref().unwrap_or_default().into(),
                 })
             }),
             deleting: pv.metadata.deletion_timestamp.is_some(),
@@ -134,22 +133,24 @@ impl PvInfo {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClaimInfo {
     pub phase: Phase,
-    pub volume_name: Option<String>,
+    pub volume_name: Option<Box<str>>,
     /// The class as the PV controller reads it (beta annotation, then `spec.storageClassName`);
-    /// `None` when neither is set.
-    pub class: Option<String>,
+    /// `None` when neither is set. Interned.
+    pub class: Option<Arc<str>>,
 }
 
 impl ClaimInfo {
-    pub fn from_claim(pvc: &PersistentVolumeClaim) -> ClaimInfo {
+    /// Reduces a claim, sharing its class name through `strings`.
+    pub fn from_claim(pvc: &PersistentVolumeClaim, strings: &mut Interner) -> ClaimInfo {
         ClaimInfo {
             phase: Phase::parse(pvc.status.as_ref().and_then(|s| s.phase.as_deref())),
             volume_name: pvc
                 .spec
                 .as_ref()
-                .and_then(|s| s.volume_name.clone())
-                .filter(|v| !v.is_empty()),
-            class: claim_class(pvc),
+                .and_then(|s| s.volume_name.as_deref())
+                .filter(|v| !v.is_empty())
+                .map(Box::from),
+            class: claim_class_ref(pvc).map(|c| strings.intern(c)),
         }
     }
 
@@ -161,18 +162,34 @@ impl ClaimInfo {
 /// `GetPersistentVolumeClaimClass`, with `None` for "no class at all" (the default class may
 /// still be set) as opposed to `""`.
 pub fn claim_class(pvc: &PersistentVolumeClaim) -> Option<String> {
+    claim_class_ref(pvc).map(str::to_owned)
+}
+
+fn claim_class_ref(pvc: &PersistentVolumeClaim) -> Option<&str> {
     pvc.metadata
         .annotations
         .as_ref()
         .and_then(|a| a.get(BETA_CLASS_ANNOTATION))
-        .cloned()
-        .or_else(|| pvc.spec.as_ref().and_then(|s| s.storage_class_name.clone()))
+        .or_else(|| {
+            pvc.spec
+                .as_ref()
+                .and_then(|s| s.storage_class_name.as_ref())
+        })
+        .map(String::as_str)
 }
 
-/// The key of a claim in the index: `namespace/name`.
+/// The key of a claim in the index: `namespace/name` (neither may contain a `/`), one string
+/// per claim rather than a map per namespace, whose tables would be mostly empty.
 pub fn claim_key(namespace: &str, name: &str) -> String {
     format!("{namespace}/{name}")
 }
+
+/// PersistentVolumes by name. Values are `Arc`s so that a copy of the map (the cluster cache
+/// writing while a snapshot still reads) copies pointers, not volumes.
+pub type PvMap = HashMap<Box<str>, Arc<PvInfo>>;
+
+/// Claims by [`claim_key`].
+pub type ClaimMap = HashMap<Box<str>, ClaimInfo>;
 
 /// Where the index came from, said in findings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -186,8 +203,8 @@ pub enum Source {
 /// PVs by name and claims by `namespace/name`.
 #[derive(Clone, Debug)]
 pub struct VolumeIndex {
-    pub pvs: Arc<HashMap<String, Arc<PvInfo>>>,
-    pub claims: Arc<HashMap<String, Arc<ClaimInfo>>>,
+    pub pvs: Arc<PvMap>,
+    pub claims: Arc<ClaimMap>,
     pub source: Source,
 }
 
@@ -197,9 +214,7 @@ impl VolumeIndex {
     }
 
     pub fn claim(&self, namespace: &str, name: &str) -> Option<&ClaimInfo> {
-        self.claims
-            .get(&claim_key(namespace, name))
-            .map(Arc::as_ref)
+        self.claims.get(claim_key(namespace, name).as_str())
     }
 
     /// Builds an index from objects (`audit` on files).
@@ -208,13 +223,14 @@ impl VolumeIndex {
         claims: impl IntoIterator<Item = (&'a str, &'a PersistentVolumeClaim)>,
         source: Source,
     ) -> VolumeIndex {
+        let mut strings = Interner::default();
         VolumeIndex {
             pvs: Arc::new(
                 pvs.into_iter()
                     .map(|pv| {
                         (
-                            pv.metadata.name.clone().unwrap_or_default(),
-                            Arc::new(PvInfo::from_pv(pv)),
+                            pv.metadata.name.as_deref().unwrap_or_default().into(),
+                            Arc::new(PvInfo::from_pv(pv, &mut strings)),
                         )
                     })
                     .collect(),
@@ -224,8 +240,8 @@ impl VolumeIndex {
                     .into_iter()
                     .map(|(ns, c)| {
                         (
-                            claim_key(ns, c.metadata.name.as_deref().unwrap_or_default()),
-                            Arc::new(ClaimInfo::from_claim(c)),
+                            claim_key(ns, c.metadata.name.as_deref().unwrap_or_default()).into(),
+                            ClaimInfo::from_claim(c, &mut strings),
                         )
                     })
                     .collect(),
@@ -254,9 +270,9 @@ impl Wants<'_> {
     /// `IsVolumeBoundToClaim`: the PV's claimRef names this claim (uid too, when set).
     pub fn is_bound_by(&self, pv: &PvInfo) -> bool {
         pv.claim_ref.as_ref().is_some_and(|r| {
-            r.name == self.name
-                && r.namespace == self.namespace
-                && (r.uid.is_empty() || r.uid == self.uid)
+            *r.name == *self.name
+                && *r.namespace == *self.namespace
+                && (r.uid.is_empty() || *r.uid == *self.uid)
         })
     }
 }
@@ -273,7 +289,7 @@ pub fn satisfy(pv_name: &str, pv: &PvInfo, w: &Wants<'_>) -> Result<(), String> 
     if pv.capacity.unwrap_or(0) < w.size {
         return Err("requested PV is too small".to_owned());
     }
-    if pv.class != w.class {
+    if *pv.class != *w.class {
         return Err("storageClassName does not match".to_owned());
     }
     if pv.block != w.block {
@@ -299,12 +315,15 @@ pub enum Misfit {
 /// Whether a volume not pre-bound to the claim could be bound to it (`FindMatchingVolume` plus
 /// the access-mode index the controller selects candidates from).
 pub fn misfit(pv: &PvInfo, w: &Wants<'_>) -> Option<Misfit> {
-    if pv.deleting || pv.phase != Phase::Available || pv.claim_ref.is_some() || pv.class != w.class
+    if pv.deleting
+        || pv.phase != Phase::Available
+        || pv.claim_ref.is_some()
+        || *pv.class != *w.class
     {
         return Some(Misfit::NotFree);
     }
     if let Some(sel) = w.selector
-        && !selector_matches(sel, pv.labels.as_deref())
+        && !selector_matches(sel, pv.labels.as_ref())
     {
         return Some(Misfit::Selector);
     }
@@ -322,18 +341,19 @@ pub fn misfit(pv: &PvInfo, w: &Wants<'_>) -> Option<Misfit> {
 
 /// `metav1.LabelSelectorAsSelector(...).Matches(labels)`; an empty selector matches everything,
 /// an unknown operator nothing (the API refuses it anyway).
-pub fn selector_matches(sel: &LabelSelector, labels: Option<&BTreeMap<String, String>>) -> bool {
+pub fn selector_matches(sel: &LabelSelector, labels: Option<&Labels>) -> bool {
     let get = |k: &str| labels.and_then(|l| l.get(k));
     let labels_ok = sel
         .match_labels
         .iter()
         .flatten()
-        .all(|(k, v)| get(k) == Some(v));
+        .all(|(k, v)| get(k) == Some(v.as_str()));
     let exprs_ok = sel.match_expressions.iter().flatten().all(|e| {
         let values = e.values.as_deref().unwrap_or(&[]);
+        let listed = |v: &str| values.iter().any(|x| x == v);
         match e.operator.as_str() {
-            "In" => get(&e.key).is_some_and(|v| values.contains(v)),
-            "NotIn" => get(&e.key).is_none_or(|v| !values.contains(v)),
+            "In" => get(&e.key).is_some_and(listed),
+            "NotIn" => get(&e.key).is_none_or(|v| !listed(v)),
             "Exists" => get(&e.key).is_some(),
             "DoesNotExist" => get(&e.key).is_none(),
             _ => false,
@@ -348,7 +368,10 @@ mod tests {
     use serde_json::json;
 
     fn pv(v: serde_json::Value) -> PvInfo {
-        PvInfo::from_pv(&serde_json::from_value(v).unwrap())
+        PvInfo::from_pv(
+            &serde_json::from_value(v).unwrap(),
+            &mut Interner::default(),
+        )
     }
 
     fn wants<'a>(class: &'a str, size: u64) -> Wants<'a> {
@@ -379,17 +402,59 @@ mod tests {
             "spec": {"storageClassName": "new", "capacity": {"storage": "5Gi"}, "volumeMode": "Block",
                 "accessModes": ["ReadOnlyMany"], "claimRef": {"name": "c", "namespace": "n", "uid": "x"}},
             "status": {"phase": "Bound"}}));
-        assert_eq!(p.class, "old", "the beta annotation wins");
+        assert_eq!(&*p.class, "old", "the beta annotation wins");
         assert_eq!(p.capacity, Some(5 << 30));
         assert!(p.block && p.deleting);
         assert_eq!(p.phase, Phase::Bound);
-        assert_eq!(p.claim_ref.as_ref().unwrap().uid, "x");
-        assert_eq!(p.labels.as_ref().unwrap()["disk"], "ssd");
+        assert_eq!(&*p.claim_ref.as_ref().unwrap().uid, "x");
+        assert_eq!(&*p.claim_ref.as_ref().unwrap().namespace, "n");
+        assert_eq!(p.labels.as_ref().unwrap().get("disk"), Some("ssd"));
+        assert_eq!(p.labels.as_ref().unwrap().len(), 1);
         assert!(
             pv(json!({"metadata": {"name": "p", "labels": {}}}))
                 .labels
                 .is_none()
         );
+    }
+
+    #[test]
+    fn reduces_a_claim_to_what_binding_reads() {
+        let mut strings = Interner::default();
+        let mut claim = |v: serde_json::Value| {
+            ClaimInfo::from_claim(&serde_json::from_value(v).unwrap(), &mut strings)
+        };
+        let c = claim(
+            json!({"metadata": {"name": "c", "annotations": {BETA_CLASS_ANNOTATION: "old"}},
+            "spec": {"storageClassName": "new", "volumeName": "pv-1"}, "status": {"phase": "Bound"}}),
+        );
+        assert_eq!(c.class.as_deref(), Some("old"), "the beta annotation wins");
+        assert_eq!(c.volume_name.as_deref(), Some("pv-1"));
+        assert!(c.is_bound());
+        let c = claim(json!({"metadata": {"name": "c"}, "spec": {"volumeName": ""}}));
+        assert_eq!(
+            (c.class, c.volume_name, c.phase),
+            (None, None, Phase::Pending)
+        );
+        let c = claim(json!({"metadata": {"name": "c"}, "spec": {"storageClassName": ""}}));
+        assert_eq!(c.class.as_deref(), Some(""), "\"\" is not unset");
+        let a = claim(json!({"metadata": {"name": "a"}, "spec": {"storageClassName": "new"}}));
+        let b = claim(json!({"metadata": {"name": "b"}, "spec": {"storageClassName": "new"}}));
+        assert!(Arc::ptr_eq(
+            a.class.as_ref().unwrap(),
+            b.class.as_ref().unwrap()
+        ));
+    }
+
+    #[test]
+    fn indexes_claims_by_namespace_and_name() {
+        let c: PersistentVolumeClaim =
+            serde_json::from_value(json!({"metadata": {"name": "data"}})).unwrap();
+        let pv: PersistentVolume =
+            serde_json::from_value(json!({"metadata": {"name": "pv-1"}})).unwrap();
+        let i = VolumeIndex::from_objects([&pv], [("team-a", &c)], Source::Files);
+        assert!(i.claim("team-a", "data").is_some());
+        assert!(i.claim("team-b", "data").is_none());
+        assert!(i.pv("pv-1").is_some() && i.pv("pv-2").is_none());
     }
 
     #[test]
@@ -429,7 +494,7 @@ mod tests {
         p.claim_ref = Some(Box::new(ClaimRef {
             namespace: "default".into(),
             name: "other".into(),
-            uid: String::new(),
+            uid: "".into(),
         }));
         assert_eq!(misfit(&p, &wants("local", 1)), Some(Misfit::NotFree));
         assert!(!wants("local", 1).is_bound_by(&p));
@@ -454,8 +519,10 @@ mod tests {
             "matchExpressions": [{"key": "zone", "operator": "In", "values": ["a", "b"]},
                                  {"key": "old", "operator": "DoesNotExist"}]}))
         .unwrap();
-        let l = |v: serde_json::Value| -> BTreeMap<String, String> {
-            serde_json::from_value(v).unwrap()
+        let l = |v: serde_json::Value| -> Labels {
+            Interner::default()
+                .labels(&serde_json::from_value(v).unwrap())
+                .unwrap()
         };
         assert!(selector_matches(
             &sel,

@@ -270,14 +270,14 @@ fn statefulset_waits(
         let mut fitting: Vec<(&str, u64)> = index
             .pvs
             .iter()
-            .filter(|(n, pv)| !used.contains(n.as_str()) && volumes::misfit(pv, &probe).is_none())
-            .map(|(n, pv)| (n.as_str(), pv.capacity.unwrap_or(0)))
+            .filter(|&(n, pv)| !used.contains(&**n) && volumes::misfit(pv, &probe).is_none())
+            .map(|(n, pv)| (&**n, pv.capacity.unwrap_or(0)))
             .collect();
         fitting.sort_unstable_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(b.0)));
         let mut prebound: HashMap<&str, &str> = HashMap::new();
         for (n, pv) in index.pvs.iter() {
             if let Some(r) = pv.claim_ref.as_ref()
-                && r.namespace == namespace
+                && *r.namespace == *namespace
                 && r.uid.is_empty()
             {
                 let w = Wants {
@@ -285,7 +285,7 @@ fn statefulset_waits(
                     ..probe.clone()
                 };
                 if prebound_fits(pv, &w) {
-                    prebound.insert(r.name.as_str(), n.as_str());
+                    prebound.insert(&r.name, n);
                 }
             }
         }
@@ -314,7 +314,7 @@ fn statefulset_waits(
         let pool = index
             .pvs
             .iter()
-            .filter(|(n, _)| !used.contains(n.as_str()))
+            .filter(|&(n, _)| !used.contains(&**n))
             .map(|(_, pv)| pv.as_ref());
         let why = why_none(pool, &probe, &size_text);
         let shown: Vec<&str> = waiting.iter().take(3).map(String::as_str).collect();
@@ -348,7 +348,7 @@ fn statefulset_waits(
 mod tests {
     use super::*;
     use crate::policy::catalog::LiveState;
-    use crate::policy::volumes::{ClaimInfo, Source, VolumeIndex};
+    use crate::policy::volumes::{ClaimMap, Source, VolumeIndex};
     use crate::policy::{Policy, Subject};
     use k8s_openapi::api::core::v1::PersistentVolume;
     use serde_json::{Value, json};
@@ -632,7 +632,7 @@ storageClasses:
         let p = policy();
         let index = VolumeIndex {
             pvs: Arc::new(HashMap::new()),
-            claims: Arc::new(HashMap::<String, Arc<ClaimInfo>>::new()),
+            claims: Arc::new(ClaimMap::new()),
             source: Source::Files,
         };
         let cat = p.static_catalog().with_volumes(index);
