@@ -1,8 +1,25 @@
 //! The load suite: the webhook beside a baseline server, measured side by side in one run.
 //!
 //! `cargo bench --bench load` (add `-- --quick` for a short smoke run, `-- --h2` to speak HTTP/2
-//! instead of HTTP/1.1). Under five minutes on two
-//! cores; writes `target/bench/load.json` and prints a Markdown table for BENCHMARKS.md.
+//! instead of HTTP/1.1 in the sections after the headline, `-- --headline` for the headline table
+//! alone, `-- --chart PATH` to copy the chart to PATH, e.g. `docs/bench/load.png`). Under six
+//! minutes on two cores; writes `target/bench/load.json`, `target/bench/load.md` and the chart
+//! `target/bench/load.png`, and prints Markdown tables for BENCHMARKS.md.
+//!
+//! - **Pinning**: on a machine with two cores or more, with `taskset` (util-linux), every server
+//!   runs on core 0 (`taskset -c 0`) and the load generator on core 1 (wrk through `taskset -c 1`;
+//!   the suite pins itself and all its threads with `taskset -a -p -c 1`). The first line of the
+//!   output says whether pinning was applied; `SPW_LOAD_NO_PIN=1` turns it off.
+//! - **Headline** (issue 16), first: nginx (`nginx-light`, started by the suite from a config in
+//!   its temp dir, same certificate, a fixed allowed review: the reference), the baseline, the two
+//!   scan references, then the webhook's allowed, denied and mutated PVC reviews, each server
+//!   alone on core 0 and wrk (`-t1 -c16 --latency`, HTTP/1.1 keep-alive over TLS, a Lua script
+//!   POSTing the body) on core 1: req/s, ratio to nginx, p50, p99 and the issue's targets, and a
+//!   PNG chart (plotters). Each row's answer is checked once first (fixed / allowed without patch
+//!   / denied / patched, three times on one keep-alive connection). Without nginx the ratios are
+//!   to the baseline; without wrk the suite's own client measures the table; both say so.
+//!   `SPW_LOAD_NGINX` names another nginx binary, `SPW_LOAD_FONT` a TrueType font for the chart
+//!   (`none`: no text).
 //!
 //! - **Baseline**: the same rustls configuration (`server::tls::Tls`), the same HTTP stack
 //!   (`server::HttpsServer`: hyper-util over tokio-rustls, axum routing, the same limits), answering
@@ -13,8 +30,8 @@
 //!   webhook logs each denial and mutation: the floor for a webhook that also logs its decisions.
 //! - **Webhook**: the real router (`server::routes::router`) over the same listener.
 //!
-//! Each server runs in a child process (this binary, re-executed with `SPW_LOAD_ROLE`), so the
-//! load generator and the server compete for the two cores the same way for both. The load
+//! Each server runs in a child process (this binary, re-executed with `SPW_LOAD_ROLE`), on the
+//! servers' core when pinned, so the load generator never takes the server's core. The load
 //! generator speaks HTTP/1.1 with keep-alive like kube-apiserver, over N connections, either closed
 //! loop (throughput) or at a fixed arrival rate (open loop: latency is measured from each request's
 //! scheduled time, so a slow answer cannot hide the queue behind it). Bodies are realistic
@@ -154,14 +171,17 @@ enum Reference {
     ScanAndLog,
 }
 
-/// The fixed answer of the reference servers: an allowed review, the size of the webhook's
-/// allowed answer.
+/// The fixed answer of the reference servers (nginx's too): an allowed review, the size of the
+/// webhook's allowed answer.
+fn fixed_answer() -> Vec<u8> {
+    serde_json::to_vec(&json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "response": {"uid": "00000000-0000-0000-0000-000000000000", "allowed": true, "status": {}}}))
+    .unwrap()
+}
+
+/// A reference server that answers `fixed_answer()` after reading the body.
 fn baseline_router(reference: Reference) -> Router {
-    let answer = Bytes::from(
-        serde_json::to_vec(&json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-            "response": {"uid": "00000000-0000-0000-0000-000000000000", "allowed": true, "status": {}}}))
-        .unwrap(),
-    );
+    let answer = Bytes::from(fixed_answer());
     let handler = move |body: Bytes| {
         let answer = answer.clone();
         async move {
@@ -255,14 +275,59 @@ fn live_state(classes: usize, namespaces: usize, nodes: usize) -> LiveState {
     }
 }
 
+// ------------------------------------------------------------------------------ core pinning
+
+/// Whether the servers run on core 0 and the load generator on core 1: on a machine with two
+/// cores or more, when `taskset` (util-linux) is there. Decided once, before the suite pins
+/// itself (after that the suite sees one core).
+fn pinning() -> bool {
+    static PIN: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *PIN.get_or_init(|| {
+        std::env::var_os("SPW_LOAD_NO_PIN").is_none()
+            && std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2)
+            && Command::new("taskset")
+                .arg("-V")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+    })
+}
+
+/// `program` as a command, run on `core` alone when pinning is on (`taskset -c core program`:
+/// taskset sets the affinity and execs, so the child's pid is the program's).
+fn pinned_command(program: impl AsRef<std::ffi::OsStr>, core: usize) -> Command {
+    if pinning() {
+        let mut cmd = Command::new("taskset");
+        cmd.arg("-c").arg(core.to_string()).arg(program);
+        cmd
+    } else {
+        Command::new(program)
+    }
+}
+
+/// Pins this process, every thread of it and the threads it starts later, to core 1: the load
+/// generator's core. Returns whether it was done.
+fn pin_self_to_load_core() -> bool {
+    pinning()
+        && Command::new("taskset")
+            .args(["-a", "-p", "-c", "1"])
+            .arg(std::process::id().to_string())
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+}
+
 struct ServerProc {
     child: Child,
     addr: SocketAddr,
+    /// Stopped by a kill (nginx) rather than by closing its stdin (the suite's own servers).
+    kill_to_stop: bool,
 }
 
 impl ServerProc {
     fn start(role: &str, certs: &Path, env: &[(&str, String)]) -> ServerProc {
-        let mut cmd = Command::new(std::env::current_exe().expect("exe"));
+        let mut cmd = pinned_command(std::env::current_exe().expect("exe"), 0);
         cmd.env(ROLE, role)
             .env("SPW_LOAD_CERTS", certs)
             .stdin(Stdio::piped())
@@ -285,12 +350,18 @@ impl ServerProc {
         ServerProc {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            kill_to_stop: false,
         }
     }
 }
 
 impl Drop for ServerProc {
     fn drop(&mut self) {
+        if self.kill_to_stop {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            return;
+        }
         drop(self.child.stdin.take());
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
@@ -404,12 +475,17 @@ async fn connect(addr: SocketAddr, tls: Arc<rustls::ClientConfig>) -> Sender {
 
 /// Sends one review; returns whether the answer was a 200 with an AdmissionReview.
 async fn send(sender: &mut Sender, path: &str, body: &Bytes) -> bool {
+    matches!(exchange(sender, path, body).await, Some((200, b)) if b.starts_with(b"{"))
+}
+
+/// Sends one review; returns the answer's status and body, or `None` on a connection error.
+async fn exchange(sender: &mut Sender, path: &str, body: &Bytes) -> Option<(u16, Bytes)> {
     let ready = match sender {
         Sender::H1(s) => s.ready().await,
         Sender::H2(s) => s.ready().await,
     };
     if ready.is_err() {
-        return false;
+        return None;
     }
     let req = Request::post(format!("https://localhost{path}"))
         .header("content-type", "application/json")
@@ -427,16 +503,10 @@ async fn send(sender: &mut Sender, path: &str, body: &Bytes) -> bool {
         }
         Sender::H2(s) => s.send_request(req).await,
     };
-    match answer {
-        Ok(resp) => {
-            let ok = resp.status() == 200;
-            match resp.into_body().collect().await {
-                Ok(b) => ok && b.to_bytes().starts_with(b"{"),
-                Err(_) => false,
-            }
-        }
-        Err(_) => false,
-    }
+    let resp = answer.ok()?;
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await.ok()?.to_bytes();
+    Some((status, body))
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -649,6 +719,713 @@ fn catalog_in_process(per_size: usize) -> Vec<(usize, Vec<u64>)> {
         .collect()
 }
 
+// ------------------------------------------------------------------ nginx, the reference server
+
+/// nginx answering `fixed_answer()` over TLS with the suite's certificate, one worker, pinned to
+/// the servers' core; `Err` with the reason when nginx is not installed or does not start.
+fn start_nginx(dir: &Path, certs_dir: &Path) -> Result<ServerProc, String> {
+    let nginx = std::env::var_os("SPW_LOAD_NGINX")
+        .map(PathBuf::from)
+        .or_else(|| {
+            let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+                .map(|p| std::env::split_paths(&p).collect())
+                .unwrap_or_default();
+            dirs.extend(["/usr/sbin".into(), "/usr/local/sbin".into()]);
+            dirs.into_iter()
+                .map(|d| d.join("nginx"))
+                .find(|p| p.is_file())
+        })
+        .filter(|p| p.is_file())
+        .ok_or("nginx is not installed (Debian: apt-get install nginx-light)")?;
+    let prefix = dir.join("nginx");
+    std::fs::create_dir_all(&prefix).map_err(|e| e.to_string())?;
+    // Temp paths for every module the build has, so nginx writes nothing outside the temp dir.
+    let version = Command::new(&nginx)
+        .arg("-V")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+        .unwrap_or_default();
+    let mut temp_paths = format!("client_body_temp_path {}/body;\n", prefix.display());
+    for module in ["proxy", "fastcgi", "uwsgi", "scgi"] {
+        if !version.contains(&format!("--without-http_{module}_module")) {
+            temp_paths.push_str(&format!(
+                "    {module}_temp_path {}/{module};\n",
+                prefix.display()
+            ));
+        }
+    }
+    let answer = String::from_utf8(fixed_answer()).expect("utf-8");
+    assert!(!answer.contains('\'') && !answer.contains('\\'));
+    let port = free_port();
+    // One process (no master: the suite stops it with a kill), keep-alive without a request
+    // limit, bodies up to 64 KiB kept in memory. `return` discards the body: nginx still reads
+    // it off the connection before the next request (checked before each timed run).
+    let conf = format!(
+        r#"worker_processes 1;
+daemon off;
+master_process off;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{
+    worker_connections 1024;
+}}
+http {{
+    access_log off;
+    default_type application/json;
+    keepalive_timeout 65s;
+    keepalive_requests 100000000;
+    client_max_body_size 1m;
+    client_body_buffer_size 64k;
+    {temp_paths}
+    server {{
+        listen 127.0.0.1:{port} ssl;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        ssl_protocols TLSv1.2 TLSv1.3;
+        location / {{
+            return 200 '{answer}';
+        }}
+    }}
+}}
+"#,
+        prefix = prefix.display(),
+        cert = certs_dir.join(certs::CERT_FILE).display(),
+        key = certs_dir.join(certs::KEY_FILE).display(),
+    );
+    let conf_path = prefix.join("nginx.conf");
+    std::fs::write(&conf_path, conf).map_err(|e| e.to_string())?;
+    let mut child = pinned_command(&nginx, 0)
+        .arg("-p")
+        .arg(&prefix)
+        .arg("-e")
+        .arg(prefix.join("error.log"))
+        .arg("-c")
+        .arg(&conf_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("{}: {e}", nginx.display()))?;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                use std::io::Read;
+                let _ = e.read_to_string(&mut err);
+            }
+            err.push_str(&std::fs::read_to_string(prefix.join("error.log")).unwrap_or_default());
+            return Err(format!("nginx exited ({status}): {}", err.trim()));
+        }
+        if std::net::TcpStream::connect(addr).is_ok() {
+            return Ok(ServerProc {
+                child,
+                addr,
+                kill_to_stop: true,
+            });
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err("nginx did not listen within 5 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+// ------------------------------------------------------------------------- wrk, the headline client
+
+struct WrkResult {
+    rps: f64,
+    p50_us: f64,
+    p99_us: f64,
+    /// Non-2xx answers plus socket errors.
+    failed: u64,
+}
+
+fn wrk_available() -> bool {
+    Command::new("wrk")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
+}
+
+/// `wrk -t1 -c<connections> --latency` over TLS, HTTP/1.1 keep-alive, pinned to the load
+/// generator's core, POSTing `body_file` with `Content-Type: application/json`.
+fn run_wrk(
+    dir: &Path,
+    addr: SocketAddr,
+    path: &str,
+    body_file: &Path,
+    connections: usize,
+    duration: Duration,
+) -> WrkResult {
+    let script = body_file.with_extension("lua");
+    std::fs::write(
+        &script,
+        format!(
+            "local f = assert(io.open({:?}, \"rb\"))\nwrk.method = \"POST\"\nwrk.body = f:read(\"*a\")\nf:close()\nwrk.headers[\"Content-Type\"] = \"application/json\"\n",
+            body_file.display().to_string()
+        ),
+    )
+    .expect("write lua");
+    let out = pinned_command("wrk", 1)
+        .current_dir(dir)
+        .arg("-t1")
+        .arg(format!("-c{connections}"))
+        // wrk takes whole seconds (`2s`), not milliseconds.
+        .arg(format!("-d{}s", duration.as_secs().max(1)))
+        .arg("--latency")
+        .arg("-s")
+        .arg(&script)
+        .arg(format!("https://{addr}{path}"))
+        .output()
+        .expect("run wrk");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "wrk failed: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    parse_wrk(&text).unwrap_or_else(|| panic!("unexpected wrk output:\n{text}"))
+}
+
+/// Requests/sec, the 50% and 99% lines of the latency distribution (units us, ms or s), the
+/// non-2xx answers and socket errors.
+fn parse_wrk(text: &str) -> Option<WrkResult> {
+    let duration_us = |v: &str| -> Option<f64> {
+        let (num, scale) = if let Some(n) = v.strip_suffix("us") {
+            (n, 1.0)
+        } else if let Some(n) = v.strip_suffix("ms") {
+            (n, 1e3)
+        } else if let Some(n) = v.strip_suffix('s') {
+            (n, 1e6)
+        } else {
+            (v, 1.0)
+        };
+        num.parse::<f64>().ok().map(|n| n * scale)
+    };
+    let mut rps = None;
+    let (mut p50, mut p99) = (None, None);
+    let mut failed = 0u64;
+    let mut in_distribution = false;
+    for line in text.lines() {
+        let t = line.trim();
+        if let Some(v) = t.strip_prefix("Requests/sec:") {
+            rps = v.trim().parse::<f64>().ok();
+        } else if t.starts_with("Latency Distribution") {
+            in_distribution = true;
+        } else if in_distribution && t.contains('%') {
+            let mut parts = t.split_whitespace();
+            match (parts.next(), parts.next()) {
+                (Some("50%"), Some(v)) => p50 = duration_us(v),
+                (Some("99%"), Some(v)) => p99 = duration_us(v),
+                _ => {}
+            }
+        } else if let Some(v) = t.strip_prefix("Non-2xx or 3xx responses:") {
+            failed += v.trim().parse::<u64>().unwrap_or(0);
+        } else if let Some(v) = t.strip_prefix("Socket errors:") {
+            // "connect 0, read 0, write 0, timeout 0"
+            failed += v
+                .split(',')
+                .filter_map(|kv| kv.split_whitespace().nth(1))
+                .filter_map(|n| n.parse::<u64>().ok())
+                .sum::<u64>();
+        } else {
+            in_distribution &= t.contains('%');
+        }
+    }
+    Some(WrkResult {
+        rps: rps?,
+        p50_us: p50?,
+        p99_us: p99?,
+        failed,
+    })
+}
+
+// ------------------------------------------------------------------------------ the headline table
+
+/// One row of the headline table: one server answering one body on one core.
+struct Row {
+    label: &'static str,
+    /// Short name for the chart and the JSON report.
+    key: &'static str,
+    rps: f64,
+    p50_us: f64,
+    p99_us: f64,
+    failed: u64,
+    /// The issue's target as a share of the reference's throughput.
+    target_ratio: Option<f64>,
+}
+
+/// What a row's answer must be, checked once before its timed run.
+#[derive(Clone, Copy, PartialEq)]
+enum Expect {
+    /// The reference servers' fixed allowed answer.
+    Fixed,
+    Allowed,
+    Denied,
+    Mutated,
+}
+
+fn check_answer(expect: Expect, status: u16, body: &[u8], what: &str) {
+    assert_eq!(status, 200, "{what}: status {status}");
+    let v: Value = serde_json::from_slice(body)
+        .unwrap_or_else(|e| panic!("{what}: not JSON ({e}): {}", String::from_utf8_lossy(body)));
+    let r = &v["response"];
+    let ok = match expect {
+        Expect::Fixed => r["allowed"] == json!(true),
+        Expect::Allowed => r["allowed"] == json!(true) && r.get("patch").is_none(),
+        Expect::Denied => r["allowed"] == json!(false),
+        Expect::Mutated => r["allowed"] == json!(true) && r["patch"].is_string(),
+    };
+    assert!(
+        ok,
+        "{what}: unexpected answer {}",
+        String::from_utf8_lossy(body)
+    );
+}
+
+/// One PVC review fixture, compacted as kube-apiserver sends it.
+fn fixture_body(name: &str) -> Bytes {
+    let v: Value = serde_json::from_slice(
+        &std::fs::read(fixtures().join(name)).unwrap_or_else(|e| panic!("{name}: {e}")),
+    )
+    .expect("fixture json");
+    Bytes::from(serde_json::to_vec(&v).unwrap())
+}
+
+/// The issue's table: each server on core 0, wrk (or the suite's client) on core 1, 16
+/// connections, one body per row.
+fn headline(
+    rt: &tokio::runtime::Runtime,
+    dir: &Path,
+    tls: &Arc<rustls::ClientConfig>,
+    connections: usize,
+    duration: Duration,
+) -> (Vec<Row>, Option<String>, bool) {
+    const DENIED: &str = "validate-pvc-rwx-block.review.json";
+    const ALLOWED: &str = "validate-pvc-rwx-raw-block-allowed.review.json";
+    const MUTATED: &str = "mutate-pvc-default-class.review.json";
+    let use_wrk = wrk_available();
+    if !use_wrk {
+        println!(
+            "headline: wrk not found (Debian: apt-get install wrk): the suite's own client measures the table"
+        );
+    }
+    let mut nginx_note = None;
+    let mut rows = Vec::new();
+    type Spec = (
+        &'static str,
+        &'static str,
+        Option<&'static str>,
+        &'static str,
+        &'static str,
+        Expect,
+        Option<f64>,
+    );
+    let specs: [Spec; 7] = [
+        (
+            "nginx answering a fixed review (same certificate)",
+            "nginx",
+            None,
+            DENIED,
+            "/validate?timeout=10s",
+            Expect::Fixed,
+            None,
+        ),
+        (
+            "the suite's baseline (rustls + hyper + axum, fixed answer)",
+            "baseline",
+            Some("baseline"),
+            DENIED,
+            "/validate?timeout=10s",
+            Expect::Fixed,
+            None,
+        ),
+        (
+            "scan-only reference (parses the body)",
+            "scan-only",
+            Some("scan"),
+            DENIED,
+            "/validate?timeout=10s",
+            Expect::Fixed,
+            None,
+        ),
+        (
+            "scan + one JSON log line",
+            "scan + log",
+            Some("scan-log"),
+            DENIED,
+            "/validate?timeout=10s",
+            Expect::Fixed,
+            None,
+        ),
+        (
+            "webhook, allowed PVC review on /validate (no log line)",
+            "webhook allowed",
+            Some("webhook"),
+            ALLOWED,
+            "/validate?timeout=10s",
+            Expect::Allowed,
+            Some(0.7),
+        ),
+        (
+            "webhook, denied PVC review on /validate (logged)",
+            "webhook denied",
+            Some("webhook"),
+            DENIED,
+            "/validate?timeout=10s",
+            Expect::Denied,
+            Some(0.5),
+        ),
+        (
+            "webhook, mutated PVC review on /mutate (default class set, logged)",
+            "webhook mutated",
+            Some("webhook"),
+            MUTATED,
+            "/mutate?timeout=10s",
+            Expect::Mutated,
+            Some(0.5),
+        ),
+    ];
+    for (label, key, role, fixture, path, expect, target_ratio) in specs {
+        let server = match role {
+            Some(role) => ServerProc::start(role, dir, &[]),
+            None => match start_nginx(dir, dir) {
+                Ok(s) => s,
+                Err(e) => {
+                    println!("headline: nginx skipped: {e}");
+                    nginx_note = Some(e);
+                    continue;
+                }
+            },
+        };
+        let body = fixture_body(fixture);
+        let body_file = dir.join(format!("{key}.json").replace([' ', '+'], "-"));
+        std::fs::write(&body_file, &body).expect("write body");
+        // The answer is the expected one, three times on one keep-alive connection (nginx must
+        // read each body off the connection before the next request).
+        rt.block_on(async {
+            let mut sender = connect(server.addr, tls.clone()).await;
+            for i in 0..3 {
+                let (status, answer) = exchange(&mut sender, path, &body)
+                    .await
+                    .unwrap_or_else(|| panic!("{key}: request {i} on one connection failed"));
+                check_answer(expect, status, &answer, key);
+            }
+        });
+        let (rps, p50_us, p99_us, failed) = if use_wrk {
+            // A short warm-up, then the timed run.
+            run_wrk(
+                dir,
+                server.addr,
+                path,
+                &body_file,
+                connections,
+                Duration::from_secs(1),
+            );
+            let r = run_wrk(dir, server.addr, path, &body_file, connections, duration);
+            (r.rps, r.p50_us, r.p99_us, r.failed)
+        } else {
+            let bodies = [body.clone()];
+            let r = drive(
+                rt,
+                &server,
+                tls,
+                Load {
+                    path,
+                    bodies: &bodies,
+                    connections,
+                    arrival: Arrival::Closed,
+                    duration,
+                },
+            );
+            (r.rps(), r.quantile_us(0.5), r.quantile_us(0.99), r.failed)
+        };
+        drop(server);
+        println!(
+            "headline {key:16}: {rps:>8.0} req/s, p50 {p50_us:.0} µs, p99 {p99_us:.0} µs, {failed} failed ({} B body)",
+            body.len()
+        );
+        rows.push(Row {
+            label,
+            key,
+            rps,
+            p50_us,
+            p99_us,
+            failed,
+            target_ratio,
+        });
+    }
+    (rows, nginx_note, use_wrk)
+}
+
+/// 129107.3 -> "129,107".
+fn thousands(v: f64) -> String {
+    let digits = format!("{:.0}", v.max(0.0));
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn micros(us: f64) -> String {
+    if us >= 1000.0 {
+        format!("{:.2} ms", us / 1000.0)
+    } else {
+        format!("{us:.0} µs")
+    }
+}
+
+/// The Markdown table: req/s, ratio to the reference (nginx, or the baseline without it), p50,
+/// p99 and the issue's targets.
+fn headline_markdown(rows: &[Row], reference: &str) -> String {
+    let reference_rps = rows.first().map_or(f64::NAN, |r| r.rps);
+    let mut md = format!(
+        "| server on one core | req/s | vs {reference} | p50 | p99 | failed | target |\n|---|---|---|---|---|---|---|\n"
+    );
+    for r in rows {
+        let ratio = r.rps / reference_rps;
+        let target = match r.target_ratio {
+            Some(t) => format!(
+                "≥ {t} of {reference}: **{}**; p99 ≤ 1 ms: **{}**",
+                if ratio >= t { "met" } else { "not met" },
+                if r.p99_us <= 1000.0 { "met" } else { "not met" }
+            ),
+            None => String::new(),
+        };
+        md.push_str(&format!(
+            "| {} | {} | {:.2} | {} | {} | {} | {target} |\n",
+            r.label,
+            thousands(r.rps),
+            ratio,
+            micros(r.p50_us),
+            micros(r.p99_us),
+            r.failed
+        ));
+    }
+    md
+}
+
+// ------------------------------------------------------------------------------------ the chart
+
+/// A sans-serif TrueType font from the system, for the chart's text (`SPW_LOAD_FONT` names one,
+/// or `none` for a chart without text).
+fn chart_font() -> Option<&'static [u8]> {
+    let candidates: Vec<PathBuf> = match std::env::var_os("SPW_LOAD_FONT") {
+        Some(p) => vec![PathBuf::from(p)],
+        None => [
+            "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+            "/usr/share/fonts/TTF/DejaVuSans.ttf",
+            "/usr/share/fonts/dejavu/DejaVuSans.ttf",
+            "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
+            "/usr/share/fonts/truetype/freefont/FreeSans.ttf",
+        ]
+        .into_iter()
+        .map(PathBuf::from)
+        .collect(),
+    };
+    candidates
+        .into_iter()
+        .find_map(|p| std::fs::read(p).ok())
+        .map(|bytes| &*Box::leak(bytes.into_boxed_slice()))
+}
+
+/// A bar between two corners, `margin` pixels short of its segment's edges.
+fn bar<C>(
+    corners: [C; 2],
+    style: plotters::style::ShapeStyle,
+    margin: u32,
+) -> plotters::element::Rectangle<C> {
+    let mut r = plotters::element::Rectangle::new(corners, style);
+    r.set_margin(margin, margin, 0, 0);
+    r
+}
+
+/// Throughput per server (left) and p50/p99 per server (right) as a PNG.
+fn draw_chart(rows: &[Row], reference: &str, subtitle: &str, out: &Path) -> Result<bool, String> {
+    use plotters::coord::ranged1d::SegmentValue;
+    use plotters::prelude::*;
+
+    let font = chart_font();
+    let text = font.is_some_and(|bytes| {
+        plotters::style::register_font("sans-serif", FontStyle::Normal, bytes).is_ok()
+    });
+    let err = |e: &dyn std::fmt::Display| e.to_string();
+    let n = rows.len() as u32;
+    // Top row first.
+    let at = |i: usize| SegmentValue::Exact(n - 1 - i as u32);
+    let name = |v: &SegmentValue<u32>| match v {
+        SegmentValue::CenterOf(i) if *i < n => rows[(n - 1 - i) as usize].key.to_owned(),
+        _ => String::new(),
+    };
+    let reference_rps = rows.first().map_or(0.0, |r| r.rps);
+    const MIN_US: f64 = 10.0;
+    // Value labels: left-aligned after the bar's end, centred on it.
+    let value_style = TextStyle::from(("sans-serif", 14).into_font()).pos(
+        plotters::style::text_anchor::Pos::new(
+            plotters::style::text_anchor::HPos::Left,
+            plotters::style::text_anchor::VPos::Center,
+        ),
+    );
+
+    let root = BitMapBackend::new(out, (1400, 620)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    let root = if text {
+        root.titled(
+            &format!("storage-policy-webhook load suite: one core per server, 16 connections  ({subtitle})"),
+            ("sans-serif", 22),
+        )
+        .map_err(|e| err(&e))?
+    } else {
+        root
+    };
+    let (left, right) = root.split_horizontally(720);
+    let (label_area, caption_font) = if text { (150, 18) } else { (0, 0) };
+
+    // Throughput.
+    let max_rps = rows.iter().map(|r| r.rps).fold(1.0, f64::max) * 1.2;
+    let mut chart = ChartBuilder::on(&left);
+    chart
+        .margin(12)
+        .x_label_area_size(if text { 40 } else { 0 })
+        .y_label_area_size(label_area);
+    if text {
+        chart.caption(
+            format!("throughput, req/s (ratio to {reference}); tick: the issue's target"),
+            ("sans-serif", caption_font),
+        );
+    }
+    let mut chart = chart
+        .build_cartesian_2d(0.0..max_rps, (0u32..n - 1).into_segmented())
+        .map_err(|e| err(&e))?;
+    if text {
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .y_labels(n as usize)
+            .y_label_formatter(&name)
+            .x_labels(6)
+            .x_label_formatter(&|v| thousands(*v))
+            .label_style(("sans-serif", 14))
+            .draw()
+            .map_err(|e| err(&e))?;
+    }
+    let colour = |r: &Row| match r.key {
+        "nginx" => RGBColor(0, 150, 57),
+        k if k.starts_with("webhook") => RGBColor(206, 66, 43),
+        _ => RGBColor(70, 110, 190),
+    };
+    for (i, r) in rows.iter().enumerate() {
+        chart
+            .draw_series(std::iter::once(bar(
+                [(0.0, at(i)), (r.rps, SegmentValue::Exact(n - i as u32))],
+                colour(r).filled(),
+                8,
+            )))
+            .map_err(|e| err(&e))?;
+        if let Some(t) = r.target_ratio {
+            // The target, as a black tick across the bar.
+            let x = t * reference_rps;
+            chart
+                .draw_series(std::iter::once(bar(
+                    [
+                        (x, at(i)),
+                        (x + max_rps / 400.0, SegmentValue::Exact(n - i as u32)),
+                    ],
+                    BLACK.filled(),
+                    3,
+                )))
+                .map_err(|e| err(&e))?;
+        }
+        if text {
+            chart
+                .draw_series(std::iter::once(Text::new(
+                    format!("{} ({:.2})", thousands(r.rps), r.rps / reference_rps),
+                    (
+                        r.rps.max(r.target_ratio.unwrap_or(0.0) * reference_rps) + max_rps / 100.0,
+                        SegmentValue::CenterOf(n - 1 - i as u32),
+                    ),
+                    value_style.clone(),
+                )))
+                .map_err(|e| err(&e))?;
+        }
+    }
+
+    // Latency: p99 (light) with p50 (dark) over it, and the 1 ms target.
+    // Log scale: p50 and p99 differ by an order of magnitude or more.
+    let max_us = rows.iter().map(|r| r.p99_us).fold(2000.0, f64::max) * 4.0;
+    let mut chart = ChartBuilder::on(&right);
+    chart
+        .margin(12)
+        .x_label_area_size(if text { 40 } else { 0 })
+        .y_label_area_size(label_area);
+    if text {
+        chart.caption(
+            "latency, µs, log scale: p50 (dark), p99 (light); line: 1 ms",
+            ("sans-serif", caption_font),
+        );
+    }
+    let mut chart = chart
+        .build_cartesian_2d((MIN_US..max_us).log_scale(), (0u32..n - 1).into_segmented())
+        .map_err(|e| err(&e))?;
+    if text {
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .y_labels(n as usize)
+            .y_label_formatter(&name)
+            .x_labels(6)
+            .x_label_formatter(&|v| thousands(*v))
+            .label_style(("sans-serif", 14))
+            .draw()
+            .map_err(|e| err(&e))?;
+    }
+    for (i, r) in rows.iter().enumerate() {
+        let c = colour(r);
+        let light = RGBColor(c.0 / 3 + 170, c.1 / 3 + 170, c.2 / 3 + 170);
+        let top = SegmentValue::Exact(n - i as u32);
+        chart
+            .draw_series([
+                bar(
+                    [(MIN_US, at(i)), (r.p99_us, top.clone())],
+                    light.filled(),
+                    8,
+                ),
+                bar([(MIN_US, at(i)), (r.p50_us, top)], c.filled(), 16),
+            ])
+            .map_err(|e| err(&e))?;
+        if text {
+            chart
+                .draw_series(std::iter::once(Text::new(
+                    format!("{:.0} / {:.0}", r.p50_us, r.p99_us),
+                    (r.p99_us * 1.08, SegmentValue::CenterOf(n - 1 - i as u32)),
+                    value_style.clone(),
+                )))
+                .map_err(|e| err(&e))?;
+        }
+    }
+    chart
+        .draw_series(std::iter::once(PathElement::new(
+            vec![
+                (1000.0, SegmentValue::Exact(0)),
+                (1000.0, SegmentValue::Last),
+            ],
+            BLACK.stroke_width(2),
+        )))
+        .map_err(|e| err(&e))?;
+    root.present().map_err(|e| err(&e))?;
+    Ok(text)
+}
+
 // ------------------------------------------------------------------------------ the suite
 
 fn orchestrate() {
@@ -658,8 +1435,26 @@ fn orchestrate() {
     } else {
         Protocol::H1
     };
+    let headline_only = std::env::args().any(|a| a == "--headline");
+    let chart_copy = std::env::args()
+        .skip_while(|a| a != "--chart")
+        .nth(1)
+        .map(PathBuf::from);
     let secs = |full: u64, q: u64| Duration::from_secs(if quick { q } else { full });
     let connections = 16;
+    // Before pinning: once pinned, this process sees one core.
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let pinned = pin_self_to_load_core();
+    let pinning_note = if pinned {
+        "servers pinned to core 0 (`taskset -c 0`), load generator to core 1".to_owned()
+    } else if cores < 2 {
+        format!("not applied ({cores} core): servers and load generator share the machine")
+    } else {
+        "not applied (taskset not found, or SPW_LOAD_NO_PIN set): servers and load generator share the machine".to_owned()
+    };
+    println!("pinning: {pinning_note}");
     let dir = tempfile::tempdir().expect("tempdir");
     let generated = certs::generate(&CertRequest::for_localhost(None, 2)).expect("certs");
     generated.write_to(dir.path()).expect("write certs");
@@ -671,10 +1466,7 @@ fn orchestrate() {
     let mut report = serde_json::Map::new();
     let mut md = String::new();
     let machine = format!(
-        "{} cores, {}",
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(0),
+        "{cores} cores, {}",
         std::fs::read_to_string("/proc/cpuinfo")
             .ok()
             .and_then(
@@ -690,13 +1482,82 @@ fn orchestrate() {
     println!("machine: {machine}; client protocol: {protocol:?}");
     report.insert("machine".into(), json!(machine));
     report.insert("protocol".into(), json!(format!("{protocol:?}")));
+    report.insert("pinning".into(), json!(pinning_note));
+    md.push_str(&format!("Pinning: {pinning_note}.\n\n"));
+
+    // 0. The headline: each server alone on core 0, wrk on core 1, one body per row, HTTP/1.1
+    //    whatever `--h2` says (kube-apiserver's protocol, and nginx is set up for it).
+    let (rows, nginx_note, used_wrk) = headline(
+        &rt,
+        dir.path(),
+        &client_config(&generated.ca_pem, Protocol::H1),
+        connections,
+        secs(8, 2),
+    );
+    let reference = if nginx_note.is_some() {
+        "baseline"
+    } else {
+        "nginx"
+    };
+    let client = if used_wrk {
+        "wrk -t1 -c16 --latency"
+    } else {
+        "the suite's client (wrk not found), 16 connections"
+    };
     md.push_str(&format!(
-        "Client protocol: {}.\n\n",
-        match protocol {
-            Protocol::H1 => "HTTP/1.1 with keep-alive",
-            Protocol::H2 => "HTTP/2 (ALPN h2), one stream at a time per connection",
-        }
+        "Headline ({client}, HTTP/1.1 keep-alive over TLS, {} s per row{}):\n\n{}\n",
+        secs(8, 2).as_secs(),
+        nginx_note
+            .as_deref()
+            .map(|n| format!("; nginx skipped: {n}; ratios to the baseline"))
+            .unwrap_or_default(),
+        headline_markdown(&rows, reference)
     ));
+    report.insert(
+        "headline".into(),
+        json!({
+            "client": client,
+            "reference": reference,
+            "nginx_skipped": nginx_note,
+            "rows": rows.iter().map(|r| json!({"server": r.key, "label": r.label, "rps": r.rps,
+                "ratio": r.rps / rows[0].rps, "p50_us": r.p50_us, "p99_us": r.p99_us,
+                "failed": r.failed, "target_ratio": r.target_ratio})).collect::<Vec<_>>(),
+        }),
+    );
+    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
+    std::fs::create_dir_all(&out).expect("mkdir");
+    let png = out.join("load.png");
+    let subtitle = format!(
+        "{}; {}",
+        if used_wrk { "wrk" } else { "suite client" },
+        if pinned { "pinned" } else { "not pinned" }
+    );
+    match draw_chart(&rows, reference, &subtitle, &png) {
+        Ok(text) => {
+            println!(
+                "chart: {}{}",
+                png.display(),
+                if text {
+                    ""
+                } else {
+                    " (no font found: drawn without text)"
+                }
+            );
+            if let Some(copy) = &chart_copy {
+                if let Some(parent) = copy.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(parent).expect("chart directory");
+                }
+                std::fs::copy(&png, copy)
+                    .unwrap_or_else(|e| panic!("copy chart to {}: {e}", copy.display()));
+                println!("chart: copied to {}", copy.display());
+            }
+        }
+        Err(e) => println!("chart: not drawn: {e}"),
+    }
+    if headline_only {
+        write_outputs(&out, report, &md);
+        return;
+    }
 
     // 1. Closed-loop throughput, alternating the four servers twice per endpoint.
     md.push_str(
@@ -958,14 +1819,16 @@ fn orchestrate() {
         json!({"start_to_ready_ms": median.as_secs_f64() * 1e3, "idle_rss_kib": idle}),
     );
 
-    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
-    std::fs::create_dir_all(&out).expect("mkdir");
+    write_outputs(&out, report, &md);
+}
+
+fn write_outputs(out: &Path, report: serde_json::Map<String, Value>, md: &str) {
     std::fs::write(
         out.join("load.json"),
         serde_json::to_vec_pretty(&Value::Object(report)).unwrap(),
     )
     .expect("write");
-    std::fs::write(out.join("load.md"), &md).expect("write");
+    std::fs::write(out.join("load.md"), md).expect("write");
     println!("\n{md}");
     let _ = std::io::stdout().flush();
 }
@@ -975,7 +1838,7 @@ fn orchestrate() {
 fn start_to_ready(certs_dir: &Path) -> (Duration, u64) {
     let admin = free_port();
     let begin = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_storage-policy-webhook"))
+    let mut child = pinned_command(env!("CARGO_BIN_EXE_storage-policy-webhook"), 0)
         .args([
             "serve",
             "--no-cluster",
