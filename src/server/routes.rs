@@ -72,14 +72,16 @@ pub fn router(app: AppState) -> Router {
         .route("/mutate", post(mutate).fallback(method_not_allowed))
         .route("/validate", post(validate).fallback(method_not_allowed))
         .fallback(not_found)
-        .with_state(app)
+        // One `Arc` for the whole state: each request clones the state, and one reference count
+        // costs less than one per shared part.
+        .with_state(Arc::new(app))
 }
 
-async fn mutate(State(app): State<AppState>, req: Request) -> Response {
+async fn mutate(State(app): State<Arc<AppState>>, req: Request) -> Response {
     handle(Endpoint::Mutate, app, req).await
 }
 
-async fn validate(State(app): State<AppState>, req: Request) -> Response {
+async fn validate(State(app): State<Arc<AppState>>, req: Request) -> Response {
     handle(Endpoint::Validate, app, req).await
 }
 
@@ -172,7 +174,7 @@ fn too_large(limit: usize) -> Response {
     closing(StatusCode::PAYLOAD_TOO_LARGE, BodyError::TooLarge { limit })
 }
 
-async fn handle(endpoint: Endpoint, app: AppState, req: Request) -> Response {
+async fn handle(endpoint: Endpoint, app: Arc<AppState>, req: Request) -> Response {
     let start = Instant::now();
     let endpoint_name = endpoint.as_str();
     let limit = deadline(req.uri().query());
