@@ -2,6 +2,12 @@
 //! out, and the AdmissionReview answer built from it. It knows the wire format (kube-core and
 //! k8s-openapi types) but neither HTTP nor TLS: the server and the `review` command both call
 //! [`review`].
+//!
+//! The request path reads the body once: one serde pass over the review decodes the request's
+//! fields and its objects straight into k8s-openapi's types, with a lean `metadata` ([`Lean`]),
+//! and [`Answer::to_json`] writes the answer directly (`../shared/STYLE.md`: parse once). Tests
+//! check both against kube-core's typed decoding and `AdmissionResponse` (`tests.rs`,
+//! `tests/properties.rs`).
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
