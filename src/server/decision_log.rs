@@ -348,6 +348,47 @@ mod tests {
         assert_eq!(s[0].repeats, 1, "only the new window's repeat is left");
     }
 
+    /// Two decisions whose hashes collide are told apart by every field (a collision cannot be
+    /// made with a random hasher, so `Tracked::is` is checked directly).
+    #[test]
+    fn a_tracked_decision_is_only_the_same_key() {
+        let base = key("team", "m");
+        let tracked = Tracked {
+            endpoint: base.endpoint,
+            action: base.action,
+            kind: base.kind.into(),
+            namespace: base.namespace.into(),
+            dry_run: base.dry_run,
+            message: base.message.into(),
+            first: Instant::now(),
+            repeats: 0,
+        };
+        assert!(tracked.is(&base));
+        let others = [
+            Key {
+                endpoint: Endpoint::Mutate,
+                ..base
+            },
+            Key {
+                action: "mutated",
+                ..base
+            },
+            Key {
+                kind: "StatefulSet",
+                ..base
+            },
+            key("other", "m"),
+            Key {
+                dry_run: true,
+                ..base
+            },
+            key("team", "n"),
+        ];
+        for k in &others {
+            assert!(!tracked.is(k), "{k:?}");
+        }
+    }
+
     #[test]
     fn a_zero_window_logs_everything() {
         let log = DecisionLog::new(Duration::ZERO);
