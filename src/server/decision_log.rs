@@ -282,6 +282,8 @@ mod tests {
         }
         // Not yet over: nothing to summarize.
         assert!(log.expired(t0 + Duration::from_millis(999)).is_empty());
+        // Another decision meanwhile leaves this one's count to its own summary.
+        assert_eq!(log.record(&key("other", "m"), t0 + W), Verdict::Log);
         let s = log.expired(t0 + W);
         assert_eq!(s.len(), 1);
         assert_eq!(s[0].repeats, 5);
@@ -392,6 +394,7 @@ mod tests {
     #[test]
     fn a_zero_window_logs_everything() {
         let log = DecisionLog::new(Duration::ZERO);
+        assert_eq!(log.window(), Duration::ZERO);
         let t0 = Instant::now();
         for _ in 0..3 {
             assert_eq!(log.record(&key("a", "m"), t0), Verdict::Log);
