@@ -99,3 +99,104 @@ fn tracing_lines_go_through_the_buffer() {
     assert_eq!(line["fields"]["message"], "denied");
     assert_eq!(line["fields"]["rule"], "accessModes");
 }
+
+fn lines_of(sink: &Sink) -> Vec<serde_json::Value> {
+    String::from_utf8(sink.0.lock().unwrap().clone())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn subscriber_into(sink: &Sink) -> Box<dyn tracing::Subscriber + Send + Sync> {
+    let writer = sink.clone();
+    log_subscriber(LogFormat::Json, "info", false, move || writer.clone())
+}
+
+const KEY: Key<'static> = Key {
+    endpoint: Endpoint::Validate,
+    action: "denied",
+    kind: "PersistentVolumeClaim",
+    namespace: "team",
+    dry_run: false,
+    message: "no",
+};
+
+/// Without a tick, the next identical decision after the window writes the old window's count;
+/// at shutdown, `drain` writes every pending count, and nothing for a decision never repeated.
+#[test]
+fn counts_are_written_by_the_next_window_and_by_drain() {
+    let sink = Sink::default();
+    let w = Duration::from_secs(1);
+    let log = DecisionLog::new(w);
+    let t0 = Instant::now();
+    let once = Key {
+        namespace: "once",
+        ..KEY
+    };
+    tracing::subscriber::with_default(subscriber_into(&sink), || {
+        for _ in 0..3 {
+            log.record(&KEY, t0);
+        }
+        log.record(&once, t0);
+        // A new window: the old one's 2 repeats are written now; the one never repeated has
+        // nothing to write.
+        log.record(&once, t0 + w);
+        log.record(&KEY, t0 + w);
+        log.record(&KEY, t0 + w);
+        log.record(&KEY, t0 + w);
+        log.record(&KEY, t0 + w);
+    });
+    let lines = lines_of(&sink);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["fields"]["repeated"], 2);
+    tracing::subscriber::with_default(subscriber_into(&sink), || log.drain());
+    let lines = lines_of(&sink);
+    assert_eq!(
+        lines.len(),
+        2,
+        "only the repeated decision is summarized: {lines:?}"
+    );
+    assert_eq!(lines[1]["fields"]["repeated"], 3);
+    assert_eq!(lines[1]["span"]["namespace"], "team");
+    // Drained: nothing is left to write.
+    tracing::subscriber::with_default(subscriber_into(&sink), || log.drain());
+    assert_eq!(lines_of(&sink).len(), 2);
+}
+
+/// The server's ticker writes a window's count once the window has passed; a zero window has
+/// no ticker (every decision is logged in full).
+#[test]
+fn the_ticker_writes_counts_after_the_window() {
+    let sink = Sink::default();
+    let _default = tracing::subscriber::set_default(subscriber_into(&sink));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        assert!(
+            Arc::new(DecisionLog::new(Duration::ZERO))
+                .spawn_ticker()
+                .is_none()
+        );
+        let log = Arc::new(DecisionLog::new(Duration::from_millis(50)));
+        let ticker = log.spawn_ticker().expect("a ticker");
+        let now = Instant::now();
+        log.record(&KEY, now);
+        log.record(&KEY, now);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while lines_of(&sink).is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "the ticker never wrote the count"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        ticker.abort();
+    });
+    let lines = lines_of(&sink);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["fields"]["repeated"], 1);
+    assert_eq!(lines[0]["fields"]["window_ms"], 50);
+}
