@@ -102,11 +102,8 @@ impl Repeated {
         );
         let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
         span.in_scope(|| {
-            if self.action == "denied" {
-                tracing::info!(repeated = self.repeats, window_ms, dry_run = self.dry_run, reason = %self.message, "denied");
-            } else {
-                tracing::info!(repeated = self.repeats, window_ms, dry_run = self.dry_run, reason = %self.message, "mutated");
-            }
+            // The action is the message, as on the full line.
+            tracing::info!(repeated = self.repeats, window_ms, dry_run = self.dry_run, reason = %self.message, "{}", self.action);
         });
     }
 }

@@ -327,11 +327,8 @@ fn answer(endpoint: Endpoint, app: &AppState, outcome: &Answer, start: Instant) 
         };
         if app.decisions.record(&key, Instant::now()) == Verdict::Log {
             review_span(endpoint, info).in_scope(|| {
-                if *action == "denied" {
-                    tracing::info!(dry_run = info.dry_run, reason = %reason, "denied");
-                } else {
-                    tracing::info!(dry_run = info.dry_run, reason = %reason, "mutated");
-                }
+                // `denied` or `mutated` is the message.
+                tracing::info!(dry_run = info.dry_run, reason = %reason, "{action}");
             });
         }
     } else if logged.is_none() && debug {
