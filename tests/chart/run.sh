@@ -9,22 +9,9 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-venv="${CHART_VENV:-$HOME/.cache/spw-chart-venv}"
-python="${PYTHON:-python3}"
-requirements="$here/requirements.txt"
-stamp="$venv/.requirements.sha256"
-want="$(sha256sum "$requirements" | cut -d' ' -f1)"
-
-if [[ ! -x "$venv/bin/python" || "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]]; then
-    echo "chart tests: preparing venv $venv" >&2
-    rm -rf "$venv"
-    "$python" -m venv "$venv"
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-input \
-        -r "$requirements"
-    echo "$want" > "$stamp"
-fi
+source "$here/venv.sh"
 
 status=0
-"$venv/bin/python" "$here/test_chart.py" || status=1
-"$venv/bin/python" "$here/../openreports/test_openreports.py" || status=1
+"$CHART_PYTHON" "$here/test_chart.py" || status=1
+"$CHART_PYTHON" "$here/../openreports/test_openreports.py" || status=1
 exit "$status"

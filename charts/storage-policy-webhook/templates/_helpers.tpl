@@ -150,8 +150,24 @@ objectSelector: {}
 {{- end }}
 {{- end }}
 
+{{/*
+webhook.url set: the webhook runs outside the cluster (a process on the control-plane host, a VM,
+the end-to-end suite) and is called at that URL with certs.caBundle; no Deployment, Service,
+PodDisruptionBudget, NetworkPolicy or certificate objects are rendered.
+*/}}
+{{- define "spw.external" -}}
+{{- if .Values.webhook.url }}true{{ end }}
+{{- end }}
+
 {{- define "spw.clientConfig" -}}
 clientConfig:
+  {{- if include "spw.external" .root }}
+  {{- if not .root.Values.certs.caBundle }}
+  {{- fail "webhook.url needs certs.caBundle: the base64 PEM CA that signed the external webhook's certificate" }}
+  {{- end }}
+  url: {{ printf "%s%s" (trimSuffix "/" .root.Values.webhook.url) .path | quote }}
+  caBundle: {{ .root.Values.certs.caBundle }}
+  {{- else }}
   service:
     name: {{ include "spw.fullname" .root }}
     namespace: {{ .root.Release.Namespace }}
@@ -159,6 +175,7 @@ clientConfig:
     port: {{ .root.Values.service.port }}
   {{- with (include "spw.caBundle" .root | trim) }}
   {{- . | nindent 2 }}
+  {{- end }}
   {{- end }}
 {{- end }}
 

@@ -1,0 +1,535 @@
+#!/usr/bin/env python3
+"""The end-to-end suite: the webhook installed by `helm install` into a real kube-apiserver
+v1.37.2 (tests/e2e/cluster up --webhook), judged by kubectl, the PV controller and the scheduler.
+
+Run through tests/e2e/run (which starts and stops the cluster); `suite.py NAME...` runs the cases
+whose names contain one of the words. The last line is `N passed, M failed`.
+"""
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import lib  # noqa: E402
+from lib import (  # noqa: E402
+    PV_SYNC, Policy, apply, case, check, chart_policy, create, get, items, kubectl, must,
+    namespace, phase, stays, wait, with_rules,
+)
+import oracle  # noqa: E402,F401: registers its cases
+
+V = "validate.storage-policy.io"
+M = "mutate.storage-policy.io"
+
+
+def sc(name, provisioner, binding="Immediate", default=False, annotations=None, **extra):
+    meta = {"name": name, "annotations": dict(annotations or {})}
+    if default:
+        meta["annotations"]["storageclass.kubernetes.io/is-default-class"] = "true"
+    o = {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": meta,
+         "provisioner": provisioner, "volumeBindingMode": binding}
+    o.update(extra)
+    return o
+
+
+def pvc(name, ns, size="1Gi", modes=("ReadWriteOnce",), cls=None, **spec):
+    s = {"accessModes": list(modes), "resources": {"requests": {"storage": size}}}
+    if cls is not None:
+        s["storageClassName"] = cls
+    s.update(spec)
+    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": {"name": name, "namespace": ns}, "spec": s}
+
+
+def pv(name, size="1Gi", modes=("ReadWriteOnce",), cls="", source=None, annotations=None,
+       **spec):
+    s = {"capacity": {"storage": size}, "accessModes": list(modes), "storageClassName": cls}
+    s.update(source or {"hostPath": {"path": f"/tmp/e2e/{name}"}})
+    s.update(spec)
+    meta = {"name": name}
+    if annotations:
+        meta["annotations"] = annotations
+    return {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": meta, "spec": s}
+
+
+def pod(name, ns, claims=(), node_name=None, node_selector=None):
+    spec = {"containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10"}],
+            "volumes": [{"name": f"v{i}", "persistentVolumeClaim": {"claimName": c}}
+                        for i, c in enumerate(claims)]}
+    if node_name:
+        spec["nodeName"] = node_name
+    if node_selector:
+        spec["nodeSelector"] = node_selector
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": ns},
+            "spec": spec}
+
+
+def statefulset(name, ns, replicas, template_spec, start=None):
+    spec = {
+        "serviceName": name, "replicas": replicas,
+        "selector": {"matchLabels": {"app": name}},
+        "template": {"metadata": {"labels": {"app": name}},
+                     "spec": {"containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10",
+                                              "volumeMounts": [{"name": "data",
+                                                                "mountPath": "/data"}]}]}},
+        "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": template_spec}],
+    }
+    if start is not None:
+        spec["ordinals"] = {"start": start}
+    return {"apiVersion": "apps/v1", "kind": "StatefulSet",
+            "metadata": {"name": name, "namespace": ns}, "spec": spec}
+
+
+def denied_by(r, hook=V):
+    """The message of a denial as kubectl prints it (None when not denied).
+
+    kubectl prints an `Invalid` status that carries causes as the API's own validation error
+    (`The PersistentVolumeClaim "x" is invalid: <causes>`), whoever returned it: the webhook's
+    denials read exactly like the API server's. Other denials print as `Error from server
+    (<reason>): ... admission webhook "<hook>" denied the request: <message>`."""
+    prefix = f'admission webhook "{hook}" denied the request: '
+    for line in r.err.splitlines():
+        if prefix in line:
+            return line.split(prefix, 1)[1]
+        if line.startswith("The ") and " is invalid: " in line:
+            return line[len("The "):]
+    return None
+
+
+def cleanup_cluster_scoped(*names):
+    for kind, name in names:
+        kubectl("delete", kind, name, "--ignore-not-found", "--wait=false")
+
+
+# --- the control plane itself ------------------------------------------------------------
+
+
+@case
+def control_plane_is_the_pinned_release():
+    v = json.loads(must("version", "-o", "json").out)
+    check(v["serverVersion"]["gitVersion"] == "v1.37.2", "server version", v["serverVersion"])
+    check(v["clientVersion"]["gitVersion"] == "v1.37.2", "kubectl version", v["clientVersion"])
+    nodes = items("nodes")
+    check(len(nodes) >= 4, "fake nodes", [n["metadata"]["name"] for n in nodes])
+
+
+@case
+def pv_controller_binds_a_matching_pv_and_claim():
+    ns = namespace("e2e-bind")
+    must("apply", "-f", "-", input=pv("e2e-bind-pv", "2Gi", cls="e2e-manual"))
+    must("apply", "-f", "-", input=pvc("data", ns, "1Gi", cls="e2e-manual"))
+    t0 = time.monotonic()
+    wait("the claim to bind", 30, lambda: phase("pvc", "data", ns) == "Bound")
+    check(time.monotonic() - t0 < 15, "binding took more than 15 s")
+    check(get("pvc", "data", ns)["spec"]["volumeName"] == "e2e-bind-pv", "bound to another PV")
+
+
+@case
+def scheduler_binds_pods_to_the_fake_nodes():
+    ns = namespace("e2e-sched")
+    must("apply", "-f", "-", input=pod("p", ns, node_selector={"kubernetes.io/hostname": "pi-2"}))
+    wait("the pod to be scheduled", 30,
+         lambda: (get("pod", "p", ns) or {}).get("spec", {}).get("nodeName") == "pi-2")
+
+
+@case
+def the_chart_installed_configurations_answer_for_every_kind():
+    """Every kind of the kinds table reaches the webhook through the chart's registrations (and
+    its CEL matchConditions, evaluated by the real API server): each object below carries an
+    ephemeral or claim volume on a class the webhook knows refuses ReadWriteMany."""
+    rules = json.loads(subprocess.run([lib.WEBHOOK_BIN, "rules", "-o", "json"], check=True,
+                                      capture_output=True, text=True).stdout)
+    kinds = {k["kind"] for k in rules["kinds"]}
+    ns = namespace("e2e-kinds")
+    must("apply", "-f", "-", input=sc("e2e-kinds-local", "rancher.io/local-path",
+                                      "WaitForFirstConsumer"))
+    eph = {"name": "scratch", "ephemeral": {"volumeClaimTemplate": {"spec": {
+        "storageClassName": "e2e-kinds-local", "accessModes": ["ReadWriteMany"],
+        "resources": {"requests": {"storage": "1Gi"}}}}}}
+    podspec = {"containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10"}],
+               "volumes": [eph]}
+    tpl = {"metadata": {"labels": {"app": "x"}}, "spec": podspec}
+    sel = {"matchLabels": {"app": "x"}}
+    objs = {
+        "Pod": {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "k-pod"}, "spec": podspec},
+        "Deployment": {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "k-deploy"},
+                       "spec": {"selector": sel, "template": tpl}},
+        "ReplicaSet": {"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "k-rs"},
+                       "spec": {"selector": sel, "template": tpl}},
+        "DaemonSet": {"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "k-ds"},
+                      "spec": {"selector": sel, "template": tpl}},
+        "Job": {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "k-job"},
+                "spec": {"template": {"spec": dict(podspec, restartPolicy="Never")}}},
+        "CronJob": {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": "k-cron"},
+                    "spec": {"schedule": "0 0 * * *", "jobTemplate": {"spec": {"template": {
+                        "spec": dict(podspec, restartPolicy="Never")}}}}},
+        "StatefulSet": statefulset("k-sts", ns, 1, {
+            "storageClassName": "e2e-kinds-local", "accessModes": ["ReadWriteMany"],
+            "resources": {"requests": {"storage": "1Gi"}}}),
+        "PersistentVolumeClaim": pvc("k-pvc", ns, modes=["ReadWriteMany"], cls="e2e-kinds-local"),
+        "PersistentVolume": pv("e2e-kinds-pv", modes=["ReadWriteMany"], cls="e2e-kinds-local",
+                               source={"local": {"path": "/mnt/disk"}},
+                               nodeAffinity={"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                                   {"key": "kubernetes.io/hostname", "operator": "In",
+                                    "values": ["pi-1"]}]}]}}),
+    }
+    missing = kinds - set(objs)
+    check(not missing, "kinds without a case here", missing)
+    wait("the webhook to see the class", 10,
+         lambda: denied_by(create(objs["PersistentVolumeClaim"], "--dry-run=server")))
+    for kind in sorted(kinds):
+        o = objs[kind]
+        if kind != "PersistentVolume":
+            o["metadata"]["namespace"] = ns
+        r = create(o)
+        msg = denied_by(r)
+        check(r.rc != 0 and msg and "Unsupported value: \"ReadWriteMany\"" in msg,
+              f"{kind}: not refused by the webhook", r)
+    cleanup_cluster_scoped(("storageclass", "e2e-kinds-local"))
+
+
+# --- rules end to end: what kubectl prints, what is stored -------------------------------
+
+
+@case
+def rwx_on_block_storage_is_refused_with_the_api_servers_own_words():
+    ns = namespace("e2e-rwx")
+    must("apply", "-f", "-", input=sc("e2e-oci-bv", "blockvolume.csi.oraclecloud.com",
+                                      "WaitForFirstConsumer"))
+    wait("the webhook to see the class", 10, lambda: denied_by(
+        create(pvc("probe", ns, "50Gi", ["ReadWriteMany"], "e2e-oci-bv"), "--dry-run=server")))
+    r = create(pvc("uploads", ns, "50Gi", ["ReadWriteMany"], "e2e-oci-bv"))
+    # kubectl prints the webhook's Invalid status (with causes) as it prints the API server's
+    # own validation errors.
+    expected = ('The PersistentVolumeClaim "uploads" is invalid: '
+                'spec.accessModes: Unsupported value: "ReadWriteMany": supported values: '
+                '"ReadOnlyMany", "ReadWriteOnce", "ReadWriteOncePod"')
+    check(r.rc == 1 and expected in r.err.splitlines(), "the denial as kubectl prints it", expected, r)
+    check(any('class "e2e-oci-bv" (blockvolume.csi.oraclecloud.com) is block storage' in w
+              for w in r.warnings), "the warning naming the storage", r.warnings)
+    check(get("pvc", "uploads", ns) is None, "a refused claim was stored")
+    cleanup_cluster_scoped(("storageclass", "e2e-oci-bv"))
+
+
+@case
+def oci_block_claim_below_50gi_is_raised_as_stored():
+    """The seeds: an OCI block claim of 10Gi (the driver rounds up to 50Gi): the stored claim
+    equals the webhook's patch. Nothing provisions here: class and provisioner only."""
+    ns = namespace("e2e-oci")
+    must("apply", "-f", "-", input=sc("e2e-oci-size", "blockvolume.csi.oraclecloud.com",
+                                      "WaitForFirstConsumer"))
+    claim = pvc("small", ns, "10Gi", cls="e2e-oci-size")
+    wait("the webhook to see the class", 10, lambda: "50Gi" in json.dumps(
+        json.loads(create(claim, "--dry-run=server", "-o", "json").out or "{}")))
+    r = create(claim, "-o", "json")
+    check(r.rc == 0, "create failed", r)
+    stored = get("pvc", "small", ns)
+    check(stored["spec"]["resources"]["requests"]["storage"] == "50Gi", "stored size", stored["spec"])
+    check(any("50Gi" in w for w in r.warnings), "a warning says why", r.warnings)
+    # What the webhook's own review would patch, applied to what the user sent, is what is stored.
+    policy = chart_policy()
+    policy["storageClasses"] = [{"name": "e2e-oci-size",
+                                 "provisioner": "blockvolume.csi.oraclecloud.com",
+                                 "volumeBindingMode": "WaitForFirstConsumer"}]
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml") as f:
+        f.write(json.dumps(policy))
+        f.flush()
+        resp = lib.review(claim, "mutate", f.name, namespace=ns)
+    patch = json.loads(base64.b64decode(resp["patch"]))
+    check(any(op["path"] == "/spec/resources/requests/storage" and op["value"] == "50Gi"
+              for op in patch), "the review's patch", patch)
+    cleanup_cluster_scoped(("storageclass", "e2e-oci-size"))
+
+
+@case
+def audit_mode_stores_the_object_untouched_and_warns():
+    ns = namespace("e2e-audit", labels={"storage-policy.io/mode": "audit"})
+    must("apply", "-f", "-", input=sc("e2e-audit-bv", "ebs.csi.aws.com", "WaitForFirstConsumer"))
+    wait("the webhook to see the namespace label and class", 10, lambda: any(
+        "[audit]" in w for w in create(pvc("probe", ns, "1Gi", ["ReadWriteMany"], "e2e-audit-bv"),
+                                       "--dry-run=server").warnings))
+    claim = pvc("shared", ns, "1Gi", ["ReadWriteMany"], "e2e-audit-bv")
+    r = create(claim)
+    check(r.rc == 0, "audit mode refused", r)
+    check(any(w.startswith("[audit] would deny: ") for w in r.warnings), "audit warning", r.warnings)
+    stored = get("pvc", "shared", ns)
+    check(stored["spec"]["accessModes"] == ["ReadWriteMany"], "stored access modes changed")
+    check(stored["spec"]["storageClassName"] == "e2e-audit-bv", "stored class changed")
+    cleanup_cluster_scoped(("storageclass", "e2e-audit-bv"))
+
+
+@case
+def local_pv_on_a_raspberry_pi_gets_node_affinity_and_its_pod_lands_there():
+    """The seeds: a hand-made local PV on a Pi, pinned by the storage-policy.io/node annotation;
+    without the webhook the API would refuse it (`Local volume requires node affinity`)."""
+    ns = namespace("e2e-pi")
+    must("apply", "-f", "-", input=sc("e2e-pi-local", "kubernetes.io/no-provisioner",
+                                      "WaitForFirstConsumer"))
+    vol = pv("e2e-pi-disk", "32Gi", cls="e2e-pi-local", source={"local": {"path": "/mnt/usb1"}},
+             annotations={"storage-policy.io/node": "pi-1"})
+    r = create(vol)
+    check(r.rc == 0, "the local PV was refused", r)
+    stored = get("pv", "e2e-pi-disk")
+    terms = stored["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"]
+    check(terms == [{"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In",
+                                           "values": ["pi-1"]}]}], "stored node affinity", terms)
+    # Without the webhook (opt-out label) the API server refuses the same PV.
+    bare = json.loads(json.dumps(vol))
+    bare["metadata"]["name"] = "e2e-pi-disk-bare"
+    bare["metadata"]["labels"] = {"storage-policy.io/ignore": "true"}
+    r = create(bare)
+    check(r.rc != 0 and "spec.nodeAffinity: Required value: Local volume requires node affinity" in r.err,
+          "the API server's own refusal", r)
+    must("apply", "-f", "-", input=pvc("media", ns, "16Gi", cls="e2e-pi-local"))
+    must("apply", "-f", "-", input=pod("jellyfin", ns, ["media"]))
+    wait("the pod on pi-1", 40,
+         lambda: (get("pod", "jellyfin", ns) or {}).get("spec", {}).get("nodeName") == "pi-1")
+    wait("the claim bound to the Pi's disk", 30, lambda: phase("pvc", "media", ns) == "Bound")
+    must("delete", "namespace", ns, "--wait=false")
+    cleanup_cluster_scoped(("storageclass", "e2e-pi-local"))
+
+
+@case
+def admission_order_default_class_plugin_then_mutate_then_validate():
+    """DefaultStorageClass runs before /mutate: with an annotated default block class, a
+    ReadWriteMany claim without a class reaches /validate on that class and is refused there,
+    with the class the plugin set."""
+    ns = namespace("e2e-order")
+    must("apply", "-f", "-", input=sc("e2e-default-gp3", "ebs.csi.aws.com",
+                                      "WaitForFirstConsumer", default=True))
+    try:
+        claim = pvc("shared", ns, "1Gi", ["ReadWriteMany"])
+        r = wait("the webhook to see the default class", 15,
+                 lambda: (lambda r: r if denied_by(r) else None)(create(claim, "--dry-run=server")))
+        check("spec.accessModes: Unsupported value: \"ReadWriteMany\"" in denied_by(r),
+              "refused on the plugin's class", r)
+        check(any('"e2e-default-gp3"' in w for w in r.warnings), "warning names the class", r.warnings)
+        ok = pvc("db", ns, "1Gi")
+        r = create(ok)
+        check(r.rc == 0, "a RWO claim without class", r)
+        check(get("pvc", "db", ns)["spec"]["storageClassName"] == "e2e-default-gp3",
+              "the plugin's class is stored")
+    finally:
+        cleanup_cluster_scoped(("storageclass", "e2e-default-gp3"))
+
+
+# --- predictions the PV controller and the scheduler must make true ----------------------
+
+
+@case
+def a_claim_warned_pending_stays_pending_and_one_not_warned_binds():
+    ns = namespace("e2e-willbind")
+    must("apply", "-f", "-", input=sc("e2e-static", "kubernetes.io/no-provisioner"))
+    must("apply", "-f", "-", input=pv("e2e-static-5g", "5Gi", cls="e2e-static"))
+    wait("the webhook to see the PV", 10, lambda: not any(
+        "will stay Pending" in w for w in create(pvc("probe", ns, "1Gi", cls="e2e-static"),
+                                                 "--dry-run=server").warnings))
+    big = create(pvc("big", ns, "50Gi", cls="e2e-static"))
+    check(big.rc == 0, "a warning claim was refused", big)
+    check(big.warnings == ['claim "big" will stay Pending: no Available PersistentVolume of class '
+                           'e2e-static has 50Gi'], "the warning", big.warnings)
+    fits = create(pvc("fits", ns, "2Gi", cls="e2e-static"))
+    check(fits.rc == 0 and not fits.warnings, "no warning for a claim a PV fits", fits)
+    wait("the fitting claim to bind", 30, lambda: phase("pvc", "fits", ns) == "Bound")
+    stays("the warned claim Pending", PV_SYNC, lambda: phase("pvc", "big", ns) == "Pending")
+    cleanup_cluster_scoped(("storageclass", "e2e-static"), ("pv", "e2e-static-5g"))
+
+
+@case
+def a_statefulset_on_hand_made_pvs_binds_as_predicted():
+    """The seeds: a StatefulSet of 3 on 2 hand-made PVs: the webhook says the third claim waits,
+    the controller makes three claims, two bind, the third stays Pending."""
+    ns = namespace("e2e-sts")
+    must("apply", "-f", "-", input=sc("e2e-sts-static", "kubernetes.io/no-provisioner"))
+    for i in range(2):
+        must("apply", "-f", "-", input=pv(f"e2e-sts-pv-{i}", "10Gi", cls="e2e-sts-static"))
+    tpl = {"storageClassName": "e2e-sts-static", "accessModes": ["ReadWriteOnce"],
+           "resources": {"requests": {"storage": "5Gi"}}}
+    sts = statefulset("web", ns, 3, tpl)
+    # Parallel: with no kubelet no pod becomes ready, and OrderedReady would make one claim only.
+    sts["spec"]["podManagementPolicy"] = "Parallel"
+    r = wait("the webhook to see both PVs", 10, lambda: (lambda r: r if any(
+        "(2 of 3 served)" in w for w in r.warnings) else None)(create(sts, "--dry-run=server")))
+    r = create(sts)
+    check(r.rc == 0, "refused", r)
+    warned = [w for w in r.warnings if "will stay Pending" in w]
+    check(len(warned) == 1 and "data-web-2" in warned[0], "warned about data-web-2", r.warnings)
+    wait("three claims", 30, lambda: len(items("pvc", ns)) == 3)
+    wait("two bound", 30, lambda: sorted(phase("pvc", f"data-web-{i}", ns) or "" for i in range(3))
+         == ["Bound", "Bound", "Pending"])
+    stays("one claim Pending", PV_SYNC,
+          lambda: [phase("pvc", f"data-web-{i}", ns) for i in range(3)].count("Pending") == 1)
+    cleanup_cluster_scoped(("storageclass", "e2e-sts-static"), ("pv", "e2e-sts-pv-0"),
+                           ("pv", "e2e-sts-pv-1"))
+
+
+@case
+def node_name_with_wait_for_first_consumer_is_refused_and_would_stay_pending():
+    ns = namespace("e2e-nodename")
+    must("apply", "-f", "-", input=sc("e2e-wffc", "kubernetes.io/no-provisioner",
+                                      "WaitForFirstConsumer"))
+    must("apply", "-f", "-", input=pv("e2e-wffc-pv", "5Gi", cls="e2e-wffc",
+                                      source={"local": {"path": "/mnt/d1"}},
+                                      nodeAffinity={"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                                          {"key": "kubernetes.io/hostname", "operator": "In",
+                                           "values": ["k8s-worker-01"]}]}]}}))
+    must("apply", "-f", "-", input=pvc("data", ns, "1Gi", cls="e2e-wffc"))
+    pinned = pod("pinned", ns, ["data"], node_name="k8s-worker-01")
+    r = wait("the webhook to see the claim", 15,
+             lambda: (lambda r: r if denied_by(r) else None)(create(pinned, "--dry-run=server")))
+    msg = denied_by(r)
+    check(msg.startswith('Pod "pinned" is invalid: spec.nodeName: Forbidden: claim "data" is not '
+                         'bound and has class "e2e-wffc" with volumeBindingMode '
+                         'WaitForFirstConsumer'), "the denial", msg)
+    # Let it through (rule in audit) and watch Kubernetes: the claim never binds.
+    with Policy(with_rules(chart_policy(), nodeNameWaitForFirstConsumer="audit")):
+        r = create(pinned)
+        check(r.rc == 0 and any(w.startswith("[audit] would deny: ") for w in r.warnings),
+              "audit lets it in with a warning", r)
+    stays("the claim Pending behind nodeName", PV_SYNC * 2,
+          lambda: phase("pvc", "data", ns) == "Pending"
+          and not get("pvc", "data", ns)["metadata"].get("annotations", {}).get(
+              "volume.kubernetes.io/selected-node"))
+    # The fix the warning names works: a nodeSelector lets the scheduler bind it.
+    must("delete", "pod", "pinned", "-n", ns, "--grace-period=0", "--force")
+    must("apply", "-f", "-", input=pod("selected", ns, ["data"],
+                                       node_selector={"kubernetes.io/hostname": "k8s-worker-01"}))
+    wait("the claim bound through the scheduler", 40, lambda: phase("pvc", "data", ns) == "Bound")
+    must("delete", "namespace", ns, "--wait=false")
+    cleanup_cluster_scoped(("storageclass", "e2e-wffc"))
+
+
+@case
+def a_hand_made_pv_left_with_delete_goes_failed_on_release_as_warned():
+    ns = namespace("e2e-reclaim")
+    vol = pv("e2e-reclaim-pv", "1Gi", cls="e2e-reclaim", source={"hostPath": {"path": "/srv/e2e"}},
+             persistentVolumeReclaimPolicy="Delete")
+    expected_reason = "host_path deleter only supports /tmp/.+ but received provided /srv/e2e"
+    r = create(vol, "--dry-run=server")
+    check(any(expected_reason in w for w in r.warnings), "enforce warns and sets Retain", r.warnings)
+    with Policy(with_rules(chart_policy(), reclaimPolicy="audit")):
+        r = create(vol)
+        check(r.rc == 0 and any(expected_reason in w for w in r.warnings), "audit warns", r)
+    check(get("pv", "e2e-reclaim-pv")["spec"]["persistentVolumeReclaimPolicy"] == "Delete",
+          "audit changed the PV")
+    must("apply", "-f", "-", input=pvc("c", ns, "1Gi", cls="e2e-reclaim"))
+    wait("bound", 30, lambda: phase("pvc", "c", ns) == "Bound")
+    must("delete", "pvc", "c", "-n", ns)
+    wait("the PV Failed", 40, lambda: phase("pv", "e2e-reclaim-pv") == "Failed")
+    # Events of cluster-scoped objects are recorded in the default namespace.
+    evs = wait("the VolumeFailedDelete event", 20, lambda: lib.events("default", "e2e-reclaim-pv"))
+    check(any(reason == "VolumeFailedDelete" and expected_reason in msg for reason, msg in evs),
+          "the controller's event quotes the warning's reason", evs)
+    cleanup_cluster_scoped(("pv", "e2e-reclaim-pv"))
+
+
+@case
+def a_claim_ref_without_namespace_is_refused_and_would_never_bind():
+    ns = namespace("e2e-claimref")
+    vol = pv("e2e-claimref-pv", "1Gi", cls="e2e-claimref", claimRef={"name": "data"})
+    r = create(vol)
+    check(r.rc == 1 and 'The PersistentVolume "e2e-claimref-pv" is invalid: spec.claimRef.namespace: '
+          'Required value: the PV controller binds a claim only by name and namespace, so this '
+          'volume stays Available and never binds: set the namespace of the claim'
+          in r.err.splitlines(), "the denial", r)
+    with Policy(with_rules(chart_policy(), claimRefNamespace="audit")):
+        check(create(vol).rc == 0, "audit refused")
+    must("apply", "-f", "-", input=pvc("data", ns, "1Gi", cls="e2e-claimref"))
+    stays("the claim Pending and the PV Available", PV_SYNC * 2,
+          lambda: phase("pvc", "data", ns) == "Pending" and phase("pv", "e2e-claimref-pv") == "Available")
+    cleanup_cluster_scoped(("pv", "e2e-claimref-pv"))
+
+
+# --- failure behaviour as the chart documents it -----------------------------------------
+
+
+@case
+def webhook_stopped_the_api_server_applies_failure_policy():
+    """Mutating failurePolicy Fail: a claim create is refused while the webhook is down; the
+    validating webhooks (Ignore) let a StatefulSet through."""
+    ns = namespace("e2e-down")
+    subprocess.run([lib.CLUSTER, "webhook", "stop"], check=True)
+    try:
+        r = create(pvc("c", ns))
+        check(r.rc != 0 and f'failed calling webhook "{M}"' in r.err, "refused under Fail", r)
+        r = create(statefulset("s", ns, 1, {"accessModes": ["ReadWriteOnce"],
+                                            "resources": {"requests": {"storage": "1Gi"}}}))
+        check(r.rc == 0, "the validating webhook (Ignore) blocked", r)
+    finally:
+        subprocess.run([lib.CLUSTER, "webhook", "start"], check=True)
+    check(create(pvc("c", ns)).rc == 0, "not answering after restart")
+
+
+@case
+def webhook_slow_the_api_server_times_out_and_applies_failure_policy():
+    ns = namespace("e2e-slow")
+    pid = int(open(os.path.join(lib.STATE, "pids", "webhook.pid")).read())
+    os.kill(pid, 19)  # SIGSTOP: accepted connections, no answer
+    try:
+        t0 = time.monotonic()
+        r = create(pvc("c", ns))
+        took = time.monotonic() - t0
+        check(r.rc != 0 and "context deadline exceeded" in r.err or "timeout" in r.err.lower(),
+              "a timeout under Fail", r)
+        check(took < 30, f"took {took:.0f}s, webhook.timeoutSeconds is 5")
+    finally:
+        os.kill(pid, 18)  # SIGCONT
+    wait("the webhook answering again", 20, lambda: create(pvc("c2", ns)).rc == 0)
+
+
+@case
+def certificate_rotated_while_kubectl_applies_in_a_loop_refuses_nothing():
+    ns = namespace("e2e-rotate")
+    pki = os.path.join(lib.STATE, "pki")
+    stop = threading.Event()
+    results = []
+
+    def loop():
+        i = 0
+        while not stop.is_set():
+            r = create(pvc(f"c{i}", ns))
+            results.append((i, r))
+            i += 1
+
+    t = threading.Thread(target=loop)
+    t.start()
+    try:
+        time.sleep(2)
+        for n in range(2):
+            key, csr, crt = (os.path.join(pki, f"rot{n}.{e}") for e in ("key", "csr", "crt"))
+            subprocess.run(["openssl", "req", "-newkey", "ec", "-pkeyopt",
+                            "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out", csr,
+                            "-subj", f"/CN=storage-policy-webhook-{n}"], check=True,
+                           capture_output=True)
+            subprocess.run(["openssl", "x509", "-req", "-in", csr, "-CA", os.path.join(pki, "ca.crt"),
+                            "-CAkey", os.path.join(pki, "ca.key"), "-CAcreateserial", "-days", "2",
+                            "-extfile", os.path.join(pki, "webhook.ext"), "-out", crt], check=True,
+                           capture_output=True)
+            # As a Secret volume swaps files: the key and certificate replaced by rename.
+            for src, dst in ((key, "webhook.key"), (crt, "webhook.crt")):
+                tmp = os.path.join(pki, dst + ".new")
+                with open(src, "rb") as f, open(tmp, "wb") as g:
+                    g.write(f.read())
+                os.replace(tmp, os.path.join(pki, dst))
+            time.sleep(4)
+    finally:
+        stop.set()
+        t.join()
+    bad = [(i, r) for i, r in results if r.rc != 0]
+    check(len(results) >= 10 and not bad, f"{len(bad)} of {len(results)} creates refused", *bad[:3])
+    reloads = lib.metric("storage_policy_webhook_tls_reloads_total")
+    check(reloads >= 2, "the webhook did not reload its certificate", reloads)
+
+
+def main():
+    return lib.run(sys.argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
