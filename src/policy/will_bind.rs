@@ -188,10 +188,18 @@ fn wants_of<'a>(
     ))
 }
 
-/// Whether a pre-bound volume takes the claim (`FindMatchingVolume` checks size, volume mode
-/// and deletion before the claimRef).
+/// Whether a pre-bound volume takes the claim: `FindMatchingVolume`
+/// (component-helpers `storage/volume/pv_helpers.go`) checks size, volume mode and deletion
+/// before the claimRef, and the PV controller only offers it volumes from the access-mode index
+/// that serve the claim's modes (`persistentVolumeOrderedIndex.findByClaim`,
+/// `pkg/controller/volume/persistentvolume/index.go`): a volume reserved for the claim without
+/// its modes is never bound (the end-to-end oracle found this).
 fn prebound_fits(pv: &PvInfo, w: &Wants<'_>) -> bool {
-    w.is_bound_by(pv) && !pv.deleting && pv.block == w.block && pv.capacity.unwrap_or(0) >= w.size
+    w.is_bound_by(pv)
+        && !pv.deleting
+        && pv.block == w.block
+        && pv.modes.serve(w.modes)
+        && pv.capacity.unwrap_or(0) >= w.size
 }
 
 /// The warning for a claim no PV can bind, with its class.
@@ -462,6 +470,23 @@ storageClasses:
             decide(&cat, &p, Operation::Update, Object::Pvc(&c)),
             Decision::default()
         );
+    }
+
+    #[test]
+    fn a_volume_reserved_for_the_claim_without_its_access_modes_does_not_serve_it() {
+        let p = policy();
+        let reserved = pv(
+            "mine",
+            "local-storage",
+            "10Gi",
+            json!({"spec": {"claimRef": {"namespace": "default", "name": "data"},
+                "accessModes": ["ReadOnlyMany"]}}),
+        );
+        let cat = catalog(&p, &[reserved], &[]);
+        let c = pvc("data", Some("local-storage"), "5Gi");
+        let d = decide(&cat, &p, Operation::Create, Object::Pvc(&c));
+        assert_eq!(d.warnings.len(), 1, "{:?}", d.warnings);
+        assert!(d.warnings[0].contains("will stay Pending"), "{:?}", d.warnings);
     }
 
     #[test]
