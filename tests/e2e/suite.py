@@ -319,6 +319,121 @@ def admission_order_default_class_plugin_then_mutate_then_validate():
         cleanup_cluster_scoped(("storageclass", "e2e-default-gp3"))
 
 
+@case
+def the_documented_examples_happen_as_audit_and_the_readme_say():
+    """examples/ under examples/policy.yaml (docs/audit.md is that folder's audit): every object
+    applied with kubectl to the real API server, one document at a time, is refused exactly
+    when the audit says, with the same message; what the audit patches is what is stored; the
+    audit's warnings are among kubectl's. Where the audit says the DefaultStorageClass plugin
+    will set the annotated default first, the cluster must do just that. The README's
+    `kubectl apply -f examples/pvc-rwx-block.yaml` block is compared line by line."""
+    import yaml
+    examples = os.path.join(lib.REPO, "examples")
+    audit = json.loads(subprocess.run(
+        [lib.WEBHOOK_BIN, "audit", "--config", os.path.join(examples, "policy.yaml"), "-o", "json",
+         examples], capture_output=True, text=True).stdout)
+    by_object = {}
+    for f in audit["findings"]:
+        by_object.setdefault((f["kind"], f["namespace"], f["name"]), []).append(f)
+    with open(os.path.join(examples, "policy.yaml")) as f:
+        policy = yaml.safe_load(f)
+    policy["exemptions"]["namespaces"] = sorted(set(policy["exemptions"]["namespaces"])
+                                               | {"storage-policy"})
+    created = []
+    with Policy(policy):
+        for ns in ("web", "ci", "streaming", "analytics"):  # a rerun's may still terminate
+            wait(f"namespace {ns} gone", 90, lambda: kubectl("get", "namespace", ns).rc != 0)
+        for ns in ("web", "ci", "streaming"):
+            must("create", "namespace", ns)
+            created.append(("namespace", ns))
+        must("apply", "-f", os.path.join(examples, "namespaces.yaml"))
+        created.append(("namespace", "analytics"))
+        must("apply", "-f", os.path.join(examples, "storageclasses.yaml"))
+        created += [("storageclass", n) for n in ("oci-bv", "local-storage", "local-path", "nfs")]
+        try:
+            wait("the webhook to see the example classes", 15, lambda: denied_by(create(
+                pvc("probe", "web", "50Gi", ["ReadWriteMany"], "oci-bv"), "--dry-run=server")))
+            problems = []
+            for name in sorted(os.listdir(examples)):
+                if name in ("policy.yaml", "namespaces.yaml", "storageclasses.yaml"):
+                    continue
+                with open(os.path.join(examples, name)) as fh:
+                    docs = [d for d in yaml.safe_load_all(fh) if d]
+                for doc in docs:
+                    key = (doc["kind"], doc["metadata"].get("namespace"), doc["metadata"]["name"])
+                    findings = by_object.get(key, [])
+                    r = apply(doc)
+                    if doc["kind"] == "PersistentVolume":
+                        created.append(("pv", doc["metadata"]["name"]))
+                    problems += compare_example(key, doc, findings, r)
+                    if name == "pvc-rwx-block.yaml":
+                        problems += compare_readme_block(r)
+            check(not problems, f"{len(problems)} differences between the docs and the cluster",
+                  *problems)
+        finally:
+            for kind, n in reversed(created):
+                kubectl("delete", kind, n, "--wait=false", "--ignore-not-found")
+
+
+def compare_example(key, doc, findings, r):
+    out = []
+    plugin = [f for f in findings if "DefaultStorageClass admission plugin" in f["message"]]
+    denied = [f for f in findings if f["outcome"] == "denied"]
+    if plugin:
+        # The audit says what the in-tree plugin does first; the cluster must agree.
+        m = plugin[0]["message"]
+        cls = m.split(" this claim gets ")[1].split('"')[1]
+        if "the webhook then denies it" in m:
+            if r.rc == 0:
+                out.append(f"{key}: the audit said the plugin's {cls} gets it denied; kubectl: {r!r}")
+        else:
+            stored = get("pvc", key[2], key[1])
+            got = (stored or {}).get("spec", {}).get("storageClassName")
+            if got != cls:
+                out.append(f"{key}: the audit said the plugin sets {cls}; stored {got}")
+        return out
+    if denied:
+        msg = denied[0]["message"]
+        # kubectl names the kind without its group (`The StatefulSet "kafka" is invalid: ...`),
+        # as for the API server's own validation errors.
+        kind, rest = msg.split(" ", 1)
+        shown = f"The {kind.split('.')[0]} {rest}"
+        if r.rc == 0:
+            out.append(f"{key}: the audit denies it ({msg}); the cluster stored it")
+        elif shown not in r.err.splitlines():
+            out.append(f"{key}: denial differs: audit {shown!r}; kubectl {r.err.strip()!r}")
+        return out
+    if r.rc != 0:
+        return [f"{key}: the audit admits it; kubectl: {r!r}"]
+    kind = {"PersistentVolumeClaim": "pvc", "PersistentVolume": "pv"}.get(key[0], key[0].lower())
+    stored = get(kind, key[2], key[1])
+    for f in findings:
+        for path, value in f.get("changes", {}).items():
+            at = stored
+            for part in path.split("."):
+                at = (at or {}).get(part) if isinstance(at, dict) else None
+            if at != value:
+                out.append(f"{key}: the audit patches {path} to {value!r}; stored {at!r}")
+        for w in f.get("warnings", []):
+            # On files the audit says what it judged against; the cluster's answer does not.
+            w = w.removesuffix(" (judged against the PersistentVolumes in the files)")
+            if w not in r.warnings:
+                out.append(f"{key}: the audit warns {w!r}; kubectl printed {r.warnings!r}")
+    return out
+
+
+def compare_readme_block(r):
+    """The README's `$ kubectl apply -f examples/pvc-rwx-block.yaml` block, line by line."""
+    with open(os.path.join(lib.REPO, "README.md")) as f:
+        text = f.read()
+    start = text.index("$ kubectl apply -f examples/pvc-rwx-block.yaml\n")
+    block = text[start:text.index("```", start)].splitlines()[1:]
+    got = [l for l in r.err.splitlines() if l]
+    if got != block:
+        return [f"README block differs:\n      README:  {block}\n      kubectl: {got}"]
+    return []
+
+
 # --- predictions the PV controller and the scheduler must make true ----------------------
 
 
