@@ -619,6 +619,34 @@ def extra_dry_run(r: Rendered) -> None:
     expect("AUDIT" in r.notes and "dryRun=false" in r.notes, "NOTES explain audit mode and how to enforce")
 
 
+def external_webhook() -> None:
+    """webhook.url: the webhook runs outside the cluster (tests/e2e installs it so): the
+    configurations call the URL with certs.caBundle; nothing that runs or serves a pod is
+    rendered, the ServiceAccount, RBAC and policy are."""
+    ca = ca_bundle_for_test()
+
+    def renders() -> None:
+        r = Rendered({"webhook": {"url": "https://127.0.0.1:39443/"}, "certs": {"caBundle": ca}})
+        kinds = sorted({o["kind"] for o in r.objects})
+        expect_eq(kinds, ["ClusterRole", "ClusterRoleBinding", "ConfigMap", "MutatingWebhookConfiguration",
+                          "ServiceAccount", "ValidatingWebhookConfiguration"], "kinds rendered")
+        hooks = [h for kind in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration")
+                 for h in r.one(kind)["webhooks"]]
+        for h in hooks:
+            cc = h["clientConfig"]
+            expect("service" not in cc, f"{h['name']}: a service reference beside the URL")
+            expect_eq(cc["caBundle"], ca, f"{h['name']} caBundle")
+            path = "/mutate" if h["name"].startswith("mutate.") else "/validate"
+            expect_eq(cc["url"], "https://127.0.0.1:39443" + path, f"{h['name']} url")
+        check_policy(r)
+
+    R.check("[webhook.url] configurations call the URL; no Deployment, Service, PDB or certificates", renders)
+    must_refuse("webhook.url without certs.caBundle", {"webhook": {"url": "https://127.0.0.1:39443"}},
+                "webhook.url needs certs.caBundle", schema=False)
+    must_refuse("webhook.url over plain HTTP", {"webhook": {"url": "http://127.0.0.1:39443"},
+                                                "certs": {"caBundle": ca}}, "/webhook/url")
+
+
 def checksum_follows_policy() -> None:
     base = {"rollOnConfigChange": True}
     a = Rendered(base).deployment()["spec"]["template"]["metadata"]["annotations"]["checksum/policy"]
@@ -912,6 +940,7 @@ def main() -> int:
     check_render("existingSecret", {"certs": {"mode": "existingSecret", "existingSecret": {"name": "my-tls"},
                                               "caBundle": ca_bundle_for_test()}})
     check_render("dryRun", {"dryRun": True}, extra_dry_run)
+    external_webhook()
     check_render("serviceMonitor", {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}}},
                  extra_service_monitor)
     check_render("networkPolicy", {"networkPolicy": {"enabled": True}}, extra_network_policy)
