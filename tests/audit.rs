@@ -334,13 +334,10 @@ fn storage_classes_and_namespaces_in_the_inputs_join_the_catalog() {
         "denied",
         "lp is local storage"
     );
-    // gp3 is annotated default while the namespace has its own default: the plugin runs first.
+    // gp3 is annotated default while the namespace has its own default: the plugin runs first,
+    // and the webhook replaces its class (managedFields), so the namespace default is the answer.
     let b = findings_for(&r, "b");
-    assert!(
-        b.iter()
-            .any(|f| f["stage"] == "inventory" && f["outcome"] == "warned"),
-        "{b:?}"
-    );
+    assert!(!b.iter().any(|f| f["stage"] == "inventory"), "{b:?}");
     assert_eq!(o.status.code(), Some(1));
 }
 
@@ -1049,10 +1046,9 @@ fn examples_folder_reports_the_real_situations() {
     assert_eq!(outcome("build-cache"), ["allowed"]);
     // The class default, then the OCI minimum: 20Gi is raised to 50Gi.
     assert_eq!(outcome("postgres-data"), ["mutated", "mutated"]);
-    assert_eq!(
-        outcome("oci-bv"),
-        ["warned"],
-        "annotated default vs byAccessMode"
+    assert!(
+        outcome("oci-bv").is_empty(),
+        "annotated default beside byAccessMode: the webhook replaces the plugin's class"
     );
     assert_eq!(
         r["summary"]["ignored"], 0,
@@ -1232,9 +1228,7 @@ fn cluster_audit_reads_live_objects_and_reports_what_only_the_cluster_shows() {
     assert_eq!(r["origin"], "cluster");
     assert_eq!(
         names(&r),
-        [
-            "ssd-01", "ssd-03", "uploads", "db", "reports", "kafka", "oci-bv"
-        ],
+        ["ssd-01", "ssd-03", "uploads", "db", "reports", "kafka"],
         "PVs, PVCs, StatefulSets in list order, then the classes with findings"
     );
     assert!(
@@ -1277,15 +1271,9 @@ fn cluster_audit_reads_live_objects_and_reports_what_only_the_cluster_shows() {
         "{reports:?}"
     );
     assert_eq!(findings_for(&r, "kafka")[0]["outcome"], "audited");
-    // The annotated default class against the policy's byAccessMode default.
-    let class = findings_for(&r, "oci-bv")[0];
-    assert!(
-        class["message"]
-            .as_str()
-            .unwrap()
-            .contains("DefaultStorageClass admission plugin"),
-        "{class}"
-    );
+    // The annotated default class beside the policy's byAccessMode default is no finding: the
+    // webhook replaces the plugin's class on claims created without one.
+    assert!(findings_for(&r, "oci-bv").is_empty());
 
     // Every resource was listed, in pages.
     let requests = api.uris();
@@ -1379,7 +1367,7 @@ fn cluster_audit_of_one_namespace() {
     assert_eq!(r["namespace"], "web");
     assert_eq!(
         names(&r),
-        ["ssd-01", "uploads", "db", "oci-bv"],
+        ["ssd-01", "uploads", "db"],
         "PVs bound to web's claims only"
     );
     let requests = api.uris();

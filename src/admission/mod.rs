@@ -428,6 +428,70 @@ struct LeanMeta {
     labels: Option<BTreeMap<String, String>>,
     #[serde(default)]
     annotations: Option<BTreeMap<String, String>>,
+    /// Only whether each entry owns `spec.storageClassName` ([`LeanManagedFields`]).
+    #[serde(default)]
+    managed_fields: Option<LeanManagedFields>,
+}
+
+/// `metadata.managedFields` reduced to what the rules read: per entry, whether its `fieldsV1`
+/// owns `f:spec` / `f:storageClassName` (`storage::class_owner`); everything else in the
+/// entries is skipped unread. Assembled as entries that carry just that field, so the rules
+/// decide on them as on the full typed entries.
+struct LeanManagedFields(Vec<bool>);
+
+impl<'de> Deserialize<'de> for LeanManagedFields {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Entry {
+            #[serde(default, rename = "fieldsV1")]
+            fields_v1: Option<AnyShape<Fields>>,
+        }
+        #[derive(Deserialize)]
+        struct Fields {
+            #[serde(default, rename = "f:spec")]
+            spec: Option<AnyShape<SpecFields>>,
+        }
+        #[derive(Deserialize)]
+        struct SpecFields {
+            #[serde(default, rename = "f:storageClassName")]
+            class: Option<serde::de::IgnoredAny>,
+        }
+        /// `fieldsV1` is free-form JSON to k8s-openapi: a value of another shape is not an
+        /// error, it just owns nothing.
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum AnyShape<T> {
+            Map(T),
+            #[allow(dead_code)]
+            Other(serde::de::IgnoredAny),
+        }
+        let entries = Vec::<Entry>::deserialize(d)?;
+        Ok(LeanManagedFields(
+            entries
+                .into_iter()
+                .map(|e| match e.fields_v1 {
+                    Some(AnyShape::Map(Fields {
+                        spec: Some(AnyShape::Map(SpecFields { class })),
+                    })) => class.is_some(),
+                    _ => false,
+                })
+                .collect(),
+        ))
+    }
+}
+
+impl LeanManagedFields {
+    fn entries(self) -> Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry> {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry};
+        self.0
+            .into_iter()
+            .map(|owns| ManagedFieldsEntry {
+                fields_v1: owns
+                    .then(|| FieldsV1(serde_json::json!({"f:spec": {"f:storageClassName": {}}}))),
+                ..ManagedFieldsEntry::default()
+            })
+            .collect()
+    }
 }
 
 /// A derived struct decoded from a JSON object only (derives also take an array of the fields
@@ -466,6 +530,7 @@ impl<K: Parts> Lean<'_, K> {
                 uid: m.uid,
                 labels: m.labels,
                 annotations: m.annotations,
+                managed_fields: m.managed_fields.map(LeanManagedFields::entries),
                 ..ObjectMeta::default()
             })
             .unwrap_or_default();

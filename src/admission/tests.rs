@@ -566,5 +566,63 @@ fn the_lean_decoding_refuses_what_k8s_openapi_refuses() {
     assert_eq!(got.metadata.annotations, full.metadata.annotations);
     assert_eq!(got.metadata.name, full.metadata.name);
     assert_eq!(got.metadata.namespace, full.metadata.namespace);
-    assert!(got.metadata.managed_fields.is_none() && full.metadata.managed_fields.is_some());
+    // Of managedFields, only whether each entry owns spec.storageClassName is kept.
+    let lean = got
+        .metadata
+        .managed_fields
+        .expect("managedFields kept as ownership");
+    assert_eq!(lean.len(), 1);
+    assert!(lean[0].fields_v1.is_none() && full.metadata.managed_fields.is_some());
+}
+
+#[test]
+fn the_lean_decoding_keeps_who_owns_the_storage_class_as_the_typed_one_says() {
+    use crate::policy::storage::{ClassOwner, class_owner};
+    use crate::policy::{LiveClass, LiveState, Policy};
+    let policy = Policy::parse("{}", None, false).unwrap();
+    let catalog = policy.catalog(&LiveState {
+        classes: vec![LiveClass {
+            name: "gp3".into(),
+            provisioner: "ebs.csi.aws.com".into(),
+            is_default: true,
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    let cases = [
+        (json!(null), ClassOwner::Unknown),
+        (json!([]), ClassOwner::Unknown),
+        (
+            json!([{"manager": "kubectl-create", "fieldsV1": {"f:spec": {"f:accessModes": {}}}}]),
+            ClassOwner::DefaultPlugin,
+        ),
+        (
+            json!([{"manager": "a", "fieldsV1": {"f:spec": {"f:accessModes": {}}}},
+                   {"manager": "b", "fieldsV1": {"f:spec": {"f:storageClassName": {}}}}]),
+            ClassOwner::Request,
+        ),
+        // fieldsV1 is free-form to k8s-openapi: odd shapes own nothing.
+        (
+            json!([{"manager": "x", "fieldsV1": 5}, {"fieldsV1": {"f:spec": []}}]),
+            ClassOwner::DefaultPlugin,
+        ),
+    ];
+    for (managed, want) in cases {
+        let mut o = json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": {"name": "d", "namespace": "web"},
+            "spec": {"storageClassName": "gp3", "accessModes": ["ReadWriteOnce"]}});
+        if !managed.is_null() {
+            o["metadata"]["managedFields"] = managed.clone();
+        }
+        let Typed::Pvc(lean) = Typed::decode(Some("PersistentVolumeClaim"), &o).unwrap() else {
+            panic!("a PVC")
+        };
+        let full: k8s_openapi::api::core::v1::PersistentVolumeClaim =
+            serde_json::from_value(o).unwrap();
+        let owner = |p: &k8s_openapi::api::core::v1::PersistentVolumeClaim| {
+            class_owner(&catalog, Some(&p.metadata), p.spec.as_ref())
+        };
+        assert_eq!(owner(&full), want, "typed, {managed}");
+        assert_eq!(owner(&lean), want, "lean, {managed}");
+    }
 }

@@ -14,11 +14,11 @@ use serde_json::Value;
 
 use super::report::{AuditFinding, ObjectRef, ObjectReport, Outcome, Stage};
 use super::{AUDIT_USERNAME, ClassSource, Inventory};
-use crate::cluster::{annotated_defaults, default_interplay};
+use crate::cluster::default_interplay;
 use crate::kinds::Kind;
-use crate::policy::catalog::{IS_DEFAULT_ANNOTATIONS, KIND_ANNOTATION};
+use crate::policy::catalog::KIND_ANNOTATION;
 use crate::policy::field::go_quote;
-use crate::policy::storage::{self, ChoiceSource as DefaultSource};
+use crate::policy::storage;
 use crate::policy::{
     AccessMode, Catalog, FieldError, Invalid, LiveState, Mode, Path, Policy, RuleId, access_modes,
 };
@@ -107,7 +107,6 @@ pub fn object_checks(
         ("v1", "PersistentVolumeClaim") => {
             if let Ok(pvc) = PersistentVolumeClaim::deserialize(object) {
                 out.extend(pending_on_wrong_kind(policy, catalog, &pvc));
-                out.extend(plugin_default_first(policy, catalog, &pvc));
             }
         }
         ("v1", "PersistentVolume") => {
@@ -162,74 +161,6 @@ fn pending_on_wrong_kind(
             target.kind.as_str()
         ),
         Some(class.to_owned()),
-    ))
-}
-
-/// The in-tree DefaultStorageClass plugin runs before every mutating webhook: when a class is
-/// annotated default, a claim without a class arrives with that class and the policy's
-/// per-namespace or per-access-mode default is never applied.
-fn plugin_default_first(
-    policy: &Policy,
-    catalog: &Catalog,
-    pvc: &PersistentVolumeClaim,
-) -> Option<AuditFinding> {
-    let plugin_class = annotated_defaults(catalog).first()?.name.clone();
-    if storage::has_class(pvc) {
-        return None;
-    }
-    let namespace = pvc
-        .metadata
-        .namespace
-        .as_deref()
-        .filter(|n| !n.is_empty())
-        .unwrap_or("default");
-    if policy.is_exempt(Some(namespace), AUDIT_USERNAME)
-        || policy.mode_for(default_class::ID, catalog, Some(namespace)) == Mode::Off
-    {
-        return None;
-    }
-    let spec = pvc.spec.as_ref();
-    let choice = storage::choose(&policy.settings, catalog, Some(namespace), spec)?;
-    if !matches!(
-        choice.source,
-        DefaultSource::Namespace | DefaultSource::AccessMode(_)
-    ) || choice.class == plugin_class
-    {
-        return None;
-    }
-    // What the access-mode rule then says about the plugin's class.
-    let modes = spec
-        .and_then(|s| s.access_modes.as_deref())
-        .unwrap_or_default();
-    let volume_mode = spec.and_then(|s| s.volume_mode.as_deref());
-    let consequence =
-        if storage::serves(&policy.settings, catalog, &plugin_class, modes, volume_mode) {
-            String::new()
-        } else {
-            match policy.mode_for(access_modes::ID, catalog, Some(namespace)) {
-                Mode::Enforce => format!(
-                    "; the webhook then denies it: {} cannot serve its access modes",
-                    go_quote(&plugin_class)
-                ),
-                Mode::Audit => format!(
-                    "; {} cannot serve its access modes (audit mode)",
-                    go_quote(&plugin_class)
-                ),
-                Mode::Off => String::new(),
-            }
-        };
-    Some(finding(
-        default_class::ID,
-        Stage::Inventory,
-        Outcome::Warned,
-        format!(
-            "with the DefaultStorageClass admission plugin enabled this claim gets {} (annotated default) \
-             before the webhook runs, not {} ({}){consequence}",
-            go_quote(&plugin_class),
-            go_quote(&choice.class),
-            choice.source.describe()
-        ),
-        Some(plugin_class),
     ))
 }
 
@@ -399,60 +330,20 @@ fn class_report(c: &ClassSource) -> ObjectReport {
     }
 }
 
-/// Checks on the StorageClasses of the inventory: the annotated default against the policy's own
-/// defaults, several annotated defaults, an unknown `storage-policy.io/kind` value.
+/// Checks on the StorageClasses of the inventory:
+/// several annotated defaults, an unknown `storage-policy.io/kind` value.
 pub fn class_checks(
     policy: &Policy,
     catalog: &Catalog,
     inventory: &Inventory,
 ) -> Vec<ObjectReport> {
-    // The interplay is computed in one place (`cluster::default_interplay`); this is its wording
-    // for the audit report.
+    // Which annotated default Kubernetes uses is computed in one place
+    // (`cluster::default_interplay`).
     let interplay = default_interplay(policy, catalog);
     let picked = interplay.as_ref().map(|i| i.picked().name.clone());
-    let policy_defaults: Vec<String> = interplay
-        .iter()
-        .flat_map(|i| {
-            let modes = i
-                .by_access_mode
-                .iter()
-                .map(|(m, c)| format!("byAccessMode {m} -> {}", go_quote(c)));
-            let namespaces = i
-                .policy_namespaces
-                .iter()
-                .chain(&i.annotated_namespaces)
-                .map(|(ns, c)| format!("namespace {ns} -> {}", go_quote(c)));
-            modes.chain(namespaces)
-        })
-        .collect();
     let mut out = Vec::new();
     for c in &inventory.classes {
         let mut report = class_report(c);
-        if c.class.is_default
-            && Some(&c.class.name) == picked.as_ref()
-            && !policy_defaults.is_empty()
-        {
-            let shown: Vec<&str> = policy_defaults.iter().take(3).map(String::as_str).collect();
-            let more = policy_defaults.len().saturating_sub(shown.len());
-            let more = if more > 0 {
-                format!(" and {more} more")
-            } else {
-                String::new()
-            };
-            report.findings.push(finding(
-                default_class::ID,
-                Stage::Inventory,
-                Outcome::Warned,
-                format!(
-                    "annotated default ({}): the DefaultStorageClass admission plugin sets it on claims without a \
-                     class before this webhook runs, so these defaults never apply: {}{more}; remove the \
-                     annotation or disable the plugin",
-                    IS_DEFAULT_ANNOTATIONS[0],
-                    shown.join(", ")
-                ),
-                Some(c.class.name.clone()),
-            ));
-        }
         if c.class.is_default
             && let Some(p) = &picked
             && *p != c.class.name
@@ -699,7 +590,10 @@ mod tests {
     }
 
     #[test]
-    fn explains_the_default_storage_class_plugin_running_first() {
+    fn an_annotated_default_beside_policy_defaults_is_no_finding_any_more() {
+        // The webhook replaces the plugin's class on claims created without one
+        // (managedFields, `storage::class_owner`), so the audit's answer for the claim as
+        // written is what the cluster does: nothing to add about the plugin.
         let p = policy(
             "storageClasses:\n  - {name: nfs, provisioner: nfs.csi.k8s.io}\nrules:\n  defaultStorageClass:\n    byAccessMode: {ReadWriteMany: nfs}\n",
         );
@@ -711,43 +605,13 @@ mod tests {
         });
         let cat = p.catalog(&inv.live);
         let reports = class_checks(&p, &cat, &inv);
-        assert_eq!(reports.len(), 1);
         assert!(
-            reports[0].findings[0]
-                .message
-                .contains("byAccessMode ReadWriteMany -> \"nfs\""),
-            "{}",
-            reports[0].findings[0].message
+            reports.iter().all(|r| r.findings.is_empty()),
+            "{:?}",
+            reports.iter().map(|r| &r.findings).collect::<Vec<_>>()
         );
         let rwx = json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "d"},
                          "spec": {"accessModes": ["ReadWriteMany"]}});
-        let f = object_checks(&p, &cat, &inv.live, &rwx);
-        assert!(
-            f[0].message
-                .contains(r#"gets "gp3" (annotated default) before the webhook runs, not "nfs""#),
-            "{}",
-            f[0].message
-        );
-        assert!(
-            f[0].message
-                .ends_with(r#"the webhook then denies it: "gp3" cannot serve its access modes"#),
-            "{}",
-            f[0].message
-        );
-        let rwo = json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "d"},
-                         "spec": {"accessModes": ["ReadWriteOnce"]}});
-        assert!(
-            object_checks(&p, &cat, &inv.live, &rwo).is_empty(),
-            "the webhook would choose gp3 too"
-        );
-        let exempt = json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "d", "namespace": "kube-system"},
-                            "spec": {"accessModes": ["ReadWriteMany"]}});
-        let p2 = policy(
-            "exemptions: {namespaces: [kube-system]}\nstorageClasses:\n  - {name: nfs, provisioner: nfs.csi.k8s.io}\nrules:\n  defaultStorageClass:\n    byAccessMode: {ReadWriteMany: nfs}\n",
-        );
-        assert!(
-            object_checks(&p2, &p2.catalog(&inv.live), &inv.live, &exempt).is_empty(),
-            "exempt namespace"
-        );
+        assert!(object_checks(&p, &cat, &inv.live, &rwx).is_empty());
     }
 }

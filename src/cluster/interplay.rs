@@ -1,6 +1,8 @@
 //! The in-tree DefaultStorageClass admission plugin runs before every mutating webhook: when a
-//! StorageClass is annotated default, claims reach the webhook with that class already set, and
-//! the policy's per-namespace and per-access-mode defaults never apply (`spec/kubernetes.md` §1).
+//! StorageClass is annotated default, claims reach the webhook with that class already set
+//! (`spec/kubernetes.md` §1). The webhook tells the plugin's class from the user's by
+//! `metadata.managedFields` (`policy::storage::class_owner`) and still applies the policy's
+//! per-namespace and per-access-mode defaults.
 //! This module detects that situation ([`default_interplay`], the one place it is computed) and
 //! explains the fix ([`interplay_warning`]). Pure: `audit` reports the same finding in its own
 //! words from [`default_interplay`].
@@ -95,7 +97,6 @@ pub fn interplay_warning(policy: &Policy, catalog: &Catalog) -> Option<String> {
         .map(|c| c.name.as_str())
         .collect();
     let picked = defaults[0];
-    let rule = &policy.settings.defaults;
     let namespaces: BTreeSet<&str> = interplay
         .policy_namespaces
         .iter()
@@ -132,21 +133,13 @@ pub fn interplay_warning(policy: &Policy, catalog: &Catalog) -> Option<String> {
     if !modes.is_empty() {
         lost.push(format!("access modes {}", modes.join(", ")));
     }
-    let keep_default = if rule.class_name.is_empty() {
-        format!(
-            ", and set rules.defaultStorageClass.className: {picked} so claims without a namespace or access-mode default still get it"
-        )
-    } else {
-        String::new()
-    };
     Some(format!(
         "{who}, so the DefaultStorageClass admission plugin sets it on every PersistentVolumeClaim \
-         created without a class before this webhook is called: the policy's defaults for {} never apply. \
-         Fix: remove the annotation (kubectl annotate storageclass {} \
-         storageclass.kubernetes.io/is-default-class- storageclass.beta.kubernetes.io/is-default-class-){keep_default}; \
-         or disable the plugin (kube-apiserver --disable-admission-plugins=DefaultStorageClass)",
+         created without a class before this webhook is called; the webhook tells those claims \
+         apart by metadata.managedFields (no field manager owns a class the plugin set) and \
+         replaces the class with the policy's default for {}. What still cannot work: a claim \
+         whose create request carries no managedFields keeps {picked:?} (with a warning)",
         lost.join(" and "),
-        defaults.join(" "),
     ))
 }
 
@@ -240,13 +233,12 @@ mod tests {
             w.starts_with("StorageClass \"gp3\" is annotated default"),
             "{w}"
         );
-        assert!(w.contains("namespaces team-a never apply"), "{w}");
-        assert!(w.contains("kubectl annotate storageclass gp3 "), "{w}");
-        assert!(w.contains("className: gp3"), "{w}");
         assert!(
-            w.contains("--disable-admission-plugins=DefaultStorageClass"),
+            w.contains("replaces the class with the policy's default for namespaces team-a."),
             "{w}"
         );
+        assert!(w.contains("metadata.managedFields"), "{w}");
+        assert!(w.ends_with("keeps \"gp3\" (with a warning)"), "{w}");
     }
 
     #[test]
@@ -266,12 +258,8 @@ mod tests {
             ),
             "{w}"
         );
-        assert!(w.contains("access modes ReadWriteMany"), "{w}");
-        assert!(w.contains("storageclass new old "), "{w}");
-        assert!(
-            !w.contains("set rules.defaultStorageClass.className"),
-            "className already set: {w}"
-        );
+        assert!(w.contains("default for access modes ReadWriteMany."), "{w}");
+        assert!(w.contains("keeps \"new\""), "{w}");
     }
 
     #[test]
@@ -292,7 +280,7 @@ mod tests {
             ..Default::default()
         };
         let w = warning("", live).expect("warning");
-        assert!(w.contains("namespaces ml never apply"), "{w}");
+        assert!(w.contains("default for namespaces ml."), "{w}");
     }
 
     #[test]

@@ -42,8 +42,8 @@ impl ClusterMetrics {
     /// - `cluster_cached_objects{resource}`: objects held (namespaces: only those with a
     ///   `storage-policy.io` annotation or label).
     /// - `cluster_synced`: 1 once the first full list of all three resources has completed.
-    /// - `cluster_default_class_interplay`: 1 while a StorageClass annotated default defeats the
-    ///   policy's namespace or access-mode defaults (see [`super::interplay_warning`]).
+    /// - `cluster_default_class_interplay`: 1 while a StorageClass annotated default stands beside
+    ///   the policy's namespace or access-mode defaults (see [`super::interplay_warning`]).
     pub fn register(registry: &mut Registry) -> ClusterMetrics {
         let m = ClusterMetrics::default();
         let r = registry.sub_registry_with_prefix("cluster");
@@ -74,7 +74,7 @@ impl ClusterMetrics {
         );
         r.register(
             "default_class_interplay",
-            "1 while a StorageClass annotated default defeats the policy's namespace or access-mode defaults",
+            "1 while a StorageClass is annotated default beside the policy's namespace or access-mode defaults (the webhook replaces the plugin's class, read from managedFields)",
             m.interplay.clone(),
         );
         m

@@ -247,7 +247,8 @@ impl Context {
             return;
         }
         match &warning {
-            Some(w) => warn!("{w}"),
+            // Handled (managedFields): said once at info, not a fault.
+            Some(w) => info!("{w}"),
             None => info!(
                 "the DefaultStorageClass interplay is resolved: no StorageClass annotated default defeats the policy's defaults"
             ),

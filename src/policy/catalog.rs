@@ -468,6 +468,16 @@ impl Catalog {
     }
 
     /// Classes marked default, newest first: more than one means Kubernetes picks the first.
+    /// The class the DefaultStorageClass admission plugin sets on claims without one: the
+    /// first live class annotated default in Kubernetes' order (a static class's `default:
+    /// true` exists in the policy file alone; the plugin never sees it).
+    pub fn plugin_default(&self) -> Option<&str> {
+        self.defaults()
+            .into_iter()
+            .find(|c| c.live)
+            .map(|c| c.name.as_str())
+    }
+
     pub fn defaults(&self) -> Vec<&ClassInfo> {
         let mut v: Vec<&ClassInfo> = self.classes.values().filter(|c| c.is_default).collect();
         v.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| a.name.cmp(&b.name)));

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use json_patch::jsonptr::PointerBuf;
-use json_patch::{AddOperation, PatchOperation};
+use json_patch::{AddOperation, PatchOperation, ReplaceOperation};
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use serde::Deserialize;
 use serde_json::json;
@@ -17,7 +17,7 @@ use super::decision::Decision;
 use super::field::go_quote;
 use super::modes::Mode;
 use super::rule::{Acts, Context, Endpoint, Entry, Judges, Meta, Object, Request, Rule, RuleId};
-use super::storage::{self, Defaults, Settings, has_class};
+use super::storage::{self, ClassOwner, Defaults, Settings, has_class};
 use crate::kinds::Operation;
 
 pub const META: Meta = Meta {
@@ -123,10 +123,15 @@ pub(crate) fn run(
     mode: Mode,
     d: &mut Decision,
 ) {
-    if mode == Mode::Off || has_class(pvc) {
+    if mode == Mode::Off {
         return;
     }
-    let Some(choice) = storage::choose(settings, catalog, namespace, pvc.spec.as_ref()) else {
+    let spec = pvc.spec.as_ref();
+    let owner = storage::class_owner(catalog, Some(&pvc.metadata), spec);
+    if has_class(pvc) && owner == ClassOwner::Request {
+        return;
+    }
+    let Some(choice) = storage::choose(settings, catalog, namespace, spec) else {
         return;
     };
     let rule = ID;
@@ -135,13 +140,45 @@ pub(crate) fn run(
         go_quote(&choice.class),
         choice.source.describe()
     );
-    d.mutation(
-        rule,
-        mode,
-        &what,
-        Some(choice.class.clone()),
-        patch_for(pvc, &choice.class),
-    );
+    let plugins = spec.and_then(|s| s.storage_class_name.as_deref());
+    match (owner, plugins) {
+        (ClassOwner::Request, _) | (_, None) => d.mutation(
+            rule,
+            mode,
+            &what,
+            Some(choice.class.clone()),
+            patch_for(pvc, &choice.class),
+        ),
+        // The plugin's default is the right one here too.
+        (_, Some(set)) if set == choice.class => {}
+        (ClassOwner::Unknown, Some(set)) => d.warn(format!(
+            "spec.storageClassName {} may have been set by the DefaultStorageClass admission              plugin, not by you: the request has no managedFields to tell by, so the {} {} is              not applied",
+            go_quote(set),
+            choice.source.describe(),
+            go_quote(&choice.class)
+        )),
+        (ClassOwner::DefaultPlugin, Some(set)) => {
+            // The user wrote no class: the plugin filled in the cluster default before this
+            // webhook ran. The namespace's or access mode's default replaces it.
+            let what = format!(
+                "{what} in place of {}, which the DefaultStorageClass admission plugin set                  (no class was written)",
+                go_quote(set)
+            );
+            if mode == Mode::Enforce {
+                d.warn(format!("set {what}"));
+            }
+            d.mutation(
+                rule,
+                mode,
+                &what,
+                Some(choice.class.clone()),
+                PatchOperation::Replace(ReplaceOperation {
+                    path: PointerBuf::from_tokens(["spec", "storageClassName"]),
+                    value: json!(choice.class),
+                }),
+            );
+        }
+    }
 }
 
 #[cfg(test)]
@@ -296,6 +333,109 @@ rules:
         assert_eq!(
             patched(&c, &decide(&p, &cat, "analytics", &c, Mode::Enforce))["spec"]["storageClassName"],
             "nfs"
+        );
+    }
+
+    /// A catalog whose `gp3` is annotated default in the cluster, as the DefaultStorageClass
+    /// plugin sees it, beside the policy's classes.
+    fn with_live_default(p: &Policy) -> Catalog {
+        p.catalog(&LiveState {
+            classes: vec![LiveClass {
+                name: "gp3".into(),
+                provisioner: "ebs.csi.aws.com".into(),
+                is_default: true,
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
+    }
+
+    /// A claim as it reaches /mutate: `gp3` in spec.storageClassName, and the managed fields
+    /// the API server recorded from the request.
+    fn claim_with_fields(modes: &[&str], managed: Option<Value>) -> PersistentVolumeClaim {
+        let mut c = json!({"metadata": {"name": "d"}, "spec": {"storageClassName": "gp3",
+            "accessModes": modes, "resources": {"requests": {"storage": "1Gi"}}}});
+        if let Some(m) = managed {
+            c["metadata"]["managedFields"] = m;
+        }
+        pvc(c)
+    }
+
+    const NOT_OWNED: &str = r#"[{"manager": "kubectl-client-side-apply", "operation": "Update",
+        "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {"f:accessModes": {},
+        "f:resources": {"f:requests": {".": {}, "f:storage": {}}}}}}]"#;
+
+    #[test]
+    fn replaces_the_plugins_class_when_no_field_manager_wrote_one() {
+        let p = policy(POLICY);
+        let cat = with_live_default(&p);
+        let managed: Value = serde_json::from_str(NOT_OWNED).unwrap();
+        for (ns, modes, want) in [
+            ("analytics", &["ReadWriteOnce"][..], "local-path"),
+            ("web", &["ReadWriteMany"][..], "nfs"),
+        ] {
+            let c = claim_with_fields(modes, Some(managed.clone()));
+            let d = decide(&p, &cat, ns, &c, Mode::Enforce);
+            assert_eq!(patched(&c, &d)["spec"]["storageClassName"], want, "{ns}");
+            assert_eq!(d.patch.len(), 1);
+            assert!(
+                matches!(d.patch[0], PatchOperation::Replace(_)),
+                "{:?}",
+                d.patch
+            );
+            assert_eq!(d.warnings.len(), 1, "{:?}", d.warnings);
+            assert!(
+                d.warnings[0].contains(r#"in place of "gp3", which the DefaultStorageClass"#),
+                "{:?}",
+                d.warnings
+            );
+            // A second pass (reinvocation) sees the replaced class, not the plugin's: no-op.
+            let again: PersistentVolumeClaim = serde_json::from_value(patched(&c, &d)).unwrap();
+            assert!(decide(&p, &cat, ns, &again, Mode::Enforce).patch.is_empty());
+            // Audit mode: nothing patched, the same finding as a warning.
+            let a = decide(&p, &cat, ns, &c, Mode::Audit);
+            assert!(a.patch.is_empty());
+            assert!(a.warnings[0].starts_with("[audit] would set spec.storageClassName"));
+        }
+        // No namespace or access-mode default applies: the plugin's class is the right one.
+        let c = claim_with_fields(&["ReadWriteOnce"], Some(managed));
+        let d = decide(&p, &cat, "web", &c, Mode::Enforce);
+        assert_eq!(d, Decision::default());
+    }
+
+    #[test]
+    fn keeps_a_class_a_field_manager_owns_even_when_it_is_the_default() {
+        let p = policy(POLICY);
+        let cat = with_live_default(&p);
+        let owned = json!([{"manager": "kubectl", "operation": "Apply",
+            "fieldsV1": {"f:spec": {"f:storageClassName": {}, "f:accessModes": {}}}}]);
+        let c = claim_with_fields(&["ReadWriteOnce"], Some(owned));
+        assert_eq!(
+            decide(&p, &cat, "analytics", &c, Mode::Enforce),
+            Decision::default()
+        );
+        // Another class than the plugin's is never the plugin's doing.
+        let managed: Value = serde_json::from_str(NOT_OWNED).unwrap();
+        let mut c = claim_with_fields(&["ReadWriteOnce"], Some(managed));
+        c.spec.as_mut().unwrap().storage_class_name = Some("standard".into());
+        assert_eq!(
+            decide(&p, &cat, "analytics", &c, Mode::Enforce),
+            Decision::default()
+        );
+    }
+
+    #[test]
+    fn without_managed_fields_it_cannot_tell_and_says_so() {
+        let p = policy(POLICY);
+        let cat = with_live_default(&p);
+        let c = claim_with_fields(&["ReadWriteOnce"], None);
+        let d = decide(&p, &cat, "analytics", &c, Mode::Enforce);
+        assert!(d.patch.is_empty());
+        assert_eq!(d.warnings.len(), 1);
+        assert!(
+            d.warnings[0].contains("no managedFields to tell by"),
+            "{:?}",
+            d.warnings
         );
     }
 

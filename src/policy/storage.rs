@@ -138,6 +138,63 @@ pub struct Choice {
 
 /// A PVC "has a class" when `spec.storageClassName` is set (even to `""`) or the beta annotation
 /// key is present (any value): exactly the DefaultStorageClass plugin's test.
+/// Who set a claim's `spec.storageClassName`, as far as `metadata.managedFields` tells.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClassOwner {
+    /// No class, or the beta annotation, or a class some field manager owns, or one that is
+    /// not the plugin's: the request's own.
+    Request,
+    /// The class the DefaultStorageClass plugin picks, owned by no field manager: the plugin
+    /// set it, the user wrote no class.
+    DefaultPlugin,
+    /// The plugin's class, and the request carried no managedFields to tell by.
+    Unknown,
+}
+
+/// Whether the DefaultStorageClass admission plugin, not the request, set the claim's class.
+///
+/// The API server records the request's fields in `metadata.managedFields` before mutating
+/// admission runs (`createHandler` in `k8s.io/apiserver/pkg/endpoints/handlers/create.go`:
+/// `FieldManager.UpdateNoErrors` comes before `mutatingAdmission.Admit`), and the in-tree
+/// plugin runs before every webhook (`plugin/pkg/admission/storage/storageclass/setdefault`).
+/// So a `spec.storageClassName` that equals the plugin's class and that no managed-fields entry
+/// owns (`f:spec` / `f:storageClassName` in `fieldsV1`) was written by the plugin. Shown on
+/// kube-apiserver v1.37.2 for `kubectl apply`, `apply --server-side`, `create` and the
+/// StatefulSet controller (tests/e2e).
+pub fn class_owner(
+    catalog: &Catalog,
+    meta: Option<&ObjectMeta>,
+    spec: Option<&PersistentVolumeClaimSpec>,
+) -> ClassOwner {
+    let Some(class) = spec.and_then(|s| s.storage_class_name.as_deref()) else {
+        return ClassOwner::Request;
+    };
+    let beta = meta
+        .and_then(|m| m.annotations.as_ref())
+        .is_some_and(|a| a.contains_key(BETA_CLASS_ANNOTATION));
+    if beta || catalog.plugin_default() != Some(class) {
+        return ClassOwner::Request;
+    }
+    let Some(entries) = meta
+        .and_then(|m| m.managed_fields.as_deref())
+        .filter(|e| !e.is_empty())
+    else {
+        return ClassOwner::Unknown;
+    };
+    let owned = entries.iter().any(|e| {
+        e.fields_v1
+            .as_ref()
+            .and_then(|f| f.0.get("f:spec"))
+            .and_then(|s| s.get("f:storageClassName"))
+            .is_some()
+    });
+    if owned {
+        ClassOwner::Request
+    } else {
+        ClassOwner::DefaultPlugin
+    }
+}
+
 pub fn has_class(pvc: &PersistentVolumeClaim) -> bool {
     pvc.spec
         .as_ref()
@@ -220,7 +277,9 @@ pub fn claim_class(
     meta: Option<&ObjectMeta>,
     spec: Option<&PersistentVolumeClaimSpec>,
 ) -> Option<String> {
-    if let Some(c) = spec.and_then(|s| s.storage_class_name.as_deref()) {
+    if let Some(c) = spec.and_then(|s| s.storage_class_name.as_deref())
+        && class_owner(catalog, meta, spec) != ClassOwner::DefaultPlugin
+    {
         return (!c.is_empty()).then(|| c.to_owned());
     }
     if let Some(c) = meta

@@ -486,7 +486,11 @@ storageClasses:
         let c = pvc("data", Some("local-storage"), "5Gi");
         let d = decide(&cat, &p, Operation::Create, Object::Pvc(&c));
         assert_eq!(d.warnings.len(), 1, "{:?}", d.warnings);
-        assert!(d.warnings[0].contains("will stay Pending"), "{:?}", d.warnings);
+        assert!(
+            d.warnings[0].contains("will stay Pending"),
+            "{:?}",
+            d.warnings
+        );
     }
 
     #[test]
