@@ -14,7 +14,7 @@ use std::collections::{HashMap, HashSet};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 
-use super::catalog::Catalog;
+use super::catalog::{Catalog, NO_PROVISIONER};
 use super::config::{ConfigError, Section};
 use super::decision::{Action, Decision, Finding};
 use super::field::go_quote;
@@ -41,9 +41,6 @@ pub const ENTRY: Entry = Entry {
     meta: &META,
     compile,
 };
-
-/// The provisioner of classes whose volumes are made by hand.
-pub const NO_PROVISIONER: &str = "kubernetes.io/no-provisioner";
 
 /// Ordinals judged per StatefulSet at most (a bound on the work of one request).
 const MAX_ORDINALS: i32 = 10_000;
@@ -630,11 +627,11 @@ storageClasses:
     #[test]
     fn says_when_it_judged_against_files() {
         let p = policy();
-        let index = VolumeIndex {
-            pvs: Arc::new(HashMap::new()),
-            claims: Arc::new(ClaimMap::new()),
-            source: Source::Files,
-        };
+        let index = VolumeIndex::new(
+            Arc::new(HashMap::new()),
+            Arc::new(ClaimMap::new()),
+            Source::Files,
+        );
         let cat = p.static_catalog().with_volumes(index);
         let c = pvc("data", Some("local-storage"), "5Gi");
         let d = decide(&cat, &p, Operation::Create, Object::Pvc(&c));
