@@ -1555,7 +1555,7 @@ fn files_with_storage_classes_warn_about_classes_found_nowhere_and_refuse_raw_bl
     assert_eq!(typo[0]["stage"], "validate");
     assert_eq!(
         typo[0]["message"],
-        r#"spec.storageClassName: StorageClass "fats" not found in the audited files or the policy: the claim stays Pending until it exists; closest: fast"#
+        r#"spec.storageClassName: StorageClass "fats" not found in the audited files or the policy: the claim stays Pending until it or a PersistentVolume of that class exists; closest: fast"#
     );
     // The policy's classes are known too.
     assert!(
@@ -1605,7 +1605,7 @@ fn cluster_audit_warns_about_classes_the_cluster_does_not_have() {
     let typo = rule_findings(&r, "typo", "unknownClass");
     assert_eq!(
         typo[0]["message"],
-        r#"spec.storageClassName: StorageClass "local-storag" not found: the claim stays Pending until it exists; closest: local-storage"#,
+        r#"spec.storageClassName: StorageClass "local-storag" not found: the claim stays Pending until it or a PersistentVolume of that class exists; closest: local-storage"#,
         "{r}"
     );
     let raw = rule_findings(&r, "raw", "accessModes");

@@ -719,4 +719,95 @@ mod tests {
             r#"the volume is marked for deletion "pv-1""#
         );
     }
+
+    #[test]
+    fn statefulset_claims_run_from_the_start_ordinal() {
+        let sts = |spec: serde_json::Value| -> StatefulSet {
+            serde_json::from_value(json!({"metadata": {"name": "web"}, "spec": spec})).unwrap()
+        };
+        let names = |s: &StatefulSet| statefulset_claims(s, "www").collect::<Vec<_>>();
+        assert_eq!(
+            names(&sts(json!({"replicas": 2}))),
+            ["www-web-0", "www-web-1"]
+        );
+        assert_eq!(
+            names(&sts(json!({"replicas": 3, "ordinals": {"start": 5}}))),
+            ["www-web-5", "www-web-6", "www-web-7"]
+        );
+        assert_eq!(
+            names(&sts(json!({}))),
+            ["www-web-0"],
+            "replicas default to 1"
+        );
+        assert!(names(&sts(json!({"replicas": 0, "ordinals": {"start": 2}}))).is_empty());
+        assert_eq!(
+            statefulset_ordinals(&sts(json!({"replicas": 1_000_000}))).len(),
+            MAX_ORDINALS as usize
+        );
+    }
+
+    #[test]
+    fn a_manifest_without_status_is_read_as_the_controller_will_make_it() {
+        let read = |v: serde_json::Value| {
+            let pv: PersistentVolume = serde_json::from_value(v).unwrap();
+            let i = VolumeIndex::from_objects([&pv], [], Source::Files);
+            let cluster = VolumeIndex::from_objects([&pv], [], Source::Cluster);
+            (
+                i.pv("p").unwrap().phase,
+                manifest_phase(&pv).to_owned(),
+                cluster.pv("p").unwrap().phase,
+            )
+        };
+        assert_eq!(
+            read(json!({"metadata": {"name": "p"}, "spec": {}})),
+            (Phase::Available, "Available".to_owned(), Phase::Pending)
+        );
+        assert_eq!(
+            read(
+                json!({"metadata": {"name": "p"}, "spec": {"claimRef": {"namespace": "a", "name": "c"}}})
+            ),
+            (Phase::Available, "Available".to_owned(), Phase::Pending),
+            "pre-bound, waiting for its claim"
+        );
+        assert_eq!(
+            read(
+                json!({"metadata": {"name": "p"}, "spec": {"claimRef": {"namespace": "a", "name": "c", "uid": "u"}}})
+            ),
+            (Phase::Bound, "Bound".to_owned(), Phase::Pending)
+        );
+        assert_eq!(
+            read(json!({"metadata": {"name": "p"}, "spec": {}, "status": {"phase": "Released"}})),
+            (Phase::Other, "Released".to_owned(), Phase::Other),
+            "a stated phase is kept"
+        );
+    }
+
+    #[test]
+    fn class_volumes_count_node_local_sources() {
+        let pv = |name: &str, class: &str, source: serde_json::Value| -> PersistentVolume {
+            let mut spec = json!({"storageClassName": class});
+            json_patch::merge(&mut spec, &source);
+            serde_json::from_value(json!({"metadata": {"name": name}, "spec": spec})).unwrap()
+        };
+        let pvs = [
+            pv("a", "manual", json!({"local": {"path": "/mnt/a"}})),
+            pv("b", "manual", json!({"hostPath": {"path": "/data"}})),
+            pv("c", "shared", json!({"nfs": {"server": "s", "path": "/"}})),
+            pv("d", "shared", json!({"local": {"path": "/mnt/d"}})),
+        ];
+        let i = VolumeIndex::from_objects(&pvs, [], Source::Cluster);
+        assert_eq!(
+            i.class_volumes("manual"),
+            ClassVolumes {
+                total: 2,
+                node_local: 2
+            }
+        );
+        assert!(i.class_volumes("manual").all_node_local());
+        assert!(!i.class_volumes("shared").all_node_local());
+        assert!(
+            !i.class_volumes("none").all_node_local(),
+            "no PV: not known"
+        );
+    }
 }
