@@ -28,6 +28,8 @@ pub const META: Meta = Meta {
     key: "accessModes",
     annotation: "access-modes",
     summary: "ReadWriteMany is refused on block and node-local storage, raw block on shared file systems, naming classes that serve them; opt-in rewrite to a single-node mode",
+    denies: "ReadWriteMany on block or node-local storage, raw block on shared storage, when the kind is a fact: declared (policy kind, storage-policy.io/kind), the provisioner table, the PV's own source, or a kubernetes.io/no-provisioner class whose known PVs are all local or hostPath",
+    warns: "a kubernetes.io/no-provisioner class without a declared kind and with no known PV (assumed node-local); pre-existing violations on UPDATE",
     default_mode: Mode::Enforce,
     acts: &[
         // The opt-in ReadWriteMany rewrite ([`rewrite`]).

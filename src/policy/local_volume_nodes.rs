@@ -28,6 +28,8 @@ pub const META: Meta = Meta {
     key: "localVolumeNodes",
     annotation: "local-volume-nodes",
     summary: "warns when a local or hostPath PV may be used on several nodes, each with its own disk at that path",
+    denies: "never denies",
+    warns: "a local or hostPath PV usable on several nodes: several names by In, every operator against the known nodes, or Exists, NotIn, DoesNotExist, Gt, Lt on the node name; hostPath without nodeAffinity",
     default_mode: Mode::Enforce,
     acts: &[Acts {
         endpoint: Endpoint::Validate,

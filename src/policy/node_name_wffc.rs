@@ -30,6 +30,8 @@ pub const META: Meta = Meta {
     key: "nodeNameWaitForFirstConsumer",
     annotation: "node-name-wait-for-first-consumer",
     summary: "spec.nodeName is refused on pods whose claims wait for the scheduler (WaitForFirstConsumer)",
+    denies: "nodeName with an ephemeral volume, or a known claim that is unbound, not pre-bound and not yet scheduled (no selected-node), on a WaitForFirstConsumer class",
+    warns: "a claim the scheduler placed on another node (selected-node) than nodeName; pre-existing on UPDATE",
     default_mode: Mode::Enforce,
     acts: &[Acts {
         endpoint: Endpoint::Validate,

@@ -35,6 +35,8 @@ pub const META: Meta = Meta {
     key: "reclaimPolicy",
     annotation: "reclaim-policy",
     summary: "a hand-made PV whose Delete or Recycle policy nothing would honour gets Retain instead of going Failed",
+    denies: "never denies; patches Retain only where kube-controller-manager has no deleter or recycler for the source (local, hostPath outside /tmp/, NFS with Delete; Recycle outside nfs and hostPath)",
+    warns: "a hand-made CSI PV with Delete: its driver deletes the volume and its data (1.31+)",
     default_mode: Mode::Enforce,
     acts: &[Acts {
         endpoint: Endpoint::Mutate,

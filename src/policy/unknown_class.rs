@@ -29,6 +29,8 @@ pub const META: Meta = Meta {
     key: "unknownClass",
     annotation: "unknown-class",
     summary: "a claim or template naming a StorageClass that does not exist is warned about, with the closest names (never denied)",
+    denies: "never denies",
+    warns: "a class neither the cluster nor the policy has, only when every class is known and no known PV carries that class name",
     default_mode: Mode::Enforce,
     acts: &[Acts {
         endpoint: Endpoint::Validate,

@@ -31,6 +31,8 @@ pub const META: Meta = Meta {
     key: "willBind",
     annotation: "will-bind",
     summary: "warns when no PersistentVolume can bind a claim (or a StatefulSet's claims) on a static class",
+    denies: "never denies",
+    warns: "no known PV can bind a claim of a static class (kubernetes.io/no-provisioner, \"\", or a name with no StorageClass but PVs); WaitForFirstConsumer PVs pinned to no existing node are not counted",
     default_mode: Mode::Enforce,
     acts: &[Acts {
         endpoint: Endpoint::Validate,
