@@ -468,7 +468,8 @@ mod tests {
                         l.insert("kubernetes.io/hostname".to_owned(), (*n).to_owned());
                         ((*n).to_owned(), l)
                     })
-                    .collect(),
+                    .collect::<Vec<_>>()
+                    .into(),
             ),
             ..Default::default()
         }

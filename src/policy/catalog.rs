@@ -262,7 +262,8 @@ pub struct LiveState {
     pub classes: Vec<LiveClass>,
     pub namespaces: HashMap<String, NamespaceInfo>,
     /// Nodes as (name, labels); `None` until nodes are known (no cluster, or not synced).
-    pub nodes: Option<Vec<(String, std::collections::BTreeMap<String, String>)>>,
+    /// Shared: a catalog rebuilt on a PV event copies a pointer, not every node's labels.
+    pub nodes: Option<Arc<Vec<Node>>>,
     /// Whether `classes` are all the classes there are: a name found nowhere names no class.
     pub classes_known: ClassesKnown,
     /// PersistentVolumes by name, reduced; `None` until listed (no cluster, or not synced).
@@ -294,7 +295,7 @@ pub struct Catalog {
     /// Values of the policy's node label over all nodes, when nodes are known.
     node_values: Option<HashSet<String>>,
     /// The nodes with their labels, when known (node affinity is evaluated against them).
-    nodes: Option<Arc<[Node]>>,
+    nodes: Option<Arc<Vec<Node>>>,
     /// Sorted names of the classes known to serve ReadWriteMany: with `volumeMode: Filesystem`,
     /// and with `volumeMode: Block`. Suggested beside a denial.
     rwx_filesystem: Vec<String>,
@@ -388,7 +389,7 @@ impl Catalog {
             default_class,
             namespaces: live.namespaces.clone(),
             node_values,
-            nodes: live.nodes.as_deref().map(Arc::from),
+            nodes: live.nodes.clone(),
             rwx_filesystem,
             rwx_block,
             raw_block,
@@ -479,7 +480,7 @@ impl Catalog {
 
     /// The nodes (name and labels), `None` when nodes are not known.
     pub fn nodes(&self) -> Option<&[Node]> {
-        self.nodes.as_deref()
+        self.nodes.as_deref().map(Vec::as_slice)
     }
 
     /// Classes marked default, newest first: more than one means Kubernetes picks the first.

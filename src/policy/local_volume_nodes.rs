@@ -419,7 +419,7 @@ mod tests {
             })
             .collect();
         let cat = p.catalog(&crate::policy::LiveState {
-            nodes: Some(nodes),
+            nodes: Some(std::sync::Arc::new(nodes)),
             ..Default::default()
         });
         let req = Request {

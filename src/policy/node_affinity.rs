@@ -516,7 +516,7 @@ rules:
             "k8s-worker-01".to_owned(),
         );
         let cat = p.catalog(&LiveState {
-            nodes: Some(vec![("k8s-worker-01".into(), labels)]),
+            nodes: Some(vec![("k8s-worker-01".into(), labels)].into()),
             ..Default::default()
         });
         let d = decide(&p, &cat, &local_pv("/mnt/ssd"), Mode::Enforce);

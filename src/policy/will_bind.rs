@@ -735,7 +735,7 @@ storageClasses:
             p.catalog(&LiveState {
                 pvs: Some(index.pvs.clone()),
                 claims: Some(index.claims.clone()),
-                nodes,
+                nodes: nodes.map(Arc::new),
                 ..Default::default()
             })
         };
