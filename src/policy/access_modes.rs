@@ -368,6 +368,9 @@ fn run_with(cx: &Context<'_>, req: &Request<'_>, mode: Mode, d: &mut Decision, r
     let mut found = violations(cx, req.namespace, object);
     // Templates whose claims the opt-in rewrite will fix are admitted with a warning.
     rewrite::admit_templates(rw, ID, cx, req, &mut found, d);
+    if found.is_empty() {
+        return;
+    }
     let rule = ID;
     // Deny only on certainty: what rests on an assumed kind is a warning (once: not again on
     // an UPDATE of an object that already had it).

@@ -238,20 +238,29 @@ fn violations(cx: &Context<'_>, namespace: Option<&str>, object: &Object<'_>) ->
                 continue;
             };
             // In ordinal order, the claims neither bound nor past the scheduler on this node:
-            // the first that would wait is refused, the first headed elsewhere warned about.
-            let judged: Vec<Violation> = volumes::statefulset_claims(sts, tpl_name)
-                .filter_map(|name| {
-                    let claim = index.claim(ns, &name);
-                    if claim.is_some_and(|c| c.is_bound())
-                        || binds_without_scheduler(cx, ns, &name, claim)
-                    {
-                        return None;
-                    }
-                    judge_claim(path, node, &name, claim, &class)
-                })
-                .collect();
-            out.extend(judged.iter().find(|v| !v.warn_only).cloned());
-            out.extend(judged.into_iter().find(|v| v.warn_only));
+            // the first that would wait is refused (and ends the walk: a new StatefulSet's
+            // first claim does, so the work stays small), the first headed elsewhere before it
+            // is warned about.
+            let mut warned = false;
+            for name in volumes::statefulset_claims(sts, tpl_name) {
+                let claim = index.claim(ns, &name);
+                if claim.is_some_and(|c| c.is_bound())
+                    || binds_without_scheduler(cx, ns, &name, claim)
+                {
+                    continue;
+                }
+                let Some(v) = judge_claim(path, node, &name, claim, &class) else {
+                    continue;
+                };
+                if !v.warn_only {
+                    out.push(v);
+                    break;
+                }
+                if !warned {
+                    warned = true;
+                    out.push(v);
+                }
+            }
         }
     }
     out
