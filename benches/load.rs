@@ -269,7 +269,8 @@ fn live_state(classes: usize, namespaces: usize, nodes: usize) -> LiveState {
                     ];
                     (name, labels.into_iter().collect())
                 })
-                .collect(),
+                .collect::<Vec<_>>()
+                .into(),
         ),
         ..Default::default()
     }

@@ -1543,7 +1543,7 @@ fn files_with_storage_classes_warn_about_classes_found_nowhere_and_refuse_raw_bl
     assert_eq!(typo[0]["stage"], "validate");
     assert_eq!(
         typo[0]["message"],
-        r#"spec.storageClassName: StorageClass "fats" not found in the audited files or the policy: the claim stays Pending until it exists; closest: fast"#
+        r#"spec.storageClassName: StorageClass "fats" not found in the audited files or the policy: the claim stays Pending until it or a PersistentVolume of that class exists; closest: fast"#
     );
     // The policy's classes are known too.
     assert!(
@@ -1593,7 +1593,7 @@ fn cluster_audit_warns_about_classes_the_cluster_does_not_have() {
     let typo = rule_findings(&r, "typo", "unknownClass");
     assert_eq!(
         typo[0]["message"],
-        r#"spec.storageClassName: StorageClass "local-storag" not found: the claim stays Pending until it exists; closest: local-storage"#,
+        r#"spec.storageClassName: StorageClass "local-storag" not found: the claim stays Pending until it or a PersistentVolume of that class exists; closest: local-storage"#,
         "{r}"
     );
     let raw = rule_findings(&r, "raw", "accessModes");
@@ -1714,4 +1714,55 @@ fn cluster_audit_lists_claims_pending_today_with_the_reason() {
             messages("db")
         );
     }
+}
+
+#[test]
+fn hand_written_volumes_in_files_are_available_and_judged_by_their_source() {
+    // Issue 23: manifests carry no status (the PV controller makes such a PV Available), a
+    // no-provisioner class holding an NFS PV serves ReadWriteMany, and a class that has no
+    // StorageClass but a PV of that name (the docs' `manual`) is no typo.
+    let d = Dir::new();
+    d.write(
+        "policy.yaml",
+        "storageClasses:\n  - {name: static-nfs, provisioner: kubernetes.io/no-provisioner}\n",
+    );
+    d.write(
+        "volumes.yaml",
+        "apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata: {name: fast}\nprovisioner: ebs.csi.aws.com\n---\n\
+         apiVersion: v1\nkind: PersistentVolume\nmetadata: {name: nfs-share}\nspec:\n  storageClassName: static-nfs\n  \
+         capacity: {storage: 100Gi}\n  accessModes: [ReadWriteMany]\n  nfs: {server: 10.0.0.5, path: /export}\n---\n\
+         apiVersion: v1\nkind: PersistentVolume\nmetadata: {name: task-pv-volume}\nspec:\n  storageClassName: manual\n  \
+         capacity: {storage: 10Gi}\n  accessModes: [ReadWriteOnce]\n  hostPath: {path: /mnt/data}\n  nodeAffinity:\n    required:\n      \
+         nodeSelectorTerms: [{matchExpressions: [{key: kubernetes.io/hostname, operator: In, values: [node-1]}]}]\n",
+    );
+    d.write(
+        "app.yaml",
+        "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: shared}\nspec: {storageClassName: static-nfs, accessModes: [ReadWriteMany], resources: {requests: {storage: 50Gi}}}\n---\n\
+         apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: task-pv-claim}\nspec: {storageClassName: manual, accessModes: [ReadWriteOnce], resources: {requests: {storage: 3Gi}}}\n---\n\
+         apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: too-big}\nspec: {storageClassName: manual, accessModes: [ReadWriteOnce], resources: {requests: {storage: 30Gi}}}\n",
+    );
+    let o = audit(&d, &["-o", "json", "volumes.yaml", "app.yaml"]);
+    let r = json_report(&o);
+    for name in ["shared", "task-pv-claim"] {
+        assert!(
+            findings_for(&r, name)
+                .iter()
+                .all(|f| f["outcome"] != "denied"
+                    && f["rule"] != "willBind"
+                    && f["rule"] != "unknownClass"),
+            "{name}: {:?}",
+            findings_for(&r, name)
+        );
+    }
+    let big: Vec<&str> = findings_for(&r, "too-big")
+        .iter()
+        .filter_map(|f| f["message"].as_str())
+        .collect();
+    assert!(
+        big.contains(
+            &"claim \"too-big\" will stay Pending: no Available PersistentVolume of class manual has 30Gi \
+              (judged against the PersistentVolumes in the files)"
+        ),
+        "{big:?}"
+    );
 }

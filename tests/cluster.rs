@@ -599,7 +599,7 @@ async fn unknown_class_is_warned_once_classes_are_listed_and_not_before() {
     assert_eq!(
         warnings,
         [
-            r#"spec.storageClassName: StorageClass "nfss" not found: the claim stays Pending until it exists; closest: nfs"#
+            r#"spec.storageClassName: StorageClass "nfss" not found: the claim stays Pending until it or a PersistentVolume of that class exists; closest: nfs"#
         ]
     );
     assert!(h.validate_warnings("nfs").0.is_empty());

@@ -3,12 +3,7 @@
 //! inventory (nodes, claim status, the annotated default class). Pure functions of the objects,
 //! the policy and the catalog; every storage judgement is delegated to [`crate::policy`].
 
-use std::collections::BTreeMap;
-
-use k8s_openapi::api::core::v1::{
-    NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, PersistentVolume,
-    PersistentVolumeClaim,
-};
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -18,6 +13,7 @@ use crate::cluster::default_interplay;
 use crate::kinds::Kind;
 use crate::policy::catalog::KIND_ANNOTATION;
 use crate::policy::field::go_quote;
+use crate::policy::node_selector::selects_any;
 use crate::policy::storage;
 use crate::policy::{
     AccessMode, Catalog, FieldError, Invalid, LiveState, Mode, Path, Policy, RuleId, access_modes,
@@ -136,7 +132,7 @@ fn pending_on_wrong_kind(
         .as_deref()
         .filter(|c| !c.is_empty())?;
     let info = catalog.class(class)?;
-    let target = storage::Target::of_class(catalog, class)?;
+    let target = storage::Target::of_class(catalog, class).filter(storage::Target::is_certain)?;
     let volume_mode = spec.volume_mode.as_deref();
     let bad = if target.serves_volume_mode(volume_mode) {
         spec.access_modes
@@ -162,48 +158,6 @@ fn pending_on_wrong_kind(
         ),
         Some(class.to_owned()),
     ))
-}
-
-fn requirement_matches(r: &NodeSelectorRequirement, value: Option<&str>) -> bool {
-    let values = r.values.as_deref().unwrap_or_default();
-    let number = |s: &str| s.parse::<i64>().ok();
-    match r.operator.as_str() {
-        "In" => value.is_some_and(|v| values.iter().any(|x| x == v)),
-        "NotIn" => !value.is_some_and(|v| values.iter().any(|x| x == v)),
-        "Exists" => value.is_some(),
-        "DoesNotExist" => value.is_none(),
-        "Gt" => {
-            matches!((value.and_then(number), values.first().and_then(|x| number(x))), (Some(v), Some(x)) if v > x)
-        }
-        "Lt" => {
-            matches!((value.and_then(number), values.first().and_then(|x| number(x))), (Some(v), Some(x)) if v < x)
-        }
-        _ => false,
-    }
-}
-
-/// Whether a node selector term selects a node (`nodeaffinity.NodeSelector`): every expression
-/// and field requirement holds; an empty term selects nothing.
-fn term_matches(term: &NodeSelectorTerm, name: &str, labels: &BTreeMap<String, String>) -> bool {
-    let exprs = term.match_expressions.as_deref().unwrap_or_default();
-    let fields = term.match_fields.as_deref().unwrap_or_default();
-    if exprs.is_empty() && fields.is_empty() {
-        return false;
-    }
-    exprs
-        .iter()
-        .all(|r| requirement_matches(r, labels.get(&r.key).map(String::as_str)))
-        && fields
-            .iter()
-            .all(|r| r.key == "metadata.name" && requirement_matches(r, Some(name)))
-}
-
-fn selects_any(sel: &NodeSelector, nodes: &[(String, BTreeMap<String, String>)]) -> bool {
-    sel.node_selector_terms.iter().any(|t| {
-        nodes
-            .iter()
-            .any(|(name, labels)| term_matches(t, name, labels))
-    })
 }
 
 /// A local volume pinned to nodes that are gone: its pods stay Pending with
@@ -389,6 +343,7 @@ mod tests {
     use super::*;
     use crate::audit::review::audited_kind;
     use serde_json::json;
+    use std::collections::BTreeMap;
 
     fn policy(text: &str) -> Policy {
         Policy::parse(text, None, false).unwrap()
@@ -404,7 +359,8 @@ mod tests {
                         l.insert("kubernetes.io/hostname".to_owned(), (*n).to_owned());
                         ((*n).to_owned(), l)
                     })
-                    .collect(),
+                    .collect::<Vec<_>>()
+                    .into(),
             ),
             ..Default::default()
         }

@@ -117,7 +117,7 @@ pub async fn collect(
     let nodes = list_all(Api::<Node>::all(client.clone()), "nodes", progress).await?;
     add_all(&mut inv, "nodes", nodes)?;
     // Listed, so known: an empty node list means every node is gone.
-    inv.live.nodes.get_or_insert_with(Vec::new);
+    inv.live.nodes.get_or_insert_with(Default::default);
 
     let mut order: Vec<&'static Kind> = kinds::KINDS.iter().collect();
     order.sort_by_key(|k| k.namespaced);

@@ -156,7 +156,9 @@ impl Inventory {
                 Ok(node) => {
                     let name = node.metadata.name.clone().unwrap_or_default();
                     let labels = node.metadata.labels.clone().unwrap_or_default();
-                    let nodes = self.live.nodes.get_or_insert_with(Vec::new);
+                    let nodes = std::sync::Arc::make_mut(
+                        self.live.nodes.get_or_insert_with(Default::default),
+                    );
                     nodes.retain(|(n, _)| *n != name);
                     nodes.push((name, labels));
                 }

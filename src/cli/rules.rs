@@ -35,6 +35,8 @@ struct RuleJson {
     key: &'static str,
     annotation: &'static str,
     summary: &'static str,
+    denies: &'static str,
+    warns: &'static str,
     default_mode: &'static str,
     acts: Vec<ActsJson>,
 }
@@ -102,6 +104,8 @@ fn everything() -> Everything {
                 key: e.meta.key,
                 annotation: e.meta.annotation,
                 summary: e.meta.summary,
+                denies: e.meta.denies,
+                warns: e.meta.warns,
                 default_mode: e.meta.default_mode.as_str(),
                 acts: e
                     .meta
@@ -136,21 +140,37 @@ fn everything() -> Everything {
 }
 
 /// The README's rule table, generated from the registry (a test keeps the README equal to it).
+/// Its last two columns are the rules' certainty (`docs/certainty.md`): a denial rests on facts,
+/// an inference is only a warning.
 pub fn markdown_table() -> String {
     let mut out = String::from(
-        "| rule (`rules.<key>`) | where it acts | default mode | audit annotation | what it does |\n\
-         |---|---|---|---|---|\n",
+        "| rule (`rules.<key>`) | where it acts | default mode | audit annotation | what it does | denies (or patches) on | only warns on |\n\
+         |---|---|---|---|---|---|---|\n",
     );
     for e in registry::REGISTRY {
         let m = e.meta;
         out.push_str(&format!(
-            "| `{}` | {} | `{}` | `{}` | {} |\n",
+            "| `{}` | {} | `{}` | `{}` | {} | {} | {} |\n",
             m.key,
             where_it_acts(m, "<br>"),
             m.default_mode.as_str(),
             m.annotation,
-            m.summary
+            m.summary,
+            m.denies,
+            m.warns
         ));
+    }
+    out
+}
+
+/// The table of `docs/certainty.md`: per rule, what it denies on and what it only warns on
+/// (a test keeps the document equal to it).
+pub fn certainty_table() -> String {
+    let mut out =
+        String::from("| rule | denies (or patches) on | only warns on |\n|---|---|---|\n");
+    for e in registry::REGISTRY {
+        let m = e.meta;
+        out.push_str(&format!("| `{}` | {} | {} |\n", m.key, m.denies, m.warns));
     }
     out
 }
@@ -199,6 +219,32 @@ mod tests {
             markdown_table(),
             "regenerate with: storage-policy-webhook rules --output markdown"
         );
+    }
+
+    #[test]
+    fn certainty_doc_table_is_the_registry() {
+        let doc = include_str!("../../docs/certainty.md");
+        assert_eq!(
+            between(
+                doc,
+                "<!-- certainty-table:start -->",
+                "<!-- certainty-table:end -->"
+            ),
+            certainty_table(),
+            "regenerate from storage-policy-webhook rules --output json (denies, warns)"
+        );
+    }
+
+    #[test]
+    fn every_rule_says_what_it_denies_and_warns_on() {
+        for e in registry::REGISTRY {
+            assert!(
+                !e.meta.denies.is_empty() && !e.meta.warns.is_empty(),
+                "{}",
+                e.meta.key
+            );
+            assert!(!e.meta.denies.contains('|') && !e.meta.warns.contains('|'));
+        }
     }
 
     #[test]

@@ -143,7 +143,9 @@ impl Watched for Node {
     }
 
     fn publish(map: &Self::Map, live: &mut LiveState) {
-        live.nodes = Some(map.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
+        live.nodes = Some(Arc::new(
+            map.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        ));
     }
 }
 

@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::{PersistentVolumeClaimSpec, PodSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Deserialize;
 
-use super::catalog::{Catalog, StorageKind, kind_of_pv_source};
+use super::catalog::{Catalog, KIND_ANNOTATION, StorageKind, kind_of_pv_source};
 use super::config::{AccessMode, ConfigError, Section};
 use super::decision::{Action, Decision, Finding, Refused};
 use super::field::{FieldError, Path, go_quote};
@@ -21,13 +21,15 @@ use super::rewrite::{self, Rewrite, RewriteConfig};
 use super::rule::{
     Acts, Context, Endpoint, Entry, Judges, Meta, Object, PodFilter, Request, Rule, RuleId,
 };
-use super::storage::{self, Settings, Target};
+use super::storage::{self, Basis, Settings, Target};
 use crate::kinds::Operation;
 
 pub const META: Meta = Meta {
     key: "accessModes",
     annotation: "access-modes",
     summary: "ReadWriteMany is refused on block and node-local storage, raw block on shared file systems, naming classes that serve them; opt-in rewrite to a single-node mode",
+    denies: "ReadWriteMany on block or node-local storage, raw block on shared storage, when the kind is a fact: declared (policy kind, storage-policy.io/kind), the provisioner table, the PV's own source, or a kubernetes.io/no-provisioner class whose known PVs are all local or hostPath",
+    warns: "a kubernetes.io/no-provisioner class without a declared kind and with no known PV (assumed node-local); pre-existing violations on UPDATE",
     default_mode: Mode::Enforce,
     acts: &[
         // The opt-in ReadWriteMany rewrite ([`rewrite`]).
@@ -130,6 +132,18 @@ fn describe(t: &Target<'_>) -> String {
     }
 }
 
+/// The warning for what an assumed kind would refuse: what was assumed, and how to say
+/// otherwise (never a denial: the class may hold NFS or CSI volumes).
+fn assumed(t: &Target<'_>, value: &str, field: &Path) -> String {
+    format!(
+        "{field}: {value} not judged: class {} ({}) has no known PV, assumed {}; if its PVs \
+         serve {value}, set its kind in the policy or annotation {KIND_ANNOTATION}",
+        go_quote(t.class.unwrap_or_default()),
+        t.provisioner.unwrap_or_default(),
+        t.kind.as_str()
+    )
+}
+
 /// `for X use a, b, c or 2 more`, or `no known class serves X`.
 fn suggest(what: &str, all: &[String], max: usize) -> String {
     let names: Vec<&str> = all.iter().take(max).map(String::as_str).collect();
@@ -168,10 +182,23 @@ fn check(
             .map(AccessMode::as_str)
             .collect();
         let all = rwx_alternatives(catalog, volume_mode);
+        let why = match t.basis {
+            Basis::Assumed => assumed(t, bad.as_str(), &path.child("accessModes")),
+            Basis::Volumes(n) => format!(
+                "class {} ({}) holds only local or hostPath PVs ({n} known); {}",
+                go_quote(t.class.unwrap_or_default()),
+                t.provisioner.unwrap_or_default(),
+                suggest(bad.as_str(), all, 3)
+            ),
+            Basis::Class | Basis::Source => {
+                format!("{}; {}", describe(t), suggest(bad.as_str(), all, 3))
+            }
+        };
         out.push(Violation {
             error: FieldError::not_supported(path.child("accessModes"), bad.as_str(), &supported),
-            why: format!("{}; {}", describe(t), suggest(bad.as_str(), all, 3)),
+            why,
             class: t.class.map(str::to_owned),
+            assumed: !t.is_certain(),
         });
     }
     if !t.serves_volume_mode(volume_mode) {
@@ -185,6 +212,7 @@ fn check(
                 suggest("volumeMode Block", catalog.raw_block_capable(), 3)
             ),
             class: t.class.map(str::to_owned),
+            assumed: !t.is_certain(),
         });
     }
     out
@@ -271,18 +299,22 @@ pub fn violations(
             let Some(spec) = pv.spec.as_ref() else {
                 return out;
             };
-            let by_class = spec
-                .storage_class_name
-                .as_deref()
-                .filter(|c| !c.is_empty())
-                .and_then(|c| Target::of_class(cx.catalog, c));
-            let target = by_class.or_else(|| {
-                kind_of_pv_source(spec, cx.table).map(|kind| Target {
-                    class: None,
-                    provisioner: None,
-                    kind,
-                    allow_rwx_block: false,
-                })
+            // The volume's own source wins over its class: an NFS PV serves ReadWriteMany
+            // whatever its class is called. Without a known source, a class judges only on
+            // facts (a static class's kind is the PVs', which this one would join).
+            let by_source = kind_of_pv_source(spec, cx.table).map(|kind| Target {
+                class: None,
+                provisioner: None,
+                kind,
+                allow_rwx_block: false,
+                basis: Basis::Source,
+            });
+            let target = by_source.or_else(|| {
+                spec.storage_class_name
+                    .as_deref()
+                    .filter(|c| !c.is_empty())
+                    .and_then(|c| Target::of_class(cx.catalog, c))
+                    .filter(|t| t.basis == Basis::Class)
             });
             if let Some(t) = target {
                 out.extend(check(
@@ -340,12 +372,39 @@ fn run_with(cx: &Context<'_>, req: &Request<'_>, mode: Mode, d: &mut Decision, r
         return;
     }
     let rule = ID;
+    // Deny only on certainty: what rests on an assumed kind is a warning (once: not again on
+    // an UPDATE of an object that already had it).
+    let before: Vec<Violation> = match (req.operation, req.old_object.as_ref()) {
+        (Operation::Update, Some(old)) => violations(cx, req.namespace, old),
+        _ => Vec::new(),
+    };
+    for v in found.iter().filter(|v| v.assumed) {
+        if before
+            .iter()
+            .any(|b| b.error == v.error && b.class == v.class)
+        {
+            continue;
+        }
+        d.warn(&v.why);
+        d.annotate(rule, v.why.clone());
+        d.findings.push(Finding {
+            rule,
+            action: if mode == Mode::Audit {
+                Action::Audited
+            } else {
+                Action::Warned
+            },
+            storage_class: v.class.clone(),
+            message: v.why.clone(),
+        });
+    }
+    found.retain(|v| !v.assumed);
+    if found.is_empty() {
+        return;
+    }
     // Ratchet on UPDATE: what the old object already had is reported, never blocks (a finalizer
     // removal on a claim made before this policy must not get stuck).
-    if req.operation == Operation::Update
-        && let Some(old) = req.old_object.as_ref()
-    {
-        let before = violations(cx, req.namespace, old);
+    if req.operation == Operation::Update && req.old_object.is_some() {
         found.retain(|v| {
             let existed = before
                 .iter()
@@ -390,7 +449,7 @@ mod tests {
 storageClasses:
   - {name: standard, provisioner: ebs.csi.aws.com, default: true}
   - {name: oci-bv, provisioner: blockvolume.csi.oraclecloud.com}
-  - {name: local-storage, provisioner: kubernetes.io/no-provisioner}
+  - {name: local-storage, provisioner: kubernetes.io/no-provisioner, kind: local}
   - {name: nfs, provisioner: nfs.csi.k8s.io}
   - {name: rbd-block, provisioner: rbd.csi.ceph.com, allowReadWriteManyBlockMode: true}
   - {name: mystery, provisioner: example.com/unknown}
@@ -1020,5 +1079,159 @@ rules:
         );
         assert!(d.warnings[0].contains("rbd-block"), "{:?}", d.warnings);
         let _unused: Value = Value::Null;
+    }
+
+    /// A `kubernetes.io/no-provisioner` class without a declared kind.
+    const STATIC: &str = r#"
+storageClasses:
+  - {name: manual, provisioner: kubernetes.io/no-provisioner}
+  - {name: nfs, provisioner: nfs.csi.k8s.io}
+"#;
+
+    fn static_pv(name: &str, source: Value, modes: &[&str]) -> PersistentVolume {
+        let mut spec = json!({"storageClassName": "manual", "accessModes": modes,
+            "capacity": {"storage": "10Gi"}});
+        for (k, v) in source.as_object().unwrap() {
+            spec[k] = v.clone();
+        }
+        serde_json::from_value(json!({"metadata": {"name": name}, "spec": spec})).unwrap()
+    }
+
+    fn local_source() -> Value {
+        json!({"local": {"path": "/mnt/disk"}, "nodeAffinity": {"required": {"nodeSelectorTerms": [
+            {"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In", "values": ["n1"]}]}]}}})
+    }
+
+    fn nfs_source() -> Value {
+        json!({"nfs": {"server": "10.0.0.5", "path": "/export"}})
+    }
+
+    /// The static policy's catalog, with these PVs known (`None`: no PV source at all).
+    fn static_decide(pvs: Option<&[PersistentVolume]>, obj: Object<'_>, kind: &str) -> Decision {
+        let p = Policy::parse(STATIC, None, false).unwrap();
+        let mut cat = p.static_catalog();
+        if let Some(pvs) = pvs {
+            cat = cat.with_volumes(crate::policy::volumes::VolumeIndex::from_objects(
+                pvs,
+                [],
+                crate::policy::volumes::Source::Cluster,
+            ));
+        }
+        let req = Request {
+            operation: Operation::Create,
+            namespace: Some("default"),
+            username: "alice",
+            subject: Subject {
+                group: "",
+                kind,
+                name: "data",
+            },
+            object: Some(obj),
+            old_object: None,
+        };
+        let mut d = Decision::default();
+        run(
+            &p.context(Endpoint::Validate, &cat),
+            &req,
+            Mode::Enforce,
+            &mut d,
+        );
+        d
+    }
+
+    #[test]
+    fn rwx_on_a_static_class_without_known_pvs_is_warned_not_denied() {
+        let c = pvc(Some("manual"), &["ReadWriteMany"], None);
+        for pvs in [None, Some(&[][..])] {
+            let d = static_decide(pvs, Object::Pvc(&c), "PersistentVolumeClaim");
+            assert!(d.allowed(), "{:?}", d.denial);
+            assert_eq!(
+                d.warnings,
+                [concat!(
+                    r#"spec.accessModes: ReadWriteMany not judged: class "manual" (kubernetes.io/no-provisioner) "#,
+                    "has no known PV, assumed local; if its PVs serve ReadWriteMany, set its kind in the policy \
+                     or annotation storage-policy.io/kind"
+                )]
+            );
+            assert!(d.warnings[0].chars().count() <= 256);
+            assert_eq!(d.findings[0].action, Action::Warned);
+        }
+    }
+
+    #[test]
+    fn rwx_on_a_static_class_of_only_local_pvs_is_denied() {
+        let pvs = [
+            static_pv("a", local_source(), &["ReadWriteOnce"]),
+            static_pv(
+                "b",
+                json!({"hostPath": {"path": "/data"}}),
+                &["ReadWriteOnce"],
+            ),
+        ];
+        let c = pvc(Some("manual"), &["ReadWriteMany"], None);
+        let d = static_decide(Some(&pvs), Object::Pvc(&c), "PersistentVolumeClaim");
+        assert!(d.denial.is_some());
+        assert_eq!(
+            d.warnings,
+            [
+                r#"class "manual" (kubernetes.io/no-provisioner) holds only local or hostPath PVs (2 known); for ReadWriteMany use nfs"#
+            ]
+        );
+    }
+
+    #[test]
+    fn rwx_on_a_static_class_holding_an_nfs_pv_is_allowed() {
+        let pvs = [
+            static_pv("a", local_source(), &["ReadWriteOnce"]),
+            static_pv("share", nfs_source(), &["ReadWriteMany"]),
+        ];
+        let c = pvc(Some("manual"), &["ReadWriteMany"], None);
+        let d = static_decide(Some(&pvs), Object::Pvc(&c), "PersistentVolumeClaim");
+        assert_eq!(d, Decision::default());
+    }
+
+    #[test]
+    fn an_nfs_pv_with_rwx_is_never_refused_whatever_its_class() {
+        let share = static_pv("share", nfs_source(), &["ReadWriteMany"]);
+        let locals = [static_pv("a", local_source(), &["ReadWriteOnce"])];
+        for pvs in [None, Some(&locals[..])] {
+            let d = static_decide(pvs, Object::Pv(&share), "PersistentVolume");
+            assert_eq!(d, Decision::default());
+        }
+        // Even in a class declared (or known) to be block storage.
+        let p = policy();
+        let mut in_block = share.clone();
+        in_block.spec.as_mut().unwrap().storage_class_name = Some("oci-bv".into());
+        let d = decide_obj(
+            &p,
+            Operation::Create,
+            ("", "PersistentVolume"),
+            Object::Pv(&in_block),
+            None,
+            Mode::Enforce,
+        );
+        assert_eq!(d, Decision::default());
+        // A local PV with RWX is refused by its source, in a static class too.
+        let local = static_pv("a", local_source(), &["ReadWriteMany"]);
+        assert!(
+            static_decide(None, Object::Pv(&local), "PersistentVolume")
+                .denial
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn a_declared_kind_on_a_static_class_is_judged_without_pvs() {
+        let p = policy();
+        assert!(
+            decide(
+                &p,
+                &pvc(Some("local-storage"), &["ReadWriteMany"], None),
+                Mode::Enforce
+            )
+            .denial
+            .is_some(),
+            "local-storage declares kind: local"
+        );
     }
 }

@@ -11,11 +11,16 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::config::{PolicyFile, StaticClass};
 use super::modes::Mode;
+use super::node_selector::Node;
 use super::quantity::{Written, limit};
 pub use super::vocab::StorageKind;
 use super::vocab::{AccessMode, VolumeBindingMode};
 use super::volumes::{ClaimMap, PvMap, Source, VolumeIndex};
 
+/// The provisioner of classes whose volumes are made by hand: it says only that nothing
+/// provisions dynamically. Such classes hold local PVs most often, but also static NFS, iSCSI
+/// or CSI volumes; what a PV serves comes from its own volume source.
+pub const NO_PROVISIONER: &str = "kubernetes.io/no-provisioner";
 /// StorageClass annotation giving a live class its minimum size (a quantity).
 pub const MIN_SIZE_ANNOTATION: &str = "storage-policy.io/min-size";
 /// StorageClass annotation giving a live class its maximum size (a quantity).
@@ -139,6 +144,9 @@ pub struct ClassInfo {
     pub provisioner: String,
     /// Resolved kind: override (policy `kind` or the class's annotation), else the provisioner table.
     pub kind: Option<StorageKind>,
+    /// The kind was declared (policy `kind` or the `storage-policy.io/kind` annotation), not
+    /// read from the provisioner table.
+    pub kind_declared: bool,
     pub allow_rwx_block_mode: bool,
     /// Marked default (policy `default: true`, or the `is-default-class` annotation equal to "true").
     pub is_default: bool,
@@ -254,7 +262,8 @@ pub struct LiveState {
     pub classes: Vec<LiveClass>,
     pub namespaces: HashMap<String, NamespaceInfo>,
     /// Nodes as (name, labels); `None` until nodes are known (no cluster, or not synced).
-    pub nodes: Option<Vec<(String, std::collections::BTreeMap<String, String>)>>,
+    /// Shared: a catalog rebuilt on a PV event copies a pointer, not every node's labels.
+    pub nodes: Option<Arc<Vec<Node>>>,
     /// Whether `classes` are all the classes there are: a name found nowhere names no class.
     pub classes_known: ClassesKnown,
     /// PersistentVolumes by name, reduced; `None` until listed (no cluster, or not synced).
@@ -285,6 +294,8 @@ pub struct Catalog {
     namespaces: HashMap<String, NamespaceInfo>,
     /// Values of the policy's node label over all nodes, when nodes are known.
     node_values: Option<HashSet<String>>,
+    /// The nodes with their labels, when known (node affinity is evaluated against them).
+    nodes: Option<Arc<Vec<Node>>>,
     /// Sorted names of the classes known to serve ReadWriteMany: with `volumeMode: Filesystem`,
     /// and with `volumeMode: Block`. Suggested beside a denial.
     rwx_filesystem: Vec<String>,
@@ -315,6 +326,7 @@ impl Catalog {
                     name: c.name.value.clone(),
                     provisioner: c.provisioner.clone(),
                     kind: c.kind.or_else(|| table.kind_of(&c.provisioner)),
+                    kind_declared: c.kind.is_some(),
                     allow_rwx_block_mode: c.allow_read_write_many_block_mode,
                     is_default: c.default.as_ref().is_some_and(|d| d.value),
                     created: None,
@@ -328,17 +340,15 @@ impl Catalog {
             );
         }
         for c in &live.classes {
-            let kind = c
-                .kind_annotation
-                .as_deref()
-                .and_then(StorageKind::parse)
-                .or_else(|| table.kind_of(&c.provisioner));
+            let declared = c.kind_annotation.as_deref().and_then(StorageKind::parse);
+            let kind = declared.or_else(|| table.kind_of(&c.provisioner));
             classes.insert(
                 c.name.clone(),
                 ClassInfo {
                     name: c.name.clone(),
                     provisioner: c.provisioner.clone(),
                     kind,
+                    kind_declared: declared.is_some(),
                     allow_rwx_block_mode: c.allow_rwx_block_mode,
                     is_default: c.is_default,
                     created: c.created.clone(),
@@ -379,16 +389,17 @@ impl Catalog {
             default_class,
             namespaces: live.namespaces.clone(),
             node_values,
+            nodes: live.nodes.clone(),
             rwx_filesystem,
             rwx_block,
             raw_block,
             classes_known: live.classes_known,
             volumes: match (&live.pvs, &live.claims) {
-                (Some(pvs), Some(claims)) => Some(VolumeIndex {
-                    pvs: pvs.clone(),
-                    claims: claims.clone(),
-                    source: Source::Cluster,
-                }),
+                (Some(pvs), Some(claims)) => Some(VolumeIndex::new(
+                    pvs.clone(),
+                    claims.clone(),
+                    Source::Cluster,
+                )),
                 _ => None,
             },
         }
@@ -465,6 +476,11 @@ impl Catalog {
     /// not known.
     pub fn node_exists(&self, value: &str) -> Option<bool> {
         self.node_values.as_ref().map(|v| v.contains(value))
+    }
+
+    /// The nodes (name and labels), `None` when nodes are not known.
+    pub fn nodes(&self) -> Option<&[Node]> {
+        self.nodes.as_deref().map(Vec::as_slice)
     }
 
     /// Classes marked default, newest first: more than one means Kubernetes picks the first.

@@ -21,6 +21,8 @@ pub const META: Meta = Meta {
     key: "claimRefNamespace",
     annotation: "claim-ref-namespace",
     summary: "a PV whose spec.claimRef names no namespace is refused: it would stay Available and never bind",
+    denies: "spec.claimRef without a namespace (IsVolumeBoundToClaim compares it: no claim can ever match)",
+    warns: "pre-existing on UPDATE",
     default_mode: Mode::Enforce,
     acts: &[Acts {
         endpoint: Endpoint::Validate,

@@ -24,6 +24,8 @@ pub const META: Meta = Meta {
     key: "defaultStorageClass",
     annotation: "default-storage-class",
     summary: "a PVC created without a class gets the namespace, access-mode or cluster default",
+    denies: "never denies; patches only a PVC with neither spec.storageClassName nor the beta annotation (the DefaultStorageClass plugin's own test)",
+    warns: "nothing of its own",
     default_mode: Mode::Enforce,
     acts: &[Acts {
         endpoint: Endpoint::Mutate,

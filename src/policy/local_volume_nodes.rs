@@ -6,14 +6,21 @@
 //! rescheduled pod sees other data. A `hostPath` PV without affinity may be used on any node at
 //! all. The PV is valid, so it is admitted, with a warning that makes the hazard visible.
 //!
+//! The scheduler evaluates every operator (`matchExpressions` ANDed, terms ORed): `Exists` on
+//! `kubernetes.io/hostname` matches every node. With the cluster's nodes known the affinity is
+//! evaluated against them and the nodes it matches are counted; without them, the node names
+//! listed by `In` are counted and a requirement on the node name that admits nodes it does not
+//! name (`Exists`, `NotIn`, `DoesNotExist`, `Gt`, `Lt`) is warned about as such.
+//!
 //! Runs on `/validate`, which the API server calls with the object as the mutating webhooks left
 //! it: nodes the `localVolumeNodeAffinity` rule injected from a path rule are judged too.
 
-use k8s_openapi::api::core::v1::{NodeSelectorTerm, PersistentVolume};
+use k8s_openapi::api::core::v1::{NodeSelectorRequirement, NodeSelectorTerm, PersistentVolume};
 
 use super::config::{ConfigError, Section};
 use super::decision::{Action, Decision, Finding};
 use super::modes::Mode;
+use super::node_selector::{self, Node};
 use super::rule::{Acts, Context, Endpoint, Entry, Judges, Meta, Object, Request, Rule, RuleId};
 use crate::kinds::Operation;
 
@@ -21,6 +28,8 @@ pub const META: Meta = Meta {
     key: "localVolumeNodes",
     annotation: "local-volume-nodes",
     summary: "warns when a local or hostPath PV may be used on several nodes, each with its own disk at that path",
+    denies: "never denies",
+    warns: "a local or hostPath PV usable on several nodes: several names by In, every operator against the known nodes, or Exists, NotIn, DoesNotExist, Gt, Lt on the node name; hostPath without nodeAffinity",
     default_mode: Mode::Enforce,
     acts: &[Acts {
         endpoint: Endpoint::Validate,
@@ -50,7 +59,7 @@ impl Rule for LocalVolumeNodes {
     fn check(&self, cx: &Context<'_>, req: &Request<'_>, _mode: Mode, d: &mut Decision) {
         // Warnings only: `enforce` and `audit` say the same thing.
         if let Some(Object::Pv(pv)) = req.object
-            && let Some(msg) = hazard(&cx.settings.node_label, pv)
+            && let Some(msg) = hazard(&cx.settings.node_label, cx.catalog.nodes(), pv)
         {
             d.warn(&msg);
             d.annotate(ID, msg.clone());
@@ -95,20 +104,63 @@ fn term_nodes<'a>(label: &str, term: &'a NodeSelectorTerm) -> Option<Vec<&'a str
     nodes
 }
 
-/// What is hazardous about where this volume's data lives, if anything.
-pub fn hazard(label: &str, pv: &PersistentVolume) -> Option<String> {
+/// A requirement on the node name (the node label or the field `metadata.name`) that admits
+/// nodes it does not name: `Exists`, `NotIn`, `DoesNotExist`, and `Gt`/`Lt`; `None` when the
+/// term names its nodes by `In` (or does not name nodes at all).
+fn open_requirement<'a>(
+    label: &str,
+    term: &'a NodeSelectorTerm,
+) -> Option<&'a NodeSelectorRequirement> {
+    let by_name = term
+        .match_expressions
+        .iter()
+        .flatten()
+        .filter(|r| r.key == label || r.key == HOSTNAME_LABEL)
+        .chain(
+            term.match_fields
+                .iter()
+                .flatten()
+                .filter(|r| r.key == "metadata.name"),
+        );
+    let mut open = None;
+    for r in by_name {
+        match r.operator.as_str() {
+            // Bounded by the names it lists, whatever else the term says.
+            "In" => return None,
+            "Exists" | "NotIn" | "DoesNotExist" | "Gt" | "Lt" => open = open.or(Some(r)),
+            _ => {}
+        }
+    }
+    open
+}
+
+/// `a, b, c, d and 2 more`.
+fn listed(nodes: &[&str]) -> String {
+    let shown = nodes[..nodes.len().min(SHOWN)].join(", ");
+    match nodes.len().saturating_sub(SHOWN) {
+        0 => shown,
+        n => format!("{shown} and {n} more"),
+    }
+}
+
+/// What is hazardous about where this volume's data lives, if anything. `nodes`: the cluster's
+/// nodes when known; the affinity is then evaluated against them as the scheduler does (terms
+/// ORed, requirements ANDed, every operator), else only the node names it lists by `In` count,
+/// and a requirement on the node name that admits unnamed nodes (`Exists`, `NotIn`...) is
+/// warned about as such.
+pub fn hazard(label: &str, nodes: Option<&[Node]>, pv: &PersistentVolume) -> Option<String> {
     let spec = pv.spec.as_ref()?;
     let (what, path) = match (&spec.local, &spec.host_path) {
         (Some(l), _) => ("local", l.path.as_str()),
         (None, Some(h)) => ("hostPath", h.path.as_str()),
         (None, None) => return None,
     };
-    let terms = spec
+    let selector = spec
         .node_affinity
         .as_ref()
         .and_then(|na| na.required.as_ref())
-        .map(|r| r.node_selector_terms.as_slice());
-    let Some(terms) = terms.filter(|t| !t.is_empty()) else {
+        .filter(|r| !r.node_selector_terms.is_empty());
+    let Some(selector) = selector else {
         // A local volume without affinity is refused by the API itself.
         return (what == "hostPath").then(|| {
             format!(
@@ -117,24 +169,49 @@ pub fn hazard(label: &str, pv: &PersistentVolume) -> Option<String> {
             )
         });
     };
-    let mut nodes: Vec<&str> = Vec::new();
-    for n in terms.iter().filter_map(|t| term_nodes(label, t)).flatten() {
-        if !nodes.contains(&n) {
-            nodes.push(n);
+    let terms = selector.node_selector_terms.as_slice();
+    let several = |names: &[&str]| {
+        format!(
+            "{what} PV path {path} is on {} nodes ({}), each with its own disk there: a rescheduled pod \
+             sees other data; make one PV per node",
+            names.len(),
+            listed(names)
+        )
+    };
+    if let Some(nodes) = nodes {
+        let matched = node_selector::selected(selector, nodes);
+        if matched.len() >= 2 {
+            return Some(several(&matched));
         }
     }
-    if nodes.len() < 2 {
+    let mut named: Vec<&str> = Vec::new();
+    for n in terms.iter().filter_map(|t| term_nodes(label, t)).flatten() {
+        if !named.contains(&n) {
+            named.push(n);
+        }
+    }
+    if named.len() >= 2 {
+        return Some(several(&named));
+    }
+    if nodes.is_some() {
+        // Evaluated against every node: at most one matches today.
         return None;
     }
-    let shown = nodes[..nodes.len().min(SHOWN)].join(", ");
-    let more = match nodes.len().saturating_sub(SHOWN) {
-        0 => String::new(),
-        n => format!(" and {n} more"),
+    let r = terms.iter().find_map(|t| open_requirement(label, t))?;
+    let values = r.values.as_deref().unwrap_or_default();
+    let requirement = if values.is_empty() {
+        format!("{} {}", r.key, r.operator)
+    } else {
+        format!(
+            "{} {} [{}]",
+            r.key,
+            r.operator,
+            listed(&values.iter().map(String::as_str).collect::<Vec<_>>())
+        )
     };
     Some(format!(
-        "{what} PV path {path} is on {} nodes ({shown}{more}), each with its own disk there: a rescheduled pod \
-         sees other data; make one PV per node",
-        nodes.len()
+        "{what} PV path {path} has nodeAffinity {requirement}, which admits nodes it does not name, each with its \
+         own disk there: a rescheduled pod sees other data; pin it to one node"
     ))
 }
 
@@ -243,8 +320,10 @@ mod tests {
             // Pinned by something other than a node name: not judged.
             terms(json!([{"matchExpressions": [
                 {"key": "topology.kubernetes.io/zone", "operator": "In", "values": ["a", "b"]}]}])),
+            // NotIn beside an In: bounded by the names listed.
             terms(json!([{"matchExpressions": [
-                {"key": "kubernetes.io/hostname", "operator": "NotIn", "values": ["a", "b"]}]}])),
+                {"key": "kubernetes.io/hostname", "operator": "In", "values": ["a"]},
+                {"key": "kubernetes.io/hostname", "operator": "NotIn", "values": ["b"]}]}])),
         ] {
             assert_eq!(decide(&pv(ssd(), a.clone())), Decision::default(), "{a:?}");
         }
@@ -324,5 +403,101 @@ mod tests {
     fn audit_mode_says_the_same() {
         let v = pv(ssd(), terms(json!([hostnames(&["a", "b"])])));
         assert_eq!(decide_with("", &v, Mode::Audit), decide(&v));
+    }
+
+    fn with_nodes(v: &PersistentVolume, names: &[(&str, &str)]) -> Decision {
+        let p = Policy::parse("", None, false).unwrap();
+        let nodes = names
+            .iter()
+            .map(|(n, zone)| {
+                let labels: std::collections::BTreeMap<String, String> = [
+                    ("kubernetes.io/hostname".to_owned(), (*n).to_owned()),
+                    ("topology.kubernetes.io/zone".to_owned(), (*zone).to_owned()),
+                ]
+                .into();
+                ((*n).to_owned(), labels)
+            })
+            .collect();
+        let cat = p.catalog(&crate::policy::LiveState {
+            nodes: Some(std::sync::Arc::new(nodes)),
+            ..Default::default()
+        });
+        let req = Request {
+            operation: Operation::Create,
+            namespace: None,
+            username: "alice",
+            subject: Subject {
+                group: "",
+                kind: "PersistentVolume",
+                name: "test-local-pv",
+            },
+            object: Some(Object::Pv(v)),
+            old_object: None,
+        };
+        let mut d = Decision::default();
+        p.rule(ID).check(
+            &p.context(Endpoint::Validate, &cat),
+            &req,
+            Mode::Enforce,
+            &mut d,
+        );
+        d
+    }
+
+    fn requirement(key: &str, op: &str, values: &[&str]) -> Option<Value> {
+        terms(json!([{"matchExpressions": [{"key": key, "operator": op, "values": values}]}]))
+    }
+
+    #[test]
+    fn warns_when_the_affinity_admits_unnamed_nodes_without_knowing_them() {
+        for (op, values, shown) in [
+            ("Exists", &[][..], "kubernetes.io/hostname Exists"),
+            (
+                "NotIn",
+                &["a", "b"][..],
+                "kubernetes.io/hostname NotIn [a, b]",
+            ),
+            (
+                "DoesNotExist",
+                &[][..],
+                "kubernetes.io/hostname DoesNotExist",
+            ),
+        ] {
+            let v = pv(ssd(), requirement("kubernetes.io/hostname", op, values));
+            assert_eq!(
+                decide(&v).warnings,
+                [format!(
+                    "local PV path /mnt/ssd has nodeAffinity {shown}, which admits nodes it does not name, each with \
+                     its own disk there: a rescheduled pod sees other data; pin it to one node"
+                )],
+                "{op}"
+            );
+        }
+    }
+
+    #[test]
+    fn counts_the_nodes_the_affinity_matches_when_nodes_are_known() {
+        let nodes = [("n1", "a"), ("n2", "a"), ("n3", "b")];
+        let exists = pv(ssd(), requirement("kubernetes.io/hostname", "Exists", &[]));
+        assert!(
+            with_nodes(&exists, &nodes).warnings[0].contains("is on 3 nodes (n1, n2, n3)"),
+            "{:?}",
+            with_nodes(&exists, &nodes).warnings
+        );
+        let zone = pv(
+            ssd(),
+            requirement("topology.kubernetes.io/zone", "In", &["a"]),
+        );
+        assert!(with_nodes(&zone, &nodes).warnings[0].contains("is on 2 nodes (n1, n2)"));
+        let not_in = pv(
+            ssd(),
+            requirement("kubernetes.io/hostname", "NotIn", &["n1", "n2"]),
+        );
+        assert_eq!(with_nodes(&not_in, &nodes), Decision::default(), "only n3");
+        let one = pv(ssd(), requirement("kubernetes.io/hostname", "In", &["n1"]));
+        assert_eq!(with_nodes(&one, &nodes), Decision::default());
+        // Two names listed, one of them not (yet) a node: the names still count.
+        let listed = pv(ssd(), terms(json!([hostnames(&["n1", "n9"])])));
+        assert!(with_nodes(&listed, &nodes).warnings[0].contains("is on 2 nodes (n1, n9)"));
     }
 }

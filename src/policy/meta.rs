@@ -122,6 +122,10 @@ pub struct Meta {
     pub annotation: &'static str,
     /// One line for the docs table.
     pub summary: &'static str,
+    /// What it denies (or patches) on: facts Kubernetes itself acts on (`docs/certainty.md`).
+    pub denies: &'static str,
+    /// What it only warns about: what it infers, and says it assumed.
+    pub warns: &'static str,
     /// The mode when neither the rule's `mode` nor the policy's `mode` is set.
     pub default_mode: Mode,
     /// Where it acts: at most one entry per endpoint (a rule may patch on `/mutate` and deny on

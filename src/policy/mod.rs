@@ -7,8 +7,8 @@
 //!   [`local_volume_nodes`], [`unknown_class`]).
 //! - [`storage`]: the model the rules share (what a class serves, where a claim lands);
 //!   [`catalog`]: the classes, namespaces and nodes known; [`sizes`]: the volume size table;
-//!   [`quantity`]: Kubernetes quantities; [`volumes`]: PVs and claims as the binding rules see
-//!   them, with [`interner`] sharing their repeated strings; [`config`]: the policy file.
+//!   [`quantity`]: Kubernetes quantities; [`node_selector`]: node affinity against nodes;
+//!   [`volumes`]: PVs, claims and a StatefulSet's claim names as the binding rules see them, with [`interner`] sharing their repeated strings; [`config`]: the policy file.
 //! - [`decision`]: what the rules answer; [`field`]: the API server's field-error format.
 
 pub mod access_modes;
@@ -24,6 +24,7 @@ pub mod meta;
 pub mod modes;
 pub mod node_affinity;
 pub mod node_name_wffc;
+pub mod node_selector;
 pub mod quantity;
 pub mod reclaim_policy;
 pub mod registry;

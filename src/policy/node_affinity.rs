@@ -26,6 +26,8 @@ pub const META: Meta = Meta {
     key: "localVolumeNodeAffinity",
     annotation: "local-volume-node-affinity",
     summary: "a hand-made local or hostPath PV gets spec.nodeAffinity from an annotation or a path rule",
+    denies: "never denies; patches a local or hostPath PV without nodeAffinity only with nodes its storage-policy.io/node annotation or a path rule names",
+    warns: "no node known for the path (the API then refuses a local PV itself); named nodes that do not exist, when nodes are known",
     default_mode: Mode::Enforce,
     acts: &[Acts {
         endpoint: Endpoint::Mutate,
@@ -514,7 +516,7 @@ rules:
             "k8s-worker-01".to_owned(),
         );
         let cat = p.catalog(&LiveState {
-            nodes: Some(vec![("k8s-worker-01".into(), labels)]),
+            nodes: Some(vec![("k8s-worker-01".into(), labels)].into()),
             ..Default::default()
         });
         let d = decide(&p, &cat, &local_pv("/mnt/ssd"), Mode::Enforce);

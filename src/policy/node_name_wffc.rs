@@ -8,6 +8,11 @@
 //! are known and not bound (needs the cluster's claims), a StatefulSet's claim templates whose
 //! claims are not all bound (idem), and generic ephemeral volumes (their claim cannot be bound
 //! yet by definition; their class is in the template, so this works without a cluster).
+//!
+//! A claim that already carries `volume.kubernetes.io/selected-node` is past the scheduler:
+//! `syncUnboundClaim` (`pv_controller.go`) provisions or binds it for that node. `nodeName` on
+//! that very node is fine (nothing is said); on another node the claim still does not wait, so
+//! it is a warning (its volume may be pinned out of the pod's reach), never a denial.
 
 use super::catalog::Catalog;
 use super::config::{ConfigError, Section, VolumeBindingMode};
@@ -25,6 +30,8 @@ pub const META: Meta = Meta {
     key: "nodeNameWaitForFirstConsumer",
     annotation: "node-name-wait-for-first-consumer",
     summary: "spec.nodeName is refused on pods whose claims wait for the scheduler (WaitForFirstConsumer)",
+    denies: "nodeName with an ephemeral volume, or a known claim that is unbound, not pre-bound and not yet scheduled (no selected-node), on a WaitForFirstConsumer class",
+    warns: "a claim the scheduler placed on another node (selected-node) than nodeName; pre-existing on UPDATE",
     default_mode: Mode::Enforce,
     acts: &[Acts {
         endpoint: Endpoint::Validate,
@@ -37,9 +44,6 @@ pub const ENTRY: Entry = Entry {
     meta: &META,
     compile,
 };
-
-/// Ordinals of a StatefulSet looked up at most.
-const MAX_ORDINALS: i32 = 10_000;
 
 #[derive(Debug)]
 struct NodeNameWffc;
@@ -59,13 +63,16 @@ impl Rule for NodeNameWffc {
     }
 }
 
-/// One claim `nodeName` would leave waiting.
+/// One claim `nodeName` would leave waiting, or (`warn_only`) one already headed for another
+/// node than `nodeName`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Violation {
     error: FieldError,
     class: String,
     /// What to use instead.
     why: String,
+    /// Said as a warning, never a denial: the claim does not wait (see [`selected_elsewhere`]).
+    warn_only: bool,
 }
 
 fn waits_for_consumer(catalog: &Catalog, class: &str) -> bool {
@@ -88,6 +95,59 @@ fn violation(path: &str, node: &str, what: String, class: &str) -> Violation {
              the scheduler then binds the claim on that node",
             go_quote(node)
         ),
+        warn_only: false,
+    }
+}
+
+/// A claim the scheduler already placed on another node (`volume.kubernetes.io/selected-node`)
+/// than `nodeName`: it is provisioned or bound for that node (`syncUnboundClaim`), so it does
+/// not wait, but a volume pinned to that node is out of reach of a pod on this one. A warning:
+/// whether the volume is pinned depends on the storage (node-local or zonal), not known here.
+fn selected_elsewhere(
+    path: &str,
+    node: &str,
+    claim: &str,
+    selected: &str,
+    class: &str,
+) -> Violation {
+    let detail = format!(
+        "claim {} was scheduled for node {} (volume.kubernetes.io/selected-node), not {}",
+        go_quote(claim),
+        go_quote(selected),
+        go_quote(node)
+    );
+    Violation {
+        error: FieldError::forbidden(Path::new(path).child("nodeName"), &detail),
+        class: class.to_owned(),
+        why: format!(
+            "{path}.nodeName: {detail}: its volume is made or bound for {}; a volume pinned there is out of \
+             reach of this pod",
+            go_quote(selected)
+        ),
+        warn_only: true,
+    }
+}
+
+/// What `nodeName` does to a known, unbound claim of a WaitForFirstConsumer class: nothing when
+/// the scheduler already selected that very node (the claim is past the scheduler:
+/// `syncUnboundClaim` in `pv_controller.go` provisions or binds it for the selected node),
+/// a warning when it selected another, else the claim waits forever.
+fn judge_claim(
+    path: &str,
+    node: &str,
+    name: &str,
+    claim: Option<&volumes::ClaimInfo>,
+    class: &str,
+) -> Option<Violation> {
+    match claim.and_then(|c| c.selected_node.as_deref()) {
+        Some(selected) if selected == node => None,
+        Some(selected) => Some(selected_elsewhere(path, node, name, selected, class)),
+        None => Some(violation(
+            path,
+            node,
+            format!("claim {} is not bound and", go_quote(name)),
+            class,
+        )),
     }
 }
 
@@ -158,18 +218,12 @@ fn violations(cx: &Context<'_>, namespace: Option<&str>, object: &Object<'_>) ->
                 .as_deref()
                 .filter(|c| waits_for_consumer(cx.catalog, c))
             {
-                let what = format!("claim {} is not bound and", go_quote(&src.claim_name));
-                out.push(violation(path, node, what, class));
+                out.extend(judge_claim(path, node, &src.claim_name, Some(claim), class));
             }
         }
     }
     if let (Object::StatefulSet(sts), Some(index)) = (object, cx.catalog.volumes()) {
-        let sts_name = sts.metadata.name.as_deref().unwrap_or_default();
         let s = sts.spec.as_ref();
-        let replicas = s
-            .and_then(|s| s.replicas)
-            .unwrap_or(1)
-            .clamp(0, MAX_ORDINALS);
         for tpl in s
             .and_then(|s| s.volume_claim_templates.as_ref())
             .into_iter()
@@ -183,18 +237,29 @@ fn violations(cx: &Context<'_>, namespace: Option<&str>, object: &Object<'_>) ->
             let Some(class) = class.filter(|c| waits_for_consumer(cx.catalog, c)) else {
                 continue;
             };
-            let unbound = (0..replicas).find(|i| {
-                let name = format!("{tpl_name}-{sts_name}-{i}");
+            // In ordinal order, the claims neither bound nor past the scheduler on this node:
+            // the first that would wait is refused (and ends the walk: a new StatefulSet's
+            // first claim does, so the work stays small), the first headed elsewhere before it
+            // is warned about.
+            let mut warned = false;
+            for name in volumes::statefulset_claims(sts, tpl_name) {
                 let claim = index.claim(ns, &name);
-                !claim.is_some_and(|c| c.is_bound())
-                    && !binds_without_scheduler(cx, ns, &name, claim)
-            });
-            if let Some(i) = unbound {
-                let what = format!(
-                    "claim {} is not bound and",
-                    go_quote(&format!("{tpl_name}-{sts_name}-{i}"))
-                );
-                out.push(violation(path, node, what, &class));
+                if claim.is_some_and(|c| c.is_bound())
+                    || binds_without_scheduler(cx, ns, &name, claim)
+                {
+                    continue;
+                }
+                let Some(v) = judge_claim(path, node, &name, claim, &class) else {
+                    continue;
+                };
+                if !v.warn_only {
+                    out.push(v);
+                    break;
+                }
+                if !warned {
+                    warned = true;
+                    out.push(v);
+                }
             }
         }
     }
@@ -209,12 +274,31 @@ fn run(cx: &Context<'_>, req: &Request<'_>, mode: Mode, d: &mut Decision) {
     if found.is_empty() {
         return;
     }
+    let before = match (req.operation, req.old_object.as_ref()) {
+        (Operation::Update, Some(old)) => violations(cx, req.namespace, old),
+        _ => Vec::new(),
+    };
+    for v in found.iter().filter(|v| v.warn_only && !before.contains(v)) {
+        d.warn(&v.why);
+        d.annotate(ID, v.why.clone());
+        d.findings.push(Finding {
+            rule: ID,
+            action: if mode == Mode::Audit {
+                Action::Audited
+            } else {
+                Action::Warned
+            },
+            storage_class: Some(v.class.clone()),
+            message: v.why.clone(),
+        });
+    }
+    found.retain(|v| !v.warn_only);
+    if found.is_empty() {
+        return;
+    }
     // Ratchet on UPDATE: a workload that already had it is reported, never blocked (scaling
     // or deleting it must stay possible).
-    if req.operation == Operation::Update
-        && let Some(old) = req.old_object.as_ref()
-    {
-        let before = violations(cx, req.namespace, old);
+    if req.operation == Operation::Update && req.old_object.is_some() {
         found.retain(|v| {
             let existed = before.contains(v);
             if existed {
@@ -553,6 +637,78 @@ storageClasses:
                 Mode::Enforce
             )
             .allowed()
+        );
+    }
+
+    fn selected(name: &str, node: &str) -> PersistentVolumeClaim {
+        serde_json::from_value(json!({"metadata": {"name": name,
+                "annotations": {"volume.kubernetes.io/selected-node": node}},
+            "spec": {"storageClassName": "local-wffc"}, "status": {"phase": "Pending"}}))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_claim_already_scheduled_for_the_pinned_node_is_fine() {
+        let p = policy();
+        let cat = with_claims(&p, &[selected("data", "node-1")]);
+        let pinned = pod(
+            Some("node-1"),
+            json!([{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}]),
+        );
+        assert_eq!(
+            decide(&cat, ("", "Pod"), pod_obj(&pinned), None, Mode::Enforce),
+            Decision::default()
+        );
+    }
+
+    #[test]
+    fn a_claim_scheduled_for_another_node_is_warned_not_denied() {
+        let p = policy();
+        let cat = with_claims(&p, &[selected("data", "node-2")]);
+        let pinned = pod(
+            Some("node-1"),
+            json!([{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}]),
+        );
+        let d = decide(&cat, ("", "Pod"), pod_obj(&pinned), None, Mode::Enforce);
+        assert!(d.allowed());
+        assert_eq!(
+            d.warnings,
+            [concat!(
+                r#"spec.nodeName: claim "data" was scheduled for node "node-2" (volume.kubernetes.io/selected-node), "#,
+                r#"not "node-1": its volume is made or bound for "node-2"; a volume pinned there is out of reach of this pod"#
+            )]
+        );
+        assert_eq!(d.findings[0].action, Action::Warned);
+    }
+
+    #[test]
+    fn statefulset_claims_count_from_the_start_ordinal() {
+        let p = policy();
+        let sts: StatefulSet = serde_json::from_value(json!({"metadata": {"name": "web"}, "spec": {
+            "replicas": 2, "ordinals": {"start": 5}, "selector": {}, "serviceName": "web",
+            "template": {"spec": {"nodeName": "node-1", "containers": []}},
+            "volumeClaimTemplates": [{"metadata": {"name": "www"}, "spec": {"storageClassName": "local-wffc"}}]}}))
+        .unwrap();
+        let obj = || Object::StatefulSet(&sts);
+        // Claims 5 and 6 are bound: nothing waits (counting from 0 would look for www-web-0).
+        let cat = with_claims(
+            &p,
+            &[
+                claim("www-web-5", "local-wffc", "Bound"),
+                claim("www-web-6", "local-wffc", "Bound"),
+            ],
+        );
+        assert!(decide(&cat, ("apps", "StatefulSet"), obj(), None, Mode::Enforce).allowed());
+        // Claim 6 missing: refused, naming it.
+        let cat = with_claims(&p, &[claim("www-web-5", "local-wffc", "Bound")]);
+        let d = decide(&cat, ("apps", "StatefulSet"), obj(), None, Mode::Enforce);
+        assert!(
+            d.denial
+                .unwrap()
+                .message()
+                .contains(r#"claim "www-web-6" is not bound"#),
+            "{:?}",
+            d.warnings
         );
     }
 }

@@ -5,11 +5,19 @@
 //! named by its `pv.kubernetes.io/provisioned-by` annotation when that is not a `kubernetes.io/`
 //! one, else to an in-tree deleter; kube-controller-manager loads only the host-path, nfs and
 //! portworx plugins for that. Only hostPath under `/tmp/.+` and portworx volumes can be deleted;
-//! everything else (local volumes, hostPath elsewhere, CSI volumes imported by hand, NFS) gets a
-//! `VolumeFailedDelete` event nobody reads and the volume turns `Failed`. `Recycle` works only for
-//! nfs and hostPath. `Retain` is what a volume made by hand needs: the data stays until someone
-//! cleans it up. Volumes a provisioner made are never touched (their provisioner deletes them).
-//! The API's own `Recycle` deprecation warning is not repeated.
+//! everything else (local volumes, hostPath elsewhere, NFS) gets a `VolumeFailedDelete` event
+//! nobody reads and the volume turns `Failed`. `Recycle` works only for nfs and hostPath.
+//! `Retain` is what a volume made by hand needs: the data stays until someone cleans it up.
+//! Volumes a provisioner made are never touched (their provisioner deletes them). The API's own
+//! `Recycle` deprecation warning is not repeated.
+//!
+//! CSI volumes are the exception since Kubernetes 1.31 (`HonorPVReclaimPolicy` GA, KEP-2644):
+//! the PV controller hands a `Delete` PV of a CSI driver to that driver's external provisioner
+//! whether or not it was provisioned dynamically (`pv_controller.go`, `deleteVolumeOperation`),
+//! so the driver deletes the backing volume and its data. Such a PV is no longer set to
+//! `Retain`: `Delete` now does what it says, and overriding it would be the guess. It gets a
+//! warning that the data goes with the claim; before 1.31 the same PV went `Failed` with
+//! `no volume plugin matched`, and the warning says so too.
 
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{PatchOperation, ReplaceOperation};
@@ -17,7 +25,7 @@ use k8s_openapi::api::core::v1::PersistentVolume;
 use serde_json::json;
 
 use super::config::{ConfigError, Section};
-use super::decision::Decision;
+use super::decision::{Action, Decision, Finding};
 use super::field::go_quote;
 use super::modes::Mode;
 use super::rule::{Acts, Context, Endpoint, Entry, Judges, Meta, Object, Request, Rule, RuleId};
@@ -27,6 +35,8 @@ pub const META: Meta = Meta {
     key: "reclaimPolicy",
     annotation: "reclaim-policy",
     summary: "a hand-made PV whose Delete or Recycle policy nothing would honour gets Retain instead of going Failed",
+    denies: "never denies; patches Retain only where kube-controller-manager has no deleter or recycler for the source (local, hostPath outside /tmp/, NFS with Delete; Recycle outside nfs and hostPath)",
+    warns: "a hand-made CSI PV with Delete: its driver deletes the volume and its data (1.31+)",
     default_mode: Mode::Enforce,
     acts: &[Acts {
         endpoint: Endpoint::Mutate,
@@ -114,6 +124,8 @@ pub fn unhonoured(pv: &PersistentVolume) -> Option<Unhonoured> {
         return None;
     }
     let reason = match policy {
+        // The driver's external provisioner deletes it (1.31+): see [`csi_deleter`].
+        "Delete" if spec.csi.is_some() => return None,
         "Delete" => match (&spec.host_path, &spec.portworx_volume, &spec.nfs) {
             (Some(h), _, _) if deletable_host_path(&h.path) => return None,
             (Some(h), _, _) => host_path_refusal(&h.path),
@@ -127,7 +139,51 @@ pub fn unhonoured(pv: &PersistentVolume) -> Option<Unhonoured> {
     Some(Unhonoured { policy, reason })
 }
 
+/// The CSI driver that deletes a hand-made `Delete` PV when its claim is released (Kubernetes
+/// 1.31+, `HonorPVReclaimPolicy`): `None` for other sources, other policies and volumes a
+/// provisioner made or that were migrated (those are their provisioner's business anyway).
+pub fn csi_deleter(pv: &PersistentVolume) -> Option<&str> {
+    let spec = pv.spec.as_ref()?;
+    if spec.persistent_volume_reclaim_policy.as_deref() != Some("Delete") {
+        return None;
+    }
+    let annotations = pv.metadata.annotations.as_ref();
+    let provisioned = annotations
+        .and_then(|a| a.get(PROVISIONED_BY))
+        .is_some_and(|p| !p.is_empty() && !p.starts_with("kubernetes.io/"));
+    if provisioned || annotations.is_some_and(|a| a.contains_key(MIGRATED_TO)) {
+        return None;
+    }
+    spec.csi.as_ref().map(|c| c.driver.as_str())
+}
+
 fn run(pv: &PersistentVolume, mode: Mode, d: &mut Decision) {
+    let class = pv
+        .spec
+        .as_ref()
+        .and_then(|s| s.storage_class_name.clone())
+        .filter(|c| !c.is_empty());
+    if let Some(driver) = csi_deleter(pv) {
+        let text = format!(
+            "persistentVolumeReclaimPolicy Delete: when its claim is released, CSI driver {} deletes \
+             the volume and its data (Kubernetes 1.31+; before, the PV went Failed: {}); set Retain to keep it",
+            go_quote(driver),
+            go_quote(NO_PLUGIN)
+        );
+        d.warn(&text);
+        d.annotate(ID, text.clone());
+        d.findings.push(Finding {
+            rule: ID,
+            action: if mode == Mode::Audit {
+                Action::Audited
+            } else {
+                Action::Warned
+            },
+            storage_class: class,
+            message: text,
+        });
+        return;
+    }
     let Some(u) = unhonoured(pv) else { return };
     let what = format!(
         "persistentVolumeReclaimPolicy Retain: on release {} fails ({}) and the PV goes Failed; \
@@ -135,11 +191,6 @@ fn run(pv: &PersistentVolume, mode: Mode, d: &mut Decision) {
         u.policy,
         go_quote(&u.reason)
     );
-    let class = pv
-        .spec
-        .as_ref()
-        .and_then(|s| s.storage_class_name.clone())
-        .filter(|c| !c.is_empty());
     let op = PatchOperation::Replace(ReplaceOperation {
         path: PointerBuf::from_tokens(["spec", "persistentVolumeReclaimPolicy"]),
         value: json!("Retain"),
@@ -258,13 +309,9 @@ mod tests {
     }
 
     #[test]
-    fn sets_retain_on_local_csi_and_nfs_delete_in_the_controllers_words() {
+    fn sets_retain_on_local_host_path_and_nfs_delete_in_the_controllers_words() {
         let cases = [
             (json!({"local": {"path": "/mnt/ssd"}}), NO_PLUGIN),
-            (
-                json!({"csi": {"driver": "ebs.csi.aws.com", "volumeHandle": "vol-1"}}),
-                NO_PLUGIN,
-            ),
             (
                 json!({"nfs": {"server": "nas", "path": "/export"}}),
                 NO_DELETABLE_PLUGIN,
@@ -371,5 +418,41 @@ mod tests {
         let v = plain("Delete", json!({"local": {"path": "/mnt/ssd"}}));
         let d = decide(&v, Mode::Enforce);
         assert_eq!(decide(&patched(&v, &d), Mode::Enforce), Decision::default());
+    }
+
+    #[test]
+    fn a_hand_made_csi_volume_with_delete_is_left_to_its_driver_with_a_warning() {
+        let csi = json!({"csi": {"driver": "ebs.csi.aws.com", "volumeHandle": "vol-1"}});
+        let v = plain("Delete", csi.clone());
+        assert_eq!(unhonoured(&v), None);
+        assert_eq!(csi_deleter(&v), Some("ebs.csi.aws.com"));
+        for mode in [Mode::Enforce, Mode::Audit] {
+            let d = decide(&v, mode);
+            assert!(d.patch.is_empty(), "the driver deletes it: no Retain");
+            assert_eq!(
+                d.warnings,
+                [concat!(
+                    r#"persistentVolumeReclaimPolicy Delete: when its claim is released, CSI driver "ebs.csi.aws.com" "#,
+                    r#"deletes the volume and its data (Kubernetes 1.31+; before, the PV went Failed: "no volume plugin matched"); "#,
+                    "set Retain to keep it"
+                )]
+            );
+            assert!(!d.warnings[0].contains("fails"));
+            assert!(d.warnings[0].chars().count() <= 256);
+        }
+        // Retain, a provisioner's volume, Recycle: not this warning.
+        assert_eq!(
+            decide(&plain("Retain", csi.clone()), Mode::Enforce),
+            Decision::default()
+        );
+        let made = pv(
+            json!({PROVISIONED_BY: "ebs.csi.aws.com"}),
+            Some("Delete"),
+            csi.clone(),
+        );
+        assert_eq!(decide(&made, Mode::Enforce), Decision::default());
+        let d = decide(&plain("Recycle", csi), Mode::Enforce);
+        assert_eq!(d.patch.len(), 1);
+        assert!(d.warnings[0].contains(NO_RECYCLER));
     }
 }

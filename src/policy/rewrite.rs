@@ -136,7 +136,8 @@ fn refusing_class(
     spec: &PersistentVolumeClaimSpec,
 ) -> Option<(String, String)> {
     let class = storage::claim_class(cx.settings, cx.catalog, namespace, meta, Some(spec))?;
-    let t = Target::of_class(cx.catalog, &class)?;
+    // Never rewritten on an assumed kind: the class may well serve ReadWriteMany.
+    let t = Target::of_class(cx.catalog, &class).filter(Target::is_certain)?;
     let rejects = t.rejects(
         cx.settings,
         AccessMode::ReadWriteMany,

@@ -285,6 +285,7 @@ mod tests {
 
     fn class(provisioner: &str, params: &[(&str, &str)]) -> ClassInfo {
         ClassInfo {
+            kind_declared: false,
             name: "c".into(),
             provisioner: provisioner.into(),
             kind: None,

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, PersistentVolumeClaimSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use super::catalog::{Catalog, StorageKind};
+use super::catalog::{Catalog, NO_PROVISIONER, StorageKind};
 use super::config::AccessMode;
 use super::field::FieldError;
 
@@ -51,6 +51,22 @@ impl Settings {
     }
 }
 
+/// How the kind of a [`Target`] is known.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Basis {
+    /// The class says it: its declared kind (policy `kind`, `storage-policy.io/kind`) or its
+    /// provisioner in the table.
+    Class,
+    /// The volume's own source (`local`, `nfs`, a CSI driver of the table...).
+    Source,
+    /// A `kubernetes.io/no-provisioner` class whose known PVs (this many, at least one) are all
+    /// `local` or `hostPath`.
+    Volumes(usize),
+    /// A `kubernetes.io/no-provisioner` class of which no PV is known: node-local is the
+    /// provisioner table's guess, not a fact. Never a denial.
+    Assumed,
+}
+
 /// What storage a claim or volume lands on, as far as the rules can tell.
 #[derive(Clone, Debug)]
 pub struct Target<'a> {
@@ -58,18 +74,42 @@ pub struct Target<'a> {
     pub provisioner: Option<&'a str>,
     pub kind: StorageKind,
     pub allow_rwx_block: bool,
+    pub basis: Basis,
 }
 
 impl<'a> Target<'a> {
     /// The target of a known class of a known kind.
+    ///
+    /// A `kubernetes.io/no-provisioner` class without a declared kind says only that nothing
+    /// provisions dynamically: its claims bind to PVs made by hand, of any source. Its kind then
+    /// comes from the PVs of the class when they are known: all `local`/`hostPath` (and at least
+    /// one) is node-local ([`Basis::Volumes`]); any other source among them (NFS, CephFS, a CSI
+    /// driver...) and the class is not judged (`None`); no PV known and the table's node-local
+    /// is kept as [`Basis::Assumed`].
     pub fn of_class(catalog: &'a Catalog, class: &str) -> Option<Target<'a>> {
         let info = catalog.class(class)?;
+        let mut basis = Basis::Class;
+        if info.provisioner == NO_PROVISIONER && !info.kind_declared {
+            let known = catalog.volumes().map(|i| i.class_volumes(class));
+            basis = match known {
+                Some(v) if v.all_node_local() => Basis::Volumes(v.total),
+                Some(v) if v.total > 0 => return None,
+                _ => Basis::Assumed,
+            };
+        }
         Some(Target {
             class: Some(&info.name),
             provisioner: Some(&info.provisioner),
             kind: info.kind?,
             allow_rwx_block: info.allow_rwx_block_mode,
+            basis,
         })
+    }
+
+    /// Whether the kind rests on facts (a declared kind, the table, the volume source, the PVs
+    /// of a static class), as opposed to an assumption: only then may a rule deny.
+    pub fn is_certain(&self) -> bool {
+        self.basis != Basis::Assumed
     }
 
     /// Whether this storage refuses `mode` with this volume mode.
@@ -91,7 +131,7 @@ impl<'a> Target<'a> {
 }
 
 /// Whether a class can serve these access modes with this volume mode (unknown classes and
-/// kinds: yes).
+/// kinds, and kinds only assumed: yes).
 pub fn serves(
     settings: &Settings,
     catalog: &Catalog,
@@ -99,7 +139,7 @@ pub fn serves(
     modes: &[String],
     volume_mode: Option<&str>,
 ) -> bool {
-    let Some(t) = Target::of_class(catalog, class) else {
+    let Some(t) = Target::of_class(catalog, class).filter(Target::is_certain) else {
         return true;
     };
     t.serves_volume_mode(volume_mode)
@@ -299,4 +339,6 @@ pub struct Violation {
     /// Why, and what would work: the text of the warning beside the denial.
     pub why: String,
     pub class: Option<String>,
+    /// The storage's kind is only assumed ([`Basis::Assumed`]): said as a warning, never denied.
+    pub assumed: bool,
 }

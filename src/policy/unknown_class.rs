@@ -7,7 +7,9 @@
 //! claim. It only speaks when the catalog holds every class there is ([`ClassesKnown`]): in
 //! cluster mode once StorageClasses are listed, and in `audit` on files that contain
 //! StorageClasses. Without a cluster (`--no-cluster`, `review`) it stays silent. `""` asks for
-//! static binding (no class) and is never warned.
+//! static binding (no class) and is never warned, nor is a class name that known PVs carry:
+//! the PV controller treats a class without a StorageClass object as Immediate and binds
+//! such a claim to those PVs (`pv_controller.go` `syncUnboundClaim`, `FindMatchingVolume`).
 
 use k8s_openapi::api::core::v1::{PersistentVolumeClaimSpec, PodSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -27,6 +29,8 @@ pub const META: Meta = Meta {
     key: "unknownClass",
     annotation: "unknown-class",
     summary: "a claim or template naming a StorageClass that does not exist is warned about, with the closest names (never denied)",
+    denies: "never denies",
+    warns: "a class neither the cluster nor the policy has, only when every class is known and no known PV carries that class name",
     default_mode: Mode::Enforce,
     acts: &[Acts {
         endpoint: Endpoint::Validate,
@@ -213,11 +217,23 @@ fn message(catalog: &Catalog, n: &Named) -> String {
     } else {
         "no StorageClass has a close name".to_owned()
     };
+    // The PV controller treats a class with no StorageClass object as Immediate and binds
+    // Available PVs of that class name (`IsDelayBindingMode` finds no class;
+    // `FindMatchingVolume` compares names), so a PV of that class ends the wait as well.
     format!(
-        "{}: StorageClass {} not found{scope}: {who} Pending until it exists; {hint}",
+        "{}: StorageClass {} not found{scope}: {who} Pending until it or a PersistentVolume of that class \
+         exists; {hint}",
         n.field,
         go_quote(&n.class)
     )
+}
+
+/// Whether PVs of this class name are known: claims naming a class that has no StorageClass
+/// bind to them (the docs' `storageClassName: manual`), so the name is no typo.
+fn names_static_volumes(catalog: &Catalog, class: &str) -> bool {
+    catalog
+        .volumes()
+        .is_some_and(|i| i.class_volumes(class).total > 0)
 }
 
 pub(crate) fn run(catalog: &Catalog, req: &Request<'_>, mode: Mode, d: &mut Decision) {
@@ -232,7 +248,7 @@ pub(crate) fn run(catalog: &Catalog, req: &Request<'_>, mode: Mode, d: &mut Deci
         return;
     }
     let mut found = classes_named(object);
-    found.retain(|n| catalog.class(&n.class).is_none());
+    found.retain(|n| catalog.class(&n.class).is_none() && !names_static_volumes(catalog, &n.class));
     // On UPDATE, a class the old object already named was warned about when it was applied.
     if req.operation == Operation::Update
         && let Some(old) = req.old_object.as_ref()
@@ -333,7 +349,7 @@ storageClasses:
         assert_eq!(
             d.warnings,
             [
-                r#"spec.storageClassName: StorageClass "local-storag" not found: the claim stays Pending until it exists; closest: local-storage"#
+                r#"spec.storageClassName: StorageClass "local-storag" not found: the claim stays Pending until it or a PersistentVolume of that class exists; closest: local-storage"#
             ]
         );
         assert_eq!(
@@ -385,7 +401,7 @@ storageClasses:
         assert_eq!(
             d.warnings,
             [
-                r#"spec.storageClassName: StorageClass "fats" not found in the audited files or the policy: the claim stays Pending until it exists; closest: fast"#
+                r#"spec.storageClassName: StorageClass "fats" not found in the audited files or the policy: the claim stays Pending until it or a PersistentVolume of that class exists; closest: fast"#
             ]
         );
     }
@@ -468,8 +484,8 @@ storageClasses:
         assert_eq!(
             d.warnings,
             [
-                r#"spec.volumeClaimTemplates[1].spec.storageClassName: StorageClass "local-pth" not found: claims from this template stay Pending until it exists; closest: local-path"#,
-                r#"spec.template.spec.volumes[0].ephemeral.volumeClaimTemplate.spec.storageClassName: StorageClass "scratch" not found: claims from this template stay Pending until it exists; no StorageClass has a close name"#,
+                r#"spec.volumeClaimTemplates[1].spec.storageClassName: StorageClass "local-pth" not found: claims from this template stay Pending until it or a PersistentVolume of that class exists; closest: local-path"#,
+                r#"spec.template.spec.volumes[0].ephemeral.volumeClaimTemplate.spec.storageClassName: StorageClass "scratch" not found: claims from this template stay Pending until it or a PersistentVolume of that class exists; no StorageClass has a close name"#,
             ]
         );
         assert!(d.warnings.iter().all(|w| w.chars().count() <= 256));
@@ -576,5 +592,33 @@ storageClasses:
         assert!(Policy::parse("rules:\n  unknownClass: {mode: audit}\n", None, false).is_ok());
         let e = Policy::parse("rules:\n  unknownClass: {suggest: 5}\n", None, false).unwrap_err();
         assert!(e.to_string().contains("suggest"), "{e}");
+    }
+
+    #[test]
+    fn a_class_name_that_known_volumes_carry_is_not_warned() {
+        let p = Policy::parse(POLICY, None, false).unwrap();
+        let pv: k8s_openapi::api::core::v1::PersistentVolume = serde_json::from_value(json!({
+            "metadata": {"name": "nfs-1"}, "spec": {"storageClassName": "manual",
+            "nfs": {"server": "s", "path": "/"}, "accessModes": ["ReadWriteMany"]}}))
+        .unwrap();
+        let index = crate::policy::volumes::VolumeIndex::from_objects(
+            [&pv],
+            [],
+            crate::policy::volumes::Source::Cluster,
+        );
+        let mut state = live(&["local-storage"]);
+        state.pvs = Some(index.pvs.clone());
+        state.claims = Some(index.claims.clone());
+        let cat = p.catalog(&state);
+        assert_eq!(create(&cat, &pvc(Some("manual"))), Decision::default());
+        // No PV of that name: warned, saying a PV of that class would do too.
+        let d = create(&cat, &pvc(Some("manua1")));
+        assert_eq!(
+            d.warnings,
+            [concat!(
+                r#"spec.storageClassName: StorageClass "manua1" not found: the claim stays Pending until it or "#,
+                "a PersistentVolume of that class exists; no StorageClass has a close name"
+            )]
+        );
     }
 }

@@ -23,6 +23,8 @@ pub const META: Meta = Meta {
     key: "volumeName",
     annotation: "volume-name",
     summary: "warns when a claim's spec.volumeName names a PersistentVolume that is missing or would not bind",
+    denies: "never denies",
+    warns: "spec.volumeName names a PV that is missing or that the PV controller would refuse",
     default_mode: Mode::Enforce,
     acts: &[Acts {
         endpoint: Endpoint::Validate,

@@ -38,6 +38,8 @@ pub const META: Meta = Meta {
     key: "volumeSize",
     annotation: "volume-size",
     summary: "claims below their class's minimum size are raised to it (or refused where the driver fails); above a maximum refused",
+    denies: "below a minimum where the driver fails (built-in table read from driver source, or the class's own minSize) and above a maximum",
+    warns: "claim templates and ephemeral volumes whose claims will be raised; pre-existing problems on UPDATE; action: warn",
     default_mode: Mode::Enforce,
     acts: &[
         Acts {

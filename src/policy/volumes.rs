@@ -11,9 +11,10 @@
 //! the catalog's business (`None` without a cluster): a rule never guesses from an empty index.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{NodeSelector, PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use super::interner::{Interner, Labels};
@@ -81,7 +82,7 @@ pub struct ClaimRef {
 }
 
 /// One PersistentVolume, reduced to what the binding rules read.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct PvInfo {
     /// The beta annotation's class, else `spec.storageClassName`, else `""` (interned).
     pub class: Arc<str>,
@@ -94,6 +95,11 @@ pub struct PvInfo {
     pub phase: Phase,
     pub claim_ref: Option<Box<ClaimRef>>,
     pub deleting: bool,
+    /// `spec.local` or `spec.hostPath`: the data is on one node's disk, whatever the class.
+    pub node_local: bool,
+    /// `spec.nodeAffinity.required`, kept only when set (the scheduler checks it against the
+    /// node it picks for a WaitForFirstConsumer claim).
+    pub affinity: Option<Box<NodeSelector>>,
 }
 
 impl PvInfo {
@@ -125,7 +131,51 @@ impl PvInfo {
                 })
             }),
             deleting: pv.metadata.deletion_timestamp.is_some(),
+            node_local: spec.is_some_and(|s| s.local.is_some() || s.host_path.is_some()),
+            affinity: spec
+                .and_then(|s| s.node_affinity.as_ref())
+                .and_then(|a| a.required.clone())
+                .map(Box::new),
         }
+    }
+
+    /// Reduces a PV read from a manifest rather than from the API: a manifest has no `status`
+    /// (the API server discards one sent on create), so the phase is the one the PV
+    /// controller's first sync gives it (`syncVolume` in `pv_controller.go`): no `claimRef`, or
+    /// one without a uid (pre-bound, waiting for that claim), is `Available`; a `claimRef` with
+    /// a uid was bound to that very claim (an exported volume), `Bound`. A stated phase is kept.
+    pub fn from_manifest(pv: &PersistentVolume, strings: &mut Interner) -> PvInfo {
+        let mut info = PvInfo::from_pv(pv, strings);
+        if pv
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.as_deref())
+            .is_none()
+        {
+            info.phase = match &info.claim_ref {
+                Some(r) if !r.uid.is_empty() => Phase::Bound,
+                _ => Phase::Available,
+            };
+        }
+        info
+    }
+}
+
+/// The phase of a PV as `audit` on files must read it: the stated phase, else (a manifest
+/// without status) the one the PV controller gives it ([`PvInfo::from_manifest`]).
+pub fn manifest_phase(pv: &PersistentVolume) -> &str {
+    if let Some(p) = pv.status.as_ref().and_then(|s| s.phase.as_deref()) {
+        return p;
+    }
+    let uid = pv
+        .spec
+        .as_ref()
+        .and_then(|s| s.claim_ref.as_ref())
+        .and_then(|r| r.uid.as_deref());
+    if uid.is_some_and(|u| !u.is_empty()) {
+        "Bound"
+    } else {
+        "Available"
     }
 }
 
@@ -134,6 +184,9 @@ impl PvInfo {
 pub struct ClaimInfo {
     pub phase: Phase,
     pub volume_name: Option<Box<str>>,
+    /// The annotation `volume.kubernetes.io/selected-node`: the scheduler chose this node for
+    /// a WaitForFirstConsumer claim, and the PV controller provisions or binds for it.
+    pub selected_node: Option<Box<str>>,
     /// The class as the PV controller reads it (beta annotation, then `spec.storageClassName`);
     /// `None` when neither is set. Interned.
     pub class: Option<Arc<str>>,
@@ -150,6 +203,13 @@ impl ClaimInfo {
                 .and_then(|s| s.volume_name.as_deref())
                 .filter(|v| !v.is_empty())
                 .map(Box::from),
+            selected_node: pvc
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(SELECTED_NODE_ANNOTATION))
+                .filter(|n| !n.is_empty())
+                .map(|n| Box::from(n.as_str())),
             class: claim_class_ref(pvc).map(|c| strings.intern(c)),
         }
     }
@@ -157,6 +217,43 @@ impl ClaimInfo {
     pub fn is_bound(&self) -> bool {
         self.phase == Phase::Bound
     }
+}
+
+/// Set on a claim by the scheduler (and only by it) once it picked a node for a
+/// WaitForFirstConsumer claim; `syncUnboundClaim` (`pv_controller.go`) then provisions or binds
+/// it for that node.
+pub const SELECTED_NODE_ANNOTATION: &str = "volume.kubernetes.io/selected-node";
+
+/// Ordinals of one StatefulSet judged at most (a bound on the work of one request).
+pub const MAX_ORDINALS: i32 = 10_000;
+
+/// The ordinals a StatefulSet's controller gives its pods and claims: `start..start+replicas`,
+/// with `start` from `spec.ordinals.start` (default 0; GA since 1.31) and `replicas` default 1
+/// (`getStartOrdinal`, `getEndOrdinal` in `pkg/controller/statefulset/stateful_set_utils.go`).
+/// At most [`MAX_ORDINALS`] of them.
+pub fn statefulset_ordinals(sts: &StatefulSet) -> std::ops::Range<i32> {
+    let spec = sts.spec.as_ref();
+    let start = spec
+        .and_then(|s| s.ordinals.as_ref())
+        .and_then(|o| o.start)
+        .unwrap_or(0)
+        .max(0);
+    let replicas = spec
+        .and_then(|s| s.replicas)
+        .unwrap_or(1)
+        .clamp(0, MAX_ORDINALS);
+    start..start.saturating_add(replicas)
+}
+
+/// The names of the claims a StatefulSet's controller makes from the template `template`, in
+/// ordinal order: `<template>-<statefulset>-<ordinal>` (`getPersistentVolumeClaimName` in
+/// `stateful_set_utils.go`). Every rule and `audit` name a StatefulSet's claims through this.
+pub fn statefulset_claims<'a>(
+    sts: &'a StatefulSet,
+    template: &'a str,
+) -> impl Iterator<Item = String> + 'a {
+    let name = sts.metadata.name.as_deref().unwrap_or_default();
+    statefulset_ordinals(sts).map(move |i| format!("{template}-{name}-{i}"))
 }
 
 /// `GetPersistentVolumeClaimClass`, with `None` for "no class at all" (the default class may
@@ -200,15 +297,58 @@ pub enum Source {
     Files,
 }
 
+/// What the PVs of one class are made of, as far as the index knows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClassVolumes {
+    /// PVs of the class.
+    pub total: usize,
+    /// Of those, `local` or `hostPath` volumes.
+    pub node_local: usize,
+}
+
+impl ClassVolumes {
+    /// Every known PV of the class is on one node's disk, and there is at least one.
+    pub fn all_node_local(self) -> bool {
+        self.total > 0 && self.node_local == self.total
+    }
+}
+
 /// PVs by name and claims by `namespace/name`.
 #[derive(Clone, Debug)]
 pub struct VolumeIndex {
     pub pvs: Arc<PvMap>,
     pub claims: Arc<ClaimMap>,
     pub source: Source,
+    /// [`ClassVolumes`] by class, computed once per snapshot on first use (a request then reads
+    /// one entry, never every PV).
+    by_class: Arc<OnceLock<HashMap<Arc<str>, ClassVolumes>>>,
 }
 
 impl VolumeIndex {
+    pub fn new(pvs: Arc<PvMap>, claims: Arc<ClaimMap>, source: Source) -> VolumeIndex {
+        VolumeIndex {
+            pvs,
+            claims,
+            source,
+            by_class: Arc::default(),
+        }
+    }
+
+    /// What the known PVs of `class` are made of (the beta annotation's class, else
+    /// `spec.storageClassName`, as the PV controller reads it).
+    pub fn class_volumes(&self, class: &str) -> ClassVolumes {
+        let map = self.by_class.get_or_init(|| {
+            let mut map: HashMap<Arc<str>, ClassVolumes> = HashMap::new();
+            for pv in self.pvs.values() {
+                let e = map.entry(pv.class.clone()).or_default();
+                e.total += 1;
+                e.node_local += usize::from(pv.node_local);
+            }
+            map
+        });
+        map.get(class).copied().unwrap_or_default()
+    }
+
     pub fn pv(&self, name: &str) -> Option<&PvInfo> {
         self.pvs.get(name).map(Arc::as_ref)
     }
@@ -224,18 +364,23 @@ impl VolumeIndex {
         source: Source,
     ) -> VolumeIndex {
         let mut strings = Interner::default();
-        VolumeIndex {
-            pvs: Arc::new(
+        // Manifests carry no status: read them as the PV controller will see them.
+        let reduce = match source {
+            Source::Files => PvInfo::from_manifest,
+            Source::Cluster => PvInfo::from_pv,
+        };
+        VolumeIndex::new(
+            Arc::new(
                 pvs.into_iter()
                     .map(|pv| {
                         (
                             pv.metadata.name.as_deref().unwrap_or_default().into(),
-                            Arc::new(PvInfo::from_pv(pv, &mut strings)),
+                            Arc::new(reduce(pv, &mut strings)),
                         )
                     })
                     .collect(),
             ),
-            claims: Arc::new(
+            Arc::new(
                 claims
                     .into_iter()
                     .map(|(ns, c)| {
@@ -247,7 +392,7 @@ impl VolumeIndex {
                     .collect(),
             ),
             source,
-        }
+        )
     }
 }
 
@@ -572,6 +717,97 @@ mod tests {
         assert_eq!(
             satisfy("pv-1", &p, &w).unwrap_err(),
             r#"the volume is marked for deletion "pv-1""#
+        );
+    }
+
+    #[test]
+    fn statefulset_claims_run_from_the_start_ordinal() {
+        let sts = |spec: serde_json::Value| -> StatefulSet {
+            serde_json::from_value(json!({"metadata": {"name": "web"}, "spec": spec})).unwrap()
+        };
+        let names = |s: &StatefulSet| statefulset_claims(s, "www").collect::<Vec<_>>();
+        assert_eq!(
+            names(&sts(json!({"replicas": 2}))),
+            ["www-web-0", "www-web-1"]
+        );
+        assert_eq!(
+            names(&sts(json!({"replicas": 3, "ordinals": {"start": 5}}))),
+            ["www-web-5", "www-web-6", "www-web-7"]
+        );
+        assert_eq!(
+            names(&sts(json!({}))),
+            ["www-web-0"],
+            "replicas default to 1"
+        );
+        assert!(names(&sts(json!({"replicas": 0, "ordinals": {"start": 2}}))).is_empty());
+        assert_eq!(
+            statefulset_ordinals(&sts(json!({"replicas": 1_000_000}))).len(),
+            MAX_ORDINALS as usize
+        );
+    }
+
+    #[test]
+    fn a_manifest_without_status_is_read_as_the_controller_will_make_it() {
+        let read = |v: serde_json::Value| {
+            let pv: PersistentVolume = serde_json::from_value(v).unwrap();
+            let i = VolumeIndex::from_objects([&pv], [], Source::Files);
+            let cluster = VolumeIndex::from_objects([&pv], [], Source::Cluster);
+            (
+                i.pv("p").unwrap().phase,
+                manifest_phase(&pv).to_owned(),
+                cluster.pv("p").unwrap().phase,
+            )
+        };
+        assert_eq!(
+            read(json!({"metadata": {"name": "p"}, "spec": {}})),
+            (Phase::Available, "Available".to_owned(), Phase::Pending)
+        );
+        assert_eq!(
+            read(
+                json!({"metadata": {"name": "p"}, "spec": {"claimRef": {"namespace": "a", "name": "c"}}})
+            ),
+            (Phase::Available, "Available".to_owned(), Phase::Pending),
+            "pre-bound, waiting for its claim"
+        );
+        assert_eq!(
+            read(
+                json!({"metadata": {"name": "p"}, "spec": {"claimRef": {"namespace": "a", "name": "c", "uid": "u"}}})
+            ),
+            (Phase::Bound, "Bound".to_owned(), Phase::Pending)
+        );
+        assert_eq!(
+            read(json!({"metadata": {"name": "p"}, "spec": {}, "status": {"phase": "Released"}})),
+            (Phase::Other, "Released".to_owned(), Phase::Other),
+            "a stated phase is kept"
+        );
+    }
+
+    #[test]
+    fn class_volumes_count_node_local_sources() {
+        let pv = |name: &str, class: &str, source: serde_json::Value| -> PersistentVolume {
+            let mut spec = json!({"storageClassName": class});
+            json_patch::merge(&mut spec, &source);
+            serde_json::from_value(json!({"metadata": {"name": name}, "spec": spec})).unwrap()
+        };
+        let pvs = [
+            pv("a", "manual", json!({"local": {"path": "/mnt/a"}})),
+            pv("b", "manual", json!({"hostPath": {"path": "/data"}})),
+            pv("c", "shared", json!({"nfs": {"server": "s", "path": "/"}})),
+            pv("d", "shared", json!({"local": {"path": "/mnt/d"}})),
+        ];
+        let i = VolumeIndex::from_objects(&pvs, [], Source::Cluster);
+        assert_eq!(
+            i.class_volumes("manual"),
+            ClassVolumes {
+                total: 2,
+                node_local: 2
+            }
+        );
+        assert!(i.class_volumes("manual").all_node_local());
+        assert!(!i.class_volumes("shared").all_node_local());
+        assert!(
+            !i.class_volumes("none").all_node_local(),
+            "no PV: not known"
         );
     }
 }

@@ -14,11 +14,13 @@ use std::collections::{HashMap, HashSet};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 
-use super::catalog::Catalog;
+use super::catalog::{Catalog, ClassesKnown, NO_PROVISIONER};
+use super::config::VolumeBindingMode;
 use super::config::{ConfigError, Section};
 use super::decision::{Action, Decision, Finding};
 use super::field::go_quote;
 use super::modes::Mode;
+use super::node_selector;
 use super::quantity;
 use super::rule::{Acts, Context, Endpoint, Entry, Judges, Meta, Object, Request, Rule, RuleId};
 use super::storage;
@@ -29,6 +31,8 @@ pub const META: Meta = Meta {
     key: "willBind",
     annotation: "will-bind",
     summary: "warns when no PersistentVolume can bind a claim (or a StatefulSet's claims) on a static class",
+    denies: "never denies",
+    warns: "no known PV can bind a claim of a static class (kubernetes.io/no-provisioner, \"\", or a name with no StorageClass but PVs); WaitForFirstConsumer PVs pinned to no existing node are not counted",
     default_mode: Mode::Enforce,
     acts: &[Acts {
         endpoint: Endpoint::Validate,
@@ -41,12 +45,6 @@ pub const ENTRY: Entry = Entry {
     meta: &META,
     compile,
 };
-
-/// The provisioner of classes whose volumes are made by hand.
-pub const NO_PROVISIONER: &str = "kubernetes.io/no-provisioner";
-
-/// Ordinals judged per StatefulSet at most (a bound on the work of one request).
-const MAX_ORDINALS: i32 = 10_000;
 
 #[derive(Debug)]
 struct WillBind;
@@ -108,13 +106,44 @@ pub(crate) fn record(
     });
 }
 
-/// Whether claims of this class bind only to PVs made by hand: `""`, or a known class of
-/// `kubernetes.io/no-provisioner`. Unknown classes are not judged.
-fn is_static(catalog: &Catalog, class: &str) -> bool {
-    class.is_empty()
-        || catalog
-            .class(class)
-            .is_some_and(|c| c.provisioner == NO_PROVISIONER)
+/// Whether claims of this class bind only to PVs made by hand: `""`, a known class of
+/// `kubernetes.io/no-provisioner`, or a class name that has no StorageClass but known PVs (the
+/// PV controller treats a missing class as Immediate and binds PVs of that class name:
+/// `IsDelayBindingMode`, `FindMatchingVolume` in `pv_controller.go`; the docs'
+/// `storageClassName: manual`). Other unknown classes are not judged, nor is a missing class
+/// when the catalog may not hold every class.
+fn is_static(catalog: &Catalog, index: &VolumeIndex, class: &str) -> bool {
+    match catalog.class(class) {
+        _ if class.is_empty() => true,
+        Some(c) => c.provisioner == NO_PROVISIONER,
+        None => {
+            catalog.classes_known() != ClassesKnown::Partly && index.class_volumes(class).total > 0
+        }
+    }
+}
+
+/// Whether the scheduler could ever choose this PV for a claim of `class`: with
+/// WaitForFirstConsumer it picks a node first and takes only PVs whose `spec.nodeAffinity`
+/// matches it, so a PV whose affinity matches no existing node is never chosen. Only judged
+/// when the nodes are known (an autoscaler may add a node: then it is not known to be lost).
+fn schedulable(catalog: &Catalog, class: &str, pv: &PvInfo) -> bool {
+    let wffc = catalog
+        .class(class)
+        .is_some_and(|c| c.volume_binding_mode == Some(VolumeBindingMode::WaitForFirstConsumer));
+    match (wffc, catalog.nodes(), pv.affinity.as_deref()) {
+        (true, Some(nodes), Some(affinity)) => node_selector::selects_any(affinity, nodes),
+        _ => true,
+    }
+}
+
+/// Why none of the volumes that fit is usable, when some fit but match no node.
+fn stranded_phrase(count: usize, class: &str) -> String {
+    format!(
+        "{count} Available PersistentVolume{} {} that fit{} spec.nodeAffinity matching no existing node",
+        if count == 1 { "" } else { "s" },
+        class_phrase(class),
+        if count == 1 { "s has" } else { " have" }
+    )
 }
 
 fn class_phrase(class: &str) -> String {
@@ -219,7 +248,7 @@ fn claim_waits(
     }
     // At /validate the DefaultStorageClass plugin has run: no class now means no class.
     let class = volumes::claim_class(pvc).unwrap_or_default();
-    if !is_static(catalog, &class) {
+    if !is_static(catalog, index, &class) {
         return None;
     }
     let name = pvc.metadata.name.as_deref().unwrap_or_default();
@@ -230,10 +259,16 @@ fn claim_waits(
     let uid = pvc.metadata.uid.as_deref().unwrap_or_default();
     let (w, size_text) = wants_of(namespace, name, uid, &class, spec)?;
     let pvs = || index.pvs.values().map(|p| p.as_ref());
-    if pvs().any(|pv| prebound_fits(pv, &w) || volumes::misfit(pv, &w).is_none()) {
+    let fits = |pv: &PvInfo| volumes::misfit(pv, &w).is_none();
+    if pvs().any(|pv| prebound_fits(pv, &w) || (fits(pv) && schedulable(catalog, &class, pv))) {
         return None;
     }
-    let why = why_none(pvs(), &w, &size_text);
+    let stranded = pvs().filter(|pv| fits(pv)).count();
+    let why = if stranded > 0 {
+        stranded_phrase(stranded, &class)
+    } else {
+        why_none(pvs(), &w, &size_text)
+    };
     Some((
         Some(class.clone()).filter(|c| !c.is_empty()),
         format!("claim {} will stay Pending: {why}", go_quote(name)),
@@ -253,7 +288,7 @@ fn statefulset_waits(
         return out;
     };
     let sts_name = sts.metadata.name.as_deref().unwrap_or_default();
-    let replicas = spec.replicas.unwrap_or(1).clamp(0, MAX_ORDINALS);
+    let replicas = volumes::statefulset_ordinals(sts).len();
     // PVs already promised to one claim of this StatefulSet: never counted twice.
     let mut used: HashSet<&str> = HashSet::new();
     for tpl in spec.volume_claim_templates.iter().flatten() {
@@ -267,7 +302,7 @@ fn statefulset_waits(
                 .map(|c| c.class)
                 .unwrap_or_default()
         });
-        if !is_static(cx.catalog, &class) {
+        if !is_static(cx.catalog, index, &class) {
             continue;
         }
         let Some((probe, size_text)) = wants_of(namespace, "", "", &class, tspec) else {
@@ -275,10 +310,16 @@ fn statefulset_waits(
         };
         // Free volumes that fit, smallest first (the controller's choice), and volumes
         // pre-bound by name to a claim of this namespace that is yet to exist.
+        let mut stranded = 0;
         let mut fitting: Vec<(&str, u64)> = index
             .pvs
             .iter()
             .filter(|&(n, pv)| !used.contains(&**n) && volumes::misfit(pv, &probe).is_none())
+            .filter(|&(_, pv)| {
+                let ok = schedulable(cx.catalog, &class, pv);
+                stranded += usize::from(!ok);
+                ok
+            })
             .map(|(n, pv)| (&**n, pv.capacity.unwrap_or(0)))
             .collect();
         fitting.sort_unstable_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(b.0)));
@@ -299,8 +340,7 @@ fn statefulset_waits(
         }
         let mut next = fitting.into_iter();
         let mut waiting: Vec<String> = Vec::new();
-        for i in 0..replicas {
-            let claim = format!("{tpl_name}-{sts_name}-{i}");
+        for claim in volumes::statefulset_claims(sts, tpl_name) {
             if index.claim(namespace, &claim).is_some() {
                 continue;
             }
@@ -324,7 +364,11 @@ fn statefulset_waits(
             .iter()
             .filter(|&(n, _)| !used.contains(&**n))
             .map(|(_, pv)| pv.as_ref());
-        let why = why_none(pool, &probe, &size_text);
+        let why = if stranded > 0 {
+            stranded_phrase(stranded, &class)
+        } else {
+            why_none(pool, &probe, &size_text)
+        };
         let shown: Vec<&str> = waiting.iter().take(3).map(String::as_str).collect();
         let names = if waiting.len() > shown.len() {
             format!(
@@ -345,7 +389,7 @@ fn statefulset_waits(
             format!(
                 "StatefulSet {}: {noun} {names} will stay Pending: {why} ({} of {replicas} served)",
                 go_quote(sts_name),
-                replicas as usize - waiting.len()
+                replicas - waiting.len()
             ),
         ));
     }
@@ -659,11 +703,11 @@ storageClasses:
     #[test]
     fn says_when_it_judged_against_files() {
         let p = policy();
-        let index = VolumeIndex {
-            pvs: Arc::new(HashMap::new()),
-            claims: Arc::new(ClaimMap::new()),
-            source: Source::Files,
-        };
+        let index = VolumeIndex::new(
+            Arc::new(HashMap::new()),
+            Arc::new(ClaimMap::new()),
+            Source::Files,
+        );
         let cat = p.static_catalog().with_volumes(index);
         let c = pvc("data", Some("local-storage"), "5Gi");
         let d = decide(&cat, &p, Operation::Create, Object::Pvc(&c));
@@ -672,5 +716,123 @@ storageClasses:
             "{:?}",
             d.warnings
         );
+    }
+
+    #[test]
+    fn statefulset_claims_count_from_the_start_ordinal() {
+        let p = policy();
+        let mut s = sts(2, "local-storage");
+        s.spec.as_mut().unwrap().ordinals =
+            Some(serde_json::from_value(json!({"start": 3})).unwrap());
+        // www-web-3 exists; one PV for www-web-4.
+        let cat = catalog(
+            &p,
+            &[pv("a", "local-storage", "5Gi", json!({}))],
+            &[pvc("www-web-3", Some("local-storage"), "5Gi")],
+        );
+        let d = decide(&cat, &p, Operation::Create, Object::StatefulSet(&s));
+        assert_eq!(d, Decision::default(), "{:?}", d.warnings);
+        // No PV: the waiting claim is www-web-4 (not www-web-0 or www-web-1).
+        let cat = catalog(&p, &[], &[pvc("www-web-3", Some("local-storage"), "5Gi")]);
+        let d = decide(&cat, &p, Operation::Create, Object::StatefulSet(&s));
+        assert_eq!(
+            d.warnings,
+            [
+                r#"StatefulSet "web": claim www-web-4 will stay Pending: no Available PersistentVolume of class local-storage has 5Gi (1 of 2 served)"#
+            ]
+        );
+    }
+
+    fn node(name: &str) -> (String, std::collections::BTreeMap<String, String>) {
+        (
+            name.to_owned(),
+            [("kubernetes.io/hostname".to_owned(), name.to_owned())].into(),
+        )
+    }
+
+    fn pinned_to(host: &str) -> Value {
+        json!({"spec": {"nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+            {"key": "kubernetes.io/hostname", "operator": "In", "values": [host]}]}]}}}})
+    }
+
+    #[test]
+    fn a_wffc_volume_pinned_to_no_existing_node_is_not_free() {
+        let p = policy();
+        let pvs = [pv("gone", "local-storage", "10Gi", pinned_to("node-9"))];
+        let index = VolumeIndex::from_objects(&pvs, [], Source::Cluster);
+        let with_nodes = |nodes: Option<Vec<_>>| {
+            p.catalog(&LiveState {
+                pvs: Some(index.pvs.clone()),
+                claims: Some(index.claims.clone()),
+                nodes: nodes.map(Arc::new),
+                ..Default::default()
+            })
+        };
+        let c = pvc("data", Some("local-storage"), "5Gi");
+        let cat = with_nodes(Some(vec![node("node-1")]));
+        let d = decide(&cat, &p, Operation::Create, Object::Pvc(&c));
+        assert_eq!(
+            d.warnings,
+            [concat!(
+                r#"claim "data" will stay Pending: 1 Available PersistentVolume of class local-storage that fits "#,
+                "has spec.nodeAffinity matching no existing node"
+            )]
+        );
+        let s = sts(1, "local-storage");
+        let d = decide(&cat, &p, Operation::Create, Object::StatefulSet(&s));
+        assert!(
+            d.warnings[0].contains("claim www-web-0 will stay Pending: 1 Available"),
+            "{:?}",
+            d.warnings
+        );
+        // The node exists, or nodes are not known: the volume counts.
+        for cat in [with_nodes(Some(vec![node("node-9")])), with_nodes(None)] {
+            let d = decide(&cat, &p, Operation::Create, Object::Pvc(&c));
+            assert_eq!(d, Decision::default());
+        }
+    }
+
+    #[test]
+    fn a_class_without_a_storage_class_binds_the_volumes_of_that_name() {
+        let p = policy();
+        let pvs = [pv("m", "manual", "1Gi", json!({}))];
+        let index = VolumeIndex::from_objects(&pvs, [], Source::Cluster);
+        let cat = |known: ClassesKnown| {
+            p.catalog(&LiveState {
+                pvs: Some(index.pvs.clone()),
+                claims: Some(index.claims.clone()),
+                classes_known: known,
+                ..Default::default()
+            })
+        };
+        let big = pvc("data", Some("manual"), "5Gi");
+        let d = decide(
+            &cat(ClassesKnown::Cluster),
+            &p,
+            Operation::Create,
+            Object::Pvc(&big),
+        );
+        assert_eq!(
+            d.warnings,
+            [
+                r#"claim "data" will stay Pending: no Available PersistentVolume of class manual has 5Gi"#
+            ]
+        );
+        let fits = pvc("data", Some("manual"), "1Gi");
+        let d = decide(
+            &cat(ClassesKnown::Cluster),
+            &p,
+            Operation::Create,
+            Object::Pvc(&fits),
+        );
+        assert_eq!(d, Decision::default());
+        // Classes not all known: the class may exist and provision.
+        let d = decide(
+            &cat(ClassesKnown::Partly),
+            &p,
+            Operation::Create,
+            Object::Pvc(&big),
+        );
+        assert_eq!(d, Decision::default());
     }
 }

@@ -434,6 +434,58 @@ def compare_readme_block(r):
     return []
 
 
+@case
+def namespace_defaults_apply_with_the_default_class_annotated():
+    """The DefaultStorageClass plugin sets the annotated default on claims without a class;
+    the webhook reads metadata.managedFields (nobody owns that class) and puts the namespace's
+    default in its place, for kubectl apply, apply --server-side, create and the StatefulSet
+    controller; a class the user wrote, even the default, stays."""
+    must("apply", "-f", "-", input=[
+        sc("e2e-md-gp3", "ebs.csi.aws.com", "WaitForFirstConsumer", default=True),
+        sc("e2e-md-nfs", "nfs.csi.k8s.io")])
+    try:
+        ns = namespace("e2e-md", annotations={"storage-policy.io/default-storage-class":
+                                              "e2e-md-nfs"})
+        plain = namespace("e2e-md-plain")
+        wait("the webhook to see the classes and the namespace", 15, lambda: json.loads(
+            create(pvc("probe", ns), "--dry-run=server", "-o", "json").out or "{}").get(
+                "spec", {}).get("storageClassName") == "e2e-md-nfs")
+        ways = {
+            "applied": lambda o: apply(o),
+            "server-side": lambda o: kubectl("apply", "--server-side", "-f", "-", input=o),
+            "created": lambda o: create(o),
+        }
+        for name, way in ways.items():
+            r = way(pvc(name, ns))
+            check(r.rc == 0, f"{name}: refused", r)
+            got = get("pvc", name, ns)["spec"]["storageClassName"]
+            check(got == "e2e-md-nfs", f"{name}: stored class {got}", r)
+            check(any('in place of "e2e-md-gp3", which the DefaultStorageClass admission plugin set'
+                      in w for w in r.warnings), f"{name}: the warning", r.warnings)
+        # Written by the user, even the default itself: never changed.
+        for name, cls in (("mine", "e2e-md-gp3"),):
+            for way_name, way in ways.items():
+                r = way(pvc(f"{name}-{way_name}", ns, cls=cls))
+                got = get("pvc", f"{name}-{way_name}", ns)["spec"]["storageClassName"]
+                check(r.rc == 0 and got == cls and not r.warnings,
+                      f"{way_name}: the user's {cls} became {got}", r)
+        # No namespace default there: the plugin's class is the answer.
+        r = apply(pvc("plain", plain))
+        check(get("pvc", "plain", plain)["spec"]["storageClassName"] == "e2e-md-gp3"
+              and not r.warnings, "the plain namespace's claim", r)
+        # Claims the StatefulSet controller makes from a template without a class.
+        sts = statefulset("db", ns, 2, {"accessModes": ["ReadWriteOnce"],
+                                        "resources": {"requests": {"storage": "1Gi"}}})
+        sts["spec"]["podManagementPolicy"] = "Parallel"
+        must("apply", "-f", "-", input=sts)
+        wait("the controller's claims", 30, lambda: {
+            c["metadata"]["name"]: c["spec"].get("storageClassName") for c in items("pvc", ns)
+            if c["metadata"]["name"].startswith("data-db-")} == {
+                "data-db-0": "e2e-md-nfs", "data-db-1": "e2e-md-nfs"})
+    finally:
+        cleanup_cluster_scoped(("storageclass", "e2e-md-gp3"), ("storageclass", "e2e-md-nfs"))
+
+
 # --- predictions the PV controller and the scheduler must make true ----------------------
 
 
