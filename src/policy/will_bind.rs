@@ -106,6 +106,13 @@ pub(crate) fn record(
     });
 }
 
+/// Whether a claim without a class cannot be judged: `audit` on files that show no
+/// StorageClass knows nothing of the cluster's default class, which the DefaultStorageClass
+/// plugin would set (most clusters have one), so "no class" there is not static binding.
+fn default_unknowable(catalog: &Catalog, index: &VolumeIndex) -> bool {
+    index.source == Source::Files && catalog.classes_known() != ClassesKnown::Files
+}
+
 /// Whether claims of this class bind only to PVs made by hand: `""`, a known class of
 /// `kubernetes.io/no-provisioner`, or a class name that has no StorageClass but known PVs (the
 /// PV controller treats a missing class as Immediate and binds PVs of that class name:
@@ -246,8 +253,13 @@ fn claim_waits(
     {
         return None;
     }
-    // At /validate the DefaultStorageClass plugin has run: no class now means no class.
-    let class = volumes::claim_class(pvc).unwrap_or_default();
+    // At /validate the DefaultStorageClass plugin has run: no class now means no class. On
+    // files that show no StorageClass, the cluster's default class would be set: not judged.
+    let class = match volumes::claim_class(pvc) {
+        Some(c) => c,
+        None if default_unknowable(catalog, index) => return None,
+        None => String::new(),
+    };
     if !is_static(catalog, index, &class) {
         return None;
     }
@@ -297,11 +309,14 @@ fn statefulset_waits(
         };
         let tpl_name = tpl.metadata.name.as_deref().unwrap_or_default();
         // Claims made from a template get the default class when the template names none.
-        let class = volumes::claim_class(tpl).unwrap_or_else(|| {
-            storage::choose(cx.settings, cx.catalog, Some(namespace), Some(tspec))
-                .map(|c| c.class)
-                .unwrap_or_default()
-        });
+        let class = match volumes::claim_class(tpl) {
+            Some(c) => c,
+            None => match storage::choose(cx.settings, cx.catalog, Some(namespace), Some(tspec)) {
+                Some(c) => c.class,
+                None if default_unknowable(cx.catalog, index) => continue,
+                None => String::new(),
+            },
+        };
         if !is_static(cx.catalog, index, &class) {
             continue;
         }
@@ -716,6 +731,61 @@ storageClasses:
             "{:?}",
             d.warnings
         );
+    }
+
+    #[test]
+    fn on_files_without_storage_classes_a_claim_without_class_is_not_judged() {
+        let p = policy();
+        let files = |known| {
+            let index = VolumeIndex::new(
+                Arc::new(HashMap::new()),
+                Arc::new(ClaimMap::new()),
+                Source::Files,
+            );
+            p.catalog(&LiveState {
+                classes_known: known,
+                ..Default::default()
+            })
+            .with_volumes(index)
+        };
+        let no_class = pvc("data", None, "5Gi");
+        let mut template = sts(2, "x");
+        template
+            .spec
+            .as_mut()
+            .unwrap()
+            .volume_claim_templates
+            .as_mut()
+            .unwrap()[0]
+            .spec
+            .as_mut()
+            .unwrap()
+            .storage_class_name = None;
+        // No StorageClass among the files: the cluster's default class would apply.
+        let cat = files(ClassesKnown::Partly);
+        for obj in [Object::Pvc(&no_class), Object::StatefulSet(&template)] {
+            assert!(
+                decide(&cat, &p, Operation::Create, obj).warnings.is_empty(),
+                "{obj:?}"
+            );
+        }
+        // `""` is static binding wherever it is written.
+        let empty = pvc("data", Some(""), "5Gi");
+        assert_eq!(
+            decide(&cat, &p, Operation::Create, Object::Pvc(&empty))
+                .warnings
+                .len(),
+            1
+        );
+        // The files show every class and none is default: no class is no class.
+        let cat = files(ClassesKnown::Files);
+        for obj in [Object::Pvc(&no_class), Object::StatefulSet(&template)] {
+            assert_eq!(
+                decide(&cat, &p, Operation::Create, obj).warnings.len(),
+                1,
+                "{obj:?}"
+            );
+        }
     }
 
     #[test]
