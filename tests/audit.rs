@@ -1766,3 +1766,64 @@ fn hand_written_volumes_in_files_are_available_and_judged_by_their_source() {
         "{big:?}"
     );
 }
+
+#[test]
+fn application_manifests_without_classes_are_audited_on_the_clusters_default_or_left_alone() {
+    // An application's claims without a class, and no StorageClass among the files: every
+    // cluster with a default class provisions them, so nothing is said about binding.
+    let d = Dir::new();
+    // The embedded default policy: no class of its own.
+    d.write("policy.yaml", "{}\n");
+    d.write(
+        "app.yaml",
+        r#"apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: data, namespace: app}
+spec:
+  accessModes: [ReadWriteMany]
+  resources: {requests: {storage: 5Gi}}
+"#,
+    );
+    let o = audit(&d, &["-o", "json", "app.yaml"]);
+    let r = json_report(&o);
+    assert_eq!(o.status.code(), Some(0), "{r}");
+    assert!(rule_findings(&r, "data", "willBind").is_empty(), "{r}");
+    // --default-class names the cluster's default: the admission chain puts it on the claim;
+    // of a class whose provisioner the files do not show, nothing more is judged.
+    let o = audit(&d, &["-o", "json", "--default-class", "gp3", "app.yaml"]);
+    let r = json_report(&o);
+    assert_eq!(o.status.code(), Some(0), "{r}");
+    let f = findings_for(&r, "data");
+    assert_eq!(f[0]["changes"]["spec.storageClassName"], "gp3", "{r}");
+    // A default class the files show is judged as the cluster would: RWX on block is denied.
+    d.write(
+        "sc.yaml",
+        r#"apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata: {name: gp3}
+provisioner: ebs.csi.aws.com
+"#,
+    );
+    let o = audit(
+        &d,
+        &[
+            "-o",
+            "json",
+            "--default-class",
+            "gp3",
+            "app.yaml",
+            "sc.yaml",
+        ],
+    );
+    let r = json_report(&o);
+    assert_eq!(o.status.code(), Some(1), "{r}");
+    assert!(
+        findings_for(&r, "data")
+            .iter()
+            .any(|f| f["outcome"] == "denied"),
+        "{r}"
+    );
+    // Only with files.
+    let o = audit(&d, &["--cluster", "--default-class", "gp3"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}

@@ -110,6 +110,23 @@ pub struct Inventory {
 }
 
 impl Inventory {
+    /// `audit --default-class NAME`: the cluster's annotated default, which the DefaultStorageClass
+    /// plugin sets first in the admission chain. A class of that name among the files becomes
+    /// the only default; otherwise a class of unknown provisioner joins (nothing is judged of
+    /// its kind).
+    pub fn set_default_class(&mut self, name: &str) {
+        for c in &mut self.live.classes {
+            c.is_default = c.name == name;
+        }
+        if !self.live.classes.iter().any(|c| c.name == name) {
+            self.live.classes.push(LiveClass {
+                name: name.to_owned(),
+                is_default: true,
+                ..LiveClass::default()
+            });
+        }
+    }
+
     /// Sorts one document: catalog source, object to review, or ignored.
     pub fn add(&mut self, doc: Document) {
         let api_version = doc

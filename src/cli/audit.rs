@@ -52,6 +52,11 @@ pub struct AuditArgs {
     /// With --cluster: which cluster.
     #[command(flatten)]
     pub cluster_args: super::ClusterArgs,
+    /// On files: the class the cluster's DefaultStorageClass admission plugin sets on claims
+    /// created without one (the class annotated default there), when the files do not show it.
+    /// Claims without a class are then audited on it, as the cluster's admission chain would.
+    #[arg(long, value_name = "NAME", conflicts_with = "cluster")]
+    pub default_class: Option<String>,
     /// YAML or JSON files and folders (read recursively: *.yaml, *.yml, *.json); `-` reads stdin.
     #[arg(value_name = "PATH", required_unless_present = "cluster")]
     pub paths: Vec<PathBuf>,
@@ -127,6 +132,9 @@ pub fn run(args: AuditArgs) -> anyhow::Result<i32> {
         };
         for doc in inputs.documents {
             inv.add(doc);
+        }
+        if let Some(name) = &args.default_class {
+            inv.set_default_class(name);
         }
         (inv, Origin::Files)
     };
