@@ -117,11 +117,12 @@ def items(kind, namespace=None, selector=None):
     return json.loads(must(*args).out)["items"]
 
 
-def events(namespace, name):
-    """Reasons and messages of the events about one object, oldest first."""
-    evs = items("events", namespace)
-    return [(e.get("reason"), e.get("message", "")) for e in evs
-            if e.get("involvedObject", {}).get("name") == name]
+def events(name):
+    """Reasons and messages of the events about objects of this name, in any namespace
+    (a cluster-scoped object's events land in `default`)."""
+    r = must("get", "events", "--all-namespaces", "-o", "json",
+             "--field-selector", f"involvedObject.name={name}")
+    return [(e.get("reason"), e.get("message", "")) for e in json.loads(r.out)["items"]]
 
 
 def wait(what, seconds, fn, interval=0.25):

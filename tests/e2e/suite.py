@@ -589,8 +589,8 @@ def a_hand_made_pv_left_with_delete_goes_failed_on_release_as_warned():
     wait("bound", 30, lambda: phase("pvc", "c", ns) == "Bound")
     must("delete", "pvc", "c", "-n", ns)
     wait("the PV Failed", 40, lambda: phase("pv", "e2e-reclaim-pv") == "Failed")
-    # Events of cluster-scoped objects are recorded in the default namespace.
-    evs = wait("the VolumeFailedDelete event", 20, lambda: lib.events("default", "e2e-reclaim-pv"))
+    evs = wait("the VolumeFailedDelete event", 30, lambda: [
+        e for e in lib.events("e2e-reclaim-pv") if e[0] == "VolumeFailedDelete"])
     check(any(reason == "VolumeFailedDelete" and expected_reason in msg for reason, msg in evs),
           "the controller's event quotes the warning's reason", evs)
     cleanup_cluster_scoped(("pv", "e2e-reclaim-pv"))
