@@ -345,11 +345,14 @@ fn run_with(cx: &Context<'_>, req: &Request<'_>, mode: Mode, d: &mut Decision, r
     if req.operation == Operation::Update
         && let Some(old) = req.old_object.as_ref()
     {
-        let before = violations(cx, req.namespace, old);
+        // A set of the old violations: one look-up per new one, not a scan.
+        let before: std::collections::HashSet<(String, Option<String>)> =
+            violations(cx, req.namespace, old)
+                .into_iter()
+                .map(|b| (b.error.to_string(), b.class))
+                .collect();
         found.retain(|v| {
-            let existed = before
-                .iter()
-                .any(|b| b.error == v.error && b.class == v.class);
+            let existed = before.contains(&(v.error.to_string(), v.class.clone()));
             if existed {
                 let msg = format!("pre-existing: {}", v.error);
                 d.warn(&msg);

@@ -9,10 +9,13 @@
 //! Runs on `/validate`, which the API server calls with the object as the mutating webhooks left
 //! it: nodes the `localVolumeNodeAffinity` rule injected from a path rule are judged too.
 
+use std::collections::HashSet;
+
 use k8s_openapi::api::core::v1::{NodeSelectorTerm, PersistentVolume};
 
 use super::config::{ConfigError, Section};
 use super::decision::{Action, Decision, Finding};
+use super::limits::MAX_NODE_VALUES;
 use super::modes::Mode;
 use super::rule::{Acts, Context, Endpoint, Entry, Judges, Meta, Object, Request, Rule, RuleId};
 use crate::kinds::Operation;
@@ -86,10 +89,14 @@ fn term_nodes<'a>(label: &str, term: &'a NodeSelectorTerm) -> Option<Vec<&'a str
         .filter(|r| r.key == "metadata.name");
     let mut nodes: Option<Vec<&str>> = None;
     for r in by_label.chain(by_field).filter(|r| r.operator == "In") {
-        let values: Vec<&str> = r.values.iter().flatten().map(String::as_str).collect();
+        let values = r.values.iter().flatten().map(String::as_str);
         nodes = Some(match nodes {
-            None => values,
-            Some(prev) => prev.into_iter().filter(|n| values.contains(n)).collect(),
+            None => values.collect(),
+            // A set of this requirement's values: linear, not a scan per name.
+            Some(prev) => {
+                let values: HashSet<&str> = values.collect();
+                prev.into_iter().filter(|n| values.contains(n)).collect()
+            }
         });
     }
     nodes
@@ -117,9 +124,14 @@ pub fn hazard(label: &str, pv: &PersistentVolume) -> Option<String> {
             )
         });
     };
+    // Distinct names in order, through a set; counted up to one past MAX_NODE_VALUES.
+    let mut seen: HashSet<&str> = HashSet::new();
     let mut nodes: Vec<&str> = Vec::new();
     for n in terms.iter().filter_map(|t| term_nodes(label, t)).flatten() {
-        if !nodes.contains(&n) {
+        if nodes.len() > MAX_NODE_VALUES {
+            break;
+        }
+        if seen.insert(n) {
             nodes.push(n);
         }
     }
@@ -129,12 +141,17 @@ pub fn hazard(label: &str, pv: &PersistentVolume) -> Option<String> {
     let shown = nodes[..nodes.len().min(SHOWN)].join(", ");
     let more = match nodes.len().saturating_sub(SHOWN) {
         0 => String::new(),
+        n if nodes.len() > MAX_NODE_VALUES => format!(" and more than {} more", n - 1),
         n => format!(" and {n} more"),
     };
+    let count = if nodes.len() > MAX_NODE_VALUES {
+        format!("more than {MAX_NODE_VALUES}")
+    } else {
+        nodes.len().to_string()
+    };
     Some(format!(
-        "{what} PV path {path} is on {} nodes ({shown}{more}), each with its own disk there: a rescheduled pod \
-         sees other data; make one PV per node",
-        nodes.len()
+        "{what} PV path {path} is on {count} nodes ({shown}{more}), each with its own disk there: a rescheduled pod \
+         sees other data; make one PV per node"
     ))
 }
 

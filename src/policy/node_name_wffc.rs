@@ -9,10 +9,13 @@
 //! claims are not all bound (idem), and generic ephemeral volumes (their claim cannot be bound
 //! yet by definition; their class is in the template, so this works without a cluster).
 
+use std::collections::HashSet;
+
 use super::catalog::Catalog;
 use super::config::{ConfigError, Section, VolumeBindingMode};
 use super::decision::{Action, Decision, Finding, Refused};
 use super::field::{FieldError, Path, go_quote};
+use super::limits::{MAX_ORDINALS, MAX_TEMPLATES, MAX_VOLUMES};
 use super::modes::Mode;
 use super::rule::{
     Acts, Context, Endpoint, Entry, Judges, Meta, Object, PodFilter, Request, Rule, RuleId,
@@ -37,9 +40,6 @@ pub const ENTRY: Entry = Entry {
     meta: &META,
     compile,
 };
-
-/// Ordinals of a StatefulSet looked up at most.
-const MAX_ORDINALS: i32 = 10_000;
 
 #[derive(Debug)]
 struct NodeNameWffc;
@@ -91,26 +91,50 @@ fn violation(path: &str, node: &str, what: String, class: &str) -> Violation {
     }
 }
 
+/// The names of the claims of `namespace` that a PV's `claimRef` names: read once per request
+/// (one pass over the PVs), not once per claim looked up.
+#[derive(Default)]
+struct PreBound<'a> {
+    names: Option<HashSet<&'a str>>,
+}
+
+impl<'a> PreBound<'a> {
+    fn contains(&mut self, cx: &Context<'a>, namespace: &str, name: &str) -> bool {
+        let names = self.names.get_or_insert_with(|| {
+            let mut set = HashSet::new();
+            if let Some(i) = cx.catalog.volumes() {
+                cx.spend(i.pvs.len() as u64);
+                for pv in i.pvs.values() {
+                    if let Some(r) = pv.claim_ref.as_ref().filter(|r| *r.namespace == *namespace) {
+                        set.insert(&*r.name);
+                    }
+                }
+            }
+            set
+        });
+        names.contains(name)
+    }
+}
+
 /// Whether a claim is pre-bound, which the PV controller binds at once even with
 /// WaitForFirstConsumer: its `spec.volumeName` is set, or a PV's `claimRef` names it.
-fn binds_without_scheduler(
-    cx: &Context<'_>,
+fn binds_without_scheduler<'a>(
+    cx: &Context<'a>,
+    prebound: &mut PreBound<'a>,
     namespace: &str,
     name: &str,
     claim: Option<&volumes::ClaimInfo>,
 ) -> bool {
-    claim.is_some_and(|c| c.volume_name.is_some())
-        || cx.catalog.volumes().is_some_and(|i| {
-            i.pvs.values().any(|pv| {
-                pv.claim_ref
-                    .as_ref()
-                    .is_some_and(|r| *r.name == *name && *r.namespace == *namespace)
-            })
-        })
+    claim.is_some_and(|c| c.volume_name.is_some()) || prebound.contains(cx, namespace, name)
 }
 
-fn violations(cx: &Context<'_>, namespace: Option<&str>, object: &Object<'_>) -> Vec<Violation> {
+fn violations<'a>(
+    cx: &Context<'a>,
+    namespace: Option<&str>,
+    object: &Object<'_>,
+) -> Vec<Violation> {
     let mut out = Vec::new();
+    let mut prebound = PreBound::default();
     let (spec, path) = match *object {
         Object::PodSpec { spec, path } => (spec, path),
         Object::StatefulSet(sts) => (
@@ -124,7 +148,14 @@ fn violations(cx: &Context<'_>, namespace: Option<&str>, object: &Object<'_>) ->
         return out;
     };
     let ns = namespace.unwrap_or_default();
-    for v in spec.volumes.iter().flatten() {
+    for (n, v) in spec.volumes.iter().flatten().enumerate() {
+        if n == MAX_VOLUMES || !cx.spend(1) {
+            cx.skip(format!(
+                "nodeNameWaitForFirstConsumer: volumes past the first {}",
+                n
+            ));
+            break;
+        }
         if let Some(tpl) = v
             .ephemeral
             .as_ref()
@@ -150,7 +181,9 @@ fn violations(cx: &Context<'_>, namespace: Option<&str>, object: &Object<'_>) ->
             else {
                 continue;
             };
-            if claim.is_bound() || binds_without_scheduler(cx, ns, &src.claim_name, Some(claim)) {
+            if claim.is_bound()
+                || binds_without_scheduler(cx, &mut prebound, ns, &src.claim_name, Some(claim))
+            {
                 continue;
             }
             if let Some(class) = claim
@@ -166,15 +199,21 @@ fn violations(cx: &Context<'_>, namespace: Option<&str>, object: &Object<'_>) ->
     if let (Object::StatefulSet(sts), Some(index)) = (object, cx.catalog.volumes()) {
         let sts_name = sts.metadata.name.as_deref().unwrap_or_default();
         let s = sts.spec.as_ref();
-        let replicas = s
-            .and_then(|s| s.replicas)
-            .unwrap_or(1)
-            .clamp(0, MAX_ORDINALS);
-        for tpl in s
+        let replicas = usize::try_from(s.and_then(|s| s.replicas).unwrap_or(1)).unwrap_or(0);
+        // Ordinals looked up over all templates at most.
+        let mut ordinals_left = MAX_ORDINALS;
+        for (t, tpl) in s
             .and_then(|s| s.volume_claim_templates.as_ref())
             .into_iter()
             .flatten()
+            .enumerate()
         {
+            if t == MAX_TEMPLATES {
+                cx.skip(format!(
+                    "nodeNameWaitForFirstConsumer: volumeClaimTemplates past the first {MAX_TEMPLATES}"
+                ));
+                break;
+            }
             let tpl_name = tpl.metadata.name.as_deref().unwrap_or_default();
             let class = volumes::claim_class(tpl).or_else(|| {
                 storage::choose(cx.settings, cx.catalog, namespace, tpl.spec.as_ref())
@@ -183,12 +222,24 @@ fn violations(cx: &Context<'_>, namespace: Option<&str>, object: &Object<'_>) ->
             let Some(class) = class.filter(|c| waits_for_consumer(cx.catalog, c)) else {
                 continue;
             };
-            let unbound = (0..replicas).find(|i| {
+            let judged = replicas.min(ordinals_left);
+            if judged < replicas {
+                cx.skip(format!(
+                    "nodeNameWaitForFirstConsumer: StatefulSet ordinals past the first {MAX_ORDINALS} of all templates"
+                ));
+            }
+            let unbound = (0..judged).find(|i| {
                 let name = format!("{tpl_name}-{sts_name}-{i}");
                 let claim = index.claim(ns, &name);
                 !claim.is_some_and(|c| c.is_bound())
-                    && !binds_without_scheduler(cx, ns, &name, claim)
+                    && !binds_without_scheduler(cx, &mut prebound, ns, &name, claim)
             });
+            // Only the ordinals looked up are spent (the search stops at the first unbound).
+            let looked = unbound.map_or(judged, |i| i + 1);
+            ordinals_left -= looked;
+            if !cx.spend(looked as u64) {
+                break;
+            }
             if let Some(i) = unbound {
                 let what = format!(
                     "claim {} is not bound and",
@@ -214,9 +265,13 @@ fn run(cx: &Context<'_>, req: &Request<'_>, mode: Mode, d: &mut Decision) {
     if req.operation == Operation::Update
         && let Some(old) = req.old_object.as_ref()
     {
-        let before = violations(cx, req.namespace, old);
+        // A set of the old violations: linear, not a scan of them per new one.
+        let before: HashSet<(String, String)> = violations(cx, req.namespace, old)
+            .into_iter()
+            .map(|v| (v.error.to_string(), v.class))
+            .collect();
         found.retain(|v| {
-            let existed = before.contains(v);
+            let existed = before.contains(&(v.error.to_string(), v.class.clone()));
             if existed {
                 let msg = format!("pre-existing: {}", v.error);
                 d.warn(&msg);

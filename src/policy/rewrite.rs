@@ -106,22 +106,29 @@ pub fn rewritten(modes: &[String], to: AccessMode) -> Option<Result<Vec<String>,
     if !modes.iter().any(|m| m == RWX) {
         return None;
     }
-    let mut out: Vec<String> = Vec::with_capacity(modes.len());
+    let mut out: Vec<String> = Vec::with_capacity(modes.len().min(8));
+    let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
     for m in modes {
         let m = if m == RWX { to.as_str() } else { m.as_str() };
-        if !out.iter().any(|o| o == m) {
+        if seen.insert(m) {
             out.push(m.to_owned());
         }
     }
-    if to == AccessMode::ReadWriteOncePod && out.len() > 1 {
+    // ReadWriteOncePod must stand alone, whichever mode ReadWriteMany becomes (the claim may
+    // have asked for it beside ReadWriteMany).
+    let rwop = AccessMode::ReadWriteOncePod.as_str();
+    if out.len() > 1 && out.iter().any(|m| m == rwop) {
+        let others: Vec<&str> = out
+            .iter()
+            .map(String::as_str)
+            .filter(|m| *m != rwop)
+            .take(4)
+            .collect();
         return Some(Err(format!(
-            "ReadWriteMany not rewritten to ReadWriteOncePod: it must be the only access mode, \
-             and the claim also asks for {}",
-            out.iter()
-                .filter(|m| *m != to.as_str())
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(", ")
+            "ReadWriteMany not rewritten to {}: ReadWriteOncePod must be the only access mode, \
+             and the claim would then ask for {}",
+            to.as_str(),
+            others.join(", ")
         )));
     }
     Some(Ok(out))
@@ -336,6 +343,20 @@ mod tests {
             .unwrap()
             .unwrap_err();
         assert!(e.contains("ReadOnlyMany"), "{e}");
+    }
+
+    /// `[ReadWriteMany, ReadWriteOncePod]` rewritten to ReadWriteOnce would ask for
+    /// `[ReadWriteOnce, ReadWriteOncePod]`, which the API refuses: not rewritten.
+    #[test]
+    fn read_write_once_pod_beside_read_write_many_is_never_paired_by_the_rewrite() {
+        let e = rewritten(
+            &modes(&["ReadWriteMany", "ReadWriteOncePod"]),
+            AccessMode::ReadWriteOnce,
+        )
+        .unwrap()
+        .unwrap_err();
+        assert!(e.contains("ReadWriteOncePod must be the only"), "{e}");
+        assert!(e.contains("ReadWriteOnce"), "{e}");
     }
 
     #[test]
