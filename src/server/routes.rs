@@ -19,17 +19,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 
 use super::budget::{self, BodyBudget, BodyError, ReadLimits};
+use super::decide::DecidePool;
 use super::decision_log::{self, DecisionLog, Key, Verdict};
 use super::metrics::{Metrics, RequestOutcome};
 use crate::admission::{self, Answer, Endpoint, ReviewError};
-use crate::policy::Action;
+use crate::policy::{Action, Budget};
 use crate::state::SharedState;
 
 /// Default largest body: an AdmissionReview with object and oldObject can approach 7 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 8 << 20;
-
-/// Bodies larger than this are decoded and decided on the blocking pool.
-const INLINE_DECODE_BYTES: usize = 256 << 10;
 
 /// The deadline when the caller gives none (the API server's largest `timeoutSeconds`).
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(30);
@@ -46,6 +44,8 @@ pub struct AppState {
     pub body_read_timeout: Duration,
     /// Repeated identical denials and mutations, logged once with a count.
     pub decisions: Arc<DecisionLog>,
+    /// Where reviews are decided: blocking threads, bounded ([`DecidePool`]).
+    pub pool: Arc<DecidePool>,
 }
 
 impl AppState {
@@ -62,6 +62,7 @@ impl AppState {
             ),
             body_read_timeout: budget::DEFAULT_BODY_READ_TIMEOUT,
             decisions: Arc::new(DecisionLog::new(decision_log::DEFAULT_WINDOW)),
+            pool: Arc::new(DecidePool::default()),
         }
     }
 }
@@ -220,15 +221,31 @@ async fn handle(endpoint: Endpoint, app: Arc<AppState>, req: Request) -> Respons
             }
         };
         let snapshot = app.state.snapshot();
-        let decided = if bytes.len() > INLINE_DECODE_BYTES {
-            // Decoding megabytes of JSON takes milliseconds: off the async workers.
-            tokio::task::spawn_blocking(move || {
-                admission::review(endpoint, &snapshot.policy, &snapshot.catalog, &bytes)
+        // Off the async workers, in a bounded pool; the rules stop at the work budget, whose
+        // deadline is a share of the API server's (counted from the request's start, so time
+        // queued for a thread is spent too).
+        let decided = app
+            .pool
+            .run(bytes.len(), move || {
+                let budget = Budget::for_timeout(start, limit);
+                admission::review_within(
+                    endpoint,
+                    &snapshot.policy,
+                    &snapshot.catalog,
+                    &bytes,
+                    &budget,
+                )
             })
-            .await
-            .expect("the review does not panic")
-        } else {
-            admission::review(endpoint, &snapshot.policy, &snapshot.catalog, &bytes)
+            .await;
+        let decided = match decided {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(endpoint = endpoint_name, error = %e, "the decision of a review panicked");
+                app.metrics.decision_panicked(endpoint);
+                app.metrics
+                    .request_failed(endpoint, RequestOutcome::Error, start.elapsed());
+                return plain(StatusCode::INTERNAL_SERVER_ERROR, e);
+            }
         };
         match decided {
             Ok(outcome) => answer(endpoint, &app, &outcome, start),
@@ -340,6 +357,12 @@ fn answer(endpoint: Endpoint, app: &AppState, outcome: &Answer, start: Instant) 
             .collect();
         review_span(endpoint, info).in_scope(|| {
             tracing::debug!(warnings = d.warnings.len(), findings = ?findings, "allowed");
+        });
+    }
+    if !d.unjudged.is_empty() {
+        app.metrics.unjudged(endpoint);
+        review_span(endpoint, info).in_scope(|| {
+            tracing::warn!(unjudged = ?d.unjudged, "review answered before all of it was judged (work bounds)");
         });
     }
     app.metrics.reviewed(endpoint, outcome, start.elapsed());
