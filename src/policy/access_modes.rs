@@ -16,6 +16,7 @@ use super::catalog::{Catalog, StorageKind, kind_of_pv_source};
 use super::config::{AccessMode, ConfigError, Section};
 use super::decision::{Action, Decision, Finding, Refused};
 use super::field::{FieldError, Path, go_quote};
+use super::limits::MAX_VOLUMES;
 use super::modes::Mode;
 use super::rewrite::{self, Rewrite, RewriteConfig};
 use super::rule::{
@@ -226,7 +227,12 @@ fn check_pod_spec(
     let Some(volumes) = spec.and_then(|s| s.volumes.as_ref()) else {
         return;
     };
-    for (i, v) in volumes.iter().enumerate() {
+    if volumes.len() > MAX_VOLUMES {
+        cx.skip(format!(
+            "accessModes: pod volumes past the first {MAX_VOLUMES}"
+        ));
+    }
+    for (i, v) in volumes.iter().take(MAX_VOLUMES).enumerate() {
         let Some(tpl) = v
             .ephemeral
             .as_ref()

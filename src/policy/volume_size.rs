@@ -27,6 +27,7 @@ use serde_json::json;
 use super::config::{ConfigError, Section};
 use super::decision::{Action, Decision, Finding, Refused};
 use super::field::{FieldError, Path, go_quote};
+use super::limits::MAX_VOLUMES;
 use super::modes::Mode;
 use super::quantity::Quantity;
 use super::rule::{
@@ -319,7 +320,12 @@ impl VolumeSize {
         out: &mut Vec<Item>,
     ) {
         let volumes = spec.and_then(|s| s.volumes.as_ref());
-        for (i, v) in volumes.into_iter().flatten().enumerate() {
+        if volumes.is_some_and(|v| v.len() > MAX_VOLUMES) {
+            cx.skip(format!(
+                "volumeSize: pod volumes past the first {MAX_VOLUMES}"
+            ));
+        }
+        for (i, v) in volumes.into_iter().flatten().take(MAX_VOLUMES).enumerate() {
             let Some(tpl) = v
                 .ephemeral
                 .as_ref()

@@ -175,12 +175,47 @@ fn too_large(limit: usize) -> Response {
     closing(StatusCode::PAYLOAD_TOO_LARGE, BodyError::TooLarge { limit })
 }
 
+/// Over HTTP/2, a stream answered before its request body ended is reset by the server
+/// (`RST_STREAM`, CANCEL: curl says "error 92, stream not closed cleanly") although the client
+/// has the whole 413. Reading and discarding the rest of a body that declared a modest excess
+/// (at most twice the limit) within [`H2_DRAIN_TIME`] lets the stream end cleanly; nothing is
+/// kept. Larger or slower bodies are reset as before (the client has its 413 either way).
+/// HTTP/1.1 closes the connection instead (`Connection: close`).
+async fn drain_h2(
+    version: axum::http::Version,
+    body: axum::body::Body,
+    declared: u64,
+    limit: usize,
+) {
+    use http_body_util::BodyExt as _;
+    if version != axum::http::Version::HTTP_2 || declared > 2 * limit as u64 {
+        return;
+    }
+    let mut body = body;
+    let mut left = declared;
+    let _ = tokio::time::timeout(H2_DRAIN_TIME, async {
+        while let Some(Ok(frame)) = body.frame().await {
+            let n = frame.data_ref().map_or(0, |d| d.len() as u64);
+            left = match left.checked_sub(n) {
+                Some(l) => l,
+                None => return,
+            };
+        }
+    })
+    .await;
+}
+
+/// Time to discard the rest of an HTTP/2 body over the limit ([`drain_h2`]).
+const H2_DRAIN_TIME: Duration = Duration::from_secs(1);
+
 async fn handle(endpoint: Endpoint, app: Arc<AppState>, req: Request) -> Response {
     let start = Instant::now();
     let endpoint_name = endpoint.as_str();
     let limit = deadline(req.uri().query());
     let (parts, body) = req.into_parts();
-    if content_length(&parts.headers).is_some_and(|n| n > app.max_body_bytes as u64) {
+    if let Some(declared) =
+        content_length(&parts.headers).filter(|n| *n > app.max_body_bytes as u64)
+    {
         tracing::warn!(
             endpoint = endpoint_name,
             limit = app.max_body_bytes,
@@ -188,6 +223,7 @@ async fn handle(endpoint: Endpoint, app: Arc<AppState>, req: Request) -> Respons
         );
         app.metrics
             .request_failed(endpoint, RequestOutcome::BadRequest, start.elapsed());
+        drain_h2(parts.version, body, declared, app.max_body_bytes).await;
         return too_large(app.max_body_bytes);
     }
     let answer = tokio::time::timeout(limit, async {
