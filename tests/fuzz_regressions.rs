@@ -49,6 +49,7 @@ fn policy_inputs_that_crashed_a_fuzzer_never_do_again() {
 fn the_seed_corpus_passes_the_fuzz_checks() {
     let mut reviews = files("tests/fixtures", |n| n.ends_with(".review.json"));
     reviews.extend(files("tests/hostile", |n| n.ends_with(".json")));
+    reviews.extend(files("fuzz/seeds/review", |n| n.ends_with(".json")));
     assert!(reviews.len() > 40, "{}", reviews.len());
     replay(&reviews, fuzz::review);
     let policies = [

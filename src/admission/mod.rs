@@ -188,9 +188,11 @@ impl Serialize for DetailsOut<'_> {
             }
         }
         if !inv.errors.is_empty() {
+            // At most MAX_CAUSES: the message counts the rest.
             let causes: Vec<CauseOut> = inv
                 .errors
                 .iter()
+                .take(policy::limits::MAX_CAUSES)
                 .map(|e| CauseOut {
                     reason: e.error_type.cause_reason(),
                     message: e.body(),
@@ -886,12 +888,23 @@ fn decode(body: &[u8]) -> Result<Review, ReviewError> {
     Ok(review)
 }
 
-/// Decides one AdmissionReview body.
+/// Decides one AdmissionReview body within the default work budget (no deadline).
 pub fn review(
     endpoint: Endpoint,
     policy: &Policy,
     catalog: &Catalog,
     body: &[u8],
+) -> Result<Answer, ReviewError> {
+    review_within(endpoint, policy, catalog, body, &policy::Budget::default())
+}
+
+/// Decides one AdmissionReview body within `budget` ([`Policy::decide_within`]).
+pub fn review_within(
+    endpoint: Endpoint,
+    policy: &Policy,
+    catalog: &Catalog,
+    body: &[u8],
+    budget: &policy::Budget,
 ) -> Result<Answer, ReviewError> {
     let review = decode(body)?;
     let (api_version, kind) = (
@@ -944,10 +957,7 @@ pub fn review(
         object: object.as_ref().and_then(Typed::view),
         old_object: old_object.as_ref().and_then(Typed::view),
     };
-    let decision = match endpoint {
-        Endpoint::Mutate => policy::mutate(policy, catalog, &request),
-        Endpoint::Validate => policy::validate(policy, catalog, &request),
-    };
+    let decision = policy.decide_within(endpoint, catalog, &request, budget);
     let info = RequestInfo {
         name: name.to_owned(),
         namespace: namespace.unwrap_or_default().to_owned(),

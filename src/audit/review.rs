@@ -183,7 +183,13 @@ fn findings_of(stage: Stage, outcome: &Answer, patch: &[PatchOperation]) -> Vec<
             } else {
                 Vec::new()
             },
-            warnings: warnings.clone(),
+            // The response's warnings once, on its first finding: copied into every finding, a
+            // StatefulSet of 2,000 templates cost 26 s and 1.1 GiB.
+            warnings: if out.is_empty() {
+                warnings.clone()
+            } else {
+                Vec::new()
+            },
         });
     }
     // A denial without a rule finding (none today) is still reported as the webhook returns it.
@@ -197,7 +203,7 @@ fn findings_of(stage: Stage, outcome: &Answer, patch: &[PatchOperation]) -> Vec<
             message: d,
             storage_class: None,
             patch: Vec::new(),
-            warnings,
+            warnings: if out.is_empty() { warnings } else { Vec::new() },
         });
     }
     out

@@ -16,6 +16,7 @@ use super::catalog::{Catalog, KIND_ANNOTATION, StorageKind, kind_of_pv_source};
 use super::config::{AccessMode, ConfigError, Section};
 use super::decision::{Action, Decision, Finding, Refused};
 use super::field::{FieldError, Path, go_quote};
+use super::limits::MAX_VOLUMES;
 use super::modes::Mode;
 use super::rewrite::{self, Rewrite, RewriteConfig};
 use super::rule::{
@@ -274,7 +275,12 @@ fn check_pod_spec(
     let Some(volumes) = spec.and_then(|s| s.volumes.as_ref()) else {
         return;
     };
-    for (i, v) in volumes.iter().enumerate() {
+    if volumes.len() > MAX_VOLUMES {
+        cx.skip(format!(
+            "accessModes: pod volumes past the first {MAX_VOLUMES}"
+        ));
+    }
+    for (i, v) in volumes.iter().take(MAX_VOLUMES).enumerate() {
         let Some(tpl) = v
             .ephemeral
             .as_ref()
@@ -394,15 +400,17 @@ fn run_with(cx: &Context<'_>, req: &Request<'_>, mode: Mode, d: &mut Decision, r
     let rule = ID;
     // Deny only on certainty: what rests on an assumed kind is a warning (once: not again on
     // an UPDATE of an object that already had it).
-    let before: Vec<Violation> = match (req.operation, req.old_object.as_ref()) {
-        (Operation::Update, Some(old)) => violations(cx, req.namespace, old),
-        _ => Vec::new(),
-    };
+    // A set of the old violations: one look-up per new one, not a scan.
+    let before: std::collections::HashSet<(String, Option<String>)> =
+        match (req.operation, req.old_object.as_ref()) {
+            (Operation::Update, Some(old)) => violations(cx, req.namespace, old)
+                .into_iter()
+                .map(|b| (b.error.to_string(), b.class))
+                .collect(),
+            _ => Default::default(),
+        };
     for v in found.iter().filter(|v| v.assumed) {
-        if before
-            .iter()
-            .any(|b| b.error == v.error && b.class == v.class)
-        {
+        if before.contains(&(v.error.to_string(), v.class.clone())) {
             continue;
         }
         d.warn(&v.why);
@@ -426,9 +434,7 @@ fn run_with(cx: &Context<'_>, req: &Request<'_>, mode: Mode, d: &mut Decision, r
     // removal on a claim made before this policy must not get stuck).
     if req.operation == Operation::Update && req.old_object.is_some() {
         found.retain(|v| {
-            let existed = before
-                .iter()
-                .any(|b| b.error == v.error && b.class == v.class);
+            let existed = before.contains(&(v.error.to_string(), v.class.clone()));
             if existed {
                 let msg = format!("pre-existing: {}", v.error);
                 d.warn(&msg);

@@ -1,11 +1,13 @@
 //! What the rules answer for one request: the patch, the denial, warnings, audit annotations
 //! and the findings that logs, metrics and `audit` read.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::hash::{Hash, Hasher};
 
 use json_patch::PatchOperation;
 
 use super::field::{FieldError, Invalid, aggregate};
+use super::limits::{self, Budget, MAX_ANNOTATION_CHARS, MAX_WARNINGS, MAX_WARNINGS_TOTAL_CHARS};
 use super::meta::RuleId;
 use super::modes::Mode;
 use super::request::Subject;
@@ -61,10 +63,39 @@ pub struct Decision {
     pub warnings: Vec<String>,
     pub audit_annotations: BTreeMap<String, String>,
     pub findings: Vec<Finding>,
+    /// What the work bounds of the review left unjudged ([`Budget`]), in words; empty when the
+    /// whole object was judged.
+    pub unjudged: Vec<String>,
+    /// Hashes of the distinct warnings past the caps, counted in the summary.
+    omitted_warnings: HashSet<u64>,
+    /// Values not added to each audit annotation past its cap.
+    omitted_annotations: BTreeMap<String, usize>,
 }
 
 /// The API server cuts warnings over 256 characters and drops those with control characters.
-pub const MAX_WARNING_CHARS: usize = 256;
+pub use limits::MAX_WARNING_CHARS;
+
+/// A warning as the API server will pass it on: control characters replaced, at most
+/// [`MAX_WARNING_CHARS`] characters (the end cut, so a message says the important part first).
+fn clean_warning(text: &str) -> String {
+    let mut w = String::with_capacity(text.len().min(4 * MAX_WARNING_CHARS));
+    let mut chars = text.chars();
+    for c in chars.by_ref().take(MAX_WARNING_CHARS) {
+        w.push(if c.is_control() { ' ' } else { c });
+    }
+    if chars.next().is_some() {
+        let keep: usize = w
+            .char_indices()
+            .nth(MAX_WARNING_CHARS - 3)
+            .map_or(w.len(), |(i, _)| i);
+        w.truncate(keep);
+        w.push_str("...");
+    }
+    w
+}
+
+/// Characters kept free for the summary warning.
+const SUMMARY_ROOM: usize = 96;
 
 impl Decision {
     pub fn allowed(&self) -> bool {
@@ -72,18 +103,66 @@ impl Decision {
     }
 
     /// Adds a warning the API server will pass on: control characters replaced, at most
-    /// [`MAX_WARNING_CHARS`] characters, no duplicates.
+    /// [`MAX_WARNING_CHARS`] characters, no duplicates. Past [`MAX_WARNINGS`] warnings (one kept
+    /// for the summary) or [`MAX_WARNINGS_TOTAL_CHARS`] characters in all, it is only counted:
+    /// [`Decision::finish`] says "... and N more warnings".
     pub fn warn(&mut self, text: impl AsRef<str>) {
-        let mut w: String = text
-            .as_ref()
-            .chars()
-            .map(|c| if c.is_control() { ' ' } else { c })
-            .collect();
-        if w.chars().count() > MAX_WARNING_CHARS {
-            w = w.chars().take(MAX_WARNING_CHARS - 3).collect::<String>() + "...";
+        let w = clean_warning(text.as_ref());
+        // At most MAX_WARNINGS are kept: a linear look-up over them stays linear in all.
+        if self.warnings.contains(&w) {
+            return;
         }
-        if !self.warnings.contains(&w) {
+        if self.omitted_warnings.is_empty()
+            && self.warnings.len() + 1 < MAX_WARNINGS
+            && self.warning_chars() + w.chars().count() <= MAX_WARNINGS_TOTAL_CHARS - SUMMARY_ROOM
+        {
             self.warnings.push(w);
+        } else {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            w.hash(&mut h);
+            self.omitted_warnings.insert(h.finish());
+        }
+    }
+
+    fn warning_chars(&self) -> usize {
+        self.warnings.iter().map(|w| w.chars().count()).sum()
+    }
+
+    /// Warnings counted but not kept (past the caps).
+    pub fn omitted_warnings(&self) -> usize {
+        self.omitted_warnings.len()
+    }
+
+    /// Ends the decision of one review: what `budget` left unjudged becomes the first warning
+    /// (it must survive every cut), the warnings past the caps one summary, and each audit
+    /// annotation past its cap says how many values it left out.
+    pub fn finish(&mut self, budget: &Budget) {
+        self.unjudged = budget.skipped();
+        if !self.unjudged.is_empty() {
+            let w = clean_warning(&format!(
+                "not judged (bounds of one review): {}",
+                self.unjudged.join("; ")
+            ));
+            self.warnings.insert(0, w);
+        }
+        let mut more = self.omitted_warnings.len();
+        while self.warnings.len() > 1
+            && (self.warnings.len() + usize::from(more > 0) > MAX_WARNINGS
+                || self.warning_chars() > MAX_WARNINGS_TOTAL_CHARS - SUMMARY_ROOM)
+        {
+            self.warnings.pop();
+            more += 1;
+        }
+        if more > 0 {
+            self.warnings.push(format!(
+                "... and {more} more warning{} (see the audit annotations and the webhook's findings)",
+                if more == 1 { "" } else { "s" }
+            ));
+        }
+        for (key, n) in std::mem::take(&mut self.omitted_annotations) {
+            if let Some(v) = self.audit_annotations.get_mut(&key) {
+                v.push_str(&format!("; ... and {n} more"));
+            }
         }
     }
 
@@ -187,15 +266,29 @@ impl Decision {
     }
 
     /// Sets the audit annotation of a rule (the API server prefixes it with the webhook name).
+    /// Each value is at most [`MAX_ANNOTATION_CHARS`] long in all; values past it are counted
+    /// and summarised by [`Decision::finish`].
     pub fn annotate(&mut self, rule: RuleId, value: impl Into<String>) {
-        let value = value.into();
-        self.audit_annotations
-            .entry(rule.annotation_key().to_owned())
-            .and_modify(|v| {
+        let mut value = value.into();
+        let key = rule.annotation_key();
+        match self.audit_annotations.get_mut(key) {
+            Some(v) if v.len() + 2 + value.len() <= MAX_ANNOTATION_CHARS => {
                 v.push_str("; ");
                 v.push_str(&value);
-            })
-            .or_insert(value);
+            }
+            Some(_) => *self.omitted_annotations.entry(key.to_owned()).or_insert(0) += 1,
+            None => {
+                if value.len() > MAX_ANNOTATION_CHARS {
+                    let mut end = MAX_ANNOTATION_CHARS - 3;
+                    while !value.is_char_boundary(end) {
+                        end -= 1;
+                    }
+                    value.truncate(end);
+                    value.push_str("...");
+                }
+                self.audit_annotations.insert(key.to_owned(), value);
+            }
+        }
     }
 }
 
@@ -310,5 +403,86 @@ mod tests {
             .collect();
         assert_eq!(fields, ["spec.a", "spec.b"]);
         assert_eq!(d.audit_annotations.len(), 2);
+    }
+
+    /// Thousands of distinct warnings give at most MAX_WARNINGS, within the API server's total,
+    /// the last one counting the rest; duplicates are counted once.
+    #[test]
+    fn warnings_are_capped_and_summarised() {
+        let mut d = Decision::default();
+        for i in 0..10_000 {
+            d.warn(format!("warning {i}"));
+            d.warn(format!("warning {i}"));
+        }
+        d.finish(&Budget::default());
+        assert!(d.warnings.len() <= MAX_WARNINGS);
+        let total: usize = d.warnings.iter().map(|w| w.chars().count()).sum();
+        assert!(total <= MAX_WARNINGS_TOTAL_CHARS);
+        let kept = d.warnings.len() - 1;
+        assert_eq!(
+            d.warnings.last().unwrap(),
+            &format!(
+                "... and {} more warnings (see the audit annotations and the webhook's findings)",
+                10_000 - kept
+            )
+        );
+        assert_eq!(d.warnings[0], "warning 0");
+    }
+
+    /// Long warnings fill the 4,096 characters sooner; each is cut at 256 with its start kept.
+    #[test]
+    fn long_warnings_stay_within_the_total() {
+        let mut d = Decision::default();
+        for i in 0..100 {
+            d.warn(format!("{i:03} {}", "x".repeat(1000)));
+        }
+        d.finish(&Budget::default());
+        let total: usize = d.warnings.iter().map(|w| w.chars().count()).sum();
+        assert!(total <= MAX_WARNINGS_TOTAL_CHARS, "{total}");
+        assert!(d.warnings[0].starts_with("000 x") && d.warnings[0].ends_with("..."));
+        assert_eq!(d.warnings[0].chars().count(), MAX_WARNING_CHARS);
+        assert!(d.warnings.last().unwrap().starts_with("... and "));
+    }
+
+    /// What the budget left unjudged is the first warning, even when the others are full.
+    #[test]
+    fn the_unjudged_warning_comes_first_and_survives_the_caps() {
+        let mut d = Decision::default();
+        for i in 0..100 {
+            d.warn(format!("w{i}"));
+        }
+        let b = Budget::default();
+        b.skip("rule willBind stopped partway");
+        d.finish(&b);
+        assert_eq!(
+            d.warnings[0],
+            "not judged (bounds of one review): rule willBind stopped partway"
+        );
+        assert_eq!(d.unjudged, ["rule willBind stopped partway"]);
+        assert!(d.warnings.len() <= MAX_WARNINGS);
+    }
+
+    /// An annotation takes values up to MAX_ANNOTATION_CHARS, then counts the rest.
+    #[test]
+    fn annotations_are_capped_and_count_what_they_leave_out() {
+        let mut d = Decision::default();
+        for i in 0..10_000 {
+            d.annotate(claim_ref::ID, format!("value {i}"));
+        }
+        d.finish(&Budget::default());
+        let v = &d.audit_annotations[claim_ref::ID.annotation_key()];
+        assert!(v.len() <= MAX_ANNOTATION_CHARS + 32, "{}", v.len());
+        assert!(v.starts_with("value 0; value 1"));
+        let shown = v.matches("value ").count();
+        assert!(
+            v.ends_with(&format!("; ... and {} more", 10_000 - shown)),
+            "{v}"
+        );
+        let mut one = Decision::default();
+        one.annotate(claim_ref::ID, "y".repeat(10 * MAX_ANNOTATION_CHARS));
+        assert_eq!(
+            one.audit_annotations[claim_ref::ID.annotation_key()].len(),
+            MAX_ANNOTATION_CHARS
+        );
     }
 }

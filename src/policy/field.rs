@@ -4,7 +4,10 @@
 //! Pure data and formatting: this module knows nothing of HTTP or of admission reviews. The
 //! admission layer turns an [`Invalid`] into a `metav1.Status`.
 
+use std::collections::HashSet;
 use std::fmt::{self, Write as _};
+
+use super::limits::{MAX_CAUSES, MAX_MESSAGE_CHARS};
 
 /// The error types the API server uses (`field.ErrorType`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,7 +44,7 @@ impl ErrorType {
 }
 
 /// A field path such as `spec.volumeClaimTemplates[0].spec.accessModes`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Path(String);
 
 impl Path {
@@ -174,18 +177,35 @@ impl fmt::Display for FieldError {
 }
 
 /// `field.ErrorList.ToAggregate().Error()`: one error bare, several as `[e1, e2]`, duplicate
-/// texts dropped (first occurrence kept).
+/// texts dropped (first occurrence kept). At most [`MAX_CAUSES`] errors and about
+/// [`MAX_MESSAGE_CHARS`] characters are written; the rest are counted ("and 37 more errors").
 pub fn aggregate(errors: &[FieldError]) -> String {
-    let mut seen: Vec<String> = Vec::with_capacity(errors.len());
+    let mut seen: HashSet<String> = HashSet::with_capacity(errors.len().min(4 * MAX_CAUSES));
+    let mut shown: Vec<String> = Vec::new();
+    let mut chars = 0;
+    let mut more = 0usize;
     for e in errors {
         let text = e.to_string();
-        if !seen.contains(&text) {
-            seen.push(text);
+        if seen.contains(&text) {
+            continue;
         }
+        if more == 0 && shown.len() < MAX_CAUSES && chars + text.len() <= MAX_MESSAGE_CHARS {
+            chars += text.len() + 2;
+            shown.push(text.clone());
+        } else {
+            more += 1;
+        }
+        seen.insert(text);
     }
-    match seen.len() {
-        1 => seen.pop().unwrap_or_default(),
-        _ => format!("[{}]", seen.join(", ")),
+    if more > 0 {
+        shown.push(format!(
+            "and {more} more error{}",
+            if more == 1 { "" } else { "s" }
+        ));
+    }
+    match shown.len() {
+        1 => shown.pop().unwrap_or_default(),
+        _ => format!("[{}]", shown.join(", ")),
     }
 }
 
@@ -405,5 +425,26 @@ mod tests {
     fn quotes_like_go() {
         assert_eq!(go_quote("a\"b\\c\nd\u{1}"), r#""a\"b\\c\nd\x01""#);
         assert_eq!(go_quote("héllo"), "\"héllo\"");
+    }
+
+    /// Ten thousand field errors make a message of at most MAX_CAUSES errors, the rest counted,
+    /// duplicates dropped.
+    #[test]
+    fn aggregate_is_bounded_and_counts_the_rest() {
+        let errors: Vec<FieldError> = (0..10_000)
+            .flat_map(|i| {
+                let e = FieldError::required(Path::new(&format!("spec.f{i}")), "");
+                [e.clone(), e]
+            })
+            .collect();
+        let text = aggregate(&errors);
+        assert!(text.len() <= MAX_MESSAGE_CHARS + 64, "{}", text.len());
+        let shown = text.matches("Required value").count();
+        assert!(shown <= MAX_CAUSES);
+        assert!(
+            text.ends_with(&format!(", and {} more errors]", 10_000 - shown)),
+            "{}",
+            &text[text.len() - 60..]
+        );
     }
 }

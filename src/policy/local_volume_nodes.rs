@@ -15,10 +15,13 @@
 //! Runs on `/validate`, which the API server calls with the object as the mutating webhooks left
 //! it: nodes the `localVolumeNodeAffinity` rule injected from a path rule are judged too.
 
+use std::collections::HashSet;
+
 use k8s_openapi::api::core::v1::{NodeSelectorRequirement, NodeSelectorTerm, PersistentVolume};
 
 use super::config::{ConfigError, Section};
 use super::decision::{Action, Decision, Finding};
+use super::limits::MAX_NODE_VALUES;
 use super::modes::Mode;
 use super::node_selector::{self, Node};
 use super::rule::{Acts, Context, Endpoint, Entry, Judges, Meta, Object, Request, Rule, RuleId};
@@ -95,10 +98,14 @@ fn term_nodes<'a>(label: &str, term: &'a NodeSelectorTerm) -> Option<Vec<&'a str
         .filter(|r| r.key == "metadata.name");
     let mut nodes: Option<Vec<&str>> = None;
     for r in by_label.chain(by_field).filter(|r| r.operator == "In") {
-        let values: Vec<&str> = r.values.iter().flatten().map(String::as_str).collect();
+        let values = r.values.iter().flatten().map(String::as_str);
         nodes = Some(match nodes {
-            None => values,
-            Some(prev) => prev.into_iter().filter(|n| values.contains(n)).collect(),
+            None => values.collect(),
+            // A set of this requirement's values: linear, not a scan per name.
+            Some(prev) => {
+                let values: HashSet<&str> = values.collect();
+                prev.into_iter().filter(|n| values.contains(n)).collect()
+            }
         });
     }
     nodes
@@ -139,7 +146,17 @@ fn listed(nodes: &[&str]) -> String {
     let shown = nodes[..nodes.len().min(SHOWN)].join(", ");
     match nodes.len().saturating_sub(SHOWN) {
         0 => shown,
+        n if nodes.len() > MAX_NODE_VALUES => format!("{shown} and more than {} more", n - 1),
         n => format!("{shown} and {n} more"),
+    }
+}
+
+/// How many names: past MAX_NODE_VALUES the count stops.
+fn counted(nodes: &[&str]) -> String {
+    if nodes.len() > MAX_NODE_VALUES {
+        format!("more than {MAX_NODE_VALUES}")
+    } else {
+        nodes.len().to_string()
     }
 }
 
@@ -174,7 +191,7 @@ pub fn hazard(label: &str, nodes: Option<&[Node]>, pv: &PersistentVolume) -> Opt
         format!(
             "{what} PV path {path} is on {} nodes ({}), each with its own disk there: a rescheduled pod \
              sees other data; make one PV per node",
-            names.len(),
+            counted(names),
             listed(names)
         )
     };
@@ -184,9 +201,14 @@ pub fn hazard(label: &str, nodes: Option<&[Node]>, pv: &PersistentVolume) -> Opt
             return Some(several(&matched));
         }
     }
+    // Distinct names in order, through a set; counted up to one past MAX_NODE_VALUES.
+    let mut seen: HashSet<&str> = HashSet::new();
     let mut named: Vec<&str> = Vec::new();
     for n in terms.iter().filter_map(|t| term_nodes(label, t)).flatten() {
-        if !named.contains(&n) {
+        if named.len() > MAX_NODE_VALUES {
+            break;
+        }
+        if seen.insert(n) {
             named.push(n);
         }
     }

@@ -19,6 +19,7 @@ pub mod decision;
 pub mod default_class;
 pub mod field;
 pub mod interner;
+pub mod limits;
 pub mod local_volume_nodes;
 pub mod meta;
 pub mod modes;
@@ -51,6 +52,7 @@ pub use catalog::{
 pub use config::{AccessMode, ConfigError, PolicyFile};
 pub use decision::{Action, Decision, Finding, MAX_WARNING_CHARS};
 pub use field::{FieldError, Invalid, Path};
+pub use limits::Budget;
 pub use modes::Mode;
 pub use registry::Compiled;
 pub use rule::{Acts, Context, Endpoint, Meta, Object, Request, Rule, RuleId, Subject};
@@ -126,6 +128,7 @@ impl Policy {
             settings: &self.settings,
             table: &self.table,
             catalog,
+            budget: None,
         }
     }
 
@@ -183,13 +186,30 @@ impl Policy {
         self.settings.reject_rwx_on(kind)
     }
 
-    /// Runs every rule of `endpoint` that applies to the request, in registry order.
+    /// Runs every rule of `endpoint` that applies to the request, in registry order, within the
+    /// default work budget ([`Budget::default`]: fixed units, no deadline).
     pub fn decide(&self, endpoint: Endpoint, catalog: &Catalog, req: &Request<'_>) -> Decision {
+        self.decide_within(endpoint, catalog, req, &Budget::default())
+    }
+
+    /// [`Policy::decide`] within `budget`: once it is spent no further rule runs, and the
+    /// answer's first warning says which rules were not judged or stopped partway
+    /// ([`Decision::unjudged`]). What was judged before stands.
+    pub fn decide_within(
+        &self,
+        endpoint: Endpoint,
+        catalog: &Catalog,
+        req: &Request<'_>,
+        budget: &Budget,
+    ) -> Decision {
         let mut d = Decision::default();
         if self.is_exempt(req.namespace, req.username) {
             return d;
         }
-        let cx = self.context(endpoint, catalog);
+        let cx = Context {
+            budget: Some(budget),
+            ..self.context(endpoint, catalog)
+        };
         // Looked up once per request, not once per rule.
         let namespace_mode = Self::namespace_mode(catalog, req.namespace);
         for c in &self.rules {
@@ -198,10 +218,19 @@ impl Policy {
                 continue;
             }
             let mode = self.effective_mode(c.mode, namespace_mode);
-            if mode != Mode::Off {
-                c.rule.check(&cx, req, mode, &mut d);
+            if mode == Mode::Off {
+                continue;
+            }
+            if budget.exhausted() {
+                budget.skip(format!("rule {} not run", meta.key));
+                continue;
+            }
+            c.rule.check(&cx, req, mode, &mut d);
+            if budget.exhausted() {
+                budget.skip(format!("rule {} stopped partway", meta.key));
             }
         }
+        d.finish(budget);
         d
     }
 }

@@ -5,7 +5,7 @@
 //! the longest path rule whose prefix matches whole path components. The API rejects a `local`
 //! PV without node affinity and the field is immutable after create, so CREATE is the only chance.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, PatchOperation};
@@ -17,6 +17,7 @@ use serde_saphyr::Spanned;
 use super::catalog::Catalog;
 use super::config::{ConfigError, Section};
 use super::decision::{Action, Decision, Finding};
+use super::limits::{MAX_NODE_VALUES, summarise};
 use super::modes::Mode;
 use super::rule::{Acts, Context, Endpoint, Entry, Judges, Meta, Object, Request, Rule, RuleId};
 use super::storage::Settings;
@@ -153,7 +154,7 @@ impl Rule for NodeAffinity {
 
     fn check(&self, cx: &Context<'_>, req: &Request<'_>, mode: Mode, d: &mut Decision) {
         if let Some(Object::Pv(pv)) = req.object {
-            self.run(cx.catalog, pv, mode, d);
+            self.run(cx.catalog, pv, mode, d, |what| cx.skip(what));
         }
     }
 
@@ -161,6 +162,9 @@ impl Rule for NodeAffinity {
         settings.node_label = self.node_label.clone();
     }
 }
+
+/// Node names a message lists before "and N more".
+const SHOWN: usize = 8;
 
 /// PV annotation naming the node(s) that hold the volume.
 pub const NODE_ANNOTATION: &str = "storage-policy.io/node";
@@ -200,9 +204,15 @@ pub fn nodes_for(paths: &[PathRule], pv: &PersistentVolume) -> Option<(Vec<Strin
         .as_ref()
         .and_then(|a| a.get(NODE_ANNOTATION))
     {
+        // A set, not a scan of the names so far: linear in the annotation. One name past
+        // MAX_NODE_VALUES is kept, so that the rule sees the list is too long to judge.
+        let mut seen: HashSet<&str> = HashSet::new();
         let mut nodes: Vec<String> = Vec::new();
         for n in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-            if !nodes.iter().any(|x| x == n) {
+            if nodes.len() > MAX_NODE_VALUES {
+                break;
+            }
+            if seen.insert(n) {
                 nodes.push(n.to_owned());
             }
         }
@@ -239,6 +249,7 @@ impl NodeAffinity {
         pv: &PersistentVolume,
         mode: Mode,
         d: &mut Decision,
+        skip: impl FnOnce(String),
     ) {
         if mode == Mode::Off {
             return;
@@ -259,7 +270,19 @@ impl NodeAffinity {
         let rule = ID;
         let label = &self.node_label;
         let class = spec.storage_class_name.clone().filter(|c| !c.is_empty());
-        let Some((nodes, source)) = nodes_for(&self.paths, pv) else {
+        let found = nodes_for(&self.paths, pv);
+        if found
+            .as_ref()
+            .is_some_and(|(n, _)| n.len() > MAX_NODE_VALUES)
+        {
+            // Pinning to the first names only would be a wrong answer: leave the PV as it is.
+            skip(format!(
+                "PV annotation {NODE_ANNOTATION} names more than {MAX_NODE_VALUES} nodes: no \
+                 spec.nodeAffinity set"
+            ));
+            return;
+        }
+        let Some((nodes, source)) = found else {
             // hostPath volumes work without affinity; a local volume is refused by the API.
             if is_local {
                 let msg = format!(
@@ -283,7 +306,7 @@ impl NodeAffinity {
         let selector = required_selector(label, &nodes);
         let what = format!(
             "spec.nodeAffinity {label} In [{}] (from {})",
-            nodes.join(", "),
+            summarise(&nodes, SHOWN, ", "),
             match &source {
                 NodesFrom::Annotation => format!("annotation {NODE_ANNOTATION}"),
                 NodesFrom::PathRule(p) => format!("path rule {p}"),
@@ -310,7 +333,7 @@ impl NodeAffinity {
         if !missing.is_empty() {
             let msg = format!(
                 "no node has {label} in [{}]: the volume cannot be used until one does",
-                missing.join(", ")
+                summarise(&missing, SHOWN, ", ")
             );
             d.warn(&msg);
             d.findings.push(Finding {

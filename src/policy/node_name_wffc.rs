@@ -14,10 +14,13 @@
 //! that very node is fine (nothing is said); on another node the claim still does not wait, so
 //! it is a warning (its volume may be pinned out of the pod's reach), never a denial.
 
+use std::collections::HashSet;
+
 use super::catalog::Catalog;
 use super::config::{ConfigError, Section, VolumeBindingMode};
 use super::decision::{Action, Decision, Finding, Refused};
 use super::field::{FieldError, Path, go_quote};
+use super::limits::{MAX_ORDINALS, MAX_TEMPLATES, MAX_VOLUMES};
 use super::modes::Mode;
 use super::rule::{
     Acts, Context, Endpoint, Entry, Judges, Meta, Object, PodFilter, Request, Rule, RuleId,
@@ -151,26 +154,50 @@ fn judge_claim(
     }
 }
 
+/// The names of the claims of `namespace` that a PV's `claimRef` names: read once per request
+/// (one pass over the PVs), not once per claim looked up.
+#[derive(Default)]
+struct PreBound<'a> {
+    names: Option<HashSet<&'a str>>,
+}
+
+impl<'a> PreBound<'a> {
+    fn contains(&mut self, cx: &Context<'a>, namespace: &str, name: &str) -> bool {
+        let names = self.names.get_or_insert_with(|| {
+            let mut set = HashSet::new();
+            if let Some(i) = cx.catalog.volumes() {
+                cx.spend(i.pvs.len() as u64);
+                for pv in i.pvs.values() {
+                    if let Some(r) = pv.claim_ref.as_ref().filter(|r| *r.namespace == *namespace) {
+                        set.insert(&*r.name);
+                    }
+                }
+            }
+            set
+        });
+        names.contains(name)
+    }
+}
+
 /// Whether a claim is pre-bound, which the PV controller binds at once even with
 /// WaitForFirstConsumer: its `spec.volumeName` is set, or a PV's `claimRef` names it.
-fn binds_without_scheduler(
-    cx: &Context<'_>,
+fn binds_without_scheduler<'a>(
+    cx: &Context<'a>,
+    prebound: &mut PreBound<'a>,
     namespace: &str,
     name: &str,
     claim: Option<&volumes::ClaimInfo>,
 ) -> bool {
-    claim.is_some_and(|c| c.volume_name.is_some())
-        || cx.catalog.volumes().is_some_and(|i| {
-            i.pvs.values().any(|pv| {
-                pv.claim_ref
-                    .as_ref()
-                    .is_some_and(|r| *r.name == *name && *r.namespace == *namespace)
-            })
-        })
+    claim.is_some_and(|c| c.volume_name.is_some()) || prebound.contains(cx, namespace, name)
 }
 
-fn violations(cx: &Context<'_>, namespace: Option<&str>, object: &Object<'_>) -> Vec<Violation> {
+fn violations<'a>(
+    cx: &Context<'a>,
+    namespace: Option<&str>,
+    object: &Object<'_>,
+) -> Vec<Violation> {
     let mut out = Vec::new();
+    let mut prebound = PreBound::default();
     let (spec, path) = match *object {
         Object::PodSpec { spec, path } => (spec, path),
         Object::StatefulSet(sts) => (
@@ -184,7 +211,14 @@ fn violations(cx: &Context<'_>, namespace: Option<&str>, object: &Object<'_>) ->
         return out;
     };
     let ns = namespace.unwrap_or_default();
-    for v in spec.volumes.iter().flatten() {
+    for (n, v) in spec.volumes.iter().flatten().enumerate() {
+        if n == MAX_VOLUMES || !cx.spend(1) {
+            cx.skip(format!(
+                "nodeNameWaitForFirstConsumer: volumes past the first {}",
+                n
+            ));
+            break;
+        }
         if let Some(tpl) = v
             .ephemeral
             .as_ref()
@@ -210,7 +244,9 @@ fn violations(cx: &Context<'_>, namespace: Option<&str>, object: &Object<'_>) ->
             else {
                 continue;
             };
-            if claim.is_bound() || binds_without_scheduler(cx, ns, &src.claim_name, Some(claim)) {
+            if claim.is_bound()
+                || binds_without_scheduler(cx, &mut prebound, ns, &src.claim_name, Some(claim))
+            {
                 continue;
             }
             if let Some(class) = claim
@@ -224,11 +260,20 @@ fn violations(cx: &Context<'_>, namespace: Option<&str>, object: &Object<'_>) ->
     }
     if let (Object::StatefulSet(sts), Some(index)) = (object, cx.catalog.volumes()) {
         let s = sts.spec.as_ref();
-        for tpl in s
+        // Ordinals looked up over all templates at most.
+        let mut ordinals_left = MAX_ORDINALS;
+        for (t, tpl) in s
             .and_then(|s| s.volume_claim_templates.as_ref())
             .into_iter()
             .flatten()
+            .enumerate()
         {
+            if t == MAX_TEMPLATES {
+                cx.skip(format!(
+                    "nodeNameWaitForFirstConsumer: volumeClaimTemplates past the first {MAX_TEMPLATES}"
+                ));
+                break;
+            }
             let tpl_name = tpl.metadata.name.as_deref().unwrap_or_default();
             let class = volumes::claim_class(tpl).or_else(|| {
                 storage::choose(cx.settings, cx.catalog, namespace, tpl.spec.as_ref())
@@ -240,12 +285,20 @@ fn violations(cx: &Context<'_>, namespace: Option<&str>, object: &Object<'_>) ->
             // In ordinal order, the claims neither bound nor past the scheduler on this node:
             // the first that would wait is refused (and ends the walk: a new StatefulSet's
             // first claim does, so the work stays small), the first headed elsewhere before it
-            // is warned about.
+            // is warned about. At most MAX_ORDINALS are looked up over all templates.
             let mut warned = false;
+            let mut looked: usize = 0;
             for name in volumes::statefulset_claims(sts, tpl_name) {
+                if looked == ordinals_left {
+                    cx.skip(format!(
+                        "nodeNameWaitForFirstConsumer: StatefulSet ordinals past the first {MAX_ORDINALS} of all templates"
+                    ));
+                    break;
+                }
+                looked += 1;
                 let claim = index.claim(ns, &name);
                 if claim.is_some_and(|c| c.is_bound())
-                    || binds_without_scheduler(cx, ns, &name, claim)
+                    || binds_without_scheduler(cx, &mut prebound, ns, &name, claim)
                 {
                     continue;
                 }
@@ -261,6 +314,10 @@ fn violations(cx: &Context<'_>, namespace: Option<&str>, object: &Object<'_>) ->
                     out.push(v);
                 }
             }
+            ordinals_left -= looked;
+            if !cx.spend(looked as u64) {
+                break;
+            }
         }
     }
     out
@@ -274,11 +331,16 @@ fn run(cx: &Context<'_>, req: &Request<'_>, mode: Mode, d: &mut Decision) {
     if found.is_empty() {
         return;
     }
-    let before = match (req.operation, req.old_object.as_ref()) {
-        (Operation::Update, Some(old)) => violations(cx, req.namespace, old),
-        _ => Vec::new(),
+    // A set of the old violations: linear, not a scan of them per new one.
+    let before: HashSet<(String, String)> = match (req.operation, req.old_object.as_ref()) {
+        (Operation::Update, Some(old)) => violations(cx, req.namespace, old)
+            .into_iter()
+            .map(|v| (v.error.to_string(), v.class))
+            .collect(),
+        _ => HashSet::new(),
     };
-    for v in found.iter().filter(|v| v.warn_only && !before.contains(v)) {
+    let existed = |v: &Violation| before.contains(&(v.error.to_string(), v.class.clone()));
+    for v in found.iter().filter(|v| v.warn_only && !existed(v)) {
         d.warn(&v.why);
         d.annotate(ID, v.why.clone());
         d.findings.push(Finding {
@@ -300,7 +362,7 @@ fn run(cx: &Context<'_>, req: &Request<'_>, mode: Mode, d: &mut Decision) {
     // or deleting it must stay possible).
     if req.operation == Operation::Update && req.old_object.is_some() {
         found.retain(|v| {
-            let existed = before.contains(v);
+            let existed = existed(v);
             if existed {
                 let msg = format!("pre-existing: {}", v.error);
                 d.warn(&msg);

@@ -46,6 +46,25 @@ impl Quantity {
 
     /// Parses a quantity as `resource.ParseQuantity` does (no surrounding whitespace).
     pub fn parse(s: &str) -> Result<Quantity, QuantityError> {
+        Quantity::parse_rounded(s, Round::Exact)
+    }
+
+    /// The quantity between two bounds: equal when it is exact; for a quantity of more than
+    /// 38 significant digits (which the API server accepts) its digits cut to 38, rounded down
+    /// and up. Every limit has at most 38 digits, so `high > limit` and `low < limit` compare
+    /// such a quantity with a limit exactly.
+    pub fn parse_bounds(s: &str) -> Result<(Quantity, Quantity), QuantityError> {
+        match Quantity::parse(s) {
+            Ok(q) => Ok((q, q)),
+            Err(QuantityError::TooPrecise) => Ok((
+                Quantity::parse_rounded(s, Round::Down)?,
+                Quantity::parse_rounded(s, Round::Up)?,
+            )),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn parse_rounded(s: &str, round: Round) -> Result<Quantity, QuantityError> {
         let b = s.as_bytes();
         let mut i = 0;
         let negative = match b.first() {
@@ -77,7 +96,13 @@ impl Quantity {
             return Err(QuantityError::Format);
         }
         let (exp10, bin) = suffix(&s[i..]).ok_or(QuantityError::Format)?;
-        let magnitude = magnitude(int_part, frac_part, exp10, bin)?;
+        // Away from zero: for a negative quantity the magnitude rounds the other way.
+        let round = match (negative, round) {
+            (true, Round::Down) => Round::Up,
+            (true, Round::Up) => Round::Down,
+            (_, r) => r,
+        };
+        let magnitude = magnitude(int_part, frac_part, exp10, bin, round)?;
         Ok(Quantity {
             nanos: if negative { -magnitude } else { magnitude },
         })
@@ -115,20 +140,44 @@ fn suffix(s: &str) -> Option<(i64, u32)> {
     })
 }
 
+/// How digits past the 38th are treated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Round {
+    /// Refused ([`QuantityError::TooPrecise`]).
+    Exact,
+    /// Cut off.
+    Down,
+    /// Cut off, and one added to the last digit kept.
+    Up,
+}
+
+/// Significant digits read exactly.
+const MAX_DIGITS: usize = 38;
+
 /// The magnitude in nano-units, rounded up, binary values capped, huge values saturated.
-fn magnitude(int_part: &str, frac_part: &str, exp10: i64, bin: u32) -> Result<i128, QuantityError> {
+fn magnitude(
+    int_part: &str,
+    frac_part: &str,
+    exp10: i64,
+    bin: u32,
+    round: Round,
+) -> Result<i128, QuantityError> {
     let digits: String = format!("{int_part}{frac_part}");
     let digits = digits.trim_start_matches('0');
     let trimmed = digits.trim_end_matches('0');
     if trimmed.is_empty() {
         return Ok(0);
     }
-    if trimmed.len() > 38 {
+    let cut = trimmed.len().saturating_sub(MAX_DIGITS);
+    if cut > 0 && round == Round::Exact {
         return Err(QuantityError::TooPrecise);
     }
     // value = trimmed * 10^scale * 2^bin nano-units
-    let scale = exp10 - frac_part.len() as i64 + 9 + (digits.len() - trimmed.len()) as i64;
-    let mantissa: i128 = trimmed.parse().map_err(|_| QuantityError::Format)?;
+    let scale = exp10 - frac_part.len() as i64 + 9 + (digits.len() - trimmed.len() + cut) as i64;
+    let mantissa: i128 = trimmed[..trimmed.len() - cut]
+        .parse()
+        .map_err(|_| QuantityError::Format)?;
+    let mantissa = mantissa + i128::from(cut > 0 && round == Round::Up);
     let Some(with_bin) = mantissa.checked_mul(1i128 << bin) else {
         return Ok(cap(i128::MAX, bin));
     };
@@ -452,5 +501,23 @@ mod bytes_tests {
         }
         assert_eq!(parse("-0"), Some(0));
         assert_eq!(parse("7Ei"), Some(7 << 60));
+    }
+
+    #[test]
+    fn bounds_of_a_quantity_past_38_digits_enclose_it_and_are_equal_otherwise() {
+        use super::Quantity;
+        let q = Quantity::parse("1Gi").unwrap();
+        assert_eq!(Quantity::parse_bounds("1Gi").unwrap(), (q, q));
+        // 39 digits of nano-units: the last one cut, down and up.
+        let long = format!("1{}n", "2".repeat(38));
+        let (low, high) = Quantity::parse_bounds(&long).unwrap();
+        assert_eq!(high.nanos() - low.nanos(), 10);
+        assert_eq!(
+            low.nanos(),
+            format!("1{}0", "2".repeat(37)).parse::<i128>().unwrap()
+        );
+        let (nlow, nhigh) = Quantity::parse_bounds(&format!("-{long}")).unwrap();
+        assert_eq!((nlow.nanos(), nhigh.nanos()), (-high.nanos(), -low.nanos()));
+        assert!(Quantity::parse_bounds("1 Gi").is_err());
     }
 }

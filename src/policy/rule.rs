@@ -7,6 +7,7 @@ use std::fmt;
 use super::catalog::{Catalog, ProvisionerTable};
 use super::config::{ConfigError, Section};
 use super::decision::Decision;
+use super::limits::Budget;
 use super::modes::Mode;
 use super::storage::Settings;
 
@@ -14,13 +15,30 @@ pub use super::meta::{Acts, Endpoint, Judges, Meta, PodFilter, RuleId};
 pub use super::request::{Object, Request, Subject};
 
 /// What a rule reads besides the request: the endpoint it is called for, the shared storage
-/// model's settings, the provisioner table and the catalog snapshot.
+/// model's settings, the provisioner table, the catalog snapshot and the review's work budget.
 #[derive(Clone, Copy, Debug)]
 pub struct Context<'a> {
     pub endpoint: Endpoint,
     pub settings: &'a Settings,
     pub table: &'a ProvisionerTable,
     pub catalog: &'a Catalog,
+    /// The work budget of the review (none: unbounded, as in a rule's unit tests).
+    pub budget: Option<&'a Budget>,
+}
+
+impl Context<'_> {
+    /// Takes `units` of work from the review's budget; `false`: stop judging (the engine says
+    /// what was left unjudged).
+    pub fn spend(&self, units: u64) -> bool {
+        self.budget.is_none_or(|b| b.spend(units))
+    }
+
+    /// Records what a cap of [`super::limits`] left unjudged.
+    pub fn skip(&self, what: impl Into<String>) {
+        if let Some(b) = self.budget {
+            b.skip(what);
+        }
+    }
 }
 
 /// One rule: a pure check over a request, with its own compiled configuration.

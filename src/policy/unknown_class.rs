@@ -11,6 +11,8 @@
 //! the PV controller treats a class without a StorageClass object as Immediate and binds
 //! such a claim to those PVs (`pv_controller.go` `syncUnboundClaim`, `FindMatchingVolume`).
 
+use std::collections::{HashMap, HashSet};
+
 use k8s_openapi::api::core::v1::{PersistentVolumeClaimSpec, PodSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
@@ -18,6 +20,7 @@ use super::catalog::{Catalog, ClassesKnown};
 use super::config::{ConfigError, Section};
 use super::decision::{Action, Decision, Finding};
 use super::field::{Path, go_quote};
+use super::limits::MAX_NAMES_JUDGED;
 use super::modes::Mode;
 use super::rule::{
     Acts, Context, Endpoint, Entry, Judges, Meta, Object, PodFilter, Request, Rule, RuleId,
@@ -65,7 +68,7 @@ impl Rule for UnknownClass {
     }
 
     fn check(&self, cx: &Context<'_>, req: &Request<'_>, mode: Mode, d: &mut Decision) {
-        run(cx.catalog, req, mode, d);
+        run(cx, req, mode, d);
     }
 }
 
@@ -160,37 +163,62 @@ pub fn classes_named(object: &Object<'_>) -> Vec<Named> {
     out
 }
 
-/// Levenshtein distance over characters (two rows).
-fn distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    let mut cur = vec![0; b.len() + 1];
-    for (i, ca) in a.chars().enumerate() {
-        cur[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let substitute = prev[j] + usize::from(ca != *cb);
-            cur[j + 1] = substitute.min(prev[j + 1] + 1).min(cur[j] + 1);
+/// Levenshtein distance over characters (two rows), or `None` when it exceeds `limit`: only a
+/// band of `2 * limit + 1` cells per row is computed, and the search stops once a whole row is
+/// past the limit, so one comparison costs O(limit x length), not O(length^2).
+fn distance_within(a: &[char], b: &[char], limit: usize) -> Option<usize> {
+    if a.len().abs_diff(b.len()) > limit {
+        return None;
+    }
+    const FAR: usize = usize::MAX / 2;
+    let mut prev: Vec<usize> = (0..=b.len())
+        .map(|j| if j <= limit { j } else { FAR })
+        .collect();
+    let mut cur = vec![FAR; b.len() + 1];
+    for (i, ca) in a.iter().enumerate() {
+        let lo = (i + 1).saturating_sub(limit);
+        let hi = (i + 1 + limit).min(b.len());
+        cur.fill(FAR);
+        if lo == 0 {
+            cur[0] = i + 1;
+        }
+        let mut best = cur[0];
+        for j in lo.max(1)..=hi {
+            let substitute = prev[j - 1] + usize::from(*ca != b[j - 1]);
+            cur[j] = substitute.min(prev[j] + 1).min(cur[j - 1] + 1);
+            best = best.min(cur[j]);
+        }
+        if best > limit {
+            return None;
         }
         std::mem::swap(&mut prev, &mut cur);
     }
-    prev[b.len()]
+    Some(prev[b.len()]).filter(|d| *d <= limit)
 }
 
 /// The known names closest to `name` (at most [`MAX_SUGGESTIONS`], nearest first, then by name):
 /// within a third of its length in edits (at least 2), case ignored. Computed only on the warning
-/// path, never for a class that exists.
-pub fn closest<'c>(catalog: &'c Catalog, name: &str) -> Vec<&'c str> {
-    let wanted = name.to_lowercase();
-    let limit = (wanted.chars().count() / 3).max(2);
-    let len = wanted.chars().count();
-    let mut near: Vec<(usize, &str)> = catalog
-        .names()
-        .iter()
+/// path, never for a class that exists; `spend` is asked before each comparison (its cost in
+/// character pairs) and stops the search when it says no.
+pub fn closest<'c>(catalog: &'c Catalog, name: &str, spend: &dyn Fn(u64) -> bool) -> Vec<&'c str> {
+    let wanted: Vec<char> = name.to_lowercase().chars().collect();
+    let len = wanted.len();
+    let limit = (len / 3).max(2);
+    let mut near: Vec<(usize, &str)> = Vec::new();
+    for n in catalog.names() {
         // The length difference is a lower bound of the distance: most names cost one compare.
-        .filter(|n| n.chars().count().abs_diff(len) <= limit)
-        .map(|n| (distance(&wanted, &n.to_lowercase()), n.as_str()))
-        .filter(|(d, _)| *d <= limit)
-        .collect();
+        let chars = n.chars().count();
+        if chars.abs_diff(len) > limit {
+            continue;
+        }
+        if !spend(((2 * limit + 1) * len.max(1)) as u64) {
+            break;
+        }
+        let candidate: Vec<char> = n.to_lowercase().chars().collect();
+        if let Some(d) = distance_within(&wanted, &candidate, limit) {
+            near.push((d, n.as_str()));
+        }
+    }
     near.sort_unstable();
     near.into_iter()
         .take(MAX_SUGGESTIONS)
@@ -198,8 +226,24 @@ pub fn closest<'c>(catalog: &'c Catalog, name: &str) -> Vec<&'c str> {
         .collect()
 }
 
-/// The warning for one class that does not exist.
-fn message(catalog: &Catalog, n: &Named) -> String {
+/// A class name as messages show it: quoted, cut to [`SHOWN_NAME_CHARS`] characters.
+fn shown_name(name: &str) -> String {
+    if name.chars().count() <= SHOWN_NAME_CHARS {
+        go_quote(name)
+    } else {
+        let cut: String = name.chars().take(SHOWN_NAME_CHARS).collect();
+        format!("{}...", go_quote(&cut))
+    }
+}
+
+/// Characters of a class name a message shows at most (names of up to 253 are valid).
+const SHOWN_NAME_CHARS: usize = 63;
+
+/// The warning for one class that does not exist. The name is cut to [`SHOWN_NAME_CHARS`], so
+/// that "not found" stays within the API server's 256-character cut of a warning whatever the
+/// name's length (field paths are at most about 110 characters); what would work comes last. `near` is `None`
+/// when the name was not compared (past [`MAX_NAMES_JUDGED`] or the work budget).
+fn message(catalog: &Catalog, n: &Named, near: Option<Vec<&str>>) -> String {
     let scope = match catalog.classes_known() {
         ClassesKnown::Files => " in the audited files or the policy",
         ClassesKnown::Cluster | ClassesKnown::Partly => "",
@@ -209,22 +253,20 @@ fn message(catalog: &Catalog, n: &Named) -> String {
     } else {
         "the claim stays"
     };
-    let near = closest(catalog, &n.class);
-    let hint = if !near.is_empty() {
-        format!("closest: {}", near.join(", "))
-    } else if catalog.is_empty() {
-        "no StorageClass exists".to_owned()
-    } else {
-        "no StorageClass has a close name".to_owned()
+    let hint = match near {
+        Some(near) if !near.is_empty() => format!("; closest: {}", near.join(", ")),
+        _ if catalog.is_empty() => "; no StorageClass exists".to_owned(),
+        Some(_) => "; no StorageClass has a close name".to_owned(),
+        None => String::new(),
     };
     // The PV controller treats a class with no StorageClass object as Immediate and binds
     // Available PVs of that class name (`IsDelayBindingMode` finds no class;
     // `FindMatchingVolume` compares names), so a PV of that class ends the wait as well.
     format!(
         "{}: StorageClass {} not found{scope}: {who} Pending until it or a PersistentVolume of that class \
-         exists; {hint}",
+         exists{hint}",
         n.field,
-        go_quote(&n.class)
+        shown_name(&n.class)
     )
 }
 
@@ -236,7 +278,8 @@ fn names_static_volumes(catalog: &Catalog, class: &str) -> bool {
         .is_some_and(|i| i.class_volumes(class).total > 0)
 }
 
-pub(crate) fn run(catalog: &Catalog, req: &Request<'_>, mode: Mode, d: &mut Decision) {
+pub(crate) fn run(cx: &Context<'_>, req: &Request<'_>, mode: Mode, d: &mut Decision) {
+    let catalog = cx.catalog;
     if mode == Mode::Off || catalog.classes_known() == ClassesKnown::Partly {
         return;
     }
@@ -253,13 +296,30 @@ pub(crate) fn run(catalog: &Catalog, req: &Request<'_>, mode: Mode, d: &mut Deci
     if req.operation == Operation::Update
         && let Some(old) = req.old_object.as_ref()
     {
-        let before = classes_named(old);
-        found.retain(|n| !before.iter().any(|b| b.class == n.class));
+        let before: HashSet<String> = classes_named(old).into_iter().map(|n| n.class).collect();
+        found.retain(|n| !before.contains(&n.class));
     }
+    // Each distinct name is compared with the classes once, the first MAX_NAMES_JUDGED only.
+    let mut judged: HashMap<&str, Option<Vec<&str>>> = HashMap::new();
+    let spend = |units| cx.spend(units);
     for n in &found {
-        let msg = message(catalog, n);
+        let next = judged.len();
+        let near = judged
+            .entry(n.class.as_str())
+            .or_insert_with(|| {
+                if next < MAX_NAMES_JUDGED && cx.spend(1) {
+                    Some(closest(catalog, &n.class, &spend))
+                } else {
+                    cx.skip(format!(
+                        "unknownClass: no close names sought past the first {MAX_NAMES_JUDGED} unknown classes"
+                    ));
+                    None
+                }
+            })
+            .clone();
+        let msg = message(catalog, n, near);
         d.warn(&msg);
-        d.annotate(ID, format!("not found: {}", go_quote(&n.class)));
+        d.annotate(ID, format!("not found: {}", shown_name(&n.class)));
         d.findings.push(Finding {
             rule: ID,
             action: Action::Warned,
@@ -333,7 +393,9 @@ storageClasses:
             old_object: old,
         };
         let mut d = Decision::default();
-        run(cat, &req, mode, &mut d);
+        // The rule reads only the catalog.
+        let p = Policy::parse("", None, false).unwrap();
+        run(&p.context(Endpoint::Validate, cat), &req, mode, &mut d);
         d
     }
 
@@ -428,21 +490,73 @@ storageClasses:
     fn suggestions_are_at_most_three_nearest_first_case_ignored() {
         let p = Policy::parse("", None, false).unwrap();
         let cat = p.catalog(&live(&["fast-a", "fast-b", "fast-c", "Fast", "fastest"]));
-        assert_eq!(closest(&cat, "fast"), ["Fast", "fast-a", "fast-b"]);
-        assert_eq!(closest(&cat, "FAST-C"), ["fast-c", "fast-a", "fast-b"]);
-        assert!(closest(&cat, "slow").is_empty());
+        let any = |_| true;
+        assert_eq!(closest(&cat, "fast", &any), ["Fast", "fast-a", "fast-b"]);
+        assert_eq!(
+            closest(&cat, "FAST-C", &any),
+            ["fast-c", "fast-a", "fast-b"]
+        );
+        assert!(closest(&cat, "slow", &any).is_empty());
+        // A spent budget stops the search.
+        assert!(closest(&cat, "fast", &|_| false).is_empty());
+    }
+
+    fn distance(a: &str, b: &str, limit: usize) -> Option<usize> {
+        let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+        distance_within(&a, &b, limit)
     }
 
     #[test]
-    fn distance_counts_edits() {
-        assert_eq!(distance("", ""), 0);
-        assert_eq!(distance("abc", ""), 3);
-        assert_eq!(distance("", "abc"), 3);
-        assert_eq!(distance("kitten", "sitting"), 3);
-        assert_eq!(distance("local-storag", "local-storage"), 1);
-        assert_eq!(distance("flaw", "lawn"), 2);
-        assert_eq!(distance("gp3", "gp2"), 1);
-        assert_eq!(distance("ab", "ba"), 2);
+    fn distance_counts_edits_within_the_limit() {
+        assert_eq!(distance("", "", 2), Some(0));
+        assert_eq!(distance("abc", "", 3), Some(3));
+        assert_eq!(distance("", "abc", 3), Some(3));
+        assert_eq!(distance("kitten", "sitting", 3), Some(3));
+        assert_eq!(distance("local-storag", "local-storage", 2), Some(1));
+        assert_eq!(distance("flaw", "lawn", 2), Some(2));
+        assert_eq!(distance("gp3", "gp2", 2), Some(1));
+        assert_eq!(distance("ab", "ba", 2), Some(2));
+        // Past the limit: none, by the length difference or by the band.
+        assert_eq!(distance("kitten", "sitting", 2), None);
+        assert_eq!(distance("abc", "", 2), None);
+        assert_eq!(distance("abcdef", "uvwxyz", 3), None);
+    }
+
+    /// The band gives the full distance whenever it is within the limit (checked against the
+    /// whole matrix on every pair of short strings over a small alphabet).
+    #[test]
+    fn banded_distance_equals_the_full_one_within_the_limit() {
+        fn full(a: &[char], b: &[char]) -> usize {
+            let mut prev: Vec<usize> = (0..=b.len()).collect();
+            for (i, ca) in a.iter().enumerate() {
+                let mut cur = vec![i + 1; b.len() + 1];
+                for (j, cb) in b.iter().enumerate() {
+                    cur[j + 1] = (prev[j] + usize::from(ca != cb))
+                        .min(prev[j + 1] + 1)
+                        .min(cur[j] + 1);
+                }
+                prev = cur;
+            }
+            prev[b.len()]
+        }
+        let words: Vec<Vec<char>> = (0..3u32.pow(4))
+            .flat_map(|n| {
+                (0..=4).map(move |len| {
+                    (0..len)
+                        .map(|k| ['a', 'b', 'c'][(n / 3u32.pow(k)) as usize % 3])
+                        .collect()
+                })
+            })
+            .collect();
+        for a in &words {
+            for b in &words {
+                let d = full(a, b);
+                for limit in 0..=4 {
+                    let want = (d <= limit).then_some(d);
+                    assert_eq!(distance_within(a, b, limit), want, "{a:?} {b:?} {limit}");
+                }
+            }
+        }
     }
 
     #[test]
@@ -620,5 +734,64 @@ storageClasses:
                 "a PersistentVolume of that class exists; no StorageClass has a close name"
             )]
         );
+    }
+
+    /// A class name of 200 characters is cut in the warning, so that "not found" stays within
+    /// the API server's 256-character cut.
+    #[test]
+    fn a_long_class_name_keeps_not_found_within_the_warning_cut() {
+        let (_, cat) = cluster();
+        let name = "x".repeat(200);
+        let c = pvc(Some(&name));
+        let d = decide(
+            &cat,
+            Operation::Create,
+            Object::Pvc(&c),
+            None,
+            Mode::Enforce,
+        );
+        let w = &d.warnings[0];
+        let at = w.find("not found").expect("not found is said");
+        assert!(w[..at].chars().count() < 200, "{w}");
+        assert!(w.chars().count() <= crate::policy::MAX_WARNING_CHARS);
+    }
+
+    /// Thousands of claim templates naming unknown classes: each distinct name is compared with
+    /// the classes once, the first MAX_NAMES_JUDGED only, and the rest are said to be unjudged.
+    #[test]
+    fn repeated_and_many_unknown_names_are_compared_once_and_bounded() {
+        let (p, cat) = cluster();
+        let templates: Vec<serde_json::Value> = (0..2000)
+            .map(|i| {
+                json!({"metadata": {"name": format!("t{i}")},
+                    "spec": {"storageClassName": format!("nfs-clientt{}", i % 40)}})
+            })
+            .collect();
+        let s: StatefulSet = serde_json::from_value(json!({"metadata": {"name": "web"},
+            "spec": {"selector": {}, "serviceName": "web", "template": {},
+                "volumeClaimTemplates": templates}}))
+        .unwrap();
+        let req = Request {
+            operation: Operation::Create,
+            namespace: Some("default"),
+            username: "alice",
+            subject: Subject {
+                group: "apps",
+                kind: "StatefulSet",
+                name: "web",
+            },
+            object: Some(Object::StatefulSet(&s)),
+            old_object: None,
+        };
+        let budget = crate::policy::Budget::default();
+        let d = p.decide_within(Endpoint::Validate, &cat, &req, &budget);
+        assert!(d.warnings.len() <= crate::policy::limits::MAX_WARNINGS);
+        assert!(
+            d.unjudged.iter().any(|u| u.contains("unknownClass")),
+            "{:?}",
+            d.unjudged
+        );
+        assert!(d.warnings.iter().any(|w| w.contains("closest: nfs-client")));
+        assert_eq!(d.findings.iter().filter(|f| f.rule == ID).count(), 2000);
     }
 }

@@ -15,6 +15,8 @@
 //! without one is the default the webhook gives it ([`storage::claim_class`]), so the raise
 //! composes with `defaultStorageClass`, which runs first.
 
+use std::collections::HashMap;
+
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{PatchOperation, ReplaceOperation};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaimSpec, PodSpec};
@@ -25,6 +27,7 @@ use serde_json::json;
 use super::config::{ConfigError, Section};
 use super::decision::{Action, Decision, Finding, Refused};
 use super::field::{FieldError, Path, go_quote};
+use super::limits::MAX_VOLUMES;
 use super::modes::Mode;
 use super::quantity::Quantity;
 use super::rule::{
@@ -282,14 +285,20 @@ impl VolumeSize {
             .get("storage")?
             .0
             .clone();
-        // Not a quantity (the API refuses it anyway) or beyond exact comparison: not judged.
-        let value = Quantity::parse(&request).ok()?;
+        // Not a quantity, zero or negative: the API refuses it anyway; raising it would turn
+        // an invalid claim into a valid one of another size. Not judged.
+        let (low, high) = Quantity::parse_bounds(&request).ok()?;
+        if low.nanos() <= 0 {
+            return None;
+        }
         let class = storage::claim_class(cx.settings, cx.catalog, namespace, meta, spec)?;
         let info = cx.catalog.class(&class)?;
         let limits = self.table.limits(info);
-        let problem = if let Some(max) = limits.max.filter(|m| value > m.size.value) {
+        // Past 38 significant digits the value lies between `low` and `high`; each comparison
+        // with a limit (at most 38 digits) is still exact.
+        let problem = if let Some(max) = limits.max.filter(|m| high > m.size.value) {
             Problem::Above(max)
-        } else if let Some(min) = limits.min.filter(|m| value < m.size.value) {
+        } else if let Some(min) = limits.min.filter(|m| low < m.size.value) {
             let b = self.behaviour(&min);
             Problem::Below(min, b)
         } else {
@@ -313,7 +322,12 @@ impl VolumeSize {
         out: &mut Vec<Item>,
     ) {
         let volumes = spec.and_then(|s| s.volumes.as_ref());
-        for (i, v) in volumes.into_iter().flatten().enumerate() {
+        if volumes.is_some_and(|v| v.len() > MAX_VOLUMES) {
+            cx.skip(format!(
+                "volumeSize: pod volumes past the first {MAX_VOLUMES}"
+            ));
+        }
+        for (i, v) in volumes.into_iter().flatten().take(MAX_VOLUMES).enumerate() {
             let Some(tpl) = v
                 .ephemeral
                 .as_ref()
@@ -433,9 +447,16 @@ impl VolumeSize {
             (Operation::Update, Some(old)) => self.items(cx, req.namespace, old),
             _ => Vec::new(),
         };
+        // The old items by field: one look-up per item, not a scan of them.
+        let before: HashMap<&Path, Vec<&Item>> = before.iter().fold(HashMap::new(), |mut m, b| {
+            m.entry(&b.spec_path).or_default().push(b);
+            m
+        });
         let mut found: Vec<&Item> = Vec::new();
         for item in &items {
-            let existed = before.contains(item);
+            let existed = before
+                .get(&item.spec_path)
+                .is_some_and(|b| b.contains(&item));
             match item.outcome() {
                 Outcome::Violation if existed => {
                     let msg = format!("pre-existing: {}", item.error());
@@ -850,5 +871,39 @@ storageClasses:
             err("storageClasses:\n  - {name: a, provisioner: x, minSize: lots}\n")
                 .contains("storageClasses[0].minSize")
         );
+    }
+
+    /// The API server refuses a claim of `0` or `-1Gi`: raising it to the class minimum would
+    /// turn an invalid claim into a valid one of another size.
+    #[test]
+    fn zero_and_negative_requests_are_left_for_the_api_server_to_refuse() {
+        let p = policy("");
+        let cat = p.static_catalog();
+        for size in ["0", "-1Gi", "-0.5", "0Gi", "-1e3"] {
+            let c = pvc(Some("oci-bv"), size);
+            assert_eq!(
+                decide(&p, &cat, Endpoint::Mutate, &c),
+                Decision::default(),
+                "{size}"
+            );
+            assert!(decide(&p, &cat, Endpoint::Validate, &c).allowed(), "{size}");
+        }
+    }
+
+    /// A quantity of more than 38 significant digits is a valid quantity (Go's `inf.Dec`); a
+    /// maxSize still applies to it, and one just inside stays allowed.
+    #[test]
+    fn max_size_applies_to_quantities_of_more_than_38_digits() {
+        let p = policy("");
+        let cat = p.static_catalog();
+        let huge = format!("1{}", "1".repeat(45));
+        let d = decide(&p, &cat, Endpoint::Validate, &pvc(Some("capped"), &huge));
+        assert!(!d.allowed(), "{d:?}");
+        // 10Gi and a fraction of a byte, 52 digits: above 10Gi once rounded up to nano-units
+        // (as the API server does), below 100Gi.
+        let inside = format!("10737418240.{}1", "0".repeat(40));
+        let d = decide(&p, &cat, Endpoint::Validate, &pvc(Some("capped"), &inside));
+        assert!(d.allowed(), "{d:?}");
+        assert!(d.warnings.is_empty(), "{:?}", d.warnings);
     }
 }

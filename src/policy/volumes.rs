@@ -224,13 +224,10 @@ impl ClaimInfo {
 /// it for that node.
 pub const SELECTED_NODE_ANNOTATION: &str = "volume.kubernetes.io/selected-node";
 
-/// Ordinals of one StatefulSet judged at most (a bound on the work of one request).
-pub const MAX_ORDINALS: i32 = 10_000;
-
 /// The ordinals a StatefulSet's controller gives its pods and claims: `start..start+replicas`,
 /// with `start` from `spec.ordinals.start` (default 0; GA since 1.31) and `replicas` default 1
 /// (`getStartOrdinal`, `getEndOrdinal` in `pkg/controller/statefulset/stateful_set_utils.go`).
-/// At most [`MAX_ORDINALS`] of them.
+/// All of them: callers bound what they walk (`limits::MAX_ORDINALS`, `take`), lazily.
 pub fn statefulset_ordinals(sts: &StatefulSet) -> std::ops::Range<i32> {
     let spec = sts.spec.as_ref();
     let start = spec
@@ -238,10 +235,7 @@ pub fn statefulset_ordinals(sts: &StatefulSet) -> std::ops::Range<i32> {
         .and_then(|o| o.start)
         .unwrap_or(0)
         .max(0);
-    let replicas = spec
-        .and_then(|s| s.replicas)
-        .unwrap_or(1)
-        .clamp(0, MAX_ORDINALS);
+    let replicas = spec.and_then(|s| s.replicas).unwrap_or(1).max(0);
     start..start.saturating_add(replicas)
 }
 
@@ -740,9 +734,10 @@ mod tests {
             "replicas default to 1"
         );
         assert!(names(&sts(json!({"replicas": 0, "ordinals": {"start": 2}}))).is_empty());
+        // Lazy: a million replicas cost nothing until walked.
         assert_eq!(
             statefulset_ordinals(&sts(json!({"replicas": 1_000_000}))).len(),
-            MAX_ORDINALS as usize
+            1_000_000
         );
     }
 

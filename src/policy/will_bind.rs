@@ -19,6 +19,7 @@ use super::config::VolumeBindingMode;
 use super::config::{ConfigError, Section};
 use super::decision::{Action, Decision, Finding};
 use super::field::go_quote;
+use super::limits::{MAX_ORDINALS, MAX_TEMPLATES};
 use super::modes::Mode;
 use super::node_selector;
 use super::quantity;
@@ -301,9 +302,18 @@ fn statefulset_waits(
     };
     let sts_name = sts.metadata.name.as_deref().unwrap_or_default();
     let replicas = volumes::statefulset_ordinals(sts).len();
+    // Ordinals judged over all templates at most: the work is bounded by the object, not by
+    // templates x replicas.
+    let mut ordinals_left = MAX_ORDINALS;
     // PVs already promised to one claim of this StatefulSet: never counted twice.
     let mut used: HashSet<&str> = HashSet::new();
-    for tpl in spec.volume_claim_templates.iter().flatten() {
+    for (t, tpl) in spec.volume_claim_templates.iter().flatten().enumerate() {
+        if t == MAX_TEMPLATES {
+            cx.skip(format!(
+                "willBind: volumeClaimTemplates past the first {MAX_TEMPLATES}"
+            ));
+            break;
+        }
         let Some(tspec) = tpl.spec.as_ref() else {
             continue;
         };
@@ -323,6 +333,20 @@ fn statefulset_waits(
         let Some((probe, size_text)) = wants_of(namespace, "", "", &class, tspec) else {
             continue;
         };
+        let judged = replicas.min(ordinals_left);
+        ordinals_left -= judged;
+        if judged < replicas {
+            cx.skip(format!(
+                "willBind: StatefulSet ordinals past the first {MAX_ORDINALS} of all templates"
+            ));
+            if judged == 0 {
+                continue;
+            }
+        }
+        // Two passes over the PVs and one over the ordinals.
+        if !cx.spend(2 * index.pvs.len() as u64 + judged as u64) {
+            break;
+        }
         // Free volumes that fit, smallest first (the controller's choice), and volumes
         // pre-bound by name to a claim of this namespace that is yet to exist.
         let mut stranded = 0;
@@ -355,7 +379,7 @@ fn statefulset_waits(
         }
         let mut next = fitting.into_iter();
         let mut waiting: Vec<String> = Vec::new();
-        for claim in volumes::statefulset_claims(sts, tpl_name) {
+        for claim in volumes::statefulset_claims(sts, tpl_name).take(judged) {
             if index.claim(namespace, &claim).is_some() {
                 continue;
             }
@@ -399,12 +423,20 @@ fn statefulset_waits(
         } else {
             "claims"
         };
+        let served = judged - waiting.len();
+        // Only what was judged is counted: past the cap nothing is claimed about the rest.
+        let tally = if judged < replicas {
+            format!(
+                "{served} of the first {judged} of {replicas} replicas served; the rest not judged"
+            )
+        } else {
+            format!("{served} of {replicas} served")
+        };
         out.push((
             Some(class.clone()).filter(|c| !c.is_empty()),
             format!(
-                "StatefulSet {}: {noun} {names} will stay Pending: {why} ({} of {replicas} served)",
+                "StatefulSet {}: {noun} {names} will stay Pending: {why} ({tally})",
                 go_quote(sts_name),
-                replicas - waiting.len()
             ),
         ));
     }
@@ -904,5 +936,69 @@ storageClasses:
             Object::Pvc(&big),
         );
         assert_eq!(d, Decision::default());
+    }
+
+    /// Past the ordinals judged, the warning counts only what was judged and says the rest
+    /// was not (it said "0 of 10000 served" for 2,147,483,647 replicas).
+    #[test]
+    fn a_huge_statefulset_is_counted_truthfully() {
+        let p = policy();
+        let cat = catalog(&p, &[], &[]);
+        let s = sts(i32::MAX, "local-storage");
+        let d = decide(&cat, &p, Operation::Create, Object::StatefulSet(&s));
+        assert_eq!(d.warnings.len(), 1, "{:?}", d.warnings);
+        assert!(
+            d.warnings[0].ends_with(
+                "(0 of the first 10000 of 2147483647 replicas served; the rest not judged)"
+            ),
+            "{}",
+            d.warnings[0]
+        );
+    }
+
+    /// The cap on ordinals holds over all templates: the second template of a StatefulSet
+    /// whose first used every ordinal is not judged (and the budget says so).
+    #[test]
+    fn the_ordinal_cap_is_shared_by_every_template() {
+        let p = policy();
+        let cat = catalog(&p, &[], &[]);
+        let mut s = sts(10_000, "local-storage");
+        let tpls = s
+            .spec
+            .as_mut()
+            .unwrap()
+            .volume_claim_templates
+            .as_mut()
+            .unwrap();
+        let mut second = tpls[0].clone();
+        second.metadata.name = Some("logs".into());
+        tpls.push(second);
+        let req = Request {
+            operation: Operation::Create,
+            namespace: Some("default"),
+            username: "alice",
+            subject: Subject {
+                group: "apps",
+                kind: "StatefulSet",
+                name: "web",
+            },
+            object: Some(Object::StatefulSet(&s)),
+            old_object: None,
+        };
+        let budget = crate::policy::Budget::default();
+        let d = p.decide_within(Endpoint::Validate, &cat, &req, &budget);
+        let pending: Vec<&String> = d
+            .warnings
+            .iter()
+            .filter(|w| w.contains("will stay Pending"))
+            .collect();
+        assert_eq!(pending.len(), 1, "{:?}", d.warnings);
+        assert!(pending[0].contains("www-web-0"), "{pending:?}");
+        assert!(
+            d.unjudged.iter().any(|u| u.contains("ordinals")),
+            "{:?}",
+            d.unjudged
+        );
+        assert!(d.warnings[0].starts_with("not judged"), "{:?}", d.warnings);
     }
 }

@@ -13,6 +13,10 @@
 //! The summary is written by [`DecisionLog::tick`] (the server runs it every window and once more
 //! at shutdown), or by the next identical decision after the window. Memory is bounded: at most
 //! [`MAX_KEYS`] distinct decisions are tracked at once; past that, decisions are logged in full.
+//!
+//! No global lock on the request path: the keys are spread over [`SHARDS`] maps by hash, each
+//! behind its own lock, and a request does O(1) work under it; ended windows are expired (a pass
+//! over every key) only by the ticker, never by a request.
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -27,6 +31,9 @@ pub const DEFAULT_WINDOW: Duration = Duration::from_secs(1);
 
 /// Distinct decisions tracked at once.
 pub const MAX_KEYS: usize = 4096;
+
+/// Maps the keys are spread over, each with its own lock (`MAX_KEYS / SHARDS` keys each).
+pub const SHARDS: usize = 16;
 
 /// What makes two decisions identical for the log.
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
@@ -122,7 +129,7 @@ pub enum Verdict {
 pub struct DecisionLog {
     window: Duration,
     hasher: RandomState,
-    tracked: Mutex<HashMap<u64, Tracked>>,
+    shards: Box<[Mutex<HashMap<u64, Tracked>>]>,
 }
 
 impl DecisionLog {
@@ -131,12 +138,38 @@ impl DecisionLog {
         DecisionLog {
             window,
             hasher: RandomState::new(),
-            tracked: Mutex::new(HashMap::new()),
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+        }
+    }
+
+    fn shard(&self, hash: u64) -> std::sync::MutexGuard<'_, HashMap<u64, Tracked>> {
+        // The high bits: the map itself uses the low ones.
+        self.shards[(hash >> 58) as usize % SHARDS]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Every shard in turn (the ticker and `drain`; never a request).
+    fn each_shard(&self, mut f: impl FnMut(&mut HashMap<u64, Tracked>)) {
+        for s in self.shards.iter() {
+            f(&mut s.lock().unwrap_or_else(|p| p.into_inner()));
         }
     }
 
     pub fn window(&self) -> Duration {
         self.window
+    }
+
+    /// Decisions tracked now.
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|p| p.into_inner()).len())
+            .sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// Notes one decision at `now`: whether to log it in full. A tracked decision whose window
@@ -148,13 +181,9 @@ impl DecisionLog {
         let hash = self.hasher.hash_one(key);
         let mut summary = None;
         let verdict = {
-            let mut tracked = self.tracked.lock().unwrap_or_else(|p| p.into_inner());
-            if tracked.len() >= MAX_KEYS && !tracked.contains_key(&hash) {
-                // Make room from the expired ones; if none has expired, do not track this one.
-                for r in expire(&mut tracked, now, self.window) {
-                    r.log(self.window);
-                }
-            }
+            // A full shard makes no room here (the ticker expires ended windows): an untracked
+            // decision is logged in full.
+            let mut tracked = self.shard(hash);
             let len = tracked.len();
             match tracked.entry(hash) {
                 Entry::Occupied(mut e) => {
@@ -175,7 +204,7 @@ impl DecisionLog {
                     }
                 }
                 Entry::Vacant(e) => {
-                    if len < MAX_KEYS {
+                    if len < MAX_KEYS / SHARDS {
                         e.insert(Tracked {
                             endpoint: key.endpoint,
                             action: key.action,
@@ -200,8 +229,9 @@ impl DecisionLog {
     /// Ends the windows that have passed at `now`: returns their summaries (those with repeats)
     /// and forgets them.
     pub fn expired(&self, now: Instant) -> Vec<Repeated> {
-        let mut tracked = self.tracked.lock().unwrap_or_else(|p| p.into_inner());
-        expire(&mut tracked, now, self.window)
+        let mut out = Vec::new();
+        self.each_shard(|tracked| out.extend(expire(tracked, now, self.window)));
+        out
     }
 
     /// Logs the summaries of the windows that have passed.
@@ -213,10 +243,8 @@ impl DecisionLog {
 
     /// Logs every pending summary, ended or not (at shutdown).
     pub fn drain(&self) {
-        let all: Vec<Tracked> = {
-            let mut tracked = self.tracked.lock().unwrap_or_else(|p| p.into_inner());
-            tracked.drain().map(|(_, t)| t).collect()
-        };
+        let mut all: Vec<Tracked> = Vec::new();
+        self.each_shard(|tracked| all.extend(tracked.drain().map(|(_, t)| t)));
         for t in all.iter().filter(|t| t.repeats > 0) {
             Repeated::from(t).log(self.window);
         }
@@ -403,20 +431,28 @@ mod tests {
     fn tracking_is_bounded() {
         let log = DecisionLog::new(W);
         let t0 = Instant::now();
-        let names: Vec<String> = (0..MAX_KEYS + 10).map(|i| format!("ns-{i}")).collect();
+        let names: Vec<String> = (0..4 * MAX_KEYS).map(|i| format!("ns-{i}")).collect();
+        let mut tracked = Vec::new();
+        let mut untracked = Vec::new();
         for n in &names {
             assert_eq!(log.record(&key(n, "m"), t0), Verdict::Log);
+            // Counted again only when tracked.
+            match log.record(&key(n, "m"), t0) {
+                Verdict::Counted => tracked.push(n),
+                Verdict::Log => untracked.push(n),
+            }
         }
-        assert_eq!(log.tracked.lock().unwrap().len(), MAX_KEYS);
+        assert_eq!(log.len(), MAX_KEYS);
+        assert_eq!(tracked.len(), MAX_KEYS);
         // Untracked ones stay logged in full; tracked ones are counted.
-        assert_eq!(
-            log.record(&key(&names[MAX_KEYS + 5], "m"), t0),
-            Verdict::Log
-        );
-        assert_eq!(log.record(&key(&names[0], "m"), t0), Verdict::Counted);
-        // Once the windows pass, room is made for new ones.
+        assert_eq!(log.record(&key(untracked[0], "m"), t0), Verdict::Log);
+        assert_eq!(log.record(&key(tracked[0], "m"), t0), Verdict::Counted);
+        // A request never expires anything: the ticker does, and then room is made.
+        assert_eq!(log.record(&key(untracked[1], "m"), t0 + W), Verdict::Log);
+        assert_eq!(log.len(), MAX_KEYS);
+        assert_eq!(log.expired(t0 + W).len(), MAX_KEYS);
         assert_eq!(log.record(&key("late", "m"), t0 + W), Verdict::Log);
         assert_eq!(log.record(&key("late", "m"), t0 + W), Verdict::Counted);
-        assert_eq!(log.tracked.lock().unwrap().len(), 1);
+        assert_eq!(log.len(), 1);
     }
 }

@@ -99,6 +99,10 @@ pub struct Metrics {
     /// (Each is a handle on the series the family exports.)
     requests_by: [[Counter; 4]; 2],
     duration_by: [Histogram; 2],
+    /// Reviews answered with part of the object not judged (work budget or caps), by endpoint.
+    unjudged_by: [Counter; 2],
+    /// Decisions that panicked (answered 500), by endpoint.
+    panics_by: [Counter; 2],
     pub tls_reloads: Counter,
     pub tls_reload_failures: Counter,
     pub tls_handshake_failures: Counter,
@@ -134,7 +138,30 @@ impl Metrics {
                 })
                 .clone()
         });
+        let unjudged: Family<EndpointLabels, Counter> = Family::default();
+        let panics: Family<EndpointLabels, Counter> = Family::default();
+        let by_endpoint = |f: &Family<EndpointLabels, Counter>| {
+            Endpoint::ALL.map(|endpoint| {
+                f.get_or_create(&EndpointLabels {
+                    endpoint: endpoint.as_str(),
+                })
+                .clone()
+            })
+        };
+        let (unjudged_by, panics_by) = (by_endpoint(&unjudged), by_endpoint(&panics));
+        registry.register(
+            "reviews_unjudged",
+            "Reviews answered before all of the object was judged (the work budget or a cap of one review was reached; the answer's first warning says what), by endpoint",
+            unjudged,
+        );
+        registry.register(
+            "decision_panics",
+            "Reviews whose decision panicked (answered 500), by endpoint",
+            panics,
+        );
         let m = Metrics {
+            unjudged_by,
+            panics_by,
             requests,
             decisions: Family::default(),
             duration,
@@ -219,6 +246,16 @@ impl Metrics {
         self.requests_by[endpoint as usize][outcome as usize].inc();
     }
 
+    /// Counts one review answered before all of it was judged.
+    pub fn unjudged(&self, endpoint: Endpoint) {
+        self.unjudged_by[endpoint as usize].inc();
+    }
+
+    /// Counts one decision that panicked.
+    pub fn decision_panicked(&self, endpoint: Endpoint) {
+        self.panics_by[endpoint as usize].inc();
+    }
+
     /// Counts one answered review and what each rule did.
     pub fn reviewed(&self, endpoint: Endpoint, outcome: &Answer, elapsed: Duration) {
         let result = if outcome.decision.allowed() {
@@ -237,14 +274,22 @@ impl Metrics {
                 })
                 .inc();
         }
+        // One look-up per rule and action, not per finding (an object may have thousands).
+        let mut counts: Vec<(&'static str, &'static str, u64)> = Vec::new();
         for Finding { rule, action, .. } in &outcome.decision.findings {
+            let (rule, action) = (rule.as_str(), action.as_str());
+            match counts
+                .iter_mut()
+                .find(|(r, a, _)| *r == rule && *a == action)
+            {
+                Some(c) => c.2 += 1,
+                None => counts.push((rule, action, 1)),
+            }
+        }
+        for (rule, action, n) in counts {
             self.decisions
-                .get_or_create(&DecisionLabels {
-                    rule: rule.as_str(),
-                    action: action.as_str(),
-                    kind,
-                })
-                .inc();
+                .get_or_create(&DecisionLabels { rule, action, kind })
+                .inc_by(n);
         }
         self.observe(endpoint, elapsed);
     }

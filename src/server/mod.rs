@@ -12,6 +12,7 @@
 pub mod admin;
 pub mod budget;
 pub mod certs;
+pub mod decide;
 pub mod decision_log;
 mod follow;
 pub mod log_buffer;
@@ -396,6 +397,7 @@ pub async fn run(
         budget: Arc::new(body_budget),
         body_read_timeout: config.body_read_timeout,
         decisions: decisions.clone(),
+        pool: Arc::new(decide::DecidePool::default()),
     });
     let https = HttpsServer::bind(
         config.listen,

@@ -19,17 +19,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 
 use super::budget::{self, BodyBudget, BodyError, ReadLimits};
+use super::decide::DecidePool;
 use super::decision_log::{self, DecisionLog, Key, Verdict};
 use super::metrics::{Metrics, RequestOutcome};
 use crate::admission::{self, Answer, Endpoint, ReviewError};
-use crate::policy::Action;
+use crate::policy::{Action, Budget};
 use crate::state::SharedState;
 
 /// Default largest body: an AdmissionReview with object and oldObject can approach 7 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 8 << 20;
-
-/// Bodies larger than this are decoded and decided on the blocking pool.
-const INLINE_DECODE_BYTES: usize = 256 << 10;
 
 /// The deadline when the caller gives none (the API server's largest `timeoutSeconds`).
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(30);
@@ -46,6 +44,8 @@ pub struct AppState {
     pub body_read_timeout: Duration,
     /// Repeated identical denials and mutations, logged once with a count.
     pub decisions: Arc<DecisionLog>,
+    /// Where reviews are decided: blocking threads, bounded ([`DecidePool`]).
+    pub pool: Arc<DecidePool>,
 }
 
 impl AppState {
@@ -62,6 +62,7 @@ impl AppState {
             ),
             body_read_timeout: budget::DEFAULT_BODY_READ_TIMEOUT,
             decisions: Arc::new(DecisionLog::new(decision_log::DEFAULT_WINDOW)),
+            pool: Arc::new(DecidePool::default()),
         }
     }
 }
@@ -174,12 +175,47 @@ fn too_large(limit: usize) -> Response {
     closing(StatusCode::PAYLOAD_TOO_LARGE, BodyError::TooLarge { limit })
 }
 
+/// Over HTTP/2, a stream answered before its request body ended is reset by the server
+/// (`RST_STREAM`, CANCEL: curl says "error 92, stream not closed cleanly") although the client
+/// has the whole 413. Reading and discarding the rest of a body that declared a modest excess
+/// (at most twice the limit) within [`H2_DRAIN_TIME`] lets the stream end cleanly; nothing is
+/// kept. Larger or slower bodies are reset as before (the client has its 413 either way).
+/// HTTP/1.1 closes the connection instead (`Connection: close`).
+async fn drain_h2(
+    version: axum::http::Version,
+    body: axum::body::Body,
+    declared: u64,
+    limit: usize,
+) {
+    use http_body_util::BodyExt as _;
+    if version != axum::http::Version::HTTP_2 || declared > 2 * limit as u64 {
+        return;
+    }
+    let mut body = body;
+    let mut left = declared;
+    let _ = tokio::time::timeout(H2_DRAIN_TIME, async {
+        while let Some(Ok(frame)) = body.frame().await {
+            let n = frame.data_ref().map_or(0, |d| d.len() as u64);
+            left = match left.checked_sub(n) {
+                Some(l) => l,
+                None => return,
+            };
+        }
+    })
+    .await;
+}
+
+/// Time to discard the rest of an HTTP/2 body over the limit ([`drain_h2`]).
+const H2_DRAIN_TIME: Duration = Duration::from_secs(1);
+
 async fn handle(endpoint: Endpoint, app: Arc<AppState>, req: Request) -> Response {
     let start = Instant::now();
     let endpoint_name = endpoint.as_str();
     let limit = deadline(req.uri().query());
     let (parts, body) = req.into_parts();
-    if content_length(&parts.headers).is_some_and(|n| n > app.max_body_bytes as u64) {
+    if let Some(declared) =
+        content_length(&parts.headers).filter(|n| *n > app.max_body_bytes as u64)
+    {
         tracing::warn!(
             endpoint = endpoint_name,
             limit = app.max_body_bytes,
@@ -187,6 +223,7 @@ async fn handle(endpoint: Endpoint, app: Arc<AppState>, req: Request) -> Respons
         );
         app.metrics
             .request_failed(endpoint, RequestOutcome::BadRequest, start.elapsed());
+        drain_h2(parts.version, body, declared, app.max_body_bytes).await;
         return too_large(app.max_body_bytes);
     }
     let answer = tokio::time::timeout(limit, async {
@@ -220,15 +257,31 @@ async fn handle(endpoint: Endpoint, app: Arc<AppState>, req: Request) -> Respons
             }
         };
         let snapshot = app.state.snapshot();
-        let decided = if bytes.len() > INLINE_DECODE_BYTES {
-            // Decoding megabytes of JSON takes milliseconds: off the async workers.
-            tokio::task::spawn_blocking(move || {
-                admission::review(endpoint, &snapshot.policy, &snapshot.catalog, &bytes)
+        // Off the async workers, in a bounded pool; the rules stop at the work budget, whose
+        // deadline is a share of the API server's (counted from the request's start, so time
+        // queued for a thread is spent too).
+        let decided = app
+            .pool
+            .run(bytes.len(), move || {
+                let budget = Budget::for_timeout(start, limit);
+                admission::review_within(
+                    endpoint,
+                    &snapshot.policy,
+                    &snapshot.catalog,
+                    &bytes,
+                    &budget,
+                )
             })
-            .await
-            .expect("the review does not panic")
-        } else {
-            admission::review(endpoint, &snapshot.policy, &snapshot.catalog, &bytes)
+            .await;
+        let decided = match decided {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::error!(endpoint = endpoint_name, error = %e, "the decision of a review panicked");
+                app.metrics.decision_panicked(endpoint);
+                app.metrics
+                    .request_failed(endpoint, RequestOutcome::Error, start.elapsed());
+                return plain(StatusCode::INTERNAL_SERVER_ERROR, e);
+            }
         };
         match decided {
             Ok(outcome) => answer(endpoint, &app, &outcome, start),
@@ -340,6 +393,12 @@ fn answer(endpoint: Endpoint, app: &AppState, outcome: &Answer, start: Instant) 
             .collect();
         review_span(endpoint, info).in_scope(|| {
             tracing::debug!(warnings = d.warnings.len(), findings = ?findings, "allowed");
+        });
+    }
+    if !d.unjudged.is_empty() {
+        app.metrics.unjudged(endpoint);
+        review_span(endpoint, info).in_scope(|| {
+            tracing::warn!(unjudged = ?d.unjudged, "review answered before all of it was judged (work bounds)");
         });
     }
     app.metrics.reviewed(endpoint, outcome, start.elapsed());

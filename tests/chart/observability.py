@@ -42,6 +42,8 @@ ALERTS = [
     "StoragePolicyWebhookClusterCacheNotSynced",
     "StoragePolicyWebhookWatchErrors",
     "StoragePolicyWebhookDenialSpike",
+    "StoragePolicyWebhookReviewsNotJudged",
+    "StoragePolicyWebhookDecisionPanics",
 ]
 PANELS = [
     "Reviews per second by endpoint and outcome",

@@ -58,3 +58,214 @@ pub fn corpus() -> Vec<(String, Vec<u8>, String)> {
     out.push(("deeply-nested-json".into(), deep, "400".into()));
     out
 }
+
+#[allow(dead_code)] // tests/hostile.rs only
+/// An AdmissionReview of `object` (kind `kind` of group `group`) as kube-apiserver sends it.
+pub fn review_of(group: &str, kind: &str, namespace: Option<&str>, object: Value) -> Vec<u8> {
+    let mut request = json!({
+        "uid": "h-work", "kind": {"group": group, "version": "v1", "kind": kind},
+        "resource": {"group": group, "version": "v1", "resource": format!("{}s", kind.to_lowercase())},
+        "operation": "CREATE", "userInfo": {"username": "mallory"}, "object": object});
+    if let Some(ns) = namespace {
+        request["namespace"] = json!(ns);
+    }
+    serde_json::to_vec(
+        &json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": request}),
+    )
+    .unwrap()
+}
+
+#[allow(dead_code)] // tests/hostile.rs only
+/// Hostile objects whose cost grows with their size (issue 28): node lists, templates x
+/// replicas, thousands of volumes and unknown class names, and the wrong answers found with
+/// them. (case, body); each is at most 8 MiB, the webhook's body limit. Judged against
+/// [`big_cluster`] by `tests/hostile.rs`.
+pub fn expensive() -> Vec<(String, Vec<u8>)> {
+    let nodes = |n: usize| (0..n).map(|i| format!("node-{i:06}")).collect::<Vec<_>>();
+    let pv = |meta: Value, extra: Value| {
+        let mut spec = json!({"capacity": {"storage": "10Gi"}, "accessModes": ["ReadWriteOnce"],
+            "storageClassName": "local-storage", "local": {"path": "/data/x"}});
+        json_patch::merge(&mut spec, &extra);
+        json!({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": meta, "spec": spec})
+    };
+    let template = |name: String, class: String| {
+        json!({"metadata": {"name": name}, "spec": {"storageClassName": class,
+            "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "5Gi"}}}})
+    };
+    let sts = |replicas: i64, templates: Vec<Value>, node_name: Option<&str>| {
+        let mut pod = json!({"containers": [{"name": "c", "image": "x"}]});
+        if let Some(n) = node_name {
+            pod["nodeName"] = json!(n);
+        }
+        json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "web"},
+            "spec": {"replicas": replicas, "serviceName": "web", "selector": {},
+                "template": {"spec": pod}, "volumeClaimTemplates": templates}})
+    };
+    let ephemeral = |i: usize, class: &str, modes: Value| {
+        json!({"name": format!("v{i}"), "ephemeral": {"volumeClaimTemplate": {"spec": {
+            "storageClassName": class, "accessModes": modes,
+            "resources": {"requests": {"storage": "1Gi"}}}}}})
+    };
+    let pod = |volumes: Vec<Value>, node_name: Option<&str>| {
+        let mut spec = json!({"containers": [{"name": "c", "image": "x"}], "volumes": volumes});
+        if let Some(n) = node_name {
+            spec["nodeName"] = json!(n);
+        }
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": spec})
+    };
+    let pvc = |class: &str, size: &str, modes: Value| {
+        json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "d"},
+            "spec": {"storageClassName": class, "accessModes": modes,
+                "resources": {"requests": {"storage": size}}}})
+    };
+    vec![
+        (
+            "pv-annotation-200k-node-names".into(),
+            review_of(
+                "",
+                "PersistentVolume",
+                None,
+                pv(
+                    json!({"name": "pv", "annotations": {"storage-policy.io/node": nodes(200_000).join(",")}}),
+                    json!({}),
+                ),
+            ),
+        ),
+        (
+            "pv-affinity-200k-node-values".into(),
+            review_of(
+                "",
+                "PersistentVolume",
+                None,
+                pv(
+                    json!({"name": "pv"}),
+                    json!({"nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                        {"key": "kubernetes.io/hostname", "operator": "In", "values": nodes(200_000)}]}]}}}),
+                ),
+            ),
+        ),
+        (
+            "statefulset-2000-templates-of-unknown-long-class-names".into(),
+            review_of(
+                "apps",
+                "StatefulSet",
+                Some("default"),
+                sts(
+                    3,
+                    (0..2000)
+                        .map(|i| template(format!("t{i}"), format!("{i:04}{}", "c".repeat(196))))
+                        .collect(),
+                    None,
+                ),
+            ),
+        ),
+        (
+            "statefulset-max-replicas-2000-static-templates-with-node-name".into(),
+            review_of(
+                "apps",
+                "StatefulSet",
+                Some("default"),
+                sts(
+                    i64::from(i32::MAX),
+                    (0..2000)
+                        .map(|i| template(format!("t{i}"), "local-storage".into()))
+                        .collect(),
+                    Some("node-000001"),
+                ),
+            ),
+        ),
+        (
+            "pod-10000-ephemeral-read-write-many-volumes".into(),
+            review_of(
+                "",
+                "Pod",
+                Some("default"),
+                pod(
+                    (0..10_000)
+                        .map(|i| ephemeral(i, "oci-bv", json!(["ReadWriteMany"])))
+                        .collect(),
+                    None,
+                ),
+            ),
+        ),
+        (
+            "pod-10000-ephemeral-volumes-of-unknown-classes-with-node-name".into(),
+            review_of(
+                "",
+                "Pod",
+                Some("default"),
+                pod(
+                    (0..10_000)
+                        .map(|i| {
+                            ephemeral(
+                                i,
+                                &format!("class-{:05}x", i % 5000),
+                                json!(["ReadWriteOnce"]),
+                            )
+                        })
+                        .collect(),
+                    Some("node-000001"),
+                ),
+            ),
+        ),
+        (
+            "pvc-class-name-of-230-characters".into(),
+            review_of(
+                "",
+                "PersistentVolumeClaim",
+                Some("default"),
+                pvc(&"z".repeat(230), "1Gi", json!(["ReadWriteOnce"])),
+            ),
+        ),
+        (
+            "pvc-negative-size".into(),
+            review_of(
+                "",
+                "PersistentVolumeClaim",
+                Some("default"),
+                pvc("oci-bv", "-1Gi", json!(["ReadWriteOnce"])),
+            ),
+        ),
+        (
+            "pvc-zero-size".into(),
+            review_of(
+                "",
+                "PersistentVolumeClaim",
+                Some("default"),
+                pvc("oci-bv", "0", json!(["ReadWriteOnce"])),
+            ),
+        ),
+        (
+            "pvc-read-write-many-beside-read-write-once-pod-in-a-rewrite-namespace".into(),
+            review_of(
+                "",
+                "PersistentVolumeClaim",
+                Some("single-node"),
+                pvc(
+                    "local-storage",
+                    "1Gi",
+                    json!(["ReadWriteMany", "ReadWriteOncePod"]),
+                ),
+            ),
+        ),
+        (
+            "pvc-100000-distinct-junk-access-modes".into(),
+            review_of(
+                "",
+                "PersistentVolumeClaim",
+                Some("default"),
+                pvc(
+                    "local-storage",
+                    "1Gi",
+                    json!(
+                        (0..100_000)
+                            .map(|i| format!("ReadWriteMany{i}"))
+                            .chain(["ReadWriteMany".to_owned()])
+                            .collect::<Vec<_>>()
+                    ),
+                ),
+            ),
+        ),
+    ]
+}

@@ -6,7 +6,7 @@
 use std::sync::OnceLock;
 
 use storage_policy_webhook::admission::{self, Endpoint};
-use storage_policy_webhook::policy::Policy;
+use storage_policy_webhook::policy::{Policy, limits};
 
 /// The policy the hostile corpus and the fixtures are written for (the fuzz seeds).
 const POLICY: &str = include_str!("../fixtures/policy.yaml");
@@ -41,6 +41,18 @@ pub fn review(body: &[u8]) {
             let msg = v["response"]["status"]["message"].as_str().unwrap_or("");
             assert!(!msg.is_empty(), "a denial says why: {v}");
         }
+        // The answer is bounded whatever the object (policy::limits).
+        let warnings: Vec<&str> = v["response"]["warnings"]
+            .as_array()
+            .map(|w| w.iter().filter_map(serde_json::Value::as_str).collect())
+            .unwrap_or_default();
+        assert!(warnings.len() <= limits::MAX_WARNINGS, "{warnings:?}");
+        let chars: usize = warnings.iter().map(|w| w.chars().count()).sum();
+        assert!(chars <= limits::MAX_WARNINGS_TOTAL_CHARS, "{warnings:?}");
+        let causes = v["response"]["status"]["details"]["causes"]
+            .as_array()
+            .map_or(0, Vec::len);
+        assert!(causes <= limits::MAX_CAUSES, "{causes} causes");
     }
 }
 

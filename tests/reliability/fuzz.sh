@@ -22,7 +22,7 @@ corpus=$(mktemp -d)
 trap 'rm -rf "$corpus"' EXIT
 mkdir -p "$corpus/review" "$corpus/policy"
 cp tests/fixtures/*.review.json tests/fixtures/server/*.review.json tests/hostile/*.json \
-  "$corpus/review/"
+  fuzz/seeds/review/*.json "$corpus/review/"
 cp tests/fixtures/policy.yaml "$corpus/policy/fixtures.yaml"
 cp tests/fixtures/server/policy.yaml "$corpus/policy/server.yaml"
 cp tests/conformance/extra/policy.yaml "$corpus/policy/conformance.yaml"
@@ -31,11 +31,13 @@ cp src/policy/default-policy.yaml examples/policy.yaml "$corpus/policy/"
 # -max_len: reviews up to 64 KiB (the seeds are a few KiB); -timeout: one input over 10 s is a hang;
 # -rss_limit_mb: runaway memory is a failure too.
 run() {
-  local target=$1 max_len=$2 log="$corpus/$1.log" status=0
+  local target=$1 max_len=$2 log="$corpus/$1.log" status=0 dict=()
+  # The target's dictionary (fuzz/dictionaries/<target>.dict), when there is one.
+  if [ -f "fuzz/dictionaries/$target.dict" ]; then dict=(-dict="fuzz/dictionaries/$target.dict"); fi
   echo "fuzzing $target for ${seconds}s"
   cargo fuzz run "${opts[@]}" "$target" "$corpus/$target" -- \
     -max_total_time="$seconds" -max_len="$max_len" -timeout=10 -rss_limit_mb=1024 \
-    -print_final_stats=1 >"$log" 2>&1 || status=$?
+    -print_final_stats=1 "${dict[@]}" >"$log" 2>&1 || status=$?
   grep -E '^#[0-9]+[[:space:]]+(INITED|DONE)|^stat::(number_of_executed_units|new_units_added|peak_rss_mb)' "$log" || true
   if [ "$status" -ne 0 ]; then
     tail -n 80 "$log"

@@ -126,7 +126,8 @@ pub struct AuditFinding {
     pub storage_class: Option<String>,
     /// The JSON Patch of the mutating response, on the finding that made it.
     pub patch: Vec<PatchOperation>,
-    /// The warnings of the admission response this finding comes from.
+    /// The warnings of the admission response this finding comes from, on the response's first
+    /// finding only (empty on the others: an object's warnings are kept once).
     pub warnings: Vec<String>,
 }
 
@@ -169,15 +170,13 @@ impl ObjectReport {
 
     /// The distinct warnings a client would see, in order, plus inventory warnings.
     pub fn warnings(&self) -> Vec<&str> {
-        let mut out: Vec<&str> = Vec::new();
-        for f in &self.findings {
-            for w in &f.warnings {
-                if !out.contains(&w.as_str()) {
-                    out.push(w);
-                }
-            }
-        }
-        out
+        let mut seen = std::collections::HashSet::new();
+        self.findings
+            .iter()
+            .flat_map(|f| &f.warnings)
+            .map(String::as_str)
+            .filter(|w| seen.insert(*w))
+            .collect()
     }
 
     fn warning_count(&self) -> usize {

@@ -351,7 +351,7 @@ async fn large_reviews_are_decided_too() {
     // Over the inline size: decided on the blocking pool, same answer.
     let mut review: Value = serde_json::from_str(PVC_RWX_BLOCK).unwrap();
     review["request"]["object"]["metadata"]["annotations"] =
-        serde_json::json!({ "padding": "x".repeat(INLINE_DECODE_BYTES) });
+        serde_json::json!({ "padding": "x".repeat(super::super::decide::LARGE_BODY_BYTES) });
     let h = harness();
     let a = self::review(&h.app, "/validate?timeout=10s", &review.to_string()).await;
     assert_eq!(a["response"]["allowed"], false);
