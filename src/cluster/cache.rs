@@ -5,9 +5,10 @@
 //! the catalog is not rebuilt for it (most Node updates are status changes).
 //!
 //! The PV and claim caches are the large ones (issue 14: 50,000 PVs and 100,000 claims in well
-//! under 64 MiB): their map is the very one published to the catalog (shared by `Arc`, copied
-//! only when written while a snapshot holds it), and their repeated strings go through one
-//! [`Interner`] per cache.
+//! under 64 MiB): their map is the very one published to the catalog, a persistent map (issue
+//! 24) of which a write after a publish copies one path, not the whole; the PV map keeps the
+//! binding rules' indexes (by claimRef, free volumes by class and capacity) in step with each
+//! event. Their repeated strings go through one [`Interner`] per cache.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -147,24 +148,16 @@ impl Watched for Node {
     }
 }
 
-/// [`Watched::store`] for the large caches, which are published as they are: an unchanged
-/// entry is not written (so the map is not copied away from the snapshot that shares it), a
-/// changed one copies the map once if a snapshot still holds it (`Arc::make_mut`; later
-/// writes before the next publish go to that copy).
-fn store_shared<V: Clone + PartialEq>(
-    map: &mut Arc<HashMap<Box<str>, V>>,
-    key: &str,
-    value: V,
-) -> bool {
+/// [`Watched::store`] for the claims cache, which is published as it is: an unchanged entry is
+/// not written (so the map is not copied away from the snapshot that shares it), a changed one
+/// copies the map's root if a snapshot still holds it (`Arc::make_mut` on a persistent map:
+/// a few pointers) and then one path of the tree, never the whole map.
+fn store_claim(map: &mut Arc<ClaimMap>, key: &str, value: ClaimInfo) -> bool {
     if map.get(key) == Some(&value) {
         return false;
     }
-    Arc::make_mut(map).insert(key.into(), value);
+    Arc::make_mut(map).insert(Arc::from(key), value);
     true
-}
-
-fn remove_shared<V: Clone>(map: &mut Arc<HashMap<Box<str>, V>>, key: &str) -> bool {
-    map.contains_key(key) && Arc::make_mut(map).remove(key).is_some()
 }
 
 impl Watched for PersistentVolume {
@@ -172,12 +165,18 @@ impl Watched for PersistentVolume {
     const RESOURCE: WatchedResource = WatchedResource::PersistentVolumes;
 
     fn store(&self, map: &mut Self::Map, strings: &mut Interner) -> bool {
-        let info = Arc::new(PvInfo::from_pv(self, strings));
-        store_shared(map, &self.name_any(), info)
+        let info = PvInfo::from_pv(self, strings);
+        let name = self.name_any();
+        // The PV map keeps its indexes (by claimRef, free by class and capacity) in step.
+        if map.get(&name).is_some_and(|pv| **pv == info) {
+            return false;
+        }
+        Arc::make_mut(map).insert(&name, Arc::new(info))
     }
 
     fn remove(&self, map: &mut Self::Map) -> bool {
-        remove_shared(map, &self.name_any())
+        let name = self.name_any();
+        map.get(&name).is_some() && Arc::make_mut(map).remove(&name)
     }
 
     fn len(map: &Self::Map) -> usize {
@@ -196,11 +195,12 @@ impl Watched for PersistentVolumeClaim {
 
     fn store(&self, map: &mut Self::Map, strings: &mut Interner) -> bool {
         let info = ClaimInfo::from_claim(self, strings);
-        store_shared(map, &claim_key_of(self), info)
+        store_claim(map, &claim_key_of(self), info)
     }
 
     fn remove(&self, map: &mut Self::Map) -> bool {
-        remove_shared(map, &claim_key_of(self))
+        let key = claim_key_of(self);
+        map.contains_key(key.as_str()) && Arc::make_mut(map).remove(key.as_str()).is_some()
     }
 
     fn len(map: &Self::Map) -> usize {

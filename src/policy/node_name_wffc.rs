@@ -100,13 +100,10 @@ fn binds_without_scheduler(
     claim: Option<&volumes::ClaimInfo>,
 ) -> bool {
     claim.is_some_and(|c| c.volume_name.is_some())
-        || cx.catalog.volumes().is_some_and(|i| {
-            i.pvs.values().any(|pv| {
-                pv.claim_ref
-                    .as_ref()
-                    .is_some_and(|r| *r.name == *name && *r.namespace == *namespace)
-            })
-        })
+        || cx
+            .catalog
+            .volumes()
+            .is_some_and(|i| i.pvs.claimed(namespace, name).next().is_some())
 }
 
 fn violations(cx: &Context<'_>, namespace: Option<&str>, object: &Object<'_>) -> Vec<Violation> {

@@ -5,13 +5,22 @@
 //! Objects are reduced at ingest to the few fields the rules read ([`PvInfo`], [`ClaimInfo`]), so
 //! a cluster with 50,000 PVs and 100,000 claims costs megabytes, not the objects: repeated
 //! strings (classes, namespaces, labels and label sets) are shared through an [`Interner`], and
-//! each object is one map entry whose key is its only name. The maps are shared behind `Arc`s:
-//! the cluster cache publishes the very map it keeps, and rebuilding the catalog on a
-//! StorageClass event copies a pointer, not entries. Whether PVs and claims are known at all is
+//! each object is one map entry. The maps are persistent (imbl's B-trees): the cluster cache
+//! publishes the very map it keeps, a snapshot is a pointer copy, and a write after a publish
+//! copies one path of the tree, never the whole map. Whether PVs and claims are known at all is
 //! the catalog's business (`None` without a cluster): a rule never guesses from an empty index.
+//!
+//! Besides PVs by name, [`PvMap`] keeps the indexes the binding rules look up (issue 24: a
+//! review's work is bounded by the object under review, not the cluster): PVs by `claimRef`
+//! (namespace, name), and free PVs by class, volume mode and access modes, ordered by capacity
+//! then name (the PV controller's choice: the smallest that fits). They are updated with each
+//! write, by the cache from watch events and by `audit` from objects, never rebuilt per request.
 
-use std::collections::HashMap;
+use std::cmp::Ordering;
 use std::sync::Arc;
+
+use equivalent::{Comparable, Equivalent};
+use imbl::OrdMap;
 
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
@@ -76,7 +85,8 @@ impl Phase {
 pub struct ClaimRef {
     /// Interned: a few hundred namespaces hold the claims of thousands of volumes.
     pub namespace: Arc<str>,
-    pub name: Box<str>,
+    /// Shared with the by-claimRef index's key.
+    pub name: Arc<str>,
     pub uid: Box<str>,
 }
 
@@ -126,6 +136,14 @@ impl PvInfo {
             }),
             deleting: pv.metadata.deletion_timestamp.is_some(),
         }
+    }
+}
+
+impl PvInfo {
+    /// Available, not reserved for a claim and not being deleted: what `FindMatchingVolume`
+    /// may choose for a claim of its class.
+    pub fn is_free(&self) -> bool {
+        !self.deleting && self.phase == Phase::Available && self.claim_ref.is_none()
     }
 }
 
@@ -184,12 +202,8 @@ pub fn claim_key(namespace: &str, name: &str) -> String {
     format!("{namespace}/{name}")
 }
 
-/// PersistentVolumes by name. Values are `Arc`s so that a copy of the map (the cluster cache
-/// writing while a snapshot still reads) copies pointers, not volumes.
-pub type PvMap = HashMap<Box<str>, Arc<PvInfo>>;
-
-/// Claims by [`claim_key`].
-pub type ClaimMap = HashMap<Box<str>, ClaimInfo>;
+/// Claims by [`claim_key`] (a persistent map: copies share their nodes).
+pub type ClaimMap = OrdMap<Arc<str>, ClaimInfo>;
 
 /// Where the index came from, said in findings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -198,6 +212,414 @@ pub enum Source {
     Cluster,
     /// The PersistentVolumes and claims among the files `audit` reads.
     Files,
+}
+
+/// Lets a borrowed form of a key look the key up in an imbl map (`$cmp` orders it as the key's
+/// derived `Ord` does), so a look-up allocates nothing.
+macro_rules! borrowed_key {
+    ($borrowed:ident, $owned:ident, |$q:ident, $k:ident| $cmp:expr) => {
+        impl Equivalent<$owned> for $borrowed<'_> {
+            fn equivalent(&self, key: &$owned) -> bool {
+                self.compare(key) == Ordering::Equal
+            }
+        }
+        impl Comparable<$owned> for $borrowed<'_> {
+            fn compare(&self, key: &$owned) -> Ordering {
+                let ($q, $k) = (self, key);
+                $cmp
+            }
+        }
+    };
+}
+
+/// A PV in the by-claimRef index: the claim it names, then its own name.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct ClaimedKey {
+    namespace: Arc<str>,
+    claim: Arc<str>,
+    pv: Arc<str>,
+}
+
+#[derive(Clone, Copy)]
+struct ClaimedAt<'a> {
+    namespace: &'a str,
+    claim: &'a str,
+    pv: &'a str,
+}
+
+borrowed_key!(ClaimedAt, ClaimedKey, |q, k| (q.namespace, q.claim, q.pv)
+    .cmp(&(&*k.namespace, &*k.claim, &*k.pv)));
+
+/// The group of free PVs a claim's volume mode and access modes select from.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct BucketKey {
+    class: Arc<str>,
+    block: bool,
+    modes: u8,
+}
+
+#[derive(Clone, Copy)]
+struct BucketAt<'a> {
+    class: &'a str,
+    block: bool,
+    modes: u8,
+}
+
+borrowed_key!(BucketAt, BucketKey, |q, k| (q.class, q.block, q.modes)
+    .cmp(&(&*k.class, k.block, k.modes)));
+
+/// A free PV in the by-capacity index: its bucket, then capacity and name (the order the PV
+/// controller chooses in, ties broken by name).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct FreeKey {
+    class: Arc<str>,
+    block: bool,
+    modes: u8,
+    capacity: u64,
+    name: Arc<str>,
+}
+
+#[derive(Clone, Copy)]
+struct FreeAt<'a> {
+    class: &'a str,
+    block: bool,
+    modes: u8,
+    capacity: u64,
+    name: &'a str,
+}
+
+borrowed_key!(FreeAt, FreeKey, |q, k| (q.class, q.block, q.modes, q.capacity, q.name)
+    .cmp(&(&*k.class, k.block, k.modes, k.capacity, &*k.name)));
+
+/// A claim's `namespace/name` key, compared without building it.
+struct ClaimAt<'a> {
+    namespace: &'a str,
+    name: &'a str,
+}
+
+impl Equivalent<Arc<str>> for ClaimAt<'_> {
+    fn equivalent(&self, key: &Arc<str>) -> bool {
+        self.compare(key) == Ordering::Equal
+    }
+}
+
+impl Comparable<Arc<str>> for ClaimAt<'_> {
+    fn compare(&self, key: &Arc<str>) -> Ordering {
+        let joined = self.namespace.bytes().chain([b'/']).chain(self.name.bytes());
+        joined.cmp(key.bytes())
+    }
+}
+
+/// PersistentVolumes by name, with the indexes the binding rules look up (see the module
+/// docs). Every map is persistent: a clone is a few pointer copies, and a write to a clone
+/// copies one path per map. Values are `Arc`s shared by the name map and the indexes.
+#[derive(Clone, Debug, Default)]
+pub struct PvMap {
+    by_name: OrdMap<Arc<str>, Arc<PvInfo>>,
+    by_claim: OrdMap<ClaimedKey, Arc<PvInfo>>,
+    free: OrdMap<FreeKey, Arc<PvInfo>>,
+    /// How many free PVs each bucket holds (buckets with none are absent).
+    buckets: OrdMap<BucketKey, usize>,
+}
+
+/// Two maps are equal when they hold the same volumes (the indexes follow from them).
+impl PartialEq for PvMap {
+    fn eq(&self, other: &Self) -> bool {
+        self.by_name == other.by_name
+    }
+}
+
+impl std::ops::Index<&str> for PvMap {
+    type Output = Arc<PvInfo>;
+
+    fn index(&self, name: &str) -> &Arc<PvInfo> {
+        self.by_name.get(name).expect("no PersistentVolume of that name")
+    }
+}
+
+impl PvMap {
+    pub fn get(&self, name: &str) -> Option<&Arc<PvInfo>> {
+        self.by_name.get(name)
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_name.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+
+    /// Volumes by name, in name order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &PvInfo)> {
+        self.by_name.iter().map(|(n, pv)| (&**n, &**pv))
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.by_name.keys().map(|n| &**n)
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &PvInfo> {
+        self.by_name.values().map(|pv| &**pv)
+    }
+
+    /// Stores a volume and indexes it; whether anything changed (an equal volume is not
+    /// written, so a map shared with a snapshot is not copied for it).
+    pub fn insert(&mut self, name: &str, pv: Arc<PvInfo>) -> bool {
+        let key = match self.by_name.get_key_value(name) {
+            Some((_, old)) if **old == *pv => return false,
+            Some((key, _)) => key.clone(),
+            None => Arc::from(name),
+        };
+        if let Some(old) = self.by_name.insert(key.clone(), pv.clone()) {
+            self.unindex(&key, &old);
+        }
+        self.index(key, pv);
+        true
+    }
+
+    /// Removes a volume and its index entries; whether it was there.
+    pub fn remove(&mut self, name: &str) -> bool {
+        let Some((key, old)) = self.by_name.remove_with_key(name) else {
+            return false;
+        };
+        self.unindex(&key, &old);
+        true
+    }
+
+    fn index(&mut self, name: Arc<str>, pv: Arc<PvInfo>) {
+        if let Some(r) = pv.claim_ref.as_deref() {
+            let key = ClaimedKey {
+                namespace: r.namespace.clone(),
+                claim: r.name.clone(),
+                pv: name.clone(),
+            };
+            self.by_claim.insert(key, pv.clone());
+        }
+        if pv.is_free() {
+            let bucket = BucketKey {
+                class: pv.class.clone(),
+                block: pv.block,
+                modes: pv.modes.0,
+            };
+            *self.buckets.entry(bucket).or_default() += 1;
+            let key = FreeKey {
+                class: pv.class.clone(),
+                block: pv.block,
+                modes: pv.modes.0,
+                capacity: pv.capacity.unwrap_or(0),
+                name,
+            };
+            self.free.insert(key, pv);
+        }
+    }
+
+    fn unindex(&mut self, name: &str, pv: &PvInfo) {
+        if let Some(r) = pv.claim_ref.as_deref() {
+            self.by_claim.remove(&ClaimedAt {
+                namespace: &r.namespace,
+                claim: &r.name,
+                pv: name,
+            });
+        }
+        if pv.is_free() {
+            let bucket = BucketAt {
+                class: &pv.class,
+                block: pv.block,
+                modes: pv.modes.0,
+            };
+            if let Some(n) = self.buckets.get_mut(&bucket) {
+                *n -= 1;
+                if *n == 0 {
+                    self.buckets.remove(&bucket);
+                }
+            }
+            self.free.remove(&FreeAt {
+                class: &pv.class,
+                block: pv.block,
+                modes: pv.modes.0,
+                capacity: pv.capacity.unwrap_or(0),
+                name,
+            });
+        }
+    }
+
+    /// PVs whose `claimRef` names `namespace/name` (any uid), by PV name.
+    pub fn claimed<'a>(
+        &'a self,
+        namespace: &str,
+        name: &str,
+    ) -> impl Iterator<Item = (&'a str, &'a PvInfo)> {
+        self.claimed_with_prefix(namespace, name)
+            .filter(move |&(claim, _, _)| claim == name)
+            .map(|(_, pv_name, pv)| (pv_name, pv))
+    }
+
+    /// PVs whose `claimRef` is in `namespace` and names a claim starting with `prefix`, as
+    /// (claim name, PV name, PV), in that order.
+    pub fn claimed_with_prefix<'a>(
+        &'a self,
+        namespace: &str,
+        prefix: &str,
+    ) -> impl Iterator<Item = (&'a str, &'a str, &'a PvInfo)> {
+        let from = ClaimedAt {
+            namespace,
+            claim: prefix,
+            pv: "",
+        };
+        self.by_claim
+            .range(from..)
+            .take_while(move |(k, _)| *k.namespace == *namespace && k.claim.starts_with(prefix))
+            .map(|(k, pv)| (&*k.claim, &*k.pv, &**pv))
+    }
+
+    /// The buckets of free PVs of a class: (block, modes, how many).
+    fn buckets_of(&self, class: &str) -> impl Iterator<Item = (bool, Modes, usize)> {
+        let from = BucketAt {
+            class,
+            block: false,
+            modes: 0,
+        };
+        self.buckets
+            .range(from..)
+            .take_while(move |(k, _)| *k.class == *class)
+            .map(|(k, n)| (k.block, Modes(k.modes), *n))
+    }
+
+    /// One bucket's free PVs from `min` bytes up to (not including) `below`, smallest first.
+    fn bucket_range<'a>(
+        &'a self,
+        class: &str,
+        block: bool,
+        modes: Modes,
+        min: u64,
+        below: Option<u64>,
+    ) -> impl Iterator<Item = (&'a str, u64, &'a PvInfo)> {
+        let from = FreeAt {
+            class,
+            block,
+            modes: modes.0,
+            capacity: min,
+            name: "",
+        };
+        self.free
+            .range(from..)
+            .take_while(move |(k, _)| {
+                *k.class == *class
+                    && k.block == block
+                    && k.modes == modes.0
+                    && below.is_none_or(|b| k.capacity < b)
+            })
+            .map(|(k, pv)| (&*k.name, k.capacity, &**pv))
+    }
+
+    /// The buckets whose volumes could serve `w` but for size and selector.
+    fn serving_buckets(&self, w: &Wants<'_>) -> impl Iterator<Item = (Modes, usize)> {
+        self.buckets_of(w.class)
+            .filter(|&(block, modes, _)| block == w.block && modes.serve(w.modes))
+            .map(|(_, modes, n)| (modes, n))
+    }
+
+    /// The free volumes [`misfit`] finds fitting for `w`, smallest first (capacity, then name):
+    /// the order in which the PV controller would hand them out.
+    pub fn fitting<'a>(&'a self, w: &Wants<'_>) -> impl Iterator<Item = (&'a str, &'a PvInfo)> {
+        let mut runs: Vec<_> = self
+            .serving_buckets(w)
+            .map(|(modes, _)| {
+                self.bucket_range(w.class, w.block, modes, w.size, None)
+                    .peekable()
+            })
+            .collect();
+        std::iter::from_fn(move || {
+            // A merge of the buckets' runs (one or two in practice).
+            let i = (0..runs.len())
+                .filter_map(|i| runs[i].peek().map(|&(n, c, _)| ((c, n), i)))
+                .min()?
+                .1;
+            runs[i].next()
+        })
+        .filter(|(_, _, pv)| selects(w, pv))
+        .map(|(n, _, pv)| (n, pv))
+    }
+
+    /// How many free volumes fit `w`, counted up to `limit`: without a selector from the
+    /// buckets' sizes, walking the shorter side of the size boundary (so bounded by `limit`,
+    /// not by the volumes of the class); with one, by walking the fitting ones.
+    pub fn count_fitting(&self, w: &Wants<'_>, limit: usize) -> usize {
+        if w.selector.is_some() {
+            return self.fitting(w).take(limit).count();
+        }
+        let mut total = 0;
+        for (modes, n) in self.serving_buckets(w) {
+            let remaining = limit.saturating_sub(total);
+            if remaining == 0 {
+                break;
+            }
+            // The bucket holds `n`: those under the size, then those that fit. Walk both
+            // sides in step and stop at the first that ends (or once `remaining` fit).
+            let mut small = self.bucket_range(w.class, w.block, modes, 0, Some(w.size));
+            let mut fit = self.bucket_range(w.class, w.block, modes, w.size, None);
+            let (mut s, mut f) = (0, 0);
+            total += loop {
+                if f == remaining {
+                    break remaining;
+                }
+                if fit.next().is_none() {
+                    break f;
+                }
+                f += 1;
+                if small.next().is_none() {
+                    break (n - s).min(remaining);
+                }
+                s += 1;
+            };
+        }
+        total.min(limit)
+    }
+
+    /// The furthest any free volume of the class not `skip`ped gets through [`misfit`]'s
+    /// filters for `w`, ignoring the ones that fit (`why_none` says it): the maximum of
+    /// `misfit` over those volumes, `NotFree` when there are none.
+    pub fn closest_misfit(&self, w: &Wants<'_>, skip: impl Fn(&str) -> bool) -> Misfit {
+        let mut best = Misfit::NotFree;
+        for (block, modes, _) in self.buckets_of(w.class) {
+            // What a volume of this bucket that passes the selector fails on.
+            let level = if block != w.block {
+                Misfit::VolumeMode
+            } else if !modes.serve(w.modes) {
+                Misfit::AccessModes
+            } else {
+                Misfit::TooSmall
+            };
+            if level <= best {
+                continue;
+            }
+            // Without a selector the volumes of a serving bucket from the size up all fit:
+            // only those below it are looked at.
+            let below = (level == Misfit::TooSmall && w.selector.is_none()).then_some(w.size);
+            for (name, capacity, pv) in self.bucket_range(w.class, block, modes, 0, below) {
+                if skip(name) {
+                    continue;
+                }
+                if !selects(w, pv) {
+                    best = best.max(Misfit::Selector);
+                } else if level != Misfit::TooSmall || capacity < w.size {
+                    best = level;
+                    break;
+                }
+            }
+            if best == Misfit::TooSmall {
+                break;
+            }
+        }
+        best
+    }
+}
+
+/// Whether the claim's selector (if any) matches the volume.
+fn selects(w: &Wants<'_>, pv: &PvInfo) -> bool {
+    w.selector
+        .is_none_or(|s| selector_matches(s, pv.labels.as_ref()))
 }
 
 /// PVs by name and claims by `namespace/name`.
@@ -214,7 +636,25 @@ impl VolumeIndex {
     }
 
     pub fn claim(&self, namespace: &str, name: &str) -> Option<&ClaimInfo> {
-        self.claims.get(claim_key(namespace, name).as_str())
+        self.claims.get(&ClaimAt { namespace, name })
+    }
+
+    /// Claims of `namespace` whose name starts with `prefix`, as (name, claim), by name.
+    pub fn claims_with_prefix<'a>(
+        &'a self,
+        namespace: &str,
+        prefix: &str,
+    ) -> impl Iterator<Item = (&'a str, &'a ClaimInfo)> {
+        let from = ClaimAt {
+            namespace,
+            name: prefix,
+        };
+        self.claims
+            .range(from..)
+            .map_while(move |(k, c)| {
+                let name = k.strip_prefix(namespace)?.strip_prefix('/')?;
+                name.starts_with(prefix).then_some((name, c))
+            })
     }
 
     /// Builds an index from objects (`audit` on files).
@@ -224,23 +664,22 @@ impl VolumeIndex {
         source: Source,
     ) -> VolumeIndex {
         let mut strings = Interner::default();
+        let mut pv_map = PvMap::default();
+        for pv in pvs {
+            let info = PvInfo::from_pv(pv, &mut strings);
+            pv_map.insert(pv.metadata.name.as_deref().unwrap_or_default(), Arc::new(info));
+        }
         VolumeIndex {
-            pvs: Arc::new(
-                pvs.into_iter()
-                    .map(|pv| {
-                        (
-                            pv.metadata.name.as_deref().unwrap_or_default().into(),
-                            Arc::new(PvInfo::from_pv(pv, &mut strings)),
-                        )
-                    })
-                    .collect(),
-            ),
+            pvs: Arc::new(pv_map),
             claims: Arc::new(
                 claims
                     .into_iter()
                     .map(|(ns, c)| {
                         (
-                            claim_key(ns, c.metadata.name.as_deref().unwrap_or_default()).into(),
+                            Arc::from(claim_key(
+                                ns,
+                                c.metadata.name.as_deref().unwrap_or_default(),
+                            )),
                             ClaimInfo::from_claim(c, &mut strings),
                         )
                     })

@@ -9,7 +9,7 @@
 //! a denial: the PV may be created a minute later. Dynamic and unknown classes are never judged,
 //! and without a source of PVs and claims (no cluster) the rule says nothing.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
@@ -125,16 +125,9 @@ fn class_phrase(class: &str) -> String {
     }
 }
 
-/// Why no volume fits, from the closest any volume came (`pool`: volumes still free).
-pub(crate) fn why_none<'a>(
-    pool: impl Iterator<Item = &'a PvInfo>,
-    w: &Wants<'_>,
-    size_text: &str,
-) -> String {
-    let closest = pool
-        .filter_map(|pv| volumes::misfit(pv, w))
-        .max()
-        .unwrap_or(Misfit::NotFree);
+/// Why no volume fits, from the closest any free volume came
+/// ([`volumes::PvMap::closest_misfit`]).
+pub(crate) fn why_none(closest: Misfit, w: &Wants<'_>, size_text: &str) -> String {
     let what = match closest {
         Misfit::NotFree | Misfit::TooSmall => format!("has {size_text}"),
         Misfit::Selector => "matches spec.selector".to_owned(),
@@ -221,11 +214,16 @@ fn claim_waits(
     }
     let uid = pvc.metadata.uid.as_deref().unwrap_or_default();
     let (w, size_text) = wants_of(namespace, name, uid, &class, spec)?;
-    let pvs = || index.pvs.values().map(|p| p.as_ref());
-    if pvs().any(|pv| prebound_fits(pv, &w) || volumes::misfit(pv, &w).is_none()) {
+    // Indexed look-ups: the volumes reserved for this claim, then the smallest free one that fits.
+    if index
+        .pvs
+        .claimed(namespace, name)
+        .any(|(_, pv)| prebound_fits(pv, &w))
+        || index.pvs.fitting(&w).next().is_some()
+    {
         return None;
     }
-    let why = why_none(pvs(), &w, &size_text);
+    let why = why_none(index.pvs.closest_misfit(&w, |_| false), &w, &size_text);
     Some((
         Some(class.clone()).filter(|c| !c.is_empty()),
         format!("claim {} will stay Pending: {why}", go_quote(name)),
@@ -265,69 +263,93 @@ fn statefulset_waits(
         let Some((probe, size_text)) = wants_of(namespace, "", "", &class, tspec) else {
             continue;
         };
-        // Free volumes that fit, smallest first (the controller's choice), and volumes
-        // pre-bound by name to a claim of this namespace that is yet to exist.
-        let mut fitting: Vec<(&str, u64)> = index
-            .pvs
-            .iter()
-            .filter(|&(n, pv)| !used.contains(&**n) && volumes::misfit(pv, &probe).is_none())
-            .map(|(n, pv)| (&**n, pv.capacity.unwrap_or(0)))
+        // Ordinals whose claim exists (served whatever happens), and volumes pre-bound by
+        // name to a claim of this template that is yet to exist: both from the indexes, by
+        // the claims' common prefix, so the work follows the claims there are, not `replicas`.
+        let prefix = format!("{tpl_name}-{sts_name}-");
+        let existing: HashSet<i32> = index
+            .claims_with_prefix(namespace, &prefix)
+            .filter_map(|(claim, _)| ordinal(&claim[prefix.len()..], replicas))
             .collect();
-        fitting.sort_unstable_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(b.0)));
-        let mut prebound: HashMap<&str, &str> = HashMap::new();
-        for (n, pv) in index.pvs.iter() {
-            if let Some(r) = pv.claim_ref.as_ref()
-                && *r.namespace == *namespace
-                && r.uid.is_empty()
+        let mut prebound: BTreeMap<i32, &str> = BTreeMap::new();
+        for (claim, n, pv) in index.pvs.claimed_with_prefix(namespace, &prefix) {
+            let Some(i) = ordinal(&claim[prefix.len()..], replicas) else {
+                continue;
+            };
+            let w = Wants {
+                name: claim,
+                ..probe.clone()
+            };
+            if !existing.contains(&i)
+                && pv.claim_ref.as_ref().is_some_and(|r| r.uid.is_empty())
+                && prebound_fits(pv, &w)
+                && !used.contains(n)
             {
-                let w = Wants {
-                    name: &r.name,
-                    ..probe.clone()
-                };
-                if prebound_fits(pv, &w) {
-                    prebound.insert(&r.name, n);
-                }
+                prebound.entry(i).or_insert(n);
             }
         }
-        let mut next = fitting.into_iter();
-        let mut waiting: Vec<String> = Vec::new();
-        for i in 0..replicas {
-            let claim = format!("{tpl_name}-{sts_name}-{i}");
-            if index.claim(namespace, &claim).is_some() {
-                continue;
-            }
-            if let Some(pv) = prebound.get(claim.as_str())
-                && used.insert(pv)
-            {
-                continue;
-            }
-            match next.by_ref().find(|(n, _)| !used.contains(n)) {
-                Some((n, _)) => {
-                    used.insert(n);
+        used.extend(prebound.values().copied());
+        // The other ordinals take free volumes that fit, smallest first (the controller's
+        // choice), in ordinal order, never one promised to an earlier template.
+        let takers = replicas as usize - existing.len() - prebound.len();
+        let taken_before = used
+            .iter()
+            .filter(|n| {
+                index
+                    .pvs
+                    .get(n)
+                    .is_some_and(|pv| volumes::misfit(pv, &probe).is_none())
+            })
+            .count();
+        let free = index
+            .pvs
+            .count_fitting(&probe, takers + taken_before)
+            .saturating_sub(taken_before)
+            .min(takers);
+        if static_after(cx, namespace, spec, tpl) {
+            // A later template may draw from the same volumes: promise these ones.
+            let mut promised = Vec::with_capacity(free);
+            for (n, _) in index.pvs.fitting(&probe) {
+                if promised.len() == free {
+                    break;
                 }
-                None => waiting.push(claim),
+                if !used.contains(n) {
+                    promised.push(n);
+                }
             }
+            used.extend(promised);
         }
-        if waiting.is_empty() {
+        if free == takers {
             continue;
         }
-        let pool = index
-            .pvs
-            .iter()
-            .filter(|&(n, _)| !used.contains(&**n))
-            .map(|(_, pv)| pv.as_ref());
-        let why = why_none(pool, &probe, &size_text);
-        let shown: Vec<&str> = waiting.iter().take(3).map(String::as_str).collect();
-        let names = if waiting.len() > shown.len() {
+        // The takers after the first `free` wait: name the first three, count the rest.
+        let waiting_count = takers - free;
+        let mut skipped = 0;
+        let waiting: Vec<String> = (0..replicas)
+            .filter(|i| !existing.contains(i) && !prebound.contains_key(i))
+            .filter(|_| {
+                skipped += 1;
+                skipped > free
+            })
+            .take(3)
+            .map(|i| format!("{prefix}{i}"))
+            .collect();
+        let why = why_none(
+            index.pvs.closest_misfit(&probe, |n| used.contains(n)),
+            &probe,
+            &size_text,
+        );
+        let shown: Vec<&str> = waiting.iter().map(String::as_str).collect();
+        let names = if waiting_count > shown.len() {
             format!(
                 "{} and {} more",
                 shown.join(", "),
-                waiting.len() - shown.len()
+                waiting_count - shown.len()
             )
         } else {
             shown.join(", ")
         };
-        let noun = if waiting.len() == 1 {
+        let noun = if waiting_count == 1 {
             "claim"
         } else {
             "claims"
@@ -337,11 +359,43 @@ fn statefulset_waits(
             format!(
                 "StatefulSet {}: {noun} {names} will stay Pending: {why} ({} of {replicas} served)",
                 go_quote(sts_name),
-                replicas as usize - waiting.len()
+                replicas as usize - waiting_count
             ),
         ));
     }
     out
+}
+
+/// The ordinal a claim name's suffix spells as `format!("{i}")` would, below `replicas`.
+fn ordinal(suffix: &str, replicas: i32) -> Option<i32> {
+    let canonical = !suffix.is_empty()
+        && suffix.bytes().all(|b| b.is_ascii_digit())
+        && (suffix == "0" || !suffix.starts_with('0'));
+    let i: i32 = suffix.parse().ok().filter(|_| canonical)?;
+    (i < replicas).then_some(i)
+}
+
+/// Whether a template after `tpl` is judged too (a static class), so that volumes promised to
+/// `tpl` must be set aside for it.
+fn static_after(
+    cx: &Context<'_>,
+    namespace: &str,
+    spec: &k8s_openapi::api::apps::v1::StatefulSetSpec,
+    tpl: &PersistentVolumeClaim,
+) -> bool {
+    let templates = spec.volume_claim_templates.as_deref().unwrap_or_default();
+    let after = templates
+        .iter()
+        .position(|t| std::ptr::eq(t, tpl))
+        .map_or(&[][..], |i| &templates[i + 1..]);
+    after.iter().any(|t| {
+        let class = volumes::claim_class(t).unwrap_or_else(|| {
+            storage::choose(cx.settings, cx.catalog, Some(namespace), t.spec.as_ref())
+                .map(|c| c.class)
+                .unwrap_or_default()
+        });
+        t.spec.is_some() && is_static(cx.catalog, &class)
+    })
 }
 
 #[cfg(test)]
@@ -631,7 +685,7 @@ storageClasses:
     fn says_when_it_judged_against_files() {
         let p = policy();
         let index = VolumeIndex {
-            pvs: Arc::new(HashMap::new()),
+            pvs: Arc::default(),
             claims: Arc::new(ClaimMap::new()),
             source: Source::Files,
         };
