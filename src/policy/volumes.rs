@@ -1013,4 +1013,194 @@ mod tests {
             r#"the volume is marked for deletion "pv-1""#
         );
     }
+    // ---- the indexes against a scan of every volume (issue 24) ----
+
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    const CLASSES: [&str; 3] = ["local", "other", ""];
+    const NAMESPACES: [&str; 2] = ["team-a", "team-b"];
+    const CLAIMS: [&str; 6] = ["data", "www-web-0", "www-web-1", "www-web-10", "www-webx-1", "www-web-01"];
+
+    fn gen_pv() -> impl Strategy<Value = PvInfo> {
+        (
+            (0..3usize, proptest::option::of(0..4u64), 0..16u8, any::<bool>()),
+            (0..3usize, 0..4usize, any::<bool>()),
+            proptest::option::of((0..2usize, 0..6usize, any::<bool>())),
+        )
+            .prop_map(|((class, cap, modes, block), (labels, phase, deleting), claim)| {
+                let labels = [None, Some("ssd"), Some("hdd")][labels].and_then(|d| {
+                    Interner::default().labels(&BTreeMap::from([("disk".to_owned(), d.to_owned())]))
+                });
+                PvInfo {
+                    class: CLASSES[class].into(),
+                    capacity: cap.map(|c| c << 30),
+                    modes: Modes(modes),
+                    block,
+                    labels,
+                    phase: [Phase::Pending, Phase::Available, Phase::Bound, Phase::Other][phase],
+                    claim_ref: claim.map(|(ns, name, uid)| {
+                        Box::new(ClaimRef {
+                            namespace: NAMESPACES[ns].into(),
+                            name: CLAIMS[name].into(),
+                            uid: if uid { "u1" } else { "" }.into(),
+                        })
+                    }),
+                    deleting,
+                }
+            })
+    }
+
+    /// Inserts (`Some`) and removals (`None`) of volumes `pv-0`..`pv-11`.
+    fn gen_ops() -> impl Strategy<Value = Vec<(usize, Option<PvInfo>)>> {
+        proptest::collection::vec((0..12usize, proptest::option::weighted(0.8, gen_pv())), 0..60)
+    }
+
+    fn gen_wants() -> impl Strategy<Value = (usize, u8, bool, u64, Option<usize>)> {
+        (0..3usize, 0..16u8, any::<bool>(), 0..5u64, proptest::option::of(0..3usize))
+    }
+
+    fn selector(i: usize) -> LabelSelector {
+        let v = [
+            json!({"matchLabels": {"disk": "ssd"}}),
+            json!({"matchExpressions": [{"key": "disk", "operator": "DoesNotExist"}]}),
+            json!({}),
+        ];
+        serde_json::from_value(v[i].clone()).unwrap()
+    }
+
+    /// Applies `ops` to a map and to a plain `BTreeMap`, the oracle.
+    fn apply(ops: &[(usize, Option<PvInfo>)]) -> (PvMap, BTreeMap<String, PvInfo>) {
+        let (mut map, mut oracle) = (PvMap::default(), BTreeMap::new());
+        for (i, op) in ops {
+            let name = format!("pv-{i}");
+            match op {
+                Some(pv) => {
+                    let changed = oracle.get(&name) != Some(pv);
+                    assert_eq!(map.insert(&name, Arc::new(pv.clone())), changed);
+                    oracle.insert(name, pv.clone());
+                }
+                None => assert_eq!(map.remove(&name), oracle.remove(&name).is_some()),
+            }
+        }
+        (map, oracle)
+    }
+
+    proptest! {
+        #[test]
+        fn indexes_stay_what_a_rebuild_would_make(ops in gen_ops(), cut in 0..60usize) {
+            // A snapshot taken midway keeps its own state while the map goes on.
+            let (snapshot, before) = apply(&ops[..cut.min(ops.len())]);
+            let mut map = snapshot.clone();
+            for (i, op) in &ops[cut.min(ops.len())..] {
+                let name = format!("pv-{i}");
+                match op {
+                    Some(pv) => { map.insert(&name, Arc::new(pv.clone())); }
+                    None => { map.remove(&name); }
+                }
+            }
+            let (rebuilt, oracle) = apply(&ops);
+            let mut fresh = PvMap::default();
+            for (n, pv) in &oracle {
+                fresh.insert(n, Arc::new(pv.clone()));
+            }
+            for m in [&map, &rebuilt] {
+                prop_assert_eq!(m.by_claim.clone(), fresh.by_claim.clone());
+                prop_assert_eq!(m.free.clone(), fresh.free.clone());
+                prop_assert_eq!(m.buckets.clone(), fresh.buckets.clone());
+                prop_assert!(m == &fresh);
+            }
+            prop_assert_eq!(snapshot.len(), before.len());
+            prop_assert!(snapshot.iter().all(|(n, pv)| before.get(n) == Some(pv)));
+        }
+
+        #[test]
+        fn look_ups_answer_as_a_scan_of_every_volume(
+            ops in gen_ops(),
+            (class, modes, block, size, sel) in gen_wants(),
+            (ns, claim, uid) in (0..2usize, 0..6usize, any::<bool>()),
+            skip in proptest::collection::btree_set(0..12usize, 0..4),
+            limit in 0..8usize,
+        ) {
+            let (map, oracle) = apply(&ops);
+            let sel = sel.map(selector);
+            let w = Wants {
+                namespace: NAMESPACES[ns],
+                name: CLAIMS[claim],
+                uid: if uid { "u1" } else { "" },
+                class: CLASSES[class],
+                modes: Modes(modes),
+                block,
+                size: size << 30,
+                selector: sel.as_ref(),
+            };
+            let mut fits: Vec<(u64, &str)> = oracle
+                .iter()
+                .filter(|(_, pv)| misfit(pv, &w).is_none())
+                .map(|(n, pv)| (pv.capacity.unwrap_or(0), n.as_str()))
+                .collect();
+            fits.sort_unstable();
+            let found: Vec<(u64, &str)> =
+                map.fitting(&w).map(|(n, pv)| (pv.capacity.unwrap_or(0), n)).collect();
+            prop_assert_eq!(&found, &fits);
+            prop_assert_eq!(map.count_fitting(&w, limit), fits.len().min(limit));
+
+            let skipped = |n: &str| skip.iter().any(|i| n == format!("pv-{i}"));
+            let closest = oracle
+                .iter()
+                .filter(|(n, _)| !skipped(n))
+                .filter_map(|(_, pv)| misfit(pv, &w))
+                .max()
+                .unwrap_or(Misfit::NotFree);
+            prop_assert_eq!(map.closest_misfit(&w, skipped), closest);
+
+            let named: Vec<&str> = oracle
+                .iter()
+                .filter(|(_, pv)| pv.claim_ref.as_ref().is_some_and(|r| {
+                    *r.namespace == *w.namespace && *r.name == *w.name
+                }))
+                .map(|(n, _)| n.as_str())
+                .collect();
+            prop_assert_eq!(map.claimed(w.namespace, w.name).map(|(n, _)| n).collect::<Vec<_>>(), named);
+            let mut prefixed: Vec<(&str, &str)> = oracle
+                .iter()
+                .filter_map(|(n, pv)| pv.claim_ref.as_ref().map(|r| (r, n)))
+                .filter(|(r, _)| *r.namespace == *w.namespace && r.name.starts_with("www-web-"))
+                .map(|(r, n)| (&*r.name, n.as_str()))
+                .collect();
+            prefixed.sort_unstable();
+            prop_assert_eq!(
+                map.claimed_with_prefix(w.namespace, "www-web-").map(|(c, n, _)| (c, n)).collect::<Vec<_>>(),
+                prefixed
+            );
+        }
+    }
+
+    #[test]
+    fn claims_are_found_by_name_and_by_prefix() {
+        let c: PersistentVolumeClaim =
+            serde_json::from_value(json!({"metadata": {"name": "x"}})).unwrap();
+        let claims: Vec<(&str, PersistentVolumeClaim)> = [
+            ("team-a", "www-web-0"),
+            ("team-a", "www-web-1"),
+            ("team-a", "www-web1"),
+            ("team-a", "www-webx"),
+            ("team-a-b", "www-web-2"),
+            ("team", "www-web-3"),
+            ("team-b", "www-web-4"),
+        ]
+        .into_iter()
+        .map(|(ns, n)| {
+            let mut c = c.clone();
+            c.metadata.name = Some(n.to_owned());
+            (ns, c)
+        })
+        .collect();
+        let i = VolumeIndex::from_objects([], claims.iter().map(|(ns, c)| (*ns, c)), Source::Files);
+        let found: Vec<&str> = i.claims_with_prefix("team-a", "www-web-").map(|(n, _)| n).collect();
+        assert_eq!(found, ["www-web-0", "www-web-1"]);
+        assert!(i.claim("team-a", "www-web1").is_some());
+        assert!(i.claim("team", "www-web-3").is_some() && i.claim("team", "www-web-2").is_none());
+        assert_eq!(i.claims_with_prefix("team", "").count(), 1);
+    }
 }
