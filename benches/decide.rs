@@ -173,6 +173,46 @@ fn decide_statefulset(c: &mut Criterion) {
     g.finish();
 }
 
+/// `policy::validate` on a new claim of class `local-storage` asking for 200Gi (nothing free:
+/// willBind warns) with 0, 10,000 and 50,000 PVs (and twice as many claims) cached: the rule's
+/// look-ups in-process, away from the network (the load suite's cluster-size table measures the
+/// same claim over it).
+fn decide_static_claim(c: &mut Criterion) {
+    let p = policy();
+    let namespace = volumes::namespace(7);
+    let pvc: PersistentVolumeClaim = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "new-data", "namespace": namespace},
+        "spec": {"storageClassName": "local-storage", "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": "200Gi"}}}}))
+    .expect("claim");
+    let request = Request {
+        operation: Operation::Create,
+        namespace: Some(&namespace),
+        username: "kubernetes-admin",
+        subject: Subject {
+            group: "",
+            kind: "PersistentVolumeClaim",
+            name: "new-data",
+        },
+        object: Some(Object::Pvc(&pvc)),
+        old_object: None,
+    };
+    let mut g = c.benchmark_group("decide_static_claim");
+    for n in [0, 10_000, 50_000] {
+        let cat = p.catalog(&volumes::with_volumes(LiveState::default(), n));
+        let d = policy::validate(&p, &cat, &request);
+        assert!(
+            d.warnings.iter().any(|w| w.contains("will stay Pending")),
+            "{:?}",
+            d.warnings
+        );
+        g.bench_function(format!("{n}_pvs"), |b| {
+            b.iter(|| black_box(policy::validate(&p, &cat, black_box(&request))))
+        });
+    }
+    g.finish();
+}
+
 /// Where the time of decode + decide + encode goes, for the profile-guided work in BENCHMARKS.md.
 fn parts(c: &mut Criterion) {
     let p = policy();
@@ -290,6 +330,7 @@ criterion_group!(
     end_to_end,
     decide_only,
     decide_statefulset,
+    decide_static_claim,
     parts,
     router
 );

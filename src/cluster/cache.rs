@@ -500,6 +500,50 @@ mod tests {
     }
 
     #[test]
+    fn volume_events_keep_the_binding_indexes_in_step() {
+        use crate::policy::volumes::{Modes, Wants};
+        let pv = |phase: &str, claim: Option<&str>| -> PersistentVolume {
+            let mut v = json!({"metadata": {"name": "pv-1"},
+                "spec": {"capacity": {"storage": "5Gi"}, "storageClassName": "local",
+                    "accessModes": ["ReadWriteOnce"]},
+                "status": {"phase": phase}});
+            if let Some(c) = claim {
+                v["spec"]["claimRef"] = json!({"namespace": "team-a", "name": c});
+            }
+            serde_json::from_value(v).unwrap()
+        };
+        let w = Wants {
+            namespace: "team-a",
+            name: "data",
+            uid: "",
+            class: "local",
+            modes: Modes::of(&["ReadWriteOnce".to_owned()]),
+            block: false,
+            size: 1 << 30,
+            selector: None,
+        };
+        let mut c = Cache::<PersistentVolume>::default();
+        c.apply(Event::Init);
+        c.apply(Event::InitApply(pv("Available", None)));
+        c.apply(Event::InitDone);
+        let published = c.current().clone();
+        assert_eq!(c.current().fitting(&w).count(), 1);
+        // Bound by the controller: no longer free, found by its claimRef.
+        c.apply(Event::Apply(pv("Bound", Some("data"))));
+        assert_eq!(c.current().fitting(&w).count(), 0);
+        assert_eq!(c.current().claimed("team-a", "data").count(), 1);
+        assert_eq!(published.fitting(&w).count(), 1, "the snapshot keeps its state");
+        assert_eq!(published.claimed("team-a", "data").count(), 0);
+        // Released, then deleted: gone from every index.
+        c.apply(Event::Apply(pv("Released", Some("data"))));
+        assert_eq!(c.current().claimed("team-a", "data").count(), 1);
+        c.apply(Event::Delete(pv("Released", Some("data"))));
+        assert_eq!(c.current().claimed("team-a", "data").count(), 0);
+        assert_eq!(c.current().fitting(&w).count(), 0);
+        assert!(c.current().is_empty());
+    }
+
+    #[test]
     fn namespaces_that_say_nothing_are_not_kept() {
         let mut c = Cache::<Namespace>::default();
         c.apply(Event::Init);
