@@ -1229,7 +1229,14 @@ fn volumes_table(
             check_answer(Expect::Warned, status, &answer, "static claim");
         });
         let (rps, p50, p99, failed) = if use_wrk {
-            run_wrk(dir, server.addr, path, &body_file, connections, Duration::from_secs(1));
+            run_wrk(
+                dir,
+                server.addr,
+                path,
+                &body_file,
+                connections,
+                Duration::from_secs(1),
+            );
             let r = run_wrk(dir, server.addr, path, &body_file, connections, duration);
             (r.rps, r.p50_us, r.p99_us, r.failed)
         } else {
@@ -1262,7 +1269,8 @@ fn volumes_markdown(rows: &[(usize, f64, f64, f64, u64)]) -> String {
     let empty = rows.first().map_or(f64::NAN, |r| r.1);
     let mut md = "| PVs cached | claims cached | req/s | vs empty cache | p50 | p99 | failed |
 |---|---|---|---|---|---|---|
-".to_owned();
+"
+    .to_owned();
     for &(n, rps, p50, p99, failed) in rows {
         md.push_str(&format!(
             "| {} | {} | {} | {:.2} | {} | {} | {failed} |
@@ -1964,8 +1972,10 @@ fn volumes_section(
     ));
     json!(
         rows.iter()
-            .map(|&(n, rps, p50, p99, failed)| json!({"pvs": n, "claims": 2 * n, "rps": rps,
-                "ratio": rps / rows[0].1, "p50_us": p50, "p99_us": p99, "failed": failed}))
+            .map(
+                |&(n, rps, p50, p99, failed)| json!({"pvs": n, "claims": 2 * n, "rps": rps,
+                "ratio": rps / rows[0].1, "p50_us": p50, "p99_us": p99, "failed": failed})
+            )
             .collect::<Vec<_>>()
     )
 }

@@ -67,8 +67,14 @@ fn pv() -> impl Strategy<Value = Value> {
 }
 
 fn template() -> impl Strategy<Value = Value> {
-    (0..2usize, 0..4usize, 0..3usize, any::<bool>(), proptest::option::of(0..2usize)).prop_map(
-        |(class, size, modes, block, sel)| {
+    (
+        0..2usize,
+        0..4usize,
+        0..3usize,
+        any::<bool>(),
+        proptest::option::of(0..2usize),
+    )
+        .prop_map(|(class, size, modes, block, sel)| {
             let mut spec = json!({"storageClassName": CLASSES[class], "accessModes": MODES[modes],
                 "resources": {"requests": {"storage": SIZES[size]}}});
             if block {
@@ -82,8 +88,7 @@ fn template() -> impl Strategy<Value = Value> {
                     .clone();
             }
             spec
-        },
-    )
+        })
 }
 
 fn cluster() -> impl Strategy<Value = (Vec<PersistentVolume>, Vec<PersistentVolumeClaim>)> {
@@ -118,7 +123,12 @@ fn index(pvs: &[PersistentVolume], claims: &[PersistentVolumeClaim]) -> VolumeIn
 }
 
 /// The rule's warnings (the other rules' are left out).
-fn rule_warnings(p: &Policy, i: &VolumeIndex, object: Object<'_>, subject: Subject<'_>) -> Vec<String> {
+fn rule_warnings(
+    p: &Policy,
+    i: &VolumeIndex,
+    object: Object<'_>,
+    subject: Subject<'_>,
+) -> Vec<String> {
     let cat = p.catalog(&LiveState {
         pvs: Some(i.pvs.clone()),
         claims: Some(i.claims.clone()),
@@ -142,7 +152,10 @@ fn rule_warnings(p: &Policy, i: &VolumeIndex, object: Object<'_>, subject: Subje
 // ---- the former algorithm: a scan of every PV ----
 
 fn wants<'a>(name: &'a str, class: &'a str, spec: &'a Value) -> (Wants<'a>, String) {
-    let size_text = spec["resources"]["requests"]["storage"].as_str().unwrap_or("").to_owned();
+    let size_text = spec["resources"]["requests"]["storage"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
     let modes: Vec<String> = spec["accessModes"]
         .as_array()
         .unwrap()
@@ -170,18 +183,33 @@ fn prebound_fits(pv: &PvInfo, w: &Wants<'_>) -> bool {
 }
 
 fn why_none<'a>(pool: impl Iterator<Item = &'a PvInfo>, w: &Wants<'_>, size_text: &str) -> String {
-    let closest = pool.filter_map(|pv| volumes::misfit(pv, w)).max().unwrap_or(Misfit::NotFree);
+    let closest = pool
+        .filter_map(|pv| volumes::misfit(pv, w))
+        .max()
+        .unwrap_or(Misfit::NotFree);
     let what = match closest {
         Misfit::NotFree | Misfit::TooSmall => format!("has {size_text}"),
         Misfit::Selector => "matches spec.selector".to_owned(),
-        Misfit::VolumeMode => format!("has volumeMode {}", if w.block { "Block" } else { "Filesystem" }),
+        Misfit::VolumeMode => format!(
+            "has volumeMode {}",
+            if w.block { "Block" } else { "Filesystem" }
+        ),
         Misfit::AccessModes => "serves the requested access modes".to_owned(),
     };
-    let class = if w.class.is_empty() { "without a class".to_owned() } else { format!("of class {}", w.class) };
+    let class = if w.class.is_empty() {
+        "without a class".to_owned()
+    } else {
+        format!("of class {}", w.class)
+    };
     format!("no Available PersistentVolume {class} {what}")
 }
 
-fn scan_statefulset(i: &VolumeIndex, sts: &StatefulSet, replicas: i32, templates: &[Value]) -> Vec<String> {
+fn scan_statefulset(
+    i: &VolumeIndex,
+    sts: &StatefulSet,
+    replicas: i32,
+    templates: &[Value],
+) -> Vec<String> {
     let mut out = Vec::new();
     let mut used: HashSet<&str> = HashSet::new();
     let pvs: Vec<(&str, &PvInfo)> = i.pvs.iter().collect();
@@ -189,7 +217,13 @@ fn scan_statefulset(i: &VolumeIndex, sts: &StatefulSet, replicas: i32, templates
         let tpl_name = ["www", "db"][t];
         let class = spec["storageClassName"].as_str().unwrap();
         let (mut probe, size_text) = wants("", class, spec);
-        let sel = sts.spec.as_ref().unwrap().volume_claim_templates.as_ref().unwrap()[t]
+        let sel = sts
+            .spec
+            .as_ref()
+            .unwrap()
+            .volume_claim_templates
+            .as_ref()
+            .unwrap()[t]
             .spec
             .as_ref()
             .unwrap()
@@ -208,7 +242,10 @@ fn scan_statefulset(i: &VolumeIndex, sts: &StatefulSet, replicas: i32, templates
                 && *r.namespace == *NS
                 && r.uid.is_empty()
             {
-                let w = Wants { name: &r.name, ..probe.clone() };
+                let w = Wants {
+                    name: &r.name,
+                    ..probe.clone()
+                };
                 if prebound_fits(pv, &w) {
                     prebound.insert(&r.name, n);
                 }
@@ -236,14 +273,28 @@ fn scan_statefulset(i: &VolumeIndex, sts: &StatefulSet, replicas: i32, templates
         if waiting.is_empty() {
             continue;
         }
-        let why = why_none(pvs.iter().filter(|(n, _)| !used.contains(n)).map(|(_, pv)| *pv), &probe, &size_text);
+        let why = why_none(
+            pvs.iter()
+                .filter(|(n, _)| !used.contains(n))
+                .map(|(_, pv)| *pv),
+            &probe,
+            &size_text,
+        );
         let shown: Vec<&str> = waiting.iter().take(3).map(String::as_str).collect();
         let names = if waiting.len() > shown.len() {
-            format!("{} and {} more", shown.join(", "), waiting.len() - shown.len())
+            format!(
+                "{} and {} more",
+                shown.join(", "),
+                waiting.len() - shown.len()
+            )
         } else {
             shown.join(", ")
         };
-        let noun = if waiting.len() == 1 { "claim" } else { "claims" };
+        let noun = if waiting.len() == 1 {
+            "claim"
+        } else {
+            "claims"
+        };
         out.push(format!(
             "StatefulSet \"web\": {noun} {names} will stay Pending: {why} ({} of {replicas} served)",
             replicas as usize - waiting.len()

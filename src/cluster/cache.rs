@@ -532,7 +532,11 @@ mod tests {
         c.apply(Event::Apply(pv("Bound", Some("data"))));
         assert_eq!(c.current().fitting(&w).count(), 0);
         assert_eq!(c.current().claimed("team-a", "data").count(), 1);
-        assert_eq!(published.fitting(&w).count(), 1, "the snapshot keeps its state");
+        assert_eq!(
+            published.fitting(&w).count(),
+            1,
+            "the snapshot keeps its state"
+        );
         assert_eq!(published.claimed("team-a", "data").count(), 0);
         // Released, then deleted: gone from every index.
         c.apply(Event::Apply(pv("Released", Some("data"))));

@@ -288,7 +288,9 @@ struct FreeAt<'a> {
     name: &'a str,
 }
 
-borrowed_key!(FreeAt, FreeKey, |q, k| (q.class, q.block, q.modes, q.capacity, q.name)
+borrowed_key!(FreeAt, FreeKey, |q, k| (
+    q.class, q.block, q.modes, q.capacity, q.name
+)
     .cmp(&(&*k.class, k.block, k.modes, k.capacity, &*k.name)));
 
 /// A claim's `namespace/name` key, compared without building it.
@@ -305,7 +307,11 @@ impl Equivalent<Arc<str>> for ClaimAt<'_> {
 
 impl Comparable<Arc<str>> for ClaimAt<'_> {
     fn compare(&self, key: &Arc<str>) -> Ordering {
-        let joined = self.namespace.bytes().chain([b'/']).chain(self.name.bytes());
+        let joined = self
+            .namespace
+            .bytes()
+            .chain([b'/'])
+            .chain(self.name.bytes());
         joined.cmp(key.bytes())
     }
 }
@@ -333,7 +339,9 @@ impl std::ops::Index<&str> for PvMap {
     type Output = Arc<PvInfo>;
 
     fn index(&self, name: &str) -> &Arc<PvInfo> {
-        self.by_name.get(name).expect("no PersistentVolume of that name")
+        self.by_name
+            .get(name)
+            .expect("no PersistentVolume of that name")
     }
 }
 
@@ -649,12 +657,10 @@ impl VolumeIndex {
             namespace,
             name: prefix,
         };
-        self.claims
-            .range(from..)
-            .map_while(move |(k, c)| {
-                let name = k.strip_prefix(namespace)?.strip_prefix('/')?;
-                name.starts_with(prefix).then_some((name, c))
-            })
+        self.claims.range(from..).map_while(move |(k, c)| {
+            let name = k.strip_prefix(namespace)?.strip_prefix('/')?;
+            name.starts_with(prefix).then_some((name, c))
+        })
     }
 
     /// Builds an index from objects (`audit` on files).
@@ -667,7 +673,10 @@ impl VolumeIndex {
         let mut pv_map = PvMap::default();
         for pv in pvs {
             let info = PvInfo::from_pv(pv, &mut strings);
-            pv_map.insert(pv.metadata.name.as_deref().unwrap_or_default(), Arc::new(info));
+            pv_map.insert(
+                pv.metadata.name.as_deref().unwrap_or_default(),
+                Arc::new(info),
+            );
         }
         VolumeIndex {
             pvs: Arc::new(pv_map),
@@ -1020,44 +1029,69 @@ mod tests {
 
     const CLASSES: [&str; 3] = ["local", "other", ""];
     const NAMESPACES: [&str; 2] = ["team-a", "team-b"];
-    const CLAIMS: [&str; 6] = ["data", "www-web-0", "www-web-1", "www-web-10", "www-webx-1", "www-web-01"];
+    const CLAIMS: [&str; 6] = [
+        "data",
+        "www-web-0",
+        "www-web-1",
+        "www-web-10",
+        "www-webx-1",
+        "www-web-01",
+    ];
 
     fn gen_pv() -> impl Strategy<Value = PvInfo> {
         (
-            (0..3usize, proptest::option::of(0..4u64), 0..16u8, any::<bool>()),
+            (
+                0..3usize,
+                proptest::option::of(0..4u64),
+                0..16u8,
+                any::<bool>(),
+            ),
             (0..3usize, 0..4usize, any::<bool>()),
             proptest::option::of((0..2usize, 0..6usize, any::<bool>())),
         )
-            .prop_map(|((class, cap, modes, block), (labels, phase, deleting), claim)| {
-                let labels = [None, Some("ssd"), Some("hdd")][labels].and_then(|d| {
-                    Interner::default().labels(&BTreeMap::from([("disk".to_owned(), d.to_owned())]))
-                });
-                PvInfo {
-                    class: CLASSES[class].into(),
-                    capacity: cap.map(|c| c << 30),
-                    modes: Modes(modes),
-                    block,
-                    labels,
-                    phase: [Phase::Pending, Phase::Available, Phase::Bound, Phase::Other][phase],
-                    claim_ref: claim.map(|(ns, name, uid)| {
-                        Box::new(ClaimRef {
-                            namespace: NAMESPACES[ns].into(),
-                            name: CLAIMS[name].into(),
-                            uid: if uid { "u1" } else { "" }.into(),
-                        })
-                    }),
-                    deleting,
-                }
-            })
+            .prop_map(
+                |((class, cap, modes, block), (labels, phase, deleting), claim)| {
+                    let labels = [None, Some("ssd"), Some("hdd")][labels].and_then(|d| {
+                        Interner::default()
+                            .labels(&BTreeMap::from([("disk".to_owned(), d.to_owned())]))
+                    });
+                    PvInfo {
+                        class: CLASSES[class].into(),
+                        capacity: cap.map(|c| c << 30),
+                        modes: Modes(modes),
+                        block,
+                        labels,
+                        phase: [Phase::Pending, Phase::Available, Phase::Bound, Phase::Other]
+                            [phase],
+                        claim_ref: claim.map(|(ns, name, uid)| {
+                            Box::new(ClaimRef {
+                                namespace: NAMESPACES[ns].into(),
+                                name: CLAIMS[name].into(),
+                                uid: if uid { "u1" } else { "" }.into(),
+                            })
+                        }),
+                        deleting,
+                    }
+                },
+            )
     }
 
     /// Inserts (`Some`) and removals (`None`) of volumes `pv-0`..`pv-11`.
     fn gen_ops() -> impl Strategy<Value = Vec<(usize, Option<PvInfo>)>> {
-        proptest::collection::vec((0..12usize, proptest::option::weighted(0.8, gen_pv())), 0..60)
+        proptest::collection::vec(
+            (0..12usize, proptest::option::weighted(0.8, gen_pv())),
+            0..60,
+        )
     }
 
     fn gen_wants() -> impl Strategy<Value = (usize, u8, bool, u64, Option<usize>)> {
-        (0..3usize, 0..16u8, any::<bool>(), 0..5u64, proptest::option::of(0..3usize))
+        (
+            0..3usize,
+            0..16u8,
+            any::<bool>(),
+            0..5u64,
+            proptest::option::of(0..3usize),
+        )
     }
 
     fn selector(i: usize) -> LabelSelector {
@@ -1197,7 +1231,10 @@ mod tests {
         })
         .collect();
         let i = VolumeIndex::from_objects([], claims.iter().map(|(ns, c)| (*ns, c)), Source::Files);
-        let found: Vec<&str> = i.claims_with_prefix("team-a", "www-web-").map(|(n, _)| n).collect();
+        let found: Vec<&str> = i
+            .claims_with_prefix("team-a", "www-web-")
+            .map(|(n, _)| n)
+            .collect();
         assert_eq!(found, ["www-web-0", "www-web-1"]);
         assert!(i.claim("team-a", "www-web1").is_some());
         assert!(i.claim("team", "www-web-3").is_some() && i.claim("team", "www-web-2").is_none());
