@@ -1268,7 +1268,12 @@ fn volumes_table(
             2 * n
         );
         let s = &mut sums[k];
-        *s = (s.0 + rps / 2.0, s.1 + p50 / 2.0, s.2 + p99 / 2.0, s.3 + failed);
+        *s = (
+            s.0 + rps / 2.0,
+            s.1 + p50 / 2.0,
+            s.2 + p99 / 2.0,
+            s.3 + failed,
+        );
     }
     VOLUME_SIZES
         .iter()
