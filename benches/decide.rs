@@ -1,14 +1,20 @@
 //! Micro-benchmarks of the request path without the network: decode + decide + encode of
 //! realistic AdmissionReviews (2-4 KiB, with managedFields), the decide step alone, and the same
-//! decision with 10 and 10,000 classes and namespaces in the catalog (cache size must not matter).
+//! decision with 10 and 10,000 classes and namespaces in the catalog (cache size must not matter),
+//! and the decision on a StatefulSet of 1, 100 and 10,000 replicas on a static class with 50,000
+//! PVs and 100,000 claims cached (issue 24: the binding rules look up indexes, never scan).
 //!
 //! `cargo bench --bench decide`; figures and method in BENCHMARKS.md.
+
+#[path = "support/volumes.rs"]
+mod volumes;
 
 use std::collections::HashMap;
 use std::hint::black_box;
 use std::path::Path;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use kube::core::admission::AdmissionReview;
 use storage_policy_webhook::admission::{self, Endpoint};
@@ -115,6 +121,93 @@ fn decide_only(c: &mut Criterion) {
         });
         g.bench_function(format!("mutate_pvc_{n}_classes_and_namespaces"), |b| {
             b.iter(|| black_box(policy::mutate(&p, &cat, black_box(&request))))
+        });
+    }
+    g.finish();
+}
+
+/// `policy::validate` on a new StatefulSet of class `local-storage` (static) with 50,000 PVs and
+/// 100,000 claims cached: claims of 5Gi, which the 25,000 free volumes serve, and of 200Gi, for
+/// which nothing is free (willBind warns and names the waiting claims).
+fn decide_statefulset(c: &mut Criterion) {
+    let p = policy();
+    let cat = p.catalog(&volumes::with_volumes(LiveState::default(), 50_000));
+    let namespace = volumes::namespace(7);
+    let mut g = c.benchmark_group("decide_statefulset_50000_pvs");
+    for replicas in [1, 100, 10_000] {
+        for (size, outcome) in [("5Gi", "served"), ("200Gi", "waiting")] {
+            let sts: StatefulSet = serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "web", "namespace": namespace},
+                "spec": {"replicas": replicas, "serviceName": "web",
+                    "selector": {"matchLabels": {"app": "web"}},
+                    "template": {"metadata": {"labels": {"app": "web"}},
+                        "spec": {"containers": [{"name": "c", "image": "nginx"}]}},
+                    "volumeClaimTemplates": [{"metadata": {"name": "www"}, "spec": {
+                        "storageClassName": "local-storage", "accessModes": ["ReadWriteOnce"],
+                        "resources": {"requests": {"storage": size}}}}]}}))
+            .expect("statefulset");
+            let request = Request {
+                operation: Operation::Create,
+                namespace: Some(&namespace),
+                username: "kubernetes-admin",
+                subject: Subject {
+                    group: "apps",
+                    kind: "StatefulSet",
+                    name: "web",
+                },
+                object: Some(Object::StatefulSet(&sts)),
+                old_object: None,
+            };
+            let d = policy::validate(&p, &cat, &request);
+            assert_eq!(
+                d.warnings.iter().any(|w| w.contains("will stay Pending")),
+                outcome == "waiting",
+                "{replicas} x {size}: {:?}",
+                d.warnings
+            );
+            g.bench_function(format!("{replicas}_replicas_{outcome}"), |b| {
+                b.iter(|| black_box(policy::validate(&p, &cat, black_box(&request))))
+            });
+        }
+    }
+    g.finish();
+}
+
+/// `policy::validate` on a new claim of class `local-storage` asking for 200Gi (nothing free:
+/// willBind warns) with 0, 10,000 and 50,000 PVs (and twice as many claims) cached: the rule's
+/// look-ups in-process, away from the network (the load suite's cluster-size table measures the
+/// same claim over it).
+fn decide_static_claim(c: &mut Criterion) {
+    let p = policy();
+    let namespace = volumes::namespace(7);
+    let pvc: PersistentVolumeClaim = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "new-data", "namespace": namespace},
+        "spec": {"storageClassName": "local-storage", "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": "200Gi"}}}}))
+    .expect("claim");
+    let request = Request {
+        operation: Operation::Create,
+        namespace: Some(&namespace),
+        username: "kubernetes-admin",
+        subject: Subject {
+            group: "",
+            kind: "PersistentVolumeClaim",
+            name: "new-data",
+        },
+        object: Some(Object::Pvc(&pvc)),
+        old_object: None,
+    };
+    let mut g = c.benchmark_group("decide_static_claim");
+    for n in [0, 10_000, 50_000] {
+        let cat = p.catalog(&volumes::with_volumes(LiveState::default(), n));
+        let d = policy::validate(&p, &cat, &request);
+        assert!(
+            d.warnings.iter().any(|w| w.contains("will stay Pending")),
+            "{:?}",
+            d.warnings
+        );
+        g.bench_function(format!("{n}_pvs"), |b| {
+            b.iter(|| black_box(policy::validate(&p, &cat, black_box(&request))))
         });
     }
     g.finish();
@@ -232,5 +325,13 @@ fn router(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, end_to_end, decide_only, parts, router);
+criterion_group!(
+    benches,
+    end_to_end,
+    decide_only,
+    decide_statefulset,
+    decide_static_claim,
+    parts,
+    router
+);
 criterion_main!(benches);

@@ -21,6 +21,12 @@
 //!   `SPW_LOAD_NGINX` names another nginx binary, `SPW_LOAD_FONT` a TrueType font for the chart
 //!   (`none`: no text).
 //!
+//! - **Cluster size** (issue 24, `-- --volumes` for this table alone): a new claim on a static
+//!   class (`local-storage`, nothing free: willBind warns) against the webhook with 0, 10,000
+//!   and 50,000 PVs (and twice as many claims) cached, each server alone on core 0 and wrk on
+//!   core 1 as in the headline, two rounds (the second in reverse order), means reported: req/s
+//!   and the ratio to the empty cache (target: at least 0.8).
+//!
 //! - **Baseline**: the same rustls configuration (`server::tls::Tls`), the same HTTP stack
 //!   (`server::HttpsServer`: hyper-util over tokio-rustls, axum routing, the same limits), answering
 //!   a fixed allowed AdmissionReview after reading the body, without parsing or policy.
@@ -65,6 +71,9 @@ use storage_policy_webhook::server::{HttpsServer, Limits};
 use storage_policy_webhook::state::SharedState;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
+
+#[path = "support/volumes.rs"]
+mod volumes;
 
 const ROLE: &str = "SPW_LOAD_ROLE";
 
@@ -119,14 +128,16 @@ fn serve_role(role: &str) {
                         .and_then(|v| v.parse::<usize>().ok())
                         .unwrap_or(0)
                 };
-                webhook_router(
-                    live_state(
-                        n("SPW_LOAD_CLASSES"),
-                        n("SPW_LOAD_NAMESPACES"),
-                        n("SPW_LOAD_NODES"),
-                    ),
-                    metrics.clone(),
-                )
+                let mut live = live_state(
+                    n("SPW_LOAD_CLASSES"),
+                    n("SPW_LOAD_NAMESPACES"),
+                    n("SPW_LOAD_NODES"),
+                );
+                // PVs and claims cached (the cluster-size table); unset: none known.
+                if std::env::var_os("SPW_LOAD_PVS").is_some() {
+                    live = volumes::with_volumes(live, n("SPW_LOAD_PVS"));
+                }
+                webhook_router(live, metrics.clone())
             }
             other => panic!("unknown role {other}"),
         };
@@ -968,6 +979,8 @@ enum Expect {
     /// The reference servers' fixed allowed answer.
     Fixed,
     Allowed,
+    /// Allowed with a warning, without a patch.
+    Warned,
     Denied,
     Mutated,
 }
@@ -980,6 +993,11 @@ fn check_answer(expect: Expect, status: u16, body: &[u8], what: &str) {
     let ok = match expect {
         Expect::Fixed => r["allowed"] == json!(true),
         Expect::Allowed => r["allowed"] == json!(true) && r.get("patch").is_none(),
+        Expect::Warned => {
+            r["allowed"] == json!(true)
+                && r.get("patch").is_none()
+                && r["warnings"].as_array().is_some_and(|w| !w.is_empty())
+        }
         Expect::Denied => r["allowed"] == json!(false),
         Expect::Mutated => r["allowed"] == json!(true) && r["patch"].is_string(),
     };
@@ -1163,6 +1181,127 @@ fn headline(
         });
     }
     (rows, nginx_note, use_wrk)
+}
+
+// ------------------------------------------------------------------------ the cluster-size table
+
+/// Cached PVs per row of the cluster-size table (claims: twice as many).
+const VOLUME_SIZES: [usize; 3] = [0, 10_000, 50_000];
+
+/// A new claim on the static class `local-storage` asking for 200Gi: with the suite's volumes
+/// (100Gi each, see `support/volumes.rs`) nothing is free, so willBind warns.
+fn static_claim_body() -> Bytes {
+    let mut v: Value = serde_json::from_slice(
+        &std::fs::read(fixtures().join("validate-pvc-rwx-raw-block-allowed.review.json"))
+            .expect("fixture"),
+    )
+    .expect("fixture json");
+    let namespace = volumes::namespace(7);
+    let r = &mut v["request"];
+    r["name"] = json!("new-data");
+    r["namespace"] = json!(namespace);
+    r["object"]["metadata"]["name"] = json!("new-data");
+    r["object"]["metadata"]["namespace"] = json!(namespace);
+    r["object"]["spec"] = json!({"accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": "200Gi"}}, "storageClassName": "local-storage"});
+    Bytes::from(serde_json::to_vec(&v).unwrap())
+}
+
+/// One row per cache size: (PVs, req/s, p50 µs, p99 µs, failed).
+fn volumes_table(
+    rt: &tokio::runtime::Runtime,
+    dir: &Path,
+    tls: &Arc<rustls::ClientConfig>,
+    connections: usize,
+    duration: Duration,
+) -> Vec<(usize, f64, f64, f64, u64)> {
+    let use_wrk = wrk_available();
+    let body = static_claim_body();
+    let body_file = dir.join("static-claim.json");
+    std::fs::write(&body_file, &body).expect("write body");
+    let path = "/validate?timeout=10s";
+    // Two rounds, the second in reverse order (0, 10k, 50k, 50k, 10k, 0), the mean reported:
+    // a drift in the machine's load (a build elsewhere) then weighs on every size alike.
+    let mut sums = [(0.0, 0.0, 0.0, 0u64); VOLUME_SIZES.len()];
+    let order: Vec<usize> = (0..VOLUME_SIZES.len())
+        .chain((0..VOLUME_SIZES.len()).rev())
+        .collect();
+    for k in order {
+        let n = VOLUME_SIZES[k];
+        let server = ServerProc::start("webhook", dir, &[("SPW_LOAD_PVS", n.to_string())]);
+        rt.block_on(async {
+            let mut sender = connect(server.addr, tls.clone()).await;
+            let (status, answer) = exchange(&mut sender, path, &body)
+                .await
+                .expect("static claim review");
+            check_answer(Expect::Warned, status, &answer, "static claim");
+        });
+        let (rps, p50, p99, failed) = if use_wrk {
+            run_wrk(
+                dir,
+                server.addr,
+                path,
+                &body_file,
+                connections,
+                Duration::from_secs(1),
+            );
+            let r = run_wrk(dir, server.addr, path, &body_file, connections, duration);
+            (r.rps, r.p50_us, r.p99_us, r.failed)
+        } else {
+            let bodies = [body.clone()];
+            let r = drive(
+                rt,
+                &server,
+                tls,
+                Load {
+                    path,
+                    bodies: &bodies,
+                    connections,
+                    arrival: Arrival::Closed,
+                    duration,
+                },
+            );
+            (r.rps(), r.quantile_us(0.5), r.quantile_us(0.99), r.failed)
+        };
+        drop(server);
+        println!(
+            "volumes {n:>6} PVs, {:>6} claims: {rps:>8.0} req/s, p50 {p50:.0} µs, p99 {p99:.0} µs, {failed} failed",
+            2 * n
+        );
+        let s = &mut sums[k];
+        *s = (
+            s.0 + rps / 2.0,
+            s.1 + p50 / 2.0,
+            s.2 + p99 / 2.0,
+            s.3 + failed,
+        );
+    }
+    VOLUME_SIZES
+        .iter()
+        .zip(sums)
+        .map(|(&n, (rps, p50, p99, failed))| (n, rps, p50, p99, failed))
+        .collect()
+}
+
+fn volumes_markdown(rows: &[(usize, f64, f64, f64, u64)]) -> String {
+    let empty = rows.first().map_or(f64::NAN, |r| r.1);
+    let mut md = "| PVs cached | claims cached | req/s | vs empty cache | p50 | p99 | failed |
+|---|---|---|---|---|---|---|
+"
+    .to_owned();
+    for &(n, rps, p50, p99, failed) in rows {
+        md.push_str(&format!(
+            "| {} | {} | {} | {:.2} | {} | {} | {failed} |
+",
+            thousands(n as f64),
+            thousands(2.0 * n as f64),
+            thousands(rps),
+            rps / empty,
+            micros(p50),
+            micros(p99),
+        ));
+    }
+    md
 }
 
 /// 129107.3 -> "129,107".
@@ -1486,6 +1625,15 @@ fn orchestrate() {
     report.insert("pinning".into(), json!(pinning_note));
     md.push_str(&format!("Pinning: {pinning_note}.\n\n"));
 
+    if std::env::args().any(|a| a == "--volumes") {
+        let rows = volumes_section(&rt, dir.path(), &generated.ca_pem, &mut md, secs(8, 2));
+        report.insert("volumes".into(), rows);
+        let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
+        std::fs::create_dir_all(&out).expect("mkdir");
+        write_outputs(&out, report, &md);
+        return;
+    }
+
     // 0. The headline: each server alone on core 0, wrk on core 1, one body per row, HTTP/1.1
     //    whatever `--h2` says (kube-apiserver's protocol, and nginx is set up for it).
     let (rows, nginx_note, used_wrk) = headline(
@@ -1559,6 +1707,8 @@ fn orchestrate() {
         write_outputs(&out, report, &md);
         return;
     }
+    let rows = volumes_section(&rt, dir.path(), &generated.ca_pem, &mut md, secs(8, 2));
+    report.insert("volumes".into(), rows);
 
     // 1. Closed-loop throughput, alternating the four servers twice per endpoint.
     md.push_str(
@@ -1821,6 +1971,31 @@ fn orchestrate() {
     );
 
     write_outputs(&out, report, &md);
+}
+
+/// The cluster-size table (HTTP/1.1 as the headline), into `md`; its JSON report.
+fn volumes_section(
+    rt: &tokio::runtime::Runtime,
+    dir: &Path,
+    ca_pem: &str,
+    md: &mut String,
+    duration: Duration,
+) -> Value {
+    let rows = volumes_table(rt, dir, &client_config(ca_pem, Protocol::H1), 16, duration);
+    let table = volumes_markdown(&rows);
+    println!("{table}");
+    md.push_str(&format!(
+        "\nCluster size (a new claim on a static class, nothing free: willBind warns; {} s per run, two runs per row in the order 0, 10k, 50k, 50k, 10k, 0, means; one core each):\n\n{table}\n",
+        duration.as_secs()
+    ));
+    json!(
+        rows.iter()
+            .map(
+                |&(n, rps, p50, p99, failed)| json!({"pvs": n, "claims": 2 * n, "rps": rps,
+                "ratio": rps / rows[0].1, "p50_us": p50, "p99_us": p99, "failed": failed})
+            )
+            .collect::<Vec<_>>()
+    )
 }
 
 fn write_outputs(out: &Path, report: serde_json::Map<String, Value>, md: &str) {

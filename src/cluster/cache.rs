@@ -5,9 +5,10 @@
 //! the catalog is not rebuilt for it (most Node updates are status changes).
 //!
 //! The PV and claim caches are the large ones (issue 14: 50,000 PVs and 100,000 claims in well
-//! under 64 MiB): their map is the very one published to the catalog (shared by `Arc`, copied
-//! only when written while a snapshot holds it), and their repeated strings go through one
-//! [`Interner`] per cache.
+//! under 64 MiB): their map is the very one published to the catalog, a persistent map (issue
+//! 24) of which a write after a publish copies one path, not the whole; the PV map keeps the
+//! binding rules' indexes (by claimRef, free volumes by class and capacity) in step with each
+//! event. Their repeated strings go through one [`Interner`] per cache.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -149,24 +150,16 @@ impl Watched for Node {
     }
 }
 
-/// [`Watched::store`] for the large caches, which are published as they are: an unchanged
-/// entry is not written (so the map is not copied away from the snapshot that shares it), a
-/// changed one copies the map once if a snapshot still holds it (`Arc::make_mut`; later
-/// writes before the next publish go to that copy).
-fn store_shared<V: Clone + PartialEq>(
-    map: &mut Arc<HashMap<Box<str>, V>>,
-    key: &str,
-    value: V,
-) -> bool {
+/// [`Watched::store`] for the claims cache, which is published as it is: an unchanged entry is
+/// not written (so the map is not copied away from the snapshot that shares it), a changed one
+/// copies the map's root if a snapshot still holds it (`Arc::make_mut` on a persistent map:
+/// a few pointers) and then one path of the tree, never the whole map.
+fn store_claim(map: &mut Arc<ClaimMap>, key: &str, value: ClaimInfo) -> bool {
     if map.get(key) == Some(&value) {
         return false;
     }
-    Arc::make_mut(map).insert(key.into(), value);
+    Arc::make_mut(map).insert(Arc::from(key), value);
     true
-}
-
-fn remove_shared<V: Clone>(map: &mut Arc<HashMap<Box<str>, V>>, key: &str) -> bool {
-    map.contains_key(key) && Arc::make_mut(map).remove(key).is_some()
 }
 
 impl Watched for PersistentVolume {
@@ -174,12 +167,18 @@ impl Watched for PersistentVolume {
     const RESOURCE: WatchedResource = WatchedResource::PersistentVolumes;
 
     fn store(&self, map: &mut Self::Map, strings: &mut Interner) -> bool {
-        let info = Arc::new(PvInfo::from_pv(self, strings));
-        store_shared(map, &self.name_any(), info)
+        let info = PvInfo::from_pv(self, strings);
+        let name = self.name_any();
+        // The PV map keeps its indexes (by claimRef, free by class and capacity) in step.
+        if map.get(&name).is_some_and(|pv| **pv == info) {
+            return false;
+        }
+        Arc::make_mut(map).insert(&name, Arc::new(info))
     }
 
     fn remove(&self, map: &mut Self::Map) -> bool {
-        remove_shared(map, &self.name_any())
+        let name = self.name_any();
+        map.get(&name).is_some() && Arc::make_mut(map).remove(&name)
     }
 
     fn len(map: &Self::Map) -> usize {
@@ -198,11 +197,12 @@ impl Watched for PersistentVolumeClaim {
 
     fn store(&self, map: &mut Self::Map, strings: &mut Interner) -> bool {
         let info = ClaimInfo::from_claim(self, strings);
-        store_shared(map, &claim_key_of(self), info)
+        store_claim(map, &claim_key_of(self), info)
     }
 
     fn remove(&self, map: &mut Self::Map) -> bool {
-        remove_shared(map, &claim_key_of(self))
+        let key = claim_key_of(self);
+        map.contains_key(key.as_str()) && Arc::make_mut(map).remove(key.as_str()).is_some()
     }
 
     fn len(map: &Self::Map) -> usize {
@@ -499,6 +499,54 @@ mod tests {
         assert!(Arc::ptr_eq(&m["pv-1"].class, &m["pv-3"].class));
         let ns = |n: &str| m[n].claim_ref.as_ref().unwrap().namespace.clone();
         assert!(Arc::ptr_eq(&ns("pv-1"), &ns("pv-3")));
+    }
+
+    #[test]
+    fn volume_events_keep_the_binding_indexes_in_step() {
+        use crate::policy::volumes::{Modes, Wants};
+        let pv = |phase: &str, claim: Option<&str>| -> PersistentVolume {
+            let mut v = json!({"metadata": {"name": "pv-1"},
+                "spec": {"capacity": {"storage": "5Gi"}, "storageClassName": "local",
+                    "accessModes": ["ReadWriteOnce"]},
+                "status": {"phase": phase}});
+            if let Some(c) = claim {
+                v["spec"]["claimRef"] = json!({"namespace": "team-a", "name": c});
+            }
+            serde_json::from_value(v).unwrap()
+        };
+        let w = Wants {
+            namespace: "team-a",
+            name: "data",
+            uid: "",
+            class: "local",
+            modes: Modes::of(&["ReadWriteOnce".to_owned()]),
+            block: false,
+            size: 1 << 30,
+            selector: None,
+        };
+        let mut c = Cache::<PersistentVolume>::default();
+        c.apply(Event::Init);
+        c.apply(Event::InitApply(pv("Available", None)));
+        c.apply(Event::InitDone);
+        let published = c.current().clone();
+        assert_eq!(c.current().fitting(&w).count(), 1);
+        // Bound by the controller: no longer free, found by its claimRef.
+        c.apply(Event::Apply(pv("Bound", Some("data"))));
+        assert_eq!(c.current().fitting(&w).count(), 0);
+        assert_eq!(c.current().claimed("team-a", "data").count(), 1);
+        assert_eq!(
+            published.fitting(&w).count(),
+            1,
+            "the snapshot keeps its state"
+        );
+        assert_eq!(published.claimed("team-a", "data").count(), 0);
+        // Released, then deleted: gone from every index.
+        c.apply(Event::Apply(pv("Released", Some("data"))));
+        assert_eq!(c.current().claimed("team-a", "data").count(), 1);
+        c.apply(Event::Delete(pv("Released", Some("data"))));
+        assert_eq!(c.current().claimed("team-a", "data").count(), 0);
+        assert_eq!(c.current().fitting(&w).count(), 0);
+        assert!(c.current().is_empty());
     }
 
     #[test]

@@ -154,41 +154,19 @@ fn judge_claim(
     }
 }
 
-/// The names of the claims of `namespace` that a PV's `claimRef` names: read once per request
-/// (one pass over the PVs), not once per claim looked up.
-#[derive(Default)]
-struct PreBound<'a> {
-    names: Option<HashSet<&'a str>>,
-}
-
-impl<'a> PreBound<'a> {
-    fn contains(&mut self, cx: &Context<'a>, namespace: &str, name: &str) -> bool {
-        let names = self.names.get_or_insert_with(|| {
-            let mut set = HashSet::new();
-            if let Some(i) = cx.catalog.volumes() {
-                cx.spend(i.pvs.len() as u64);
-                for pv in i.pvs.values() {
-                    if let Some(r) = pv.claim_ref.as_ref().filter(|r| *r.namespace == *namespace) {
-                        set.insert(&*r.name);
-                    }
-                }
-            }
-            set
-        });
-        names.contains(name)
-    }
-}
-
 /// Whether a claim is pre-bound, which the PV controller binds at once even with
 /// WaitForFirstConsumer: its `spec.volumeName` is set, or a PV's `claimRef` names it.
 fn binds_without_scheduler<'a>(
     cx: &Context<'a>,
-    prebound: &mut PreBound<'a>,
     namespace: &str,
     name: &str,
     claim: Option<&volumes::ClaimInfo>,
 ) -> bool {
-    claim.is_some_and(|c| c.volume_name.is_some()) || prebound.contains(cx, namespace, name)
+    claim.is_some_and(|c| c.volume_name.is_some())
+        || cx
+            .catalog
+            .volumes()
+            .is_some_and(|i| i.pvs.claimed(namespace, name).next().is_some())
 }
 
 fn violations<'a>(
@@ -197,7 +175,6 @@ fn violations<'a>(
     object: &Object<'_>,
 ) -> Vec<Violation> {
     let mut out = Vec::new();
-    let mut prebound = PreBound::default();
     let (spec, path) = match *object {
         Object::PodSpec { spec, path } => (spec, path),
         Object::StatefulSet(sts) => (
@@ -244,9 +221,7 @@ fn violations<'a>(
             else {
                 continue;
             };
-            if claim.is_bound()
-                || binds_without_scheduler(cx, &mut prebound, ns, &src.claim_name, Some(claim))
-            {
+            if claim.is_bound() || binds_without_scheduler(cx, ns, &src.claim_name, Some(claim)) {
                 continue;
             }
             if let Some(class) = claim
@@ -298,7 +273,7 @@ fn violations<'a>(
                 looked += 1;
                 let claim = index.claim(ns, &name);
                 if claim.is_some_and(|c| c.is_bound())
-                    || binds_without_scheduler(cx, &mut prebound, ns, &name, claim)
+                    || binds_without_scheduler(cx, ns, &name, claim)
                 {
                     continue;
                 }

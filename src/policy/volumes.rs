@@ -5,13 +5,22 @@
 //! Objects are reduced at ingest to the few fields the rules read ([`PvInfo`], [`ClaimInfo`]), so
 //! a cluster with 50,000 PVs and 100,000 claims costs megabytes, not the objects: repeated
 //! strings (classes, namespaces, labels and label sets) are shared through an [`Interner`], and
-//! each object is one map entry whose key is its only name. The maps are shared behind `Arc`s:
-//! the cluster cache publishes the very map it keeps, and rebuilding the catalog on a
-//! StorageClass event copies a pointer, not entries. Whether PVs and claims are known at all is
+//! each object is one map entry. The maps are persistent (imbl's B-trees): the cluster cache
+//! publishes the very map it keeps, a snapshot is a pointer copy, and a write after a publish
+//! copies one path of the tree, never the whole map. Whether PVs and claims are known at all is
 //! the catalog's business (`None` without a cluster): a rule never guesses from an empty index.
+//!
+//! Besides PVs by name, [`PvMap`] keeps the indexes the binding rules look up (issue 24: a
+//! review's work is bounded by the object under review, not the cluster): PVs by `claimRef`
+//! (namespace, name), and free PVs by class, volume mode and access modes, ordered by capacity
+//! then name (the PV controller's choice: the smallest that fits). They are updated with each
+//! write, by the cache from watch events and by `audit` from objects, never rebuilt per request.
 
-use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
+use std::cmp::Ordering;
+use std::sync::Arc;
+
+use equivalent::{Comparable, Equivalent};
+use imbl::OrdMap;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{NodeSelector, PersistentVolume, PersistentVolumeClaim};
@@ -77,7 +86,8 @@ impl Phase {
 pub struct ClaimRef {
     /// Interned: a few hundred namespaces hold the claims of thousands of volumes.
     pub namespace: Arc<str>,
-    pub name: Box<str>,
+    /// Shared with the by-claimRef index's key.
+    pub name: Arc<str>,
     pub uid: Box<str>,
 }
 
@@ -179,6 +189,14 @@ pub fn manifest_phase(pv: &PersistentVolume) -> &str {
     }
 }
 
+impl PvInfo {
+    /// Available, not reserved for a claim and not being deleted: what `FindMatchingVolume`
+    /// may choose for a claim of its class.
+    pub fn is_free(&self) -> bool {
+        !self.deleting && self.phase == Phase::Available && self.claim_ref.is_none()
+    }
+}
+
 /// One claim, reduced to what the binding rules read.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClaimInfo {
@@ -275,12 +293,8 @@ pub fn claim_key(namespace: &str, name: &str) -> String {
     format!("{namespace}/{name}")
 }
 
-/// PersistentVolumes by name. Values are `Arc`s so that a copy of the map (the cluster cache
-/// writing while a snapshot still reads) copies pointers, not volumes.
-pub type PvMap = HashMap<Box<str>, Arc<PvInfo>>;
-
-/// Claims by [`claim_key`].
-pub type ClaimMap = HashMap<Box<str>, ClaimInfo>;
+/// Claims by [`claim_key`] (a persistent map: copies share their nodes).
+pub type ClaimMap = OrdMap<Arc<str>, ClaimInfo>;
 
 /// Where the index came from, said in findings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -307,15 +321,445 @@ impl ClassVolumes {
     }
 }
 
+/// Lets a borrowed form of a key look the key up in an imbl map (`$cmp` orders it as the key's
+/// derived `Ord` does), so a look-up allocates nothing.
+macro_rules! borrowed_key {
+    ($borrowed:ident, $owned:ident, |$q:ident, $k:ident| $cmp:expr) => {
+        impl Equivalent<$owned> for $borrowed<'_> {
+            fn equivalent(&self, key: &$owned) -> bool {
+                self.compare(key) == Ordering::Equal
+            }
+        }
+        impl Comparable<$owned> for $borrowed<'_> {
+            fn compare(&self, key: &$owned) -> Ordering {
+                let ($q, $k) = (self, key);
+                $cmp
+            }
+        }
+    };
+}
+
+/// A PV in the by-claimRef index: the claim it names, then its own name.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct ClaimedKey {
+    namespace: Arc<str>,
+    claim: Arc<str>,
+    pv: Arc<str>,
+}
+
+#[derive(Clone, Copy)]
+struct ClaimedAt<'a> {
+    namespace: &'a str,
+    claim: &'a str,
+    pv: &'a str,
+}
+
+borrowed_key!(ClaimedAt, ClaimedKey, |q, k| (q.namespace, q.claim, q.pv)
+    .cmp(&(&*k.namespace, &*k.claim, &*k.pv)));
+
+/// The group of free PVs a claim's volume mode and access modes select from.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct BucketKey {
+    class: Arc<str>,
+    block: bool,
+    modes: u8,
+}
+
+#[derive(Clone, Copy)]
+struct BucketAt<'a> {
+    class: &'a str,
+    block: bool,
+    modes: u8,
+}
+
+borrowed_key!(BucketAt, BucketKey, |q, k| (q.class, q.block, q.modes)
+    .cmp(&(&*k.class, k.block, k.modes)));
+
+/// A free PV in the by-capacity index: its bucket, then capacity and name (the order the PV
+/// controller chooses in, ties broken by name).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct FreeKey {
+    class: Arc<str>,
+    block: bool,
+    modes: u8,
+    capacity: u64,
+    name: Arc<str>,
+}
+
+#[derive(Clone, Copy)]
+struct FreeAt<'a> {
+    class: &'a str,
+    block: bool,
+    modes: u8,
+    capacity: u64,
+    name: &'a str,
+}
+
+borrowed_key!(FreeAt, FreeKey, |q, k| (
+    q.class, q.block, q.modes, q.capacity, q.name
+)
+    .cmp(&(&*k.class, k.block, k.modes, k.capacity, &*k.name)));
+
+/// A claim's `namespace/name` key, compared without building it.
+struct ClaimAt<'a> {
+    namespace: &'a str,
+    name: &'a str,
+}
+
+impl Equivalent<Arc<str>> for ClaimAt<'_> {
+    fn equivalent(&self, key: &Arc<str>) -> bool {
+        self.compare(key) == Ordering::Equal
+    }
+}
+
+impl Comparable<Arc<str>> for ClaimAt<'_> {
+    fn compare(&self, key: &Arc<str>) -> Ordering {
+        let joined = self
+            .namespace
+            .bytes()
+            .chain([b'/'])
+            .chain(self.name.bytes());
+        joined.cmp(key.bytes())
+    }
+}
+
+/// PersistentVolumes by name, with the indexes the binding rules look up (see the module
+/// docs). Every map is persistent: a clone is a few pointer copies, and a write to a clone
+/// copies one path per map. Values are `Arc`s shared by the name map and the indexes.
+#[derive(Clone, Debug, Default)]
+pub struct PvMap {
+    by_name: OrdMap<Arc<str>, Arc<PvInfo>>,
+    by_claim: OrdMap<ClaimedKey, Arc<PvInfo>>,
+    free: OrdMap<FreeKey, Arc<PvInfo>>,
+    /// How many free PVs each bucket holds (buckets with none are absent).
+    buckets: OrdMap<BucketKey, usize>,
+    /// What the PVs of each class are made of, kept with every write.
+    classes: OrdMap<Arc<str>, ClassVolumes>,
+}
+
+/// Two maps are equal when they hold the same volumes (the indexes follow from them).
+impl PartialEq for PvMap {
+    fn eq(&self, other: &Self) -> bool {
+        self.by_name == other.by_name
+    }
+}
+
+impl std::ops::Index<&str> for PvMap {
+    type Output = Arc<PvInfo>;
+
+    fn index(&self, name: &str) -> &Arc<PvInfo> {
+        self.by_name
+            .get(name)
+            .expect("no PersistentVolume of that name")
+    }
+}
+
+impl PvMap {
+    pub fn get(&self, name: &str) -> Option<&Arc<PvInfo>> {
+        self.by_name.get(name)
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_name.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+
+    /// Volumes by name, in name order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &PvInfo)> {
+        self.by_name.iter().map(|(n, pv)| (&**n, &**pv))
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.by_name.keys().map(|n| &**n)
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &PvInfo> {
+        self.by_name.values().map(|pv| &**pv)
+    }
+
+    /// Stores a volume and indexes it; whether anything changed (an equal volume is not
+    /// written, so a map shared with a snapshot is not copied for it).
+    pub fn insert(&mut self, name: &str, pv: Arc<PvInfo>) -> bool {
+        let key = match self.by_name.get_key_value(name) {
+            Some((_, old)) if **old == *pv => return false,
+            Some((key, _)) => key.clone(),
+            None => Arc::from(name),
+        };
+        if let Some(old) = self.by_name.insert(key.clone(), pv.clone()) {
+            self.unindex(&key, &old);
+        }
+        self.index(key, pv);
+        true
+    }
+
+    /// Removes a volume and its index entries; whether it was there.
+    pub fn remove(&mut self, name: &str) -> bool {
+        let Some((key, old)) = self.by_name.remove_with_key(name) else {
+            return false;
+        };
+        self.unindex(&key, &old);
+        true
+    }
+
+    /// What the PVs of `class` are made of: one look-up.
+    pub fn class_volumes(&self, class: &str) -> ClassVolumes {
+        self.classes.get(class).copied().unwrap_or_default()
+    }
+
+    fn index(&mut self, name: Arc<str>, pv: Arc<PvInfo>) {
+        let c = self.classes.entry(pv.class.clone()).or_default();
+        c.total += 1;
+        c.node_local += usize::from(pv.node_local);
+        if let Some(r) = pv.claim_ref.as_deref() {
+            let key = ClaimedKey {
+                namespace: r.namespace.clone(),
+                claim: r.name.clone(),
+                pv: name.clone(),
+            };
+            self.by_claim.insert(key, pv.clone());
+        }
+        if pv.is_free() {
+            let bucket = BucketKey {
+                class: pv.class.clone(),
+                block: pv.block,
+                modes: pv.modes.0,
+            };
+            *self.buckets.entry(bucket).or_default() += 1;
+            let key = FreeKey {
+                class: pv.class.clone(),
+                block: pv.block,
+                modes: pv.modes.0,
+                capacity: pv.capacity.unwrap_or(0),
+                name,
+            };
+            self.free.insert(key, pv);
+        }
+    }
+
+    fn unindex(&mut self, name: &str, pv: &PvInfo) {
+        if let Some(c) = self.classes.get_mut(&*pv.class) {
+            c.total -= 1;
+            c.node_local -= usize::from(pv.node_local);
+            if c.total == 0 {
+                self.classes.remove(&*pv.class);
+            }
+        }
+        if let Some(r) = pv.claim_ref.as_deref() {
+            self.by_claim.remove(&ClaimedAt {
+                namespace: &r.namespace,
+                claim: &r.name,
+                pv: name,
+            });
+        }
+        if pv.is_free() {
+            let bucket = BucketAt {
+                class: &pv.class,
+                block: pv.block,
+                modes: pv.modes.0,
+            };
+            if let Some(n) = self.buckets.get_mut(&bucket) {
+                *n -= 1;
+                if *n == 0 {
+                    self.buckets.remove(&bucket);
+                }
+            }
+            self.free.remove(&FreeAt {
+                class: &pv.class,
+                block: pv.block,
+                modes: pv.modes.0,
+                capacity: pv.capacity.unwrap_or(0),
+                name,
+            });
+        }
+    }
+
+    /// PVs whose `claimRef` names `namespace/name` (any uid), by PV name.
+    pub fn claimed<'a>(
+        &'a self,
+        namespace: &str,
+        name: &str,
+    ) -> impl Iterator<Item = (&'a str, &'a PvInfo)> {
+        self.claimed_with_prefix(namespace, name)
+            .filter(move |&(claim, _, _)| claim == name)
+            .map(|(_, pv_name, pv)| (pv_name, pv))
+    }
+
+    /// PVs whose `claimRef` is in `namespace` and names a claim starting with `prefix`, as
+    /// (claim name, PV name, PV), in that order.
+    pub fn claimed_with_prefix<'a>(
+        &'a self,
+        namespace: &str,
+        prefix: &str,
+    ) -> impl Iterator<Item = (&'a str, &'a str, &'a PvInfo)> {
+        let from = ClaimedAt {
+            namespace,
+            claim: prefix,
+            pv: "",
+        };
+        self.by_claim
+            .range(from..)
+            .take_while(move |(k, _)| *k.namespace == *namespace && k.claim.starts_with(prefix))
+            .map(|(k, pv)| (&*k.claim, &*k.pv, &**pv))
+    }
+
+    /// The buckets of free PVs of a class: (block, modes, how many).
+    fn buckets_of(&self, class: &str) -> impl Iterator<Item = (bool, Modes, usize)> {
+        let from = BucketAt {
+            class,
+            block: false,
+            modes: 0,
+        };
+        self.buckets
+            .range(from..)
+            .take_while(move |(k, _)| *k.class == *class)
+            .map(|(k, n)| (k.block, Modes(k.modes), *n))
+    }
+
+    /// One bucket's free PVs from `min` bytes up to (not including) `below`, smallest first.
+    fn bucket_range<'a>(
+        &'a self,
+        class: &str,
+        block: bool,
+        modes: Modes,
+        min: u64,
+        below: Option<u64>,
+    ) -> impl Iterator<Item = (&'a str, u64, &'a PvInfo)> {
+        let from = FreeAt {
+            class,
+            block,
+            modes: modes.0,
+            capacity: min,
+            name: "",
+        };
+        self.free
+            .range(from..)
+            .take_while(move |(k, _)| {
+                *k.class == *class
+                    && k.block == block
+                    && k.modes == modes.0
+                    && below.is_none_or(|b| k.capacity < b)
+            })
+            .map(|(k, pv)| (&*k.name, k.capacity, &**pv))
+    }
+
+    /// The buckets whose volumes could serve `w` but for size and selector.
+    fn serving_buckets(&self, w: &Wants<'_>) -> impl Iterator<Item = (Modes, usize)> {
+        self.buckets_of(w.class)
+            .filter(|&(block, modes, _)| block == w.block && modes.serve(w.modes))
+            .map(|(_, modes, n)| (modes, n))
+    }
+
+    /// The free volumes [`misfit`] finds fitting for `w`, smallest first (capacity, then name):
+    /// the order in which the PV controller would hand them out.
+    pub fn fitting<'a>(&'a self, w: &Wants<'_>) -> impl Iterator<Item = (&'a str, &'a PvInfo)> {
+        let mut runs: Vec<_> = self
+            .serving_buckets(w)
+            .map(|(modes, _)| {
+                self.bucket_range(w.class, w.block, modes, w.size, None)
+                    .peekable()
+            })
+            .collect();
+        std::iter::from_fn(move || {
+            // A merge of the buckets' runs (one or two in practice).
+            let i = (0..runs.len())
+                .filter_map(|i| runs[i].peek().map(|&(n, c, _)| ((c, n), i)))
+                .min()?
+                .1;
+            runs[i].next()
+        })
+        .filter(|(_, _, pv)| selects(w, pv))
+        .map(|(n, _, pv)| (n, pv))
+    }
+
+    /// How many free volumes fit `w`, counted up to `limit`: without a selector from the
+    /// buckets' sizes, walking the shorter side of the size boundary (so bounded by `limit`,
+    /// not by the volumes of the class); with one, by walking the fitting ones.
+    pub fn count_fitting(&self, w: &Wants<'_>, limit: usize) -> usize {
+        if w.selector.is_some() {
+            return self.fitting(w).take(limit).count();
+        }
+        let mut total = 0;
+        for (modes, n) in self.serving_buckets(w) {
+            let remaining = limit.saturating_sub(total);
+            if remaining == 0 {
+                break;
+            }
+            // The bucket holds `n`: those under the size, then those that fit. Walk both
+            // sides in step and stop at the first that ends (or once `remaining` fit).
+            let mut small = self.bucket_range(w.class, w.block, modes, 0, Some(w.size));
+            let mut fit = self.bucket_range(w.class, w.block, modes, w.size, None);
+            let (mut s, mut f) = (0, 0);
+            total += loop {
+                if f == remaining {
+                    break remaining;
+                }
+                if fit.next().is_none() {
+                    break f;
+                }
+                f += 1;
+                if small.next().is_none() {
+                    break (n - s).min(remaining);
+                }
+                s += 1;
+            };
+        }
+        total.min(limit)
+    }
+
+    /// The furthest any free volume of the class not `skip`ped gets through [`misfit`]'s
+    /// filters for `w`, ignoring the ones that fit (`why_none` says it): the maximum of
+    /// `misfit` over those volumes, `NotFree` when there are none.
+    pub fn closest_misfit(&self, w: &Wants<'_>, skip: impl Fn(&str) -> bool) -> Misfit {
+        let mut best = Misfit::NotFree;
+        for (block, modes, _) in self.buckets_of(w.class) {
+            // What a volume of this bucket that passes the selector fails on.
+            let level = if block != w.block {
+                Misfit::VolumeMode
+            } else if !modes.serve(w.modes) {
+                Misfit::AccessModes
+            } else {
+                Misfit::TooSmall
+            };
+            if level <= best {
+                continue;
+            }
+            // Without a selector the volumes of a serving bucket from the size up all fit:
+            // only those below it are looked at.
+            let below = (level == Misfit::TooSmall && w.selector.is_none()).then_some(w.size);
+            for (name, capacity, pv) in self.bucket_range(w.class, block, modes, 0, below) {
+                if skip(name) {
+                    continue;
+                }
+                if !selects(w, pv) {
+                    best = best.max(Misfit::Selector);
+                } else if level != Misfit::TooSmall || capacity < w.size {
+                    best = level;
+                    break;
+                }
+            }
+            if best == Misfit::TooSmall {
+                break;
+            }
+        }
+        best
+    }
+}
+
+/// Whether the claim's selector (if any) matches the volume.
+fn selects(w: &Wants<'_>, pv: &PvInfo) -> bool {
+    w.selector
+        .is_none_or(|s| selector_matches(s, pv.labels.as_ref()))
+}
+
 /// PVs by name and claims by `namespace/name`.
 #[derive(Clone, Debug)]
 pub struct VolumeIndex {
     pub pvs: Arc<PvMap>,
     pub claims: Arc<ClaimMap>,
     pub source: Source,
-    /// [`ClassVolumes`] by class, computed once per snapshot on first use (a request then reads
-    /// one entry, never every PV).
-    by_class: Arc<OnceLock<HashMap<Arc<str>, ClassVolumes>>>,
 }
 
 impl VolumeIndex {
@@ -324,23 +768,13 @@ impl VolumeIndex {
             pvs,
             claims,
             source,
-            by_class: Arc::default(),
         }
     }
 
     /// What the known PVs of `class` are made of (the beta annotation's class, else
     /// `spec.storageClassName`, as the PV controller reads it).
     pub fn class_volumes(&self, class: &str) -> ClassVolumes {
-        let map = self.by_class.get_or_init(|| {
-            let mut map: HashMap<Arc<str>, ClassVolumes> = HashMap::new();
-            for pv in self.pvs.values() {
-                let e = map.entry(pv.class.clone()).or_default();
-                e.total += 1;
-                e.node_local += usize::from(pv.node_local);
-            }
-            map
-        });
-        map.get(class).copied().unwrap_or_default()
+        self.pvs.class_volumes(class)
     }
 
     pub fn pv(&self, name: &str) -> Option<&PvInfo> {
@@ -348,7 +782,23 @@ impl VolumeIndex {
     }
 
     pub fn claim(&self, namespace: &str, name: &str) -> Option<&ClaimInfo> {
-        self.claims.get(claim_key(namespace, name).as_str())
+        self.claims.get(&ClaimAt { namespace, name })
+    }
+
+    /// Claims of `namespace` whose name starts with `prefix`, as (name, claim), by name.
+    pub fn claims_with_prefix<'a>(
+        &'a self,
+        namespace: &str,
+        prefix: &str,
+    ) -> impl Iterator<Item = (&'a str, &'a ClaimInfo)> {
+        let from = ClaimAt {
+            namespace,
+            name: prefix,
+        };
+        self.claims.range(from..).map_while(move |(k, c)| {
+            let name = k.strip_prefix(namespace)?.strip_prefix('/')?;
+            name.starts_with(prefix).then_some((name, c))
+        })
     }
 
     /// Builds an index from objects (`audit` on files).
@@ -363,30 +813,32 @@ impl VolumeIndex {
             Source::Files => PvInfo::from_manifest,
             Source::Cluster => PvInfo::from_pv,
         };
-        VolumeIndex::new(
-            Arc::new(
-                pvs.into_iter()
-                    .map(|pv| {
-                        (
-                            pv.metadata.name.as_deref().unwrap_or_default().into(),
-                            Arc::new(reduce(pv, &mut strings)),
-                        )
-                    })
-                    .collect(),
-            ),
-            Arc::new(
+        let mut pv_map = PvMap::default();
+        for pv in pvs {
+            let info = reduce(pv, &mut strings);
+            pv_map.insert(
+                pv.metadata.name.as_deref().unwrap_or_default(),
+                Arc::new(info),
+            );
+        }
+        VolumeIndex {
+            pvs: Arc::new(pv_map),
+            claims: Arc::new(
                 claims
                     .into_iter()
                     .map(|(ns, c)| {
                         (
-                            claim_key(ns, c.metadata.name.as_deref().unwrap_or_default()).into(),
+                            Arc::from(claim_key(
+                                ns,
+                                c.metadata.name.as_deref().unwrap_or_default(),
+                            )),
                             ClaimInfo::from_claim(c, &mut strings),
                         )
                     })
                     .collect(),
             ),
             source,
-        )
+        }
     }
 }
 
@@ -804,5 +1256,232 @@ mod tests {
             !i.class_volumes("none").all_node_local(),
             "no PV: not known"
         );
+        // Kept with every write: removing the NFS volume leaves "shared" all node-local.
+        let mut map = (*i.pvs).clone();
+        map.remove("c");
+        assert!(map.class_volumes("shared").all_node_local());
+        map.remove("d");
+        assert_eq!(map.class_volumes("shared"), ClassVolumes::default());
+    }
+
+    // ---- the indexes against a scan of every volume (issue 24) ----
+
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    const CLASSES: [&str; 3] = ["local", "other", ""];
+    const NAMESPACES: [&str; 2] = ["team-a", "team-b"];
+    const CLAIMS: [&str; 6] = [
+        "data",
+        "www-web-0",
+        "www-web-1",
+        "www-web-10",
+        "www-webx-1",
+        "www-web-01",
+    ];
+
+    fn gen_pv() -> impl Strategy<Value = PvInfo> {
+        (
+            (
+                0..3usize,
+                proptest::option::of(0..4u64),
+                0..16u8,
+                any::<bool>(),
+            ),
+            (0..3usize, 0..4usize, any::<bool>()),
+            proptest::option::of((0..2usize, 0..6usize, any::<bool>())),
+        )
+            .prop_map(
+                |((class, cap, modes, block), (labels, phase, deleting), claim)| {
+                    let labels = [None, Some("ssd"), Some("hdd")][labels].and_then(|d| {
+                        Interner::default()
+                            .labels(&BTreeMap::from([("disk".to_owned(), d.to_owned())]))
+                    });
+                    PvInfo {
+                        class: CLASSES[class].into(),
+                        capacity: cap.map(|c| c << 30),
+                        modes: Modes(modes),
+                        block,
+                        labels,
+                        node_local: block,
+                        affinity: None,
+                        phase: [Phase::Pending, Phase::Available, Phase::Bound, Phase::Other]
+                            [phase],
+                        claim_ref: claim.map(|(ns, name, uid)| {
+                            Box::new(ClaimRef {
+                                namespace: NAMESPACES[ns].into(),
+                                name: CLAIMS[name].into(),
+                                uid: if uid { "u1" } else { "" }.into(),
+                            })
+                        }),
+                        deleting,
+                    }
+                },
+            )
+    }
+
+    /// Inserts (`Some`) and removals (`None`) of volumes `pv-0`..`pv-11`.
+    fn gen_ops() -> impl Strategy<Value = Vec<(usize, Option<PvInfo>)>> {
+        proptest::collection::vec(
+            (0..12usize, proptest::option::weighted(0.8, gen_pv())),
+            0..60,
+        )
+    }
+
+    fn gen_wants() -> impl Strategy<Value = (usize, u8, bool, u64, Option<usize>)> {
+        (
+            0..3usize,
+            0..16u8,
+            any::<bool>(),
+            0..5u64,
+            proptest::option::of(0..3usize),
+        )
+    }
+
+    fn selector(i: usize) -> LabelSelector {
+        let v = [
+            json!({"matchLabels": {"disk": "ssd"}}),
+            json!({"matchExpressions": [{"key": "disk", "operator": "DoesNotExist"}]}),
+            json!({}),
+        ];
+        serde_json::from_value(v[i].clone()).unwrap()
+    }
+
+    /// Applies `ops` to a map and to a plain `BTreeMap`, the oracle.
+    fn apply(ops: &[(usize, Option<PvInfo>)]) -> (PvMap, BTreeMap<String, PvInfo>) {
+        let (mut map, mut oracle) = (PvMap::default(), BTreeMap::new());
+        for (i, op) in ops {
+            let name = format!("pv-{i}");
+            match op {
+                Some(pv) => {
+                    let changed = oracle.get(&name) != Some(pv);
+                    assert_eq!(map.insert(&name, Arc::new(pv.clone())), changed);
+                    oracle.insert(name, pv.clone());
+                }
+                None => assert_eq!(map.remove(&name), oracle.remove(&name).is_some()),
+            }
+        }
+        (map, oracle)
+    }
+
+    proptest! {
+        #[test]
+        fn indexes_stay_what_a_rebuild_would_make(ops in gen_ops(), cut in 0..60usize) {
+            // A snapshot taken midway keeps its own state while the map goes on.
+            let (snapshot, before) = apply(&ops[..cut.min(ops.len())]);
+            let mut map = snapshot.clone();
+            for (i, op) in &ops[cut.min(ops.len())..] {
+                let name = format!("pv-{i}");
+                match op {
+                    Some(pv) => { map.insert(&name, Arc::new(pv.clone())); }
+                    None => { map.remove(&name); }
+                }
+            }
+            let (rebuilt, oracle) = apply(&ops);
+            let mut fresh = PvMap::default();
+            for (n, pv) in &oracle {
+                fresh.insert(n, Arc::new(pv.clone()));
+            }
+            for m in [&map, &rebuilt] {
+                prop_assert_eq!(m.by_claim.clone(), fresh.by_claim.clone());
+                prop_assert_eq!(m.free.clone(), fresh.free.clone());
+                prop_assert_eq!(m.buckets.clone(), fresh.buckets.clone());
+                prop_assert!(m == &fresh);
+            }
+            prop_assert_eq!(snapshot.len(), before.len());
+            prop_assert!(snapshot.iter().all(|(n, pv)| before.get(n) == Some(pv)));
+        }
+
+        #[test]
+        fn look_ups_answer_as_a_scan_of_every_volume(
+            ops in gen_ops(),
+            (class, modes, block, size, sel) in gen_wants(),
+            (ns, claim, uid) in (0..2usize, 0..6usize, any::<bool>()),
+            skip in proptest::collection::btree_set(0..12usize, 0..4),
+            limit in 0..8usize,
+        ) {
+            let (map, oracle) = apply(&ops);
+            let sel = sel.map(selector);
+            let w = Wants {
+                namespace: NAMESPACES[ns],
+                name: CLAIMS[claim],
+                uid: if uid { "u1" } else { "" },
+                class: CLASSES[class],
+                modes: Modes(modes),
+                block,
+                size: size << 30,
+                selector: sel.as_ref(),
+            };
+            let mut fits: Vec<(u64, &str)> = oracle
+                .iter()
+                .filter(|(_, pv)| misfit(pv, &w).is_none())
+                .map(|(n, pv)| (pv.capacity.unwrap_or(0), n.as_str()))
+                .collect();
+            fits.sort_unstable();
+            let found: Vec<(u64, &str)> =
+                map.fitting(&w).map(|(n, pv)| (pv.capacity.unwrap_or(0), n)).collect();
+            prop_assert_eq!(&found, &fits);
+            prop_assert_eq!(map.count_fitting(&w, limit), fits.len().min(limit));
+
+            let skipped = |n: &str| skip.iter().any(|i| n == format!("pv-{i}"));
+            let closest = oracle
+                .iter()
+                .filter(|(n, _)| !skipped(n))
+                .filter_map(|(_, pv)| misfit(pv, &w))
+                .max()
+                .unwrap_or(Misfit::NotFree);
+            prop_assert_eq!(map.closest_misfit(&w, skipped), closest);
+
+            let named: Vec<&str> = oracle
+                .iter()
+                .filter(|(_, pv)| pv.claim_ref.as_ref().is_some_and(|r| {
+                    *r.namespace == *w.namespace && *r.name == *w.name
+                }))
+                .map(|(n, _)| n.as_str())
+                .collect();
+            prop_assert_eq!(map.claimed(w.namespace, w.name).map(|(n, _)| n).collect::<Vec<_>>(), named);
+            let mut prefixed: Vec<(&str, &str)> = oracle
+                .iter()
+                .filter_map(|(n, pv)| pv.claim_ref.as_ref().map(|r| (r, n)))
+                .filter(|(r, _)| *r.namespace == *w.namespace && r.name.starts_with("www-web-"))
+                .map(|(r, n)| (&*r.name, n.as_str()))
+                .collect();
+            prefixed.sort_unstable();
+            prop_assert_eq!(
+                map.claimed_with_prefix(w.namespace, "www-web-").map(|(c, n, _)| (c, n)).collect::<Vec<_>>(),
+                prefixed
+            );
+        }
+    }
+
+    #[test]
+    fn claims_are_found_by_name_and_by_prefix() {
+        let c: PersistentVolumeClaim =
+            serde_json::from_value(json!({"metadata": {"name": "x"}})).unwrap();
+        let claims: Vec<(&str, PersistentVolumeClaim)> = [
+            ("team-a", "www-web-0"),
+            ("team-a", "www-web-1"),
+            ("team-a", "www-web1"),
+            ("team-a", "www-webx"),
+            ("team-a-b", "www-web-2"),
+            ("team", "www-web-3"),
+            ("team-b", "www-web-4"),
+        ]
+        .into_iter()
+        .map(|(ns, n)| {
+            let mut c = c.clone();
+            c.metadata.name = Some(n.to_owned());
+            (ns, c)
+        })
+        .collect();
+        let i = VolumeIndex::from_objects([], claims.iter().map(|(ns, c)| (*ns, c)), Source::Files);
+        let found: Vec<&str> = i
+            .claims_with_prefix("team-a", "www-web-")
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(found, ["www-web-0", "www-web-1"]);
+        assert!(i.claim("team-a", "www-web1").is_some());
+        assert!(i.claim("team", "www-web-3").is_some() && i.claim("team", "www-web-2").is_none());
+        assert_eq!(i.claims_with_prefix("team", "").count(), 1);
     }
 }

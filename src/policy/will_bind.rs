@@ -162,16 +162,9 @@ fn class_phrase(class: &str) -> String {
     }
 }
 
-/// Why no volume fits, from the closest any volume came (`pool`: volumes still free).
-pub(crate) fn why_none<'a>(
-    pool: impl Iterator<Item = &'a PvInfo>,
-    w: &Wants<'_>,
-    size_text: &str,
-) -> String {
-    let closest = pool
-        .filter_map(|pv| volumes::misfit(pv, w))
-        .max()
-        .unwrap_or(Misfit::NotFree);
+/// Why no volume fits, from the closest any free volume came
+/// ([`volumes::PvMap::closest_misfit`]).
+pub(crate) fn why_none(closest: Misfit, w: &Wants<'_>, size_text: &str) -> String {
     let what = match closest {
         Misfit::NotFree | Misfit::TooSmall => format!("has {size_text}"),
         Misfit::Selector => "matches spec.selector".to_owned(),
@@ -271,16 +264,24 @@ fn claim_waits(
     }
     let uid = pvc.metadata.uid.as_deref().unwrap_or_default();
     let (w, size_text) = wants_of(namespace, name, uid, &class, spec)?;
-    let pvs = || index.pvs.values().map(|p| p.as_ref());
-    let fits = |pv: &PvInfo| volumes::misfit(pv, &w).is_none();
-    if pvs().any(|pv| prebound_fits(pv, &w) || (fits(pv) && schedulable(catalog, &class, pv))) {
+    // Indexed look-ups (bounded by the claim, not the cluster): the volumes reserved for this
+    // claim, then the free ones that fit, smallest first, until one the scheduler can place.
+    if index
+        .pvs
+        .claimed(namespace, name)
+        .any(|(_, pv)| prebound_fits(pv, &w))
+        || index
+            .pvs
+            .fitting(&w)
+            .any(|(_, pv)| schedulable(catalog, &class, pv))
+    {
         return None;
     }
-    let stranded = pvs().filter(|pv| fits(pv)).count();
+    let stranded = index.pvs.fitting(&w).count();
     let why = if stranded > 0 {
         stranded_phrase(stranded, &class)
     } else {
-        why_none(pvs(), &w, &size_text)
+        why_none(index.pvs.closest_misfit(&w, |_| false), &w, &size_text)
     };
     Some((
         Some(class.clone()).filter(|c| !c.is_empty()),
@@ -353,13 +354,13 @@ fn statefulset_waits(
         let mut fitting: Vec<(&str, u64)> = index
             .pvs
             .iter()
-            .filter(|&(n, pv)| !used.contains(&**n) && volumes::misfit(pv, &probe).is_none())
+            .filter(|&(n, pv)| !used.contains(n) && volumes::misfit(pv, &probe).is_none())
             .filter(|&(_, pv)| {
                 let ok = schedulable(cx.catalog, &class, pv);
                 stranded += usize::from(!ok);
                 ok
             })
-            .map(|(n, pv)| (&**n, pv.capacity.unwrap_or(0)))
+            .map(|(n, pv)| (n, pv.capacity.unwrap_or(0)))
             .collect();
         fitting.sort_unstable_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(b.0)));
         let mut prebound: HashMap<&str, &str> = HashMap::new();
@@ -398,15 +399,14 @@ fn statefulset_waits(
         if waiting.is_empty() {
             continue;
         }
-        let pool = index
-            .pvs
-            .iter()
-            .filter(|&(n, _)| !used.contains(&**n))
-            .map(|(_, pv)| pv.as_ref());
         let why = if stranded > 0 {
             stranded_phrase(stranded, &class)
         } else {
-            why_none(pool, &probe, &size_text)
+            why_none(
+                index.pvs.closest_misfit(&probe, |n| used.contains(n)),
+                &probe,
+                &size_text,
+            )
         };
         let shown: Vec<&str> = waiting.iter().take(3).map(String::as_str).collect();
         let names = if waiting.len() > shown.len() {
@@ -750,11 +750,11 @@ storageClasses:
     #[test]
     fn says_when_it_judged_against_files() {
         let p = policy();
-        let index = VolumeIndex::new(
-            Arc::new(HashMap::new()),
-            Arc::new(ClaimMap::new()),
-            Source::Files,
-        );
+        let index = VolumeIndex {
+            pvs: Arc::default(),
+            claims: Arc::new(ClaimMap::new()),
+            source: Source::Files,
+        };
         let cat = p.static_catalog().with_volumes(index);
         let c = pvc("data", Some("local-storage"), "5Gi");
         let d = decide(&cat, &p, Operation::Create, Object::Pvc(&c));
@@ -769,11 +769,7 @@ storageClasses:
     fn on_files_without_storage_classes_a_claim_without_class_is_not_judged() {
         let p = policy();
         let files = |known| {
-            let index = VolumeIndex::new(
-                Arc::new(HashMap::new()),
-                Arc::new(ClaimMap::new()),
-                Source::Files,
-            );
+            let index = VolumeIndex::new(Arc::default(), Arc::new(ClaimMap::new()), Source::Files);
             p.catalog(&LiveState {
                 classes_known: known,
                 ..Default::default()
