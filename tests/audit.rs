@@ -1034,9 +1034,8 @@ fn examples_folder_reports_the_real_situations() {
     assert_eq!(outcome("disk7"), ["warned", "denied"]);
     assert_eq!(
         outcome("kafka"),
-        ["warned", "warned"],
-        "RWX on hand-made local PVs binds and serves one node: warned; and no PV among the files \
-         for its 3 claims on a static class"
+        ["denied", "warned"],
+        "no PV among the files for its 3 claims on a static class"
     );
     assert_eq!(outcome("uploads"), ["denied"]);
     assert_eq!(

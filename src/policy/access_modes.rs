@@ -29,8 +29,8 @@ pub const META: Meta = Meta {
     key: "accessModes",
     annotation: "access-modes",
     summary: "ReadWriteMany is refused on block and node-local storage, raw block on shared file systems, naming classes that serve them; opt-in rewrite to a single-node mode",
-    denies: "ReadWriteMany on block storage or a class whose declared or tabled kind is node-local (the provisioner refuses it), raw block on shared storage, when the kind is a fact: declared (policy kind, storage-policy.io/kind), the provisioner table, or the PV's own source",
-    warns: "ReadWriteMany on hand-made node-local volumes (a local or hostPath PV, or a kubernetes.io/no-provisioner class whose known PVs are all such: they bind and serve pods on one node); a kubernetes.io/no-provisioner class without a declared kind and with no known PV (assumed node-local); pre-existing violations on UPDATE",
+    denies: "ReadWriteMany on block or node-local storage, raw block on shared storage, when the kind is a fact: declared (policy kind, storage-policy.io/kind), the provisioner table, the PV's own source, or a kubernetes.io/no-provisioner class whose known PVs are all local or hostPath",
+    warns: "a kubernetes.io/no-provisioner class without a declared kind and with no known PV (assumed node-local); pre-existing violations on UPDATE",
     default_mode: Mode::Enforce,
     acts: &[
         // The opt-in ReadWriteMany rewrite ([`rewrite`]).
@@ -183,32 +183,12 @@ fn check(
             .map(AccessMode::as_str)
             .collect();
         let all = rwx_alternatives(catalog, volume_mode);
-        // Hand-made node-local volumes (a static class's local or hostPath PVs, or such a PV
-        // itself) with ReadWriteMany: the PV controller binds them and pods on the volume's node
-        // share it; only pods elsewhere cannot. Not a certain failure: a warning (the
-        // end-to-end oracle showed the binding). Dynamic local provisioners refuse the mode.
-        let one_node = bad == AccessMode::ReadWriteMany
-            && t.kind == StorageKind::Local
-            && matches!(t.basis, Basis::Volumes(_) | Basis::Source);
-        let shared_on_one_node = "ReadWriteMany there is shared by pods on one node only, pods \
-             scheduled elsewhere cannot mount it";
         let why = match t.basis {
             Basis::Assumed => assumed(t, bad.as_str(), &path.child("accessModes")),
-            Basis::Volumes(n) if one_node => format!(
-                "class {} ({}) holds only local or hostPath PVs ({n} known): {shared_on_one_node}; {}",
-                go_quote(t.class.unwrap_or_default()),
-                t.provisioner.unwrap_or_default(),
-                suggest(bad.as_str(), all, 3)
-            ),
             Basis::Volumes(n) => format!(
                 "class {} ({}) holds only local or hostPath PVs ({n} known); {}",
                 go_quote(t.class.unwrap_or_default()),
                 t.provisioner.unwrap_or_default(),
-                suggest(bad.as_str(), all, 3)
-            ),
-            Basis::Source if one_node => format!(
-                "{}: {shared_on_one_node}; {}",
-                describe(t),
                 suggest(bad.as_str(), all, 3)
             ),
             Basis::Class | Basis::Source => {
@@ -219,7 +199,7 @@ fn check(
             error: FieldError::not_supported(path.child("accessModes"), bad.as_str(), &supported),
             why,
             class: t.class.map(str::to_owned),
-            assumed: !t.is_certain() || one_node,
+            assumed: !t.is_certain(),
         });
     }
     if !t.serves_volume_mode(volume_mode) {
@@ -717,7 +697,7 @@ rules:
     }
 
     #[test]
-    fn warns_about_rwx_on_a_local_pv_by_its_source() {
+    fn rejects_rwx_on_local_pv_by_source() {
         let p = policy();
         let pv: PersistentVolume = serde_json::from_value(json!({"metadata": {"name": "data"},
             "spec": {"accessModes": ["ReadWriteMany"], "local": {"path": "/mnt/ssd"}}}))
@@ -730,17 +710,7 @@ rules:
             None,
             Mode::Enforce,
         );
-        // The PV controller binds it and pods on its node share it: a warning, not a denial.
-        assert!(d.allowed(), "{:?}", d.denial);
-        assert_eq!(
-            d.warnings,
-            [
-                "the volume source is local storage: ReadWriteMany there is shared by pods on one \
-              node only, pods scheduled elsewhere cannot mount it; for ReadWriteMany use \
-              lp-shared, nfs"
-            ]
-        );
-        assert_eq!(d.findings[0].action, Action::Warned);
+        assert!(d.denial.unwrap().message().starts_with(r#"PersistentVolume "data" is invalid: spec.accessModes: Unsupported value: "ReadWriteMany""#));
         let nfs: PersistentVolume = serde_json::from_value(json!({"metadata": {"name": "data"},
             "spec": {"accessModes": ["ReadWriteMany"], "nfs": {"server": "s", "path": "/x"}}}))
         .unwrap();
@@ -1195,7 +1165,7 @@ storageClasses:
     }
 
     #[test]
-    fn rwx_on_a_static_class_of_only_local_pvs_is_warned_not_denied() {
+    fn rwx_on_a_static_class_of_only_local_pvs_is_denied() {
         let pvs = [
             static_pv("a", local_source(), &["ReadWriteOnce"]),
             static_pv(
@@ -1206,13 +1176,11 @@ storageClasses:
         ];
         let c = pvc(Some("manual"), &["ReadWriteMany"], None);
         let d = static_decide(Some(&pvs), Object::Pvc(&c), "PersistentVolumeClaim");
-        // Bound by the PV controller to a local PV with ReadWriteMany (none here, so willBind
-        // says it waits), shared by pods on one node: not a certain failure.
-        assert!(d.allowed(), "{:?}", d.denial);
+        assert!(d.denial.is_some());
         assert_eq!(
             d.warnings,
             [
-                r#"class "manual" (kubernetes.io/no-provisioner) holds only local or hostPath PVs (2 known): ReadWriteMany there is shared by pods on one node only, pods scheduled elsewhere cannot mount it; for ReadWriteMany use nfs"#
+                r#"class "manual" (kubernetes.io/no-provisioner) holds only local or hostPath PVs (2 known); for ReadWriteMany use nfs"#
             ]
         );
     }
@@ -1249,10 +1217,13 @@ storageClasses:
             Mode::Enforce,
         );
         assert_eq!(d, Decision::default());
-        // A local PV with RWX is judged by its source, in a static class too: a warning.
+        // A local PV with RWX is refused by its source, in a static class too.
         let local = static_pv("a", local_source(), &["ReadWriteMany"]);
-        let d = static_decide(None, Object::Pv(&local), "PersistentVolume");
-        assert!(d.allowed() && d.warnings.len() == 1, "{d:?}");
+        assert!(
+            static_decide(None, Object::Pv(&local), "PersistentVolume")
+                .denial
+                .is_some()
+        );
     }
 
     #[test]
