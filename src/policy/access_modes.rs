@@ -1148,7 +1148,16 @@ storageClasses:
     #[test]
     fn rwx_on_a_static_class_without_known_pvs_is_warned_not_denied() {
         let c = pvc(Some("manual"), &["ReadWriteMany"], None);
-        for pvs in [None, Some(&[][..])] {
+        // Without any source of PVs (no cluster, `review`), the provisioner table judges as it
+        // always did: the public conformance contract ("RWX on a local class is rejected").
+        assert!(
+            static_decide(None, Object::Pvc(&c), "PersistentVolumeClaim")
+                .denial
+                .is_some()
+        );
+        // PVs known, none of the class: node-local is an assumption, a warning.
+        {
+            let pvs = Some(&[][..]);
             let d = static_decide(pvs, Object::Pvc(&c), "PersistentVolumeClaim");
             assert!(d.allowed(), "{:?}", d.denial);
             assert_eq!(

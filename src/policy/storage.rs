@@ -84,8 +84,11 @@ impl<'a> Target<'a> {
     /// provisions dynamically: its claims bind to PVs made by hand, of any source. Its kind then
     /// comes from the PVs of the class when they are known: all `local`/`hostPath` (and at least
     /// one) is node-local ([`Basis::Volumes`]); any other source among them (NFS, CephFS, a CSI
-    /// driver...) and the class is not judged (`None`); no PV known and the table's node-local
-    /// is kept as [`Basis::Assumed`].
+    /// driver...) and the class is not judged (`None`); PVs known but none of the class, and the
+    /// table's node-local is kept as [`Basis::Assumed`]. Without any source of PVs (`serve
+    /// --no-cluster`, `review`) the policy's classes are judged by the provisioner table as
+    /// declared there ([`Basis::Class`]): that is the public conformance contract ("RWX on a
+    /// local class is rejected"), and nothing better is known.
     pub fn of_class(catalog: &'a Catalog, class: &str) -> Option<Target<'a>> {
         let info = catalog.class(class)?;
         let mut basis = Basis::Class;
@@ -94,7 +97,8 @@ impl<'a> Target<'a> {
             basis = match known {
                 Some(v) if v.all_node_local() => Basis::Volumes(v.total),
                 Some(v) if v.total > 0 => return None,
-                _ => Basis::Assumed,
+                Some(_) => Basis::Assumed,
+                None => Basis::Class,
             };
         }
         Some(Target {
