@@ -15,7 +15,7 @@ import random
 import time
 
 import lib
-from lib import case, check, create, items, kubectl, must, namespace, wait
+from lib import Policy, case, chart_policy, check, create, items, kubectl, must, namespace, wait
 
 NS = "e2e-oracle"
 NODES = ["k8s-worker-01", "k8s-worker-02", "pi-1", "pi-2"]
@@ -143,7 +143,20 @@ def admit(o, warnings, denied, world):
 def oracle_binding_predictions_agree_with_the_pv_controller_and_scheduler():
     """Also the no-false-denial property: every object (PV, claim, StatefulSet, pod) goes
     through the webhook in enforce mode; a denied one whose claim Kubernetes then binds is a
-    false denial."""
+    false denial.
+
+    Under the chart's policy with one change: `rejectReadWriteManyOn: [block]`. Refusing
+    ReadWriteMany on node-local storage is a ban the administrator chooses (the default policy
+    has it, and the public conformance cases pin it), not a prediction: the PV controller does
+    bind a ReadWriteMany claim to a hand-made local PV offering it. Every other denial here
+    must rest on certainty."""
+    policy = chart_policy()
+    policy.setdefault("rules", {}).setdefault("accessModes", {})["rejectReadWriteManyOn"] = ["block"]
+    with Policy(policy):
+        judge_worlds()
+
+
+def judge_worlds():
     n = int(os.environ.get("SPW_ORACLE_WORLDS", "200"))
     seed = int(os.environ.get("SPW_ORACLE_SEED", "1"))
     rng = random.Random(seed)
