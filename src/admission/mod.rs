@@ -24,6 +24,8 @@ use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::kinds;
+
+mod capped;
 use crate::policy::{
     self, Catalog, Decision, Invalid, Object, Operation, Policy, Request, Subject,
 };
@@ -409,7 +411,8 @@ struct Lean<'a, K: Parts> {
     kind: Option<std::borrow::Cow<'a, str>>,
     #[serde(default)]
     metadata: Option<MapOnly<LeanMeta>>,
-    #[serde(default)]
+    /// Lists past where the rules read are skipped unread ([`capped`]).
+    #[serde(default, deserialize_with = "capped::option")]
     spec: Option<K::Spec>,
     #[serde(default)]
     status: Option<K::Status>,

@@ -338,7 +338,17 @@ pub fn violations(
                 .spec
                 .as_ref()
                 .and_then(|s| s.volume_claim_templates.as_ref());
-            for (i, pvc) in templates.into_iter().flatten().enumerate() {
+            if templates.is_some_and(|t| t.len() > MAX_VOLUMES) {
+                cx.skip(format!(
+                    "accessModes: claim templates past the first {MAX_VOLUMES}"
+                ));
+            }
+            for (i, pvc) in templates
+                .into_iter()
+                .flatten()
+                .take(MAX_VOLUMES)
+                .enumerate()
+            {
                 let p = Path::new("spec")
                     .child("volumeClaimTemplates")
                     .index(i)
@@ -1248,5 +1258,42 @@ storageClasses:
             .is_some(),
             "local-storage declares kind: local"
         );
+    }
+
+    /// A StatefulSet's claim templates are read up to MAX_VOLUMES; the rest are said unjudged.
+    #[test]
+    fn claim_templates_past_the_cap_are_said_unjudged() {
+        let p = policy();
+        let cat = p.static_catalog();
+        let sts = |n: usize| -> StatefulSet {
+            let templates: Vec<_> = (0..n)
+                .map(|i| {
+                    json!({"metadata": {"name": format!("t{i}")},
+                    "spec": {"accessModes": ["ReadWriteMany"], "storageClassName": "oci-bv"}})
+                })
+                .collect();
+            serde_json::from_value(json!({"metadata": {"name": "web"}, "spec": {
+                "selector": {}, "serviceName": "x", "template": {},
+                "volumeClaimTemplates": templates}}))
+            .unwrap()
+        };
+        for (n, judged, cut) in [
+            (MAX_VOLUMES, MAX_VOLUMES, false),
+            (MAX_VOLUMES + 1, MAX_VOLUMES, true),
+        ] {
+            let s = sts(n);
+            let budget = crate::policy::Budget::default();
+            let mut cx = p.context(Endpoint::Validate, &cat);
+            cx.budget = Some(&budget);
+            let v = violations(&cx, Some("default"), &Object::StatefulSet(&s));
+            assert_eq!(v.len(), judged);
+            assert_eq!(
+                budget.skipped()
+                    == [format!(
+                        "accessModes: claim templates past the first {MAX_VOLUMES}"
+                    )],
+                cut
+            );
+        }
     }
 }

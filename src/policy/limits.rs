@@ -27,7 +27,8 @@ pub const MAX_MESSAGE_CHARS: usize = 8192;
 
 /// Claim templates of one object judged at most (`volumeClaimTemplates`, ephemeral volumes).
 pub const MAX_TEMPLATES: usize = 32;
-/// Pod volumes of one object judged at most.
+/// Pod volumes of one object judged at most; also the `volumeClaimTemplates` of one StatefulSet
+/// read by the rules that judge each template alone (accessModes, volumeSize, unknownClass).
 pub const MAX_VOLUMES: usize = 1024;
 /// Node names of one PV read at most (its annotation, its node-affinity values).
 pub const MAX_NODE_VALUES: usize = 10_000;
@@ -122,10 +123,28 @@ impl Budget {
     }
 
     /// Records something a cap or the budget left unjudged (said once in the answer's warning).
+    /// Entries `rule: what` of rules stopped by the same cap are said once, the rules listed
+    /// (`accessModes, volumeSize: claim templates past the first 1024`), so that what follows
+    /// is not pushed past the warning's 256 characters.
     pub fn skip(&self, what: impl Into<String>) {
         let what = what.into();
         let mut s = self.skipped.borrow_mut();
-        if s.len() < MAX_WARNINGS && !s.contains(&what) {
+        if s.contains(&what) {
+            return;
+        }
+        if let Some((rule, cap)) = what.split_once(": ") {
+            let same_cap = s
+                .iter_mut()
+                .find(|e| e.split_once(": ").is_some_and(|(_, c)| c == cap));
+            if let Some(e) = same_cap {
+                let (rules, _) = e.split_once(": ").expect("found by its separator");
+                if !rules.split(", ").any(|r| r == rule) {
+                    *e = format!("{rules}, {rule}: {cap}");
+                }
+                return;
+            }
+        }
+        if s.len() < MAX_WARNINGS {
             s.push(what);
         }
     }
@@ -189,6 +208,24 @@ mod tests {
         b.skip("b");
         b.skip("a");
         assert_eq!(b.skipped(), ["a", "b"]);
+    }
+
+    #[test]
+    fn rules_stopped_by_the_same_cap_are_said_once() {
+        let b = Budget::default();
+        b.skip("accessModes: claim templates past the first 1024");
+        b.skip("willBind: ordinals past 10");
+        b.skip("volumeSize: claim templates past the first 1024");
+        b.skip("accessModes: claim templates past the first 1024");
+        b.skip("volumeSize: pod volumes past the first 1024");
+        assert_eq!(
+            b.skipped(),
+            [
+                "accessModes, volumeSize: claim templates past the first 1024",
+                "willBind: ordinals past 10",
+                "volumeSize: pod volumes past the first 1024",
+            ]
+        );
     }
 
     #[test]

@@ -20,7 +20,7 @@ use super::catalog::{Catalog, ClassesKnown};
 use super::config::{ConfigError, Section};
 use super::decision::{Action, Decision, Finding};
 use super::field::{Path, go_quote};
-use super::limits::MAX_NAMES_JUDGED;
+use super::limits::{MAX_NAMES_JUDGED, MAX_VOLUMES};
 use super::modes::Mode;
 use super::rule::{
     Acts, Context, Endpoint, Entry, Judges, Meta, Object, PodFilter, Request, Rule, RuleId,
@@ -114,9 +114,15 @@ fn named(
     }
 }
 
-fn pod_spec(spec: Option<&PodSpec>, path: &str, out: &mut Vec<Named>) {
+/// The ephemeral claim templates of a pod spec, the first [`MAX_VOLUMES`] volumes only (as
+/// accessModes and volumeSize judge them); says whether volumes were left unread.
+fn pod_spec(spec: Option<&PodSpec>, path: &str, out: &mut Vec<Named>) -> Cut {
     let volumes = spec.and_then(|s| s.volumes.as_ref());
-    for (i, v) in volumes.into_iter().flatten().enumerate() {
+    let cut = Cut {
+        templates: false,
+        volumes: volumes.is_some_and(|v| v.len() > MAX_VOLUMES),
+    };
+    for (i, v) in volumes.into_iter().flatten().take(MAX_VOLUMES).enumerate() {
         if let Some(tpl) = v
             .ephemeral
             .as_ref()
@@ -130,37 +136,58 @@ fn pod_spec(spec: Option<&PodSpec>, path: &str, out: &mut Vec<Named>) {
             named(tpl.metadata.as_ref(), Some(&tpl.spec), &at, true, out);
         }
     }
+    cut
+}
+
+/// Which lists of an object were read only up to [`MAX_VOLUMES`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Cut {
+    pub templates: bool,
+    pub volumes: bool,
 }
 
 /// Every class an object names, in field order (PVs are not judged: a PV's class is only a
-/// label for binding, no provisioner ever reads it).
-pub fn classes_named(object: &Object<'_>) -> Vec<Named> {
+/// label for binding, no provisioner ever reads it), and which lists were read only up to
+/// [`MAX_VOLUMES`].
+pub fn classes_named(object: &Object<'_>) -> (Vec<Named>, Cut) {
     let mut out = Vec::new();
-    match *object {
-        Object::Pvc(pvc) => named(
-            Some(&pvc.metadata),
-            pvc.spec.as_ref(),
-            &Path::default(),
-            false,
-            &mut out,
-        ),
-        Object::Pv(_) => {}
+    let cut = match *object {
+        Object::Pvc(pvc) => {
+            named(
+                Some(&pvc.metadata),
+                pvc.spec.as_ref(),
+                &Path::default(),
+                false,
+                &mut out,
+            );
+            Cut::default()
+        }
+        Object::Pv(_) => Cut::default(),
         Object::StatefulSet(sts) => {
             let spec = sts.spec.as_ref();
             let templates = spec.and_then(|s| s.volume_claim_templates.as_ref());
-            for (i, pvc) in templates.into_iter().flatten().enumerate() {
+            for (i, pvc) in templates
+                .into_iter()
+                .flatten()
+                .take(MAX_VOLUMES)
+                .enumerate()
+            {
                 let at = Path::new("spec").child("volumeClaimTemplates").index(i);
                 named(Some(&pvc.metadata), pvc.spec.as_ref(), &at, true, &mut out);
             }
-            pod_spec(
+            let volumes = pod_spec(
                 spec.and_then(|s| s.template.spec.as_ref()),
                 "spec.template.spec",
                 &mut out,
             );
+            Cut {
+                templates: templates.is_some_and(|t| t.len() > MAX_VOLUMES),
+                volumes: volumes.volumes,
+            }
         }
         Object::PodSpec { spec, path } => pod_spec(spec, path, &mut out),
-    }
-    out
+    };
+    (out, cut)
 }
 
 /// Levenshtein distance over characters (two rows), or `None` when it exceeds `limit`: only a
@@ -290,13 +317,23 @@ pub(crate) fn run(cx: &Context<'_>, req: &Request<'_>, mode: Mode, d: &mut Decis
     if req.operation == Operation::Update && matches!(object, Object::Pvc(_)) {
         return;
     }
-    let mut found = classes_named(object);
+    let (mut found, cut) = classes_named(object);
+    if cut.templates {
+        cx.skip(format!(
+            "unknownClass: claim templates past the first {MAX_VOLUMES}"
+        ));
+    }
+    if cut.volumes {
+        cx.skip(format!(
+            "unknownClass: pod volumes past the first {MAX_VOLUMES}"
+        ));
+    }
     found.retain(|n| catalog.class(&n.class).is_none() && !names_static_volumes(catalog, &n.class));
     // On UPDATE, a class the old object already named was warned about when it was applied.
     if req.operation == Operation::Update
         && let Some(old) = req.old_object.as_ref()
     {
-        let before: HashSet<String> = classes_named(old).into_iter().map(|n| n.class).collect();
+        let before: HashSet<String> = classes_named(old).0.into_iter().map(|n| n.class).collect();
         found.retain(|n| !before.contains(&n.class));
     }
     // Each distinct name is compared with the classes once, the first MAX_NAMES_JUDGED only.
@@ -792,6 +829,66 @@ storageClasses:
             d.unjudged
         );
         assert!(d.warnings.iter().any(|w| w.contains("closest: nfs-client")));
-        assert_eq!(d.findings.iter().filter(|f| f.rule == ID).count(), 2000);
+        assert_eq!(
+            d.findings.iter().filter(|f| f.rule == ID).count(),
+            MAX_VOLUMES
+        );
+    }
+
+    /// A pod's volumes are read up to MAX_VOLUMES, as accessModes and volumeSize read them: the
+    /// rest are said to be unjudged, and no finding is made for them.
+    #[test]
+    fn pod_volumes_past_the_cap_are_said_unjudged() {
+        let (p, cat) = cluster();
+        let volumes: Vec<serde_json::Value> = (0..MAX_VOLUMES + 3)
+            .map(|i| {
+                json!({"name": format!("v{i}"), "ephemeral": {"volumeClaimTemplate":
+                {"spec": {"storageClassName": format!("nope-{}", i % 3)}}}})
+            })
+            .collect();
+        let pod: Pod = serde_json::from_value(
+            json!({"metadata": {"name": "p"}, "spec": {"containers": [], "volumes": volumes}}),
+        )
+        .unwrap();
+        let req = Request {
+            operation: Operation::Create,
+            namespace: Some("default"),
+            username: "alice",
+            subject: Subject {
+                group: "",
+                kind: "Pod",
+                name: "p",
+            },
+            object: Some(Object::PodSpec {
+                spec: pod.spec.as_ref(),
+                path: "spec",
+            }),
+            old_object: None,
+        };
+        let budget = crate::policy::Budget::default();
+        let d = p.decide_within(Endpoint::Validate, &cat, &req, &budget);
+        assert_eq!(
+            d.findings.iter().filter(|f| f.rule == ID).count(),
+            MAX_VOLUMES
+        );
+        assert!(
+            d.unjudged.iter().any(|u| u.contains("unknownClass")
+                && u.ends_with(&format!(": pod volumes past the first {MAX_VOLUMES}"))),
+            "{:?}",
+            d.unjudged
+        );
+        // At the cap exactly, nothing is said to be unjudged.
+        let (named, cut) = pod_spec_named(&pod, MAX_VOLUMES);
+        assert_eq!((named, cut.volumes), (MAX_VOLUMES, false));
+        let (named, cut) = pod_spec_named(&pod, MAX_VOLUMES + 1);
+        assert_eq!((named, cut.volumes), (MAX_VOLUMES, true));
+    }
+
+    fn pod_spec_named(pod: &Pod, volumes: usize) -> (usize, Cut) {
+        let mut spec = pod.spec.clone().unwrap();
+        spec.volumes.as_mut().unwrap().truncate(volumes);
+        let mut out = Vec::new();
+        let cut = pod_spec(Some(&spec), "spec", &mut out);
+        (out.len(), cut)
     }
 }

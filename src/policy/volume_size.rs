@@ -368,7 +368,17 @@ impl VolumeSize {
                     .spec
                     .as_ref()
                     .and_then(|s| s.volume_claim_templates.as_ref());
-                for (i, pvc) in templates.into_iter().flatten().enumerate() {
+                if templates.is_some_and(|t| t.len() > MAX_VOLUMES) {
+                    cx.skip(format!(
+                        "volumeSize: claim templates past the first {MAX_VOLUMES}"
+                    ));
+                }
+                for (i, pvc) in templates
+                    .into_iter()
+                    .flatten()
+                    .take(MAX_VOLUMES)
+                    .enumerate()
+                {
                     let t = Path::new("spec").child("volumeClaimTemplates").index(i);
                     out.extend(self.judge(
                         cx,
@@ -905,5 +915,48 @@ storageClasses:
         let d = decide(&p, &cat, Endpoint::Validate, &pvc(Some("capped"), &inside));
         assert!(d.allowed(), "{d:?}");
         assert!(d.warnings.is_empty(), "{:?}", d.warnings);
+    }
+
+    /// A StatefulSet's claim templates are read up to MAX_VOLUMES; the rest are said unjudged.
+    #[test]
+    fn claim_templates_past_the_cap_are_said_unjudged() {
+        let p = policy("");
+        let cat = p.static_catalog();
+        // `n` templates that fit, the one at `bad` below the io2 minimum.
+        let sts = |n: usize, bad: usize| -> StatefulSet {
+            let templates: Vec<_> = (0..n)
+                .map(|i| {
+                    let class = if i == bad { "ebs-io2" } else { "nfs" };
+                    json!({"metadata": {"name": format!("t{i}")}, "spec": {"storageClassName": class,
+                        "resources": {"requests": {"storage": "1Gi"}}}})
+                })
+                .collect();
+            serde_json::from_value(json!({"metadata": {"name": "data"}, "spec": {
+                "selector": {}, "serviceName": "x", "template": {},
+                "volumeClaimTemplates": templates}}))
+            .unwrap()
+        };
+        let said = format!(": claim templates past the first {MAX_VOLUMES}");
+        for (n, bad, denied, cut) in [
+            (MAX_VOLUMES, MAX_VOLUMES - 1, true, false),
+            (MAX_VOLUMES + 1, MAX_VOLUMES - 1, true, true),
+            (MAX_VOLUMES + 1, MAX_VOLUMES, false, true),
+        ] {
+            let s = sts(n, bad);
+            let req = request(
+                Operation::Create,
+                ("apps", "StatefulSet"),
+                Object::StatefulSet(&s),
+                None,
+            );
+            let budget = crate::policy::Budget::default();
+            let d = p.decide_within(Endpoint::Validate, &cat, &req, &budget);
+            assert_eq!(d.denial.is_some(), denied, "{n} {bad}");
+            let says = d
+                .unjudged
+                .iter()
+                .any(|u| u.contains("volumeSize") && u.ends_with(&said));
+            assert_eq!(says, cut, "{:?}", d.unjudged);
+        }
     }
 }

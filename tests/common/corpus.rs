@@ -269,3 +269,110 @@ pub fn expensive() -> Vec<(String, Vec<u8>)> {
         ),
     ]
 }
+
+#[allow(dead_code)] // tests/hostile.rs only
+/// The largest `make(n)` within the webhook's 8 MiB body limit (less a little for headers).
+fn grown(make: impl Fn(usize) -> Vec<u8>) -> Vec<u8> {
+    const LIMIT: usize = (8 << 20) - 4096;
+    let (mut lo, mut hi) = (1, 2);
+    while make(hi).len() <= LIMIT {
+        (lo, hi) = (hi, hi * 2);
+    }
+    while hi - lo > 1 {
+        let mid = (lo + hi) / 2;
+        if make(mid).len() <= LIMIT {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    make(lo)
+}
+
+#[allow(dead_code)] // tests/hostile.rs only
+/// The costly families of [`expensive`] grown to the body limit (8 MiB): node names of a PV,
+/// node-affinity values, pod volumes of unknown classes, StatefulSet templates of long unknown
+/// names with every replica, access modes. Timed by `expensive_hostile_objects_timing`.
+pub fn at_body_limit() -> Vec<(String, Vec<u8>)> {
+    let pv = |meta: Value, extra: Value| {
+        let mut spec = json!({"capacity": {"storage": "10Gi"}, "accessModes": ["ReadWriteOnce"],
+            "storageClassName": "local-storage", "local": {"path": "/data/x"}});
+        json_patch::merge(&mut spec, &extra);
+        json!({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": meta, "spec": spec})
+    };
+    let nodes = |n: usize| (0..n).map(|i| format!("node-{i:07}")).collect::<Vec<_>>();
+    vec![
+        (
+            "8MiB: PV annotation of node names".into(),
+            grown(|n| {
+                let meta = json!({"name": "pv", "annotations": {"storage-policy.io/node": nodes(n).join(",")}});
+                review_of("", "PersistentVolume", None, pv(meta, json!({})))
+            }),
+        ),
+        (
+            "8MiB: PV node-affinity values".into(),
+            grown(|n| {
+                let affinity = json!({"nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                    {"key": "kubernetes.io/hostname", "operator": "In", "values": nodes(n)}]}]}}});
+                review_of(
+                    "",
+                    "PersistentVolume",
+                    None,
+                    pv(json!({"name": "pv"}), affinity),
+                )
+            }),
+        ),
+        (
+            "8MiB: pod ephemeral volumes of unknown classes, nodeName".into(),
+            grown(|n| {
+                let volumes: Vec<Value> = (0..n)
+                    .map(|i| json!({"name": format!("v{i}"), "ephemeral": {"volumeClaimTemplate": {"spec": {
+                        "storageClassName": format!("class-{:05}x", i % 5000), "accessModes": ["ReadWriteMany"],
+                        "resources": {"requests": {"storage": "1Gi"}}}}}}))
+                    .collect();
+                review_of(
+                    "",
+                    "Pod",
+                    Some("default"),
+                    json!({"apiVersion": "v1", "kind": "Pod",
+                    "metadata": {"name": "p"}, "spec": {"nodeName": "node-000001",
+                        "containers": [{"name": "c", "image": "x"}], "volumes": volumes}}),
+                )
+            }),
+        ),
+        (
+            "8MiB: StatefulSet of max replicas, templates of long unknown names, nodeName".into(),
+            grown(|n| {
+                let templates: Vec<Value> = (0..n)
+                    .map(|i| json!({"metadata": {"name": format!("t{i}")}, "spec": {
+                        "storageClassName": format!("{i:05}{}", "c".repeat(190)),
+                        "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "5Gi"}}}}))
+                    .collect();
+                review_of(
+                    "apps",
+                    "StatefulSet",
+                    Some("default"),
+                    json!({"apiVersion": "apps/v1",
+                    "kind": "StatefulSet", "metadata": {"name": "web"}, "spec": {"replicas": i32::MAX,
+                        "serviceName": "web", "selector": {}, "template": {"spec": {"nodeName": "node-000001",
+                            "containers": [{"name": "c", "image": "x"}]}}, "volumeClaimTemplates": templates}}),
+                )
+            }),
+        ),
+        (
+            "8MiB: PVC of junk access modes".into(),
+            grown(|n| {
+                let modes: Vec<String> = (0..n).map(|i| format!("Mode{i}")).collect();
+                review_of(
+                    "",
+                    "PersistentVolumeClaim",
+                    Some("default"),
+                    json!({"apiVersion": "v1",
+                    "kind": "PersistentVolumeClaim", "metadata": {"name": "d"}, "spec": {
+                        "storageClassName": "local-storage", "accessModes": modes,
+                        "resources": {"requests": {"storage": "1Gi"}}}}),
+                )
+            }),
+        ),
+    ]
+}
