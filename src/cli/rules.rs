@@ -1,7 +1,7 @@
 //! `rules`: the rule registry and the kinds table as the webhook sees them: which rule acts on
 //! which kinds, operations and endpoint, its default mode, and the webhook registrations that
 //! follow (the chart's tests compare its rendered registrations with `--output json`; the
-//! README's rule table is `--output markdown`).
+//! rule table of docs/rules.md is `--output markdown`).
 
 use std::io::Write;
 
@@ -19,7 +19,7 @@ pub enum Format {
     Text,
     /// The registry, the kinds table and the webhook registrations.
     Json,
-    /// The README's rule table.
+    /// The rule table of docs/rules.md.
     Markdown,
 }
 
@@ -139,7 +139,7 @@ fn everything() -> Everything {
     }
 }
 
-/// The README's rule table, generated from the registry (a test keeps the README equal to it).
+/// The rule table of docs/rules.md, generated from the registry (a test keeps the page equal to it).
 /// Its last two columns are the rules' certainty (`docs/certainty.md`): a denial rests on facts,
 /// an inference is only a warning.
 pub fn markdown_table() -> String {
@@ -208,8 +208,8 @@ mod tests {
     }
 
     #[test]
-    fn readme_rule_table_is_the_registry() {
-        let readme = include_str!("../../README.md");
+    fn rules_doc_table_is_the_registry() {
+        let readme = include_str!("../../docs/rules.md");
         assert_eq!(
             between(
                 readme,
@@ -219,6 +219,19 @@ mod tests {
             markdown_table(),
             "regenerate with: storage-policy-webhook rules --output markdown"
         );
+    }
+
+    #[test]
+    fn readme_failure_table_names_every_rule() {
+        let readme = include_str!("../../README.md");
+        for e in registry::REGISTRY {
+            let cell = format!("| `{}` |", e.meta.key);
+            assert!(
+                readme.lines().any(|l| l.ends_with(&cell)),
+                "README.md's failure-mode table has no row for {}",
+                e.meta.key
+            );
+        }
     }
 
     #[test]
