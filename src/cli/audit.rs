@@ -20,7 +20,7 @@ use crate::policy::Policy;
 pub enum OutputFormat {
     /// A table for people, with a summary line.
     Text,
-    /// A versioned machine-readable document (storage-policy.io/v1alpha1 AuditReport).
+    /// A versioned machine-readable document (storage-policy.io/v1alpha2 AuditReport).
     Json,
     /// wgpolicyk8s.io/v1alpha2 PolicyReport / ClusterPolicyReport documents (multi-document YAML).
     PolicyReport,
