@@ -74,11 +74,16 @@ impl Dir {
 fn command() -> Command {
     let mut c = Command::new(BIN);
     for v in [
-        "SPW_CONFIG",
-        "SPW_DRY_RUN",
+        "SPW_AUDIT_CONFIG",
+        "SPW_AUDIT_DRY_RUN",
         "SPW_AUDIT_OUTPUT",
         "SPW_AUDIT_CLUSTER",
         "SPW_AUDIT_NAMESPACE",
+        "SPW_AUDIT_ALL_NAMESPACES",
+        "SPW_AUDIT_FILENAME",
+        "SPW_AUDIT_DEFAULT_CLASS",
+        "SPW_AUDIT_KUBECONFIG",
+        "SPW_AUDIT_CONTEXT",
         "NO_COLOR",
     ] {
         c.env_remove(v);
@@ -850,17 +855,115 @@ fn contradictory_flags_are_refused() {
     let d = Dir::new();
     d.write("pvc.yaml", PVC_NO_CLASS);
     assert_eq!(audit(&d, &["--cluster", "pvc.yaml"]).status.code(), Some(2));
-    let o = audit(&d, &["--namespace", "a", "pvc.yaml"]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(
-        stderr(&o).contains("--namespace only applies with --cluster"),
-        "{}",
-        stderr(&o)
+    assert_eq!(
+        audit(&d, &["-A", "-n", "a", "pvc.yaml"]).status.code(),
+        Some(2)
     );
     assert_eq!(
         audit(&d, &[]).status.code(),
         Some(2),
         "a PATH or --cluster is required"
+    );
+}
+
+// ---- kubectl's conventions: -f, -n, -A, -o yaml; variables of its own ----
+
+/// Issue 30: `-n` was refused outside `--cluster`; on files it keeps the namespace's objects.
+#[test]
+fn namespace_on_files_keeps_that_namespace() {
+    let d = Dir::new();
+    d.write(
+        "all.yaml",
+        &format!(
+            "{PVC_NO_CLASS}---\n{PVC_RWX_BLOCK}---\napiVersion: v1\nkind: PersistentVolume\n\
+             metadata: {{name: pv-shop}}\nspec: {{capacity: {{storage: 1Gi}}, accessModes: [ReadWriteOnce], \
+             nfs: {{server: nfs, path: /x}}, claimRef: {{namespace: shop, name: data}}}}\n---\n\
+             apiVersion: v1\nkind: PersistentVolume\nmetadata: {{name: pv-other}}\n\
+             spec: {{capacity: {{storage: 1Gi}}, accessModes: [ReadWriteOnce], nfs: {{server: nfs, path: /y}}}}\n"
+        ),
+    );
+    let o = audit(&d, &["-n", "shop", "-o", "json", "all.yaml"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "uploads (default) is not audited: {}",
+        stderr(&o)
+    );
+    let r = json_report(&o);
+    assert_eq!(names(&r), ["data", "pv-shop"], "{r}");
+    let o = audit(&d, &["--namespace", "default", "-o", "json", "all.yaml"]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "uploads has no namespace: default"
+    );
+    assert_eq!(names(&json_report(&o)), ["uploads"]);
+    let o = audit(&d, &["-A", "-o", "json", "all.yaml"]);
+    assert_eq!(json_report(&o)["summary"]["objects"], 4);
+}
+
+#[test]
+fn files_come_with_f_as_with_kubectl_and_yaml_is_the_json_document() {
+    let d = Dir::new();
+    d.write("a.yaml", PVC_NO_CLASS);
+    d.write("dir/b.yaml", PVC_RWX_BLOCK);
+    let json = json_report(&audit(
+        &d,
+        &["-o", "json", "-f", "a.yaml", "--filename", "dir"],
+    ));
+    assert_eq!(names(&json), ["data", "uploads"]);
+    let both = json_report(&audit(&d, &["-o", "json", "-f", "a.yaml", "dir"]));
+    assert_eq!(
+        names(&both),
+        ["data", "uploads"],
+        "-f and positional paths together"
+    );
+    let o = audit(&d, &["-o", "yaml", "-f", "a.yaml,dir"]);
+    assert_eq!(o.status.code(), Some(1));
+    let yaml: Value = serde_saphyr::from_str(&stdout(&o)).unwrap();
+    assert_eq!(yaml, json, "-o yaml is the json document");
+    let o = audit_stdin(&d, &["-o", "json", "-f", "-"], Some(PVC_RWX_BLOCK));
+    assert_eq!(names(&json_report(&o)), ["uploads"]);
+}
+
+/// Issue 30: `SPW_DRY_RUN` (for `serve`) also turned `audit` into a dry run, and `SPW_CONFIG`
+/// changed its policy: `audit` reads only `SPW_AUDIT_*`.
+#[test]
+fn variables_of_serve_never_change_audit() {
+    let d = Dir::new();
+    d.write("pvc.yaml", PVC_RWX_BLOCK);
+    d.write("other-policy.yaml", "mode: off\n");
+    let mut cmd = command();
+    cmd.current_dir(d.tmp.path())
+        .env("SPW_DRY_RUN", "true")
+        .env("SPW_CONFIG", "other-policy.yaml")
+        .env("SPW_KUBECONFIG", "missing-kubeconfig");
+    let o = run_with(
+        cmd,
+        &["audit", "--config", "policy.yaml", "-o", "json", "pvc.yaml"],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(1), "still denied: {}", stderr(&o));
+    let r = json_report(&o);
+    assert_eq!(r["dryRun"], false);
+    let mut cmd = command();
+    cmd.current_dir(d.tmp.path())
+        .env("SPW_CONFIG", "other-policy.yaml");
+    let o = run_with(cmd, &["audit", "-o", "json", "pvc.yaml"], None);
+    assert_eq!(json_report(&o)["policy"], "(embedded default)");
+    // Its own variables do.
+    let mut cmd = command();
+    cmd.current_dir(d.tmp.path())
+        .env("SPW_AUDIT_DRY_RUN", "true")
+        .env("SPW_AUDIT_CONFIG", "policy.yaml")
+        .env("SPW_AUDIT_OUTPUT", "json")
+        .env("SPW_AUDIT_FILENAME", "pvc.yaml");
+    let o = run_with(cmd, &["audit"], None);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let r = json_report(&o);
+    assert_eq!(
+        (r["dryRun"].as_bool(), r["policy"].as_str()),
+        (Some(true), Some("policy.yaml"))
     );
 }
 
