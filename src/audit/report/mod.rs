@@ -289,7 +289,7 @@ pub fn echoes(warning: &str, message: &str) -> bool {
     let same = |candidate: &str| {
         candidate == warning
             || warning.strip_suffix("...").is_some_and(|cut| {
-                warning.chars().count() == crate::policy::decision::MAX_WARNING_CHARS
+                warning.chars().count() == crate::policy::MAX_WARNING_CHARS
                     && candidate.starts_with(cut)
             })
     };
