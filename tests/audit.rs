@@ -74,11 +74,16 @@ impl Dir {
 fn command() -> Command {
     let mut c = Command::new(BIN);
     for v in [
-        "SPW_CONFIG",
-        "SPW_DRY_RUN",
+        "SPW_AUDIT_CONFIG",
+        "SPW_AUDIT_DRY_RUN",
         "SPW_AUDIT_OUTPUT",
         "SPW_AUDIT_CLUSTER",
         "SPW_AUDIT_NAMESPACE",
+        "SPW_AUDIT_ALL_NAMESPACES",
+        "SPW_AUDIT_FILENAME",
+        "SPW_AUDIT_DEFAULT_CLASS",
+        "SPW_AUDIT_KUBECONFIG",
+        "SPW_AUDIT_CONTEXT",
         "NO_COLOR",
     ] {
         c.env_remove(v);
@@ -136,6 +141,16 @@ fn findings_for<'a>(report: &'a Value, name: &str) -> Vec<&'a Value> {
         .collect()
 }
 
+/// The json report's entry for one object: its patch, changes and warnings, once.
+fn object_for<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["name"] == name)
+        .unwrap_or_else(|| panic!("no object {name}: {report}"))
+}
+
 fn names(report: &Value) -> Vec<String> {
     let mut v: Vec<String> = report["findings"]
         .as_array()
@@ -166,8 +181,8 @@ fn audits_a_file_and_shows_the_patch_as_changed_fields() {
         "{out}"
     );
     assert!(
-        out.lines()
-            .any(|l| l == "1 object, 0 denied, 1 mutated, 0 warnings"),
+        out.lines().any(|l| l
+            == "1 object: 0 denied, 1 mutated, 0 warned, 0 allowed; 1 rule finding, 0 warnings"),
         "{out}"
     );
     assert!(
@@ -322,11 +337,11 @@ fn storage_classes_and_namespaces_in_the_inputs_join_the_catalog() {
     );
     let r = json_report(&o);
     assert_eq!(
-        findings_for(&r, "a")[0]["changes"]["spec.storageClassName"],
+        object_for(&r, "a")["changes"]["spec.storageClassName"],
         "gp3"
     );
     assert_eq!(
-        findings_for(&r, "b")[0]["changes"]["spec.storageClassName"],
+        object_for(&r, "b")["changes"]["spec.storageClassName"],
         "lp"
     );
     assert_eq!(
@@ -405,14 +420,14 @@ fn json_output_is_a_versioned_stable_document() {
     d.write("pvc.yaml", &format!("{PVC_NO_CLASS}---\n{PVC_RWX_BLOCK}"));
     let o = audit(&d, &["--output", "json", "pvc.yaml"]);
     let r = json_report(&o);
-    assert_eq!(r["apiVersion"], "storage-policy.io/v1alpha1");
+    assert_eq!(r["apiVersion"], "storage-policy.io/v1alpha2");
     assert_eq!(r["kind"], "AuditReport");
     assert_eq!(r["policy"], "policy.yaml");
     assert_eq!(r["origin"], "files");
     assert_eq!(
         r["summary"],
         json!({"objects": 2, "denied": 1, "mutated": 1, "audited": 0, "warned": 0, "allowed": 0,
-               "warnings": 1, "errors": 0, "ignored": 0})
+               "findings": 2, "warnings": 1, "errors": 0, "ignored": 0})
     );
     let keys = [
         "file",
@@ -428,9 +443,6 @@ fn json_output_is_a_versioned_stable_document() {
         "outcome",
         "message",
         "storageClass",
-        "patch",
-        "changes",
-        "warnings",
     ];
     for f in r["findings"].as_array().unwrap() {
         let obj = f.as_object().unwrap();
@@ -439,12 +451,34 @@ fn json_output_is_a_versioned_stable_document() {
         }
         assert_eq!(obj.len(), keys.len(), "{f}");
     }
-    let data = findings_for(&r, "data")[0];
+    let object_keys = [
+        "file",
+        "document",
+        "item",
+        "line",
+        "apiVersion",
+        "kind",
+        "namespace",
+        "name",
+        "outcome",
+        "patch",
+        "changes",
+        "warnings",
+    ];
+    for o in r["objects"].as_array().unwrap() {
+        let obj = o.as_object().unwrap();
+        for k in object_keys {
+            assert!(obj.contains_key(k), "object lacks {k}: {o}");
+        }
+        assert_eq!(obj.len(), object_keys.len(), "{o}");
+    }
+    let data = object_for(&r, "data");
     assert_eq!(
         data["patch"],
         json!([{"op": "add", "path": "/spec/storageClassName", "value": "standard"}])
     );
     assert_eq!(data["namespace"], "shop");
+    assert_eq!(data["outcome"], "mutated");
     let uploads = findings_for(&r, "uploads")[0];
     assert_eq!(
         uploads["namespace"], "default",
@@ -452,6 +486,8 @@ fn json_output_is_a_versioned_stable_document() {
     );
     assert_eq!(uploads["rule"], "accessModes");
     assert_eq!(uploads["stage"], "validate");
+    let uploads = object_for(&r, "uploads");
+    assert_eq!(uploads["outcome"], "denied");
     assert!(
         uploads["warnings"][0].as_str().unwrap().contains("nfs"),
         "{uploads}"
@@ -701,7 +737,9 @@ fn text_output_is_a_table_with_a_summary() {
     );
     assert!(out.contains("warning: class \"oci-bv\""), "{out}");
     assert!(
-        out.contains("1 object, 1 denied, 0 mutated, 1 warning"),
+        out.contains(
+            "1 object: 1 denied, 0 mutated, 0 warned, 0 allowed; 1 rule finding, 1 warning"
+        ),
         "{out}"
     );
 }
@@ -817,17 +855,115 @@ fn contradictory_flags_are_refused() {
     let d = Dir::new();
     d.write("pvc.yaml", PVC_NO_CLASS);
     assert_eq!(audit(&d, &["--cluster", "pvc.yaml"]).status.code(), Some(2));
-    let o = audit(&d, &["--namespace", "a", "pvc.yaml"]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(
-        stderr(&o).contains("--namespace only applies with --cluster"),
-        "{}",
-        stderr(&o)
+    assert_eq!(
+        audit(&d, &["-A", "-n", "a", "pvc.yaml"]).status.code(),
+        Some(2)
     );
     assert_eq!(
         audit(&d, &[]).status.code(),
         Some(2),
         "a PATH or --cluster is required"
+    );
+}
+
+// ---- kubectl's conventions: -f, -n, -A, -o yaml; variables of its own ----
+
+/// Issue 30: `-n` was refused outside `--cluster`; on files it keeps the namespace's objects.
+#[test]
+fn namespace_on_files_keeps_that_namespace() {
+    let d = Dir::new();
+    d.write(
+        "all.yaml",
+        &format!(
+            "{PVC_NO_CLASS}---\n{PVC_RWX_BLOCK}---\napiVersion: v1\nkind: PersistentVolume\n\
+             metadata: {{name: pv-shop}}\nspec: {{capacity: {{storage: 1Gi}}, accessModes: [ReadWriteOnce], \
+             nfs: {{server: nfs, path: /x}}, claimRef: {{namespace: shop, name: data}}}}\n---\n\
+             apiVersion: v1\nkind: PersistentVolume\nmetadata: {{name: pv-other}}\n\
+             spec: {{capacity: {{storage: 1Gi}}, accessModes: [ReadWriteOnce], nfs: {{server: nfs, path: /y}}}}\n"
+        ),
+    );
+    let o = audit(&d, &["-n", "shop", "-o", "json", "all.yaml"]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "uploads (default) is not audited: {}",
+        stderr(&o)
+    );
+    let r = json_report(&o);
+    assert_eq!(names(&r), ["data", "pv-shop"], "{r}");
+    let o = audit(&d, &["--namespace", "default", "-o", "json", "all.yaml"]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "uploads has no namespace: default"
+    );
+    assert_eq!(names(&json_report(&o)), ["uploads"]);
+    let o = audit(&d, &["-A", "-o", "json", "all.yaml"]);
+    assert_eq!(json_report(&o)["summary"]["objects"], 4);
+}
+
+#[test]
+fn files_come_with_f_as_with_kubectl_and_yaml_is_the_json_document() {
+    let d = Dir::new();
+    d.write("a.yaml", PVC_NO_CLASS);
+    d.write("dir/b.yaml", PVC_RWX_BLOCK);
+    let json = json_report(&audit(
+        &d,
+        &["-o", "json", "-f", "a.yaml", "--filename", "dir"],
+    ));
+    assert_eq!(names(&json), ["data", "uploads"]);
+    let both = json_report(&audit(&d, &["-o", "json", "-f", "a.yaml", "dir"]));
+    assert_eq!(
+        names(&both),
+        ["data", "uploads"],
+        "-f and positional paths together"
+    );
+    let o = audit(&d, &["-o", "yaml", "-f", "a.yaml,dir"]);
+    assert_eq!(o.status.code(), Some(1));
+    let yaml: Value = serde_saphyr::from_str(&stdout(&o)).unwrap();
+    assert_eq!(yaml, json, "-o yaml is the json document");
+    let o = audit_stdin(&d, &["-o", "json", "-f", "-"], Some(PVC_RWX_BLOCK));
+    assert_eq!(names(&json_report(&o)), ["uploads"]);
+}
+
+/// Issue 30: `SPW_DRY_RUN` (for `serve`) also turned `audit` into a dry run, and `SPW_CONFIG`
+/// changed its policy: `audit` reads only `SPW_AUDIT_*`.
+#[test]
+fn variables_of_serve_never_change_audit() {
+    let d = Dir::new();
+    d.write("pvc.yaml", PVC_RWX_BLOCK);
+    d.write("other-policy.yaml", "mode: off\n");
+    let mut cmd = command();
+    cmd.current_dir(d.tmp.path())
+        .env("SPW_DRY_RUN", "true")
+        .env("SPW_CONFIG", "other-policy.yaml")
+        .env("SPW_KUBECONFIG", "missing-kubeconfig");
+    let o = run_with(
+        cmd,
+        &["audit", "--config", "policy.yaml", "-o", "json", "pvc.yaml"],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(1), "still denied: {}", stderr(&o));
+    let r = json_report(&o);
+    assert_eq!(r["dryRun"], false);
+    let mut cmd = command();
+    cmd.current_dir(d.tmp.path())
+        .env("SPW_CONFIG", "other-policy.yaml");
+    let o = run_with(cmd, &["audit", "-o", "json", "pvc.yaml"], None);
+    assert_eq!(json_report(&o)["policy"], "(embedded default)");
+    // Its own variables do.
+    let mut cmd = command();
+    cmd.current_dir(d.tmp.path())
+        .env("SPW_AUDIT_DRY_RUN", "true")
+        .env("SPW_AUDIT_CONFIG", "policy.yaml")
+        .env("SPW_AUDIT_OUTPUT", "json")
+        .env("SPW_AUDIT_FILENAME", "pvc.yaml");
+    let o = run_with(cmd, &["audit"], None);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let r = json_report(&o);
+    assert_eq!(
+        (r["dryRun"].as_bool(), r["policy"].as_str()),
+        (Some(true), Some("policy.yaml"))
     );
 }
 
@@ -941,14 +1077,6 @@ fn json_findings_for_a_pvc_are_the_webhooks_response() {
         (m["stage"].as_str(), m["outcome"].as_str()),
         (Some("mutate"), Some("mutated"))
     );
-    assert_eq!(m["patch"], patch, "the patch the webhook returns");
-    assert_eq!(
-        m["warnings"],
-        mutate["response"]
-            .get("warnings")
-            .cloned()
-            .unwrap_or(json!([]))
-    );
     assert_eq!(
         (v["stage"].as_str(), v["outcome"].as_str()),
         (Some("validate"), Some("denied"))
@@ -957,7 +1085,22 @@ fn json_findings_for_a_pvc_are_the_webhooks_response() {
         v["message"], validate["response"]["status"]["message"],
         "the denial the webhook returns"
     );
-    assert_eq!(v["warnings"], validate["response"]["warnings"]);
+    // The object's patch and the warnings of both responses, once each, on the object.
+    let object = object_for(&r, "shared");
+    assert_eq!(object["patch"], patch, "the patch the webhook returns");
+    let mut warnings: Vec<Value> = Vec::new();
+    for response in [&mutate, &validate] {
+        for w in response["response"]["warnings"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+        {
+            if !warnings.contains(&w) {
+                warnings.push(w);
+            }
+        }
+    }
+    assert_eq!(object["warnings"], json!(warnings));
     assert_eq!(r["summary"]["denied"], 1);
 }
 
@@ -987,7 +1130,7 @@ fn shows_the_size_raise_and_the_rwx_rewrite_as_mutations() {
         (Some("volumeSize"), Some("mutated"))
     );
     assert_eq!(
-        small[0]["changes"]["spec.resources.requests.storage"],
+        object_for(&r, "small")["changes"]["spec.resources.requests.storage"],
         "50Gi"
     );
     let minio = findings_for(&r, "minio");
@@ -997,7 +1140,7 @@ fn shows_the_size_raise_and_the_rwx_rewrite_as_mutations() {
         (Some("accessModes"), Some("mutated"))
     );
     assert_eq!(
-        minio[0]["changes"]["spec.accessModes"],
+        object_for(&r, "minio")["changes"]["spec.accessModes"],
         serde_json::json!(["ReadWriteOnce"])
     );
 }
@@ -1054,6 +1197,80 @@ fn examples_folder_reports_the_real_situations() {
         r["summary"]["ignored"], 0,
         "the policy file in the folder is not read as a manifest"
     );
+}
+
+/// Issue 30: a patch made by two rules was printed under each, and in `--dry-run` each finding
+/// came back a second time as its `[audit]` warning; json copied warnings into findings.
+#[test]
+fn each_patch_and_each_finding_is_said_once() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let run = |extra: &[&str]| {
+        let mut cmd = command();
+        cmd.current_dir(root);
+        let mut args = vec!["audit", "--config", "examples/policy.yaml"];
+        args.extend_from_slice(extra);
+        args.push("examples/");
+        stdout(&run_with(cmd, &args, None))
+    };
+    let out = run(&[]);
+    // postgres-data: defaultStorageClass and volumeSize both patch, in one response.
+    assert_eq!(
+        out.matches(r#"+ spec.storageClassName: "oci-bv""#).count(),
+        1,
+        "{out}"
+    );
+    assert_eq!(
+        out.matches(r#"+ spec.resources.requests.storage: "50Gi""#)
+            .count(),
+        1,
+        "{out}"
+    );
+    let dry = run(&["--dry-run"]);
+    assert!(!dry.contains("warning: [audit]"), "{dry}");
+    assert!(
+        dry.contains(r#"audited  would set spec.storageClassName "oci-bv" (cluster default)"#),
+        "{dry}"
+    );
+    let summary = dry.lines().last().unwrap();
+    assert!(
+        summary.starts_with("9 objects: ") && summary.contains(" rule findings, "),
+        "the summary says what it counts: {summary}"
+    );
+    let r: Value = serde_json::from_str(&run(&["--dry-run", "-o", "json"])).unwrap();
+    for f in r["findings"].as_array().unwrap() {
+        assert!(
+            f.get("warnings").is_none() && f.get("patch").is_none(),
+            "{f}"
+        );
+    }
+    let s = &r["summary"];
+    let by_outcome: u64 = ["denied", "mutated", "audited", "warned", "allowed"]
+        .iter()
+        .map(|k| s[k].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        Some(by_outcome),
+        s["objects"].as_u64(),
+        "objects add up: {s}"
+    );
+    assert_eq!(
+        s["findings"].as_u64(),
+        Some(
+            r["findings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|f| f["outcome"] != "allowed")
+                .count() as u64
+        )
+    );
+    let warnings: usize = r["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["warnings"].as_array().unwrap().len())
+        .sum();
+    assert!(warnings > 0 && s["warnings"].as_u64() >= Some(warnings as u64));
 }
 
 #[test]
@@ -1554,7 +1771,7 @@ fn files_with_storage_classes_warn_about_classes_found_nowhere_and_refuse_raw_bl
     assert_eq!(raw[0]["outcome"], "denied", "{raw:?}");
     assert_eq!(raw[0]["message"], RAW_BLOCK_DENIAL);
     assert!(
-        raw[0]["warnings"].as_array().unwrap().iter().any(|w| w
+        object_for(&r, "raw")["warnings"].as_array().unwrap().iter().any(|w| w
             .as_str()
             .unwrap()
             .starts_with(r#"class "shared-fs" (efs.csi.aws.com) is shared storage, which serves no raw block; for volumeMode Block use "#)),
@@ -1793,8 +2010,11 @@ spec:
     let o = audit(&d, &["-o", "json", "--default-class", "gp3", "app.yaml"]);
     let r = json_report(&o);
     assert_eq!(o.status.code(), Some(0), "{r}");
-    let f = findings_for(&r, "data");
-    assert_eq!(f[0]["changes"]["spec.storageClassName"], "gp3", "{r}");
+    assert_eq!(
+        object_for(&r, "data")["changes"]["spec.storageClassName"],
+        "gp3",
+        "{r}"
+    );
     // A default class the files show is judged as the cluster would: RWX on block is denied.
     d.write(
         "sc.yaml",

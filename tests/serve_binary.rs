@@ -668,7 +668,8 @@ fn a_missing_certificate_stops_the_start_naming_the_file_and_the_cause_once() {
     );
 }
 
-/// `SPW_DRY_RUN` as operators write booleans in manifests: 1/0, yes/no, on/off, true/false.
+/// Boolean variables as operators write them in manifests: 1/0, yes/no, on/off, true/false
+/// (`review` reads `SPW_REVIEW_DRY_RUN`; `SPW_DRY_RUN` is `serve`'s alone).
 #[test]
 fn boolean_environment_variables_accept_the_usual_spellings() {
     use std::io::Write as _;
@@ -681,7 +682,8 @@ fn boolean_environment_variables_accept_the_usual_spellings() {
                 "--config",
                 concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/policy.yaml"),
             ])
-            .env("SPW_DRY_RUN", value)
+            .env("SPW_REVIEW_DRY_RUN", value)
+            .env("SPW_DRY_RUN", "false")
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -704,18 +706,18 @@ fn boolean_environment_variables_accept_the_usual_spellings() {
     };
     let allowed = |value: &str| {
         let (code, out) = review(value);
-        assert_eq!(code, Some(0), "SPW_DRY_RUN={value}: {out}");
+        assert_eq!(code, Some(0), "SPW_REVIEW_DRY_RUN={value}: {out}");
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         v["response"]["allowed"].as_bool().unwrap()
     };
     for yes in ["1", "yes", "on", "true", "True"] {
         assert!(
             allowed(yes),
-            "SPW_DRY_RUN={yes} turns the denial into a warning"
+            "SPW_REVIEW_DRY_RUN={yes} turns the denial into a warning"
         );
     }
     for no in ["0", "no", "off", "false"] {
-        assert!(!allowed(no), "SPW_DRY_RUN={no} keeps the denial");
+        assert!(!allowed(no), "SPW_REVIEW_DRY_RUN={no} keeps the denial");
     }
     let (code, out) = review("maybe");
     assert_eq!(code, Some(2), "{out}");

@@ -33,8 +33,6 @@ fn finding(
         outcome,
         message,
         storage_class: class,
-        patch: Vec::new(),
-        warnings: Vec::new(),
     }
 }
 
@@ -281,6 +279,8 @@ fn class_report(c: &ClassSource) -> ObjectReport {
             name: c.class.name.clone(),
         },
         findings: Vec::new(),
+        patch: Vec::new(),
+        warnings: Vec::new(),
     }
 }
 

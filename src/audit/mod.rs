@@ -127,6 +127,37 @@ impl Inventory {
         }
     }
 
+    /// `audit -n NS` on files, as `--cluster -n NS` lists: the objects of that namespace (a
+    /// manifest without one is in `default`, as the API server puts it) and the
+    /// PersistentVolumes whose claimRef names it. The other PersistentVolumes are not audited
+    /// but are still what the namespace's claims could bind to.
+    pub fn keep_namespace(&mut self, namespace: &str) {
+        let objects = std::mem::take(&mut self.objects);
+        for doc in objects {
+            let str_at = |p: &str| doc.value.pointer(p).and_then(Value::as_str);
+            let kind = review::audited_kind(
+                str_at("/apiVersion").unwrap_or_default(),
+                str_at("/kind").unwrap_or_default(),
+            );
+            let keep = match kind {
+                Some(k) if k.namespaced => {
+                    str_at("/metadata/namespace")
+                        .filter(|n| !n.is_empty())
+                        .unwrap_or("default")
+                        == namespace
+                }
+                _ => str_at("/spec/claimRef/namespace") == Some(namespace),
+            };
+            if keep {
+                self.objects.push(doc);
+            } else if kind.is_some_and(|k| !k.namespaced)
+                && let Ok(pv) = serde_json::from_value::<PersistentVolume>(doc.value)
+            {
+                self.other_volumes.push(pv);
+            }
+        }
+    }
+
     /// Sorts one document: catalog source, object to review, or ignored.
     pub fn add(&mut self, doc: Document) {
         let api_version = doc

@@ -20,8 +20,10 @@ use crate::policy::Policy;
 pub enum OutputFormat {
     /// A table for people, with a summary line.
     Text,
-    /// A versioned machine-readable document (storage-policy.io/v1alpha1 AuditReport).
+    /// A versioned machine-readable document (storage-policy.io/v1alpha2 AuditReport).
     Json,
+    /// The json document as YAML.
+    Yaml,
     /// wgpolicyk8s.io/v1alpha2 PolicyReport / ClusterPolicyReport documents (multi-document YAML).
     PolicyReport,
     /// openreports.io/v1alpha1 Report / ClusterReport documents (multi-document YAML), as Kyverno
@@ -30,36 +32,78 @@ pub enum OutputFormat {
     Openreports,
 }
 
+/// Every flag of `audit` is also read from a variable named `SPW_AUDIT_<FLAG>`, and from no
+/// other: a variable exported for `serve` (`SPW_CONFIG`, `SPW_DRY_RUN`, `SPW_KUBECONFIG`, ...)
+/// never changes what `audit` reports.
 #[derive(Debug, Args)]
 pub struct AuditArgs {
     /// Policy file (YAML); the embedded default policy when absent.
-    #[arg(long, env = "SPW_CONFIG")]
+    #[arg(long, env = "SPW_AUDIT_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Report format.
     #[arg(long, short, value_enum, default_value_t = OutputFormat::Text, env = "SPW_AUDIT_OUTPUT")]
     pub output: OutputFormat,
     /// Every rule in audit mode, whatever the policy says (what `serve --dry-run` would do).
-    #[arg(long, env = "SPW_DRY_RUN", value_parser = BoolishValueParser::new())]
+    #[arg(long, env = "SPW_AUDIT_DRY_RUN", value_parser = BoolishValueParser::new())]
     pub dry_run: bool,
     /// Audit the live PersistentVolumeClaims, PersistentVolumes and StatefulSets of a cluster
     /// instead of files (found like `serve` finds it: --kubeconfig, KUBECONFIG, the in-cluster
     /// service account, ~/.kube/config).
-    #[arg(long, env = "SPW_AUDIT_CLUSTER", conflicts_with = "paths", value_parser = BoolishValueParser::new())]
+    #[arg(long, env = "SPW_AUDIT_CLUSTER", conflicts_with_all = ["paths", "filename"], value_parser = BoolishValueParser::new())]
     pub cluster: bool,
-    /// With --cluster: only this namespace (and the PersistentVolumes bound to its claims).
-    #[arg(long, short, env = "SPW_AUDIT_NAMESPACE")]
+    /// Only this namespace: with --cluster, its objects and the PersistentVolumes bound to its
+    /// claims; on files, the objects in it (no namespace is `default`) and the
+    /// PersistentVolumes whose claimRef names it.
+    #[arg(long, short, env = "SPW_AUDIT_NAMESPACE", value_name = "NS")]
     pub namespace: Option<String>,
-    /// With --cluster: which cluster.
-    #[command(flatten)]
-    pub cluster_args: super::ClusterArgs,
+    /// Every namespace (the default; as kubectl's -A).
+    #[arg(long, short = 'A', env = "SPW_AUDIT_ALL_NAMESPACES", conflicts_with = "namespace",
+          value_parser = BoolishValueParser::new())]
+    pub all_namespaces: bool,
+    /// With --cluster: kubeconfig file of the cluster to read, instead of KUBECONFIG, the
+    /// in-cluster service account or ~/.kube/config.
+    #[arg(long, env = "SPW_AUDIT_KUBECONFIG", value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// With --cluster: kubeconfig context to use instead of the current one.
+    #[arg(long, env = "SPW_AUDIT_CONTEXT", value_name = "NAME")]
+    pub context: Option<String>,
     /// On files: the class the cluster's DefaultStorageClass admission plugin sets on claims
     /// created without one (the class annotated default there), when the files do not show it.
     /// Claims without a class are then audited on it, as the cluster's admission chain would.
-    #[arg(long, value_name = "NAME", conflicts_with = "cluster")]
+    #[arg(
+        long,
+        env = "SPW_AUDIT_DEFAULT_CLASS",
+        value_name = "NAME",
+        conflicts_with = "cluster"
+    )]
     pub default_class: Option<String>,
-    /// YAML or JSON files and folders (read recursively: *.yaml, *.yml, *.json); `-` reads stdin.
-    #[arg(value_name = "PATH", required_unless_present = "cluster")]
+    /// YAML or JSON files and folders to audit, as kubectl's -f (repeatable, or comma-separated;
+    /// folders are read recursively: *.yaml, *.yml, *.json); `-` reads stdin.
+    #[arg(
+        long,
+        short = 'f',
+        env = "SPW_AUDIT_FILENAME",
+        value_name = "PATH",
+        value_delimiter = ','
+    )]
+    pub filename: Vec<PathBuf>,
+    /// Files and folders, as with -f.
+    #[arg(value_name = "PATH", required_unless_present_any = ["cluster", "filename"])]
     pub paths: Vec<PathBuf>,
+}
+
+impl AuditArgs {
+    fn cluster_args(&self) -> super::ClusterArgs {
+        super::ClusterArgs {
+            kubeconfig: self.kubeconfig.clone(),
+            context: self.context.clone(),
+        }
+    }
+
+    /// `-f` and positional paths, in the order given by kind: `-f` first.
+    pub(crate) fn inputs(&self) -> Vec<PathBuf> {
+        self.filename.iter().chain(&self.paths).cloned().collect()
+    }
 }
 
 fn progress_reporter(enabled: bool) -> impl FnMut(&str, usize) {
@@ -106,16 +150,13 @@ fn now() -> Timestamp {
 }
 
 pub fn run(args: AuditArgs) -> anyhow::Result<i32> {
-    // clap counts the flag's default `false` as present, so `requires` cannot say this.
-    if args.namespace.is_some() && !args.cluster {
-        anyhow::bail!("--namespace only applies with --cluster");
-    }
-    if let (false, Some(flag)) = (args.cluster, args.cluster_args.given()) {
+    let cluster_args = args.cluster_args();
+    if let (false, Some(flag)) = (args.cluster, cluster_args.given()) {
         anyhow::bail!("{flag} only applies with --cluster");
     }
     let policy = Policy::load(args.config.as_deref(), args.dry_run)?;
     let (inventory, origin) = if args.cluster {
-        let inv = read_cluster(args.namespace.as_deref(), &args.cluster_args.selection())?;
+        let inv = read_cluster(args.namespace.as_deref(), &cluster_args.selection())?;
         (
             inv,
             Origin::Cluster {
@@ -125,7 +166,7 @@ pub fn run(args: AuditArgs) -> anyhow::Result<i32> {
     } else {
         // The policy file may sit in an audited folder: it is not a manifest.
         let skip: Vec<PathBuf> = args.config.iter().cloned().collect();
-        let inputs = input::read_paths(&args.paths, &skip, &mut std::io::stdin().lock());
+        let inputs = input::read_paths(&args.inputs(), &skip, &mut std::io::stdin().lock());
         let mut inv = Inventory {
             errors: inputs.errors,
             ..Inventory::default()
@@ -135,6 +176,9 @@ pub fn run(args: AuditArgs) -> anyhow::Result<i32> {
         }
         if let Some(name) = &args.default_class {
             inv.set_default_class(name);
+        }
+        if let Some(ns) = &args.namespace {
+            inv.keep_namespace(ns);
         }
         (inv, Origin::Files)
     };
@@ -162,6 +206,8 @@ pub fn run(args: AuditArgs) -> anyhow::Result<i32> {
             s.push('\n');
             s
         }
+        OutputFormat::Yaml => serde_saphyr::to_string(&report::to_json(&result, &meta))
+            .context("failed to encode the report as YAML")?,
         OutputFormat::PolicyReport => report::to_policy_report_yaml(&result, now().seconds)
             .context("failed to encode the PolicyReports")?,
         OutputFormat::Openreports => report::to_openreports_yaml(&result, now())

@@ -7,21 +7,22 @@ use clap::Args;
 
 use crate::server::certs::{self, CertRequest};
 
+/// Every flag of `certs` is also read from `SPW_CERTS_<FLAG>`, and from no other variable.
 #[derive(Debug, Args)]
 pub struct CertsArgs {
     /// Name of the webhook's Service (the certificate is for NAME, NAME.NS, NAME.NS.svc and
     /// NAME.NS.svc.cluster.local).
-    #[arg(long, value_name = "NAME", value_parser = dns_label)]
+    #[arg(long, env = "SPW_CERTS_SERVICE", value_name = "NAME", value_parser = dns_label)]
     pub service: String,
     /// Namespace of the Service.
-    #[arg(long, value_name = "NS", value_parser = dns_label)]
+    #[arg(long, env = "SPW_CERTS_NAMESPACE", value_name = "NS", value_parser = dns_label)]
     pub namespace: String,
     /// Directory to write ca.crt, tls.crt and tls.key into (created if missing; existing files
     /// are replaced).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, env = "SPW_CERTS_OUT", value_name = "DIR")]
     pub out: PathBuf,
     /// Validity of the CA and the certificate, in days.
-    #[arg(long, value_name = "N", default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=36500))]
+    #[arg(long, env = "SPW_CERTS_DAYS", value_name = "N", default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=36500))]
     pub days: u32,
 }
 

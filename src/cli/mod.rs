@@ -44,8 +44,8 @@ pub enum Command {
     Rules(rules::RulesArgs),
 }
 
-/// Which cluster to read: the same flags, and the same lookup ([`crate::cluster::connect`]), for
-/// `serve` and `audit --cluster`.
+/// Which cluster `serve` reads (`audit --cluster` has the same flags under its own variables,
+/// and the same lookup, [`crate::cluster::connect`]).
 #[derive(Clone, Debug, Default, Args)]
 pub struct ClusterArgs {
     /// Kubeconfig file of the cluster to read, instead of KUBECONFIG, the in-cluster service
@@ -67,7 +67,7 @@ impl ClusterArgs {
     }
 
     /// The first of the flags given, for "only applies with" errors.
-    fn given(&self) -> Option<&'static str> {
+    pub(crate) fn given(&self) -> Option<&'static str> {
         if self.kubeconfig.is_some() {
             Some("--kubeconfig")
         } else if self.context.is_some() {
@@ -98,5 +98,84 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Audit(args) => audit::run(args),
         Command::Certs(args) => certs::run(args),
         Command::Rules(args) => rules::run(args),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// The variables a command reads: `SPW_<FLAG>` for `serve` (the deployment's contract),
+    /// `SPW_<COMMAND>_<FLAG>` for the others.
+    fn prefix(command: &str) -> String {
+        match command {
+            "serve" => "SPW_".to_owned(),
+            other => format!("SPW_{}_", other.to_uppercase()),
+        }
+    }
+
+    /// Issue 30: `certs` and `rules` read no variable while the others did, and `SPW_DRY_RUN`
+    /// (and `SPW_CONFIG`) changed `audit` as well as `serve`.
+    #[test]
+    fn every_flag_of_every_command_has_its_own_variable() {
+        let cli = Cli::command();
+        let mut seen: std::collections::HashMap<String, String> = Default::default();
+        for sub in cli.get_subcommands() {
+            let name = sub.get_name().to_owned();
+            let prefix = prefix(&name);
+            for arg in sub.get_arguments() {
+                let id = arg.get_id().as_str();
+                if arg.is_positional() || matches!(id, "help" | "version") {
+                    continue;
+                }
+                let env = arg
+                    .get_env()
+                    .unwrap_or_else(|| panic!("{name} --{id} reads no variable"))
+                    .to_string_lossy()
+                    .into_owned();
+                assert!(env.starts_with(&prefix), "{name} --{id}: {env}");
+                if name == "serve" {
+                    for other in ["AUDIT", "REVIEW", "CERTS", "RULES"] {
+                        assert!(!env.starts_with(&format!("SPW_{other}_")), "{env}");
+                    }
+                }
+                if let Some(before) = seen.insert(env.clone(), name.clone()) {
+                    panic!("{env} is read by both {before} and {name}");
+                }
+            }
+        }
+        assert_eq!(seen.get("SPW_DRY_RUN").map(String::as_str), Some("serve"));
+        assert_eq!(
+            seen.get("SPW_AUDIT_DRY_RUN").map(String::as_str),
+            Some("audit")
+        );
+    }
+
+    #[test]
+    fn audit_takes_files_with_f_and_namespaces_as_kubectl() {
+        let parse = |args: &[&str]| {
+            let mut all = vec!["storage-policy-webhook", "audit"];
+            all.extend_from_slice(args);
+            Cli::try_parse_from(all)
+        };
+        let Command::Audit(a) = parse(&["-f", "a.yaml", "-f", "b,c", "d"]).unwrap().command else {
+            panic!("audit")
+        };
+        assert_eq!(
+            a.inputs(),
+            ["a.yaml", "b", "c", "d"].map(PathBuf::from).to_vec()
+        );
+        assert!(parse(&["-f", "a.yaml"]).is_ok(), "-f alone is enough");
+        assert!(parse(&["-n", "web", "a.yaml"]).is_ok(), "-n on files");
+        assert!(parse(&["-A", "a.yaml"]).is_ok());
+        assert!(parse(&["--cluster", "-A"]).is_ok());
+        assert!(parse(&["-A", "-n", "web", "a.yaml"]).is_err());
+        assert!(parse(&["--cluster", "-f", "a.yaml"]).is_err());
+        assert!(parse(&[]).is_err(), "something to audit");
+        let Command::Audit(a) = parse(&["-o", "yaml", "x"]).unwrap().command else {
+            panic!("audit")
+        };
+        assert_eq!(a.output, audit::OutputFormat::Yaml);
     }
 }

@@ -11,16 +11,17 @@ use clap::builder::BoolishValueParser;
 use crate::admission::{self, Endpoint};
 use crate::policy::Policy;
 
+/// Every flag of `review` is also read from `SPW_REVIEW_<FLAG>`, and from no other variable.
 #[derive(Debug, Args)]
 pub struct ReviewArgs {
     /// Policy file (YAML); the embedded default policy when absent.
-    #[arg(long, env = "SPW_CONFIG")]
+    #[arg(long, env = "SPW_REVIEW_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Which webhook endpoint to answer as.
-    #[arg(long, value_parser = ["mutate", "validate"])]
+    #[arg(long, env = "SPW_REVIEW_ENDPOINT", value_parser = ["mutate", "validate"])]
     pub endpoint: String,
     /// Every rule in audit mode, whatever the policy says.
-    #[arg(long, env = "SPW_DRY_RUN", value_parser = BoolishValueParser::new())]
+    #[arg(long, env = "SPW_REVIEW_DRY_RUN", value_parser = BoolishValueParser::new())]
     pub dry_run: bool,
 }
 

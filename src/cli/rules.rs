@@ -1,7 +1,7 @@
 //! `rules`: the rule registry and the kinds table as the webhook sees them: which rule acts on
 //! which kinds, operations and endpoint, its default mode, and the webhook registrations that
 //! follow (the chart's tests compare its rendered registrations with `--output json`; the
-//! README's rule table is `--output markdown`).
+//! rule table of docs/rules.md is `--output markdown`).
 
 use std::io::Write;
 
@@ -12,21 +12,47 @@ use crate::kinds::{self, Kind};
 use crate::policy::registry::{self, Registration};
 use crate::policy::{Acts, Endpoint, Meta};
 
-#[derive(Clone, Copy, Debug, Default, ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
 pub enum Format {
-    /// One line per rule.
+    /// One line per rule: its key, default mode, whether it can deny or patch, what it does.
     #[default]
     Text,
+    /// The text table with where each rule acts (endpoint, operations, kinds).
+    Wide,
     /// The registry, the kinds table and the webhook registrations.
     Json,
-    /// The README's rule table.
+    /// The same document as json, as YAML.
+    Yaml,
+    /// The rule table of docs/rules.md.
     Markdown,
 }
 
 #[derive(Debug, Args)]
 pub struct RulesArgs {
-    #[arg(long, short, value_enum, default_value_t)]
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t, env = "SPW_RULES_OUTPUT")]
     pub output: Format,
+}
+
+/// Whether a rule can refuse a request. A rule that never denies says so first in its
+/// `denies` (`docs/certainty.md`); a test holds every rule to it.
+pub fn can_deny(meta: &Meta) -> bool {
+    !meta.denies.starts_with("never denies")
+}
+
+/// Whether a rule can patch an object: it acts on `/mutate`.
+pub fn can_patch(meta: &Meta) -> bool {
+    meta.acts.iter().any(|a| a.endpoint == Endpoint::Mutate)
+}
+
+/// `denies, patches`, `patches`, `warns only`: what a rule can do to a request.
+fn effect(meta: &Meta) -> &'static str {
+    match (can_deny(meta), can_patch(meta)) {
+        (true, true) => "denies, patches",
+        (true, false) => "denies",
+        (false, true) => "patches",
+        (false, false) => "warns only",
+    }
 }
 
 #[derive(Serialize)]
@@ -35,6 +61,8 @@ struct RuleJson {
     key: &'static str,
     annotation: &'static str,
     summary: &'static str,
+    can_deny: bool,
+    can_patch: bool,
     denies: &'static str,
     warns: &'static str,
     default_mode: &'static str,
@@ -104,6 +132,8 @@ fn everything() -> Everything {
                 key: e.meta.key,
                 annotation: e.meta.annotation,
                 summary: e.meta.summary,
+                can_deny: can_deny(e.meta),
+                can_patch: can_patch(e.meta),
                 denies: e.meta.denies,
                 warns: e.meta.warns,
                 default_mode: e.meta.default_mode.as_str(),
@@ -139,21 +169,22 @@ fn everything() -> Everything {
     }
 }
 
-/// The README's rule table, generated from the registry (a test keeps the README equal to it).
+/// The rule table of docs/rules.md, generated from the registry (a test keeps the page equal to it).
 /// Its last two columns are the rules' certainty (`docs/certainty.md`): a denial rests on facts,
 /// an inference is only a warning.
 pub fn markdown_table() -> String {
     let mut out = String::from(
-        "| rule (`rules.<key>`) | where it acts | default mode | audit annotation | what it does | denies (or patches) on | only warns on |\n\
-         |---|---|---|---|---|---|---|\n",
+        "| rule (`rules.<key>`) | where it acts | default mode | can | audit annotation | what it does | denies (or patches) on | only warns on |\n\
+         |---|---|---|---|---|---|---|---|\n",
     );
     for e in registry::REGISTRY {
         let m = e.meta;
         out.push_str(&format!(
-            "| `{}` | {} | `{}` | `{}` | {} | {} | {} |\n",
+            "| `{}` | {} | `{}` | {} | `{}` | {} | {} | {} |\n",
             m.key,
             where_it_acts(m, "<br>"),
             m.default_mode.as_str(),
+            effect(m),
             m.annotation,
             m.summary,
             m.denies,
@@ -175,23 +206,53 @@ pub fn certainty_table() -> String {
     out
 }
 
+/// The table for people: key, default mode, what the rule can do, what it does; `wide` adds
+/// where it acts.
+pub fn text_table(wide: bool) -> String {
+    let key_w = registry::REGISTRY
+        .iter()
+        .map(|e| e.meta.key.len())
+        .max()
+        .unwrap_or(0)
+        .max("RULE".len());
+    let can_w = "denies, patches".len();
+    let mut rows = vec![(
+        "RULE".to_owned(),
+        "MODE".to_owned(),
+        "CAN".to_owned(),
+        "DESCRIPTION".to_owned(),
+        "WHERE IT ACTS".to_owned(),
+    )];
+    for e in registry::REGISTRY {
+        let m = e.meta;
+        rows.push((
+            m.key.to_owned(),
+            m.default_mode.as_str().to_owned(),
+            effect(m).to_owned(),
+            m.summary.to_owned(),
+            where_it_acts(m, "; "),
+        ));
+    }
+    let mut s = String::new();
+    for (key, mode, can, what, acts) in rows {
+        let line = if wide {
+            format!("{key:<key_w$}  {mode:<7}  {can:<can_w$}  {what}  [{acts}]")
+        } else {
+            format!("{key:<key_w$}  {mode:<7}  {can:<can_w$}  {what}")
+        };
+        s.push_str(line.trim_end());
+        s.push('\n');
+    }
+    s
+}
+
 pub fn run(args: RulesArgs) -> anyhow::Result<i32> {
     let text = match args.output {
         Format::Json => serde_json::to_string_pretty(&everything())? + "\n",
+        Format::Yaml => serde_saphyr::to_string(&everything())?,
         Format::Markdown => markdown_table(),
-        Format::Text => {
-            let mut s = String::new();
-            for e in registry::REGISTRY {
-                let m = e.meta;
-                s.push_str(&format!(
-                    "{:<26} {:<8} {}\n",
-                    m.key,
-                    m.default_mode.as_str(),
-                    where_it_acts(m, "; ")
-                ));
-            }
-            s
-        }
+        Format::Text => text_table(false),
+        Format::Wide => text_table(true),
     };
     std::io::stdout().lock().write_all(text.as_bytes())?;
     Ok(0)
@@ -208,8 +269,8 @@ mod tests {
     }
 
     #[test]
-    fn readme_rule_table_is_the_registry() {
-        let readme = include_str!("../../README.md");
+    fn rules_doc_table_is_the_registry() {
+        let readme = include_str!("../../docs/rules.md");
         assert_eq!(
             between(
                 readme,
@@ -219,6 +280,19 @@ mod tests {
             markdown_table(),
             "regenerate with: storage-policy-webhook rules --output markdown"
         );
+    }
+
+    #[test]
+    fn readme_failure_table_names_every_rule() {
+        let readme = include_str!("../../README.md");
+        for e in registry::REGISTRY {
+            let cell = format!("| `{}` |", e.meta.key);
+            assert!(
+                readme.lines().any(|l| l.ends_with(&cell)),
+                "README.md's failure-mode table has no row for {}",
+                e.meta.key
+            );
+        }
     }
 
     #[test]
@@ -245,6 +319,58 @@ mod tests {
             );
             assert!(!e.meta.denies.contains('|') && !e.meta.warns.contains('|'));
         }
+    }
+
+    #[test]
+    fn a_rule_that_can_deny_acts_on_validate() {
+        for e in registry::REGISTRY {
+            if can_deny(e.meta) {
+                assert!(
+                    e.meta.acts.iter().any(|a| a.endpoint == Endpoint::Validate),
+                    "{} says it denies but has no /validate",
+                    e.meta.key
+                );
+            } else {
+                assert!(e.meta.denies.starts_with("never denies"), "{}", e.meta.key);
+            }
+        }
+    }
+
+    #[test]
+    fn text_says_whether_a_rule_can_deny_and_what_it_does() {
+        let text = text_table(false);
+        let line = |key: &str| {
+            text.lines()
+                .find(|l| l.starts_with(&format!("{key} ")))
+                .unwrap_or_else(|| panic!("{key}: {text}"))
+                .to_owned()
+        };
+        assert!(text.lines().next().unwrap().contains("DESCRIPTION"));
+        let will_bind = line("willBind");
+        assert!(will_bind.contains("warns only"), "{will_bind}");
+        assert!(
+            will_bind.ends_with(
+                registry::REGISTRY
+                    .iter()
+                    .find(|e| e.meta.key == "willBind")
+                    .unwrap()
+                    .meta
+                    .summary
+            )
+        );
+        assert!(line("accessModes").contains("denies, patches"));
+        assert!(line("claimRefNamespace").contains(" denies "));
+        assert!(line("defaultStorageClass").contains(" patches "));
+        assert!(!text.contains("/validate"), "where it acts is -o wide");
+        assert!(text_table(true).contains("/validate CREATE, UPDATE"));
+    }
+
+    #[test]
+    fn yaml_is_the_json_document() {
+        let yaml = serde_saphyr::to_string(&everything()).unwrap();
+        let back: serde_json::Value = serde_saphyr::from_str(&yaml).unwrap();
+        assert_eq!(back, serde_json::to_value(everything()).unwrap());
+        assert_eq!(back["rules"][6]["canDeny"], false);
     }
 
     #[test]

@@ -90,7 +90,8 @@ pub struct ServeArgs {
     pub cluster: super::ClusterArgs,
 
     /// Every rule in audit mode, whatever the policy says: nothing is denied or patched;
-    /// findings become warnings, audit annotations, metrics and logs.
+    /// findings become warnings, audit annotations, metrics and logs. (`audit` and `review`
+    /// read their own variables, never this one.)
     #[arg(long, env = "SPW_DRY_RUN", value_parser = BoolishValueParser::new())]
     pub dry_run: bool,
 

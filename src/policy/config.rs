@@ -1,4 +1,4 @@
-//! The policy file: its YAML model (the public contract documented in the README), loading and
+//! The policy file: its YAML model (the public contract documented in docs/policy.md), loading and
 //! validation. Every problem is an error that names the key and, where known, the line: never a
 //! silent default.
 

@@ -154,7 +154,7 @@ pub(crate) fn run(
         // The plugin's default is the right one here too.
         (_, Some(set)) if set == choice.class => {}
         (ClassOwner::Unknown, Some(set)) => d.warn(format!(
-            "spec.storageClassName {} may have been set by the DefaultStorageClass admission              plugin, not by you: the request has no managedFields to tell by, so the {} {} is              not applied",
+            "spec.storageClassName {} may have been set by the DefaultStorageClass admission plugin, not by you: the request has no managedFields to tell by, so the {} {} is not applied",
             go_quote(set),
             choice.source.describe(),
             go_quote(&choice.class)
@@ -163,7 +163,7 @@ pub(crate) fn run(
             // The user wrote no class: the plugin filled in the cluster default before this
             // webhook ran. The namespace's or access mode's default replaces it.
             let what = format!(
-                "{what} in place of {}, which the DefaultStorageClass admission plugin set                  (no class was written)",
+                "{what} in place of {}, which the DefaultStorageClass admission plugin set (no class was written)",
                 go_quote(set)
             );
             if mode == Mode::Enforce {

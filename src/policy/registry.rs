@@ -1,6 +1,6 @@
 //! The registry of rules: one line per rule. Modes, config keys, audit annotations, metric
 //! labels, the webhook registrations the chart must make and the docs' rule table all derive
-//! from it (and tests check the chart, the values schema and the README against it).
+//! from it (and tests check the chart, the values schema and docs/rules.md against it).
 
 use serde::{Deserialize, Serialize};
 

@@ -334,6 +334,8 @@ def the_documented_examples_happen_as_audit_and_the_readme_say():
     by_object = {}
     for f in audit["findings"]:
         by_object.setdefault((f["kind"], f["namespace"], f["name"]), []).append(f)
+    # The patch and the warnings belong to the object (once each), not to its findings.
+    objects = {(o["kind"], o["namespace"], o["name"]): o for o in audit["objects"]}
     with open(os.path.join(examples, "policy.yaml")) as f:
         policy = yaml.safe_load(f)
     policy["exemptions"]["namespaces"] = sorted(set(policy["exemptions"]["namespaces"])
@@ -364,7 +366,7 @@ def the_documented_examples_happen_as_audit_and_the_readme_say():
                     r = apply(doc)
                     if doc["kind"] == "PersistentVolume":
                         created.append(("pv", doc["metadata"]["name"]))
-                    problems += compare_example(key, doc, findings, r)
+                    problems += compare_example(key, doc, findings, objects.get(key, {}), r)
                     if name == "pvc-rwx-block.yaml":
                         problems += compare_readme_block(r)
             check(not problems, f"{len(problems)} differences between the docs and the cluster",
@@ -374,7 +376,7 @@ def the_documented_examples_happen_as_audit_and_the_readme_say():
                 kubectl("delete", kind, n, "--wait=false", "--ignore-not-found")
 
 
-def compare_example(key, doc, findings, r):
+def compare_example(key, doc, findings, obj, r):
     out = []
     plugin = [f for f in findings if "DefaultStorageClass admission plugin" in f["message"]]
     denied = [f for f in findings if f["outcome"] == "denied"]
@@ -406,18 +408,17 @@ def compare_example(key, doc, findings, r):
         return [f"{key}: the audit admits it; kubectl: {r!r}"]
     kind = {"PersistentVolumeClaim": "pvc", "PersistentVolume": "pv"}.get(key[0], key[0].lower())
     stored = get(kind, key[2], key[1])
-    for f in findings:
-        for path, value in f.get("changes", {}).items():
-            at = stored
-            for part in path.split("."):
-                at = (at or {}).get(part) if isinstance(at, dict) else None
-            if at != value:
-                out.append(f"{key}: the audit patches {path} to {value!r}; stored {at!r}")
-        for w in f.get("warnings", []):
-            # On files the audit says what it judged against; the cluster's answer does not.
-            w = w.removesuffix(" (judged against the PersistentVolumes in the files)")
-            if w not in r.warnings:
-                out.append(f"{key}: the audit warns {w!r}; kubectl printed {r.warnings!r}")
+    for path, value in obj.get("changes", {}).items():
+        at = stored
+        for part in path.split("."):
+            at = (at or {}).get(part) if isinstance(at, dict) else None
+        if at != value:
+            out.append(f"{key}: the audit patches {path} to {value!r}; stored {at!r}")
+    for w in obj.get("warnings", []):
+        # On files the audit says what it judged against; the cluster's answer does not.
+        w = w.removesuffix(" (judged against the PersistentVolumes in the files)")
+        if w not in r.warnings:
+            out.append(f"{key}: the audit warns {w!r}; kubectl printed {r.warnings!r}")
     return out
 
 

@@ -3,7 +3,7 @@
 //! ([`Outcome`], [`Stage`], and for the policy-report formats [`ResultStatus`] and [`Severity`]).
 //!
 //! Each output format is one renderer in its own file and reads this model only: [`text`] (a
-//! table for people), [`json`](mod@json) (`storage-policy.io/v1alpha1` `AuditReport`),
+//! table for people), [`json`](mod@json) (`storage-policy.io/v1alpha2` `AuditReport`),
 //! [`policy_report`] (`wgpolicyk8s.io/v1alpha2` PolicyReport / ClusterPolicyReport) and
 //! [`openreports`] (`openreports.io/v1alpha1` Report / ClusterReport), the last two built from the
 //! shared result model in [`results`]. Nothing here decides anything: the findings come from the
@@ -30,7 +30,8 @@ pub use results::{ResultStatus, Severity, Timestamp};
 pub use text::{Style, to_text};
 
 /// apiVersion of the json report.
-pub const REPORT_API_VERSION: &str = "storage-policy.io/v1alpha1";
+/// `v1alpha2`: the patch and the warnings moved from the findings to `objects`, once each.
+pub const REPORT_API_VERSION: &str = "storage-policy.io/v1alpha2";
 /// kind of the json report.
 pub const REPORT_KIND: &str = "AuditReport";
 /// The `policy` of every PolicyReport result, and of OpenReports results that name no rule.
@@ -124,19 +125,20 @@ pub struct AuditFinding {
     /// For a denial, `status.message` exactly as the webhook (or the API server) returns it.
     pub message: String,
     pub storage_class: Option<String>,
-    /// The JSON Patch of the mutating response, on the finding that made it.
-    pub patch: Vec<PatchOperation>,
-    /// The warnings of the admission response this finding comes from, on the response's first
-    /// finding only (empty on the others: an object's warnings are kept once).
-    pub warnings: Vec<String>,
 }
 
-/// Everything found about one object.
+/// Everything found about one object. What belongs to the object (the patch, the warnings a
+/// client sees) is kept here once, not on each finding: several rules patch in one response,
+/// and one response's warnings are the object's.
 #[derive(Clone, Debug)]
 pub struct ObjectReport {
     pub source: Location,
     pub object: ObjectRef,
     pub findings: Vec<AuditFinding>,
+    /// The JSON Patch of the mutating response, as kube-apiserver would apply it.
+    pub patch: Vec<PatchOperation>,
+    /// The warnings of the admission responses (`/mutate`, then `/validate`), each once.
+    pub warnings: Vec<String>,
 }
 
 impl ObjectReport {
@@ -149,8 +151,6 @@ impl ObjectReport {
                 outcome: Outcome::Allowed,
                 message: "no change".to_owned(),
                 storage_class: None,
-                patch: Vec::new(),
-                warnings: Vec::new(),
             });
         }
     }
@@ -168,19 +168,39 @@ impl ObjectReport {
         self.findings.iter().any(|f| f.outcome == o)
     }
 
-    /// The distinct warnings a client would see, in order, plus inventory warnings.
-    pub fn warnings(&self) -> Vec<&str> {
-        let mut seen = std::collections::HashSet::new();
+    /// Adds the warnings of one admission response, skipping those already kept.
+    pub fn add_warnings(&mut self, warnings: impl IntoIterator<Item = String>) {
+        for w in warnings {
+            if !self.warnings.contains(&w) {
+                self.warnings.push(w);
+            }
+        }
+    }
+
+    /// The object's outcome in the summary, each object counted once: denied, else mutated,
+    /// else audited, else warned, else allowed.
+    pub fn counted_as(&self) -> Outcome {
+        [
+            Outcome::Denied,
+            Outcome::Mutated,
+            Outcome::Audited,
+            Outcome::Warned,
+        ]
+        .into_iter()
+        .find(|o| self.has(*o))
+        .unwrap_or(Outcome::Allowed)
+    }
+
+    /// Findings of rules (or of the API server), not the `allowed` placeholder.
+    fn rule_findings(&self) -> usize {
         self.findings
             .iter()
-            .flat_map(|f| &f.warnings)
-            .map(String::as_str)
-            .filter(|w| seen.insert(*w))
-            .collect()
+            .filter(|f| f.outcome != Outcome::Allowed)
+            .count()
     }
 
     fn warning_count(&self) -> usize {
-        self.warnings().len()
+        self.warnings.len()
             + self
                 .findings
                 .iter()
@@ -189,7 +209,9 @@ impl ObjectReport {
     }
 }
 
-/// The counts of a report (the json format's `summary`).
+/// The counts of a report (the json format's `summary`). `denied`, `mutated`, `audited`,
+/// `warned` and `allowed` count objects, each once ([`ObjectReport::counted_as`]), and add up to
+/// `objects`; `findings` counts rule findings (rows), `warnings` the warnings.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Summary {
     /// Objects reported on.
@@ -198,12 +220,16 @@ pub struct Summary {
     pub denied: usize,
     /// Objects the webhook would patch (and not refuse).
     pub mutated: usize,
-    /// Objects a rule in audit mode would have patched or refused.
+    /// Objects a rule in audit mode would have patched or refused (and nothing refused or
+    /// patched).
     pub audited: usize,
-    /// Objects with a warning finding.
+    /// Objects with warnings only.
     pub warned: usize,
     /// Objects nothing was found about.
     pub allowed: usize,
+    /// Findings of rules (and of the API server's own validation) over all objects: the rows
+    /// of the text format, the `findings` of the json format.
+    pub findings: usize,
     /// Warnings a client would see, plus inventory warnings.
     pub warnings: usize,
     /// Inputs or documents that could not be read, parsed or decoded.
@@ -229,12 +255,14 @@ impl Report {
             ..Summary::default()
         };
         for o in &self.objects {
-            let denied = o.has(Outcome::Denied);
-            s.denied += usize::from(denied);
-            s.mutated += usize::from(!denied && o.has(Outcome::Mutated));
-            s.audited += usize::from(o.has(Outcome::Audited));
-            s.warned += usize::from(o.has(Outcome::Warned));
-            s.allowed += usize::from(o.outcome() == Outcome::Allowed);
+            match o.counted_as() {
+                Outcome::Denied => s.denied += 1,
+                Outcome::Mutated => s.mutated += 1,
+                Outcome::Audited => s.audited += 1,
+                Outcome::Warned => s.warned += 1,
+                Outcome::Allowed => s.allowed += 1,
+            }
+            s.findings += o.rule_findings();
             s.warnings += o.warning_count();
         }
         s
@@ -252,6 +280,22 @@ impl Report {
             0
         }
     }
+}
+
+/// Whether a warning only repeats a finding's message: the warning a warned finding is, or the
+/// `[audit] would set ...` / `[audit] would deny: ...` warning of an audited one (as the API server
+/// passes it on: cut at 256 characters with `...`).
+pub fn echoes(warning: &str, message: &str) -> bool {
+    let same = |candidate: &str| {
+        candidate == warning
+            || warning.strip_suffix("...").is_some_and(|cut| {
+                warning.chars().count() == crate::policy::MAX_WARNING_CHARS
+                    && candidate.starts_with(cut)
+            })
+    };
+    same(message)
+        || same(&format!("[audit] {message}"))
+        || same(&format!("[audit] would deny: {message}"))
 }
 
 /// A JSON Patch as the fields it changes: `spec.storageClassName: "standard"`. Objects are
@@ -318,6 +362,8 @@ pub(crate) mod test_support {
 
     pub fn object(findings: Vec<AuditFinding>) -> ObjectReport {
         ObjectReport {
+            patch: Vec::new(),
+            warnings: vec!["w".into()],
             source: Location::file("f.yaml"),
             object: ObjectRef {
                 api_version: "v1".into(),
@@ -336,8 +382,6 @@ pub(crate) mod test_support {
             outcome,
             message: "m".into(),
             storage_class: None,
-            patch: Vec::new(),
-            warnings: vec!["w".into()],
         }
     }
 }

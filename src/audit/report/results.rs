@@ -174,8 +174,14 @@ fn object_properties(o: &ObjectReport, f: &AuditFinding) -> BTreeMap<&'static st
     if let Some(c) = &f.storage_class {
         properties.insert("storageClass", c.clone());
     }
-    if !f.patch.is_empty() {
-        properties.insert("patch", serde_json::to_string(&f.patch).unwrap_or_default());
+    // The object's patch once, on its first mutated finding.
+    if !o.patch.is_empty()
+        && o.findings
+            .iter()
+            .find(|x| x.outcome == Outcome::Mutated)
+            .is_some_and(|first| std::ptr::eq(first, f))
+    {
+        properties.insert("patch", serde_json::to_string(&o.patch).unwrap_or_default());
     }
     properties
 }

@@ -1,10 +1,10 @@
 //! The `text` format: a table for people, one row per finding (object, rule, outcome, message),
-//! the changed fields and the warnings under each object, files as group headings, and the
-//! summary line. Colour only when [`Style::color`] says so (a terminal, no `NO_COLOR`).
+//! the object's changed fields and the warnings no row already says under each object, each
+//! once, files as group headings, and the summary line. Colour only when [`Style::color`] says so (a terminal, no `NO_COLOR`).
 
 use std::fmt::Write as _;
 
-use super::{Outcome, Report, changes};
+use super::{Outcome, Report, changes, echoes};
 
 /// ANSI styling, on only when writing to a terminal.
 #[derive(Clone, Copy, Debug)]
@@ -98,19 +98,21 @@ pub fn to_text(report: &Report, style: Style) -> String {
                 style.outcome(f.outcome, &pad(f.outcome.as_str(), outcome_w - 1)),
                 f.message
             );
-            for (path, value) in changes(&f.patch) {
-                let _ = writeln!(
-                    out,
-                    "    {}",
-                    style.paint("36", &format!("+ {path}: {value}"))
-                );
-            }
         }
-        // A warned finding's message is its warning: not printed twice.
+        // The patch is the object's (one mutating response), printed once whichever rules made it.
+        for (path, value) in changes(&o.patch) {
+            let _ = writeln!(
+                out,
+                "    {}",
+                style.paint("36", &format!("+ {path}: {value}"))
+            );
+        }
+        // A warning that repeats a finding's row (a warned finding, or an audited one's
+        // `[audit] ...` warning) is not printed twice.
         for w in o
-            .warnings()
-            .into_iter()
-            .filter(|w| !o.findings.iter().any(|f| f.message == *w))
+            .warnings
+            .iter()
+            .filter(|w| !o.findings.iter().any(|f| echoes(w, &f.message)))
         {
             let _ = writeln!(out, "    {}", style.paint("33", &format!("warning: {w}")));
         }
@@ -119,16 +121,24 @@ pub fn to_text(report: &Report, style: Style) -> String {
     let n = |count: usize, one: &str, many: &str| {
         format!("{count} {}", if count == 1 { one } else { many })
     };
+    // Objects are counted once each (their counts add up); rule findings are the rows.
     let mut line = format!(
-        "{}, {} denied, {} mutated, {}",
+        "{}: {} denied, {} mutated",
         n(s.objects, "object", "objects"),
         s.denied,
-        s.mutated,
-        n(s.warnings, "warning", "warnings")
+        s.mutated
     );
     if s.audited > 0 {
         let _ = write!(line, ", {} audited", s.audited);
     }
+    let _ = write!(
+        line,
+        ", {} warned, {} allowed; {}, {}",
+        s.warned,
+        s.allowed,
+        n(s.findings, "rule finding", "rule findings"),
+        n(s.warnings, "warning", "warnings")
+    );
     if s.errors > 0 {
         let _ = write!(
             line,
