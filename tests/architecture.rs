@@ -1,7 +1,12 @@
-//! The architecture stays easy to see: inside `src/policy` and `src/audit`, the files of a folder
-//! import each other without cycles (`use super::x` between siblings), so each layer can be read
-//! on its own: vocabulary, policy file and catalog, the storage model, the rule metadata, the
-//! rules, the registry. A module's parent may re-export it; only sibling edges count.
+//! The architecture stays easy to see.
+//!
+//! `src/policy` has three layers and one direction: the **model** (`policy/model`: what
+//! Kubernetes does; it knows no rule), the **engine** (`policy/engine`: what a rule is, requests,
+//! decisions; it names no rule) and the **rules** (`policy/rules`: one module each; a rule never
+//! imports another rule). `policy/registry.rs` is the only file naming every rule; outside
+//! `src/policy` a rule is named only by its `ID`. Inside a folder of `src/policy` and `src/audit`
+//! the files import each other without cycles (`use super::x` between siblings). Only a module's
+//! own code counts, not its test module.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -80,7 +85,13 @@ fn find_cycle(graph: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>>
 #[test]
 fn policy_and_audit_modules_have_no_import_cycles() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    for folder in ["policy", "audit", "audit/report"] {
+    for folder in [
+        "policy/model",
+        "policy/engine",
+        "policy/rules",
+        "audit",
+        "audit/report",
+    ] {
         let graph = sibling_imports(&root.join(folder));
         assert!(graph.len() > 3, "{folder}: modules found: {graph:?}");
         assert_eq!(
@@ -111,4 +122,249 @@ fn the_cycle_finder_finds_cycles() {
         .map(|(k, v)| (k.to_owned(), v.into_iter().map(str::to_owned).collect()))
         .collect();
     assert_eq!(find_cycle(&acyclic), None);
+}
+
+/// The layers of `src/policy`, lowest first.
+const LAYERS: [&str; 3] = ["model", "engine", "rules"];
+
+/// A module's own code: before its test module, without comments.
+fn own_code(text: &str) -> String {
+    let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+    code.lines()
+        .map(|l| l.split("//").next().unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Every path in `code` that starts with `prefix` (`crate::policy::`, `super::`), as the
+/// identifiers it names (a `use` with braces names several).
+fn paths_after<'a>(code: &'a str, prefix: &str) -> Vec<Vec<&'a str>> {
+    let mut paths = Vec::new();
+    for (i, _) in code.match_indices(prefix) {
+        let before = code[..i].chars().next_back();
+        if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':') {
+            continue;
+        }
+        let rest = &code[i + prefix.len()..];
+        let mut depth = 0usize;
+        let end = rest
+            .char_indices()
+            .find(|&(_, c)| match c {
+                '{' => {
+                    depth += 1;
+                    false
+                }
+                '}' if depth > 0 => {
+                    depth -= 1;
+                    false
+                }
+                c if c.is_alphanumeric() || c == '_' || c == ':' => false,
+                ',' | ' ' | '\n' if depth > 0 => false,
+                _ => true,
+            })
+            .map_or(rest.len(), |(j, _)| j);
+        paths.push(
+            rest[..end]
+                .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .filter(|w| !w.is_empty())
+                .collect(),
+        );
+    }
+    paths
+}
+
+/// The `.rs` files under `dir`, recursively.
+fn rust_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("read the source folder") {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(rust_files(&path));
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            files.push(path);
+        }
+    }
+    files.sort();
+    files
+}
+
+/// The rules: the modules of `src/policy/rules`.
+fn rule_names(policy: &Path) -> BTreeSet<String> {
+    std::fs::read_dir(policy.join("rules"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir() || p.extension().is_some_and(|e| e == "rs"))
+        .map(|p| p.file_stem().unwrap().to_str().unwrap().to_owned())
+        .filter(|n| n != "mod")
+        .collect()
+}
+
+/// What a file of layer `layer` (and of rule `rule`, for the rules) imports that the layering
+/// forbids: a higher layer, the registry, another rule, or `crate::policy::x` without naming the
+/// layer of `x` (a re-export would hide it).
+fn layer_violations(
+    code: &str,
+    layer: &str,
+    rule: Option<&str>,
+    rules: &BTreeSet<String>,
+) -> Vec<String> {
+    let rank = |l: &str| LAYERS.iter().position(|x| *x == l);
+    let mut bad = Vec::new();
+    for path in paths_after(code, "crate::policy::") {
+        let Some(first) = path.first() else { continue };
+        if *first == "registry" {
+            bad.push("the registry".to_owned());
+            continue;
+        }
+        match rank(first) {
+            None => bad.push(format!(
+                "crate::policy::{}: name the layer (model, engine, rules)",
+                path.join("::")
+            )),
+            Some(r) if r > rank(layer).unwrap() => {
+                bad.push(format!("the {first} layer ({})", path.join("::")));
+            }
+            Some(_) => {}
+        }
+        if *first == "rules" {
+            for w in &path[1..] {
+                if rules.contains(*w) && Some(*w) != rule {
+                    bad.push(format!("rule {w}"));
+                }
+            }
+        }
+    }
+    // `super::x` inside a rule's own folder is the rule itself; `super::x` beside the rules is
+    // another rule.
+    if layer == "rules" {
+        for path in paths_after(code, "super::") {
+            for w in &path {
+                if rules.contains(*w) && Some(*w) != rule {
+                    bad.push(format!("rule {w}"));
+                }
+            }
+        }
+    }
+    bad
+}
+
+#[test]
+fn policy_layers_import_downwards_and_no_rule_imports_another() {
+    let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/policy");
+    let rules = rule_names(&policy);
+    assert!(rules.len() >= 10, "rules found: {rules:?}");
+    let mut problems = Vec::new();
+    for layer in LAYERS {
+        for file in rust_files(&policy.join(layer)) {
+            let rel = file.strip_prefix(&policy).unwrap();
+            // The rule a file belongs to: `rules/x.rs` or `rules/x/...`.
+            let rule = (layer == "rules")
+                .then(|| rel.components().nth(1))
+                .flatten()
+                .map(|c| c.as_os_str().to_str().unwrap().trim_end_matches(".rs"))
+                .filter(|r| *r != "mod");
+            let code = own_code(&std::fs::read_to_string(&file).unwrap());
+            for v in layer_violations(&code, layer, rule, &rules) {
+                problems.push(format!("src/policy/{}: imports {v}", rel.display()));
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "the policy layers go model <- engine <- rules, and a rule imports no other rule \
+         (move what two rules share down a layer):\n{}",
+        problems.join("\n")
+    );
+}
+
+#[test]
+fn outside_the_policy_a_rule_is_named_only_by_its_id() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let rules = rule_names(&src.join("policy"));
+    let mut problems = Vec::new();
+    for file in rust_files(&src) {
+        if file.starts_with(src.join("policy")) {
+            continue;
+        }
+        let code = own_code(&std::fs::read_to_string(&file).unwrap());
+        for r in &rules {
+            for (i, _) in code.match_indices(&format!("{r}::")) {
+                let before = code[..i].chars().next_back();
+                if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+                    continue;
+                }
+                let item: String = code[i + r.len() + 2..]
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                if item != "ID" {
+                    problems.push(format!(
+                        "{}: {r}::{item}",
+                        file.strip_prefix(&src).unwrap().display()
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "outside src/policy a rule is named by its ID only; what else is shared belongs in the \
+         model or the engine:\n{}",
+        problems.join("\n")
+    );
+}
+
+#[test]
+fn the_layer_check_finds_upward_and_sideways_imports() {
+    let rules: BTreeSet<String> = ["will_bind", "volume_name"].map(str::to_owned).into();
+    let check = |code: &str, layer: &str, rule: Option<&str>| {
+        layer_violations(&own_code(code), layer, rule, &rules)
+    };
+    assert_eq!(
+        check(
+            "use crate::policy::engine::decision::Decision;",
+            "model",
+            None
+        )
+        .len(),
+        1
+    );
+    assert!(
+        !check(
+            "use crate::policy::rules::will_bind::record;",
+            "engine",
+            None
+        )
+        .is_empty()
+    );
+    assert_eq!(
+        check(
+            "use crate::policy::rules::{volume_name, will_bind};",
+            "rules",
+            Some("volume_name")
+        ),
+        vec!["rule will_bind".to_owned()]
+    );
+    assert_eq!(
+        check(
+            "use super::will_bind::record;",
+            "rules",
+            Some("volume_name")
+        )
+        .len(),
+        1
+    );
+    assert_eq!(
+        check("use crate::policy::Decision;", "rules", None).len(),
+        1
+    );
+    assert!(
+        check(
+            "use crate::policy::model::catalog::Catalog;\nuse crate::policy::engine::rule::Rule;\n\
+             // use crate::policy::rules::will_bind;\n#[cfg(test)]\nuse crate::policy::rules::will_bind;",
+            "rules",
+            Some("volume_name")
+        )
+        .is_empty()
+    );
 }

@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::PersistentVolume;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use storage_policy_webhook::admission::{self, Endpoint};
-use storage_policy_webhook::policy::{self, Policy, reclaim_policy};
+use storage_policy_webhook::policy::{self, Policy, pv_controller};
 
 const POLICY: &str = r#"
 storageClasses:
@@ -201,7 +201,7 @@ proptest! {
             json_patch::patch(&mut after, &ops).unwrap();
         }
         let pv: PersistentVolume = serde_json::from_value(after.clone()).unwrap();
-        prop_assert!(reclaim_policy::unhonoured(&pv).is_none(), "{}", after);
+        prop_assert!(pv_controller::unhonoured(&pv).is_none(), "{}", after);
     }
 }
 

@@ -14,11 +14,12 @@ use crate::kinds::Kind;
 use crate::policy::catalog::KIND_ANNOTATION;
 use crate::policy::field::go_quote;
 use crate::policy::node_selector::selects_any;
+use crate::policy::pv_controller;
+use crate::policy::rules::{access_modes, claim_ref, default_class, node_affinity, reclaim_policy};
 use crate::policy::storage;
 use crate::policy::{
-    AccessMode, Catalog, FieldError, Invalid, LiveState, Mode, Path, Policy, RuleId, access_modes,
+    AccessMode, Catalog, FieldError, Invalid, LiveState, Mode, Path, Policy, RuleId,
 };
-use crate::policy::{claim_ref, default_class, node_affinity, reclaim_policy};
 
 fn finding(
     rule: RuleId,
@@ -239,7 +240,7 @@ fn stranded_volume(
     };
     let (rule, message) = match phase {
         "Failed" if on(reclaim_policy::ID) => {
-            let u = reclaim_policy::unhonoured(pv)?;
+            let u = pv_controller::unhonoured(pv)?;
             let message = format!(
                 "volume is Failed: its {} reclaim policy cannot be carried out ({}); the data is still \
                  there: clean it up and delete the PV, or set Retain and remove spec.claimRef to reuse it",
@@ -249,7 +250,7 @@ fn stranded_volume(
             (reclaim_policy::ID, message)
         }
         "Available" if on(claim_ref::ID) => {
-            let name = claim_ref::missing_namespace(pv)?;
+            let name = pv_controller::missing_namespace(pv)?;
             let message = format!(
                 "volume is Available for good: spec.claimRef {} names no namespace, so no claim ever binds \
                  it; set spec.claimRef.namespace",

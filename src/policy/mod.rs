@@ -1,45 +1,29 @@
 //! The storage rules. Pure code: plain data in (the object, a [`Catalog`] snapshot, the
 //! [`Policy`]), a [`Decision`] out. Nothing here knows about HTTP, TLS or the cluster API.
 //!
-//! - [`rule`]: what a rule is (the [`Rule`] trait and its [`Meta`]); [`registry`]: the rules,
-//!   one line each; one file per rule ([`default_class`], [`volume_size`], [`node_affinity`],
-//!   [`access_modes`] with its opt-in [`rewrite`], [`reclaim_policy`], [`claim_ref`],
-//!   [`local_volume_nodes`], [`unknown_class`]).
-//! - [`storage`]: the model the rules share (what a class serves, where a claim lands);
-//!   [`catalog`]: the classes, namespaces and nodes known; [`sizes`]: the volume size table;
-//!   [`quantity`]: Kubernetes quantities; [`node_selector`]: node affinity against nodes;
-//!   [`volumes`]: PVs, claims and a StatefulSet's claim names as the binding rules see them, with [`interner`] sharing their repeated strings; [`config`]: the policy file.
-//! - [`decision`]: what the rules answer; [`field`]: the API server's field-error format.
+//! Three layers, one direction (checked by `tests/architecture.rs`):
+//! - [`model`]: what Kubernetes does (vocabulary, quantities, field errors, the catalog of
+//!   classes, namespaces and nodes, where a claim lands, PVs and claims, sizes, node affinity,
+//!   the PV controller, the work bounds). It knows no rule.
+//! - [`engine`]: what a rule is ([`Rule`], [`Meta`]), the request, the [`Decision`], the policy
+//!   file's sections. It names no rule.
+//! - [`rules`]: one module per rule; a rule never imports another.
+//!
+//! [`registry`] is the only file that names every rule; this module compiles them into a
+//! [`Policy`] and runs them.
 
-pub mod access_modes;
-pub mod catalog;
-pub mod claim_ref;
-pub mod config;
-pub mod decision;
-pub mod default_class;
-pub mod field;
-pub mod interner;
-pub mod limits;
-pub mod local_volume_nodes;
-pub mod meta;
-pub mod modes;
-pub mod node_affinity;
-pub mod node_name_wffc;
-pub mod node_selector;
-pub mod quantity;
-pub mod reclaim_policy;
+pub mod engine;
+pub mod model;
 pub mod registry;
-pub mod request;
-pub mod rewrite;
-pub mod rule;
-pub mod sizes;
-pub mod storage;
-pub mod unknown_class;
-pub mod vocab;
-pub mod volume_name;
-pub mod volume_size;
-pub mod volumes;
-pub mod will_bind;
+pub mod rules;
+
+// The model and the engine keep their short paths (`policy::catalog`, `policy::decision`):
+// what the rest of the crate reads of them. The rules are reached through `policy::rules`.
+pub use engine::{config, decision, meta, request, rule};
+pub use model::{
+    catalog, field, interner, limits, modes, node_selector, pv_controller, quantity, sizes,
+    storage, vocab, volumes,
+};
 
 use std::collections::HashSet;
 use std::path::Path as FsPath;
@@ -77,7 +61,7 @@ impl Policy {
     pub fn new(file: PolicyFile, dry_run: bool) -> Result<Policy, ConfigError> {
         let (rules, settings) = registry::compile(&file)?;
         Ok(Policy {
-            table: ProvisionerTable::new(&file),
+            table: ProvisionerTable::new(&file.provisioners),
             exempt_namespaces: file.exemptions.namespaces.iter().cloned().collect(),
             exempt_users: file.exemptions.usernames.iter().cloned().collect(),
             settings,

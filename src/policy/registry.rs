@@ -4,21 +4,14 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::access_modes;
-use super::claim_ref;
 use super::config::{ConfigError, PolicyFile, Section};
-use super::default_class;
-use super::local_volume_nodes;
 use super::modes::Mode;
-use super::node_affinity;
-use super::node_name_wffc;
-use super::reclaim_policy;
 use super::rule::{Acts, Endpoint, Entry, Judges, Meta, PodFilter, Rule};
+use super::rules::{
+    access_modes, claim_ref, default_class, local_volume_nodes, node_affinity, node_name_wffc,
+    reclaim_policy, unknown_class, volume_name, volume_size, will_bind,
+};
 use super::storage::Settings;
-use super::unknown_class;
-use super::volume_name;
-use super::volume_size;
-use super::will_bind;
 use crate::kinds::{self, Kind, Operation};
 
 /// Every rule, in the order they run (a mutation that others build on comes first).

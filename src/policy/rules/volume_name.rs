@@ -9,15 +9,16 @@
 
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 
-use super::config::{ConfigError, Section};
-use super::decision::Decision;
-use super::field::go_quote;
-use super::modes::Mode;
-use super::quantity;
-use super::rule::{Acts, Context, Endpoint, Entry, Judges, Meta, Object, Request, Rule, RuleId};
-use super::volumes::{self, Modes, Phase, VolumeIndex, Wants};
-use super::will_bind::record;
 use crate::kinds::Operation;
+use crate::policy::engine::config::{ConfigError, Section};
+use crate::policy::engine::decision::{Decision, record};
+use crate::policy::engine::rule::{
+    Acts, Context, Endpoint, Entry, Judges, Meta, Object, Request, Rule, RuleId,
+};
+use crate::policy::model::field::go_quote;
+use crate::policy::model::modes::Mode;
+use crate::policy::model::quantity;
+use crate::policy::model::volumes::{self, Modes, Phase, VolumeIndex, Wants};
 
 pub const META: Meta = Meta {
     key: "volumeName",

@@ -6,11 +6,14 @@ use std::hash::{Hash, Hasher};
 
 use json_patch::PatchOperation;
 
-use super::field::{FieldError, Invalid, aggregate};
-use super::limits::{self, Budget, MAX_ANNOTATION_CHARS, MAX_WARNINGS, MAX_WARNINGS_TOTAL_CHARS};
 use super::meta::RuleId;
-use super::modes::Mode;
 use super::request::Subject;
+use crate::policy::model::field::{FieldError, Invalid, aggregate};
+use crate::policy::model::limits::{
+    self, Budget, MAX_ANNOTATION_CHARS, MAX_WARNINGS, MAX_WARNINGS_TOTAL_CHARS,
+};
+use crate::policy::model::modes::Mode;
+use crate::policy::model::volumes::Source;
 
 /// What a rule did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -292,11 +295,38 @@ impl Decision {
     }
 }
 
+/// Adds one warning and its finding; the source of PVs is named when it is not the cluster.
+pub(crate) fn record(
+    d: &mut Decision,
+    rule: RuleId,
+    mode: Mode,
+    class: Option<String>,
+    text: String,
+    source: Source,
+) {
+    let text = match source {
+        Source::Cluster => text,
+        Source::Files => format!("{text} (judged against the PersistentVolumes in the files)"),
+    };
+    d.warn(&text);
+    d.annotate(rule, text.clone());
+    d.findings.push(Finding {
+        rule,
+        action: if mode == Mode::Audit {
+            Action::Audited
+        } else {
+            Action::Warned
+        },
+        storage_class: class,
+        message: text,
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::policy::field::Path;
-    use crate::policy::{claim_ref, node_name_wffc};
+    use crate::policy::rules::{claim_ref, node_name_wffc};
 
     fn subject() -> Subject<'static> {
         Subject {

@@ -3,13 +3,14 @@
 //!
 //! A [`Catalog`] is an immutable snapshot built off the request path; rules only read it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::PersistentVolumeSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use serde::Deserialize;
+use serde_saphyr::Spanned;
 
-use super::config::{PolicyFile, StaticClass};
 use super::modes::Mode;
 use super::node_selector::Node;
 use super::quantity::{Written, limit};
@@ -27,6 +28,43 @@ pub const MIN_SIZE_ANNOTATION: &str = "storage-policy.io/min-size";
 pub const MAX_SIZE_ANNOTATION: &str = "storage-policy.io/max-size";
 /// Annotation on a StorageClass overriding the provisioner table.
 pub const KIND_ANNOTATION: &str = "storage-policy.io/kind";
+/// A StorageClass known without a cluster.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct StaticClass {
+    pub name: Spanned<String>,
+    pub provisioner: String,
+    #[serde(default)]
+    pub default: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub kind: Option<StorageKind>,
+    #[serde(default)]
+    pub allow_read_write_many_block_mode: bool,
+    #[serde(default)]
+    pub volume_binding_mode: Option<VolumeBindingMode>,
+    #[serde(default)]
+    pub parameters: BTreeMap<String, String>,
+    /// The smallest volume the class provisions (a quantity): smaller claims are raised to it
+    /// (`rules.volumeSize`).
+    #[serde(default)]
+    pub min_size: Option<Spanned<String>>,
+    /// The largest volume the class provisions: larger claims are refused.
+    #[serde(default)]
+    pub max_size: Option<Spanned<String>>,
+}
+
+/// Extra provisioner names per storage kind, on top of the built-in table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ProvisionerLists {
+    #[serde(default)]
+    pub block: Vec<String>,
+    #[serde(default)]
+    pub local: Vec<String>,
+    #[serde(default)]
+    pub shared: Vec<String>,
+}
+
 /// Annotation on a StorageClass allowing ReadWriteMany with `volumeMode: Block` ("true").
 pub const ALLOW_RWX_BLOCK_ANNOTATION: &str = "storage-policy.io/allow-rwx-block-mode";
 /// Namespace annotation naming the namespace's default class.
@@ -89,13 +127,13 @@ const BUILTIN: &[(&str, StorageKind)] = &[
 pub struct ProvisionerTable(HashMap<String, StorageKind>);
 
 impl ProvisionerTable {
-    pub fn new(file: &PolicyFile) -> Self {
+    pub fn new(lists: &ProvisionerLists) -> Self {
         let mut map: HashMap<String, StorageKind> =
             BUILTIN.iter().map(|(p, k)| ((*p).to_owned(), *k)).collect();
         for (kind, list) in [
-            (StorageKind::Block, &file.provisioners.block),
-            (StorageKind::Local, &file.provisioners.local),
-            (StorageKind::Shared, &file.provisioners.shared),
+            (StorageKind::Block, &lists.block),
+            (StorageKind::Local, &lists.local),
+            (StorageKind::Shared, &lists.shared),
         ] {
             for p in list {
                 map.insert(p.trim().to_owned(), kind);
@@ -539,7 +577,7 @@ mod tests {
 
     fn catalog(classes: Vec<LiveClass>) -> Catalog {
         let file = config::parse("", None).unwrap();
-        let table = ProvisionerTable::new(&file);
+        let table = ProvisionerTable::new(&file.provisioners);
         Catalog::build(
             &file.storage_classes,
             &table,
@@ -615,7 +653,7 @@ mod tests {
             None,
         )
         .unwrap();
-        let table = ProvisionerTable::new(&file);
+        let table = ProvisionerTable::new(&file.provisioners);
         let cat = Catalog::build(
             &file.storage_classes,
             &table,
@@ -639,7 +677,7 @@ mod tests {
             None,
         )
         .unwrap();
-        let table = ProvisionerTable::new(&file);
+        let table = ProvisionerTable::new(&file.provisioners);
         let cat = Catalog::build(
             &file.storage_classes,
             &table,
@@ -739,7 +777,7 @@ mod tests {
     #[test]
     fn extra_provisioners_extend_the_table() {
         let file = config::parse("provisioners:\n  block: [my.oci.renamed]\n", None).unwrap();
-        let table = ProvisionerTable::new(&file);
+        let table = ProvisionerTable::new(&file.provisioners);
         assert_eq!(table.kind_of("my.oci.renamed"), Some(StorageKind::Block));
         assert_eq!(table.kind_of("nfs.csi.k8s.io"), Some(StorageKind::Shared));
         assert_eq!(table.kind_of("example.com/unknown"), None);

@@ -14,14 +14,16 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use serde_saphyr::Spanned;
 
-use super::catalog::Catalog;
-use super::config::{ConfigError, Section};
-use super::decision::{Action, Decision, Finding};
-use super::limits::{MAX_NODE_VALUES, summarise};
-use super::modes::Mode;
-use super::rule::{Acts, Context, Endpoint, Entry, Judges, Meta, Object, Request, Rule, RuleId};
-use super::storage::Settings;
 use crate::kinds::Operation;
+use crate::policy::engine::config::{ConfigError, Section};
+use crate::policy::engine::decision::{Action, Decision, Finding};
+use crate::policy::engine::rule::{
+    Acts, Context, Endpoint, Entry, Judges, Meta, Object, Request, Rule, RuleId,
+};
+use crate::policy::model::catalog::Catalog;
+use crate::policy::model::limits::{MAX_NODE_VALUES, summarise};
+use crate::policy::model::modes::Mode;
+use crate::policy::model::storage::Settings;
 
 pub const META: Meta = Meta {
     key: "localVolumeNodeAffinity",

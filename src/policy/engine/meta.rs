@@ -5,9 +5,9 @@
 
 use std::fmt;
 
-use super::modes::Mode;
 use super::request::{Object, Request};
 use crate::kinds::{Kind, Operation, Part};
+use crate::policy::model::modes::Mode;
 
 /// The two webhook endpoints.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]

@@ -11,14 +11,16 @@ use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::catalog::Catalog;
-use super::config::{AccessMode, ConfigError, Section, check_dns_subdomain};
-use super::decision::Decision;
-use super::field::go_quote;
-use super::modes::Mode;
-use super::rule::{Acts, Context, Endpoint, Entry, Judges, Meta, Object, Request, Rule, RuleId};
-use super::storage::{self, ClassOwner, Defaults, Settings, has_class};
 use crate::kinds::Operation;
+use crate::policy::engine::config::{AccessMode, ConfigError, Section, check_dns_subdomain};
+use crate::policy::engine::decision::Decision;
+use crate::policy::engine::rule::{
+    Acts, Context, Endpoint, Entry, Judges, Meta, Object, Request, Rule, RuleId,
+};
+use crate::policy::model::catalog::Catalog;
+use crate::policy::model::field::go_quote;
+use crate::policy::model::modes::Mode;
+use crate::policy::model::storage::{self, ClassOwner, Defaults, Settings, has_class};
 
 pub const META: Meta = Meta {
     key: "defaultStorageClass",

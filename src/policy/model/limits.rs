@@ -1,7 +1,7 @@
 //! The bounds of one review, in one place: how much an answer may say (warnings, causes,
 //! annotation text) and how much work the rules may spend judging one object ([`Budget`]).
 //!
-//! The engine applies the answer caps ([`super::decision`]) and reports what the work bounds
+//! The engine applies the answer caps ([`crate::policy::engine::decision`]) and reports what the work bounds
 //! left unjudged; the rules only count their work against the budget and stop when it says so.
 //! Nothing here knows a rule. RELIABILITY.md ("Work budget") documents these numbers.
 

@@ -16,17 +16,17 @@ use std::collections::{HashMap, HashSet};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaimSpec, PodSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use super::catalog::{Catalog, ClassesKnown};
-use super::config::{ConfigError, Section};
-use super::decision::{Action, Decision, Finding};
-use super::field::{Path, go_quote};
-use super::limits::{MAX_NAMES_JUDGED, MAX_VOLUMES};
-use super::modes::Mode;
-use super::rule::{
+use crate::kinds::Operation;
+use crate::policy::engine::config::{ConfigError, Section};
+use crate::policy::engine::decision::{Action, Decision, Finding};
+use crate::policy::engine::rule::{
     Acts, Context, Endpoint, Entry, Judges, Meta, Object, PodFilter, Request, Rule, RuleId,
 };
-use super::storage::BETA_CLASS_ANNOTATION;
-use crate::kinds::Operation;
+use crate::policy::model::catalog::{Catalog, ClassesKnown};
+use crate::policy::model::field::{Path, go_quote};
+use crate::policy::model::limits::{MAX_NAMES_JUDGED, MAX_VOLUMES};
+use crate::policy::model::modes::Mode;
+use crate::policy::model::storage::BETA_CLASS_ANNOTATION;
 
 pub const META: Meta = Meta {
     key: "unknownClass",

@@ -4,12 +4,12 @@
 
 use std::fmt;
 
-use super::catalog::{Catalog, ProvisionerTable};
 use super::config::{ConfigError, Section};
 use super::decision::Decision;
-use super::limits::Budget;
-use super::modes::Mode;
-use super::storage::Settings;
+use crate::policy::model::catalog::{Catalog, ProvisionerTable};
+use crate::policy::model::limits::Budget;
+use crate::policy::model::modes::Mode;
+use crate::policy::model::storage::Settings;
 
 pub use super::meta::{Acts, Endpoint, Judges, Meta, PodFilter, RuleId};
 pub use super::request::{Object, Request, Subject};
@@ -33,7 +33,7 @@ impl Context<'_> {
         self.budget.is_none_or(|b| b.spend(units))
     }
 
-    /// Records what a cap of [`super::limits`] left unjudged.
+    /// Records what a cap of [`crate::policy::model::limits`] left unjudged.
     pub fn skip(&self, what: impl Into<String>) {
         if let Some(b) = self.budget {
             b.skip(what);

@@ -14,19 +14,21 @@ use std::collections::{HashMap, HashSet};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 
-use super::catalog::{Catalog, ClassesKnown, NO_PROVISIONER};
-use super::config::VolumeBindingMode;
-use super::config::{ConfigError, Section};
-use super::decision::{Action, Decision, Finding};
-use super::field::go_quote;
-use super::limits::{MAX_ORDINALS, MAX_TEMPLATES};
-use super::modes::Mode;
-use super::node_selector;
-use super::quantity;
-use super::rule::{Acts, Context, Endpoint, Entry, Judges, Meta, Object, Request, Rule, RuleId};
-use super::storage;
-use super::volumes::{self, Misfit, Modes, PvInfo, Source, VolumeIndex, Wants};
 use crate::kinds::Operation;
+use crate::policy::engine::config::VolumeBindingMode;
+use crate::policy::engine::config::{ConfigError, Section};
+use crate::policy::engine::decision::{Decision, record};
+use crate::policy::engine::rule::{
+    Acts, Context, Endpoint, Entry, Judges, Meta, Object, Request, Rule, RuleId,
+};
+use crate::policy::model::catalog::{Catalog, ClassesKnown, NO_PROVISIONER};
+use crate::policy::model::field::go_quote;
+use crate::policy::model::limits::{MAX_ORDINALS, MAX_TEMPLATES};
+use crate::policy::model::modes::Mode;
+use crate::policy::model::node_selector;
+use crate::policy::model::quantity;
+use crate::policy::model::storage;
+use crate::policy::model::volumes::{self, Misfit, Modes, PvInfo, Source, VolumeIndex, Wants};
 
 pub const META: Meta = Meta {
     key: "willBind",
@@ -78,33 +80,6 @@ impl Rule for WillBind {
             record(d, ID, mode, class, text, index.source);
         }
     }
-}
-
-/// Adds one warning and its finding; the source of PVs is named when it is not the cluster.
-pub(crate) fn record(
-    d: &mut Decision,
-    rule: RuleId,
-    mode: Mode,
-    class: Option<String>,
-    text: String,
-    source: Source,
-) {
-    let text = match source {
-        Source::Cluster => text,
-        Source::Files => format!("{text} (judged against the PersistentVolumes in the files)"),
-    };
-    d.warn(&text);
-    d.annotate(rule, text.clone());
-    d.findings.push(Finding {
-        rule,
-        action: if mode == Mode::Audit {
-            Action::Audited
-        } else {
-            Action::Warned
-        },
-        storage_class: class,
-        message: text,
-    });
 }
 
 /// Whether a claim without a class cannot be judged: `audit` on files that show no
@@ -448,7 +423,7 @@ mod tests {
     use super::*;
     use crate::policy::catalog::LiveState;
     use crate::policy::volumes::{ClaimMap, Source, VolumeIndex};
-    use crate::policy::{Policy, Subject};
+    use crate::policy::{Action, Policy, Subject};
     use k8s_openapi::api::core::v1::PersistentVolume;
     use serde_json::{Value, json};
     use std::sync::Arc;

@@ -19,13 +19,15 @@ use std::collections::HashSet;
 
 use k8s_openapi::api::core::v1::{NodeSelectorRequirement, NodeSelectorTerm, PersistentVolume};
 
-use super::config::{ConfigError, Section};
-use super::decision::{Action, Decision, Finding};
-use super::limits::MAX_NODE_VALUES;
-use super::modes::Mode;
-use super::node_selector::{self, Node};
-use super::rule::{Acts, Context, Endpoint, Entry, Judges, Meta, Object, Request, Rule, RuleId};
 use crate::kinds::Operation;
+use crate::policy::engine::config::{ConfigError, Section};
+use crate::policy::engine::decision::{Action, Decision, Finding};
+use crate::policy::engine::rule::{
+    Acts, Context, Endpoint, Entry, Judges, Meta, Object, Request, Rule, RuleId,
+};
+use crate::policy::model::limits::MAX_NODE_VALUES;
+use crate::policy::model::modes::Mode;
+use crate::policy::model::node_selector::{self, Node};
 
 pub const META: Meta = Meta {
     key: "localVolumeNodes",

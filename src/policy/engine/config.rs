@@ -9,11 +9,12 @@ use serde::Deserialize;
 use serde::de::{DeserializeOwned, IgnoredAny};
 use serde_saphyr::Spanned;
 
-use super::modes::Mode;
-pub use super::vocab::{AccessMode, StorageKind, VolumeBindingMode};
+pub use crate::policy::model::catalog::{ProvisionerLists, StaticClass};
+use crate::policy::model::modes::Mode;
+pub use crate::policy::model::vocab::{AccessMode, StorageKind, VolumeBindingMode};
 
 /// The policy compiled into the binary, used when no `--config` is given.
-pub const EMBEDDED_POLICY: &str = include_str!("default-policy.yaml");
+pub const EMBEDDED_POLICY: &str = include_str!("../default-policy.yaml");
 
 /// The whole policy file. Every key is optional.
 #[derive(Debug, Default, Deserialize)]
@@ -47,43 +48,6 @@ pub struct Exemptions {
     pub namespaces: Vec<String>,
     #[serde(default)]
     pub usernames: Vec<String>,
-}
-
-/// A StorageClass known without a cluster.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct StaticClass {
-    pub name: Spanned<String>,
-    pub provisioner: String,
-    #[serde(default)]
-    pub default: Option<Spanned<bool>>,
-    #[serde(default)]
-    pub kind: Option<StorageKind>,
-    #[serde(default)]
-    pub allow_read_write_many_block_mode: bool,
-    #[serde(default)]
-    pub volume_binding_mode: Option<VolumeBindingMode>,
-    #[serde(default)]
-    pub parameters: BTreeMap<String, String>,
-    /// The smallest volume the class provisions (a quantity): smaller claims are raised to it
-    /// (`rules.volumeSize`).
-    #[serde(default)]
-    pub min_size: Option<Spanned<String>>,
-    /// The largest volume the class provisions: larger claims are refused.
-    #[serde(default)]
-    pub max_size: Option<Spanned<String>>,
-}
-
-/// Extra provisioner names per storage kind, on top of the built-in table.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct ProvisionerLists {
-    #[serde(default)]
-    pub block: Vec<String>,
-    #[serde(default)]
-    pub local: Vec<String>,
-    #[serde(default)]
-    pub shared: Vec<String>,
 }
 
 /// Why a policy could not be loaded.
@@ -209,7 +173,7 @@ fn validate(file: &PolicyFile, origin: &str) -> Result<(), ConfigError> {
         {
             if let Some(size) = size {
                 let line = Some(size.referenced.line());
-                let w = super::quantity::limit(&size.value)
+                let w = crate::policy::model::quantity::limit(&size.value)
                     .map_err(|why| invalid(format!("{key}.{sub}"), line, why))?;
                 sizes[j] = Some((w, line));
             }
@@ -481,7 +445,7 @@ rules:
             p.settings.defaults.by_access_mode[&AccessMode::ReadWriteMany],
             "nfs"
         );
-        let rule = format!("{:?}", p.rule(crate::policy::node_affinity::ID));
+        let rule = format!("{:?}", p.rule(crate::policy::rules::node_affinity::ID));
         assert!(rule.contains("k8s-worker-02"), "{rule}");
     }
 

@@ -8,14 +8,15 @@
 //! field (`spec.claimRef.namespace: Required value`). It only reads the PV; which claims exist is
 //! none of its business.
 
-use k8s_openapi::api::core::v1::PersistentVolume;
-
-use super::config::{ConfigError, Section};
-use super::decision::{Action, Decision, Finding, Refused};
-use super::field::{FieldError, Path, go_quote};
-use super::modes::Mode;
-use super::rule::{Acts, Context, Endpoint, Entry, Judges, Meta, Object, Request, Rule, RuleId};
 use crate::kinds::Operation;
+use crate::policy::engine::config::{ConfigError, Section};
+use crate::policy::engine::decision::{Action, Decision, Finding, Refused};
+use crate::policy::engine::rule::{
+    Acts, Context, Endpoint, Entry, Judges, Meta, Object, Request, Rule, RuleId,
+};
+use crate::policy::model::field::{FieldError, Path, go_quote};
+use crate::policy::model::modes::Mode;
+use crate::policy::model::pv_controller::missing_namespace;
 
 pub const META: Meta = Meta {
     key: "claimRefNamespace",
@@ -57,15 +58,6 @@ impl Rule for ClaimRefNamespace {
 /// The detail of the field error: what happens, and what to do.
 pub const DETAIL: &str = "the PV controller binds a claim only by name and namespace, so this volume \
                           stays Available and never binds: set the namespace of the claim";
-
-/// The name of the claim a PV is reserved for when its `claimRef` names no namespace.
-pub fn missing_namespace(pv: &PersistentVolume) -> Option<&str> {
-    let r = pv.spec.as_ref()?.claim_ref.as_ref()?;
-    if r.namespace.as_deref().is_some_and(|ns| !ns.is_empty()) {
-        return None;
-    }
-    Some(r.name.as_deref().unwrap_or_default())
-}
 
 fn violation(object: Option<&Object<'_>>) -> Option<(FieldError, String)> {
     let Some(Object::Pv(pv)) = object else {
@@ -114,6 +106,7 @@ mod tests {
     use super::*;
     use crate::policy::field::Invalid;
     use crate::policy::{Policy, Subject};
+    use k8s_openapi::api::core::v1::PersistentVolume;
     use serde_json::{Value, json};
 
     fn pv(claim_ref: Value) -> PersistentVolume {

@@ -10,8 +10,8 @@ use k8s_openapi::api::core::v1::{PersistentVolumeClaim, PersistentVolumeClaimSpe
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::catalog::{Catalog, NO_PROVISIONER, StorageKind};
-use super::config::AccessMode;
 use super::field::FieldError;
+use super::vocab::AccessMode;
 
 pub use super::vocab::BETA_CLASS_ANNOTATION;
 

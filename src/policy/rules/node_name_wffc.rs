@@ -16,18 +16,18 @@
 
 use std::collections::HashSet;
 
-use super::catalog::Catalog;
-use super::config::{ConfigError, Section, VolumeBindingMode};
-use super::decision::{Action, Decision, Finding, Refused};
-use super::field::{FieldError, Path, go_quote};
-use super::limits::{MAX_ORDINALS, MAX_TEMPLATES, MAX_VOLUMES};
-use super::modes::Mode;
-use super::rule::{
+use crate::kinds::Operation;
+use crate::policy::engine::config::{ConfigError, Section, VolumeBindingMode};
+use crate::policy::engine::decision::{Action, Decision, Finding, Refused};
+use crate::policy::engine::rule::{
     Acts, Context, Endpoint, Entry, Judges, Meta, Object, PodFilter, Request, Rule, RuleId,
 };
-use super::storage;
-use super::volumes;
-use crate::kinds::Operation;
+use crate::policy::model::catalog::Catalog;
+use crate::policy::model::field::{FieldError, Path, go_quote};
+use crate::policy::model::limits::{MAX_ORDINALS, MAX_TEMPLATES, MAX_VOLUMES};
+use crate::policy::model::modes::Mode;
+use crate::policy::model::storage;
+use crate::policy::model::volumes;
 
 pub const META: Meta = Meta {
     key: "nodeNameWaitForFirstConsumer",

@@ -12,18 +12,20 @@ use k8s_openapi::api::core::v1::{PersistentVolumeClaimSpec, PodSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Deserialize;
 
-use super::catalog::{Catalog, KIND_ANNOTATION, StorageKind, kind_of_pv_source};
-use super::config::{AccessMode, ConfigError, Section};
-use super::decision::{Action, Decision, Finding, Refused};
-use super::field::{FieldError, Path, go_quote};
-use super::limits::MAX_VOLUMES;
-use super::modes::Mode;
-use super::rewrite::{self, Rewrite, RewriteConfig};
-use super::rule::{
+use self::rewrite::{Rewrite, RewriteConfig};
+use crate::policy::engine::config::{AccessMode, ConfigError, Section};
+use crate::policy::engine::decision::{Action, Decision, Finding, Refused};
+use crate::policy::model::catalog::{Catalog, KIND_ANNOTATION, StorageKind, kind_of_pv_source};
+use crate::policy::model::field::{FieldError, Path, go_quote};
+use crate::policy::model::limits::MAX_VOLUMES;
+use crate::policy::model::modes::Mode;
+
+pub mod rewrite;
+use crate::kinds::Operation;
+use crate::policy::engine::rule::{
     Acts, Context, Endpoint, Entry, Judges, Meta, Object, PodFilter, Request, Rule, RuleId,
 };
-use super::storage::{self, Basis, Settings, Target};
-use crate::kinds::Operation;
+use crate::policy::model::storage::{self, Basis, Settings, Target};
 
 pub const META: Meta = Meta {
     key: "accessModes",
@@ -117,7 +119,7 @@ impl Rule for AccessModes {
     }
 }
 
-pub use super::storage::Violation;
+pub use crate::policy::model::storage::Violation;
 
 /// Known classes that serve ReadWriteMany with this volume mode, sorted: precomputed in the
 /// catalog, so a denial costs the same with 10 or 10,000 classes.

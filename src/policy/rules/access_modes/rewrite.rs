@@ -21,14 +21,14 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::catalog::Catalog;
-use super::config::AccessMode;
-use super::decision::{Action, Decision, Finding};
-use super::field::{Path, go_quote};
-use super::meta::RuleId;
-use super::modes::Mode;
-use super::rule::{Context, Object, Request};
-use super::storage::{self, Target, Violation};
+use crate::policy::engine::config::AccessMode;
+use crate::policy::engine::decision::{Action, Decision, Finding};
+use crate::policy::engine::meta::RuleId;
+use crate::policy::engine::rule::{Context, Object, Request};
+use crate::policy::model::catalog::Catalog;
+use crate::policy::model::field::{Path, go_quote};
+use crate::policy::model::modes::Mode;
+use crate::policy::model::storage::{self, Target, Violation};
 
 /// Annotation set on a rewritten claim: the access mode it asked for.
 pub const REWRITTEN_FROM_ANNOTATION: &str = "storage-policy.io/access-modes-rewritten-from";

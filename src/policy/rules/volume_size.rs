@@ -1,6 +1,6 @@
 //! Rule `volumeSize`: claims that fit their class's sizes.
 //!
-//! Drivers have minimum (and maximum) volume sizes ([`super::sizes`]). Below the minimum some
+//! Drivers have minimum (and maximum) volume sizes ([`crate::policy::model::sizes`]). Below the minimum some
 //! provision the minimum silently (an OCI block volume is at least 50Gi: a 1Gi claim gets a 50Gi
 //! volume while ResourceQuota counts 1Gi), others fail and leave the claim Pending (EBS io1/io2
 //! below 4Gi). With `action: auto` (the default) this rule **raises** the claim's
@@ -24,18 +24,18 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::config::{ConfigError, Section};
-use super::decision::{Action, Decision, Finding, Refused};
-use super::field::{FieldError, Path, go_quote};
-use super::limits::MAX_VOLUMES;
-use super::modes::Mode;
-use super::quantity::Quantity;
-use super::rule::{
+use crate::kinds::Operation;
+use crate::policy::engine::config::{ConfigError, Section};
+use crate::policy::engine::decision::{Action, Decision, Finding, Refused};
+use crate::policy::engine::rule::{
     Acts, Context, Endpoint, Entry, Judges, Meta, Object, PodFilter, Request, Rule, RuleId,
 };
-use super::sizes::{Below, Max, Min, Origin, SizeRowConfig, SizeTable};
-use super::storage;
-use crate::kinds::Operation;
+use crate::policy::model::field::{FieldError, Path, go_quote};
+use crate::policy::model::limits::MAX_VOLUMES;
+use crate::policy::model::modes::Mode;
+use crate::policy::model::quantity::Quantity;
+use crate::policy::model::sizes::{Below, Max, Min, Origin, SizeRowConfig, SizeTable};
+use crate::policy::model::storage;
 
 pub const META: Meta = Meta {
     key: "volumeSize",
