@@ -7,7 +7,8 @@ use std::hash::{Hash, Hasher};
 use json_patch::PatchOperation;
 
 use super::meta::RuleId;
-use super::request::Subject;
+use super::request::{Object, Request, Subject};
+use crate::kinds::Operation;
 use crate::policy::model::field::{FieldError, Invalid, aggregate};
 use crate::policy::model::limits::{
     self, Budget, MAX_ANNOTATION_CHARS, MAX_WARNINGS, MAX_WARNINGS_TOTAL_CHARS,
@@ -48,14 +49,37 @@ pub struct Finding {
     pub message: String,
 }
 
-/// One field error a validating rule refuses ([`Decision::refuse`]).
-#[derive(Clone, Debug)]
-pub(crate) struct Refused {
+/// One thing a validating rule finds wrong with a field ([`Decision::judge`]): the field error as
+/// the API server writes it, why and what would work (the warning beside a denial), the storage
+/// class involved, and whether it is said as a warning only (it rests on an assumption, or does
+/// not block: deny only on certainty).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
     pub error: FieldError,
-    /// Why, and what to do instead: a warning beside the denial.
+    /// Why, and what would work: the warning beside the denial.
     pub why: String,
     /// The storage class involved, for the finding.
     pub class: Option<String>,
+    /// Said as a warning (`why`), never denied.
+    pub warn_only: bool,
+}
+
+impl Violation {
+    /// A violation the rule is certain of: denied in `enforce` mode.
+    pub fn new(error: FieldError, why: impl Into<String>, class: Option<String>) -> Violation {
+        Violation {
+            error,
+            why: why.into(),
+            class,
+            warn_only: false,
+        }
+    }
+
+    /// The UPDATE ratchet's one definition of "the same violation": the same field error (path,
+    /// type, value and detail, as the API server writes it) on the same class.
+    fn key(&self) -> (String, Option<String>) {
+        (self.error.to_string(), self.class.clone())
+    }
 }
 
 /// The answer of the rules for one request.
@@ -189,7 +213,7 @@ impl Decision {
         rule: RuleId,
         mode: Mode,
         subject: &Subject<'_>,
-        items: Vec<Refused>,
+        items: Vec<Violation>,
     ) {
         let action = match mode {
             Mode::Off => return,
@@ -268,6 +292,69 @@ impl Decision {
         });
     }
 
+    /// What a validating rule found in the object under review (`now`), judged by the engine:
+    /// - the UPDATE ratchet: on UPDATE, `old` is asked for the old object's violations, and what
+    ///   the old object already had ([`Violation::key`]) never blocks (a finalizer removal or a
+    ///   scale of an object made before the policy must not get stuck): a certain one is said
+    ///   once as a `pre-existing: <error>` warning, a warning-only one not again;
+    /// - a warning-only violation is a [`Decision::warning`] of its `why`;
+    /// - the rest is refused together ([`Decision::refuse`]).
+    pub(crate) fn judge(
+        &mut self,
+        rule: RuleId,
+        mode: Mode,
+        req: &Request<'_>,
+        now: Vec<Violation>,
+        old: impl FnOnce(&Object<'_>) -> Vec<Violation>,
+    ) {
+        if now.is_empty() {
+            return;
+        }
+        // A set of the old violations: one look-up per new one, not a scan.
+        let before: HashSet<(String, Option<String>)> = match (req.operation, &req.old_object) {
+            (Operation::Update, Some(o)) => old(o).iter().map(Violation::key).collect(),
+            _ => HashSet::new(),
+        };
+        let mut refused = Vec::new();
+        for v in now {
+            let existed = !before.is_empty() && before.contains(&v.key());
+            match (v.warn_only, existed) {
+                (true, true) => {}
+                (true, false) => self.warning(rule, v.class, v.why),
+                (false, true) => {
+                    self.warning(rule, v.class, format!("pre-existing: {}", v.error));
+                }
+                (false, false) => refused.push(v),
+            }
+        }
+        self.refuse(rule, mode, &req.subject, refused);
+    }
+
+    /// A warning of `rule`, the same in every mode: the user reads it, the rule's audit
+    /// annotation and a `warned` finding (logs, metrics, `audit`) record it.
+    pub(crate) fn warning(&mut self, rule: RuleId, class: Option<String>, text: impl Into<String>) {
+        let text = text.into();
+        self.warning_noted(rule, class, text.clone(), text);
+    }
+
+    /// [`Decision::warning`] with a shorter audit annotation `note` than the warning.
+    pub(crate) fn warning_noted(
+        &mut self,
+        rule: RuleId,
+        class: Option<String>,
+        text: String,
+        note: impl Into<String>,
+    ) {
+        self.warn(&text);
+        self.annotate(rule, note);
+        self.findings.push(Finding {
+            rule,
+            action: Action::Warned,
+            storage_class: class,
+            message: text,
+        });
+    }
+
     /// Sets the audit annotation of a rule (the API server prefixes it with the webhook name).
     /// Each value is at most [`MAX_ANNOTATION_CHARS`] long in all; values past it are counted
     /// and summarised by [`Decision::finish`].
@@ -295,31 +382,12 @@ impl Decision {
     }
 }
 
-/// Adds one warning and its finding; the source of PVs is named when it is not the cluster.
-pub(crate) fn record(
-    d: &mut Decision,
-    rule: RuleId,
-    mode: Mode,
-    class: Option<String>,
-    text: String,
-    source: Source,
-) {
-    let text = match source {
+/// A warning judged against the PVs of `source`, which is named when it is not the cluster.
+pub(crate) fn judged_against(source: Source, text: String) -> String {
+    match source {
         Source::Cluster => text,
         Source::Files => format!("{text} (judged against the PersistentVolumes in the files)"),
-    };
-    d.warn(&text);
-    d.annotate(rule, text.clone());
-    d.findings.push(Finding {
-        rule,
-        action: if mode == Mode::Audit {
-            Action::Audited
-        } else {
-            Action::Warned
-        },
-        storage_class: class,
-        message: text,
-    });
+    }
 }
 
 #[cfg(test)]
@@ -336,12 +404,12 @@ mod tests {
         }
     }
 
-    fn refused(field: &str, why: &str) -> Refused {
-        Refused {
-            error: FieldError::required(Path::new(field), "set it"),
-            why: why.to_owned(),
-            class: Some("local".to_owned()),
-        }
+    fn refused(field: &str, why: &str) -> Violation {
+        Violation::new(
+            FieldError::required(Path::new(field), "set it"),
+            why,
+            Some("local".to_owned()),
+        )
     }
 
     #[test]
@@ -405,6 +473,83 @@ mod tests {
             d.refuse(claim_ref::ID, mode, &subject(), items);
             assert_eq!(d, Decision::default(), "{mode:?}");
         }
+    }
+
+    fn update<'a>(object: Object<'a>, old: Object<'a>) -> Request<'a> {
+        Request {
+            operation: Operation::Update,
+            namespace: None,
+            username: "u",
+            subject: subject(),
+            object: Some(object),
+            old_object: Some(old),
+        }
+    }
+
+    /// The UPDATE ratchet: what the old object had is one `pre-existing` warning (annotated and
+    /// recorded as `warned`), a warning-only one is not said again, the new one is refused.
+    #[test]
+    fn judge_ratchets_what_the_old_object_had() {
+        let pv = k8s_openapi::api::core::v1::PersistentVolume::default();
+        let req = update(Object::Pv(&pv), Object::Pv(&pv));
+        let assumed = Violation {
+            warn_only: true,
+            ..refused("spec.c", "assumed")
+        };
+        let mut d = Decision::default();
+        d.judge(
+            claim_ref::ID,
+            Mode::Enforce,
+            &req,
+            vec![
+                refused("spec.a", "a"),
+                refused("spec.b", "b"),
+                assumed.clone(),
+            ],
+            |_| vec![refused("spec.a", "a"), assumed.clone()],
+        );
+        let denial = d.denial.as_ref().expect("the new violation is denied");
+        assert_eq!(denial.errors.len(), 1);
+        assert_eq!(denial.errors[0].field.to_string(), "spec.b");
+        assert_eq!(
+            d.warnings,
+            ["pre-existing: spec.a: Required value: set it", "b"]
+        );
+        let actions: Vec<Action> = d.findings.iter().map(|f| f.action).collect();
+        assert_eq!(actions, [Action::Warned, Action::Denied]);
+        assert!(
+            d.audit_annotations[claim_ref::ID.annotation_key()].starts_with("pre-existing: spec.a")
+        );
+        // On CREATE nothing is pre-existing and the old object is not asked for.
+        let mut d = Decision::default();
+        let create = Request {
+            operation: Operation::Create,
+            old_object: None,
+            ..req
+        };
+        d.judge(
+            claim_ref::ID,
+            Mode::Enforce,
+            &create,
+            vec![assumed.clone()],
+            |_| unreachable!("no old object on CREATE"),
+        );
+        assert_eq!(d.warnings, ["assumed"]);
+        assert_eq!(d.findings[0].action, Action::Warned);
+    }
+
+    /// A warning reads the same in every mode: said, annotated, recorded as `warned`.
+    #[test]
+    fn warnings_are_recorded_alike_in_every_mode() {
+        let mut d = Decision::default();
+        d.warning(claim_ref::ID, Some("local".into()), "careful");
+        assert_eq!(d.warnings, ["careful"]);
+        assert_eq!(
+            d.audit_annotations[claim_ref::ID.annotation_key()],
+            "careful"
+        );
+        assert_eq!(d.findings[0].action, Action::Warned);
+        assert_eq!(d.findings[0].storage_class.as_deref(), Some("local"));
     }
 
     /// Two rules refusing one object give one `Invalid` with both errors, in rule order, as the

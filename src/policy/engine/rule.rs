@@ -58,3 +58,11 @@ pub struct Entry {
     pub meta: &'static Meta,
     pub compile: fn(Section<'_>) -> Result<Box<dyn Rule>, ConfigError>,
 }
+
+/// The `compile` of a rule whose section holds nothing but its `mode`.
+pub fn mode_only<R: Rule + Default + 'static>(
+    section: Section<'_>,
+) -> Result<Box<dyn Rule>, ConfigError> {
+    section.mode_only()?;
+    Ok(Box::<R>::default())
+}

@@ -10,7 +10,6 @@ use k8s_openapi::api::core::v1::{PersistentVolumeClaim, PersistentVolumeClaimSpe
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::catalog::{Catalog, NO_PROVISIONER, StorageKind};
-use super::field::FieldError;
 use super::vocab::AccessMode;
 
 pub use super::vocab::BETA_CLASS_ANNOTATION;
@@ -333,16 +332,4 @@ pub fn claim_class(
         return (!c.is_empty()).then(|| c.clone());
     }
     choose(settings, catalog, namespace, spec).map(|c| c.class)
-}
-
-/// One thing a class cannot serve (an access mode, a volume mode): the field error, why and what
-/// would work (the warning beside the denial), and the class.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Violation {
-    pub error: FieldError,
-    /// Why, and what would work: the text of the warning beside the denial.
-    pub why: String,
-    pub class: Option<String>,
-    /// The storage's kind is only assumed ([`Basis::Assumed`]): said as a warning, never denied.
-    pub assumed: bool,
 }

@@ -9,10 +9,9 @@
 //! none of its business.
 
 use crate::kinds::Operation;
-use crate::policy::engine::config::{ConfigError, Section};
-use crate::policy::engine::decision::{Action, Decision, Finding, Refused};
+use crate::policy::engine::decision::{Decision, Violation};
 use crate::policy::engine::rule::{
-    Acts, Context, Endpoint, Entry, Judges, Meta, Object, Request, Rule, RuleId,
+    Acts, Context, Endpoint, Entry, Judges, Meta, Object, Request, Rule, RuleId, mode_only,
 };
 use crate::policy::model::field::{FieldError, Path, go_quote};
 use crate::policy::model::modes::Mode;
@@ -23,7 +22,7 @@ pub const META: Meta = Meta {
     annotation: "claim-ref-namespace",
     summary: "a PV whose spec.claimRef names no namespace is refused: it would stay Available and never bind",
     denies: "spec.claimRef without a namespace (IsVolumeBoundToClaim compares it: no claim can ever match)",
-    warns: "pre-existing on UPDATE",
+    warns: "on UPDATE, a claimRef the old object already had (never denied)",
     default_mode: Mode::Enforce,
     acts: &[Acts {
         endpoint: Endpoint::Validate,
@@ -34,16 +33,11 @@ pub const META: Meta = Meta {
 pub const ID: RuleId = RuleId(&META);
 pub const ENTRY: Entry = Entry {
     meta: &META,
-    compile,
+    compile: mode_only::<ClaimRefNamespace>,
 };
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct ClaimRefNamespace;
-
-fn compile(section: Section<'_>) -> Result<Box<dyn Rule>, ConfigError> {
-    section.mode_only()?;
-    Ok(Box::new(ClaimRefNamespace))
-}
 
 impl Rule for ClaimRefNamespace {
     fn meta(&self) -> &'static Meta {
@@ -75,35 +69,26 @@ fn violation(object: Option<&Object<'_>>) -> Option<(FieldError, String)> {
     Some((error, why))
 }
 
+fn violations(object: &Object<'_>) -> Vec<Violation> {
+    violation(Some(object))
+        .map(|(error, why)| Violation::new(error, why, None))
+        .into_iter()
+        .collect()
+}
+
 fn run(req: &Request<'_>, mode: Mode, d: &mut Decision) {
-    let Some((error, why)) = violation(req.object.as_ref()) else {
+    let Some(object) = req.object.as_ref() else {
         return;
     };
-    let rule = ID;
-    // Ratchet: a volume that already had the namespace-less claimRef can still be labelled,
-    // finalized or fixed by another field.
-    if req.operation == Operation::Update && violation(req.old_object.as_ref()).is_some() {
-        let msg = format!("pre-existing: {error}");
-        d.warn(&msg);
-        d.findings.push(Finding {
-            rule,
-            action: Action::Warned,
-            storage_class: None,
-            message: msg,
-        });
-        return;
-    }
-    let refused = Refused {
-        error,
-        why: why.to_string(),
-        class: None,
-    };
-    d.refuse(rule, mode, &req.subject, vec![refused]);
+    // A volume that already had the namespace-less claimRef can still be labelled, finalized
+    // or fixed by another field (the engine's UPDATE ratchet).
+    d.judge(ID, mode, req, violations(object), violations);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::decision::Action;
     use crate::policy::field::Invalid;
     use crate::policy::{Policy, Subject};
     use k8s_openapi::api::core::v1::PersistentVolume;

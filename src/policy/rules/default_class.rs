@@ -127,9 +127,6 @@ pub(crate) fn run(
     mode: Mode,
     d: &mut Decision,
 ) {
-    if mode == Mode::Off {
-        return;
-    }
     let spec = pvc.spec.as_ref();
     let owner = storage::class_owner(catalog, Some(&pvc.metadata), spec);
     if has_class(pvc) && owner == ClassOwner::Request {
@@ -499,19 +496,6 @@ rules:
         assert!(d.warnings[0].contains("\"standard\""), "{:?}", d.warnings);
         assert!(d.audit_annotations.contains_key("default-storage-class"));
         assert_eq!(d.findings[0].action, Action::Audited);
-    }
-
-    #[test]
-    fn off_mode_does_nothing() {
-        let p = policy(POLICY);
-        let d = decide(
-            &p,
-            &p.static_catalog(),
-            "default",
-            &claim(&["ReadWriteOnce"], None),
-            Mode::Off,
-        );
-        assert_eq!(d, Decision::default());
     }
 
     #[test]

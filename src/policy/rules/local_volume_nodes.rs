@@ -20,10 +20,9 @@ use std::collections::HashSet;
 use k8s_openapi::api::core::v1::{NodeSelectorRequirement, NodeSelectorTerm, PersistentVolume};
 
 use crate::kinds::Operation;
-use crate::policy::engine::config::{ConfigError, Section};
-use crate::policy::engine::decision::{Action, Decision, Finding};
+use crate::policy::engine::decision::Decision;
 use crate::policy::engine::rule::{
-    Acts, Context, Endpoint, Entry, Judges, Meta, Object, Request, Rule, RuleId,
+    Acts, Context, Endpoint, Entry, Judges, Meta, Object, Request, Rule, RuleId, mode_only,
 };
 use crate::policy::model::limits::MAX_NODE_VALUES;
 use crate::policy::model::modes::Mode;
@@ -45,16 +44,11 @@ pub const META: Meta = Meta {
 pub const ID: RuleId = RuleId(&META);
 pub const ENTRY: Entry = Entry {
     meta: &META,
-    compile,
+    compile: mode_only::<LocalVolumeNodes>,
 };
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct LocalVolumeNodes;
-
-fn compile(section: Section<'_>) -> Result<Box<dyn Rule>, ConfigError> {
-    section.mode_only()?;
-    Ok(Box::new(LocalVolumeNodes))
-}
 
 impl Rule for LocalVolumeNodes {
     fn meta(&self) -> &'static Meta {
@@ -66,18 +60,12 @@ impl Rule for LocalVolumeNodes {
         if let Some(Object::Pv(pv)) = req.object
             && let Some(msg) = hazard(&cx.settings.node_label, cx.catalog.nodes(), pv)
         {
-            d.warn(&msg);
-            d.annotate(ID, msg.clone());
-            d.findings.push(Finding {
-                rule: ID,
-                action: Action::Warned,
-                storage_class: pv
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.storage_class_name.clone())
-                    .filter(|c| !c.is_empty()),
-                message: msg,
-            });
+            let class = pv
+                .spec
+                .as_ref()
+                .and_then(|s| s.storage_class_name.clone())
+                .filter(|c| !c.is_empty());
+            d.warning(ID, class, msg);
         }
     }
 }
@@ -242,6 +230,7 @@ pub fn hazard(label: &str, nodes: Option<&[Node]>, pv: &PersistentVolume) -> Opt
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::decision::Action;
     use crate::policy::{Policy, Subject};
     use serde_json::{Value, json};
 

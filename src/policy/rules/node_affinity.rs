@@ -16,7 +16,7 @@ use serde_saphyr::Spanned;
 
 use crate::kinds::Operation;
 use crate::policy::engine::config::{ConfigError, Section};
-use crate::policy::engine::decision::{Action, Decision, Finding};
+use crate::policy::engine::decision::Decision;
 use crate::policy::engine::rule::{
     Acts, Context, Endpoint, Entry, Judges, Meta, Object, Request, Rule, RuleId,
 };
@@ -253,9 +253,6 @@ impl NodeAffinity {
         d: &mut Decision,
         skip: impl FnOnce(String),
     ) {
-        if mode == Mode::Off {
-            return;
-        }
         let Some(spec) = pv.spec.as_ref() else { return };
         let is_local = spec.local.is_some();
         if !is_local && spec.host_path.is_none() {
@@ -295,13 +292,7 @@ impl NodeAffinity {
                         .map(|l| l.path.as_str())
                         .unwrap_or_default()
                 );
-                d.warn(&msg);
-                d.findings.push(Finding {
-                    rule,
-                    action: Action::Warned,
-                    storage_class: class,
-                    message: msg,
-                });
+                d.warning(rule, class, msg);
             }
             return;
         };
@@ -337,13 +328,7 @@ impl NodeAffinity {
                 "no node has {label} in [{}]: the volume cannot be used until one does",
                 summarise(&missing, SHOWN, ", ")
             );
-            d.warn(&msg);
-            d.findings.push(Finding {
-                rule,
-                action: Action::Warned,
-                storage_class: class,
-                message: msg,
-            });
+            d.warning(rule, class, msg);
         }
     }
 }

@@ -14,13 +14,12 @@
 //! that very node is fine (nothing is said); on another node the claim still does not wait, so
 //! it is a warning (its volume may be pinned out of the pod's reach), never a denial.
 
-use std::collections::HashSet;
-
 use crate::kinds::Operation;
-use crate::policy::engine::config::{ConfigError, Section, VolumeBindingMode};
-use crate::policy::engine::decision::{Action, Decision, Finding, Refused};
+use crate::policy::engine::config::VolumeBindingMode;
+use crate::policy::engine::decision::{Decision, Violation};
 use crate::policy::engine::rule::{
     Acts, Context, Endpoint, Entry, Judges, Meta, Object, PodFilter, Request, Rule, RuleId,
+    mode_only,
 };
 use crate::policy::model::catalog::Catalog;
 use crate::policy::model::field::{FieldError, Path, go_quote};
@@ -34,7 +33,7 @@ pub const META: Meta = Meta {
     annotation: "node-name-wait-for-first-consumer",
     summary: "spec.nodeName is refused on pods whose claims wait for the scheduler (WaitForFirstConsumer)",
     denies: "nodeName with an ephemeral volume, or a known claim that is unbound, not pre-bound and not yet scheduled (no selected-node), on a WaitForFirstConsumer class",
-    warns: "a claim the scheduler placed on another node (selected-node) than nodeName; pre-existing on UPDATE",
+    warns: "a claim the scheduler placed on another node (selected-node) than nodeName; on UPDATE, what the old object already had (never denied)",
     default_mode: Mode::Enforce,
     acts: &[Acts {
         endpoint: Endpoint::Validate,
@@ -45,16 +44,11 @@ pub const META: Meta = Meta {
 pub const ID: RuleId = RuleId(&META);
 pub const ENTRY: Entry = Entry {
     meta: &META,
-    compile,
+    compile: mode_only::<NodeNameWffc>,
 };
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct NodeNameWffc;
-
-fn compile(section: Section<'_>) -> Result<Box<dyn Rule>, ConfigError> {
-    section.mode_only()?;
-    Ok(Box::new(NodeNameWffc))
-}
 
 impl Rule for NodeNameWffc {
     fn meta(&self) -> &'static Meta {
@@ -64,18 +58,6 @@ impl Rule for NodeNameWffc {
     fn check(&self, cx: &Context<'_>, req: &Request<'_>, mode: Mode, d: &mut Decision) {
         run(cx, req, mode, d);
     }
-}
-
-/// One claim `nodeName` would leave waiting, or (`warn_only`) one already headed for another
-/// node than `nodeName`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Violation {
-    error: FieldError,
-    class: String,
-    /// What to use instead.
-    why: String,
-    /// Said as a warning, never a denial: the claim does not wait (see [`selected_elsewhere`]).
-    warn_only: bool,
 }
 
 fn waits_for_consumer(catalog: &Catalog, class: &str) -> bool {
@@ -92,7 +74,7 @@ fn violation(path: &str, node: &str, what: String, class: &str) -> Violation {
     );
     Violation {
         error: FieldError::forbidden(Path::new(path).child("nodeName"), &detail),
-        class: class.to_owned(),
+        class: Some(class.to_owned()),
         why: format!(
             "use {path}.nodeSelector {{\"kubernetes.io/hostname\": {}}} instead of {path}.nodeName: \
              the scheduler then binds the claim on that node",
@@ -121,7 +103,7 @@ fn selected_elsewhere(
     );
     Violation {
         error: FieldError::forbidden(Path::new(path).child("nodeName"), &detail),
-        class: class.to_owned(),
+        class: Some(class.to_owned()),
         why: format!(
             "{path}.nodeName: {detail}: its volume is made or bound for {}; a volume pinned there is out of \
              reach of this pod",
@@ -302,74 +284,19 @@ fn run(cx: &Context<'_>, req: &Request<'_>, mode: Mode, d: &mut Decision) {
     let Some(object) = req.object.as_ref() else {
         return;
     };
-    let mut found = violations(cx, req.namespace, object);
-    if found.is_empty() {
-        return;
-    }
-    // A set of the old violations: linear, not a scan of them per new one.
-    let before: HashSet<(String, String)> = match (req.operation, req.old_object.as_ref()) {
-        (Operation::Update, Some(old)) => violations(cx, req.namespace, old)
-            .into_iter()
-            .map(|v| (v.error.to_string(), v.class))
-            .collect(),
-        _ => HashSet::new(),
-    };
-    let existed = |v: &Violation| before.contains(&(v.error.to_string(), v.class.clone()));
-    for v in found.iter().filter(|v| v.warn_only && !existed(v)) {
-        d.warn(&v.why);
-        d.annotate(ID, v.why.clone());
-        d.findings.push(Finding {
-            rule: ID,
-            action: if mode == Mode::Audit {
-                Action::Audited
-            } else {
-                Action::Warned
-            },
-            storage_class: Some(v.class.clone()),
-            message: v.why.clone(),
-        });
-    }
-    found.retain(|v| !v.warn_only);
-    if found.is_empty() {
-        return;
-    }
-    // Ratchet on UPDATE: a workload that already had it is reported, never blocked (scaling
-    // or deleting it must stay possible).
-    if req.operation == Operation::Update && req.old_object.is_some() {
-        found.retain(|v| {
-            let existed = existed(v);
-            if existed {
-                let msg = format!("pre-existing: {}", v.error);
-                d.warn(&msg);
-                d.findings.push(Finding {
-                    rule: ID,
-                    action: Action::Warned,
-                    storage_class: Some(v.class.clone()),
-                    message: msg,
-                });
-            }
-            !existed
-        });
-        if found.is_empty() {
-            return;
-        }
-    }
-    // Aggregated with other rules' errors on the object (it used to replace them).
-    let items = found
-        .into_iter()
-        .map(|v| Refused {
-            error: v.error,
-            why: v.why,
-            class: Some(v.class),
-        })
-        .collect();
-    d.refuse(ID, mode, &req.subject, items);
+    // A claim headed for another node is a warning; a workload that already had it is reported,
+    // never blocked: scaling or deleting it must stay possible (the engine's UPDATE ratchet).
+    let found = violations(cx, req.namespace, object);
+    d.judge(ID, mode, req, found, |old| {
+        violations(cx, req.namespace, old)
+    });
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::policy::catalog::LiveState;
+    use crate::policy::decision::Action;
     use crate::policy::volumes::{Source, VolumeIndex};
     use crate::policy::{Policy, Subject};
     use k8s_openapi::api::apps::v1::StatefulSet;

@@ -25,10 +25,9 @@ use k8s_openapi::api::core::v1::PersistentVolume;
 use serde_json::json;
 
 use crate::kinds::Operation;
-use crate::policy::engine::config::{ConfigError, Section};
-use crate::policy::engine::decision::{Action, Decision, Finding};
+use crate::policy::engine::decision::Decision;
 use crate::policy::engine::rule::{
-    Acts, Context, Endpoint, Entry, Judges, Meta, Object, Request, Rule, RuleId,
+    Acts, Context, Endpoint, Entry, Judges, Meta, Object, Request, Rule, RuleId, mode_only,
 };
 use crate::policy::model::field::go_quote;
 use crate::policy::model::modes::Mode;
@@ -50,16 +49,11 @@ pub const META: Meta = Meta {
 pub const ID: RuleId = RuleId(&META);
 pub const ENTRY: Entry = Entry {
     meta: &META,
-    compile,
+    compile: mode_only::<ReclaimPolicy>,
 };
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct ReclaimPolicy;
-
-fn compile(section: Section<'_>) -> Result<Box<dyn Rule>, ConfigError> {
-    section.mode_only()?;
-    Ok(Box::new(ReclaimPolicy))
-}
 
 impl Rule for ReclaimPolicy {
     fn meta(&self) -> &'static Meta {
@@ -86,18 +80,7 @@ fn run(pv: &PersistentVolume, mode: Mode, d: &mut Decision) {
             go_quote(driver),
             go_quote(NO_PLUGIN)
         );
-        d.warn(&text);
-        d.annotate(ID, text.clone());
-        d.findings.push(Finding {
-            rule: ID,
-            action: if mode == Mode::Audit {
-                Action::Audited
-            } else {
-                Action::Warned
-            },
-            storage_class: class,
-            message: text,
-        });
+        d.warning(ID, class, text);
         return;
     }
     let Some(u) = unhonoured(pv) else { return };

@@ -17,10 +17,10 @@ use k8s_openapi::api::core::v1::{PersistentVolumeClaimSpec, PodSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::kinds::Operation;
-use crate::policy::engine::config::{ConfigError, Section};
-use crate::policy::engine::decision::{Action, Decision, Finding};
+use crate::policy::engine::decision::Decision;
 use crate::policy::engine::rule::{
     Acts, Context, Endpoint, Entry, Judges, Meta, Object, PodFilter, Request, Rule, RuleId,
+    mode_only,
 };
 use crate::policy::model::catalog::{Catalog, ClassesKnown};
 use crate::policy::model::field::{Path, go_quote};
@@ -48,19 +48,14 @@ pub const META: Meta = Meta {
 pub const ID: RuleId = RuleId(&META);
 pub const ENTRY: Entry = Entry {
     meta: &META,
-    compile,
+    compile: mode_only::<UnknownClass>,
 };
 
 /// How many close names a warning lists.
 const MAX_SUGGESTIONS: usize = 3;
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct UnknownClass;
-
-fn compile(section: Section<'_>) -> Result<Box<dyn Rule>, ConfigError> {
-    section.mode_only()?;
-    Ok(Box::new(UnknownClass))
-}
 
 impl Rule for UnknownClass {
     fn meta(&self) -> &'static Meta {
@@ -305,9 +300,9 @@ fn names_static_volumes(catalog: &Catalog, class: &str) -> bool {
         .is_some_and(|i| i.class_volumes(class).total > 0)
 }
 
-pub(crate) fn run(cx: &Context<'_>, req: &Request<'_>, mode: Mode, d: &mut Decision) {
+pub(crate) fn run(cx: &Context<'_>, req: &Request<'_>, _mode: Mode, d: &mut Decision) {
     let catalog = cx.catalog;
-    if mode == Mode::Off || catalog.classes_known() == ClassesKnown::Partly {
+    if catalog.classes_known() == ClassesKnown::Partly {
         return;
     }
     let Some(object) = req.object.as_ref() else {
@@ -355,14 +350,8 @@ pub(crate) fn run(cx: &Context<'_>, req: &Request<'_>, mode: Mode, d: &mut Decis
             })
             .clone();
         let msg = message(catalog, n, near);
-        d.warn(&msg);
-        d.annotate(ID, format!("not found: {}", shown_name(&n.class)));
-        d.findings.push(Finding {
-            rule: ID,
-            action: Action::Warned,
-            storage_class: Some(n.class.clone()),
-            message: msg,
-        });
+        let note = format!("not found: {}", shown_name(&n.class));
+        d.warning_noted(ID, Some(n.class.clone()), msg, note);
     }
 }
 
@@ -370,6 +359,7 @@ pub(crate) fn run(cx: &Context<'_>, req: &Request<'_>, mode: Mode, d: &mut Decis
 mod tests {
     use super::*;
     use crate::policy::catalog::{LiveClass, LiveState};
+    use crate::policy::decision::Action;
     use crate::policy::{Policy, Subject};
     use k8s_openapi::api::apps::v1::StatefulSet;
     use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
@@ -726,16 +716,6 @@ storageClasses:
         assert_eq!(d.findings.len(), 1, "{d:?}");
         assert_eq!(d.findings[0].rule, ID);
         assert!(d.warnings[0].ends_with("closest: local-storage"), "{d:?}");
-    }
-
-    #[test]
-    fn off_mode_says_nothing() {
-        let (_, cat) = cluster();
-        let c = pvc(Some("local-storag"));
-        assert_eq!(
-            decide(&cat, Operation::Create, Object::Pvc(&c), None, Mode::Off),
-            Decision::default()
-        );
     }
 
     #[test]

@@ -10,10 +10,9 @@
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 
 use crate::kinds::Operation;
-use crate::policy::engine::config::{ConfigError, Section};
-use crate::policy::engine::decision::{Decision, record};
+use crate::policy::engine::decision::{Decision, judged_against};
 use crate::policy::engine::rule::{
-    Acts, Context, Endpoint, Entry, Judges, Meta, Object, Request, Rule, RuleId,
+    Acts, Context, Endpoint, Entry, Judges, Meta, Object, Request, Rule, RuleId, mode_only,
 };
 use crate::policy::model::field::go_quote;
 use crate::policy::model::modes::Mode;
@@ -36,23 +35,18 @@ pub const META: Meta = Meta {
 pub const ID: RuleId = RuleId(&META);
 pub const ENTRY: Entry = Entry {
     meta: &META,
-    compile,
+    compile: mode_only::<VolumeName>,
 };
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct VolumeName;
-
-fn compile(section: Section<'_>) -> Result<Box<dyn Rule>, ConfigError> {
-    section.mode_only()?;
-    Ok(Box::new(VolumeName))
-}
 
 impl Rule for VolumeName {
     fn meta(&self) -> &'static Meta {
         &META
     }
 
-    fn check(&self, cx: &Context<'_>, req: &Request<'_>, mode: Mode, d: &mut Decision) {
+    fn check(&self, cx: &Context<'_>, req: &Request<'_>, _mode: Mode, d: &mut Decision) {
         let (Some(index), Some(Object::Pvc(pvc))) = (cx.catalog.volumes(), req.object) else {
             return;
         };
@@ -63,7 +57,7 @@ impl Rule for VolumeName {
             let name = pvc.metadata.name.as_deref().unwrap_or_default();
             let class = volumes::claim_class(pvc).filter(|c| !c.is_empty());
             let text = format!("claim {} will stay Pending: {why}", go_quote(name));
-            record(d, ID, mode, class, text, index.source);
+            d.warning(ID, class, judged_against(index.source, text));
         }
     }
 }

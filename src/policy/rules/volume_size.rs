@@ -15,8 +15,6 @@
 //! without one is the default the webhook gives it ([`storage::claim_class`]), so the raise
 //! composes with `defaultStorageClass`, which runs first.
 
-use std::collections::HashMap;
-
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{PatchOperation, ReplaceOperation};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaimSpec, PodSpec};
@@ -26,7 +24,7 @@ use serde_json::json;
 
 use crate::kinds::Operation;
 use crate::policy::engine::config::{ConfigError, Section};
-use crate::policy::engine::decision::{Action, Decision, Finding, Refused};
+use crate::policy::engine::decision::{Decision, Violation};
 use crate::policy::engine::rule::{
     Acts, Context, Endpoint, Entry, Judges, Meta, Object, PodFilter, Request, Rule, RuleId,
 };
@@ -42,7 +40,7 @@ pub const META: Meta = Meta {
     annotation: "volume-size",
     summary: "claims below their class's minimum size are raised to it (or refused where the driver fails); above a maximum refused",
     denies: "below a minimum where the driver fails (built-in table read from driver source, or the class's own minSize) and above a maximum",
-    warns: "claim templates and ephemeral volumes whose claims will be raised; pre-existing problems on UPDATE; action: warn",
+    warns: "claim templates and ephemeral volumes whose claims will be raised; on UPDATE, what the old object already had (never denied); action: warn",
     default_mode: Mode::Enforce,
     acts: &[
         Acts {
@@ -249,6 +247,27 @@ enum Outcome {
     Nothing,
 }
 
+/// What `/validate` answers for the items: a violation per refused size, a warning-only one per
+/// size that is only said.
+fn violations(items: &[Item]) -> Vec<Violation> {
+    items
+        .iter()
+        .filter_map(|item| {
+            let class = Some(item.class.clone());
+            match item.outcome() {
+                Outcome::Violation => Some(Violation::new(item.error(), item.why(), class)),
+                Outcome::Warning(why) => Some(Violation {
+                    error: item.error(),
+                    why,
+                    class,
+                    warn_only: true,
+                }),
+                Outcome::Nothing => None,
+            }
+        })
+        .collect()
+}
+
 impl VolumeSize {
     fn behaviour(&self, min: &Min) -> Behaviour {
         match self.action {
@@ -451,58 +470,11 @@ impl VolumeSize {
         if items.is_empty() {
             return;
         }
-        let rule = ID;
-        // Ratchet on UPDATE: what the old object already had never blocks, nor warns again.
-        let before = match (req.operation, req.old_object.as_ref()) {
-            (Operation::Update, Some(old)) => self.items(cx, req.namespace, old),
-            _ => Vec::new(),
-        };
-        // The old items by field: one look-up per item, not a scan of them.
-        let before: HashMap<&Path, Vec<&Item>> = before.iter().fold(HashMap::new(), |mut m, b| {
-            m.entry(&b.spec_path).or_default().push(b);
-            m
+        // What the old object already had never blocks, nor warns again (the engine's UPDATE
+        // ratchet).
+        d.judge(ID, mode, req, violations(&items), |old| {
+            violations(&self.items(cx, req.namespace, old))
         });
-        let mut found: Vec<&Item> = Vec::new();
-        for item in &items {
-            let existed = before
-                .get(&item.spec_path)
-                .is_some_and(|b| b.contains(&item));
-            match item.outcome() {
-                Outcome::Violation if existed => {
-                    let msg = format!("pre-existing: {}", item.error());
-                    d.warn(&msg);
-                    d.findings.push(Finding {
-                        rule,
-                        action: Action::Warned,
-                        storage_class: Some(item.class.clone()),
-                        message: msg,
-                    });
-                }
-                Outcome::Violation => found.push(item),
-                Outcome::Warning(w) if !existed => {
-                    d.warn(&w);
-                    d.findings.push(Finding {
-                        rule,
-                        action: Action::Warned,
-                        storage_class: Some(item.class.clone()),
-                        message: w,
-                    });
-                }
-                Outcome::Warning(_) | Outcome::Nothing => {}
-            }
-        }
-        if found.is_empty() {
-            return;
-        }
-        let items = found
-            .iter()
-            .map(|item| Refused {
-                error: item.error(),
-                why: item.why().to_string(),
-                class: Some(item.class.clone()),
-            })
-            .collect();
-        d.refuse(rule, mode, &req.subject, items);
     }
 }
 
@@ -510,6 +482,7 @@ impl VolumeSize {
 mod tests {
     use super::*;
     use crate::policy::catalog::{LiveClass, LiveState};
+    use crate::policy::decision::Action;
     use crate::policy::{Catalog, Policy, Subject};
     use k8s_openapi::api::apps::v1::StatefulSet;
     use k8s_openapi::api::core::v1::PersistentVolumeClaim;

@@ -16,10 +16,9 @@ use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 
 use crate::kinds::Operation;
 use crate::policy::engine::config::VolumeBindingMode;
-use crate::policy::engine::config::{ConfigError, Section};
-use crate::policy::engine::decision::{Decision, record};
+use crate::policy::engine::decision::{Decision, judged_against};
 use crate::policy::engine::rule::{
-    Acts, Context, Endpoint, Entry, Judges, Meta, Object, Request, Rule, RuleId,
+    Acts, Context, Endpoint, Entry, Judges, Meta, Object, Request, Rule, RuleId, mode_only,
 };
 use crate::policy::model::catalog::{Catalog, ClassesKnown, NO_PROVISIONER};
 use crate::policy::model::field::go_quote;
@@ -46,23 +45,18 @@ pub const META: Meta = Meta {
 pub const ID: RuleId = RuleId(&META);
 pub const ENTRY: Entry = Entry {
     meta: &META,
-    compile,
+    compile: mode_only::<WillBind>,
 };
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct WillBind;
-
-fn compile(section: Section<'_>) -> Result<Box<dyn Rule>, ConfigError> {
-    section.mode_only()?;
-    Ok(Box::new(WillBind))
-}
 
 impl Rule for WillBind {
     fn meta(&self) -> &'static Meta {
         &META
     }
 
-    fn check(&self, cx: &Context<'_>, req: &Request<'_>, mode: Mode, d: &mut Decision) {
+    fn check(&self, cx: &Context<'_>, req: &Request<'_>, _mode: Mode, d: &mut Decision) {
         let Some(index) = cx.catalog.volumes() else {
             return;
         };
@@ -77,7 +71,7 @@ impl Rule for WillBind {
             _ => Vec::new(),
         };
         for (class, text) in found {
-            record(d, ID, mode, class, text, index.source);
+            d.warning(ID, class, judged_against(index.source, text));
         }
     }
 }

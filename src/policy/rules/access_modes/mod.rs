@@ -14,7 +14,7 @@ use serde::Deserialize;
 
 use self::rewrite::{Rewrite, RewriteConfig};
 use crate::policy::engine::config::{AccessMode, ConfigError, Section};
-use crate::policy::engine::decision::{Action, Decision, Finding, Refused};
+use crate::policy::engine::decision::{Decision, Violation};
 use crate::policy::model::catalog::{Catalog, KIND_ANNOTATION, StorageKind, kind_of_pv_source};
 use crate::policy::model::field::{FieldError, Path, go_quote};
 use crate::policy::model::limits::MAX_VOLUMES;
@@ -32,7 +32,7 @@ pub const META: Meta = Meta {
     annotation: "access-modes",
     summary: "ReadWriteMany is refused on block and node-local storage, raw block on shared file systems, naming classes that serve them; opt-in rewrite to a single-node mode",
     denies: "ReadWriteMany on block or node-local storage, raw block on shared storage, when the kind is a fact: declared (policy kind, storage-policy.io/kind), the provisioner table, the PV's own source, or a kubernetes.io/no-provisioner class whose known PVs are all local or hostPath",
-    warns: "a kubernetes.io/no-provisioner class without a declared kind and with no known PV (assumed node-local); pre-existing violations on UPDATE",
+    warns: "a kubernetes.io/no-provisioner class without a declared kind and with no known PV (assumed node-local); on UPDATE, what the old object already had (never denied)",
     default_mode: Mode::Enforce,
     acts: &[
         // The opt-in ReadWriteMany rewrite ([`rewrite`]).
@@ -119,8 +119,6 @@ impl Rule for AccessModes {
     }
 }
 
-pub use crate::policy::model::storage::Violation;
-
 /// Known classes that serve ReadWriteMany with this volume mode, sorted: precomputed in the
 /// catalog, so a denial costs the same with 10 or 10,000 classes.
 fn rwx_alternatives<'c>(catalog: &'c Catalog, volume_mode: Option<&str>) -> &'c [String] {
@@ -201,7 +199,7 @@ fn check(
             error: FieldError::not_supported(path.child("accessModes"), bad.as_str(), &supported),
             why,
             class: t.class.map(str::to_owned),
-            assumed: !t.is_certain(),
+            warn_only: !t.is_certain(),
         });
     }
     if !t.serves_volume_mode(volume_mode) {
@@ -215,7 +213,7 @@ fn check(
                 suggest("volumeMode Block", catalog.raw_block_capable(), 3)
             ),
             class: t.class.map(str::to_owned),
-            assumed: !t.is_certain(),
+            warn_only: !t.is_certain(),
         });
     }
     out
@@ -377,86 +375,23 @@ pub(crate) fn run(cx: &Context<'_>, req: &Request<'_>, mode: Mode, d: &mut Decis
 }
 
 fn run_with(cx: &Context<'_>, req: &Request<'_>, mode: Mode, d: &mut Decision, rw: &Rewrite) {
-    if mode == Mode::Off {
-        return;
-    }
     let Some(object) = req.object.as_ref() else {
         return;
     };
     let mut found = violations(cx, req.namespace, object);
     // Templates whose claims the opt-in rewrite will fix are admitted with a warning.
     rewrite::admit_templates(rw, ID, cx, req, &mut found, d);
-    if found.is_empty() {
-        return;
-    }
-    let rule = ID;
-    // Deny only on certainty: what rests on an assumed kind is a warning (once: not again on
-    // an UPDATE of an object that already had it).
-    // A set of the old violations: one look-up per new one, not a scan.
-    let before: std::collections::HashSet<(String, Option<String>)> =
-        match (req.operation, req.old_object.as_ref()) {
-            (Operation::Update, Some(old)) => violations(cx, req.namespace, old)
-                .into_iter()
-                .map(|b| (b.error.to_string(), b.class))
-                .collect(),
-            _ => Default::default(),
-        };
-    for v in found.iter().filter(|v| v.assumed) {
-        if before.contains(&(v.error.to_string(), v.class.clone())) {
-            continue;
-        }
-        d.warn(&v.why);
-        d.annotate(rule, v.why.clone());
-        d.findings.push(Finding {
-            rule,
-            action: if mode == Mode::Audit {
-                Action::Audited
-            } else {
-                Action::Warned
-            },
-            storage_class: v.class.clone(),
-            message: v.why.clone(),
-        });
-    }
-    found.retain(|v| !v.assumed);
-    if found.is_empty() {
-        return;
-    }
-    // Ratchet on UPDATE: what the old object already had is reported, never blocks (a finalizer
-    // removal on a claim made before this policy must not get stuck).
-    if req.operation == Operation::Update && req.old_object.is_some() {
-        found.retain(|v| {
-            let existed = before.contains(&(v.error.to_string(), v.class.clone()));
-            if existed {
-                let msg = format!("pre-existing: {}", v.error);
-                d.warn(&msg);
-                d.findings.push(Finding {
-                    rule,
-                    action: Action::Warned,
-                    storage_class: v.class.clone(),
-                    message: msg,
-                });
-            }
-            !existed
-        });
-        if found.is_empty() {
-            return;
-        }
-    }
-    let items = found
-        .into_iter()
-        .map(|v| Refused {
-            error: v.error,
-            why: v.why,
-            class: v.class,
-        })
-        .collect();
-    d.refuse(rule, mode, &req.subject, items);
+    // Deny only on certainty: what rests on an assumed kind is a warning; what the old object
+    // already had never blocks (the engine's UPDATE ratchet).
+    d.judge(ID, mode, req, found, |old| {
+        violations(cx, req.namespace, old)
+    });
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::decision::Action;
     use crate::policy::storage::BETA_CLASS_ANNOTATION;
     use crate::policy::{Policy, Subject};
     use k8s_openapi::api::apps::v1::StatefulSet;

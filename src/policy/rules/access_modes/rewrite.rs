@@ -22,13 +22,13 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::policy::engine::config::AccessMode;
-use crate::policy::engine::decision::{Action, Decision, Finding};
+use crate::policy::engine::decision::{Decision, Violation};
 use crate::policy::engine::meta::RuleId;
 use crate::policy::engine::rule::{Context, Object, Request};
 use crate::policy::model::catalog::Catalog;
 use crate::policy::model::field::{Path, go_quote};
 use crate::policy::model::modes::Mode;
-use crate::policy::model::storage::{self, Target, Violation};
+use crate::policy::model::storage::{self, Target};
 
 /// Annotation set on a rewritten claim: the access mode it asked for.
 pub const REWRITTEN_FROM_ANNOTATION: &str = "storage-policy.io/access-modes-rewritten-from";
@@ -294,13 +294,7 @@ pub fn admit_templates(
             "claims of {path} will be created with {} instead of ReadWriteMany: {why}",
             to.as_str()
         );
-        d.warn(&msg);
-        d.findings.push(Finding {
-            rule,
-            action: Action::Warned,
-            storage_class: Some(class.clone()),
-            message: msg,
-        });
+        d.warning(rule, Some(class.clone()), msg);
     }
 }
 
