@@ -1,15 +1,18 @@
 //! willBind on indexes (issue 24) decides as the scan of every PV it replaced: the former
 //! algorithm is kept here as the oracle (every PV matched with `volumes::misfit`, fitting ones
 //! sorted by capacity then name, each ordinal's claim name built and looked up) and compared
-//! with the rule's warnings over generated PVs, claims and StatefulSets with one or two claim
-//! templates, and over single claims.
+//! with the rule's warnings over generated PVs (some pinned to nodes that exist, some to nodes
+//! that do not), claims, nodes known or not, and StatefulSets with one or two claim templates
+//! and a start ordinal, and over single claims.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use proptest::prelude::*;
 use serde_json::{Value, json};
+use storage_policy_webhook::policy::node_selector::{self, Node};
 use storage_policy_webhook::policy::volumes::{
     self, Misfit, Modes, PvInfo, Source, VolumeIndex, Wants,
 };
@@ -31,13 +34,33 @@ const MODES: [&[&str]; 3] = [
     &["ReadOnlyMany"],
 ];
 
+/// A PV's `spec.nodeAffinity.required`: none, pinned by hostname to a node that exists or to
+/// one that does not (the look-up), or pinned by a term the look-up leaves to the walk.
+const AFFINITIES: [Option<&str>; 5] = [
+    None,
+    Some("node-a"),
+    Some("node-gone"),
+    Some("walk-a"),
+    Some("walk-gone"),
+];
+
+fn affinity(a: &str) -> Value {
+    let host = "kubernetes.io/hostname";
+    let term = match a.strip_prefix("walk-") {
+        None => json!({"matchExpressions": [{"key": host, "operator": "In", "values": [a]}]}),
+        Some(n) => json!({"matchExpressions": [{"key": host, "operator": "In",
+            "values": [format!("node-{n}")]}, {"key": "zone", "operator": "Exists"}]}),
+    };
+    json!({"required": {"nodeSelectorTerms": [term]}})
+}
+
 fn pv() -> impl Strategy<Value = Value> {
     (
         (0..3usize, proptest::option::of(0..4usize), 0..3usize, any::<bool>()),
-        (0..3usize, 0..3usize, any::<bool>()),
-        proptest::option::of((0..2usize, 0..3usize, 0..6usize, any::<bool>())),
+        (0..3usize, 0..3usize, any::<bool>(), 0..AFFINITIES.len()),
+        proptest::option::of((0..2usize, 0..3usize, 0..9usize, any::<bool>())),
     )
-        .prop_map(|((class, size, modes, block), (labels, phase, deleting), claim)| {
+        .prop_map(|((class, size, modes, block), (labels, phase, deleting, pin), claim)| {
             let mut spec = json!({"storageClassName": CLASSES[class], "accessModes": MODES[modes],
                 "local": {"path": "/mnt/x"}});
             if let Some(s) = size {
@@ -45,6 +68,9 @@ fn pv() -> impl Strategy<Value = Value> {
             }
             if block {
                 spec["volumeMode"] = json!("Block");
+            }
+            if let Some(a) = AFFINITIES[pin] {
+                spec["nodeAffinity"] = affinity(a);
             }
             if let Some((ns, tpl, i, uid)) = claim {
                 let mut r = json!({"namespace": ([NS, "other"][ns]),
@@ -94,7 +120,7 @@ fn template() -> impl Strategy<Value = Value> {
 fn cluster() -> impl Strategy<Value = (Vec<PersistentVolume>, Vec<PersistentVolumeClaim>)> {
     (
         proptest::collection::vec(pv(), 0..14),
-        proptest::collection::btree_set((0..2usize, 0..6usize), 0..5),
+        proptest::collection::btree_set((0..2usize, 0..9usize), 0..6),
     )
         .prop_map(|(pvs, claims)| {
             let pvs = pvs
@@ -123,15 +149,31 @@ fn index(pvs: &[PersistentVolume], claims: &[PersistentVolumeClaim]) -> VolumeIn
 }
 
 /// The rule's warnings (the other rules' are left out).
+/// The nodes of the cluster: `node-a` (with a zone) and `node-b`.
+fn nodes() -> Vec<Node> {
+    ["node-a", "node-b"]
+        .into_iter()
+        .map(|n| {
+            let mut labels = BTreeMap::from([("kubernetes.io/hostname".to_owned(), n.to_owned())]);
+            if n == "node-a" {
+                labels.insert("zone".to_owned(), "z1".to_owned());
+            }
+            (n.to_owned(), labels)
+        })
+        .collect()
+}
+
 fn rule_warnings(
     p: &Policy,
     i: &VolumeIndex,
+    nodes: Option<Vec<Node>>,
     object: Object<'_>,
     subject: Subject<'_>,
 ) -> Vec<String> {
     let cat = p.catalog(&LiveState {
         pvs: Some(i.pvs.clone()),
         claims: Some(i.claims.clone()),
+        nodes: nodes.map(Arc::new),
         ..Default::default()
     });
     let req = Request {
@@ -210,10 +252,36 @@ fn why_none<'a>(pool: impl Iterator<Item = &'a PvInfo>, w: &Wants<'_>, size_text
     format!("no Available PersistentVolume {class} {what}")
 }
 
+/// Whether the scheduler could choose the PV for a claim of `class`: every node walked.
+fn schedulable(class: &str, nodes: Option<&[Node]>, pv: &PvInfo) -> bool {
+    match (class, nodes, pv.affinity.as_deref()) {
+        ("local-storage", Some(nodes), Some(a)) => node_selector::selects_any(a, nodes),
+        _ => true,
+    }
+}
+
+fn stranded_phrase(count: usize, class: &str) -> String {
+    let class = if class.is_empty() {
+        "without a class".to_owned()
+    } else {
+        format!("of class {class}")
+    };
+    if count == 1 {
+        format!(
+            "1 Available PersistentVolume {class} that fits has spec.nodeAffinity matching no existing node"
+        )
+    } else {
+        format!(
+            "{count} Available PersistentVolumes {class} that fit have spec.nodeAffinity matching no existing node"
+        )
+    }
+}
+
 fn scan_statefulset(
     i: &VolumeIndex,
+    nodes: Option<&[Node]>,
     sts: &StatefulSet,
-    replicas: i32,
+    (start, replicas): (i32, i32),
     templates: &[Value],
 ) -> Vec<String> {
     let mut out = Vec::new();
@@ -236,9 +304,15 @@ fn scan_statefulset(
             .selector
             .as_ref();
         probe.selector = sel;
+        let mut stranded = 0;
         let mut fitting: Vec<(&str, u64)> = pvs
             .iter()
             .filter(|&&(n, pv)| !used.contains(n) && volumes::misfit(pv, &probe).is_none())
+            .filter(|&&(_, pv)| {
+                let ok = schedulable(class, nodes, pv);
+                stranded += usize::from(!ok);
+                ok
+            })
             .map(|&(n, pv)| (n, pv.capacity.unwrap_or(0)))
             .collect();
         fitting.sort_unstable_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(b.0)));
@@ -259,7 +333,7 @@ fn scan_statefulset(
         }
         let mut next = fitting.into_iter();
         let mut waiting = Vec::new();
-        for o in 0..replicas {
+        for o in start..start + replicas {
             let claim = format!("{tpl_name}-web-{o}");
             if i.claim(NS, &claim).is_some() {
                 continue;
@@ -279,13 +353,17 @@ fn scan_statefulset(
         if waiting.is_empty() {
             continue;
         }
-        let why = why_none(
-            pvs.iter()
-                .filter(|(n, _)| !used.contains(n))
-                .map(|(_, pv)| *pv),
-            &probe,
-            &size_text,
-        );
+        let why = if stranded > 0 {
+            stranded_phrase(stranded, class)
+        } else {
+            why_none(
+                pvs.iter()
+                    .filter(|(n, _)| !used.contains(n))
+                    .map(|(_, pv)| *pv),
+                &probe,
+                &size_text,
+            )
+        };
         let shown: Vec<&str> = waiting.iter().take(3).map(String::as_str).collect();
         let names = if waiting.len() > shown.len() {
             format!(
@@ -317,39 +395,52 @@ proptest! {
         (pvs, claims) in cluster(),
         templates in proptest::collection::vec(template(), 1..3),
         replicas in 0..8i32,
+        start in 0..3i32,
+        nodes_known in any::<bool>(),
     ) {
         let p = Policy::parse(POLICY, None, false).unwrap();
         let i = index(&pvs, &claims);
+        let nodes = nodes_known.then(nodes);
         let sts: StatefulSet = serde_json::from_value(json!({"metadata": {"name": "web"},
             "spec": {"replicas": replicas, "selector": {}, "serviceName": "web", "template": {},
+                "ordinals": {"start": start},
                 "volumeClaimTemplates": templates.iter().enumerate().map(|(t, spec)| json!({
                     "metadata": {"name": (["www", "db"][t])}, "spec": spec})).collect::<Vec<_>>()}}))
         .unwrap();
         let subject = Subject { group: "apps", kind: "StatefulSet", name: "web" };
-        let got = rule_warnings(&p, &i, Object::StatefulSet(&sts), subject);
-        prop_assert_eq!(got, scan_statefulset(&i, &sts, replicas, &templates));
+        let got = rule_warnings(&p, &i, nodes.clone(), Object::StatefulSet(&sts), subject);
+        let want = scan_statefulset(&i, nodes.as_deref(), &sts, (start, replicas), &templates);
+        prop_assert_eq!(got, want);
     }
 
     #[test]
     fn claims_are_judged_as_the_scan_judged_them(
         (pvs, claims) in cluster(),
         spec in template(),
-        name in 0..6usize,
+        name in 0..9usize,
+        nodes_known in any::<bool>(),
     ) {
         let p = Policy::parse(POLICY, None, false).unwrap();
         let i = index(&pvs, &claims);
+        let nodes = nodes_known.then(nodes);
         let name = format!("www-web-{name}");
         let pvc: PersistentVolumeClaim = serde_json::from_value(json!({"metadata":
             {"name": name, "namespace": NS}, "spec": spec})).unwrap();
         let subject = Subject { group: "", kind: "PersistentVolumeClaim", name: &name };
-        let got = rule_warnings(&p, &i, Object::Pvc(&pvc), subject);
+        let got = rule_warnings(&p, &i, nodes.clone(), Object::Pvc(&pvc), subject);
         let class = spec["storageClassName"].as_str().unwrap();
         let (mut w, size_text) = wants(&name, class, &spec);
         w.selector = pvc.spec.as_ref().unwrap().selector.as_ref();
         let bound = i.claim(NS, &name).is_some_and(|c| c.is_bound());
-        let served = i.pvs.values().any(|pv| prebound_fits(pv, &w) || volumes::misfit(pv, &w).is_none());
+        let fits = |pv: &PvInfo| volumes::misfit(pv, &w).is_none();
+        let served = i.pvs.values().any(|pv| {
+            prebound_fits(pv, &w) || (fits(pv) && schedulable(class, nodes.as_deref(), pv))
+        });
+        let stranded = i.pvs.values().filter(|pv| fits(pv)).count();
         let want: Vec<String> = if bound || served {
             Vec::new()
+        } else if stranded > 0 {
+            vec![format!("claim {name:?} will stay Pending: {}", stranded_phrase(stranded, class))]
         } else {
             vec![format!("claim {name:?} will stay Pending: {}", why_none(i.pvs.values(), &w, &size_text))]
         };

@@ -9,7 +9,7 @@
 //! a denial: the PV may be created a minute later. Dynamic and unknown classes are never judged,
 //! and without a source of PVs and claims (no cluster) the rule says nothing.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
@@ -63,9 +63,7 @@ impl Rule for WillBind {
         let namespace = req.namespace.unwrap_or_default();
         let found = match req.object {
             Some(Object::Pvc(pvc)) if req.operation == Operation::Create => {
-                claim_waits(cx.catalog, index, namespace, pvc)
-                    .into_iter()
-                    .collect()
+                claim_waits(cx, index, namespace, pvc).into_iter().collect()
             }
             Some(Object::StatefulSet(sts)) => statefulset_waits(cx, index, namespace, sts),
             _ => Vec::new(),
@@ -99,18 +97,46 @@ fn is_static(catalog: &Catalog, index: &VolumeIndex, class: &str) -> bool {
     }
 }
 
-/// Whether the scheduler could ever choose this PV for a claim of `class`: with
-/// WaitForFirstConsumer it picks a node first and takes only PVs whose `spec.nodeAffinity`
-/// matches it, so a PV whose affinity matches no existing node is never chosen. Only judged
-/// when the nodes are known (an autoscaler may add a node: then it is not known to be lost).
-fn schedulable(catalog: &Catalog, class: &str, pv: &PvInfo) -> bool {
-    let wffc = catalog
-        .class(class)
-        .is_some_and(|c| c.volume_binding_mode == Some(VolumeBindingMode::WaitForFirstConsumer));
-    match (wffc, catalog.nodes(), pv.affinity.as_deref()) {
-        (true, Some(nodes), Some(affinity)) => node_selector::selects_any(affinity, nodes),
-        _ => true,
+/// Where the scheduler may place the volumes of a class, when that limits which volumes count:
+/// with WaitForFirstConsumer it picks a node first and takes only PVs whose `spec.nodeAffinity`
+/// matches it (`FindMatchingVolume` with the node, `volume_binding.go`'s `findMatchingVolumes`),
+/// so a PV whose affinity matches no existing node is never chosen. `None` when every volume
+/// counts: another binding mode, or nodes not known (an autoscaler may add a node: then a
+/// volume is not known to be lost).
+struct Placement<'a> {
+    catalog: &'a Catalog,
+    nodes: &'a [node_selector::Node],
+    /// The policy's node label, whose values over the nodes the catalog holds as a set.
+    label: &'a str,
+}
+
+impl<'a> Placement<'a> {
+    fn of(catalog: &'a Catalog, label: &'a str, class: &str) -> Option<Placement<'a>> {
+        let wffc = catalog.class(class).is_some_and(|c| {
+            c.volume_binding_mode == Some(VolumeBindingMode::WaitForFirstConsumer)
+        });
+        let nodes = catalog.nodes().filter(|_| wffc)?;
+        Some(Placement {
+            catalog,
+            nodes,
+            label,
+        })
     }
+
+    /// Whether the scheduler could ever choose this PV: its affinity selects an existing node
+    /// (a hostname pin is one look-up, not a walk of the nodes).
+    fn allows(&self, pv: &PvInfo) -> bool {
+        pv.affinity.as_deref().is_none_or(|a| {
+            node_selector::selects_any_indexed(a, self.nodes, self.label, |v| {
+                self.catalog.node_exists(v) == Some(true)
+            })
+        })
+    }
+}
+
+/// Whether the PV may be chosen (see [`Placement`]).
+fn schedulable(placement: Option<&Placement<'_>>, pv: &PvInfo) -> bool {
+    placement.is_none_or(|p| p.allows(pv))
 }
 
 /// Why none of the volumes that fit is usable, when some fit but match no node.
@@ -203,11 +229,12 @@ fn prebound_fits(pv: &PvInfo, w: &Wants<'_>) -> bool {
 
 /// The warning for a claim no PV can bind, with its class.
 fn claim_waits(
-    catalog: &Catalog,
+    cx: &Context<'_>,
     index: &VolumeIndex,
     namespace: &str,
     pvc: &PersistentVolumeClaim,
 ) -> Option<(Option<String>, String)> {
+    let catalog = cx.catalog;
     let spec = pvc.spec.as_ref()?;
     // A requested volume is the `volumeName` rule's business; a claim already bound (as
     // `audit` sees live or exported claims) is past binding.
@@ -233,6 +260,7 @@ fn claim_waits(
     }
     let uid = pvc.metadata.uid.as_deref().unwrap_or_default();
     let (w, size_text) = wants_of(namespace, name, uid, &class, spec)?;
+    let placement = Placement::of(catalog, &cx.settings.node_label, &class);
     // Indexed look-ups (bounded by the claim, not the cluster): the volumes reserved for this
     // claim, then the free ones that fit, smallest first, until one the scheduler can place.
     if index
@@ -242,7 +270,7 @@ fn claim_waits(
         || index
             .pvs
             .fitting(&w)
-            .any(|(_, pv)| schedulable(catalog, &class, pv))
+            .any(|(_, pv)| schedulable(placement.as_ref(), pv))
     {
         return None;
     }
@@ -258,8 +286,30 @@ fn claim_waits(
     ))
 }
 
+/// A claim template of a StatefulSet that is judged: a static class, a readable size, and the
+/// ordinals left to it by the cap shared by every template.
+struct Judged<'a> {
+    name: &'a str,
+    spec: &'a k8s_openapi::api::core::v1::PersistentVolumeClaimSpec,
+    class: String,
+    /// Ordinals judged, from the first: `min(replicas, what the earlier templates left)`.
+    ordinals: usize,
+}
+
 /// The warnings for a StatefulSet's claims that no PV can bind: one per template whose class
 /// is static and some of whose claims would wait.
+///
+/// The StatefulSet controller makes the claims `<template>-<name>-<ordinal>` in ordinal order
+/// (`getPersistentVolumeClaimName`, `createPersistentVolumeClaims` in
+/// `pkg/controller/statefulset/stateful_pod_control.go`); the PV controller binds each one to
+/// the volume reserved for it (`claimRef`) or else to the smallest free volume that fits
+/// (`FindMatchingVolume`). This is judged from the indexes, never from a walk of every PV: the
+/// claims that exist and the volumes reserved for claims of the template are found by the
+/// claims' common prefix, the free volumes that fit are counted up to the claims left (from the
+/// buckets' sizes, or walked in the controller's order only while a WaitForFirstConsumer
+/// class's volumes must be placed on existing nodes), and the waiting claims are named by
+/// arithmetic over the ordinals taken. The work follows the object (its templates, the claims
+/// and reserved volumes of its ordinals, the volumes it takes), not the cluster.
 fn statefulset_waits(
     cx: &Context<'_>,
     index: &VolumeIndex,
@@ -271,12 +321,128 @@ fn statefulset_waits(
         return out;
     };
     let sts_name = sts.metadata.name.as_deref().unwrap_or_default();
-    let replicas = volumes::statefulset_ordinals(sts).len();
-    // Ordinals judged over all templates at most: the work is bounded by the object, not by
-    // templates x replicas.
-    let mut ordinals_left = MAX_ORDINALS;
+    let ordinals = volumes::statefulset_ordinals(sts);
+    let replicas = ordinals.len();
+    let judged = judged_templates(cx, index, namespace, spec, replicas);
     // PVs already promised to one claim of this StatefulSet: never counted twice.
     let mut used: HashSet<&str> = HashSet::new();
+    for (t, tpl) in judged.iter().enumerate() {
+        let Some((probe, size_text)) = wants_of(namespace, "", "", &tpl.class, tpl.spec) else {
+            continue;
+        };
+        let probe = &probe;
+        let first = ordinals.start;
+        // `ordinals` <= `replicas`: within the range, no overflow.
+        let end = first + tpl.ordinals as i32;
+        let prefix = format!("{}-{sts_name}-", tpl.name);
+        let ordinal_of =
+            |claim: &str| ordinal(&claim[prefix.len()..]).filter(|i| (first..end).contains(i));
+        // Ordinals whose claim exists: served whatever happens.
+        let mut existing: HashSet<i32> = HashSet::new();
+        for (claim, _) in index.claims_with_prefix(namespace, &prefix) {
+            if !cx.spend(1) {
+                return out;
+            }
+            existing.extend(ordinal_of(claim));
+        }
+        // Volumes pre-bound by name to a claim yet to exist (the last that fits, by PV name,
+        // when several are).
+        let mut prebound: BTreeMap<i32, &str> = BTreeMap::new();
+        for (claim, n, pv) in index.pvs.claimed_with_prefix(namespace, &prefix) {
+            if !cx.spend(1) {
+                return out;
+            }
+            let Some(i) = ordinal_of(claim).filter(|i| !existing.contains(i)) else {
+                continue;
+            };
+            let w = Wants {
+                name: claim,
+                ..probe.clone()
+            };
+            if pv.claim_ref.as_ref().is_some_and(|r| r.uid.is_empty()) && prebound_fits(pv, &w) {
+                prebound.insert(i, n);
+            }
+        }
+        // A volume promised to an earlier template (same claim name) is not there to take.
+        prebound.retain(|_, n| used.insert(n));
+        // The other ordinals take free volumes that fit, smallest first, in ordinal order.
+        let takers = tpl.ordinals - existing.len() - prebound.len();
+        let placement = Placement::of(cx.catalog, &cx.settings.node_label, &tpl.class);
+        let Some((free, stranded)) = free_for(cx, index, probe, placement.as_ref(), &used, takers)
+        else {
+            return out;
+        };
+        if judged[t + 1..].iter().any(|later| later.ordinals > 0) {
+            // A later template may draw from the same volumes: promise these ones.
+            let mut promised = Vec::with_capacity(free);
+            for (n, pv) in index.pvs.fitting(probe) {
+                if promised.len() == free || !cx.spend(1) {
+                    break;
+                }
+                if !used.contains(n) && schedulable(placement.as_ref(), pv) {
+                    promised.push(n);
+                }
+            }
+            used.extend(promised);
+        }
+        if free == takers {
+            continue;
+        }
+        // The takers after the first `free` wait: name the first three, count the rest.
+        let waiting = takers - free;
+        let mut taken: Vec<i32> = existing.into_iter().chain(prebound.into_keys()).collect();
+        taken.sort_unstable();
+        let names: Vec<String> = (free..free + waiting.min(3))
+            .map(|k| format!("{prefix}{}", nth_untaken(first, &taken, k)))
+            .collect();
+        let why = if stranded > 0 {
+            stranded_phrase(stranded, &tpl.class)
+        } else {
+            why_none(
+                index.pvs.closest_misfit(probe, |n| used.contains(n)),
+                probe,
+                &size_text,
+            )
+        };
+        let names = if waiting > names.len() {
+            format!("{} and {} more", names.join(", "), waiting - names.len())
+        } else {
+            names.join(", ")
+        };
+        let noun = if waiting == 1 { "claim" } else { "claims" };
+        let served = tpl.ordinals - waiting;
+        // Only what was judged is counted: past the cap nothing is claimed about the rest.
+        let tally = if tpl.ordinals < replicas {
+            format!(
+                "{served} of the first {} of {replicas} replicas served; the rest not judged",
+                tpl.ordinals
+            )
+        } else {
+            format!("{served} of {replicas} served")
+        };
+        out.push((
+            Some(tpl.class.clone()).filter(|c| !c.is_empty()),
+            format!(
+                "StatefulSet {}: {noun} {names} will stay Pending: {why} ({tally})",
+                go_quote(sts_name),
+            ),
+        ));
+    }
+    out
+}
+
+/// The claim templates judged, in order: at most [`MAX_TEMPLATES`], those of a static class
+/// with a readable size, each with its share of the [`MAX_ORDINALS`] ordinals judged over all
+/// templates (what the caps leave out is said through the budget).
+fn judged_templates<'a>(
+    cx: &Context<'_>,
+    index: &VolumeIndex,
+    namespace: &'a str,
+    spec: &'a k8s_openapi::api::apps::v1::StatefulSetSpec,
+    replicas: usize,
+) -> Vec<Judged<'a>> {
+    let mut out = Vec::new();
+    let mut ordinals_left = MAX_ORDINALS;
     for (t, tpl) in spec.volume_claim_templates.iter().flatten().enumerate() {
         if t == MAX_TEMPLATES {
             cx.skip(format!(
@@ -287,7 +453,6 @@ fn statefulset_waits(
         let Some(tspec) = tpl.spec.as_ref() else {
             continue;
         };
-        let tpl_name = tpl.metadata.name.as_deref().unwrap_or_default();
         // Claims made from a template get the default class when the template names none.
         let class = match volumes::claim_class(tpl) {
             Some(c) => c,
@@ -300,9 +465,9 @@ fn statefulset_waits(
         if !is_static(cx.catalog, index, &class) {
             continue;
         }
-        let Some((probe, size_text)) = wants_of(namespace, "", "", &class, tspec) else {
+        if wants_of(namespace, "", "", &class, tspec).is_none() {
             continue;
-        };
+        }
         let judged = replicas.min(ordinals_left);
         ordinals_left -= judged;
         if judged < replicas {
@@ -313,103 +478,91 @@ fn statefulset_waits(
                 continue;
             }
         }
-        // Two passes over the PVs and one over the ordinals.
-        if !cx.spend(2 * index.pvs.len() as u64 + judged as u64) {
-            break;
-        }
-        // Free volumes that fit, smallest first (the controller's choice), and volumes
-        // pre-bound by name to a claim of this namespace that is yet to exist.
-        let mut stranded = 0;
-        let mut fitting: Vec<(&str, u64)> = index
-            .pvs
-            .iter()
-            .filter(|&(n, pv)| !used.contains(n) && volumes::misfit(pv, &probe).is_none())
-            .filter(|&(_, pv)| {
-                let ok = schedulable(cx.catalog, &class, pv);
-                stranded += usize::from(!ok);
-                ok
-            })
-            .map(|(n, pv)| (n, pv.capacity.unwrap_or(0)))
-            .collect();
-        fitting.sort_unstable_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(b.0)));
-        let mut prebound: HashMap<&str, &str> = HashMap::new();
-        for (n, pv) in index.pvs.iter() {
-            if let Some(r) = pv.claim_ref.as_ref()
-                && *r.namespace == *namespace
-                && r.uid.is_empty()
-            {
-                let w = Wants {
-                    name: &r.name,
-                    ..probe.clone()
-                };
-                if prebound_fits(pv, &w) {
-                    prebound.insert(&r.name, n);
-                }
-            }
-        }
-        let mut next = fitting.into_iter();
-        let mut waiting: Vec<String> = Vec::new();
-        for claim in volumes::statefulset_claims(sts, tpl_name).take(judged) {
-            if index.claim(namespace, &claim).is_some() {
-                continue;
-            }
-            if let Some(pv) = prebound.get(claim.as_str())
-                && used.insert(pv)
-            {
-                continue;
-            }
-            match next.by_ref().find(|(n, _)| !used.contains(n)) {
-                Some((n, _)) => {
-                    used.insert(n);
-                }
-                None => waiting.push(claim),
-            }
-        }
-        if waiting.is_empty() {
-            continue;
-        }
-        let why = if stranded > 0 {
-            stranded_phrase(stranded, &class)
-        } else {
-            why_none(
-                index.pvs.closest_misfit(&probe, |n| used.contains(n)),
-                &probe,
-                &size_text,
-            )
-        };
-        let shown: Vec<&str> = waiting.iter().take(3).map(String::as_str).collect();
-        let names = if waiting.len() > shown.len() {
-            format!(
-                "{} and {} more",
-                shown.join(", "),
-                waiting.len() - shown.len()
-            )
-        } else {
-            shown.join(", ")
-        };
-        let noun = if waiting.len() == 1 {
-            "claim"
-        } else {
-            "claims"
-        };
-        let served = judged - waiting.len();
-        // Only what was judged is counted: past the cap nothing is claimed about the rest.
-        let tally = if judged < replicas {
-            format!(
-                "{served} of the first {judged} of {replicas} replicas served; the rest not judged"
-            )
-        } else {
-            format!("{served} of {replicas} served")
-        };
-        out.push((
-            Some(class.clone()).filter(|c| !c.is_empty()),
-            format!(
-                "StatefulSet {}: {noun} {names} will stay Pending: {why} ({tally})",
-                go_quote(sts_name),
-            ),
-        ));
+        out.push(Judged {
+            name: tpl.metadata.name.as_deref().unwrap_or_default(),
+            spec: tspec,
+            class,
+            ordinals: judged,
+        });
     }
     out
+}
+
+/// How many of `takers` claims the free volumes that fit `probe` serve (none promised already,
+/// in `used`), and, walking them, how many fit but are pinned to no existing node (counted
+/// when some claims wait). `None` once the budget is spent.
+fn free_for(
+    cx: &Context<'_>,
+    index: &VolumeIndex,
+    probe: &Wants<'_>,
+    placement: Option<&Placement<'_>>,
+    used: &HashSet<&str>,
+    takers: usize,
+) -> Option<(usize, usize)> {
+    if takers == 0 {
+        return Some((0, 0));
+    }
+    let Some(placement) = placement else {
+        // Every volume that fits counts: counted from the buckets' sizes up to the claims left
+        // plus those an earlier template took from the same volumes (bounded by that limit).
+        let mut taken_before = 0;
+        for n in used {
+            if !cx.spend(1) {
+                return None;
+            }
+            taken_before += usize::from(
+                index
+                    .pvs
+                    .get(n)
+                    .is_some_and(|pv| volumes::misfit(pv, probe).is_none()),
+            );
+        }
+        let limit = takers + taken_before;
+        if !cx.spend(limit as u64) {
+            return None;
+        }
+        let free = index.pvs.count_fitting(probe, limit) - taken_before.min(limit);
+        return Some((free.min(takers), 0));
+    };
+    // Placed on existing nodes: walked in the controller's order until the claims are served
+    // (all of them walked, and the stranded ones counted, only when some claims wait).
+    let (mut free, mut stranded) = (0, 0);
+    for (n, pv) in index.pvs.fitting(probe) {
+        if free == takers {
+            break;
+        }
+        if !cx.spend(1) {
+            return None;
+        }
+        if !placement.allows(pv) {
+            stranded += 1;
+        } else if !used.contains(n) {
+            free += 1;
+        }
+    }
+    Some((free, stranded))
+}
+
+/// The `k`-th (from 0) ordinal from `first` that is not in `taken` (sorted, none below
+/// `first`): the claim the `k`-th free volume would go to, without walking the ordinals.
+fn nth_untaken(first: i32, taken: &[i32], k: usize) -> i32 {
+    let mut at = first + k as i32;
+    for &t in taken {
+        if t > at {
+            break;
+        }
+        at += 1;
+    }
+    at
+}
+
+/// The ordinal a claim name's suffix spells as the controller writes it (`strconv.Itoa`: no
+/// sign, no leading zero), so `www-web-01` or `www-web-1a` is no claim of the StatefulSet.
+fn ordinal(suffix: &str) -> Option<i32> {
+    let canonical = !suffix.is_empty()
+        && suffix.bytes().all(|b| b.is_ascii_digit())
+        && (suffix == "0" || !suffix.starts_with('0'));
+    suffix.parse().ok().filter(|_| canonical)
 }
 
 #[cfg(test)]
@@ -419,6 +572,7 @@ mod tests {
     use crate::policy::volumes::{ClaimMap, Source, VolumeIndex};
     use crate::policy::{Action, Policy, Subject};
     use k8s_openapi::api::core::v1::PersistentVolume;
+    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
     use serde_json::{Value, json};
     use std::sync::Arc;
 
@@ -965,5 +1119,129 @@ storageClasses:
             d.unjudged
         );
         assert!(d.warnings[0].starts_with("not judged"), "{:?}", d.warnings);
+    }
+
+    /// The work of a StatefulSet's judgement follows the object, not the cluster: with 3,000
+    /// free volumes that fit (and 3,000 too small) a StatefulSet of 3 replicas is judged within
+    /// 100 units of work, served or waiting, nodes known or not (the walk of every PV spent
+    /// twice the PVs).
+    #[test]
+    fn a_statefulset_is_judged_without_walking_the_volumes() {
+        let p = policy();
+        let pvs: Vec<PersistentVolume> = (0..6_000)
+            .map(|i| {
+                let size = if i % 2 == 0 { "10Gi" } else { "1Gi" };
+                pv(
+                    &format!("pv-{i:05}"),
+                    "local-storage",
+                    size,
+                    pinned_to("node-1"),
+                )
+            })
+            .collect();
+        let index = VolumeIndex::from_objects(&pvs, [], Source::Cluster);
+        for nodes in [None, Some(vec![node("node-1")])] {
+            let cat = p.catalog(&LiveState {
+                pvs: Some(index.pvs.clone()),
+                claims: Some(index.claims.clone()),
+                nodes: nodes.map(Arc::new),
+                ..Default::default()
+            });
+            for (size, waits) in [("5Gi", false), ("20Gi", true)] {
+                let mut s = sts(3, "local-storage");
+                s.spec
+                    .as_mut()
+                    .unwrap()
+                    .volume_claim_templates
+                    .as_mut()
+                    .unwrap()[0]
+                    .spec
+                    .as_mut()
+                    .unwrap()
+                    .resources
+                    .as_mut()
+                    .unwrap()
+                    .requests = Some([("storage".to_owned(), Quantity(size.to_owned()))].into());
+                let req = Request {
+                    operation: Operation::Create,
+                    namespace: Some("default"),
+                    username: "alice",
+                    subject: Subject {
+                        group: "apps",
+                        kind: "StatefulSet",
+                        name: "web",
+                    },
+                    object: Some(Object::StatefulSet(&s)),
+                    old_object: None,
+                };
+                let budget = crate::policy::Budget::with_units(100, None);
+                let d = p.decide_within(Endpoint::Validate, &cat, &req, &budget);
+                assert!(!budget.exhausted(), "{size}: {:?}", d.warnings);
+                let pending: Vec<&String> = d
+                    .warnings
+                    .iter()
+                    .filter(|w| w.contains("will stay Pending"))
+                    .collect();
+                assert_eq!(
+                    pending.len(),
+                    usize::from(waits),
+                    "{size}: {:?}",
+                    d.warnings
+                );
+            }
+        }
+    }
+
+    /// Claims that exist, volumes reserved for some ordinals and a start ordinal: the waiting
+    /// claims are the ones after the free volumes run out, skipping the ordinals served.
+    #[test]
+    fn waiting_claims_are_named_past_the_ordinals_served() {
+        let p = policy();
+        let reserved = |name: &str, claim: &str| {
+            pv(
+                name,
+                "local-storage",
+                "5Gi",
+                json!({"spec": {"claimRef": {"namespace": "default", "name": claim}}}),
+            )
+        };
+        let pvs = [
+            pv("free", "local-storage", "5Gi", json!({})),
+            reserved("r3", "www-web-3"),
+            reserved("r6", "www-web-6"),
+            // Reserved for an ordinal past the StatefulSet's, and for a name it never makes.
+            reserved("r9", "www-web-9"),
+            reserved("r01", "www-web-02"),
+        ];
+        let existing = [
+            pvc("www-web-4", Some("local-storage"), "5Gi"),
+            pvc("www-web-04", Some("local-storage"), "5Gi"),
+        ];
+        let cat = catalog(&p, &pvs, &existing);
+        let mut s = sts(7, "local-storage");
+        s.spec.as_mut().unwrap().ordinals =
+            Some(serde_json::from_value(json!({"start": 2})).unwrap());
+        // 2..9: 3 and 6 reserved, 4 exists, 2 takes the free one; 5, 7, 8 wait.
+        let d = decide(&cat, &p, Operation::Create, Object::StatefulSet(&s));
+        assert_eq!(
+            d.warnings,
+            [concat!(
+                r#"StatefulSet "web": claims www-web-5, www-web-7, www-web-8 will stay Pending: "#,
+                "no Available PersistentVolume of class local-storage has 5Gi (4 of 7 served)"
+            )]
+        );
+    }
+
+    #[test]
+    fn an_ordinal_is_read_as_the_controller_writes_it() {
+        assert_eq!(ordinal("0"), Some(0));
+        assert_eq!(ordinal("12"), Some(12));
+        for not in ["", "01", "+1", "-1", "1a", "99999999999"] {
+            assert_eq!(ordinal(not), None, "{not:?}");
+        }
+        assert_eq!(nth_untaken(2, &[], 0), 2);
+        assert_eq!(nth_untaken(2, &[2, 3, 5], 0), 4);
+        assert_eq!(nth_untaken(2, &[2, 3, 5], 1), 6);
+        assert_eq!(nth_untaken(2, &[3, 4], 1), 5);
     }
 }
