@@ -129,11 +129,30 @@ fn decide_only(c: &mut Criterion) {
 /// `policy::validate` on a new StatefulSet of class `local-storage` (static) with 50,000 PVs and
 /// 100,000 claims cached: claims of 5Gi, which the 25,000 free volumes serve, and of 200Gi, for
 /// which nothing is free (willBind warns and names the waiting claims).
+///
+/// The group `decide_statefulset_50000_pinned_pvs` is the same with every PV pinned to one of
+/// 1,000 nodes, all known: `local-storage` is WaitForFirstConsumer, so the free volumes are
+/// taken in the PV controller's order and each one's node looked up (a cluster's usual case).
 fn decide_statefulset(c: &mut Criterion) {
     let p = policy();
-    let cat = p.catalog(&volumes::with_volumes(LiveState::default(), 50_000));
+    let plain = volumes::with_volumes(LiveState::default(), 50_000);
+    let pinned = volumes::with_pinned_volumes(LiveState::default(), 50_000, 1_000);
+    for (group, live) in [
+        ("decide_statefulset_50000_pvs", plain),
+        ("decide_statefulset_50000_pinned_pvs", pinned),
+    ] {
+        decide_statefulset_in(c, &p, group, &p.catalog(&live));
+    }
+}
+
+fn decide_statefulset_in(
+    c: &mut Criterion,
+    p: &Policy,
+    group: &str,
+    cat: &storage_policy_webhook::policy::Catalog,
+) {
     let namespace = volumes::namespace(7);
-    let mut g = c.benchmark_group("decide_statefulset_50000_pvs");
+    let mut g = c.benchmark_group(group);
     for replicas in [1, 100, 10_000] {
         for (size, outcome) in [("5Gi", "served"), ("200Gi", "waiting")] {
             let sts: StatefulSet = serde_json::from_value(serde_json::json!({
@@ -158,7 +177,7 @@ fn decide_statefulset(c: &mut Criterion) {
                 object: Some(Object::StatefulSet(&sts)),
                 old_object: None,
             };
-            let d = policy::validate(&p, &cat, &request);
+            let d = policy::validate(p, cat, &request);
             assert_eq!(
                 d.warnings.iter().any(|w| w.contains("will stay Pending")),
                 outcome == "waiting",
@@ -166,7 +185,7 @@ fn decide_statefulset(c: &mut Criterion) {
                 d.warnings
             );
             g.bench_function(format!("{replicas}_replicas_{outcome}"), |b| {
-                b.iter(|| black_box(policy::validate(&p, &cat, black_box(&request))))
+                b.iter(|| black_box(policy::validate(p, cat, black_box(&request))))
             });
         }
     }

@@ -7,9 +7,9 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    LocalVolumeSource, ObjectReference, PersistentVolume, PersistentVolumeClaim,
-    PersistentVolumeClaimSpec, PersistentVolumeClaimStatus, PersistentVolumeSpec,
-    PersistentVolumeStatus,
+    LocalVolumeSource, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, ObjectReference,
+    PersistentVolume, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+    PersistentVolumeClaimStatus, PersistentVolumeSpec, PersistentVolumeStatus, VolumeNodeAffinity,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -22,7 +22,21 @@ pub fn namespace(i: usize) -> String {
 }
 
 /// `live` with `n` PVs and `2 n` claims cached, as the cluster cache publishes them.
-pub fn with_volumes(mut live: LiveState, n: usize) -> LiveState {
+pub fn with_volumes(live: LiveState, n: usize) -> LiveState {
+    with_volumes_on(live, n, None)
+}
+
+/// The same PVs pinned to `nodes` nodes (`spec.nodeAffinity` on `kubernetes.io/hostname`, as
+/// local-static-provisioner writes it: PV `i` on `node-<i mod nodes>`), and those nodes known:
+/// what a cluster cache holds, where a WaitForFirstConsumer class's free volumes count only when
+/// their node exists.
+#[allow(dead_code)] // the load suite uses `with_volumes` only
+pub fn with_pinned_volumes(live: LiveState, n: usize, nodes: usize) -> LiveState {
+    with_volumes_on(live, n, Some(nodes))
+}
+
+fn with_volumes_on(mut live: LiveState, n: usize, nodes: Option<usize>) -> LiveState {
+    let host = |i: usize| format!("node-{:04}", i % nodes.unwrap_or(1).max(1));
     let pvs: Vec<PersistentVolume> = (0..n)
         .map(|i| {
             let bound = i % 2 == 0;
@@ -45,6 +59,18 @@ pub fn with_volumes(mut live: LiveState, n: usize) -> LiveState {
                     local: Some(LocalVolumeSource {
                         path: format!("/mnt/disks/{i}"),
                         ..Default::default()
+                    }),
+                    node_affinity: nodes.map(|_| VolumeNodeAffinity {
+                        required: Some(NodeSelector {
+                            node_selector_terms: vec![NodeSelectorTerm {
+                                match_expressions: Some(vec![NodeSelectorRequirement {
+                                    key: "kubernetes.io/hostname".to_owned(),
+                                    operator: "In".to_owned(),
+                                    values: Some(vec![host(i)]),
+                                }]),
+                                match_fields: None,
+                            }],
+                        }),
                     }),
                     claim_ref: bound.then(|| ObjectReference {
                         namespace: Some(namespace(i)),
@@ -89,5 +115,17 @@ pub fn with_volumes(mut live: LiveState, n: usize) -> LiveState {
     );
     live.pvs = Some(index.pvs);
     live.claims = Some(index.claims);
+    if let Some(nodes) = nodes {
+        live.nodes = Some(std::sync::Arc::new(
+            (0..nodes)
+                .map(|i| {
+                    let name = host(i);
+                    let labels =
+                        BTreeMap::from([("kubernetes.io/hostname".to_owned(), name.clone())]);
+                    (name, labels)
+                })
+                .collect(),
+        ));
+    }
     live
 }
