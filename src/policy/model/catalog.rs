@@ -4,7 +4,7 @@
 //! A [`Catalog`] is an immutable snapshot built off the request path; rules only read it.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use k8s_openapi::api::core::v1::PersistentVolumeSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -343,6 +343,11 @@ pub struct Catalog {
     classes_known: ClassesKnown,
     /// PVs and claims, when known (shared, never copied on a rebuild).
     volumes: Option<VolumeIndex>,
+    /// The policy's node label, whose values over the nodes `node_values` holds.
+    node_label: String,
+    /// The classes some of whose free PVs may be pinned to no existing node
+    /// ([`PvMap::stranding_classes`]): worked out once per catalog, on first use.
+    stranding: OnceLock<HashSet<Arc<str>>>,
 }
 
 impl Catalog {
@@ -440,7 +445,26 @@ impl Catalog {
                 )),
                 _ => None,
             },
+            node_label: node_label.to_owned(),
+            stranding: OnceLock::new(),
         }
+    }
+
+    /// Whether a free PV of `class` may be pinned to no existing node, so that the volumes of
+    /// a WaitForFirstConsumer class must be checked one by one against the nodes; `false` when
+    /// every free PV of the class is known to have a node (no affinity, or a pin to a value of
+    /// the node label that a node has). `true` when PVs or nodes are not known.
+    pub fn may_strand(&self, class: &str) -> bool {
+        let (Some(index), Some(values)) = (&self.volumes, &self.node_values) else {
+            return true;
+        };
+        self.stranding
+            .get_or_init(|| {
+                index
+                    .pvs
+                    .stranding_classes(&self.node_label, |v| values.contains(v))
+            })
+            .contains(class)
     }
 
     /// The PVs and claims known, `None` when there is no source of them (no cluster, not
@@ -452,6 +476,7 @@ impl Catalog {
     /// The same catalog judging against these PVs and claims (`audit` on files).
     pub fn with_volumes(mut self, volumes: VolumeIndex) -> Catalog {
         self.volumes = Some(volumes);
+        self.stranding = OnceLock::new();
         self
     }
 

@@ -400,6 +400,49 @@ borrowed_key!(FreeAt, FreeKey, |q, k| (
 )
     .cmp(&(&*k.class, k.block, k.modes, k.capacity, &*k.name)));
 
+/// Free PVs of a class pinned by their affinity to the nodes with one label value.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct PinKey {
+    class: Arc<str>,
+    label: Box<str>,
+    value: Box<str>,
+}
+
+/// What a PV's `spec.nodeAffinity.required` says, as far as placing it on a node goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Affinity<'a> {
+    /// None: any node.
+    Any,
+    /// One term with one `In` requirement of one value: the nodes with that value of that
+    /// label (a local PV, as local-static-provisioner and the docs write it).
+    Pin { label: &'a str, value: &'a str },
+    /// Anything else: only a walk of the nodes tells.
+    Other,
+}
+
+impl PvInfo {
+    pub fn placement(&self) -> Affinity<'_> {
+        let Some(a) = self.affinity.as_deref() else {
+            return Affinity::Any;
+        };
+        match a.node_selector_terms.as_slice() {
+            [t] if t.match_fields.as_deref().unwrap_or_default().is_empty() => {
+                match t.match_expressions.as_deref().unwrap_or_default() {
+                    [r] if r.operator == "In" => match r.values.as_deref().unwrap_or_default() {
+                        [v] => Affinity::Pin {
+                            label: &r.key,
+                            value: v,
+                        },
+                        _ => Affinity::Other,
+                    },
+                    _ => Affinity::Other,
+                }
+            }
+            _ => Affinity::Other,
+        }
+    }
+}
+
 /// A claim's `namespace/name` key, compared without building it.
 struct ClaimAt<'a> {
     namespace: &'a str,
@@ -435,6 +478,11 @@ pub struct PvMap {
     buckets: OrdMap<BucketKey, usize>,
     /// What the PVs of each class are made of, kept with every write.
     classes: OrdMap<Arc<str>, ClassVolumes>,
+    /// How many free PVs of a class are pinned to each label value ([`Affinity::Pin`]): one
+    /// entry per node holding free volumes, not per volume.
+    pins: OrdMap<PinKey, usize>,
+    /// How many free PVs of each class have another affinity ([`Affinity::Other`]).
+    other_affinity: OrdMap<Arc<str>, usize>,
 }
 
 /// Two maps are equal when they hold the same volumes (the indexes follow from them).
@@ -528,6 +576,18 @@ impl PvMap {
                 modes: pv.modes.0,
             };
             *self.buckets.entry(bucket).or_default() += 1;
+            match pv.placement() {
+                Affinity::Any => {}
+                Affinity::Pin { label, value } => {
+                    *self
+                        .pins
+                        .entry(pin_key(&pv.class, label, value))
+                        .or_default() += 1;
+                }
+                Affinity::Other => {
+                    *self.other_affinity.entry(pv.class.clone()).or_default() += 1;
+                }
+            }
             let key = FreeKey {
                 class: pv.class.clone(),
                 block: pv.block,
@@ -566,6 +626,13 @@ impl PvMap {
                     self.buckets.remove(&bucket);
                 }
             }
+            match pv.placement() {
+                Affinity::Any => {}
+                Affinity::Pin { label, value } => {
+                    decrement(&mut self.pins, &pin_key(&pv.class, label, value));
+                }
+                Affinity::Other => decrement(&mut self.other_affinity, &pv.class),
+            }
             self.free.remove(&FreeAt {
                 class: &pv.class,
                 block: pv.block,
@@ -574,6 +641,23 @@ impl PvMap {
                 name,
             });
         }
+    }
+
+    /// The classes some of whose free PVs may be pinned to no existing node: an affinity
+    /// other than a pin, or a pin on another label than `label` (the policy's node label) or
+    /// to a value `exists` says no node has. A walk of the pins (one per node that holds free
+    /// volumes), never of the volumes; the catalog keeps the answer ([`super::catalog`]).
+    pub fn stranding_classes(
+        &self,
+        label: &str,
+        exists: impl Fn(&str) -> bool,
+    ) -> std::collections::HashSet<Arc<str>> {
+        let pinned = self
+            .pins
+            .keys()
+            .filter(|k| *k.label != *label || !exists(&k.value))
+            .map(|k| k.class.clone());
+        pinned.chain(self.other_affinity.keys().cloned()).collect()
     }
 
     /// PVs whose `claimRef` names `namespace/name` (any uid), by PV name.
@@ -745,6 +829,24 @@ impl PvMap {
             }
         }
         best
+    }
+}
+
+fn pin_key(class: &Arc<str>, label: &str, value: &str) -> PinKey {
+    PinKey {
+        class: class.clone(),
+        label: label.into(),
+        value: value.into(),
+    }
+}
+
+/// Takes one from a count, removing it at zero.
+fn decrement<K: Ord + Clone>(counts: &mut OrdMap<K, usize>, key: &K) {
+    if let Some(n) = counts.get_mut(key) {
+        *n -= 1;
+        if *n == 0 {
+            counts.remove(key);
+        }
     }
 }
 
@@ -1288,11 +1390,11 @@ mod tests {
                 0..16u8,
                 any::<bool>(),
             ),
-            (0..3usize, 0..4usize, any::<bool>()),
+            (0..3usize, 0..4usize, any::<bool>(), 0..AFFINITIES),
             proptest::option::of((0..2usize, 0..6usize, any::<bool>())),
         )
             .prop_map(
-                |((class, cap, modes, block), (labels, phase, deleting), claim)| {
+                |((class, cap, modes, block), (labels, phase, deleting, pin), claim)| {
                     let labels = [None, Some("ssd"), Some("hdd")][labels].and_then(|d| {
                         Interner::default()
                             .labels(&BTreeMap::from([("disk".to_owned(), d.to_owned())]))
@@ -1304,7 +1406,11 @@ mod tests {
                         block,
                         labels,
                         node_local: block,
-                        affinity: None,
+                        affinity: affinity(pin).map(|a| {
+                            Box::new(
+                                serde_json::from_value(json!({"nodeSelectorTerms": a})).unwrap(),
+                            )
+                        }),
                         phase: [Phase::Pending, Phase::Available, Phase::Bound, Phase::Other]
                             [phase],
                         claim_ref: claim.map(|(ns, name, uid)| {
@@ -1319,6 +1425,24 @@ mod tests {
                 },
             )
     }
+
+    /// Node affinities (`nodeSelectorTerms`): pins to a hostname that exists (`a`) or not
+    /// (`gone`), a pin on another label, and shapes that are no pin.
+    fn affinity(i: usize) -> Option<serde_json::Value> {
+        let host = "kubernetes.io/hostname";
+        let req = |key: &str, op: &str, values: &[&str]| json!({"key": key, "operator": op, "values": values});
+        Some(match i {
+            0 => return None,
+            1 => json!([{"matchExpressions": [req(host, "In", &["a"])]}]),
+            2 => json!([{"matchExpressions": [req(host, "In", &["gone"])]}]),
+            3 => json!([{"matchExpressions": [req("zone", "In", &["a"])]}]),
+            4 => json!([{"matchExpressions": [req(host, "In", &["a", "b"])]}]),
+            5 => json!([{"matchExpressions": [req(host, "NotIn", &["a"])]}]),
+            _ => json!([{"matchExpressions": [req(host, "In", &["a"])]},
+                        {"matchExpressions": [req(host, "In", &["b"])]}]),
+        })
+    }
+    const AFFINITIES: usize = 7;
 
     /// Inserts (`Some`) and removals (`None`) of volumes `pv-0`..`pv-11`.
     fn gen_ops() -> impl Strategy<Value = Vec<(usize, Option<PvInfo>)>> {
@@ -1386,6 +1510,8 @@ mod tests {
                 prop_assert_eq!(m.by_claim.clone(), fresh.by_claim.clone());
                 prop_assert_eq!(m.free.clone(), fresh.free.clone());
                 prop_assert_eq!(m.buckets.clone(), fresh.buckets.clone());
+                prop_assert_eq!(m.pins.clone(), fresh.pins.clone());
+                prop_assert_eq!(m.other_affinity.clone(), fresh.other_affinity.clone());
                 prop_assert!(m == &fresh);
             }
             prop_assert_eq!(snapshot.len(), before.len());
@@ -1422,6 +1548,22 @@ mod tests {
                 map.fitting(&w).map(|(n, pv)| (pv.capacity.unwrap_or(0), n)).collect();
             prop_assert_eq!(&found, &fits);
             prop_assert_eq!(map.count_fitting(&w, limit), fits.len().min(limit));
+
+            // The classes that may strand a volume: a free one of the class whose affinity
+            // is not a pin to the hostname "a" (the one node), by a scan.
+            let pinned_to_a = |pv: &PvInfo| {
+                pv.affinity.as_deref().is_none_or(|a| {
+                    serde_json::to_value(a).unwrap()
+                        == json!({"nodeSelectorTerms": affinity(1).unwrap()})
+                })
+            };
+            let stranding: std::collections::BTreeSet<&str> = oracle
+                .values()
+                .filter(|pv| pv.is_free() && !pinned_to_a(pv))
+                .map(|pv| &*pv.class)
+                .collect();
+            let found = map.stranding_classes("kubernetes.io/hostname", |v| v == "a");
+            prop_assert_eq!(found.iter().map(|c| &**c).collect::<std::collections::BTreeSet<_>>(), stranding);
 
             let skipped = |n: &str| skip.iter().any(|i| n == format!("pv-{i}"));
             let closest = oracle

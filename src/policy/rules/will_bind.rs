@@ -116,6 +116,11 @@ impl<'a> Placement<'a> {
             c.volume_binding_mode == Some(VolumeBindingMode::WaitForFirstConsumer)
         });
         let nodes = catalog.nodes().filter(|_| wffc)?;
+        // Every free volume of the class has a node (no affinity, or a pin to an existing
+        // node's label value): none needs checking.
+        if !catalog.may_strand(class) {
+            return None;
+        }
         Some(Placement {
             catalog,
             nodes,
