@@ -807,4 +807,72 @@ mod tests {
         assert_eq!(table.kind_of("nfs.csi.k8s.io"), Some(StorageKind::Shared));
         assert_eq!(table.kind_of("example.com/unknown"), None);
     }
+
+    /// A class may strand a volume when one of its free PVs is pinned to a node that does not
+    /// exist, or has an affinity only a walk of the nodes can judge; not when each free PV has
+    /// a node (or none is free); always when nodes are not known.
+    #[test]
+    fn a_class_may_strand_a_volume_when_a_free_one_has_no_node() {
+        use crate::policy::volumes::VolumeIndex;
+        use k8s_openapi::api::core::v1::PersistentVolume;
+        let pv = |name: &str, class: &str, terms: serde_json::Value, phase: &str| {
+            let mut spec = serde_json::json!({"storageClassName": class});
+            if !terms.is_null() {
+                spec["nodeAffinity"] =
+                    serde_json::json!({"required": {"nodeSelectorTerms": terms}});
+            }
+            serde_json::from_value::<PersistentVolume>(serde_json::json!({
+                "metadata": {"name": name}, "spec": spec, "status": {"phase": phase}}))
+            .unwrap()
+        };
+        let on = |key: &str, host: &str| serde_json::json!([{"matchExpressions": [{"key": key, "operator": "In", "values": [host]}]}]);
+        let host = "kubernetes.io/hostname";
+        let pvs = [
+            pv("a1", "placed", on(host, "node-1"), "Available"),
+            pv("a2", "placed", serde_json::Value::Null, "Available"),
+            pv("b1", "gone", on(host, "node-1"), "Available"),
+            pv("b2", "gone", on(host, "node-9"), "Available"),
+            pv("c1", "other-label", on("zone", "node-1"), "Available"),
+            pv(
+                "d1",
+                "walked",
+                serde_json::json!([{"matchExpressions": [
+                {"key": host, "operator": "In", "values": ["node-1", "node-2"]}]}]),
+                "Available",
+            ),
+            pv("e1", "bound", on(host, "node-9"), "Bound"),
+        ];
+        let index = VolumeIndex::from_objects(&pvs, [], Source::Cluster);
+        let build = |nodes: Option<Vec<Node>>| {
+            let file = config::parse("", None).unwrap();
+            Catalog::build(
+                &file.storage_classes,
+                &ProvisionerTable::new(&file),
+                &[],
+                host,
+                &LiveState {
+                    pvs: Some(index.pvs.clone()),
+                    claims: Some(index.claims.clone()),
+                    nodes: nodes.map(Arc::new),
+                    ..Default::default()
+                },
+            )
+        };
+        let node1 = (
+            "node-1".to_owned(),
+            [(host.to_owned(), "node-1".to_owned())].into(),
+        );
+        let cat = build(Some(vec![node1]));
+        for (class, strands) in [
+            ("placed", false),
+            ("gone", true),
+            ("other-label", true),
+            ("walked", true),
+            ("bound", false),
+            ("none", false),
+        ] {
+            assert_eq!(cat.may_strand(class), strands, "{class}");
+        }
+        assert!(build(None).may_strand("placed"), "nodes not known");
+    }
 }
