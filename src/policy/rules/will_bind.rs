@@ -99,8 +99,9 @@ fn is_static(catalog: &Catalog, index: &VolumeIndex, class: &str) -> bool {
 
 /// Where the scheduler may place the volumes of a class, when that limits which volumes count:
 /// with WaitForFirstConsumer it picks a node first and takes only PVs whose `spec.nodeAffinity`
-/// matches it (`FindMatchingVolume` with the node, `volume_binding.go`'s `findMatchingVolumes`),
-/// so a PV whose affinity matches no existing node is never chosen. `None` when every volume
+/// matches it (`findMatchingVolumes` in
+/// `pkg/scheduler/framework/plugins/volumebinding/binder.go` calls `FindMatchingVolume` with
+/// the node), so a PV whose affinity matches no existing node is never chosen. `None` when every volume
 /// counts: another binding mode, or nodes not known (an autoscaler may add a node: then a
 /// volume is not known to be lost).
 struct Placement<'a> {
