@@ -847,7 +847,7 @@ mod tests {
             let file = config::parse("", None).unwrap();
             Catalog::build(
                 &file.storage_classes,
-                &ProvisionerTable::new(&file),
+                &ProvisionerTable::new(&file.provisioners),
                 &[],
                 host,
                 &LiveState {
