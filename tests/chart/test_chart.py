@@ -483,11 +483,11 @@ def check_rbac(r: Rendered) -> None:
                                           ("", "persistentvolumes"), ("", "persistentvolumeclaims"))
             for verb in ("get", "list", "watch")} if r.merged["cluster"]["watch"] else set()
     expect_eq(granted, want, "ClusterRole grants")
-    # Registration: its own two configurations by name (server-side apply is a patch), and the
-    # ClusterRole's uid for the owner reference. No create, no list, nothing else writable.
+    # Registration: its own two configurations by name (server-side apply: a patch, and a create the first time; the API server authorizes both with the name), and the
+    # ClusterRole's uid for the owner reference. No list, nothing else writable.
     expect_eq(named, {("admissionregistration.k8s.io", res, verb)
                       for res in ("mutatingwebhookconfigurations", "validatingwebhookconfigurations")
-                      for verb in ("get", "patch")} | {("rbac.authorization.k8s.io", "clusterroles", "get")},
+                      for verb in ("get", "create", "patch")} | {("rbac.authorization.k8s.io", "clusterroles", "get")},
               "ClusterRole grants by name (registration)")
     binding = r.one("ClusterRoleBinding")
     expect_eq(binding["roleRef"], {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
@@ -575,7 +575,7 @@ def check_render(label: str, values: dict[str, Any], extra: Callable[[Rendered],
         R.check(f"[{label}] ValidatingWebhookConfiguration settings", lambda: check_validating(r))
     R.check(f"[{label}] CA wiring for certs.mode={r.merged['certs']['mode']}", lambda: check_ca(r))
     R.check(f"[{label}] Deployment: hardening, rollout, probes, shutdown, flags", lambda: check_deployment(r))
-    R.check(f"[{label}] RBAC: get/list/watch on storageclasses, namespaces, nodes, persistentvolumes, persistentvolumeclaims; get/patch on its own webhook configurations only", lambda: check_rbac(r))
+    R.check(f"[{label}] RBAC: get/list/watch on storageclasses, namespaces, nodes, persistentvolumes, persistentvolumeclaims; get/create/patch on its own webhook configurations only", lambda: check_rbac(r))
     R.check(f"[{label}] no webhook configuration is a chart object (the webhook registers them once it serves)",
             lambda: expect_eq([o["kind"] for o in r.objects if o["kind"] in WEBHOOK_KINDS], [],
                               "webhook configurations rendered as chart objects"))
@@ -903,6 +903,38 @@ def check_against_binary() -> None:
             expect_eq(rule_set(h["rules"]), rule_set(w["rules"]), f"{w['name']} rules")
             expect_eq([c["expression"] for c in h.get("matchConditions", [])],
                       [c["expression"] for c in w.get("matchConditions", [])], f"{w['name']} matchConditions")
+
+    def rule_keys_follow_the_registry() -> None:
+        keys = [r["key"] for r in json.loads(rules_run.stdout)["rules"]]
+        expect_eq(keys, RULE_KEYS, "rule keys (the chart's spw.ruleKeys and this test's RULE_KEYS)")
+        helper = (CHART / "templates" / "_helpers.tpl").read_text()
+        line = next(x for x in helper.splitlines() if x.startswith("{{- list \"defaultStorageClass\""))
+        expect_eq(re.findall(r'"(\w+)"', line), RULE_KEYS, "spw.ruleKeys in _helpers.tpl")
+
+    R.check("the chart's rule list (effective modes, NOTES) follows the registry (`rules --output json`)",
+            rule_keys_follow_the_registry)
+
+    def default_install_audits() -> None:
+        r = RENDERED["defaults"]
+        claim = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+            "uid": "chart-test", "kind": {"group": "", "version": "v1", "kind": "PersistentVolumeClaim"},
+            "operation": "CREATE", "namespace": "default", "userInfo": {"username": "u"},
+            "object": {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "c", "namespace": "default"},
+                       "spec": {"storageClassName": "oci-bv", "accessModes": ["ReadWriteMany"],
+                                "resources": {"requests": {"storage": "1Gi"}}}}}}
+        policy = yaml.safe_load(r.named("ConfigMap", f"{FULLNAME}-policy")["data"]["policy.yaml"])
+        policy["storageClasses"] = [{"name": "oci-bv", "provisioner": "blockvolume.csi.oraclecloud.com"}]
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "policy.yaml"
+            path.write_text(yaml.safe_dump(policy))
+            run = subprocess.run([str(binary), "review", "--config", str(path), "--endpoint", "validate"],
+                                 input=json.dumps(claim), capture_output=True, text=True, timeout=60)
+        expect(run.returncode == 0, f"exit {run.returncode}: {run.stderr.strip()}")
+        resp = json.loads(run.stdout)["response"]
+        expect(resp["allowed"] and resp.get("warnings"), f"ReadWriteMany on block storage not audited: {resp}")
+
+    R.check("[defaults] the webhook audits under the default policy (RWX on block: allowed, warned)",
+            default_install_audits)
 
     R.check("[defaults] the chart's webhook registrations follow the kinds table and rule registry "
             "(`rules --output json`)", lambda: registrations_follow_the_kinds_table(RENDERED["defaults"]))
