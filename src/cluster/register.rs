@@ -158,28 +158,41 @@ pub async fn apply(
         Some(name) => Some(owner_reference(client, name).await?),
         None => None,
     };
-    let params = PatchParams::apply(FIELD_MANAGER).force();
     for config in configs {
-        let name = config.name().to_owned();
-        match config.clone() {
-            Configuration::Mutating(mut c) => {
-                c.metadata.owner_references = owner.clone().map(|o| vec![o]);
-                c.metadata.managed_fields = None;
-                c.metadata.resource_version = None;
-                Api::<MutatingWebhookConfiguration>::all(client.clone())
-                    .patch(&name, &params, &Patch::Apply(&c))
-                    .await?;
-            }
-            Configuration::Validating(mut c) => {
-                c.metadata.owner_references = owner.clone().map(|o| vec![o]);
-                c.metadata.managed_fields = None;
-                c.metadata.resource_version = None;
-                Api::<ValidatingWebhookConfiguration>::all(client.clone())
-                    .patch(&name, &params, &Patch::Apply(&c))
-                    .await?;
-            }
+        match config {
+            Configuration::Mutating(c) => apply_one(client, c.clone(), owner.clone()).await?,
+            Configuration::Validating(c) => apply_one(client, c.clone(), owner.clone()).await?,
         }
     }
+    Ok(())
+}
+
+/// One cluster-scoped object, applied as given with `owner` as its only owner reference.
+async fn apply_one<K>(
+    client: &Client,
+    mut object: K,
+    owner: Option<OwnerReference>,
+) -> Result<(), kube::Error>
+where
+    K: kube::Resource<Scope = kube::core::ClusterResourceScope>
+        + Clone
+        + std::fmt::Debug
+        + serde::Serialize
+        + serde::de::DeserializeOwned,
+    K::DynamicType: Default,
+{
+    let meta = object.meta_mut();
+    meta.owner_references = owner.map(|o| vec![o]);
+    meta.managed_fields = None;
+    meta.resource_version = None;
+    let name = meta.name.clone().unwrap_or_default();
+    Api::<K>::all(client.clone())
+        .patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&object),
+        )
+        .await?;
     Ok(())
 }
 
