@@ -1048,7 +1048,9 @@ def check_files() -> None:
         for path in [readme_path, ROOT / "docs" / "rollout.md", ROOT / "README.md"]:
             # Shell commands continued over lines are one command.
             text = (path.read_text() if path.exists() else "").replace("\\\n", " ")
-            bad = [line for line in text.splitlines() if "--reuse-values" in line and "helm upgrade" in line]
+            # A shell comment may warn against it ("never --reuse-values").
+            commands = [line.split(" #", 1)[0] for line in text.splitlines()]
+            bad = [line for line in commands if "--reuse-values" in line and "helm upgrade" in line]
             expect(not bad, f"{path.name} upgrades with --reuse-values (keeps old defaults, drops new ones): {bad}")
 
     R.check("no documented upgrade uses --reuse-values", no_reuse_values)
