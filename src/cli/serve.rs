@@ -142,6 +142,35 @@ pub struct ServeArgs {
     )]
     pub drain_timeout: u64,
 
+    /// Register the webhook once it serves: apply the MutatingWebhookConfiguration and
+    /// ValidatingWebhookConfiguration in this JSON file (a `List`, as the Helm chart renders it)
+    /// with server-side apply, after readiness has held for --register-settle. Until then the API
+    /// server does not call this webhook at all, so a webhook that never starts blocks nothing.
+    /// Needs a cluster (also with --no-cluster, which then only skips the watches).
+    #[arg(long, env = "SPW_REGISTER_WEBHOOKS", value_name = "FILE")]
+    pub register_webhooks: Option<PathBuf>,
+
+    /// ClusterRole that owns the registered configurations (an owner reference): when it is
+    /// deleted (helm uninstall), the garbage collector deletes them too. Needs
+    /// --register-webhooks.
+    #[arg(
+        long,
+        env = "SPW_REGISTER_OWNER",
+        value_name = "CLUSTERROLE",
+        requires = "register_webhooks"
+    )]
+    pub register_owner: Option<String>,
+
+    /// Seconds readiness must hold before registering: time for the kubelet's readiness probe
+    /// and the Service's endpoints to follow, so the API server's first calls find a pod.
+    #[arg(
+        long,
+        env = "SPW_REGISTER_SETTLE",
+        value_name = "SECS",
+        default_value_t = 0
+    )]
+    pub register_settle: u64,
+
     /// Most webhook connections open at once (TLS handshakes included); more wait in the
     /// listen backlog.
     #[arg(long, env = "SPW_MAX_CONNECTIONS", value_name = "N", default_value_t = server::DEFAULT_MAX_CONNECTIONS as u64,
@@ -296,7 +325,11 @@ fn body_budget(args: &ServeArgs, max_body_bytes: usize) -> anyhow::Result<usize>
 pub fn run(args: ServeArgs) -> anyhow::Result<i32> {
     // clap counts `--no-cluster`'s default `false` (or SPW_NO_CLUSTER=0) as present, so
     // `conflicts_with` cannot say this.
-    if let (true, Some(flag)) = (args.no_cluster, args.cluster.given()) {
+    if let (true, Some(flag), None) = (
+        args.no_cluster,
+        args.cluster.given(),
+        &args.register_webhooks,
+    ) {
         anyhow::bail!("{flag} does not apply with --no-cluster");
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -351,6 +384,12 @@ async fn serve_until(
     let state = Arc::new(SharedState::new(policy));
     policy_loaded.set(true);
 
+    // Read before serving: a broken file stops the start, not the registration later.
+    let registration = match &args.register_webhooks {
+        Some(path) => Some(cluster::register::load(path)?),
+        None => None,
+    };
+
     let max_body_bytes = usize::try_from(args.max_body_bytes).unwrap_or(usize::MAX);
     let body_budget_bytes = body_budget(&args, max_body_bytes)?;
 
@@ -361,7 +400,7 @@ async fn serve_until(
     readiness.export(metrics.ready.clone());
 
     // The cluster cache: watches feed `state`; /readyz waits for their first full list.
-    let cluster_tasks = if args.no_cluster {
+    let mut cluster_tasks = if args.no_cluster {
         tracing::info!("--no-cluster: deciding with the policy file's storage classes only");
         Vec::new()
     } else {
@@ -390,6 +429,20 @@ async fn serve_until(
         }
     };
     let registry = Arc::new(registry);
+
+    if let Some(configs) = registration {
+        let client = cluster::connect_required(&args.cluster.selection())
+            .await
+            .context("--register-webhooks needs a cluster")?;
+        let r = readiness.clone();
+        cluster_tasks.push(tokio::spawn(cluster::register::register_when_ready(
+            client,
+            configs,
+            args.register_owner.clone(),
+            move || r.is_ready(),
+            Duration::from_secs(args.register_settle),
+        )));
+    }
 
     let config = server::Config {
         listen: args.listen,

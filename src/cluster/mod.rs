@@ -16,6 +16,7 @@ mod cache;
 mod connect;
 mod interplay;
 mod metrics;
+pub mod register;
 mod status;
 
 use std::collections::{BTreeMap, HashMap};

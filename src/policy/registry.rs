@@ -146,6 +146,18 @@ fn needs(endpoint: Endpoint, kind: &Kind) -> Option<(Vec<Operation>, Option<Vec<
     Some((ops, Some(filters)))
 }
 
+/// The `matchConditions` of the mutating registration: every object but a PersistentVolume a
+/// provisioner made (`pv.kubernetes.io/provisioned-by` naming an external provisioner) that no
+/// mutating rule can change. `reclaimPolicy` leaves such volumes to their provisioner;
+/// `localVolumeNodeAffinity` fills only a local or hostPath volume without required node
+/// affinity, so those are still sent. A webhook outage then never stalls dynamic provisioning.
+pub const NOT_PROVISIONED_CEL: &str = "request.resource.resource != 'persistentvolumes' || \
+    !(has(object.metadata.annotations) && 'pv.kubernetes.io/provisioned-by' in object.metadata.annotations && \
+    object.metadata.annotations['pv.kubernetes.io/provisioned-by'] != '' && \
+    !object.metadata.annotations['pv.kubernetes.io/provisioned-by'].startsWith('kubernetes.io/')) || \
+    ((has(object.spec.local) || has(object.spec.hostPath)) && \
+    !(has(object.spec.nodeAffinity) && has(object.spec.nodeAffinity.required)))";
+
 /// The webhook registrations of an endpoint, derived from the registry and the kinds table:
 /// `<endpoint>.storage-policy.io` for kinds sent whole, `<group>.<endpoint>.storage-policy.io`
 /// for kinds sent only when a pod filter holds (conditions apply to a whole registration).
@@ -206,6 +218,20 @@ pub fn registrations(endpoint: Endpoint) -> Vec<Registration> {
             }),
         }
     }
+    if endpoint == Endpoint::Mutate {
+        for r in &mut out {
+            if r.match_conditions.is_empty()
+                && r.rules
+                    .iter()
+                    .any(|x| x.resources.contains(&"persistentvolumes"))
+            {
+                r.match_conditions.push(MatchCondition {
+                    name: "not-provisioned".to_owned(),
+                    expression: NOT_PROVISIONED_CEL.to_owned(),
+                });
+            }
+        }
+    }
     out
 }
 
@@ -263,6 +289,102 @@ mod tests {
                 ("persistentvolumes", &vec!["CREATE"])
             ]
         );
+        assert_eq!(
+            regs[0].match_conditions,
+            vec![MatchCondition {
+                name: "not-provisioned".to_owned(),
+                expression: NOT_PROVISIONED_CEL.to_owned()
+            }]
+        );
+    }
+
+    /// What [`NOT_PROVISIONED_CEL`] says of a PV, in Rust: whether it is sent to /mutate.
+    fn sent_to_mutate(pv: &serde_json::Value) -> bool {
+        let by = pv["metadata"]["annotations"]["pv.kubernetes.io/provisioned-by"].as_str();
+        let external = by.is_some_and(|p| !p.is_empty() && !p.starts_with("kubernetes.io/"));
+        let spec = &pv["spec"];
+        let node_local = spec.get("local").is_some() || spec.get("hostPath").is_some();
+        let pinned = spec["nodeAffinity"].get("required").is_some();
+        !external || (node_local && !pinned)
+    }
+
+    #[test]
+    fn the_mutating_condition_skips_only_volumes_no_mutating_rule_changes() {
+        use crate::kinds::Operation;
+        use crate::policy::{Object, Policy, Request, Subject};
+        use serde_json::json;
+        // Every mutating rule enforcing, a path rule matching every path.
+        let policy = Policy::parse(
+            "mode: enforce\nrules:\n  localVolumeNodeAffinity:\n    paths: [{prefix: /, nodes: [n1]}]\n",
+            None,
+            false,
+        )
+        .unwrap();
+        let catalog = policy.static_catalog();
+        let affinity = json!({"required": {"nodeSelectorTerms": [{"matchExpressions": [
+            {"key": "kubernetes.io/hostname", "operator": "In", "values": ["n1"]}]}]}});
+        let sources = [
+            json!({"local": {"path": "/mnt/a"}}),
+            json!({"hostPath": {"path": "/srv/a"}}),
+            json!({"nfs": {"server": "nas", "path": "/x"}}),
+            json!({"csi": {"driver": "ebs.csi.aws.com", "volumeHandle": "vol-1"}}),
+        ];
+        let mut skipped = 0;
+        for by in [
+            None,
+            Some(""),
+            Some("kubernetes.io/host-path"),
+            Some("rancher.io/local-path"),
+            Some("ebs.csi.aws.com"),
+            Some("local-volume-provisioner-n1-abc"),
+        ] {
+            for source in &sources {
+                for pinned in [false, true] {
+                    for policy_name in ["Delete", "Recycle", "Retain"] {
+                        let mut spec = json!({"capacity": {"storage": "1Gi"},
+                            "accessModes": ["ReadWriteOnce"],
+                            "persistentVolumeReclaimPolicy": policy_name});
+                        spec.as_object_mut()
+                            .unwrap()
+                            .extend(source.as_object().unwrap().clone());
+                        if pinned {
+                            spec["nodeAffinity"] = affinity.clone();
+                        }
+                        let mut meta = json!({"name": "p"});
+                        if let Some(by) = by {
+                            meta["annotations"] = json!({"pv.kubernetes.io/provisioned-by": by});
+                        }
+                        let v = json!({"apiVersion": "v1", "kind": "PersistentVolume",
+                                       "metadata": meta, "spec": spec});
+                        if sent_to_mutate(&v) {
+                            continue;
+                        }
+                        skipped += 1;
+                        let pv: k8s_openapi::api::core::v1::PersistentVolume =
+                            serde_json::from_value(v.clone()).unwrap();
+                        let req = Request {
+                            operation: Operation::Create,
+                            namespace: None,
+                            username: "u",
+                            subject: Subject {
+                                group: "",
+                                kind: "PersistentVolume",
+                                name: "p",
+                            },
+                            object: Some(Object::Pv(&pv)),
+                            old_object: None,
+                        };
+                        let d = policy.decide(Endpoint::Mutate, &catalog, &req);
+                        assert!(
+                            d.patch.is_empty(),
+                            "{v} is not sent to /mutate but would be patched: {:?}",
+                            d.patch
+                        );
+                    }
+                }
+            }
+        }
+        assert!(skipped > 0);
     }
 
     #[test]

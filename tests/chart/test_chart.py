@@ -55,6 +55,18 @@ EPHEMERAL_CEL = ("(has(object.spec.volumes) && object.spec.volumes.exists(v, has
                  "(has(object.spec.nodeName) && has(object.spec.volumes) && "
                  "object.spec.volumes.exists(v, has(v.persistentVolumeClaim) || has(v.ephemeral)))")
 OPT_OUT = {"key": "storage-policy.io/ignore", "operator": "NotIn", "values": ["true"]}
+WEBHOOK_KINDS = ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration")
+# The mutating registration skips PVs a provisioner made that no mutating rule changes.
+NOT_PROVISIONED_CEL = (
+    "request.resource.resource != 'persistentvolumes' || "
+    "!(has(object.metadata.annotations) && 'pv.kubernetes.io/provisioned-by' in object.metadata.annotations && "
+    "object.metadata.annotations['pv.kubernetes.io/provisioned-by'] != '' && "
+    "!object.metadata.annotations['pv.kubernetes.io/provisioned-by'].startsWith('kubernetes.io/')) || "
+    "((has(object.spec.local) || has(object.spec.hostPath)) && "
+    "!(has(object.spec.nodeAffinity) && has(object.spec.nodeAffinity.required)))")
+RULE_KEYS = ["defaultStorageClass", "localVolumeNodeAffinity", "accessModes", "volumeSize", "reclaimPolicy",
+             "claimRefNamespace", "localVolumeNodes", "unknownClass", "nodeNameWaitForFirstConsumer", "willBind",
+             "volumeName"]
 
 
 class Report:
@@ -126,9 +138,30 @@ class Rendered:
             for doc in yaml.safe_load_all(text):
                 if doc:
                     self.objects.append(doc)
+        # The webhook configurations are not chart objects: the webhook registers them from the
+        # ConfigMap <fullname>-webhooks once it serves.
+        self.registered: list[dict[str, Any]] = []
+        for o in self.objects:
+            if o["kind"] == "ConfigMap" and o["metadata"]["name"] == f"{FULLNAME}-webhooks":
+                self.registered = json.loads(o["data"]["webhooks.json"])["items"]
 
     def all(self, kind: str) -> list[dict[str, Any]]:
+        if kind in WEBHOOK_KINDS:
+            return [o for o in self.registered if o["kind"] == kind]
         return [o for o in self.objects if o["kind"] == kind]
+
+    def effective_modes(self) -> dict[str, str]:
+        """Each rule's mode as the webhook resolves it from the rendered policy and flags."""
+        cm = self.named("ConfigMap", f"{FULLNAME}-policy")
+        policy = yaml.safe_load(cm["data"]["policy.yaml"])
+        default = policy.get("mode") or "enforce"
+        out = {}
+        for key in RULE_KEYS:
+            mode = (policy.get("rules", {}).get(key) or {}).get("mode") or default
+            if self.flag("--dry-run") is not None and mode != "off":
+                mode = "audit"
+            out[key] = mode
+        return out
 
     def one(self, kind: str) -> dict[str, Any]:
         found = self.all(kind)
@@ -240,13 +273,16 @@ def check_mutating(r: Rendered) -> None:
     hooks = cfg["webhooks"]
     expect_eq([h["name"] for h in hooks], ["mutate.storage-policy.io"], "mutating webhook names")
     hook = hooks[0]
-    check_common_webhook(r, hook, "/mutate", r.merged["webhook"]["mutating"]["failurePolicy"])
+    enforcing = "enforce" in r.effective_modes().values()
+    want_fp = r.merged["webhook"]["mutating"]["failurePolicy"] or ("Fail" if enforcing else "Ignore")
+    check_common_webhook(r, hook, "/mutate", want_fp)
     expect_eq(rule_set(hook["rules"]), {
         ("", "v1", "persistentvolumeclaims", ("CREATE",), "Namespaced"),
         ("", "v1", "persistentvolumes", ("CREATE",), "Cluster"),
     }, "mutating rules")
     expect_eq(hook.get("reinvocationPolicy"), "IfNeeded", "reinvocationPolicy")
-    expect("matchConditions" not in hook, "the mutating webhook must see every PVC and PV")
+    expect_eq(hook.get("matchConditions"), [{"name": "not-provisioned", "expression": NOT_PROVISIONED_CEL}],
+              "mutating matchConditions: every PVC, every PV but those a provisioner made that no rule changes")
 
 
 WORKLOAD_CEL = ("(has(object.spec.template) && has(object.spec.template.spec) && "
@@ -378,10 +414,21 @@ def check_deployment(r: Rendered) -> None:
     expect_eq(r.flag("--log-format"), v["logFormat"], "--log-format")
     expect_eq(r.flag("--shutdown-delay"), str(v["shutdown"]["delaySeconds"]), "--shutdown-delay")
     expect_eq(r.flag("--drain-timeout"), str(v["shutdown"]["drainTimeoutSeconds"]), "--drain-timeout")
-    expect_eq(r.flag("--dry-run") is not None, v["dryRun"], "--dry-run follows dryRun")
+    expect_eq(r.flag("--dry-run") is not None, bool(v["auditOnly"] or v["dryRun"]),
+              "--dry-run follows auditOnly (and the deprecated dryRun)")
+    expect_eq(r.flag("--register-webhooks"), "/etc/storage-policy-webhook/webhooks/webhooks.json",
+              "--register-webhooks: the pods register the configurations")
+    expect_eq(r.flag("--register-owner"), r.one("ClusterRole")["metadata"]["name"],
+              "--register-owner: the ClusterRole owns the configurations (uninstall removes them)")
+    expect(int(r.flag("--register-settle")) > v["readinessProbe"]["periodSeconds"],
+           "--register-settle lets the readiness probe and endpoints follow")
+    wh_cm = r.named("ConfigMap", f"{FULLNAME}-webhooks")
+    expect_eq(volumes_of(r)["webhooks"]["configMap"]["name"], wh_cm["metadata"]["name"], "webhooks volume")
+    ann = d["spec"]["template"]["metadata"].get("annotations", {})
+    expect(len(ann.get("checksum/webhooks", "")) == 64, "checksum/webhooks: a registration change rolls the pods")
     expect_eq(r.flag("--no-cluster") is not None, not v["cluster"]["watch"], "--no-cluster follows cluster.watch")
-    expect_eq(pod.get("automountServiceAccountToken"), v["cluster"]["watch"],
-              "service account token mounted only for the watches")
+    expect_eq(pod.get("automountServiceAccountToken"), True,
+              "service account token mounted: the pods register the webhook configurations")
     # Shutdown: preStop sleep, then the binary's delay and drain, all inside the grace period.
     sleep = v["shutdown"]["preStopSleepSeconds"]
     if sleep:
@@ -410,26 +457,38 @@ def check_deployment(r: Rendered) -> None:
         expect(selector_matches(tsc[0]["labelSelector"]["matchLabels"], pod_labels), "spread selector")
 
 
+def volumes_of(r: Rendered) -> dict[str, Any]:
+    return {vol["name"]: vol for vol in r.pod()["volumes"]}
+
+
 def check_rbac(r: Rendered) -> None:
     sa_name = r.pod()["serviceAccountName"]
     sa = r.named("ServiceAccount", sa_name)
     expect_eq(sa.get("automountServiceAccountToken"), False, "ServiceAccount automountServiceAccountToken")
     expect_eq(r.all("Role") + r.all("RoleBinding"), [], "namespaced RBAC")
-    if not r.merged["cluster"]["watch"]:
-        expect_eq(r.all("ClusterRole") + r.all("ClusterRoleBinding"), [], "RBAC without cluster watches")
-        return
     role = r.one("ClusterRole")
     granted = set()
+    named = set()
     for rule in role["rules"]:
-        expect(not rule.get("resourceNames") and not rule.get("nonResourceURLs"), f"unexpected rule {rule}")
+        expect(not rule.get("nonResourceURLs"), f"unexpected rule {rule}")
+        if rule.get("resourceNames"):
+            expect_eq(rule["resourceNames"], [FULLNAME], f"resourceNames of {rule}")
+            named |= {(g, res, verb) for g in rule["apiGroups"] for res in rule["resources"] for verb in rule["verbs"]}
+            continue
         for g in rule["apiGroups"]:
             for res in rule["resources"]:
                 for verb in rule["verbs"]:
                     granted.add((g, res, verb))
     want = {(g, res, verb) for g, res in (("storage.k8s.io", "storageclasses"), ("", "namespaces"), ("", "nodes"),
                                           ("", "persistentvolumes"), ("", "persistentvolumeclaims"))
-            for verb in ("get", "list", "watch")}
+            for verb in ("get", "list", "watch")} if r.merged["cluster"]["watch"] else set()
     expect_eq(granted, want, "ClusterRole grants")
+    # Registration: its own two configurations by name (server-side apply: a patch, and a create the first time; the API server authorizes both with the name), and the
+    # ClusterRole's uid for the owner reference. No list, nothing else writable.
+    expect_eq(named, {("admissionregistration.k8s.io", res, verb)
+                      for res in ("mutatingwebhookconfigurations", "validatingwebhookconfigurations")
+                      for verb in ("get", "create", "patch")} | {("rbac.authorization.k8s.io", "clusterroles", "get")},
+              "ClusterRole grants by name (registration)")
     binding = r.one("ClusterRoleBinding")
     expect_eq(binding["roleRef"], {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
                                    "name": role["metadata"]["name"]}, "roleRef")
@@ -516,7 +575,11 @@ def check_render(label: str, values: dict[str, Any], extra: Callable[[Rendered],
         R.check(f"[{label}] ValidatingWebhookConfiguration settings", lambda: check_validating(r))
     R.check(f"[{label}] CA wiring for certs.mode={r.merged['certs']['mode']}", lambda: check_ca(r))
     R.check(f"[{label}] Deployment: hardening, rollout, probes, shutdown, flags", lambda: check_deployment(r))
-    R.check(f"[{label}] RBAC: get/list/watch on storageclasses, namespaces, nodes, persistentvolumes, persistentvolumeclaims only", lambda: check_rbac(r))
+    R.check(f"[{label}] RBAC: get/list/watch on storageclasses, namespaces, nodes, persistentvolumes, persistentvolumeclaims; get/create/patch on its own webhook configurations only", lambda: check_rbac(r))
+    R.check(f"[{label}] no webhook configuration is a chart object (the webhook registers them once it serves)",
+            lambda: expect_eq([o["kind"] for o in r.objects if o["kind"] in WEBHOOK_KINDS], [],
+                              "webhook configurations rendered as chart objects"))
+    R.check(f"[{label}] NOTES.txt states the mode in force truthfully", lambda: check_notes_mode(r))
     R.check(f"[{label}] PodDisruptionBudget", lambda: check_pdb(r))
     R.check(f"[{label}] policy ConfigMap parses, exempts the release namespace", lambda: check_policy(r))
     if extra is not None:
@@ -615,8 +678,44 @@ def extra_opt_out_disabled(r: Rendered) -> None:
     expect("storage-policy.io/ignore" not in r.notes, "NOTES mention the opt-out label although disabled")
 
 
+def check_notes_mode(r: Rendered) -> None:
+    modes = r.effective_modes()
+    enforced = sorted(k for k, m in modes.items() if m == "enforce")
+    audited = sorted(k for k, m in modes.items() if m == "audit")
+    if not enforced:
+        expect("Mode: AUDIT" in r.notes, f"every rule audits but NOTES say otherwise: {r.notes[:400]}")
+    elif not audited:
+        expect("Mode: ENFORCE" in r.notes, f"every rule enforces but NOTES say otherwise: {r.notes[:400]}")
+    else:
+        expect(f"enforced: {', '.join(enforced)}; audited: {', '.join(audited)}" in r.notes,
+               f"NOTES do not list the mixed modes {modes}: {r.notes[:600]}")
+    expect("--reuse-values" not in r.notes.replace("not\n   --reuse-values", "").replace("not --reuse-values", ""),
+           "NOTES recommend --reuse-values")
+
+
+def extra_defaults(r: Rendered) -> None:
+    """A first install cannot hurt: every rule audits, the mutating webhook fails open, the image is
+    the chart's appVersion."""
+    expect_eq(set(r.effective_modes().values()), {"audit"}, "rule modes of a default install")
+    rules = yaml.safe_load((CHART / "values.yaml").read_text())["policy"]["rules"]
+    expect_eq({k: v["mode"] for k, v in rules.items() if isinstance(v, dict) and "mode" in v}, {},
+              "rule modes set in values.yaml (they would beat policy.mode)")
+    expect_eq(r.one("MutatingWebhookConfiguration")["webhooks"][0]["failurePolicy"], "Ignore",
+              "mutating failurePolicy while everything audits")
+    expect_eq(r.container()["image"], f"ghcr.io/storage-policy-webhook/storage-policy-webhook:{chart().metadata['appVersion']}",
+              "image defaults to the appVersion tag")
+    expect("helm upgrade" in r.notes and "policy.mode=enforce" in r.notes, "NOTES say how to enforce")
+
+
+def extra_enforce(r: Rendered) -> None:
+    expect_eq(set(r.effective_modes().values()), {"enforce"}, "policy.mode=enforce reaches every rule")
+    expect_eq(r.one("MutatingWebhookConfiguration")["webhooks"][0]["failurePolicy"], "Fail",
+              "mutating failurePolicy when rules enforce")
+
+
 def extra_dry_run(r: Rendered) -> None:
-    expect("AUDIT" in r.notes and "dryRun=false" in r.notes, "NOTES explain audit mode and how to enforce")
+    expect("Mode: AUDIT (auditOnly)" in r.notes, "NOTES explain audit mode")
+    expect("Deprecated: dryRun is now auditOnly" in r.notes, "NOTES note the dryRun deprecation")
 
 
 def external_webhook() -> None:
@@ -628,8 +727,8 @@ def external_webhook() -> None:
     def renders() -> None:
         r = Rendered({"webhook": {"url": "https://127.0.0.1:39443/"}, "certs": {"caBundle": ca}})
         kinds = sorted({o["kind"] for o in r.objects})
-        expect_eq(kinds, ["ClusterRole", "ClusterRoleBinding", "ConfigMap", "MutatingWebhookConfiguration",
-                          "ServiceAccount", "ValidatingWebhookConfiguration"], "kinds rendered")
+        expect_eq(kinds, ["ClusterRole", "ClusterRoleBinding", "ConfigMap", "ServiceAccount"], "kinds rendered")
+        expect_eq(sorted(o["kind"] for o in r.registered), list(WEBHOOK_KINDS), "configurations to register")
         hooks = [h for kind in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration")
                  for h in r.one(kind)["webhooks"]]
         for h in hooks:
@@ -650,11 +749,15 @@ def external_webhook() -> None:
 def checksum_follows_policy() -> None:
     base = {"rollOnConfigChange": True}
     a = Rendered(base).deployment()["spec"]["template"]["metadata"]["annotations"]["checksum/policy"]
-    b = Rendered({**base, "policy": {"mode": "audit"}}).deployment()["spec"]["template"]["metadata"]["annotations"][
+    b = Rendered({**base, "policy": {"mode": "enforce"}}).deployment()["spec"]["template"]["metadata"]["annotations"][
         "checksum/policy"]
     expect(a != b, "checksum/policy did not change with the policy")
     plain = Rendered({}).deployment()["spec"]["template"]["metadata"]
     expect("checksum/policy" not in plain.get("annotations", {}), "checksum annotation without rollOnConfigChange")
+    w1 = plain["annotations"]["checksum/webhooks"]
+    w2 = Rendered({"webhook": {"timeoutSeconds": 9}}).deployment()["spec"]["template"]["metadata"]["annotations"][
+        "checksum/webhooks"]
+    expect(w1 != w2, "checksum/webhooks did not change with the registration")
 
 
 # --- values the schema (or a template guard) must refuse ------------------------------------
@@ -801,6 +904,38 @@ def check_against_binary() -> None:
             expect_eq([c["expression"] for c in h.get("matchConditions", [])],
                       [c["expression"] for c in w.get("matchConditions", [])], f"{w['name']} matchConditions")
 
+    def rule_keys_follow_the_registry() -> None:
+        keys = [r["key"] for r in json.loads(rules_run.stdout)["rules"]]
+        expect_eq(keys, RULE_KEYS, "rule keys (the chart's spw.ruleKeys and this test's RULE_KEYS)")
+        helper = (CHART / "templates" / "_helpers.tpl").read_text()
+        line = next(x for x in helper.splitlines() if x.startswith("{{- list \"defaultStorageClass\""))
+        expect_eq(re.findall(r'"(\w+)"', line), RULE_KEYS, "spw.ruleKeys in _helpers.tpl")
+
+    R.check("the chart's rule list (effective modes, NOTES) follows the registry (`rules --output json`)",
+            rule_keys_follow_the_registry)
+
+    def default_install_audits() -> None:
+        r = RENDERED["defaults"]
+        claim = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+            "uid": "chart-test", "kind": {"group": "", "version": "v1", "kind": "PersistentVolumeClaim"},
+            "operation": "CREATE", "namespace": "default", "userInfo": {"username": "u"},
+            "object": {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "c", "namespace": "default"},
+                       "spec": {"storageClassName": "oci-bv", "accessModes": ["ReadWriteMany"],
+                                "resources": {"requests": {"storage": "1Gi"}}}}}}
+        policy = yaml.safe_load(r.named("ConfigMap", f"{FULLNAME}-policy")["data"]["policy.yaml"])
+        policy["storageClasses"] = [{"name": "oci-bv", "provisioner": "blockvolume.csi.oraclecloud.com"}]
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "policy.yaml"
+            path.write_text(yaml.safe_dump(policy))
+            run = subprocess.run([str(binary), "review", "--config", str(path), "--endpoint", "validate"],
+                                 input=json.dumps(claim), capture_output=True, text=True, timeout=60)
+        expect(run.returncode == 0, f"exit {run.returncode}: {run.stderr.strip()}")
+        resp = json.loads(run.stdout)["response"]
+        expect(resp["allowed"] and resp.get("warnings"), f"ReadWriteMany on block storage not audited: {resp}")
+
+    R.check("[defaults] the webhook audits under the default policy (RWX on block: allowed, warned)",
+            default_install_audits)
+
     R.check("[defaults] the chart's webhook registrations follow the kinds table and rule registry "
             "(`rules --output json`)", lambda: registrations_follow_the_kinds_table(RENDERED["defaults"]))
 
@@ -865,15 +1000,16 @@ def check_files() -> None:
         expect(not extra, f"schema declares keys values.yaml lacks: {sorted(extra)}")
 
     def readme_sections() -> None:
-        for needle in ("helm install", "--dry-run=server", "dryRun=true", "dryRun=false", "failurePolicy",
-                       "Gatekeeper", "Kyverno", "Kubewarden"):
+        for needle in ("helm install", "--dry-run=server", "policy.mode=enforce", "auditOnly", "failurePolicy",
+                       "Gatekeeper", "Kyverno", "Kubewarden", "kind load docker-image", "k3s ctr images import",
+                       "docker push", "--set image.repository="):
             expect(needle in readme, f"README.md lacks {needle!r}")
 
     def defaults_match_readme_table() -> None:
         # The table's default column for a few values a reader relies on.
-        for path, shown in (("webhook.timeoutSeconds", "`5`"), ("webhook.mutating.failurePolicy", "`Fail`"),
+        for path, shown in (("webhook.timeoutSeconds", "`5`"), ("webhook.mutating.failurePolicy", '`""`'),
                             ("webhook.validating.failurePolicy", "`Ignore`"), ("replicaCount", "`2`"),
-                            ("certs.mode", "`generate`"), ("dryRun", "`false`")):
+                            ("certs.mode", "`generate`"), ("auditOnly", "`false`"), ("dryRun", "`false`")):
             row = next((line for line in readme.splitlines() if line.startswith(f"| `{path}` |")), "")
             expect(shown in row, f"README row for {path} does not show default {shown}: {row!r}")
 
@@ -906,7 +1042,27 @@ def check_files() -> None:
 
     R.check("README.md lists every value", readme_lists_values)
     R.check("README.md shows the documented defaults", defaults_match_readme_table)
-    R.check("README.md has install, dry-run verification, audit-first rollout and failurePolicy sections", readme_sections)
+    R.check("README.md has install, dry-run verification, audit-first rollout, image and failurePolicy sections", readme_sections)
+
+    def no_reuse_values() -> None:
+        for path in [readme_path, ROOT / "docs" / "rollout.md", ROOT / "README.md"]:
+            # Shell commands continued over lines are one command.
+            text = (path.read_text() if path.exists() else "").replace("\\\n", " ")
+            # A shell comment may warn against it ("never --reuse-values").
+            commands = [line.split(" #", 1)[0] for line in text.splitlines()]
+            bad = [line for line in commands if "--reuse-values" in line and "helm upgrade" in line]
+            expect(not bad, f"{path.name} upgrades with --reuse-values (keeps old defaults, drops new ones): {bad}")
+
+    R.check("no documented upgrade uses --reuse-values", no_reuse_values)
+
+    def rollout_doc() -> None:
+        text = (ROOT / "docs" / "rollout.md").read_text()
+        for needle in ("audit --cluster", "policy.mode=enforce", "kubectl delete mutatingwebhookconfiguration",
+                       "validatingwebhookconfiguration", "helm rollback", "existingSecret", "cert-manager",
+                       "StoragePolicyWebhookNoReadyReplica"):
+            expect(needle in text, f"docs/rollout.md lacks {needle!r}")
+
+    R.check("docs/rollout.md: audit first, enforce, break-glass, upgrade and rollback, certificates", rollout_doc)
     R.check("values.schema.json declares every key of values.yaml", schema_declares_values)
     R.check("values.schema.json declares no key values.yaml lacks", schema_has_no_unknown_top_level)
     R.check("Dockerfile: locked release build, distroless nonroot runtime, uid 65532", dockerfile)
@@ -929,7 +1085,7 @@ def main() -> int:
     check_files()
     check_kube_version_constraint()
 
-    r = check_render("defaults", {})
+    r = check_render("defaults", {}, extra_defaults)
     if r is not None:
         check_generated_certificate(r)
     check_render("generate", {"certs": {"mode": "generate", "generate": {"validityDays": 365}}})
@@ -939,7 +1095,12 @@ def main() -> int:
         extra_cert_manager_issuer)
     check_render("existingSecret", {"certs": {"mode": "existingSecret", "existingSecret": {"name": "my-tls"},
                                               "caBundle": ca_bundle_for_test()}})
-    check_render("dryRun", {"dryRun": True}, extra_dry_run)
+    check_render("dryRun (deprecated)", {"dryRun": True}, extra_dry_run)
+    check_render("auditOnly over enforce", {"auditOnly": True, "policy": {"mode": "enforce"}})
+    check_render("policy.mode=enforce", {"policy": {"mode": "enforce"}}, extra_enforce)
+    check_render("policy.mode=audit", {"policy": {"mode": "audit"}})
+    check_render("mixed modes", {"policy": {"mode": "enforce", "rules": {"willBind": {"mode": "audit"},
+                                                                         "volumeName": {"mode": "off"}}}})
     external_webhook()
     check_render("serviceMonitor", {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}}},
                  extra_service_monitor)

@@ -694,6 +694,179 @@ def certificate_rotated_while_kubectl_applies_in_a_loop_refuses_nothing():
     check(reloads >= 2, "the webhook did not reload its certificate", reloads)
 
 
+# --- an install that cannot hurt ----------------------------------------------------------
+
+HELM = os.path.join(lib.ENV["BIN"], "helm")
+CHART = os.path.join(lib.REPO, "charts", "storage-policy-webhook")
+
+
+def helm(*args, check_rc=True):
+    r = subprocess.run([HELM, "--kubeconfig", lib.KUBECONFIG, *args], capture_output=True, text=True,
+                       timeout=180)
+    if check_rc:
+        check(r.returncode == 0, f"helm {' '.join(args[:2])} failed", r.stdout[-2000:], r.stderr[-2000:])
+    return r
+
+
+def configurations(name):
+    """The webhook configurations named `name` that exist: [(kind, object)]."""
+    out = []
+    for kind in ("mutatingwebhookconfiguration", "validatingwebhookconfiguration"):
+        o = get(kind, name)
+        if o:
+            out.append((kind, o))
+    return out
+
+
+def admission_counts():
+    return {e: lib.metric("storage_policy_webhook_requests_total", endpoint=e) for e in ("mutate", "validate")}
+
+
+@case
+def a_bare_helm_install_whose_pods_never_run_blocks_no_pvc_or_pv():
+    """`helm install` of the chart as a newcomer types it, enforcing, with both failure policies
+    Fail and an image that cannot be pulled (no pod ever runs here: no kubelet). Before, the
+    configurations existed at once and every PVC and PV create was refused (no endpoints)."""
+    ns = f"e2e-bare-{lib.RUN}"
+    rel = f"bare-{lib.RUN}"
+    name = f"{rel}-storage-policy-webhook"
+    out = helm("install", rel, CHART, "--namespace", ns, "--create-namespace",
+               "--set", "image.repository=127.0.0.1:1/no-such-image", "--set", "policy.mode=enforce",
+               "--set", "webhook.mutating.failurePolicy=Fail", "--set", "webhook.validating.failurePolicy=Fail")
+    try:
+        check("Mode: ENFORCE" in out.stdout, "NOTES do not say ENFORCE", out.stdout[:800])
+        check(get("deployment", name, ns) is not None, "the release has no Deployment")
+        stays("no webhook configuration while no pod serves", 3, lambda: configurations(name) == [])
+        app = namespace("e2e-bare-app")
+        r = create(pvc("data", app))
+        check(r.rc == 0, "a PVC create was refused", r)
+        r = create(pv(f"e2e-bare-pv-{lib.RUN}", source={"hostPath": {"path": "/srv/bare"}}))
+        check(r.rc == 0, "a PV create was refused", r)
+    finally:
+        helm("uninstall", rel, "--namespace", ns, "--wait", check_rc=False)
+        cleanup_cluster_scoped(("pv", f"e2e-bare-pv-{lib.RUN}"))
+
+
+@case
+def the_default_install_audits_and_its_notes_say_so():
+    """A default install renders a policy in which every rule audits: the webhook's own `review`
+    lets a ReadWriteMany claim on block storage through with a warning."""
+    ns = f"e2e-default-{lib.RUN}"
+    rel = f"default-{lib.RUN}"
+    out = helm("install", rel, CHART, "--namespace", ns, "--create-namespace")
+    try:
+        check("Mode: AUDIT (policy.mode=audit)" in out.stdout, "NOTES do not say AUDIT", out.stdout[:800])
+        cm = get("configmap", f"{rel}-storage-policy-webhook-policy", ns)
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+            f.write(cm["data"]["policy.yaml"])
+        claim = pvc("x", "default", modes=["ReadWriteMany"], cls="oci-bv")
+        claim["spec"]["storageClassName"] = "oci-bv"
+        policy = lib.yaml.safe_load(cm["data"]["policy.yaml"])
+        policy["storageClasses"] = [{"name": "oci-bv", "provisioner": "blockvolume.csi.oraclecloud.com"}]
+        with open(f.name, "w") as g:
+            g.write(lib.yaml.safe_dump(policy))
+        resp = lib.review(claim, "validate", f.name, namespace="default")
+        os.unlink(f.name)
+        check(resp["allowed"] and resp.get("warnings"), "the default policy did not audit", resp)
+        hooks = json.loads(get("configmap", f"{rel}-storage-policy-webhook-webhooks", ns)["data"]["webhooks.json"])
+        fp = {i["kind"]: {h["failurePolicy"] for h in i["webhooks"]} for i in hooks["items"]}
+        check(fp["MutatingWebhookConfiguration"] == {"Ignore"}, "mutating failurePolicy of an audit install", fp)
+    finally:
+        helm("uninstall", rel, "--namespace", ns, "--wait", check_rc=False)
+
+
+@case
+def the_webhook_registers_itself_and_uninstall_removes_the_configurations():
+    """A second release run outside the cluster (as the suite's own): its process registers the
+    configurations with the chart's RBAC once ready, owned by the ClusterRole; `helm uninstall`
+    deletes the ClusterRole and the garbage collector the configurations."""
+    ns = f"e2e-owned-{lib.RUN}"
+    rel = f"owned-{lib.RUN}"
+    name = f"{rel}-storage-policy-webhook"
+    port, admin = 39444, 39081
+    pki = os.path.join(lib.STATE, "pki")
+    with open(os.path.join(pki, "ca.crt"), "rb") as f:
+        ca = base64.b64encode(f.read()).decode()
+    helm("install", rel, CHART, "--namespace", ns, "--create-namespace",
+         "--set-string", f"webhook.url=https://127.0.0.1:{port}", "--set-string", f"certs.caBundle={ca}")
+    work = tempfile.mkdtemp(prefix="spw-e2e-owned-")
+    proc = None
+    try:
+        check(configurations(name) == [], "configurations exist before the webhook runs")
+        for key, cm in (("policy.yaml", f"{name}-policy"), ("webhooks.json", f"{name}-webhooks")):
+            with open(os.path.join(work, key), "w") as f:
+                f.write(get("configmap", cm, ns)["data"][key])
+        token = must("create", "token", name, "-n", ns, "--duration", "1h").out.strip()
+        kc = os.path.join(work, "kubeconfig")
+        with open(kc, "w") as f:
+            f.write(lib.yaml.safe_dump({
+                "apiVersion": "v1", "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {
+                    "server": lib.yaml.safe_load(open(lib.KUBECONFIG))["clusters"][0]["cluster"]["server"],
+                    "certificate-authority": os.path.join(pki, "ca.crt")}}],
+                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "sa"}}],
+                "current-context": "c", "users": [{"name": "sa", "user": {"token": token}}]}))
+        log = open(os.path.join(work, "webhook.log"), "w")
+        proc = subprocess.Popen([
+            lib.WEBHOOK_BIN, "serve", "--config", os.path.join(work, "policy.yaml"),
+            "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{admin}",
+            "--tls-cert", os.path.join(pki, "webhook.crt"), "--tls-key", os.path.join(pki, "webhook.key"),
+            "--kubeconfig", kc, "--log-format", "plain", "--shutdown-delay", "0", "--drain-timeout", "2",
+            "--register-webhooks", os.path.join(work, "webhooks.json"), "--register-owner", name,
+        ], stdout=log, stderr=subprocess.STDOUT)
+        wait("the webhook to register both configurations", 60, lambda: len(configurations(name)) == 2)
+        role_uid = get("clusterrole", name)["metadata"]["uid"]
+        for kind, o in configurations(name):
+            refs = o["metadata"].get("ownerReferences", [])
+            check([(r["kind"], r["name"], r["uid"]) for r in refs] == [("ClusterRole", name, role_uid)],
+                  f"{kind} not owned by the ClusterRole", refs)
+        app = namespace("e2e-owned-app")
+        r = create(pvc("data", app))
+        check(r.rc == 0, "a PVC create through both webhooks was refused", r)
+        helm("uninstall", rel, "--namespace", ns, "--wait")
+        wait("the garbage collector to delete the configurations", 60, lambda: configurations(name) == [])
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(timeout=20)
+        helm("uninstall", rel, "--namespace", ns, check_rc=False)
+
+
+@case
+def a_provisioned_pv_is_not_sent_to_the_mutating_webhook():
+    """The mutating registration's matchConditions, evaluated by the API server: a PV a
+    provisioner made and no mutating rule changes never reaches /mutate (so a webhook outage never
+    stalls provisioning); a hand-made one, an in-tree-provisioned one and a node-local one without
+    affinity still do. Counted on the webhook's own request metrics."""
+    cases = [
+        # name, annotations, source, sent to /mutate
+        ("e2e-prov-csi", {"pv.kubernetes.io/provisioned-by": "ebs.csi.aws.com"},
+         {"csi": {"driver": "ebs.csi.aws.com", "volumeHandle": "vol-1"}}, False),
+        ("e2e-prov-nfs", {"pv.kubernetes.io/provisioned-by": "nfs.csi.k8s.io"},
+         {"nfs": {"server": "nas", "path": "/export/a"}}, False),
+        ("e2e-prov-pinned", {"pv.kubernetes.io/provisioned-by": "rancher.io/local-path"},
+         {"hostPath": {"path": "/srv/p"}, "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+             {"key": "kubernetes.io/hostname", "operator": "In", "values": ["pi-1"]}]}]}}}, False),
+        ("e2e-prov-handmade", None, {"nfs": {"server": "nas", "path": "/export/b"}}, True),
+        ("e2e-prov-intree", {"pv.kubernetes.io/provisioned-by": "kubernetes.io/host-path"},
+         {"hostPath": {"path": "/tmp/x"}}, True),
+        ("e2e-prov-unpinned", {"pv.kubernetes.io/provisioned-by": "microk8s.io/hostpath"},
+         {"hostPath": {"path": "/srv/u"}}, True),
+    ]
+    try:
+        for name, ann, source, sent in cases:
+            before = admission_counts()
+            r = create(pv(f"{name}-{lib.RUN}", source=source, annotations=ann,
+                          persistentVolumeReclaimPolicy="Delete"))
+            check(r.rc == 0, f"{name}: create failed", r)
+            after = admission_counts()
+            check(after["validate"] > before["validate"], f"{name}: not validated at all", before, after)
+            check((after["mutate"] > before["mutate"]) == sent,
+                  f"{name}: sent to /mutate is {after['mutate'] > before['mutate']}, want {sent}", before, after)
+    finally:
+        cleanup_cluster_scoped(*[("pv", f"{c[0]}-{lib.RUN}") for c in cases])
+
+
 # Registered last: its hundreds of Pending claims keep the controller manager's event writer
 # busy for a while, which later cases reading events would wait behind.
 import oracle  # noqa: E402,F401

@@ -231,3 +231,67 @@ CEL: a pod spec some rule judges, the filters joined as registry::registrations 
 {{- define "spw.podSpecCEL" -}}
 {{- printf "(%s) || (%s)" (include "spw.ephemeralVolumesCEL" .) (include "spw.nodeNameClaimsCEL" .) -}}
 {{- end }}
+
+{{/* The webhook configurations the webhook registers, as one JSON List. */}}
+{{- define "spw.webhookConfigurations" -}}
+{{- $items := list }}
+{{- if .Values.webhook.mutating.enabled }}
+{{- $items = append $items (include "spw.mutatingWebhookConfiguration" . | fromYaml) }}
+{{- end }}
+{{- if .Values.webhook.validating.enabled }}
+{{- $items = append $items (include "spw.validatingWebhookConfiguration" . | fromYaml) }}
+{{- end }}
+{{- dict "apiVersion" "v1" "kind" "List" "items" $items | toPrettyJson }}
+{{- end }}
+
+{{/*
+CEL for the mutating registration: everything but a PersistentVolume that a provisioner made
+(annotation pv.kubernetes.io/provisioned-by naming an external provisioner) and that no mutating
+rule can change (localVolumeNodeAffinity fills only a local or hostPath PV without required node
+affinity; reclaimPolicy never touches a provisioned PV). Mirrors registry::NOT_PROVISIONED_CEL.
+*/}}
+{{- define "spw.mutatePVCEL" -}}
+{{- $a := "object.metadata.annotations" -}}
+{{- $p := printf "%s['pv.kubernetes.io/provisioned-by']" $a -}}
+request.resource.resource != 'persistentvolumes' || !(has({{ $a }}) && 'pv.kubernetes.io/provisioned-by' in {{ $a }} && {{ $p }} != '' && !{{ $p }}.startsWith('kubernetes.io/')) || ((has(object.spec.local) || has(object.spec.hostPath)) && !(has(object.spec.nodeAffinity) && has(object.spec.nodeAffinity.required)))
+{{- end }}
+
+{{/* The policy rules, as the webhook's registry lists them (`rules --output json`). */}}
+{{- define "spw.ruleKeys" -}}
+{{- list "defaultStorageClass" "localVolumeNodeAffinity" "accessModes" "volumeSize" "reclaimPolicy" "claimRefNamespace" "localVolumeNodes" "unknownClass" "nodeNameWaitForFirstConsumer" "willBind" "volumeName" | toJson }}
+{{- end }}
+
+{{/* Every rule in audit mode whatever the policy says (binary flag --dry-run): auditOnly, or
+the deprecated dryRun. */}}
+{{- define "spw.auditOnly" -}}
+{{- if or .Values.auditOnly .Values.dryRun }}true{{ end }}
+{{- end }}
+
+{{/* The mode each rule runs in, as the webhook resolves it: auditOnly, else the rule's own
+mode, else policy.mode. A JSON object rule -> mode. */}}
+{{- define "spw.effectiveModes" -}}
+{{- $out := dict }}
+{{- $rules := default (dict) .Values.policy.rules }}
+{{- $default := default "enforce" .Values.policy.mode }}
+{{- range $key := include "spw.ruleKeys" . | fromJsonArray }}
+{{- $rule := default (dict) (get $rules $key) }}
+{{- $mode := default $default (get $rule "mode") }}
+{{- if include "spw.auditOnly" $ }}{{ if ne $mode "off" }}{{ $mode = "audit" }}{{ end }}{{ end }}
+{{- $_ := set $out $key $mode }}
+{{- end }}
+{{- $out | toJson }}
+{{- end }}
+
+{{/* "true" when some rule enforces (can deny or mutate). */}}
+{{- define "spw.enforcing" -}}
+{{- range $k, $m := include "spw.effectiveModes" . | fromJson }}{{ if eq $m "enforce" }}true{{ end }}{{ end }}
+{{- end }}
+
+{{/* webhook.mutating.failurePolicy, or by default Fail when a rule enforces (a skipped
+mutation is permanent) and Ignore while everything audits (nothing would be mutated). */}}
+{{- define "spw.mutatingFailurePolicy" -}}
+{{- if .Values.webhook.mutating.failurePolicy }}{{ .Values.webhook.mutating.failurePolicy }}
+{{- else if include "spw.enforcing" . }}Fail
+{{- else }}Ignore
+{{- end }}
+{{- end }}

@@ -1,4 +1,56 @@
-{{- if .Values.webhook.validating.enabled }}
+{{/*
+The webhook configurations. They are not chart objects: the chart renders them into the
+ConfigMap <fullname>-webhooks (webhooks-configmap.yaml) and the webhook applies them itself once
+it serves (`serve --register-webhooks`), owned by the chart's ClusterRole so that uninstalling
+the release deletes them. Until a pod is ready the API server calls nothing: an install whose
+pods never start blocks no request.
+*/}}
+
+{{- define "spw.mutatingWebhookConfiguration" -}}
+apiVersion: admissionregistration.k8s.io/v1
+kind: MutatingWebhookConfiguration
+metadata:
+  name: {{ include "spw.fullname" . }}
+  labels:
+    {{- include "spw.labels" . | nindent 4 }}
+  {{- with (include "spw.webhookAnnotations" . | trim) }}
+  {{- . | nindent 2 }}
+  {{- end }}
+webhooks:
+  # Defaults the StorageClass of new PVCs and injects node affinity into new local PVs: both are
+  # immutable afterwards, hence CREATE only.
+  - name: mutate.storage-policy.io
+    {{- include "spw.clientConfig" (dict "root" . "path" "/mutate") | trim | nindent 4 }}
+    rules:
+      - apiGroups: [""]
+        apiVersions: ["v1"]
+        operations: ["CREATE"]
+        resources: ["persistentvolumeclaims"]
+        scope: Namespaced
+      - apiGroups: [""]
+        apiVersions: ["v1"]
+        operations: ["CREATE"]
+        resources: ["persistentvolumes"]
+        scope: Cluster
+    # Volumes a provisioner made are never changed by /mutate (reclaimPolicy leaves them to their
+    # provisioner; localVolumeNodeAffinity only fills a local or hostPath PV without required
+    # node affinity): they are not sent, so a webhook outage never stalls dynamic provisioning.
+    # The expression follows the webhook's own table (`rules --output json`).
+    matchConditions:
+      - name: not-provisioned
+        expression: {{ include "spw.mutatePVCEL" . | quote }}
+    # Called once more if a later mutating webhook changed the object; patches are idempotent.
+    reinvocationPolicy: IfNeeded
+    failurePolicy: {{ include "spw.mutatingFailurePolicy" . }}
+    matchPolicy: Equivalent
+    sideEffects: None
+    admissionReviewVersions: ["v1"]
+    timeoutSeconds: {{ .Values.webhook.timeoutSeconds }}
+    {{- include "spw.namespaceSelector" . | trim | nindent 4 }}
+    {{- include "spw.objectSelector" . | trim | nindent 4 }}
+{{- end }}
+
+{{- define "spw.validatingWebhookConfiguration" -}}
 apiVersion: admissionregistration.k8s.io/v1
 kind: ValidatingWebhookConfiguration
 metadata:
