@@ -75,7 +75,7 @@ fn command() -> Command {
     let mut c = Command::new(BIN);
     for v in [
         "SPW_AUDIT_CONFIG",
-        "SPW_AUDIT_DRY_RUN",
+        "SPW_AUDIT_AUDIT_ONLY",
         "SPW_AUDIT_OUTPUT",
         "SPW_AUDIT_CLUSTER",
         "SPW_AUDIT_NAMESPACE",
@@ -759,10 +759,10 @@ fn exit_code_0_when_only_mutated_and_1_when_denied() {
 fn dry_run_reports_audited_and_does_not_fail() {
     let d = Dir::new();
     d.write("bad.yaml", PVC_RWX_BLOCK);
-    let o = audit(&d, &["--dry-run", "-o", "json", "bad.yaml"]);
+    let o = audit(&d, &["--audit-only", "-o", "json", "bad.yaml"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let r = json_report(&o);
-    assert_eq!(r["dryRun"], true);
+    assert_eq!(r["auditOnly"], true);
     assert_eq!(r["findings"][0]["outcome"], "audited");
     assert_eq!(r["summary"]["audited"], 1);
 }
@@ -926,7 +926,7 @@ fn files_come_with_f_as_with_kubectl_and_yaml_is_the_json_document() {
     assert_eq!(names(&json_report(&o)), ["uploads"]);
 }
 
-/// Issue 30: `SPW_DRY_RUN` (for `serve`) also turned `audit` into a dry run, and `SPW_CONFIG`
+/// Issue 30: `SPW_DRY_RUN` (for `serve`, now `SPW_AUDIT_ONLY`) also turned `audit` into a dry run, and `SPW_CONFIG`
 /// changed its policy: `audit` reads only `SPW_AUDIT_*`.
 #[test]
 fn variables_of_serve_never_change_audit() {
@@ -935,7 +935,7 @@ fn variables_of_serve_never_change_audit() {
     d.write("other-policy.yaml", "mode: off\n");
     let mut cmd = command();
     cmd.current_dir(d.tmp.path())
-        .env("SPW_DRY_RUN", "true")
+        .env("SPW_AUDIT_ONLY", "true")
         .env("SPW_CONFIG", "other-policy.yaml")
         .env("SPW_KUBECONFIG", "missing-kubeconfig");
     let o = run_with(
@@ -945,7 +945,7 @@ fn variables_of_serve_never_change_audit() {
     );
     assert_eq!(o.status.code(), Some(1), "still denied: {}", stderr(&o));
     let r = json_report(&o);
-    assert_eq!(r["dryRun"], false);
+    assert_eq!(r["auditOnly"], false);
     let mut cmd = command();
     cmd.current_dir(d.tmp.path())
         .env("SPW_CONFIG", "other-policy.yaml");
@@ -954,7 +954,7 @@ fn variables_of_serve_never_change_audit() {
     // Its own variables do.
     let mut cmd = command();
     cmd.current_dir(d.tmp.path())
-        .env("SPW_AUDIT_DRY_RUN", "true")
+        .env("SPW_AUDIT_AUDIT_ONLY", "true")
         .env("SPW_AUDIT_CONFIG", "policy.yaml")
         .env("SPW_AUDIT_OUTPUT", "json")
         .env("SPW_AUDIT_FILENAME", "pvc.yaml");
@@ -962,7 +962,7 @@ fn variables_of_serve_never_change_audit() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let r = json_report(&o);
     assert_eq!(
-        (r["dryRun"].as_bool(), r["policy"].as_str()),
+        (r["auditOnly"].as_bool(), r["policy"].as_str()),
         (Some(true), Some("policy.yaml"))
     );
 }

@@ -546,7 +546,7 @@ fn serve_help_names_every_environment_variable() {
         "SPW_NO_CLUSTER",
         "SPW_KUBECONFIG",
         "SPW_CONTEXT",
-        "SPW_DRY_RUN",
+        "SPW_AUDIT_ONLY",
         "SPW_LOG_FORMAT",
         "SPW_LOG_LEVEL",
         "SPW_MAX_BODY_BYTES",
@@ -669,7 +669,7 @@ fn a_missing_certificate_stops_the_start_naming_the_file_and_the_cause_once() {
 }
 
 /// Boolean variables as operators write them in manifests: 1/0, yes/no, on/off, true/false
-/// (`review` reads `SPW_REVIEW_DRY_RUN`; `SPW_DRY_RUN` is `serve`'s alone).
+/// (`review` reads `SPW_REVIEW_AUDIT_ONLY`; `SPW_AUDIT_ONLY` is `serve`'s alone).
 #[test]
 fn boolean_environment_variables_accept_the_usual_spellings() {
     use std::io::Write as _;
@@ -682,8 +682,8 @@ fn boolean_environment_variables_accept_the_usual_spellings() {
                 "--config",
                 concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/policy.yaml"),
             ])
-            .env("SPW_REVIEW_DRY_RUN", value)
-            .env("SPW_DRY_RUN", "false")
+            .env("SPW_REVIEW_AUDIT_ONLY", value)
+            .env("SPW_AUDIT_ONLY", "false")
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -706,22 +706,22 @@ fn boolean_environment_variables_accept_the_usual_spellings() {
     };
     let allowed = |value: &str| {
         let (code, out) = review(value);
-        assert_eq!(code, Some(0), "SPW_REVIEW_DRY_RUN={value}: {out}");
+        assert_eq!(code, Some(0), "SPW_REVIEW_AUDIT_ONLY={value}: {out}");
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         v["response"]["allowed"].as_bool().unwrap()
     };
     for yes in ["1", "yes", "on", "true", "True"] {
         assert!(
             allowed(yes),
-            "SPW_REVIEW_DRY_RUN={yes} turns the denial into a warning"
+            "SPW_REVIEW_AUDIT_ONLY={yes} turns the denial into a warning"
         );
     }
     for no in ["0", "no", "off", "false"] {
-        assert!(!allowed(no), "SPW_REVIEW_DRY_RUN={no} keeps the denial");
+        assert!(!allowed(no), "SPW_REVIEW_AUDIT_ONLY={no} keeps the denial");
     }
     let (code, out) = review("maybe");
     assert_eq!(code, Some(2), "{out}");
-    assert!(out.contains("--dry-run"), "{out}");
+    assert!(out.contains("--audit-only"), "{out}");
 }
 
 /// A storm of identical denials is logged once in full and then as one line with a count, and

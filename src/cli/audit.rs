@@ -33,7 +33,7 @@ pub enum OutputFormat {
 }
 
 /// Every flag of `audit` is also read from a variable named `SPW_AUDIT_<FLAG>`, and from no
-/// other: a variable exported for `serve` (`SPW_CONFIG`, `SPW_DRY_RUN`, `SPW_KUBECONFIG`, ...)
+/// other: a variable exported for `serve` (`SPW_CONFIG`, `SPW_AUDIT_ONLY`, `SPW_KUBECONFIG`, ...)
 /// never changes what `audit` reports.
 #[derive(Debug, Args)]
 pub struct AuditArgs {
@@ -43,8 +43,9 @@ pub struct AuditArgs {
     /// Report format.
     #[arg(long, short, value_enum, default_value_t = OutputFormat::Text, env = "SPW_AUDIT_OUTPUT")]
     pub output: OutputFormat,
-    /// Every rule in audit mode, whatever the policy says (what `serve --dry-run` would do).
-    #[arg(long, env = "SPW_AUDIT_DRY_RUN", value_parser = BoolishValueParser::new())]
+    /// Every rule in audit mode, whatever the policy says (what `serve --audit-only` would do;
+    /// `--dry-run` is its former name).
+    #[arg(long = "audit-only", alias = "dry-run", env = "SPW_AUDIT_AUDIT_ONLY", value_parser = BoolishValueParser::new())]
     pub dry_run: bool,
     /// Audit the live PersistentVolumeClaims, PersistentVolumes and StatefulSets of a cluster
     /// instead of files (found like `serve` finds it: --kubeconfig, KUBECONFIG, the in-cluster

@@ -116,7 +116,7 @@ mod tests {
     }
 
     /// Issue 30: `certs` and `rules` read no variable while the others did, and `SPW_DRY_RUN`
-    /// (and `SPW_CONFIG`) changed `audit` as well as `serve`.
+    /// (now `SPW_AUDIT_ONLY`; and `SPW_CONFIG`) changed `audit` as well as `serve`.
     #[test]
     fn every_flag_of_every_command_has_its_own_variable() {
         let cli = Cli::command();
@@ -135,7 +135,10 @@ mod tests {
                     .to_string_lossy()
                     .into_owned();
                 assert!(env.starts_with(&prefix), "{name} --{id}: {env}");
-                if name == "serve" {
+                // `SPW_AUDIT_ONLY` (`serve --audit-only`) reads like an `audit` variable, but
+                // `audit` has no `--only` and reads its own `SPW_AUDIT_AUDIT_ONLY`; no other
+                // `serve` variable may look like another command's.
+                if name == "serve" && env != "SPW_AUDIT_ONLY" {
                     for other in ["AUDIT", "REVIEW", "CERTS", "RULES"] {
                         assert!(!env.starts_with(&format!("SPW_{other}_")), "{env}");
                     }
@@ -145,11 +148,43 @@ mod tests {
                 }
             }
         }
-        assert_eq!(seen.get("SPW_DRY_RUN").map(String::as_str), Some("serve"));
         assert_eq!(
-            seen.get("SPW_AUDIT_DRY_RUN").map(String::as_str),
+            seen.get("SPW_AUDIT_ONLY").map(String::as_str),
+            Some("serve")
+        );
+        assert_eq!(
+            seen.get("SPW_AUDIT_AUDIT_ONLY").map(String::as_str),
             Some("audit")
         );
+    }
+
+    /// Issue 30: one word for each dry run. The webhook's own is `--audit-only`; `--dry-run`
+    /// (its former name) still parses, for scripts and charts of earlier releases.
+    #[test]
+    fn audit_only_is_the_flag_and_dry_run_its_former_name() {
+        for flag in ["--audit-only", "--dry-run"] {
+            let serve = Cli::try_parse_from(["spw", "serve", flag]).unwrap();
+            let Command::Serve(a) = serve.command else {
+                panic!("not serve")
+            };
+            assert!(a.dry_run, "serve {flag}");
+            let audit = Cli::try_parse_from(["spw", "audit", flag, "x.yaml"]).unwrap();
+            let Command::Audit(a) = audit.command else {
+                panic!("not audit")
+            };
+            assert!(a.dry_run, "audit {flag}");
+            let review =
+                Cli::try_parse_from(["spw", "review", "--endpoint", "validate", flag]).unwrap();
+            let Command::Review(a) = review.command else {
+                panic!("not review")
+            };
+            assert!(a.dry_run, "review {flag}");
+        }
+        let serve = Cli::try_parse_from(["spw", "serve"]).unwrap();
+        let Command::Serve(a) = serve.command else {
+            panic!("not serve")
+        };
+        assert!(!a.dry_run);
     }
 
     #[test]

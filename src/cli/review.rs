@@ -20,8 +20,8 @@ pub struct ReviewArgs {
     /// Which webhook endpoint to answer as.
     #[arg(long, env = "SPW_REVIEW_ENDPOINT", value_parser = ["mutate", "validate"])]
     pub endpoint: String,
-    /// Every rule in audit mode, whatever the policy says.
-    #[arg(long, env = "SPW_REVIEW_DRY_RUN", value_parser = BoolishValueParser::new())]
+    /// Every rule in audit mode, whatever the policy says (`--dry-run` is its former name).
+    #[arg(long = "audit-only", alias = "dry-run", env = "SPW_REVIEW_AUDIT_ONLY", value_parser = BoolishValueParser::new())]
     pub dry_run: bool,
 }
 

@@ -90,9 +90,11 @@ pub struct ServeArgs {
     pub cluster: super::ClusterArgs,
 
     /// Every rule in audit mode, whatever the policy says: nothing is denied or patched;
-    /// findings become warnings, audit annotations, metrics and logs. (`audit` and `review`
-    /// read their own variables, never this one.)
-    #[arg(long, env = "SPW_DRY_RUN", value_parser = BoolishValueParser::new())]
+    /// findings become warnings, audit annotations, metrics and logs (the chart's `auditOnly`).
+    /// Not Kubernetes' dry run (`kubectl --dry-run=server`), which the webhook answers as any
+    /// request. `--dry-run` is its former name. (`audit` and `review` read their own
+    /// variables, never this one.)
+    #[arg(long = "audit-only", alias = "dry-run", env = "SPW_AUDIT_ONLY", value_parser = BoolishValueParser::new())]
     pub dry_run: bool,
 
     /// Log format.

@@ -135,7 +135,7 @@ impl Policy {
 
     /// The mode a rule runs in for a request in `namespace`: the namespace's
     /// `storage-policy.io/mode` label, else the rule's mode, else the global mode, else the
-    /// rule's default; `--dry-run` then turns enforce into audit.
+    /// rule's default; `--audit-only` then turns enforce into audit.
     pub fn mode_for(&self, rule: RuleId, catalog: &Catalog, namespace: Option<&str>) -> Mode {
         self.effective_mode(
             self.compiled(rule).mode,

@@ -158,7 +158,7 @@ class Rendered:
         out = {}
         for key in RULE_KEYS:
             mode = (policy.get("rules", {}).get(key) or {}).get("mode") or default
-            if self.flag("--dry-run") is not None and mode != "off":
+            if self.flag("--audit-only") is not None and mode != "off":
                 mode = "audit"
             out[key] = mode
         return out
@@ -414,8 +414,8 @@ def check_deployment(r: Rendered) -> None:
     expect_eq(r.flag("--log-format"), v["logFormat"], "--log-format")
     expect_eq(r.flag("--shutdown-delay"), str(v["shutdown"]["delaySeconds"]), "--shutdown-delay")
     expect_eq(r.flag("--drain-timeout"), str(v["shutdown"]["drainTimeoutSeconds"]), "--drain-timeout")
-    expect_eq(r.flag("--dry-run") is not None, bool(v["auditOnly"] or v["dryRun"]),
-              "--dry-run follows auditOnly (and the deprecated dryRun)")
+    expect_eq(r.flag("--audit-only") is not None, bool(v["auditOnly"] or v["dryRun"]),
+              "--audit-only follows auditOnly (and the deprecated dryRun)")
     expect_eq(r.flag("--register-webhooks"), "/etc/storage-policy-webhook/webhooks/webhooks.json",
               "--register-webhooks: the pods register the configurations")
     expect_eq(r.flag("--register-owner"), r.one("ClusterRole")["metadata"]["name"],
@@ -653,7 +653,7 @@ def extra_everything(r: Rendered) -> None:
     expect_eq(pod.get("hostNetwork"), True, "hostNetwork")
     expect_eq(pod.get("dnsPolicy"), "ClusterFirstWithHostNet", "dnsPolicy with hostNetwork")
     expect_eq(r.flag("--client-ca"), "/etc/storage-policy-webhook/client-ca/ca.pem", "--client-ca")
-    expect_eq(r.flag("--dry-run"), "", "--dry-run")
+    expect_eq(r.flag("--audit-only"), "", "--audit-only")
     expect_eq(r.flag("--body-budget-bytes"), "33554432", "--body-budget-bytes when set")
     required = pod["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
     expect_eq(required[0]["topologyKey"], "kubernetes.io/hostname", "hard anti-affinity")

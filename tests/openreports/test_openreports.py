@@ -232,7 +232,7 @@ def main() -> int:
         broken = Path(tmp) / "broken.yaml"
         broken.write_text("apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: x\n")
         check_scenario(binary, "examples", ["--config", "examples/policy.yaml", "examples/"], validators)
-        check_scenario(binary, "examples, dry run", ["--dry-run", "--config", "examples/policy.yaml", "examples/"],
+        check_scenario(binary, "examples, audit only", ["--audit-only", "--config", "examples/policy.yaml", "examples/"],
                        validators)
         check_scenario(binary, "examples and a broken file, default policy", ["examples/", str(broken)], validators)
         check_scenario(binary, "only a broken file", [str(broken)], validators)

@@ -261,7 +261,7 @@ request.resource.resource != 'persistentvolumes' || !(has({{ $a }}) && 'pv.kuber
 {{- list "defaultStorageClass" "localVolumeNodeAffinity" "accessModes" "volumeSize" "reclaimPolicy" "claimRefNamespace" "localVolumeNodes" "unknownClass" "nodeNameWaitForFirstConsumer" "willBind" "volumeName" | toJson }}
 {{- end }}
 
-{{/* Every rule in audit mode whatever the policy says (binary flag --dry-run): auditOnly, or
+{{/* Every rule in audit mode whatever the policy says (binary flag --audit-only): auditOnly, or
 the deprecated dryRun. */}}
 {{- define "spw.auditOnly" -}}
 {{- if or .Values.auditOnly .Values.dryRun }}true{{ end }}

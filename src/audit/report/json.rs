@@ -85,7 +85,7 @@ pub fn to_json(report: &Report, meta: &ReportMeta) -> Value {
         "apiVersion": REPORT_API_VERSION,
         "kind": REPORT_KIND,
         "policy": meta.policy,
-        "dryRun": meta.dry_run,
+        "auditOnly": meta.dry_run,
         "origin": origin,
         "namespace": namespace,
         "summary": value(&report.summary()),
