@@ -47,10 +47,36 @@ struct Cut<D> {
     keep: Option<usize>,
 }
 
-macro_rules! forward {
-    ($($method:ident($($arg:ident: $ty:ty),*)),* $(,)?) => {$(
-        fn $method<V: Visitor<'de>>(self, $($arg: $ty,)* visitor: V) -> Result<V::Value, D::Error> {
-            self.de.$method($($arg,)* Visit { v: visitor, keep: self.keep })
+/// The methods of a pass-through [`Deserializer`] over `self.de`: each hands the inner
+/// deserializer the visitor wrapped by `$wrap` (an expression of `self` and `visitor`).
+macro_rules! pass_through {
+    (|$this:ident, $visitor:ident| $wrap:expr) => {
+        pass_through! {
+            @methods |$this, $visitor| $wrap;
+            deserialize_any(), deserialize_bool(), deserialize_i8(), deserialize_i16(),
+            deserialize_i32(), deserialize_i64(), deserialize_i128(), deserialize_u8(),
+            deserialize_u16(), deserialize_u32(), deserialize_u64(), deserialize_u128(),
+            deserialize_f32(), deserialize_f64(), deserialize_char(), deserialize_str(),
+            deserialize_string(), deserialize_bytes(), deserialize_byte_buf(),
+            deserialize_option(), deserialize_unit(), deserialize_seq(), deserialize_map(),
+            deserialize_identifier(), deserialize_ignored_any(),
+            deserialize_unit_struct(name: &'static str),
+            deserialize_newtype_struct(name: &'static str),
+            deserialize_tuple(len: usize),
+            deserialize_tuple_struct(name: &'static str, len: usize),
+            deserialize_struct(name: &'static str, fields: &'static [&'static str]),
+            deserialize_enum(name: &'static str, variants: &'static [&'static str]),
+        }
+
+        fn is_human_readable(&self) -> bool {
+            self.de.is_human_readable()
+        }
+    };
+    (@methods |$this:ident, $visitor:ident| $wrap:expr;
+        $($method:ident($($arg:ident: $ty:ty),*)),* $(,)?) => {$(
+        fn $method<V: Visitor<'de>>($this, $($arg: $ty,)* $visitor: V) -> Result<V::Value, D::Error> {
+            let wrapped = $wrap;
+            $this.de.$method($($arg,)* wrapped)
         }
     )*};
 }
@@ -58,25 +84,10 @@ macro_rules! forward {
 impl<'de, D: Deserializer<'de>> Deserializer<'de> for Cut<D> {
     type Error = D::Error;
 
-    forward! {
-        deserialize_any(), deserialize_bool(), deserialize_i8(), deserialize_i16(),
-        deserialize_i32(), deserialize_i64(), deserialize_i128(), deserialize_u8(),
-        deserialize_u16(), deserialize_u32(), deserialize_u64(), deserialize_u128(),
-        deserialize_f32(), deserialize_f64(), deserialize_char(), deserialize_str(),
-        deserialize_string(), deserialize_bytes(), deserialize_byte_buf(),
-        deserialize_option(), deserialize_unit(), deserialize_seq(), deserialize_map(),
-        deserialize_identifier(), deserialize_ignored_any(),
-        deserialize_unit_struct(name: &'static str),
-        deserialize_newtype_struct(name: &'static str),
-        deserialize_tuple(len: usize),
-        deserialize_tuple_struct(name: &'static str, len: usize),
-        deserialize_struct(name: &'static str, fields: &'static [&'static str]),
-        deserialize_enum(name: &'static str, variants: &'static [&'static str]),
-    }
-
-    fn is_human_readable(&self) -> bool {
-        self.de.is_human_readable()
-    }
+    pass_through!(|self, visitor| Visit {
+        v: visitor,
+        keep: self.keep
+    });
 }
 
 /// The visitor of a [`Cut`] value: maps and sequences are walked through [`Map`] and [`Seq`],
@@ -248,36 +259,13 @@ struct KeyDe<'a, D> {
     cut: &'a mut bool,
 }
 
-macro_rules! forward_key {
-    ($($method:ident($($arg:ident: $ty:ty),*)),* $(,)?) => {$(
-        fn $method<V: Visitor<'de>>(self, $($arg: $ty,)* visitor: V) -> Result<V::Value, D::Error> {
-            self.de.$method($($arg,)* KeyVisit { v: visitor, cut: self.cut })
-        }
-    )*};
-}
-
 impl<'de, D: Deserializer<'de>> Deserializer<'de> for KeyDe<'_, D> {
     type Error = D::Error;
 
-    forward_key! {
-        deserialize_any(), deserialize_bool(), deserialize_i8(), deserialize_i16(),
-        deserialize_i32(), deserialize_i64(), deserialize_i128(), deserialize_u8(),
-        deserialize_u16(), deserialize_u32(), deserialize_u64(), deserialize_u128(),
-        deserialize_f32(), deserialize_f64(), deserialize_char(), deserialize_str(),
-        deserialize_string(), deserialize_bytes(), deserialize_byte_buf(),
-        deserialize_option(), deserialize_unit(), deserialize_seq(), deserialize_map(),
-        deserialize_identifier(), deserialize_ignored_any(),
-        deserialize_unit_struct(name: &'static str),
-        deserialize_newtype_struct(name: &'static str),
-        deserialize_tuple(len: usize),
-        deserialize_tuple_struct(name: &'static str, len: usize),
-        deserialize_struct(name: &'static str, fields: &'static [&'static str]),
-        deserialize_enum(name: &'static str, variants: &'static [&'static str]),
-    }
-
-    fn is_human_readable(&self) -> bool {
-        self.de.is_human_readable()
-    }
+    pass_through!(|self, visitor| KeyVisit {
+        v: visitor,
+        cut: self.cut
+    });
 }
 
 /// Notes whether a key (a string: JSON keys are) is one of [`CUT_KEYS`], then hands it on.
