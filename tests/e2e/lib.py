@@ -34,7 +34,7 @@ KUBECONFIG = ENV["KUBECONFIG"]
 STATE = ENV["STATE"]
 POLICY = os.path.join(STATE, "webhook", "policy.yaml")
 WEBHOOK_ADMIN = ENV["WEBHOOK_ADMIN"]
-WEBHOOK_BIN = os.environ.get(
+WEBHOOK_BIN = os.environ.get("SPW_E2E_WEBHOOK_BIN") or os.environ.get(
     "SPW_BIN",
     os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(REPO, "target")), "release",
                  "storage-policy-webhook"),
