@@ -25,7 +25,7 @@ cp tests/fixtures/*.review.json tests/fixtures/server/*.review.json tests/hostil
   fuzz/seeds/review/*.json "$corpus/review/"
 cp tests/fixtures/policy.yaml "$corpus/policy/fixtures.yaml"
 cp tests/fixtures/server/policy.yaml "$corpus/policy/server.yaml"
-cp tests/conformance/extra/policy.yaml "$corpus/policy/conformance.yaml"
+cp tests/conformance/accessModes/policy.yaml "$corpus/policy/conformance.yaml"
 cp src/policy/default-policy.yaml examples/policy.yaml "$corpus/policy/"
 
 # -max_len: reviews up to 64 KiB (the seeds are a few KiB); -timeout: one input over 10 s is a hang;
