@@ -7,7 +7,8 @@
 //!
 //! Warnings only, in every mode: a chart may create the claim a moment after the workload (and
 //! the scheduler retries when it appears). Judged once the claims are known (the cluster's
-//! claim cache synced, or the claims among the files `audit` reads); silent otherwise. Generic
+//! claim cache synced, or the claims among the files `audit` reads, when they hold any);
+//! silent otherwise. Generic
 //! ephemeral volumes make their own claim and are not judged; a StatefulSet's volume replaced by
 //! a claim template of the same name neither.
 
@@ -54,6 +55,11 @@ impl Rule for MissingClaims {
         let Some(index) = cx.catalog.volumes() else {
             return;
         };
+        // Files that hold claims are taken to hold all of them (as with StorageClasses); files
+        // without any say nothing of the claims that exist.
+        if index.source == Source::Files && index.claims.is_empty() {
+            return;
+        }
         let (spec, path, sts) = match req.object {
             Some(Object::PodSpec { spec, path, .. }) => (spec, path, None),
             Some(Object::StatefulSet(sts)) => (
@@ -261,10 +267,15 @@ mod tests {
 
     #[test]
     fn audit_on_files_says_what_it_judged_against() {
-        let index = VolumeIndex::from_objects([], [], Source::Files);
-        let cat = policy().static_catalog().with_volumes(index);
+        let other = claim("other", json!({}));
         let p = pod(json!([{"name": "a", "persistentVolumeClaim": {"claimName": "x"}}]));
+        let index = VolumeIndex::from_objects([], [("default", &other)], Source::Files);
+        let cat = policy().static_catalog().with_volumes(index);
         let d = of_pod(&cat, &p);
         assert!(d.warnings[0].ends_with("(judged against the claims in the files)"));
+        // Files without any claim say nothing of the claims that exist.
+        let none = VolumeIndex::from_objects([], [], Source::Files);
+        let cat = policy().static_catalog().with_volumes(none);
+        assert!(of_pod(&cat, &p).warnings.is_empty());
     }
 }
