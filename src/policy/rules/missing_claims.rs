@@ -76,6 +76,11 @@ impl Rule for MissingClaims {
         } else {
             "its pods stay"
         };
+        // On a node already (`nodeName`: set by hand, or a pod `audit --cluster` reads after the
+        // scheduler bound it), the scheduler is not asked: a missing claim keeps the kubelet
+        // from mounting it, and a claim being deleted stays while the pod uses it
+        // (`kubernetes.io/pvc-protection`), which is not this rule's to say.
+        let on_node = spec.node_name.as_deref().is_some_and(|n| !n.is_empty());
         for (n, (i, name)) in claims_by_name(spec, sts).enumerate() {
             if n == MAX_VOLUMES || !cx.spend(1) {
                 cx.skip(format!("missingClaims: claims past the first {n}"));
@@ -92,7 +97,7 @@ impl Rule for MissingClaims {
                     ),
                     "not found",
                 ),
-                Some(c) if c.deleting => (
+                Some(c) if c.deleting && !on_node => (
                     format!("persistentvolumeclaim {} is being deleted", go_quote(name)),
                     format!(
                         "claim {} goes once no pod uses it (kubernetes.io/pvc-protection): mount \
@@ -103,10 +108,22 @@ impl Rule for MissingClaims {
                 ),
                 Some(_) => continue,
             };
-            let text = format!(
-                "{path}.volumes[{i}].persistentVolumeClaim.claimName: {pods} Pending: \
-                 \"{scheduler}\" (scheduler)"
-            );
+            // The kubelet fetches the claim from the API server (`failed to fetch PVC from API
+            // server`, `pkg/kubelet/volumemanager/desired_state_of_world_populator.go`): the
+            // client's NotFound names the plural resource.
+            let text = if on_node {
+                format!(
+                    "{path}.volumes[{i}].persistentVolumeClaim.claimName: {pods} in \
+                     ContainerCreating: \"failed to fetch PVC from API server: \
+                     persistentvolumeclaims {} not found\" (kubelet)",
+                    go_quote(name)
+                )
+            } else {
+                format!(
+                    "{path}.volumes[{i}].persistentVolumeClaim.claimName: {pods} Pending: \
+                     \"{scheduler}\" (scheduler)"
+                )
+            };
             let note = format!("claim {} {note}", go_quote(name));
             d.warning_noted(ID, None, judged_against(index.source, text), note);
             d.warn(hint);
@@ -232,6 +249,27 @@ mod tests {
             d.warnings
         );
         assert!(d.warnings[1].contains("kubernetes.io/pvc-protection"));
+    }
+
+    #[test]
+    fn a_pod_on_a_node_already_is_told_about_the_kubelet_not_the_scheduler() {
+        let deleting = claim(
+            "old",
+            json!({"metadata": {"deletionTimestamp": "2026-01-01T00:00:00Z"}}),
+        );
+        let cat = catalog(&[deleting], Source::Cluster);
+        let mut p = pod(json!([
+            {"name": "a", "persistentVolumeClaim": {"claimName": "old"}},
+            {"name": "b", "persistentVolumeClaim": {"claimName": "gone"}}]));
+        p.spec.as_mut().unwrap().node_name = Some("n1".to_owned());
+        let d = of_pod(&cat, &p);
+        assert_eq!(
+            d.warnings[0],
+            "spec.volumes[1].persistentVolumeClaim.claimName: the pod stays in ContainerCreating: \
+             \"failed to fetch PVC from API server: persistentvolumeclaims \"gone\" not found\" \
+             (kubelet)"
+        );
+        assert_eq!(d.warnings.len(), 2, "{:?}", d.warnings);
     }
 
     #[test]
