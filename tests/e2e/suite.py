@@ -916,8 +916,9 @@ def sched_message(ns, name):
                  if c.get("type") == "PodScheduled" and c.get("message")), None)
 
 
-RWOP_CONFLICT = ("node has pod using PersistentVolumeClaim with the same name and "
-                 "ReadWriteOncePod access mode")
+# kube-scheduler v1.37 (volumerestrictions, ErrReasonReadWriteOncePodConflict since 1.28).
+RWOP_CONFLICT = ("node(s) unavailable due to PersistentVolumeClaim with ReadWriteOncePod access "
+                 "mode already in-use by another pod")
 
 
 @case
