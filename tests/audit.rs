@@ -2083,9 +2083,11 @@ fn audit_on_files_finds_shared_and_missing_claims_among_the_files() {
     };
     assert_eq!(
         messages("grafana", "sharedClaims"),
-        ["claim \"grafana\" is ReadWriteOnce, mounted by the old and the new pod of a rollout: \
+        [
+            "claim \"grafana\" is ReadWriteOnce, mounted by the old and the new pod of a rollout: \
           a pod on another node waits with \"Multi-Attach error for volume <its PersistentVolume> \
-          Volume is already used by pod(s) ...\" (judged against the claims in the files)"],
+          Volume is already used by pod(s) ...\" (judged against the claims in the files)"
+        ],
         "{r}"
     );
     assert!(messages("safe", "sharedClaims").is_empty(), "{r}");
@@ -2095,9 +2097,11 @@ fn audit_on_files_finds_shared_and_missing_claims_among_the_files() {
     );
     assert_eq!(
         messages("orphan", "missingClaims"),
-        ["spec.template.spec.volumes[0].persistentVolumeClaim.claimName: its pods stay Pending: \
+        [
+            "spec.template.spec.volumes[0].persistentVolumeClaim.claimName: its pods stay Pending: \
           \"persistentvolumeclaim \"nowhere\" not found\" (scheduler) (judged against the \
-          claims in the files)"],
+          claims in the files)"
+        ],
         "{r}"
     );
     assert!(messages("grafana", "missingClaims").is_empty(), "{r}");

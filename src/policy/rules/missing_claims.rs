@@ -276,8 +276,10 @@ mod tests {
     fn quiet_without_known_claims_and_on_ephemeral_volumes() {
         let p = pod(json!([{"name": "a", "persistentVolumeClaim": {"claimName": "x"}}]));
         assert!(of_pod(&policy().static_catalog(), &p).warnings.is_empty());
-        let eph = pod(json!([{"name": "a", "ephemeral": {"volumeClaimTemplate": {"spec": {
-            "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}}}]));
+        let eph = pod(
+            json!([{"name": "a", "ephemeral": {"volumeClaimTemplate": {"spec": {
+            "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}}}]),
+        );
         assert!(
             of_pod(&catalog(&[], Source::Cluster), &eph)
                 .warnings

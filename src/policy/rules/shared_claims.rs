@@ -228,9 +228,9 @@ fn warning(
         ),
         Runs::EveryNode => format!("use {rwx}"),
         Runs::Parallel(_) => format!("set parallelism to 1 or use {rwx}"),
-        Runs::Overlapping(n) if n > 1 => format!(
-            "set spec.concurrencyPolicy to Forbid and parallelism to 1, or use {rwx}"
-        ),
+        Runs::Overlapping(n) if n > 1 => {
+            format!("set spec.concurrencyPolicy to Forbid and parallelism to 1, or use {rwx}")
+        }
         Runs::Overlapping(_) => format!("set spec.concurrencyPolicy to Forbid or use {rwx}"),
         Runs::One => String::new(),
     };
@@ -422,7 +422,9 @@ storageClasses:
         );
         let surge = of_deployment(
             &cat,
-            &deployment(json!({"strategy": {"rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}})),
+            &deployment(
+                json!({"strategy": {"rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}}),
+            ),
         );
         assert!(surge.warnings[1].contains("maxSurge above 0"));
         for safe in [
@@ -466,14 +468,26 @@ storageClasses:
                 claim("mixed", &["ReadWriteOnce", "ReadOnlyMany"], json!({})),
             ],
         );
-        assert!(of_deployment(&cat, &deployment(json!({"replicas": 3}))).warnings.is_empty());
+        assert!(
+            of_deployment(&cat, &deployment(json!({"replicas": 3})))
+                .warnings
+                .is_empty()
+        );
         let mixed = deployment(json!({"replicas": 3, "template": {"spec": {"volumes": [
             {"name": "data", "persistentVolumeClaim": {"claimName": "mixed"}}]}}}));
         assert!(of_deployment(&cat, &mixed).warnings.is_empty());
         let unknown = catalog(&[], &[]);
-        assert!(of_deployment(&unknown, &deployment(json!({"replicas": 3}))).warnings.is_empty());
+        assert!(
+            of_deployment(&unknown, &deployment(json!({"replicas": 3})))
+                .warnings
+                .is_empty()
+        );
         let no_cluster = policy().static_catalog();
-        assert!(of_deployment(&no_cluster, &deployment(json!({"replicas": 3}))).warnings.is_empty());
+        assert!(
+            of_deployment(&no_cluster, &deployment(json!({"replicas": 3})))
+                .warnings
+                .is_empty()
+        );
         let rwo = catalog(&[], &[claim("data", &["ReadWriteOnce"], json!({}))]);
         let pinned = deployment(json!({"replicas": 3, "template": {"spec": {"nodeName": "n1"}}}));
         assert!(of_deployment(&rwo, &pinned).warnings.is_empty());
@@ -494,14 +508,22 @@ storageClasses:
             json!({"local": {"path": "/mnt/a"}}),
         );
         let cat = catalog(&[local], &[bound("local-1")]);
-        assert!(of_deployment(&cat, &deployment(json!({"replicas": 2}))).warnings.is_empty());
+        assert!(
+            of_deployment(&cat, &deployment(json!({"replicas": 2})))
+                .warnings
+                .is_empty()
+        );
         let many = pv(
             "nfs-1",
             &["ReadWriteOnce", "ReadWriteMany"],
             json!({"nfs": {"server": "nas", "path": "/x"}}),
         );
         let cat = catalog(&[many], &[bound("nfs-1")]);
-        assert!(of_deployment(&cat, &deployment(json!({"replicas": 2}))).warnings.is_empty());
+        assert!(
+            of_deployment(&cat, &deployment(json!({"replicas": 2})))
+                .warnings
+                .is_empty()
+        );
     }
 
     #[test]
@@ -511,10 +533,30 @@ storageClasses:
             {"name": "d", "persistentVolumeClaim": {"claimName": "data"}}]}))
         .unwrap();
         let cases = [
-            (Runs::EveryNode, "DaemonSet", "pod on every node", "; use a ReadWriteMany class"),
-            (Runs::Parallel(4), "Job", "4 pods of a Job", "set parallelism to 1 or"),
-            (Runs::Overlapping(1), "CronJob", "may overlap", "concurrencyPolicy to Forbid or"),
-            (Runs::Overlapping(2), "CronJob", "may overlap", "Forbid and parallelism to 1"),
+            (
+                Runs::EveryNode,
+                "DaemonSet",
+                "pod on every node",
+                "; use a ReadWriteMany class",
+            ),
+            (
+                Runs::Parallel(4),
+                "Job",
+                "4 pods of a Job",
+                "set parallelism to 1 or",
+            ),
+            (
+                Runs::Overlapping(1),
+                "CronJob",
+                "may overlap",
+                "concurrencyPolicy to Forbid or",
+            ),
+            (
+                Runs::Overlapping(2),
+                "CronJob",
+                "may overlap",
+                "Forbid and parallelism to 1",
+            ),
         ];
         for (runs, kind, how, fix) in cases {
             let obj = Object::PodSpec {
