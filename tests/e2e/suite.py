@@ -909,6 +909,15 @@ def seen(obj, word):
         word in w for w in r.warnings) else None)(create(obj, "--dry-run=server")))
 
 
+def cluster_audit(ns):
+    """`audit --cluster -n ns -o json` with the chart's policy: (name, rule, message) per finding."""
+    out = subprocess.run([lib.WEBHOOK_BIN, "audit", "--cluster", "--kubeconfig", lib.KUBECONFIG,
+                          "--config", lib.POLICY, "-n", ns, "-o", "json"],
+                         capture_output=True, text=True, timeout=60)
+    report = json.loads(out.stdout)
+    return [(f["name"], f["rule"], f["message"]) for f in report["findings"]]
+
+
 def sched_message(ns, name):
     """The PodScheduled condition's message of a pod (the scheduler's reason), if any."""
     p = get("pod", name, ns) or {}
@@ -968,6 +977,10 @@ def a_read_write_once_claim_shared_by_two_replicas_is_warned_and_the_pods_land_o
     surge = create(deployment("surge", ns, 1, "data"), "--dry-run=server")
     check(any("mounted by the old and the new pod of a rollout" in w for w in surge.warnings),
           "the default RollingUpdate is warned about", surge.warnings)
+    # audit --cluster: the Deployment that hits Multi-Attach on another node, as it exists now.
+    found = cluster_audit(ns)
+    check(any(n == "web" and r == "sharedClaims" and "Multi-Attach" in m for n, r, m in found),
+          "audit --cluster reports the Deployment", found)
     must("delete", "namespace", ns, "--wait=false")
     cleanup_cluster_scoped(("pv", pv_name))
 
@@ -985,6 +998,10 @@ def a_pod_naming_a_missing_claim_is_warned_and_stays_pending_in_the_schedulers_w
     msg = wait("the scheduler's reason", 30, lambda: sched_message(ns, "orphan"))
     check('persistentvolumeclaim "nowhere" not found' in msg, "the scheduler's words", msg)
     stays("the pod Pending", PV_SYNC, lambda: not get("pod", "orphan", ns)["spec"].get("nodeName"))
+    found = cluster_audit(ns)
+    check(("orphan", "missingClaims", 'spec.volumes[0].persistentVolumeClaim.claimName: the pod '
+           'stays Pending: "persistentvolumeclaim "nowhere" not found" (scheduler)') in found,
+          "audit --cluster reports the Pending pod", found)
     # A claim being deleted (held by a finalizer): the scheduler's other words.
     going = pvc("going", ns, "1Gi", cls="")
     going["metadata"]["finalizers"] = ["e2e.storage-policy.io/hold"]
