@@ -2047,3 +2047,71 @@ provisioner: ebs.csi.aws.com
     let o = audit(&d, &["--cluster", "--default-class", "gp3"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
 }
+
+#[test]
+fn audit_on_files_finds_shared_and_missing_claims_among_the_files() {
+    let d = Dir::new();
+    d.write(
+        "claims.yaml",
+        "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: grafana}\nspec: {storageClassName: standard, accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}\n---\n\
+         apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: solo}\nspec: {storageClassName: standard, accessModes: [ReadWriteOncePod], resources: {requests: {storage: 1Gi}}}\n",
+    );
+    let deployment = |name: &str, replicas: u32, strategy: &str, claim: &str| {
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {name}}}\nspec:\n  replicas: {replicas}\n  strategy: {strategy}\n  \
+             selector: {{matchLabels: {{app: {name}}}}}\n  template:\n    metadata: {{labels: {{app: {name}}}}}\n    spec:\n      \
+             containers: [{{name: c, image: busybox}}]\n      volumes: [{{name: data, persistentVolumeClaim: {{claimName: {claim}}}}}]\n"
+        )
+    };
+    d.write(
+        "apps.yaml",
+        &[
+            deployment("grafana", 1, "{}", "grafana"),
+            deployment("safe", 1, "{type: Recreate}", "grafana"),
+            deployment("solo", 2, "{type: Recreate}", "solo"),
+            deployment("orphan", 1, "{type: Recreate}", "nowhere"),
+        ]
+        .join("---\n"),
+    );
+    let o = audit(&d, &["-o", "json", "claims.yaml", "apps.yaml"]);
+    let r = json_report(&o);
+    let messages = |name: &str, rule: &str| -> Vec<String> {
+        rule_findings(&r, name, rule)
+            .iter()
+            .filter_map(|f| f["message"].as_str().map(str::to_owned))
+            .collect()
+    };
+    assert_eq!(
+        messages("grafana", "sharedClaims"),
+        [
+            "claim \"grafana\" is ReadWriteOnce, mounted by the old and the new pod of a rollout: \
+          a pod on another node waits with \"Multi-Attach error for volume <its PersistentVolume> \
+          Volume is already used by pod(s) ...\" (judged against the claims in the files)"
+        ],
+        "{r}"
+    );
+    assert!(messages("safe", "sharedClaims").is_empty(), "{r}");
+    assert!(
+        messages("solo", "sharedClaims")[0].contains("all pods but one stay Pending"),
+        "{r}"
+    );
+    assert_eq!(
+        messages("orphan", "missingClaims"),
+        [
+            "spec.template.spec.volumes[0].persistentVolumeClaim.claimName: its pods stay Pending: \
+          \"persistentvolumeclaim \"nowhere\" not found\" (scheduler) (judged against the \
+          claims in the files)"
+        ],
+        "{r}"
+    );
+    assert!(messages("grafana", "missingClaims").is_empty(), "{r}");
+    // Warnings only: nothing is denied.
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // Without the claims' file, no claim is known: nothing is said.
+    let o = audit(&d, &["-o", "json", "apps.yaml"]);
+    let r = json_report(&o);
+    for name in ["grafana", "solo", "orphan"] {
+        assert!(rule_findings(&r, name, "sharedClaims").is_empty(), "{r}");
+        assert!(rule_findings(&r, name, "missingClaims").is_empty(), "{r}");
+    }
+}

@@ -788,6 +788,7 @@ impl Harness {
                 Object::PodSpec {
                     spec: p.spec.as_ref(),
                     path: "spec",
+                    runs: Default::default(),
                 },
             ),
             _ => panic!("undecodable object"),

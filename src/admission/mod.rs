@@ -24,6 +24,7 @@ use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::kinds;
+use crate::policy::workloads::Runs;
 
 mod capped;
 use crate::policy::{
@@ -249,44 +250,61 @@ impl Reviewed for StatefulSet {
     }
 }
 
-/// Workloads whose rules read only the pod spec.
+/// Workloads whose rules read the pod spec and how many pods of it run at once.
 macro_rules! pod_spec_kind {
-    ($ty:ty, $kind:literal, |$o:ident| $spec:expr) => {
+    ($ty:ty, $kind:literal, |$o:ident| $spec:expr, $runs:expr) => {
         impl Reviewed for $ty {
             fn view(&self) -> Object<'_> {
                 let $o = self;
                 Object::PodSpec {
                     spec: $spec,
                     path: pod_spec_path($kind),
+                    runs: $runs,
                 }
             }
         }
     };
 }
 
-pod_spec_kind!(Pod, "Pod", |o| o.spec.as_ref());
-pod_spec_kind!(Deployment, "Deployment", |o| o
-    .spec
-    .as_ref()
-    .and_then(|s| s.template.spec.as_ref()));
-pod_spec_kind!(DaemonSet, "DaemonSet", |o| o
-    .spec
-    .as_ref()
-    .and_then(|s| s.template.spec.as_ref()));
-pod_spec_kind!(ReplicaSet, "ReplicaSet", |o| o
-    .spec
-    .as_ref()
-    .and_then(|s| s.template.as_ref())
-    .and_then(|t| t.spec.as_ref()));
-pod_spec_kind!(Job, "Job", |o| o
-    .spec
-    .as_ref()
-    .and_then(|s| s.template.spec.as_ref()));
-pod_spec_kind!(CronJob, "CronJob", |o| o
-    .spec
-    .as_ref()
-    .and_then(|s| s.job_template.spec.as_ref())
-    .and_then(|j| j.template.spec.as_ref()));
+pod_spec_kind!(Pod, "Pod", |o| o.spec.as_ref(), Runs::One);
+pod_spec_kind!(
+    Deployment,
+    "Deployment",
+    |o| o.spec.as_ref().and_then(|s| s.template.spec.as_ref()),
+    Runs::of_deployment(o)
+);
+pod_spec_kind!(
+    DaemonSet,
+    "DaemonSet",
+    |o| o.spec.as_ref().and_then(|s| s.template.spec.as_ref()),
+    Runs::of_daemon_set(o)
+);
+pod_spec_kind!(
+    ReplicaSet,
+    "ReplicaSet",
+    |o| o
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.as_ref())
+        .and_then(|t| t.spec.as_ref()),
+    Runs::of_replica_set(o)
+);
+pod_spec_kind!(
+    Job,
+    "Job",
+    |o| o.spec.as_ref().and_then(|s| s.template.spec.as_ref()),
+    Runs::of_job(o.spec.as_ref())
+);
+pod_spec_kind!(
+    CronJob,
+    "CronJob",
+    |o| o
+        .spec
+        .as_ref()
+        .and_then(|s| s.job_template.spec.as_ref())
+        .and_then(|j| j.template.spec.as_ref()),
+    Runs::of_cron_job(o)
+);
 
 /// The typed decodings of the kinds of the table (every kind has one: a test checks).
 macro_rules! typed_kinds {

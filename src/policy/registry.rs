@@ -11,6 +11,7 @@ use super::rules::{
     access_modes, claim_ref, default_class, local_volume_nodes, node_affinity, node_name_wffc,
     reclaim_policy, unknown_class, volume_name, volume_size, will_bind,
 };
+use super::rules::{missing_claims, shared_claims};
 use super::storage::Settings;
 use crate::kinds::{self, Kind, Operation};
 
@@ -28,6 +29,8 @@ pub const REGISTRY: &[Entry] = &[
     node_name_wffc::ENTRY,
     will_bind::ENTRY,
     volume_name::ENTRY,
+    shared_claims::ENTRY,
+    missing_claims::ENTRY,
 ];
 
 /// A compiled rule and the mode it runs in (before namespace labels and `--dry-run`).
@@ -143,6 +146,12 @@ fn needs(endpoint: Endpoint, kind: &Kind) -> Option<(Vec<Operation>, Option<Vec<
     }
     filters.sort();
     filters.dedup();
+    // A pod spec with claims by name or ephemeral volumes is sent anyway: `nodeName` with
+    // either adds nothing.
+    if filters.contains(&PodFilter::EphemeralVolumes) && filters.contains(&PodFilter::ClaimsByName)
+    {
+        filters.retain(|f| *f != PodFilter::NodeNameWithClaims);
+    }
     Some((ops, Some(filters)))
 }
 
@@ -412,8 +421,7 @@ mod tests {
         assert_eq!(
             pods.match_conditions[0].expression,
             "(has(object.spec.volumes) && object.spec.volumes.exists(v, has(v.ephemeral))) || \
-             (has(object.spec.nodeName) && has(object.spec.volumes) && \
-             object.spec.volumes.exists(v, has(v.persistentVolumeClaim) || has(v.ephemeral)))"
+             (has(object.spec.volumes) && object.spec.volumes.exists(v, has(v.persistentVolumeClaim)))"
         );
         // One registration, one pod spec path: its condition fits every kind in it.
         for r in &regs {

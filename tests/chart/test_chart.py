@@ -52,8 +52,7 @@ CLUSTER_SCOPED = {
     "ValidatingWebhookConfiguration",
 }
 EPHEMERAL_CEL = ("(has(object.spec.volumes) && object.spec.volumes.exists(v, has(v.ephemeral))) || "
-                 "(has(object.spec.nodeName) && has(object.spec.volumes) && "
-                 "object.spec.volumes.exists(v, has(v.persistentVolumeClaim) || has(v.ephemeral)))")
+                 "(has(object.spec.volumes) && object.spec.volumes.exists(v, has(v.persistentVolumeClaim)))")
 OPT_OUT = {"key": "storage-policy.io/ignore", "operator": "NotIn", "values": ["true"]}
 WEBHOOK_KINDS = ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration")
 # The mutating registration skips PVs a provisioner made that no mutating rule changes.
@@ -66,7 +65,7 @@ NOT_PROVISIONED_CEL = (
     "!(has(object.spec.nodeAffinity) && has(object.spec.nodeAffinity.required)))")
 RULE_KEYS = ["defaultStorageClass", "localVolumeNodeAffinity", "accessModes", "volumeSize", "reclaimPolicy",
              "claimRefNamespace", "localVolumeNodes", "unknownClass", "nodeNameWaitForFirstConsumer", "willBind",
-             "volumeName"]
+             "volumeName", "sharedClaims", "missingClaims"]
 
 
 class Report:
@@ -289,16 +288,15 @@ WORKLOAD_CEL = ("(has(object.spec.template) && has(object.spec.template.spec) &&
                 "has(object.spec.template.spec.volumes) && "
                 "object.spec.template.spec.volumes.exists(v, has(v.ephemeral))) || "
                 "(has(object.spec.template) && has(object.spec.template.spec) && "
-                "has(object.spec.template.spec.nodeName) && has(object.spec.template.spec.volumes) && "
-                "object.spec.template.spec.volumes.exists(v, has(v.persistentVolumeClaim) || has(v.ephemeral)))")
+                "has(object.spec.template.spec.volumes) && "
+                "object.spec.template.spec.volumes.exists(v, has(v.persistentVolumeClaim)))")
 _CJ = ("has(object.spec.jobTemplate) && has(object.spec.jobTemplate.spec) && "
        "has(object.spec.jobTemplate.spec.template) && has(object.spec.jobTemplate.spec.template.spec) && ")
 CRONJOB_CEL = ("(" + _CJ + "has(object.spec.jobTemplate.spec.template.spec.volumes) && "
                "object.spec.jobTemplate.spec.template.spec.volumes.exists(v, has(v.ephemeral))) || "
-               "(" + _CJ + "has(object.spec.jobTemplate.spec.template.spec.nodeName) && "
-               "has(object.spec.jobTemplate.spec.template.spec.volumes) && "
+               "(" + _CJ + "has(object.spec.jobTemplate.spec.template.spec.volumes) && "
                "object.spec.jobTemplate.spec.template.spec.volumes.exists(v, "
-               "has(v.persistentVolumeClaim) || has(v.ephemeral)))")
+               "has(v.persistentVolumeClaim)))")
 
 
 def check_validating(r: Rendered) -> None:

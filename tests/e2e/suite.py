@@ -867,6 +867,158 @@ def a_provisioned_pv_is_not_sent_to_the_mutating_webhook():
         cleanup_cluster_scoped(*[("pv", f"{c[0]}-{lib.RUN}") for c in cases])
 
 
+def deployment(name, ns, replicas, claim, strategy=None):
+    spec = {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}},
+                         "spec": {"containers": [{"name": "c",
+                                                  "image": "registry.k8s.io/pause:3.10"}],
+                                  "volumes": [{"name": "data",
+                                               "persistentVolumeClaim": {"claimName": claim}}]}}}
+    if strategy:
+        spec["strategy"] = strategy
+    return {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "namespace": ns}, "spec": spec}
+
+
+def bound_claim(ns, name, mode):
+    """A claim bound to a hand-made CSI PV (attachable storage: not node-local) of `mode`."""
+    pv_name = f"e2e-{name}-{lib.RUN}"
+    must("apply", "-f", "-", input=pv(pv_name, "1Gi", modes=(mode,),
+                                      source={"csi": {"driver": "ebs.csi.aws.com",
+                                                      "volumeHandle": pv_name}},
+                                      claimRef={"namespace": ns, "name": name}))
+    must("apply", "-f", "-", input=pvc(name, ns, "1Gi", modes=(mode,), cls=""))
+    wait(f"claim {name} to bind", 30, lambda: phase("pvc", name, ns) == "Bound")
+    return pv_name
+
+
+def scheduled(ns, app):
+    """The pods of app: (name, node or None, PodScheduled message)."""
+    out = []
+    for p in items("pod", ns, f"app={app}"):
+        cond = [c for c in p.get("status", {}).get("conditions", [])
+                if c.get("type") == "PodScheduled"]
+        out.append((p["metadata"]["name"], p["spec"].get("nodeName"),
+                    cond[0].get("message", "") if cond else ""))
+    return out
+
+
+def seen(obj, word):
+    """Waits for the webhook's caches to hold what makes it warn `word` on obj (a dry run)."""
+    return wait(f"the webhook to warn '{word}'", 15, lambda: (lambda r: r if any(
+        word in w for w in r.warnings) else None)(create(obj, "--dry-run=server")))
+
+
+def cluster_audit(ns):
+    """`audit --cluster -n ns -o json` with the chart's policy: (name, rule, message) per finding."""
+    out = subprocess.run([lib.WEBHOOK_BIN, "audit", "--cluster", "--kubeconfig", lib.KUBECONFIG,
+                          "--config", lib.POLICY, "-n", ns, "-o", "json"],
+                         capture_output=True, text=True, timeout=60)
+    report = json.loads(out.stdout)
+    return [(f["name"], f["rule"], f["message"]) for f in report["findings"]]
+
+
+def sched_message(ns, name):
+    """The PodScheduled condition's message of a pod (the scheduler's reason), if any."""
+    p = get("pod", name, ns) or {}
+    return next((c.get("message") for c in p.get("status", {}).get("conditions", [])
+                 if c.get("type") == "PodScheduled" and c.get("message")), None)
+
+
+# kube-scheduler v1.37 (volumerestrictions, ErrReasonReadWriteOncePodConflict since 1.28).
+RWOP_CONFLICT = ("node(s) unavailable due to PersistentVolumeClaim with ReadWriteOncePod access "
+                 "mode already in-use by another pod")
+
+
+@case
+def a_read_write_once_pod_claim_shared_by_two_replicas_is_warned_and_one_pod_stays_pending():
+    ns = namespace("e2e-rwop")
+    pv_name = bound_claim(ns, "solo", "ReadWriteOncePod")
+    d = deployment("solo", ns, 2, "solo", strategy={"type": "Recreate"})
+    seen(d, "ReadWriteOncePod")
+    r = create(d)
+    check(r.rc == 0, "a warning Deployment was refused", r)
+    check(r.warnings[:1] == ['claim "solo" is ReadWriteOncePod, mounted by 2 replicas: all pods '
+                             f'but one stay Pending: "{RWOP_CONFLICT}"'], "the warning", r.warnings)
+    check(any(w.startswith("spec.template.spec.volumes[0]: ReadWriteOncePod is one pod; give each "
+                           "pod its own claim") for w in r.warnings), "the fix", r.warnings)
+    # Kubernetes: one pod is placed, the other is refused by the scheduler in those words.
+    pods = wait("one pod placed and one refused", 40, lambda: (lambda ps: ps if len(ps) == 2 and
+                sum(1 for p in ps if p[1]) == 1 and
+                any(RWOP_CONFLICT in p[2] for p in ps if not p[1]) else None)(scheduled(ns, "solo")))
+    stays("the second pod Pending", PV_SYNC,
+          lambda: sum(1 for p in scheduled(ns, "solo") if p[1]) == 1)
+    check(pods, "pods", pods)
+    must("delete", "namespace", ns, "--wait=false")
+    cleanup_cluster_scoped(("pv", pv_name))
+
+
+@case
+def a_read_write_once_claim_shared_by_two_replicas_is_warned_and_the_pods_land_on_two_nodes():
+    """Multi-Attach needs a kubelet and an attach step: the evidence here is the scheduler
+    placing the two pods that mount one ReadWriteOnce claim on different nodes, which is where
+    the attach/detach controller reports `Multi-Attach error`."""
+    ns = namespace("e2e-rwo")
+    pv_name = bound_claim(ns, "data", "ReadWriteOnce")
+    d = deployment("web", ns, 2, "data")
+    seen(d, "Multi-Attach")
+    r = create(d)
+    check(r.rc == 0, "a warning Deployment was refused", r)
+    check(r.warnings[:1] == ['claim "data" is ReadWriteOnce, mounted by 2 replicas: a pod on '
+                             f'another node waits with "Multi-Attach error for volume "{pv_name}" '
+                             'Volume is already used by pod(s) ..."'], "the warning", r.warnings)
+    nodes = wait("both pods placed", 40, lambda: (lambda ps: ps if len(ps) == 2 and
+                 all(p[1] for p in ps) else None)(scheduled(ns, "web")))
+    check(len({p[1] for p in nodes}) == 2, "the two pods on two nodes", nodes)
+    # The fix the warning names for one replica is quiet: Recreate stops the old pod first.
+    single = deployment("single", ns, 1, "data", strategy={"type": "Recreate"})
+    r = create(single, "--dry-run=server")
+    check(r.rc == 0 and not any("Multi-Attach" in w for w in r.warnings), "Recreate is quiet", r)
+    surge = create(deployment("surge", ns, 1, "data"), "--dry-run=server")
+    check(any("mounted by the old and the new pod of a rollout" in w for w in surge.warnings),
+          "the default RollingUpdate is warned about", surge.warnings)
+    # audit --cluster: the Deployment that hits Multi-Attach on another node, as it exists now.
+    found = cluster_audit(ns)
+    check(any(n == "web" and r == "sharedClaims" and "Multi-Attach" in m for n, r, m in found),
+          "audit --cluster reports the Deployment", found)
+    must("delete", "namespace", ns, "--wait=false")
+    cleanup_cluster_scoped(("pv", pv_name))
+
+
+@case
+def a_pod_naming_a_missing_claim_is_warned_and_stays_pending_in_the_schedulers_words():
+    ns = namespace("e2e-missing")
+    p = pod("orphan", ns, ["nowhere"])
+    seen(p, "not found")
+    r = create(p)
+    check(r.rc == 0, "a warning pod was refused", r)
+    check(r.warnings[:1] == ['spec.volumes[0].persistentVolumeClaim.claimName: the pod stays '
+                             'Pending: "persistentvolumeclaim "nowhere" not found" (scheduler)'],
+          "the warning", r.warnings)
+    msg = wait("the scheduler's reason", 30, lambda: sched_message(ns, "orphan"))
+    check('persistentvolumeclaim "nowhere" not found' in msg, "the scheduler's words", msg)
+    stays("the pod Pending", PV_SYNC, lambda: not get("pod", "orphan", ns)["spec"].get("nodeName"))
+    found = cluster_audit(ns)
+    check(("orphan", "missingClaims", 'spec.volumes[0].persistentVolumeClaim.claimName: the pod '
+           'stays Pending: "persistentvolumeclaim "nowhere" not found" (scheduler)') in found,
+          "audit --cluster reports the Pending pod", found)
+    # A claim being deleted (held by a finalizer): the scheduler's other words.
+    going = pvc("going", ns, "1Gi", cls="")
+    going["metadata"]["finalizers"] = ["e2e.storage-policy.io/hold"]
+    must("apply", "-f", "-", input=going)
+    must("delete", "pvc", "going", "-n", ns, "--wait=false")
+    p = pod("late", ns, ["going"])
+    seen(p, "is being deleted")
+    r = create(p)
+    check(r.rc == 0 and any('"persistentvolumeclaim "going" is being deleted" (scheduler)' in w
+                            for w in r.warnings), "the warning", r)
+    msg = wait("the scheduler's reason", 30, lambda: sched_message(ns, "late"))
+    check('persistentvolumeclaim "going" is being deleted' in msg, "the scheduler's words", msg)
+    must("patch", "pvc", "going", "-n", ns, "--type=merge", "-p",
+         '{"metadata": {"finalizers": null}}')
+    must("delete", "namespace", ns, "--wait=false")
+
+
 # Registered last: its hundreds of Pending claims keep the controller manager's event writer
 # busy for a while, which later cases reading events would wait behind.
 import oracle  # noqa: E402,F401

@@ -208,10 +208,11 @@ optional parent is tested with has(), so the expression never errors. Mirrors Po
 {{- end }}
 
 {{/*
-CEL: the pod spec at the given path sets nodeName and mounts claims or generic ephemeral
-volumes (rule nodeNameWaitForFirstConsumer). Mirrors PodFilter::cel.
+CEL: the pod spec at the given path mounts a claim by name (rules sharedClaims, missingClaims;
+nodeNameWaitForFirstConsumer's "nodeName with claims or ephemeral volumes" falls within this and
+the ephemeral-volumes condition). Mirrors PodFilter::cel.
 */}}
-{{- define "spw.nodeNameClaimsCEL" -}}
+{{- define "spw.claimsByNameCEL" -}}
 {{- $guards := list -}}
 {{- $at := "object.spec" -}}
 {{- range $seg := rest (splitList "." .) -}}
@@ -219,9 +220,8 @@ volumes (rule nodeNameWaitForFirstConsumer). Mirrors PodFilter::cel.
 {{- $guards = append $guards (printf "has(%s)" $at) -}}
 {{- end -}}
 {{- $full := printf "object.%s" . -}}
-{{- $guards = append $guards (printf "has(%s.nodeName)" $full) -}}
 {{- $guards = append $guards (printf "has(%s.volumes)" $full) -}}
-{{- $guards = append $guards (printf "%s.volumes.exists(v, has(v.persistentVolumeClaim) || has(v.ephemeral))" $full) -}}
+{{- $guards = append $guards (printf "%s.volumes.exists(v, has(v.persistentVolumeClaim))" $full) -}}
 {{- join " && " $guards -}}
 {{- end }}
 
@@ -229,7 +229,7 @@ volumes (rule nodeNameWaitForFirstConsumer). Mirrors PodFilter::cel.
 CEL: a pod spec some rule judges, the filters joined as registry::registrations joins them.
 */}}
 {{- define "spw.podSpecCEL" -}}
-{{- printf "(%s) || (%s)" (include "spw.ephemeralVolumesCEL" .) (include "spw.nodeNameClaimsCEL" .) -}}
+{{- printf "(%s) || (%s)" (include "spw.ephemeralVolumesCEL" .) (include "spw.claimsByNameCEL" .) -}}
 {{- end }}
 
 {{/* The webhook configurations the webhook registers, as one JSON List. */}}
@@ -258,7 +258,7 @@ request.resource.resource != 'persistentvolumes' || !(has({{ $a }}) && 'pv.kuber
 
 {{/* The policy rules, as the webhook's registry lists them (`rules --output json`). */}}
 {{- define "spw.ruleKeys" -}}
-{{- list "defaultStorageClass" "localVolumeNodeAffinity" "accessModes" "volumeSize" "reclaimPolicy" "claimRefNamespace" "localVolumeNodes" "unknownClass" "nodeNameWaitForFirstConsumer" "willBind" "volumeName" | toJson }}
+{{- list "defaultStorageClass" "localVolumeNodeAffinity" "accessModes" "volumeSize" "reclaimPolicy" "claimRefNamespace" "localVolumeNodes" "unknownClass" "nodeNameWaitForFirstConsumer" "willBind" "volumeName" "sharedClaims" "missingClaims" | toJson }}
 {{- end }}
 
 {{/* Every rule in audit mode whatever the policy says (binary flag --audit-only): auditOnly, or

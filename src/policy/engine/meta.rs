@@ -44,6 +44,8 @@ pub enum PodFilter {
     EphemeralVolumes,
     /// The pod spec sets `nodeName` and mounts claims or generic ephemeral volumes.
     NodeNameWithClaims,
+    /// The pod spec mounts a claim by name (`persistentVolumeClaim.claimName`).
+    ClaimsByName,
 }
 
 impl PodFilter {
@@ -67,6 +69,12 @@ impl PodFilter {
                 guards.push(format!("has({full}.volumes)"));
                 guards.push(format!(
                     "{full}.volumes.exists(v, has(v.persistentVolumeClaim) || has(v.ephemeral))"
+                ));
+            }
+            PodFilter::ClaimsByName => {
+                guards.push(format!("has({full}.volumes)"));
+                guards.push(format!(
+                    "{full}.volumes.exists(v, has(v.persistentVolumeClaim))"
                 ));
             }
         }

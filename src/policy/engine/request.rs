@@ -4,6 +4,7 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, PodSpec};
 
 use crate::kinds::Operation;
+use crate::policy::model::workloads::Runs;
 
 /// The object under review, typed.
 #[derive(Clone, Copy, Debug)]
@@ -16,6 +17,8 @@ pub enum Object<'a> {
     PodSpec {
         spec: Option<&'a PodSpec>,
         path: &'static str,
+        /// How many pods of this spec run at once (a Pod: one).
+        runs: Runs,
     },
 }
 

@@ -18,3 +18,4 @@ pub mod sizes;
 pub mod storage;
 pub mod vocab;
 pub mod volumes;
+pub mod workloads;

@@ -158,7 +158,7 @@ fn violations<'a>(
 ) -> Vec<Violation> {
     let mut out = Vec::new();
     let (spec, path) = match *object {
-        Object::PodSpec { spec, path } => (spec, path),
+        Object::PodSpec { spec, path, .. } => (spec, path),
         Object::StatefulSet(sts) => (
             sts.spec.as_ref().and_then(|s| s.template.spec.as_ref()),
             "spec.template.spec",
@@ -379,6 +379,7 @@ storageClasses:
         Object::PodSpec {
             spec: p.spec.as_ref(),
             path: "spec",
+            runs: Default::default(),
         }
     }
 
@@ -490,6 +491,7 @@ storageClasses:
         let obj = Object::PodSpec {
             spec: pinned.spec.as_ref(),
             path: "spec.jobTemplate.spec.template.spec",
+            runs: Default::default(),
         };
         let d = decide(&cat, ("batch", "CronJob"), obj, None, Mode::Audit);
         assert!(d.allowed());

@@ -180,7 +180,7 @@ pub fn classes_named(object: &Object<'_>) -> (Vec<Named>, Cut) {
                 volumes: volumes.volumes,
             }
         }
-        Object::PodSpec { spec, path } => pod_spec(spec, path, &mut out),
+        Object::PodSpec { spec, path, .. } => pod_spec(spec, path, &mut out),
     };
     (out, cut)
 }
@@ -639,6 +639,7 @@ storageClasses:
             Object::PodSpec {
                 spec: pod.spec.as_ref(),
                 path: "spec",
+                runs: Default::default(),
             },
             None,
             Mode::Enforce,
@@ -671,6 +672,7 @@ storageClasses:
             Object::PodSpec {
                 spec: p.spec.as_ref(),
                 path: "spec",
+                runs: Default::default(),
             }
         }
         let d = decide(
@@ -842,6 +844,7 @@ storageClasses:
             object: Some(Object::PodSpec {
                 spec: pod.spec.as_ref(),
                 path: "spec",
+                runs: Default::default(),
             }),
             old_object: None,
         };

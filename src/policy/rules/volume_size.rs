@@ -411,7 +411,7 @@ impl VolumeSize {
                 let pod = sts.spec.as_ref().and_then(|s| s.template.spec.as_ref());
                 self.judge_pod_spec(cx, namespace, pod, "spec.template.spec", &mut out);
             }
-            Object::PodSpec { spec, path } => {
+            Object::PodSpec { spec, path, .. } => {
                 self.judge_pod_spec(cx, namespace, spec, path, &mut out)
             }
             Object::Pv(_) => {}

@@ -364,7 +364,7 @@ pub fn violations(
             let pod = sts.spec.as_ref().and_then(|s| s.template.spec.as_ref());
             check_pod_spec(cx, namespace, pod, "spec.template.spec", &mut out);
         }
-        Object::PodSpec { spec, path } => check_pod_spec(cx, namespace, spec, path, &mut out),
+        Object::PodSpec { spec, path, .. } => check_pod_spec(cx, namespace, spec, path, &mut out),
     }
     out
 }
@@ -715,6 +715,7 @@ rules:
             Object::PodSpec {
                 spec: pod.spec.as_ref(),
                 path: "spec",
+                runs: Default::default(),
             },
             None,
             Mode::Enforce,

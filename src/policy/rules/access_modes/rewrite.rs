@@ -250,7 +250,7 @@ pub fn admit_templates(
             let pod = sts.spec.as_ref().and_then(|s| s.template.spec.as_ref());
             pod_templates(pod, "spec.template.spec", &mut templates);
         }
-        Some(Object::PodSpec { spec, path }) => pod_templates(spec, path, &mut templates),
+        Some(Object::PodSpec { spec, path, .. }) => pod_templates(spec, path, &mut templates),
         _ => return,
     }
     let rwx = go_quote(RWX);
