@@ -23,7 +23,9 @@ use equivalent::{Comparable, Equivalent};
 use imbl::OrdMap;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{NodeSelector, PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::api::core::v1::{
+    NodeSelector, PersistentVolume, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use super::interner::{Interner, Labels};
@@ -208,6 +210,10 @@ pub struct ClaimInfo {
     /// The class as the PV controller reads it (beta annotation, then `spec.storageClassName`);
     /// `None` when neither is set. Interned.
     pub class: Option<Arc<str>>,
+    /// `spec.resources.requests[storage]` in bytes, rounded up (`Quantity.Value()`); 0 when
+    /// absent or unreadable. What the external-provisioner compares a clone's request with
+    /// (`getPVCSource` in kubernetes-csi/external-provisioner `pkg/controller/controller.go`).
+    pub request: u64,
 }
 
 impl ClaimInfo {
@@ -229,12 +235,25 @@ impl ClaimInfo {
                 .filter(|n| !n.is_empty())
                 .map(|n| Box::from(n.as_str())),
             class: claim_class_ref(pvc).map(|c| strings.intern(c)),
+            request: claim_request(pvc.spec.as_ref()).unwrap_or(0),
         }
     }
 
     pub fn is_bound(&self) -> bool {
         self.phase == Phase::Bound
     }
+}
+
+/// `resources.requests[storage]` of a claim spec in bytes, rounded up as `Quantity.Value()`
+/// does; `None` when absent or not a quantity.
+pub fn claim_request(spec: Option<&PersistentVolumeClaimSpec>) -> Option<u64> {
+    spec?
+        .resources
+        .as_ref()?
+        .requests
+        .as_ref()?
+        .get("storage")
+        .and_then(|q| quantity::bytes(&q.0))
 }
 
 /// Set on a claim by the scheduler (and only by it) once it picked a node for a
