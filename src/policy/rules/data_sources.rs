@@ -351,3 +351,412 @@ impl DataSources {
 fn storage_field(spec: &Path) -> Path {
     spec.child("resources").child("requests").key("storage")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::snapshots::{ContentMap, SnapshotIndex, SnapshotInfo, SnapshotMap};
+    use crate::policy::volumes::VolumeIndex;
+    use crate::policy::{Catalog, LiveState, Policy, Subject};
+    use k8s_openapi::api::apps::v1::StatefulSet;
+    use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+    use serde_json::json;
+    use std::sync::Arc;
+
+    const POLICY: &str = r#"
+storageClasses:
+  - {name: gp3, provisioner: ebs.csi.aws.com, default: true}
+  - {name: io2, provisioner: ebs.csi.aws.com}
+  - {name: nfs, provisioner: nfs.csi.k8s.io}
+  - {name: legacy, provisioner: kubernetes.io/aws-ebs}
+"#;
+
+    fn policy(extra: &str) -> Policy {
+        Policy::parse(&format!("{POLICY}{extra}"), None, false).unwrap()
+    }
+
+    fn claim(
+        name: &str,
+        class: Option<&str>,
+        size: &str,
+        source: serde_json::Value,
+    ) -> PersistentVolumeClaim {
+        let mut spec = json!({"accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": size}}});
+        if let Some(c) = class {
+            spec["storageClassName"] = json!(c);
+        }
+        if !source.is_null() {
+            spec["dataSource"] = source;
+        }
+        serde_json::from_value(
+            json!({"metadata": {"name": name, "namespace": "team-a"}, "spec": spec}),
+        )
+        .unwrap()
+    }
+
+    fn from_snapshot(name: &str) -> serde_json::Value {
+        json!({"apiGroup": "snapshot.storage.k8s.io", "kind": "VolumeSnapshot", "name": name})
+    }
+
+    fn from_claim(name: &str) -> serde_json::Value {
+        json!({"kind": "PersistentVolumeClaim", "name": name})
+    }
+
+    /// A catalog with the claims `claims` (namespace team-a) and, when given, snapshots of
+    /// team-a (name, content, ready, restoreSize) whose contents belong to `ebs.csi.aws.com`.
+    fn catalog(
+        p: &Policy,
+        claims: &[PersistentVolumeClaim],
+        snapshots: Option<&[(&str, Option<&str>, bool, Option<u64>)]>,
+    ) -> Catalog {
+        let index =
+            VolumeIndex::from_objects(&[], claims.iter().map(|c| ("team-a", c)), Source::Cluster);
+        let cat = p.catalog(&LiveState {
+            pvs: Some(index.pvs.clone()),
+            claims: Some(index.claims.clone()),
+            ..Default::default()
+        });
+        let Some(snapshots) = snapshots else {
+            return cat;
+        };
+        let mut snaps = SnapshotMap::default();
+        let mut contents = ContentMap::default();
+        for (name, content, ready, size) in snapshots {
+            snaps.insert(
+                Arc::from(format!("team-a/{name}")),
+                SnapshotInfo {
+                    content: content.map(Arc::from),
+                    ready: *ready,
+                    restore_size: *size,
+                },
+            );
+            if let Some(c) = content {
+                contents.insert(Arc::from(*c), Arc::from("ebs.csi.aws.com"));
+            }
+        }
+        cat.with_snapshots(SnapshotIndex {
+            snapshots: Arc::new(snaps),
+            contents: Arc::new(contents),
+        })
+    }
+
+    fn decide(p: &Policy, cat: &Catalog, c: &PersistentVolumeClaim) -> Decision {
+        let req = Request {
+            operation: Operation::Create,
+            namespace: Some("team-a"),
+            username: "alice",
+            subject: Subject {
+                group: "",
+                kind: "PersistentVolumeClaim",
+                name: "restore",
+            },
+            object: Some(Object::Pvc(c)),
+            old_object: None,
+        };
+        p.decide(Endpoint::Validate, cat, &req)
+    }
+
+    fn warnings(p: &Policy, cat: &Catalog, c: &PersistentVolumeClaim) -> Vec<String> {
+        let d = decide(p, cat, c);
+        assert!(d.allowed(), "never a denial");
+        // This rule's warnings only (a claim without a class also concerns willBind here).
+        d.findings
+            .into_iter()
+            .filter(|f| f.rule == ID)
+            .map(|f| f.message)
+            .collect()
+    }
+
+    const GI: u64 = 1 << 30;
+
+    #[test]
+    fn warns_about_a_snapshot_that_does_not_exist() {
+        let p = policy("");
+        let cat = catalog(&p, &[], Some(&[]));
+        let w = warnings(
+            &p,
+            &cat,
+            &claim("restore", Some("gp3"), "10Gi", from_snapshot("nightly")),
+        );
+        assert_eq!(
+            w,
+            [
+                r#"spec.dataSource: the claim would stay Pending (ProvisioningFailed: error getting handle for DataSource Type VolumeSnapshot by Name nightly: error getting snapshot nightly from api server: volumesnapshots.snapshot.storage.k8s.io "nightly" not found)"#
+            ]
+        );
+        let d = decide(
+            &p,
+            &cat,
+            &claim("restore", Some("gp3"), "10Gi", from_snapshot("nightly")),
+        );
+        assert_eq!(d.findings[0].rule, ID);
+        assert_eq!(d.findings[0].storage_class.as_deref(), Some("gp3"));
+        assert!(d.audit_annotations["data-sources"].contains("not found"));
+    }
+
+    #[test]
+    fn says_nothing_of_snapshots_while_they_are_not_known() {
+        let p = policy("");
+        let cat = catalog(&p, &[], None);
+        assert!(
+            warnings(
+                &p,
+                &cat,
+                &claim("restore", Some("gp3"), "1Gi", from_snapshot("nightly"))
+            )
+            .is_empty()
+        );
+        // Without a cluster at all, neither restores nor clones are judged.
+        let cat = p.static_catalog();
+        assert!(
+            warnings(
+                &p,
+                &cat,
+                &claim("restore", Some("gp3"), "1Gi", from_snapshot("nightly"))
+            )
+            .is_empty()
+        );
+        assert!(
+            warnings(
+                &p,
+                &cat,
+                &claim("clone", Some("gp3"), "1Gi", from_claim("data"))
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn warns_about_a_snapshot_not_bound_not_ready_or_too_large() {
+        let p = policy("");
+        let cat = catalog(
+            &p,
+            &[],
+            Some(&[
+                ("unbound", None, false, None),
+                ("creating", Some("c-1"), false, Some(10 * GI)),
+                ("ready", Some("c-2"), true, Some(10 * GI)),
+            ]),
+        );
+        let w = |snap: &str, size: &str| {
+            warnings(
+                &p,
+                &cat,
+                &claim("restore", Some("gp3"), size, from_snapshot(snap)),
+            )
+        };
+        assert_eq!(
+            w("unbound", "10Gi"),
+            [
+                "spec.dataSource: the claim would stay Pending (ProvisioningFailed: error getting handle for DataSource Type VolumeSnapshot by Name unbound: snapshot unbound not bound)"
+            ]
+        );
+        assert_eq!(
+            w("creating", "10Gi"),
+            [
+                "spec.dataSource: the claim would stay Pending (ProvisioningFailed: error getting handle for DataSource Type VolumeSnapshot by Name creating: snapshot creating is not Ready)"
+            ]
+        );
+        assert!(w("ready", "10Gi").is_empty());
+        assert!(
+            w("ready", "20Gi").is_empty(),
+            "larger than the snapshot is fine"
+        );
+        assert_eq!(
+            w("ready", "5Gi"),
+            [
+                "spec.resources.requests[storage]: the claim would stay Pending (ProvisioningFailed: ...: requested volume size 5368709120 is less than the size 10737418240 for the source snapshot ready); request at least the snapshot's restoreSize"
+            ]
+        );
+        // Both at once: the first error the provisioner meets, and the size.
+        assert_eq!(w("creating", "1Gi").len(), 2);
+    }
+
+    #[test]
+    fn warns_about_a_snapshot_of_another_driver() {
+        let p = policy("");
+        let cat = catalog(&p, &[], Some(&[("ready", Some("c-2"), true, Some(GI))]));
+        let w = warnings(
+            &p,
+            &cat,
+            &claim("restore", Some("nfs"), "1Gi", from_snapshot("ready")),
+        );
+        assert_eq!(
+            w,
+            [
+                r#"spec.dataSource: VolumeSnapshot "ready" holds data of driver ebs.csi.aws.com, class "nfs" provisions with nfs.csi.k8s.io; the claim would stay Pending (ProvisioningFailed: ...: snapshot ready not bound)"#
+            ]
+        );
+        // The same driver under another class restores; an in-tree name is not judged.
+        assert!(
+            warnings(
+                &p,
+                &cat,
+                &claim("restore", Some("io2"), "1Gi", from_snapshot("ready"))
+            )
+            .is_empty()
+        );
+        assert!(
+            warnings(
+                &p,
+                &cat,
+                &claim("restore", Some("legacy"), "1Gi", from_snapshot("ready"))
+            )
+            .is_empty()
+        );
+        // The class a claim without one gets (the default) is the one compared.
+        let w = warnings(
+            &p,
+            &cat,
+            &claim("restore", None, "1Gi", from_snapshot("ready")),
+        );
+        assert!(w.is_empty(), "{w:?}");
+    }
+
+    #[test]
+    fn reads_data_source_ref_too_and_leaves_populators_alone() {
+        let p = policy("");
+        let cat = catalog(&p, &[], Some(&[]));
+        let mut c = claim("restore", Some("gp3"), "1Gi", serde_json::Value::Null);
+        c.spec.as_mut().unwrap().data_source_ref =
+            serde_json::from_value(from_snapshot("nightly")).ok();
+        let w = warnings(&p, &cat, &c);
+        assert!(w[0].starts_with("spec.dataSourceRef: "), "{w:?}");
+        let populator = json!({"apiGroup": "hello.example.com", "kind": "Hello", "name": "x"});
+        assert!(warnings(&p, &cat, &claim("restore", Some("gp3"), "1Gi", populator)).is_empty());
+    }
+
+    #[test]
+    fn warns_about_a_clone_of_a_claim_that_does_not_exist() {
+        let p = policy("");
+        let cat = catalog(&p, &[], None);
+        assert_eq!(
+            warnings(
+                &p,
+                &cat,
+                &claim("clone", Some("gp3"), "1Gi", from_claim("data"))
+            ),
+            [
+                r#"spec.dataSource: the claim would stay Pending (ProvisioningFailed: error getting handle for DataSource Type PersistentVolumeClaim by Name data: error getting PVC data (namespace "team-a") from api server: persistentvolumeclaim "data" not found)"#
+            ]
+        );
+    }
+
+    #[test]
+    fn warns_about_a_clone_smaller_than_its_source() {
+        let p = policy("");
+        let source = claim("data", Some("gp3"), "10Gi", serde_json::Value::Null);
+        let cat = catalog(&p, &[source], None);
+        let w = |size: &str| {
+            warnings(
+                &p,
+                &cat,
+                &claim("clone", Some("gp3"), size, from_claim("data")),
+            )
+        };
+        assert!(w("10Gi").is_empty());
+        assert!(w("10240Mi").is_empty());
+        assert_eq!(
+            w("5Gi"),
+            [
+                "spec.resources.requests[storage]: the clone would stay Pending (ProvisioningFailed: ...: error, new PVC request must be greater than or equal in size to the specified PVC data source, requested 5368709120 but source is 10737418240)"
+            ]
+        );
+    }
+
+    #[test]
+    fn warns_about_a_clone_from_a_class_of_another_provisioner() {
+        let p = policy("");
+        let source = claim("data", Some("nfs"), "1Gi", serde_json::Value::Null);
+        let cat = catalog(&p, &[source.clone()], None);
+        assert_eq!(
+            warnings(
+                &p,
+                &cat,
+                &claim("clone", Some("gp3"), "1Gi", from_claim("data"))
+            ),
+            [
+                r#"spec.dataSource: claim "data" is in class "nfs" (nfs.csi.k8s.io), not of ebs.csi.aws.com: the clone would stay Pending (ProvisioningFailed: ...: claim in dataSource not bound or invalid)"#
+            ]
+        );
+        // Another class of the same driver clones (external-provisioner v3.2 and later) ...
+        let io2 = claim("data", Some("io2"), "1Gi", serde_json::Value::Null);
+        let cat = catalog(&p, &[io2], None);
+        let clone = claim("clone", Some("gp3"), "1Gi", from_claim("data"));
+        assert!(warnings(&p, &cat, &clone).is_empty());
+        // ... unless the policy says the cluster's provisioner is older.
+        let old = policy("rules:\n  dataSources: {sameClassClones: true}\n");
+        let cat = catalog(
+            &old,
+            &[claim("data", Some("io2"), "1Gi", serde_json::Value::Null)],
+            None,
+        );
+        assert_eq!(
+            warnings(&old, &cat, &clone),
+            [
+                "spec.dataSource: ProvisioningFailed: ...: the source PVC and destination PVCs must be in the same storage class for cloning.  Source is in io2, but new PVC is in gp3"
+            ]
+        );
+    }
+
+    #[test]
+    fn bound_claims_are_past_provisioning() {
+        let p = policy("");
+        let cat = catalog(&p, &[], Some(&[]));
+        let mut c = claim("restore", Some("gp3"), "1Gi", from_snapshot("gone"));
+        c.status = serde_json::from_value(json!({"phase": "Bound"})).ok();
+        assert!(warnings(&p, &cat, &c).is_empty());
+        c.status = serde_json::from_value(json!({"phase": "Pending"})).ok();
+        assert_eq!(warnings(&p, &cat, &c).len(), 1);
+    }
+
+    #[test]
+    fn judges_claim_templates_at_their_path() {
+        let p = policy("");
+        let cat = catalog(&p, &[], Some(&[]));
+        let s: StatefulSet = serde_json::from_value(json!({"metadata": {"name": "db"}, "spec": {
+            "selector": {}, "serviceName": "db", "template": {},
+            "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {
+                "storageClassName": "gp3", "dataSource": from_snapshot("nightly"),
+                "resources": {"requests": {"storage": "1Gi"}}}}]}}))
+        .unwrap();
+        let req = Request {
+            operation: Operation::Create,
+            namespace: Some("team-a"),
+            username: "alice",
+            subject: Subject {
+                group: "apps",
+                kind: "StatefulSet",
+                name: "db",
+            },
+            object: Some(Object::StatefulSet(&s)),
+            old_object: None,
+        };
+        let d = p.decide(Endpoint::Validate, &cat, &req);
+        assert!(d.allowed());
+        assert!(
+            d.warnings[0].starts_with("spec.volumeClaimTemplates[0].spec.dataSource: "),
+            "{:?}",
+            d.warnings
+        );
+    }
+
+    #[test]
+    fn off_says_nothing_and_bad_sections_are_refused() {
+        let p = policy("rules:\n  dataSources: {mode: off}\n");
+        let cat = catalog(&p, &[], Some(&[]));
+        assert!(
+            warnings(
+                &p,
+                &cat,
+                &claim("restore", Some("gp3"), "1Gi", from_snapshot("x"))
+            )
+            .is_empty()
+        );
+        let err = Policy::parse("rules:\n  dataSources: {sameClass: true}\n", None, false)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sameClass"), "{err}");
+    }
+}
