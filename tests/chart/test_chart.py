@@ -481,7 +481,9 @@ def check_rbac(r: Rendered) -> None:
                     granted.add((g, res, verb))
     want = {(g, res, verb) for g, res in (("storage.k8s.io", "storageclasses"), ("", "namespaces"), ("", "nodes"),
                                           ("", "persistentvolumes"), ("", "persistentvolumeclaims"))
-            for verb in ("get", "list", "watch")} if r.merged["cluster"]["watch"] else set()
+            for verb in ("get", "list", "watch")} | {("snapshot.storage.k8s.io", res, verb)
+            for res in ("volumesnapshots", "volumesnapshotcontents") for verb in ("list", "watch")} \
+        if r.merged["cluster"]["watch"] else set()
     expect_eq(granted, want, "ClusterRole grants")
     # Registration: its own two configurations by name (server-side apply: a patch, and a create the first time; the API server authorizes both with the name), and the
     # ClusterRole's uid for the owner reference. No list, nothing else writable.

@@ -53,7 +53,7 @@ pub const META: Meta = Meta {
     key: "dataSources",
     annotation: "data-sources",
     summary: "claims restoring a VolumeSnapshot or cloning a claim that the external-provisioner will refuse are warned about",
-    denies: "nothing",
+    denies: "never denies",
     warns: "a source snapshot or claim that does not exist, a snapshot not bound or not ready, a snapshot of another driver than the class's, a clone from a class of another provisioner, a request below the snapshot's restoreSize or the source claim's request",
     default_mode: Mode::Enforce,
     acts: &[Acts {
