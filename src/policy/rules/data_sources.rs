@@ -403,12 +403,15 @@ storageClasses:
         json!({"kind": "PersistentVolumeClaim", "name": name})
     }
 
+    /// A snapshot of team-a: name, content, ready, restoreSize.
+    type Snap<'a> = (&'a str, Option<&'a str>, bool, Option<u64>);
+
     /// A catalog with the claims `claims` (namespace team-a) and, when given, snapshots of
     /// team-a (name, content, ready, restoreSize) whose contents belong to `ebs.csi.aws.com`.
     fn catalog(
         p: &Policy,
         claims: &[PersistentVolumeClaim],
-        snapshots: Option<&[(&str, Option<&str>, bool, Option<u64>)]>,
+        snapshots: Option<&[Snap<'_>]>,
     ) -> Catalog {
         let index =
             VolumeIndex::from_objects(&[], claims.iter().map(|c| ("team-a", c)), Source::Cluster);
@@ -669,7 +672,7 @@ storageClasses:
     fn warns_about_a_clone_from_a_class_of_another_provisioner() {
         let p = policy("");
         let source = claim("data", Some("nfs"), "1Gi", serde_json::Value::Null);
-        let cat = catalog(&p, &[source.clone()], None);
+        let cat = catalog(&p, std::slice::from_ref(&source), None);
         assert_eq!(
             warnings(
                 &p,
