@@ -5,17 +5,19 @@
 //! caches of `serve`: an audit is one snapshot.
 
 use std::fmt::Debug;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Namespace, Node};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{ApiResource, DynamicObject, ListParams, TypeMeta};
-use kube::{Api, Client, Resource};
+use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{Document, Inventory, Location};
 use crate::kinds::{self, Kind};
 use crate::policy::ClassesKnown;
+use crate::policy::interner::Interner;
 
 /// Items per list page: large clusters are read in pages, never in one response.
 pub const PAGE_SIZE: u32 = 500;
@@ -84,6 +86,46 @@ fn add_all<K: Serialize>(
     Ok(())
 }
 
+/// VolumeSnapshots and their contents, when the API serves them (the CRDs are optional): the
+/// restores of claims still Pending are judged against them (rule `dataSources`). A failed
+/// discovery is taken as "not served": restores are then not judged, as in `serve`.
+async fn snapshots(
+    client: &Client,
+    inv: &mut Inventory,
+    progress: Progress<'_>,
+) -> Result<(), ClusterError> {
+    use crate::cluster::snapshots::{VolumeSnapshot, VolumeSnapshotContent, discover};
+    if !discover(client).await.unwrap_or(false) {
+        return Ok(());
+    }
+    let snaps = list_all(
+        Api::<VolumeSnapshot>::all(client.clone()),
+        "volumesnapshots",
+        progress,
+    )
+    .await?;
+    let contents = list_all(
+        Api::<VolumeSnapshotContent>::all(client.clone()),
+        "volumesnapshotcontents",
+        progress,
+    )
+    .await?;
+    let mut strings = Interner::default();
+    inv.live.snapshots = Some(Arc::new(
+        snaps
+            .iter()
+            .map(|s| (Arc::from(s.key()), s.info(&mut strings)))
+            .collect(),
+    ));
+    inv.live.snapshot_contents = Some(Arc::new(
+        contents
+            .iter()
+            .map(|c| (Arc::from(c.name_any()), strings.intern(&c.spec.driver)))
+            .collect(),
+    ));
+    Ok(())
+}
+
 /// Connects the way `serve` does ([`crate::cluster::connect`]); no configuration is an error.
 pub async fn connect(selection: &crate::cluster::Selection) -> Result<Client, ClusterError> {
     Ok(crate::cluster::connect_required(selection).await?)
@@ -118,6 +160,7 @@ pub async fn collect(
     add_all(&mut inv, "nodes", nodes)?;
     // Listed, so known: an empty node list means every node is gone.
     inv.live.nodes.get_or_insert_with(Default::default);
+    snapshots(&client, &mut inv, progress).await?;
 
     let mut order: Vec<&'static Kind> = kinds::KINDS.iter().collect();
     order.sort_by_key(|k| k.namespaced);

@@ -17,6 +17,7 @@ mod connect;
 mod interplay;
 mod metrics;
 pub mod register;
+pub mod snapshots;
 mod status;
 
 use std::collections::{BTreeMap, HashMap};
@@ -70,9 +71,56 @@ pub async fn run(
         watch::<Namespace>(Api::all(client.clone()), &ctx),
         watch::<Node>(Api::all(client.clone()), &ctx),
         watch::<PersistentVolume>(Api::all(client.clone()), &ctx),
-        watch::<PersistentVolumeClaim>(Api::all(client), &ctx),
+        watch::<PersistentVolumeClaim>(Api::all(client.clone()), &ctx),
+        watch_snapshots(client, &ctx),
         recheck_interplay(&ctx),
     );
+}
+
+/// Watches VolumeSnapshots and VolumeSnapshotContents while the API serves them
+/// ([`snapshots::discover`], again every [`snapshots::REDISCOVER`]); clears them from the live
+/// state when the API goes away. Never part of readiness: a cluster without the CRD is normal.
+async fn watch_snapshots(client: Client, ctx: &Context) {
+    use snapshots::{Presence, VolumeSnapshot, VolumeSnapshotContent};
+    let mut presence = Presence::Unknown;
+    loop {
+        let found = snapshots::discover(&client).await;
+        if let Err(e) = &found {
+            debug!(error = %e, "snapshot API discovery failed; trying again in {:?}", snapshots::REDISCOVER);
+        }
+        let now = match found {
+            Ok(true) => Presence::Present,
+            Ok(false) => Presence::Absent,
+            Err(_) => Presence::Unknown,
+        };
+        presence = presence.update(now);
+        if now != Presence::Present {
+            tokio::time::sleep(snapshots::REDISCOVER).await;
+            continue;
+        }
+        let watches = async {
+            tokio::join!(
+                watch::<VolumeSnapshot>(Api::all(client.clone()), ctx),
+                watch::<VolumeSnapshotContent>(Api::all(client.clone()), ctx),
+            );
+        };
+        // Only a discovery that answers "not served" stops the watches: a failed one (the API
+        // server restarting) keeps them, and they retry on their own.
+        let gone = async {
+            loop {
+                tokio::time::sleep(snapshots::REDISCOVER).await;
+                if matches!(snapshots::discover(&client).await, Ok(false)) {
+                    break;
+                }
+            }
+        };
+        tokio::select! {
+            () = watches => {}
+            () = gone => {}
+        }
+        ctx.state.update_live(snapshots::clear);
+        presence = presence.update(Presence::Absent);
+    }
 }
 
 struct Context {
@@ -152,7 +200,7 @@ async fn watch<K: Watched>(api: Api<K>, ctx: &Context) {
                 if first {
                     info!(%resource, count = cache.len(), "{resource} listed");
                     ctx.status.mark_synced(resource);
-                    if ctx.status.is_synced() {
+                    if resource.is_required() && ctx.status.is_synced() {
                         ctx.metrics.set_synced(true);
                         info!(
                             "cluster cache synced: StorageClasses, Namespaces, Nodes, PersistentVolumes and claims listed"
@@ -203,7 +251,9 @@ impl Context {
             WatchedResource::Namespaces => self.check_interplay(),
             WatchedResource::Nodes
             | WatchedResource::PersistentVolumes
-            | WatchedResource::PersistentVolumeClaims => {}
+            | WatchedResource::PersistentVolumeClaims
+            | WatchedResource::VolumeSnapshots
+            | WatchedResource::VolumeSnapshotContents => {}
         }
     }
 

@@ -13,10 +13,15 @@ pub enum WatchedResource {
     Nodes,
     PersistentVolumes,
     PersistentVolumeClaims,
+    /// Optional (a CRD): watched only while the API serves it, never part of readiness.
+    VolumeSnapshots,
+    VolumeSnapshotContents,
 }
 
 /// How many resources are watched.
-const COUNT: usize = 5;
+const COUNT: usize = 7;
+/// The first `REQUIRED` of them make the cache synced; the others are optional.
+const REQUIRED: usize = 5;
 
 impl WatchedResource {
     pub const ALL: [WatchedResource; COUNT] = [
@@ -25,6 +30,8 @@ impl WatchedResource {
         WatchedResource::Nodes,
         WatchedResource::PersistentVolumes,
         WatchedResource::PersistentVolumeClaims,
+        WatchedResource::VolumeSnapshots,
+        WatchedResource::VolumeSnapshotContents,
     ];
 
     /// The API resource name (`storageclasses`, `namespaces`, `nodes`): the metrics label value.
@@ -35,6 +42,8 @@ impl WatchedResource {
             WatchedResource::Nodes => "nodes",
             WatchedResource::PersistentVolumes => "persistentvolumes",
             WatchedResource::PersistentVolumeClaims => "persistentvolumeclaims",
+            WatchedResource::VolumeSnapshots => "volumesnapshots",
+            WatchedResource::VolumeSnapshotContents => "volumesnapshotcontents",
         }
     }
 
@@ -45,7 +54,14 @@ impl WatchedResource {
             WatchedResource::Nodes => 2,
             WatchedResource::PersistentVolumes => 3,
             WatchedResource::PersistentVolumeClaims => 4,
+            WatchedResource::VolumeSnapshots => 5,
+            WatchedResource::VolumeSnapshotContents => 6,
         }
+    }
+
+    /// Whether the cache waits for this resource before it is synced.
+    pub fn is_required(self) -> bool {
+        self.index() < REQUIRED
     }
 }
 
@@ -89,7 +105,7 @@ impl ClusterStatus {
 
     /// Whether every watched resource has been listed in full at least once.
     pub fn is_synced(&self) -> bool {
-        self.synced.borrow().iter().all(|s| *s)
+        self.synced.borrow()[..REQUIRED].iter().all(|s| *s)
     }
 
     /// Whether one resource has been listed in full at least once.
@@ -101,7 +117,7 @@ impl ClusterStatus {
     pub async fn wait_synced(&self) {
         let mut rx = self.synced.subscribe();
         // The sender lives in `self`, so the channel cannot close while we wait.
-        let _ = rx.wait_for(|s| s.iter().all(|s| *s)).await;
+        let _ = rx.wait_for(|s| s[..REQUIRED].iter().all(|s| *s)).await;
     }
 
     pub(crate) fn mark_synced(&self, resource: WatchedResource) {
@@ -136,7 +152,8 @@ mod tests {
         status.mark_synced(WatchedResource::PersistentVolumes);
         assert!(!status.is_synced(), "claims not listed yet");
         status.mark_synced(WatchedResource::PersistentVolumeClaims);
-        assert!(status.is_synced());
+        assert!(status.is_synced(), "snapshots are optional");
+        assert!(!status.is_resource_synced(WatchedResource::VolumeSnapshots));
         tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
             .await
             .expect("wait_synced resolves")

@@ -22,7 +22,7 @@ pub mod rules;
 pub use engine::{config, decision, meta, request, rule};
 pub use model::{
     catalog, field, interner, limits, modes, node_selector, pv_controller, quantity, sizes,
-    storage, vocab, volumes, workloads,
+    snapshots, storage, vocab, volumes, workloads,
 };
 
 use std::collections::HashSet;

@@ -8,8 +8,8 @@ use super::config::{ConfigError, PolicyFile, Section};
 use super::modes::Mode;
 use super::rule::{Acts, Endpoint, Entry, Judges, Meta, PodFilter, Rule};
 use super::rules::{
-    access_modes, claim_ref, default_class, local_volume_nodes, node_affinity, node_name_wffc,
-    reclaim_policy, unknown_class, volume_name, volume_size, will_bind,
+    access_modes, claim_ref, data_sources, default_class, local_volume_nodes, node_affinity,
+    node_name_wffc, reclaim_policy, unknown_class, volume_name, volume_size, will_bind,
 };
 use super::rules::{missing_claims, shared_claims};
 use super::storage::Settings;
@@ -31,6 +31,7 @@ pub const REGISTRY: &[Entry] = &[
     volume_name::ENTRY,
     shared_claims::ENTRY,
     missing_claims::ENTRY,
+    data_sources::ENTRY,
 ];
 
 /// A compiled rule and the mode it runs in (before namespace labels and `--dry-run`).

@@ -65,7 +65,7 @@ NOT_PROVISIONED_CEL = (
     "!(has(object.spec.nodeAffinity) && has(object.spec.nodeAffinity.required)))")
 RULE_KEYS = ["defaultStorageClass", "localVolumeNodeAffinity", "accessModes", "volumeSize", "reclaimPolicy",
              "claimRefNamespace", "localVolumeNodes", "unknownClass", "nodeNameWaitForFirstConsumer", "willBind",
-             "volumeName", "sharedClaims", "missingClaims"]
+             "volumeName", "sharedClaims", "missingClaims", "dataSources"]
 
 
 class Report:
@@ -479,7 +479,9 @@ def check_rbac(r: Rendered) -> None:
                     granted.add((g, res, verb))
     want = {(g, res, verb) for g, res in (("storage.k8s.io", "storageclasses"), ("", "namespaces"), ("", "nodes"),
                                           ("", "persistentvolumes"), ("", "persistentvolumeclaims"))
-            for verb in ("get", "list", "watch")} if r.merged["cluster"]["watch"] else set()
+            for verb in ("get", "list", "watch")} | {("snapshot.storage.k8s.io", res, verb)
+            for res in ("volumesnapshots", "volumesnapshotcontents") for verb in ("list", "watch")} \
+        if r.merged["cluster"]["watch"] else set()
     expect_eq(granted, want, "ClusterRole grants")
     # Registration: its own two configurations by name (server-side apply: a patch, and a create the first time; the API server authorizes both with the name), and the
     # ClusterRole's uid for the owner reference. No list, nothing else writable.

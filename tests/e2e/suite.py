@@ -1017,6 +1017,91 @@ def a_pod_naming_a_missing_claim_is_warned_and_stays_pending_in_the_schedulers_w
     must("patch", "pvc", "going", "-n", ns, "--type=merge", "-p",
          '{"metadata": {"finalizers": null}}')
     must("delete", "namespace", ns, "--wait=false")
+# --- restores and clones (issue 27) ---------------------------------------------------------
+
+
+def snapshot_crds():
+    """The VolumeSnapshot CRDs as kubernetes-csi/external-snapshotter ships them
+    (`config/crd/` of its client module), fetched through the Go module proxy."""
+    r = subprocess.run(["go", "mod", "download", "-json",
+                        "github.com/kubernetes-csi/external-snapshotter/client/v8@v8.7.0"],
+                       capture_output=True, text=True, timeout=300, cwd=tempfile.gettempdir())
+    check(r.returncode == 0, "go mod download of the snapshot CRDs", r.stderr)
+    crd = os.path.join(json.loads(r.stdout)["Dir"], "config", "crd")
+    return [os.path.join(crd, f"snapshot.storage.k8s.io_{p}.yaml")
+            for p in ("volumesnapshotclasses", "volumesnapshotcontents", "volumesnapshots")]
+
+
+@case
+def restores_and_clones_the_provisioner_would_refuse_are_warned_and_stay_pending():
+    """Without the snapshot CRDs a restore is not judged; once they are installed the webhook
+    discovers them and warns about a snapshot that does not exist or is not ready; a clone from
+    a class of another provisioner is warned about too. The claims stay Pending. Weak proof: no
+    provisioner runs here, so any claim of these classes would stay Pending; what is shown is that
+    Kubernetes stores the claim, the warning reaches kubectl, and nothing binds it."""
+    ns = namespace("e2e-datasrc")
+    must("apply", "-f", "-", input=lib.dump([sc("e2e-snap-a", "a.csi.example.com"),
+                                             sc("e2e-snap-b", "b.csi.example.com")]))
+    snap = {"apiGroup": "snapshot.storage.k8s.io", "kind": "VolumeSnapshot", "name": "nightly"}
+    restore = pvc("restore", ns, "1Gi", cls="e2e-snap-a", dataSource=snap)
+    crds = snapshot_crds()
+    try:
+        if get("crd", "volumesnapshots.snapshot.storage.k8s.io") is None:
+            r = create(restore, "--dry-run=server")
+            check(r.rc == 0 and not [w for w in r.warnings if "DataSource" in w],
+                  "a restore judged without the snapshot API", r.warnings)
+        for f in crds:
+            must("apply", "--server-side", "-f", f)
+        wait("the CRDs to be served", 30, lambda: kubectl("get", "volumesnapshots", "-n", ns).rc == 0)
+        missing = ("spec.dataSource: the claim would stay Pending (ProvisioningFailed: error getting handle "
+                   "for DataSource Type VolumeSnapshot by Name nightly: error getting snapshot nightly from "
+                   'api server: volumesnapshots.snapshot.storage.k8s.io "nightly" not found)')
+        wait("the webhook to discover the snapshot API", 40,
+             lambda: missing in create(restore, "--dry-run=server").warnings)
+        r = create(restore)
+        check(r.rc == 0 and missing in r.warnings, "the restore's warning", r)
+
+        # A snapshot bound to a content of the class's driver, not ready yet.
+        must("apply", "-f", "-", input=lib.dump([
+            {"apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshotContent",
+             "metadata": {"name": f"e2e-content-{lib.RUN}"},
+             "spec": {"driver": "a.csi.example.com", "deletionPolicy": "Delete",
+                      "source": {"snapshotHandle": "snap-1"},
+                      "volumeSnapshotRef": {"name": "creating", "namespace": ns}}},
+            {"apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshot",
+             "metadata": {"name": "creating", "namespace": ns},
+             "spec": {"source": {"volumeSnapshotContentName": f"e2e-content-{lib.RUN}"}}}]))
+        must("patch", "volumesnapshot", "creating", "-n", ns, "--subresource=status", "--type=merge",
+             "-p", json.dumps({"status": {"boundVolumeSnapshotContentName": f"e2e-content-{lib.RUN}",
+                                          "readyToUse": False, "restoreSize": "2Gi"}}))
+        not_ready = ("spec.dataSource: the claim would stay Pending (ProvisioningFailed: error getting "
+                     "handle for DataSource Type VolumeSnapshot by Name creating: snapshot creating is not Ready)")
+        too_small = ("spec.resources.requests[storage]: the claim would stay Pending (ProvisioningFailed: ...: "
+                     "requested volume size 1073741824 is less than the size 2147483648 for the source "
+                     "snapshot creating); request at least the snapshot's restoreSize")
+        pending = pvc("from-creating", ns, "1Gi", cls="e2e-snap-a", dataSource=dict(snap, name="creating"))
+        r = wait("the webhook to see the snapshot's status", 20,
+                 lambda: (lambda r: r if not_ready in r.warnings else None)(create(pending, "--dry-run=server")))
+        check(too_small in r.warnings, "the size warning", r.warnings)
+        r = create(pending)
+        check(r.rc == 0 and not_ready in r.warnings, "the not-ready warning", r)
+
+        # A clone from a claim of another provisioner's class.
+        must("apply", "-f", "-", input=lib.dump([pvc("source", ns, "1Gi", cls="e2e-snap-b")]))
+        other = ('spec.dataSource: claim "source" is in class "e2e-snap-b" (b.csi.example.com), not of '
+                 "a.csi.example.com: the clone would stay Pending (ProvisioningFailed: ...: claim in "
+                 "dataSource not bound or invalid)")
+        clone = pvc("clone", ns, "1Gi", cls="e2e-snap-a",
+                    dataSource={"kind": "PersistentVolumeClaim", "name": "source"})
+        wait("the webhook to see the source claim", 20, lambda: other in create(clone, "--dry-run=server").warnings)
+        r = create(clone)
+        check(r.rc == 0 and other in r.warnings, "the clone's warning", r)
+        stays("the restores and the clone Pending", PV_SYNC, lambda: all(
+            phase("pvc", n, ns) == "Pending" for n in ("restore", "from-creating", "clone")))
+    finally:
+        kubectl("delete", "namespace", ns, "--wait=false")
+        cleanup_cluster_scoped(("storageclass", "e2e-snap-a"), ("storageclass", "e2e-snap-b"),
+                               ("volumesnapshotcontent", f"e2e-content-{lib.RUN}"))
 
 
 # Registered last: its hundreds of Pending claims keep the controller manager's event writer

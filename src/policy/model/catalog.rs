@@ -14,6 +14,7 @@ use serde_saphyr::Spanned;
 use super::modes::Mode;
 use super::node_selector::Node;
 use super::quantity::{Written, limit};
+use super::snapshots::{ContentMap, SnapshotIndex, SnapshotMap};
 pub use super::vocab::StorageKind;
 use super::vocab::{AccessMode, VolumeBindingMode};
 use super::volumes::{ClaimMap, PvMap, Source, VolumeIndex};
@@ -308,6 +309,10 @@ pub struct LiveState {
     pub pvs: Option<Arc<PvMap>>,
     /// Claims by `namespace/name`, reduced; `None` until listed.
     pub claims: Option<Arc<ClaimMap>>,
+    /// VolumeSnapshots by `namespace/name` and VolumeSnapshotContents by name, reduced; `None`
+    /// while the snapshot CRD is absent or not yet listed.
+    pub snapshots: Option<Arc<SnapshotMap>>,
+    pub snapshot_contents: Option<Arc<ContentMap>>,
 }
 
 /// How much of the StorageClasses that exist the catalog holds.
@@ -345,6 +350,8 @@ pub struct Catalog {
     volumes: Option<VolumeIndex>,
     /// The policy's node label, whose values over the nodes `node_values` holds.
     node_label: String,
+    /// Snapshots and their contents, when both are listed.
+    snapshots: Option<SnapshotIndex>,
     /// The classes some of whose free PVs may be pinned to no existing node
     /// ([`PvMap::stranding_classes`]): worked out once per catalog, on first use.
     stranding: OnceLock<HashSet<Arc<str>>>,
@@ -447,6 +454,13 @@ impl Catalog {
             },
             node_label: node_label.to_owned(),
             stranding: OnceLock::new(),
+            snapshots: match (&live.snapshots, &live.snapshot_contents) {
+                (Some(snapshots), Some(contents)) => Some(SnapshotIndex {
+                    snapshots: snapshots.clone(),
+                    contents: contents.clone(),
+                }),
+                _ => None,
+            },
         }
     }
 
@@ -471,6 +485,18 @@ impl Catalog {
     /// listed yet): the binding checks then say nothing.
     pub fn volumes(&self) -> Option<&VolumeIndex> {
         self.volumes.as_ref()
+    }
+
+    /// The VolumeSnapshots and contents known, `None` when the snapshot API is absent or not
+    /// listed yet: the snapshot checks then say nothing.
+    pub fn snapshots(&self) -> Option<&SnapshotIndex> {
+        self.snapshots.as_ref()
+    }
+
+    /// The same catalog judging against these snapshots (`audit --cluster`, tests).
+    pub fn with_snapshots(mut self, snapshots: SnapshotIndex) -> Catalog {
+        self.snapshots = Some(snapshots);
+        self
     }
 
     /// The same catalog judging against these PVs and claims (`audit` on files).

@@ -15,6 +15,7 @@ pub mod node_selector;
 pub mod pv_controller;
 pub mod quantity;
 pub mod sizes;
+pub mod snapshots;
 pub mod storage;
 pub mod vocab;
 pub mod volumes;

@@ -23,7 +23,9 @@ use equivalent::{Comparable, Equivalent};
 use imbl::OrdMap;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{NodeSelector, PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::api::core::v1::{
+    NodeSelector, PersistentVolume, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use super::interner::{Interner, Labels};
@@ -227,6 +229,10 @@ pub struct ClaimInfo {
     /// `metadata.deletionTimestamp` is set: the claim is going away (the scheduler refuses new
     /// pods on it, `pkg/scheduler/framework/plugins/volumebinding`).
     pub deleting: bool,
+    /// `spec.resources.requests[storage]` in bytes, rounded up (`Quantity.Value()`); 0 when
+    /// absent or unreadable. What the external-provisioner compares a clone's request with
+    /// (`getPVCSource` in kubernetes-csi/external-provisioner `pkg/controller/controller.go`).
+    pub request: u64,
 }
 
 impl ClaimInfo {
@@ -255,12 +261,25 @@ impl ClaimInfo {
                     .unwrap_or(&[]),
             ),
             deleting: pvc.metadata.deletion_timestamp.is_some(),
+            request: claim_request(pvc.spec.as_ref()).unwrap_or(0),
         }
     }
 
     pub fn is_bound(&self) -> bool {
         self.phase == Phase::Bound
     }
+}
+
+/// `resources.requests[storage]` of a claim spec in bytes, rounded up as `Quantity.Value()`
+/// does; `None` when absent or not a quantity.
+pub fn claim_request(spec: Option<&PersistentVolumeClaimSpec>) -> Option<u64> {
+    spec?
+        .resources
+        .as_ref()?
+        .requests
+        .as_ref()?
+        .get("storage")
+        .and_then(|q| quantity::bytes(&q.0))
 }
 
 /// Set on a claim by the scheduler (and only by it) once it picked a node for a

@@ -4,6 +4,7 @@
 
 pub mod access_modes;
 pub mod claim_ref;
+pub mod data_sources;
 pub mod default_class;
 pub mod local_volume_nodes;
 pub mod missing_claims;
