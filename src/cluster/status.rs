@@ -13,10 +13,11 @@ pub enum WatchedResource {
     Nodes,
     PersistentVolumes,
     PersistentVolumeClaims,
+    Pods,
 }
 
 /// How many resources are watched.
-const COUNT: usize = 5;
+const COUNT: usize = 6;
 
 impl WatchedResource {
     pub const ALL: [WatchedResource; COUNT] = [
@@ -25,6 +26,7 @@ impl WatchedResource {
         WatchedResource::Nodes,
         WatchedResource::PersistentVolumes,
         WatchedResource::PersistentVolumeClaims,
+        WatchedResource::Pods,
     ];
 
     /// The API resource name (`storageclasses`, `namespaces`, `nodes`): the metrics label value.
@@ -35,6 +37,7 @@ impl WatchedResource {
             WatchedResource::Nodes => "nodes",
             WatchedResource::PersistentVolumes => "persistentvolumes",
             WatchedResource::PersistentVolumeClaims => "persistentvolumeclaims",
+            WatchedResource::Pods => "pods",
         }
     }
 
@@ -45,6 +48,7 @@ impl WatchedResource {
             WatchedResource::Nodes => 2,
             WatchedResource::PersistentVolumes => 3,
             WatchedResource::PersistentVolumeClaims => 4,
+            WatchedResource::Pods => 5,
         }
     }
 }
@@ -64,7 +68,7 @@ impl EncodeLabelValue for WatchedResource {
 /// Sync state of the cluster cache, shared by the watches (writers) and the server (readers).
 ///
 /// Synced means: the first full list of every watched resource (StorageClasses, Namespaces,
-/// Nodes, PersistentVolumes and PersistentVolumeClaims) has completed. It
+/// Nodes, PersistentVolumes, PersistentVolumeClaims and Pods) has completed. It
 /// stays true afterwards: a dropped watch or a re-list keeps serving the last complete state.
 #[derive(Debug)]
 pub struct ClusterStatus {

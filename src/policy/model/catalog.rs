@@ -13,6 +13,7 @@ use serde_saphyr::Spanned;
 
 use super::modes::Mode;
 use super::node_selector::Node;
+use super::pods::PodMap;
 use super::quantity::{Written, limit};
 pub use super::vocab::StorageKind;
 use super::vocab::{AccessMode, VolumeBindingMode};
@@ -308,6 +309,8 @@ pub struct LiveState {
     pub pvs: Option<Arc<PvMap>>,
     /// Claims by `namespace/name`, reduced; `None` until listed.
     pub claims: Option<Arc<ClaimMap>>,
+    /// Pods that mount claims, reduced, with their index by claim; `None` until listed.
+    pub pods: Option<Arc<PodMap>>,
 }
 
 /// How much of the StorageClasses that exist the catalog holds.
@@ -343,6 +346,8 @@ pub struct Catalog {
     classes_known: ClassesKnown,
     /// PVs and claims, when known (shared, never copied on a rebuild).
     volumes: Option<VolumeIndex>,
+    /// Pods that mount claims, when known (shared, never copied on a rebuild).
+    pods: Option<Arc<PodMap>>,
     /// The policy's node label, whose values over the nodes `node_values` holds.
     node_label: String,
     /// The classes some of whose free PVs may be pinned to no existing node
@@ -445,6 +450,7 @@ impl Catalog {
                 )),
                 _ => None,
             },
+            pods: live.pods.clone(),
             node_label: node_label.to_owned(),
             stranding: OnceLock::new(),
         }
@@ -471,6 +477,18 @@ impl Catalog {
     /// listed yet): the binding checks then say nothing.
     pub fn volumes(&self) -> Option<&VolumeIndex> {
         self.volumes.as_ref()
+    }
+
+    /// The pods that mount claims, `None` when there is no source of them (no cluster, not
+    /// listed yet): the claim-protection checks then say nothing.
+    pub fn pods(&self) -> Option<&PodMap> {
+        self.pods.as_deref()
+    }
+
+    /// The same catalog knowing these pods (tests, benchmarks).
+    pub fn with_pods(mut self, pods: Arc<PodMap>) -> Catalog {
+        self.pods = Some(pods);
+        self
     }
 
     /// The same catalog judging against these PVs and claims (`audit` on files).
