@@ -140,6 +140,8 @@ mod tests {
         status.mark_synced(WatchedResource::PersistentVolumes);
         assert!(!status.is_synced(), "claims not listed yet");
         status.mark_synced(WatchedResource::PersistentVolumeClaims);
+        assert!(!status.is_synced(), "pods not listed yet");
+        status.mark_synced(WatchedResource::Pods);
         assert!(status.is_synced());
         tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
             .await

@@ -5,6 +5,7 @@
 pub mod access_modes;
 pub mod claim_ref;
 pub mod default_class;
+pub mod delete_in_use;
 pub mod local_volume_nodes;
 pub mod node_affinity;
 pub mod node_name_wffc;
