@@ -110,9 +110,10 @@ fn controller_uid(meta: &ObjectMeta) -> Option<&str> {
         .map(|o| o.uid.as_str())
 }
 
-/// The pods that hold a claim, in name order, within the review's budget.
+/// The pods that hold a claim, in name order, within the review's budget (none: unbounded, as in
+/// `audit`).
 pub fn holders<'a>(
-    cx: &Context<'_>,
+    cx: Option<&Context<'_>>,
     pods: &'a PodMap,
     namespace: &'a str,
     claim: &'a str,
@@ -120,7 +121,9 @@ pub fn holders<'a>(
 ) -> Vec<&'a PodInfo> {
     let mut out = Vec::new();
     for p in pods.naming(namespace, claim) {
-        if !cx.spend(1) {
+        if let Some(cx) = cx
+            && !cx.spend(1)
+        {
             cx.skip(format!("pods of claim {namespace}/{claim} past the budget"));
             break;
         }
@@ -161,21 +164,58 @@ fn claim_in_use(
         return None;
     }
     let name = pvc.metadata.name.as_deref().unwrap_or_default();
-    let held = holders(cx, pods, namespace, name, controller_uid(&pvc.metadata));
+    let held = holders(
+        Some(cx),
+        pods,
+        namespace,
+        name,
+        controller_uid(&pvc.metadata),
+    );
     if held.is_empty() {
         return None;
     }
-    let what = if held.iter().all(|p| p.terminated) {
-        "delete those completed pods"
-    } else {
-        "delete or scale down their workload first"
-    };
     Some(format!(
         "PersistentVolumeClaim {} is still used by {} pod(s): {}; it will stay Terminating \
-         (finalizer {PVC_PROTECTION}) until none uses it: {what}",
+         (finalizer {PVC_PROTECTION}) until none uses it: {}",
         go_quote(name),
         held.len(),
         describe_pods(&held),
+        what_to_do(&held),
+    ))
+}
+
+fn what_to_do(held: &[&PodInfo]) -> &'static str {
+    if held.iter().all(|p| p.terminated) {
+        "delete those completed pods"
+    } else {
+        "delete or scale down their workload first"
+    }
+}
+
+/// `audit`: a claim already `Terminating` (deletion timestamp, finalizer still there) that pods
+/// hold, which is why it is still there.
+pub fn terminating_in_use(pods: &PodMap, pvc: &PersistentVolumeClaim) -> Option<String> {
+    let meta = &pvc.metadata;
+    let protected = meta
+        .finalizers
+        .as_deref()
+        .is_some_and(|f| f.iter().any(|x| x == PVC_PROTECTION));
+    if meta.deletion_timestamp.is_none() || !protected {
+        return None;
+    }
+    let name = meta.name.as_deref().unwrap_or_default();
+    let namespace = meta.namespace.as_deref().unwrap_or("default");
+    let held = holders(None, pods, namespace, name, controller_uid(meta));
+    if held.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "PersistentVolumeClaim {} is Terminating and still used by {} pod(s): {}; \
+         the finalizer {PVC_PROTECTION} keeps it until none uses it: {}",
+        go_quote(name),
+        held.len(),
+        describe_pods(&held),
+        what_to_do(&held),
     ))
 }
 
