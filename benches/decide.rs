@@ -257,12 +257,17 @@ fn decide_delete_claim(c: &mut Criterion) {
         for i in 0..n {
             let ns = volumes::namespace(i % 200);
             let claim = format!("data-{i:06}");
-            map.insert(PodInfo::from_pod(&pod(&ns, &format!("web-{i:06}"), &claim), &mut strings).unwrap());
+            map.insert(
+                PodInfo::from_pod(&pod(&ns, &format!("web-{i:06}"), &claim), &mut strings).unwrap(),
+            );
         }
         for i in 0..holders {
             map.insert(
-                PodInfo::from_pod(&pod(&namespace, &format!("shared-{i:03}"), "shared"), &mut strings)
-                    .unwrap(),
+                PodInfo::from_pod(
+                    &pod(&namespace, &format!("shared-{i:03}"), "shared"),
+                    &mut strings,
+                )
+                .unwrap(),
             );
         }
         Arc::new(map)

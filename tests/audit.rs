@@ -2091,9 +2091,11 @@ fn cluster_audit_reports_claims_terminating_while_pods_use_them() {
         eprintln!("{:#}", json!(findings_for(&r, "held")));
         assert_eq!(
             messages("held"),
-            ["PersistentVolumeClaim \"held\" is Terminating and still used by 1 pod(s): \
+            [
+                "PersistentVolumeClaim \"held\" is Terminating and still used by 1 pod(s): \
               app-0 (node k8s-worker-01); the finalizer kubernetes.io/pvc-protection keeps it \
-              until none uses it: delete or scale down their workload first"],
+              until none uses it: delete or scale down their workload first"
+            ],
             "{extra:?}"
         );
         assert!(messages("let-go").is_empty(), "{extra:?}");

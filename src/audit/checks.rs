@@ -129,7 +129,7 @@ fn terminating_in_use(
     if policy.mode_for(delete_in_use::ID, catalog, namespace) == Mode::Off {
         return None;
     }
-    let message = delete_in_use::terminating_in_use(catalog.pods()?, pvc)?;
+    let message = crate::policy::pods::terminating_in_use(catalog.pods()?, pvc)?;
     Some(finding(
         delete_in_use::ID,
         Stage::Inventory,

@@ -19,7 +19,10 @@ use std::sync::Arc;
 
 use equivalent::{Comparable, Equivalent};
 use imbl::OrdMap;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use super::field::go_quote;
 
 use super::interner::Interner;
 
@@ -129,6 +132,89 @@ impl PodInfo {
 /// volume: `<pod>-<volume>` (`VolumeClaimName` in `k8s.io/component-helpers/storage/ephemeral`).
 pub fn ephemeral_claim_name(pod: &str, volume: &str) -> String {
     format!("{pod}-{volume}")
+}
+
+/// The finalizers the protection controllers remove (`volumeutil.PVCProtectionFinalizer`,
+/// `volumeutil.PVProtectionFinalizer` in `pkg/volume/util/finalizer.go`), set on every claim and
+/// PV at creation by the admission plugin `StorageObjectInUseProtection`.
+pub const PVC_PROTECTION: &str = "kubernetes.io/pvc-protection";
+pub const PV_PROTECTION: &str = "kubernetes.io/pv-protection";
+
+/// Pods named in a message; the rest are counted.
+const NAMED: usize = 3;
+
+/// Whether a delete leaves the object to a protection controller: it carries `finalizer` and
+/// is not already being deleted (a second delete changes nothing; `IsDeletionCandidate` in
+/// `pkg/controller/volume/protectionutil/utils.go`).
+pub fn protected_now(meta: &ObjectMeta, finalizer: &str) -> bool {
+    meta.deletion_timestamp.is_none() && has_finalizer(meta, finalizer)
+}
+
+fn has_finalizer(meta: &ObjectMeta, finalizer: &str) -> bool {
+    meta.finalizers
+        .as_deref()
+        .is_some_and(|f| f.iter().any(|x| x == finalizer))
+}
+
+/// The uid of the claim's controlling owner (a pod, for a generic ephemeral volume's claim).
+pub fn controller_uid(meta: &ObjectMeta) -> Option<&str> {
+    meta.owner_references
+        .as_deref()?
+        .iter()
+        .find(|o| o.controller == Some(true))
+        .map(|o| o.uid.as_str())
+}
+
+/// `web-0 (node n1), job-1 (completed, node n2), 3 more`: the first pods, the rest counted.
+pub fn describe_pods(pods: &[&PodInfo]) -> String {
+    let mut out: Vec<String> = pods
+        .iter()
+        .take(NAMED)
+        .map(|p| {
+            let node = p.node.as_deref().unwrap_or_default();
+            if p.terminated {
+                format!("{} (completed, node {node})", p.name)
+            } else {
+                format!("{} (node {node})", p.name)
+            }
+        })
+        .collect();
+    if pods.len() > NAMED {
+        out.push(format!("{} more", pods.len() - NAMED));
+    }
+    out.join(", ")
+}
+
+/// What lets a held claim go: deleting completed pods, or the workload that runs the others.
+pub fn what_to_do(held: &[&PodInfo]) -> &'static str {
+    if held.iter().all(|p| p.terminated) {
+        "delete those completed pods"
+    } else {
+        "delete or scale down their workload first"
+    }
+}
+
+/// A claim already `Terminating` (deletion timestamp, finalizer still there) that pods hold,
+/// which is why it is still there (`audit --cluster`).
+pub fn terminating_in_use(pods: &PodMap, pvc: &PersistentVolumeClaim) -> Option<String> {
+    let meta = &pvc.metadata;
+    if meta.deletion_timestamp.is_none() || !has_finalizer(meta, PVC_PROTECTION) {
+        return None;
+    }
+    let name = meta.name.as_deref().unwrap_or_default();
+    let namespace = meta.namespace.as_deref().unwrap_or("default");
+    let held = pods.holding(namespace, name, controller_uid(meta), || true);
+    if held.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "PersistentVolumeClaim {} is Terminating and still used by {} pod(s): {}; \
+         the finalizer {PVC_PROTECTION} keeps it until none uses it: {}",
+        go_quote(name),
+        held.len(),
+        describe_pods(&held),
+        what_to_do(&held),
+    ))
 }
 
 /// A pod by namespace and name.
@@ -261,6 +347,28 @@ impl PodMap {
             });
         }
         true
+    }
+
+    /// The pods that hold the claim `claim` of `namespace` ([`PodInfo::holds`]; `owner`: the
+    /// uid of the claim's controlling owner), in name order. `more` is asked before each pod
+    /// naming the claim is looked at (the review's budget); `false` stops.
+    pub fn holding<'a>(
+        &'a self,
+        namespace: &'a str,
+        claim: &'a str,
+        owner: Option<&str>,
+        mut more: impl FnMut() -> bool,
+    ) -> Vec<&'a PodInfo> {
+        let mut out = Vec::new();
+        for p in self.naming(namespace, claim) {
+            if !more() {
+                break;
+            }
+            if p.holds(claim, owner) {
+                out.push(p);
+            }
+        }
+        out
     }
 
     /// The pods of `namespace` that name the claim `claim` in a volume, by pod name, whether

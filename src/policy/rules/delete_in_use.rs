@@ -21,7 +21,6 @@
 //! are listed.
 
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::kinds::Operation;
 use crate::policy::engine::decision::Decision;
@@ -30,7 +29,9 @@ use crate::policy::engine::rule::{
 };
 use crate::policy::model::field::go_quote;
 use crate::policy::model::modes::Mode;
-use crate::policy::model::pods::{PodInfo, PodMap};
+use crate::policy::model::pods::{
+    PV_PROTECTION, PVC_PROTECTION, PodMap, controller_uid, describe_pods, protected_now, what_to_do,
+};
 
 pub const META: Meta = Meta {
     key: "deleteInUse",
@@ -50,14 +51,6 @@ pub const ENTRY: Entry = Entry {
     meta: &META,
     compile: mode_only::<DeleteInUse>,
 };
-
-/// The finalizers the protection controllers remove (`volumeutil.PVCProtectionFinalizer`,
-/// `volumeutil.PVProtectionFinalizer` in `pkg/volume/util/finalizer.go`).
-pub const PVC_PROTECTION: &str = "kubernetes.io/pvc-protection";
-pub const PV_PROTECTION: &str = "kubernetes.io/pv-protection";
-
-/// Pods named in a warning; the rest are counted.
-const NAMED: usize = 3;
 
 #[derive(Debug, Default)]
 struct DeleteInUse;
@@ -90,70 +83,6 @@ impl Rule for DeleteInUse {
     }
 }
 
-/// Whether a delete leaves the object to a protection controller: it carries `finalizer` and
-/// is not already being deleted (a second delete changes nothing; `IsDeletionCandidate` in
-/// `pkg/controller/volume/protectionutil/utils.go`).
-fn protected_now(meta: &ObjectMeta, finalizer: &str) -> bool {
-    meta.deletion_timestamp.is_none()
-        && meta
-            .finalizers
-            .as_deref()
-            .is_some_and(|f| f.iter().any(|x| x == finalizer))
-}
-
-/// The uid of the claim's controlling owner (a pod, for a generic ephemeral volume's claim).
-fn controller_uid(meta: &ObjectMeta) -> Option<&str> {
-    meta.owner_references
-        .as_deref()?
-        .iter()
-        .find(|o| o.controller == Some(true))
-        .map(|o| o.uid.as_str())
-}
-
-/// The pods that hold a claim, in name order, within the review's budget (none: unbounded, as in
-/// `audit`).
-pub fn holders<'a>(
-    cx: Option<&Context<'_>>,
-    pods: &'a PodMap,
-    namespace: &'a str,
-    claim: &'a str,
-    owner: Option<&'a str>,
-) -> Vec<&'a PodInfo> {
-    let mut out = Vec::new();
-    for p in pods.naming(namespace, claim) {
-        if let Some(cx) = cx
-            && !cx.spend(1)
-        {
-            cx.skip(format!("pods of claim {namespace}/{claim} past the budget"));
-            break;
-        }
-        if p.holds(claim, owner) {
-            out.push(p);
-        }
-    }
-    out
-}
-
-/// `web-0 (node n1), job-1 (Succeeded, node n2) and 3 more`.
-pub fn describe_pods(pods: &[&PodInfo]) -> String {
-    let mut out: Vec<String> = pods
-        .iter()
-        .take(NAMED)
-        .map(|p| {
-            let node = p.node.as_deref().unwrap_or_default();
-            if p.terminated {
-                format!("{} (completed, node {node})", p.name)
-            } else {
-                format!("{} (node {node})", p.name)
-            }
-        })
-        .collect();
-    if pods.len() > NAMED {
-        out.push(format!("{} more", pods.len() - NAMED));
-    }
-    out.join(", ")
-}
-
 fn claim_in_use(
     cx: &Context<'_>,
     pods: &PodMap,
@@ -164,54 +93,18 @@ fn claim_in_use(
         return None;
     }
     let name = pvc.metadata.name.as_deref().unwrap_or_default();
-    let held = holders(
-        Some(cx),
-        pods,
-        namespace,
-        name,
-        controller_uid(&pvc.metadata),
-    );
+    let held = pods.holding(namespace, name, controller_uid(&pvc.metadata), || {
+        cx.spend(1) || {
+            cx.skip(format!("pods of claim {namespace}/{name} past the budget"));
+            false
+        }
+    });
     if held.is_empty() {
         return None;
     }
     Some(format!(
         "PersistentVolumeClaim {} is still used by {} pod(s): {}; it will stay Terminating \
          (finalizer {PVC_PROTECTION}) until none uses it: {}",
-        go_quote(name),
-        held.len(),
-        describe_pods(&held),
-        what_to_do(&held),
-    ))
-}
-
-fn what_to_do(held: &[&PodInfo]) -> &'static str {
-    if held.iter().all(|p| p.terminated) {
-        "delete those completed pods"
-    } else {
-        "delete or scale down their workload first"
-    }
-}
-
-/// `audit`: a claim already `Terminating` (deletion timestamp, finalizer still there) that pods
-/// hold, which is why it is still there.
-pub fn terminating_in_use(pods: &PodMap, pvc: &PersistentVolumeClaim) -> Option<String> {
-    let meta = &pvc.metadata;
-    let protected = meta
-        .finalizers
-        .as_deref()
-        .is_some_and(|f| f.iter().any(|x| x == PVC_PROTECTION));
-    if meta.deletion_timestamp.is_none() || !protected {
-        return None;
-    }
-    let name = meta.name.as_deref().unwrap_or_default();
-    let namespace = meta.namespace.as_deref().unwrap_or("default");
-    let held = holders(None, pods, namespace, name, controller_uid(meta));
-    if held.is_empty() {
-        return None;
-    }
-    Some(format!(
-        "PersistentVolumeClaim {} is Terminating and still used by {} pod(s): {}; \
-         the finalizer {PVC_PROTECTION} keeps it until none uses it: {}",
         go_quote(name),
         held.len(),
         describe_pods(&held),
@@ -253,6 +146,7 @@ mod tests {
 
     use super::*;
     use crate::policy::interner::Interner;
+    use crate::policy::pods::PodInfo;
     use crate::policy::{Catalog, Policy, Subject};
     use k8s_openapi::api::core::v1::Pod;
     use serde_json::json;
