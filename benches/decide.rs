@@ -232,6 +232,104 @@ fn decide_static_claim(c: &mut Criterion) {
     g.finish();
 }
 
+/// `policy::validate` on the DELETE of a claim (deleteInUse) held by 1 and by 100 scheduled
+/// pods, with 0 and 100,000 pods cached (each mounting its own claim, 200 namespaces), and the
+/// whole review (decode + decide + encode) with 100,000: the rule reads the pod cache's index by
+/// claim, so the time follows the pods holding the claim, never the pods cached.
+fn decide_delete_claim(c: &mut Criterion) {
+    use std::sync::Arc;
+    use storage_policy_webhook::policy::interner::Interner;
+    use storage_policy_webhook::policy::pods::{PodInfo, PodMap};
+    let p = policy();
+    let namespace = volumes::namespace(7);
+    let pod = |ns: &str, name: &str, claim: &str| -> k8s_openapi::api::core::v1::Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {"nodeName": format!("node-{}", name.len() % 100),
+                "containers": [{"name": "c", "image": "nginx"}],
+                "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": claim}}]},
+            "status": {"phase": "Running"}}))
+        .expect("pod")
+    };
+    let pods = |n: usize, holders: usize| -> Arc<PodMap> {
+        let mut strings = Interner::default();
+        let mut map = PodMap::default();
+        for i in 0..n {
+            let ns = volumes::namespace(i % 200);
+            let claim = format!("data-{i:06}");
+            map.insert(
+                PodInfo::from_pod(&pod(&ns, &format!("web-{i:06}"), &claim), &mut strings).unwrap(),
+            );
+        }
+        for i in 0..holders {
+            map.insert(
+                PodInfo::from_pod(
+                    &pod(&namespace, &format!("shared-{i:03}"), "shared"),
+                    &mut strings,
+                )
+                .unwrap(),
+            );
+        }
+        Arc::new(map)
+    };
+    let pvc: PersistentVolumeClaim = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "shared", "namespace": namespace, "uid": "u-1",
+            "finalizers": ["kubernetes.io/pvc-protection"]},
+        "spec": {"storageClassName": "nfs", "accessModes": ["ReadWriteMany"],
+            "resources": {"requests": {"storage": "5Gi"}}},
+        "status": {"phase": "Bound"}}))
+    .expect("claim");
+    let request = Request {
+        operation: Operation::Delete,
+        namespace: Some(&namespace),
+        username: "kubernetes-admin",
+        subject: Subject {
+            group: "",
+            kind: "PersistentVolumeClaim",
+            name: "shared",
+        },
+        object: None,
+        old_object: Some(Object::Pvc(&pvc)),
+    };
+    let body = serde_json::to_vec(&serde_json::json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {"uid": "u", "kind": {"group": "", "version": "v1", "kind": "PersistentVolumeClaim"},
+            "resource": {"group": "", "version": "v1", "resource": "persistentvolumeclaims"},
+            "name": "shared", "namespace": namespace, "operation": "DELETE",
+            "userInfo": {"username": "kubernetes-admin"}, "object": null, "oldObject": pvc,
+            "dryRun": false}}))
+    .expect("review");
+    let mut g = c.benchmark_group("decide_delete_claim");
+    for (n, holders) in [(0, 1), (100_000, 1), (0, 100), (100_000, 100)] {
+        let cat = p.static_catalog().with_pods(pods(n, holders));
+        let d = policy::validate(&p, &cat, &request);
+        assert!(
+            d.warnings
+                .iter()
+                .any(|w| w.contains(&format!("is still used by {holders} pod(s)"))),
+            "{:?}",
+            d.warnings
+        );
+        g.bench_function(format!("{n}_pods_cached_{holders}_holding"), |b| {
+            b.iter(|| black_box(policy::validate(&p, &cat, black_box(&request))))
+        });
+        if n == 100_000 && holders == 1 {
+            g.bench_function("review_100000_pods_cached_1_holding", |b| {
+                b.iter(|| {
+                    black_box(
+                        admission::review(Endpoint::Validate, &p, &cat, black_box(&body))
+                            .expect("answer")
+                            .to_json()
+                            .expect("json"),
+                    )
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
 /// Where the time of decode + decide + encode goes, for the profile-guided work in BENCHMARKS.md.
 fn parts(c: &mut Criterion) {
     let p = policy();
@@ -350,6 +448,7 @@ criterion_group!(
     decide_only,
     decide_statefulset,
     decide_static_claim,
+    decide_delete_claim,
     parts,
     router
 );

@@ -2115,3 +2115,57 @@ fn audit_on_files_finds_shared_and_missing_claims_among_the_files() {
         assert!(rule_findings(&r, name, "missingClaims").is_empty(), "{r}");
     }
 }
+
+#[test]
+fn cluster_audit_reports_claims_terminating_while_pods_use_them() {
+    let mut objects = cluster_objects();
+    let claim = |name: &str| {
+        json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+               "metadata": {"name": name, "namespace": "web", "uid": format!("uid-{name}"),
+                            "deletionTimestamp": "2026-12-01T00:00:00Z",
+                            "finalizers": ["kubernetes.io/pvc-protection"]},
+               "spec": {"storageClassName": "local-storage", "accessModes": ["ReadWriteOnce"],
+                        "resources": {"requests": {"storage": "5Gi"}}},
+               "status": {"phase": "Bound"}})
+    };
+    objects.push(claim("held"));
+    objects.push(claim("let-go"));
+    let pod = |name: &str, claim: &str, node: Option<&str>| {
+        let mut p = json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": "web", "uid": format!("uid-{name}")},
+            "spec": {"containers": [{"name": "c", "image": "x"}],
+                     "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": claim}}]},
+            "status": {"phase": "Running"}});
+        if let Some(n) = node {
+            p["spec"]["nodeName"] = json!(n);
+        }
+        p
+    };
+    objects.push(pod("app-0", "held", Some("k8s-worker-01")));
+    // Never scheduled: the pvc-protection controller does not count it.
+    objects.push(pod("app-1", "let-go", None));
+    let api = support::fake_apiserver::FakeApiServer::start_blocking(objects);
+    let d = Dir::new();
+    for extra in [&["-o", "json"][..], &["-n", "web", "-o", "json"][..]] {
+        let o = cluster_audit(&api, &d, extra);
+        let r = json_report(&o);
+        let messages = |name: &str| -> Vec<String> {
+            findings_for(&r, name)
+                .iter()
+                .filter(|f| f["rule"] == "deleteInUse")
+                .filter_map(|f| f["message"].as_str().map(str::to_owned))
+                .collect()
+        };
+        eprintln!("{:#}", json!(findings_for(&r, "held")));
+        assert_eq!(
+            messages("held"),
+            [
+                "PersistentVolumeClaim \"held\" is Terminating and still used by 1 pod(s): \
+              app-0 (node k8s-worker-01); the finalizer kubernetes.io/pvc-protection keeps it \
+              until none uses it: delete or scale down their workload first"
+            ],
+            "{extra:?}"
+        );
+        assert!(messages("let-go").is_empty(), "{extra:?}");
+    }
+}

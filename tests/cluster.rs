@@ -1118,3 +1118,49 @@ fn pv_and_claim_caches_memory() {
         "target: under 64 MiB above idle"
     );
 }
+
+/// RSS of `serve` with 100,000 pods cached (each mounting one claim, on 100 nodes, in 200
+/// namespaces, with the containers, probes and status a real pod carries), against the same
+/// binary with an empty cluster: the pod cache keeps only namespace, name, claims, node and two
+/// flags of each. Run with
+/// `SPW_BIN=target/release/storage-policy-webhook cargo test --release --test cluster -- --ignored --nocapture pod_cache_memory`.
+#[test]
+#[ignore = "measurement, run by hand: the figure is in BENCHMARKS.md"]
+fn pod_cache_memory() {
+    init();
+    let dir = tempfile::tempdir().unwrap();
+    let idle = serve_rss(&FakeApiServer::start_blocking(Vec::new()), dir.path());
+    eprintln!("idle RSS {idle} KiB");
+    let mut objects = Vec::with_capacity(100_000);
+    for i in 0..100_000u32 {
+        let ns = format!("team-{:03}", i % 200);
+        let name = format!("web-{i:06}-7d9f8b6c5d-x{:04}", i % 9973);
+        objects.push(json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": ns,
+                "uid": format!("00000000-0000-0000-0000-{i:012}"),
+                "labels": {"app": "web", "pod-template-hash": "7d9f8b6c5d"}},
+            "spec": {"nodeName": format!("node-{:03}", i % 100),
+                "containers": [{"name": "app", "image": "registry.example.com/web:1.2.3",
+                    "ports": [{"containerPort": 8080}],
+                    "readinessProbe": {"httpGet": {"path": "/healthz", "port": 8080}},
+                    "volumeMounts": [{"name": "data", "mountPath": "/data"},
+                                     {"name": "tmp", "mountPath": "/tmp"}]}],
+                "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": format!("data-{i:06}")}},
+                            {"name": "tmp", "emptyDir": {}}]},
+            "status": {"phase": "Running", "podIP": "10.0.0.1", "hostIP": "192.0.2.1"}}));
+    }
+    let fake = FakeApiServer::start_blocking(objects);
+    fake.set_page_size(Some(500));
+    let loaded = serve_rss(&fake, dir.path());
+    let mib = |k: u64| k as f64 / 1024.0;
+    println!(
+        "RSS idle (empty cluster): {:.1} MiB; with 100,000 pods cached: {:.1} MiB; difference {:.1} MiB",
+        mib(idle),
+        mib(loaded),
+        mib(loaded.saturating_sub(idle))
+    );
+    assert!(
+        loaded.saturating_sub(idle) < 64 * 1024,
+        "target: under 64 MiB above idle"
+    );
+}

@@ -415,7 +415,8 @@ parts! {
 }
 
 /// An object decoded as k8s-openapi decodes it, except `metadata`: only the fields the rules
-/// read are kept (name, generateName, namespace, uid, labels, annotations); the rest
+/// read are kept (name, generateName, namespace, uid, labels, annotations, and for DELETE
+/// deletionTimestamp, finalizers and ownerReferences); the rest
 /// (`managedFields` above all: a tree of maps per field manager, and the timestamps) is skipped
 /// unread. `apiVersion` and `kind` are checked as k8s-openapi checks them. A differential
 /// property test (`tests/properties.rs`) shows the decisions equal those made from the full
@@ -454,6 +455,14 @@ struct LeanMeta {
     /// Only whether each entry owns `spec.storageClassName` ([`LeanManagedFields`]).
     #[serde(default)]
     managed_fields: Option<LeanManagedFields>,
+    /// Read on DELETE (the `oldObject` of a claim or PV): already being deleted, protected by a
+    /// finalizer, owned by a pod (a generic ephemeral volume's claim).
+    #[serde(default)]
+    deletion_timestamp: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
+    #[serde(default)]
+    finalizers: Option<Vec<String>>,
+    #[serde(default)]
+    owner_references: Option<Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>>,
 }
 
 /// `metadata.managedFields` reduced to what the rules read: per entry, whether its `fieldsV1`
@@ -554,6 +563,9 @@ impl<K: Parts> Lean<'_, K> {
                 labels: m.labels,
                 annotations: m.annotations,
                 managed_fields: m.managed_fields.map(LeanManagedFields::entries),
+                deletion_timestamp: m.deletion_timestamp,
+                finalizers: m.finalizers,
+                owner_references: m.owner_references,
                 ..ObjectMeta::default()
             })
             .unwrap_or_default();

@@ -15,7 +15,9 @@ use crate::policy::catalog::KIND_ANNOTATION;
 use crate::policy::field::go_quote;
 use crate::policy::node_selector::selects_any;
 use crate::policy::pv_controller;
-use crate::policy::rules::{access_modes, claim_ref, default_class, node_affinity, reclaim_policy};
+use crate::policy::rules::{
+    access_modes, claim_ref, default_class, delete_in_use, node_affinity, reclaim_policy,
+};
 use crate::policy::storage;
 use crate::policy::{
     AccessMode, Catalog, FieldError, Invalid, LiveState, Mode, Path, Policy, RuleId,
@@ -102,6 +104,7 @@ pub fn object_checks(
         ("v1", "PersistentVolumeClaim") => {
             if let Ok(pvc) = PersistentVolumeClaim::deserialize(object) {
                 out.extend(pending_on_wrong_kind(policy, catalog, &pvc));
+                out.extend(terminating_in_use(policy, catalog, &pvc));
             }
         }
         ("v1", "PersistentVolume") => {
@@ -113,6 +116,27 @@ pub fn object_checks(
         _ => {}
     }
     out
+}
+
+/// A claim `Terminating` because pods still use it (`deleteInUse`): the pods among the inventory
+/// (the cluster's, with `--cluster`) that hold it, as the pvc-protection controller counts them.
+fn terminating_in_use(
+    policy: &Policy,
+    catalog: &Catalog,
+    pvc: &PersistentVolumeClaim,
+) -> Option<AuditFinding> {
+    let namespace = pvc.metadata.namespace.as_deref();
+    if policy.mode_for(delete_in_use::ID, catalog, namespace) == Mode::Off {
+        return None;
+    }
+    let message = crate::policy::pods::terminating_in_use(catalog.pods()?, pvc)?;
+    Some(finding(
+        delete_in_use::ID,
+        Stage::Inventory,
+        Outcome::Warned,
+        message,
+        None,
+    ))
 }
 
 /// A claim Pending on a class whose storage cannot serve its access modes never binds: the

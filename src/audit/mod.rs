@@ -16,10 +16,12 @@ pub mod input;
 pub mod report;
 pub mod review;
 
-use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::storage::v1::StorageClass;
 use serde_json::Value;
 
+use crate::policy::interner::Interner;
+use crate::policy::pods::{PodInfo, PodMap};
 use crate::policy::volumes::{Source as VolumeSource, VolumeIndex};
 use crate::policy::{ClassesKnown, LiveClass, LiveState, NamespaceInfo, Policy};
 
@@ -261,6 +263,28 @@ fn volume_index(inventory: &Inventory) -> VolumeIndex {
     )
 }
 
+/// The pods among the objects, reduced as the webhook's pod cache reduces them: which claims
+/// each holds (`deleteInUse`).
+fn pod_index(inventory: &Inventory) -> PodMap {
+    let mut strings = Interner::default();
+    let mut map = PodMap::default();
+    for d in &inventory.objects {
+        if d.value.get("kind").and_then(Value::as_str) != Some("Pod") {
+            continue;
+        }
+        let Ok(mut pod) = serde_json::from_value::<Pod>(d.value.clone()) else {
+            continue;
+        };
+        pod.metadata
+            .namespace
+            .get_or_insert_with(|| "default".to_owned());
+        if let Some(info) = PodInfo::from_pod(&pod, &mut strings) {
+            map.insert(info);
+        }
+    }
+    map
+}
+
 /// Where the inventory came from, for the report's header.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Origin {
@@ -272,7 +296,8 @@ pub enum Origin {
 pub fn audit(policy: &Policy, inventory: &Inventory) -> Report {
     let catalog = policy
         .catalog(&inventory.live)
-        .with_volumes(volume_index(inventory));
+        .with_volumes(volume_index(inventory))
+        .with_pods(std::sync::Arc::new(pod_index(inventory)));
     let mut objects = Vec::with_capacity(inventory.objects.len());
     let mut errors = inventory.errors.clone();
     for (seq, doc) in inventory.objects.iter().enumerate() {

@@ -13,13 +13,14 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::ResourceExt;
 use kube::runtime::watcher::Event;
 
 use super::status::WatchedResource;
 use crate::policy::interner::Interner;
+use crate::policy::pods::{PodInfo, PodMap};
 use crate::policy::volumes::{ClaimInfo, ClaimMap, PvInfo, PvMap, claim_key};
 use crate::policy::{ClassesKnown, LiveClass, LiveState, NamespaceInfo};
 
@@ -211,6 +212,40 @@ impl Watched for PersistentVolumeClaim {
 
     fn publish(map: &Self::Map, live: &mut LiveState) {
         live.claims = Some(map.clone());
+    }
+}
+
+/// Pods, reduced to the claims they mount (a pod mounting none is not kept): the claim
+/// protection rules read which pods hold a claim through the map's index by claim. Published as
+/// it is, like the PV map.
+impl Watched for Pod {
+    type Map = Arc<PodMap>;
+    const RESOURCE: WatchedResource = WatchedResource::Pods;
+
+    fn store(&self, map: &mut Self::Map, strings: &mut Interner) -> bool {
+        match PodInfo::from_pod(self, strings) {
+            Some(info) => {
+                let unchanged = map
+                    .get(&info.namespace, &info.name)
+                    .is_some_and(|old| *old == info);
+                !unchanged && Arc::make_mut(map).insert(info)
+            }
+            None => self.remove(map),
+        }
+    }
+
+    fn remove(&self, map: &mut Self::Map) -> bool {
+        let namespace = self.metadata.namespace.as_deref().unwrap_or_default();
+        let name = self.name_any();
+        map.get(namespace, &name).is_some() && Arc::make_mut(map).remove(namespace, &name)
+    }
+
+    fn len(map: &Self::Map) -> usize {
+        map.len()
+    }
+
+    fn publish(map: &Self::Map, live: &mut LiveState) {
+        live.pods = Some(map.clone());
     }
 }
 
@@ -564,5 +599,65 @@ mod tests {
             "label removed"
         );
         assert!(c.current().is_empty());
+    }
+
+    #[test]
+    fn pods_are_kept_only_with_claims_and_indexed_by_claim() {
+        let pod = |name: &str, node: Option<&str>, claim: Option<&str>| -> Pod {
+            let volumes = match claim {
+                Some(c) => json!([{"name": "d", "persistentVolumeClaim": {"claimName": c}}]),
+                None => json!([{"name": "tmp", "emptyDir": {}}]),
+            };
+            let mut p = json!({"metadata": {"name": name, "namespace": "team-a"},
+                "spec": {"containers": [{"name": "c", "image": "x"}], "volumes": volumes},
+                "status": {"phase": "Pending"}});
+            if let Some(n) = node {
+                p["spec"]["nodeName"] = json!(n);
+            }
+            serde_json::from_value(p).unwrap()
+        };
+        let mut c = Cache::<Pod>::default();
+        c.apply(Event::Init);
+        c.apply(Event::InitApply(pod("a", None, Some("data"))));
+        c.apply(Event::InitApply(pod("b", Some("n1"), None)));
+        c.apply(Event::InitDone);
+        assert_eq!(c.len(), 1, "a pod mounting no claim is not kept");
+        let mut live = LiveState::default();
+        Pod::publish(c.current(), &mut live);
+        let published = live.pods.clone().unwrap();
+        assert!(
+            Arc::ptr_eq(&published, c.current()),
+            "the cache is the published map"
+        );
+        // Scheduled: a change; the same again: none.
+        assert_eq!(
+            c.apply(Event::Apply(pod("a", Some("n1"), Some("data")))),
+            Change::Updated
+        );
+        assert_eq!(
+            c.apply(Event::Apply(pod("a", Some("n1"), Some("data")))),
+            Change::None
+        );
+        assert!(
+            c.current()
+                .naming("team-a", "data")
+                .all(|p| p.holds("data", None))
+        );
+        assert!(
+            published
+                .naming("team-a", "data")
+                .all(|p| !p.holds("data", None)),
+            "the snapshot keeps its state"
+        );
+        // Its volume gone (a pod cannot change volumes, but a re-created one can): removed.
+        assert_eq!(
+            c.apply(Event::Apply(pod("a", Some("n1"), None))),
+            Change::Updated
+        );
+        assert!(c.current().is_empty());
+        assert_eq!(
+            c.apply(Event::Delete(pod("a", Some("n1"), None))),
+            Change::None
+        );
     }
 }

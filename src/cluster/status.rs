@@ -13,15 +13,16 @@ pub enum WatchedResource {
     Nodes,
     PersistentVolumes,
     PersistentVolumeClaims,
+    Pods,
     /// Optional (a CRD): watched only while the API serves it, never part of readiness.
     VolumeSnapshots,
     VolumeSnapshotContents,
 }
 
 /// How many resources are watched.
-const COUNT: usize = 7;
+const COUNT: usize = 8;
 /// The first `REQUIRED` of them make the cache synced; the others are optional.
-const REQUIRED: usize = 5;
+const REQUIRED: usize = 6;
 
 impl WatchedResource {
     pub const ALL: [WatchedResource; COUNT] = [
@@ -30,6 +31,7 @@ impl WatchedResource {
         WatchedResource::Nodes,
         WatchedResource::PersistentVolumes,
         WatchedResource::PersistentVolumeClaims,
+        WatchedResource::Pods,
         WatchedResource::VolumeSnapshots,
         WatchedResource::VolumeSnapshotContents,
     ];
@@ -42,6 +44,7 @@ impl WatchedResource {
             WatchedResource::Nodes => "nodes",
             WatchedResource::PersistentVolumes => "persistentvolumes",
             WatchedResource::PersistentVolumeClaims => "persistentvolumeclaims",
+            WatchedResource::Pods => "pods",
             WatchedResource::VolumeSnapshots => "volumesnapshots",
             WatchedResource::VolumeSnapshotContents => "volumesnapshotcontents",
         }
@@ -54,8 +57,9 @@ impl WatchedResource {
             WatchedResource::Nodes => 2,
             WatchedResource::PersistentVolumes => 3,
             WatchedResource::PersistentVolumeClaims => 4,
-            WatchedResource::VolumeSnapshots => 5,
-            WatchedResource::VolumeSnapshotContents => 6,
+            WatchedResource::Pods => 5,
+            WatchedResource::VolumeSnapshots => 6,
+            WatchedResource::VolumeSnapshotContents => 7,
         }
     }
 
@@ -80,7 +84,7 @@ impl EncodeLabelValue for WatchedResource {
 /// Sync state of the cluster cache, shared by the watches (writers) and the server (readers).
 ///
 /// Synced means: the first full list of every watched resource (StorageClasses, Namespaces,
-/// Nodes, PersistentVolumes and PersistentVolumeClaims) has completed. It
+/// Nodes, PersistentVolumes, PersistentVolumeClaims and Pods) has completed. It
 /// stays true afterwards: a dropped watch or a re-list keeps serving the last complete state.
 #[derive(Debug)]
 pub struct ClusterStatus {
@@ -152,6 +156,9 @@ mod tests {
         status.mark_synced(WatchedResource::PersistentVolumes);
         assert!(!status.is_synced(), "claims not listed yet");
         status.mark_synced(WatchedResource::PersistentVolumeClaims);
+        assert!(!status.is_synced(), "pods not listed yet");
+        status.mark_synced(WatchedResource::Pods);
+        assert!(status.is_synced());
         assert!(status.is_synced(), "snapshots are optional");
         assert!(!status.is_resource_synced(WatchedResource::VolumeSnapshots));
         tokio::time::timeout(std::time::Duration::from_secs(5), waiter)

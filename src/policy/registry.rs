@@ -8,7 +8,7 @@ use super::config::{ConfigError, PolicyFile, Section};
 use super::modes::Mode;
 use super::rule::{Acts, Endpoint, Entry, Judges, Meta, PodFilter, Rule};
 use super::rules::{
-    access_modes, claim_ref, data_sources, default_class, local_volume_nodes, node_affinity,
+    access_modes, claim_ref, data_sources, default_class, delete_in_use, local_volume_nodes, node_affinity,
     node_name_wffc, reclaim_policy, unknown_class, volume_name, volume_size, will_bind,
 };
 use super::rules::{missing_claims, shared_claims};
@@ -32,6 +32,7 @@ pub const REGISTRY: &[Entry] = &[
     shared_claims::ENTRY,
     missing_claims::ENTRY,
     data_sources::ENTRY,
+    delete_in_use::ENTRY,
 ];
 
 /// A compiled rule and the mode it runs in (before namespace labels and `--dry-run`).
@@ -168,6 +169,20 @@ pub const NOT_PROVISIONED_CEL: &str = "request.resource.resource != 'persistentv
     ((has(object.spec.local) || has(object.spec.hostPath)) && \
     !(has(object.spec.nodeAffinity) && has(object.spec.nodeAffinity.required)))";
 
+/// The `matchConditions` of the DELETE registration: only a claim not already being deleted, or a
+/// PV not already being deleted whose status is `Bound` (the only PV the pv-protection controller
+/// keeps: `isBeingUsed` in `pkg/controller/volume/pvprotection/pv_protection_controller.go`).
+/// A DELETE carries no `object`: the conditions read `oldObject`. Every other DELETE of a claim
+/// or PV is never sent.
+pub const DELETE_CEL: &str = "!has(oldObject.metadata.deletionTimestamp) && \
+    (request.resource.resource == 'persistentvolumeclaims' || \
+    (has(oldObject.status) && has(oldObject.status.phase) && oldObject.status.phase == 'Bound'))";
+
+/// The name of the registration that sends DELETEs (of claims and PVs): its own, so that its
+/// `matchConditions` and its `failurePolicy: Ignore` (a webhook outage must never block a delete,
+/// nor a namespace's deletion) touch nothing else.
+pub const DELETE_WEBHOOK: &str = "deletes";
+
 /// The webhook registrations of an endpoint, derived from the registry and the kinds table:
 /// `<endpoint>.storage-policy.io` for kinds sent whole, `<group>.<endpoint>.storage-policy.io`
 /// for kinds sent only when a pod filter holds (conditions apply to a whole registration).
@@ -227,6 +242,38 @@ pub fn registrations(endpoint: Endpoint) -> Vec<Registration> {
                 match_conditions: conditions,
             }),
         }
+    }
+    let deletes: Vec<RegistrationRule> = kinds::KINDS
+        .iter()
+        .filter(|kind| {
+            REGISTRY
+                .iter()
+                .filter_map(|e| e.meta.at(endpoint))
+                .any(|a| a.operations.contains(&Operation::Delete) && a.judges_kind(kind))
+        })
+        .map(|kind| RegistrationRule {
+            api_groups: vec![kind.group],
+            api_versions: vec![kind.version],
+            operations: vec![Operation::Delete.as_str()],
+            resources: vec![kind.plural],
+            scope: if kind.namespaced {
+                "Namespaced"
+            } else {
+                "Cluster"
+            },
+        })
+        .collect();
+    if !deletes.is_empty() {
+        out.push(Registration {
+            name: format!("{DELETE_WEBHOOK}.{}.storage-policy.io", endpoint.as_str()),
+            endpoint,
+            path: format!("/{}", endpoint.as_str()),
+            rules: deletes,
+            match_conditions: vec![MatchCondition {
+                name: "still-protected".to_owned(),
+                expression: DELETE_CEL.to_owned(),
+            }],
+        });
     }
     if endpoint == Endpoint::Mutate {
         for r in &mut out {
@@ -407,7 +454,8 @@ mod tests {
                 "validate.storage-policy.io",
                 "pods.validate.storage-policy.io",
                 "workloads.validate.storage-policy.io",
-                "cronjobs.validate.storage-policy.io"
+                "cronjobs.validate.storage-policy.io",
+                "deletes.validate.storage-policy.io"
             ]
         );
         let sent: Vec<&str> = regs
@@ -419,6 +467,13 @@ mod tests {
         }
         let pods = &regs[1];
         assert_eq!(pods.rules[0].operations, ["CREATE"]);
+        assert!(
+            regs[..4]
+                .iter()
+                .flat_map(|r| &r.rules)
+                .all(|x| !x.operations.contains(&"DELETE")),
+            "DELETE goes to its own registration only"
+        );
         assert_eq!(
             pods.match_conditions[0].expression,
             "(has(object.spec.volumes) && object.spec.volumes.exists(v, has(v.ephemeral))) || \
@@ -439,5 +494,77 @@ mod tests {
                 .collect();
             assert!(paths.windows(2).all(|w| w[0] == w[1]), "{}", r.name);
         }
+    }
+
+    /// What [`DELETE_CEL`] says of a DELETE, in Rust: whether it is sent.
+    fn delete_sent(resource: &str, old: &serde_json::Value) -> bool {
+        old["metadata"].get("deletionTimestamp").is_none()
+            && (resource == "persistentvolumeclaims" || old["status"]["phase"] == "Bound")
+    }
+
+    #[test]
+    fn only_deletes_the_rule_can_judge_are_sent() {
+        use crate::policy::{Object, Policy, Request, Subject};
+        use serde_json::json;
+        let regs = registrations(Endpoint::Validate);
+        let del = regs.last().unwrap();
+        assert_eq!(del.name, "deletes.validate.storage-policy.io");
+        let sent: Vec<(&str, &Vec<&str>)> = del
+            .rules
+            .iter()
+            .map(|r| (r.resources[0], &r.operations))
+            .collect();
+        assert_eq!(
+            sent,
+            [
+                ("persistentvolumeclaims", &vec!["DELETE"]),
+                ("persistentvolumes", &vec!["DELETE"])
+            ]
+        );
+        assert_eq!(del.match_conditions[0].expression, DELETE_CEL);
+        assert!(
+            registrations(Endpoint::Mutate)
+                .iter()
+                .all(|r| r.rules.iter().all(|x| !x.operations.contains(&"DELETE")))
+        );
+        // A PV the condition leaves out never gets a warning.
+        let policy = Policy::parse("mode: enforce\n", None, false).unwrap();
+        let catalog = policy.static_catalog();
+        for phase in ["Available", "Bound", "Released", "Failed", "Pending"] {
+            for deleting in [false, true] {
+                let mut v = json!({"metadata": {"name": "pv-1",
+                    "finalizers": ["kubernetes.io/pv-protection"]},
+                    "spec": {"claimRef": {"namespace": "a", "name": "c"}},
+                    "status": {"phase": phase}});
+                if deleting {
+                    v["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+                }
+                let pv: k8s_openapi::api::core::v1::PersistentVolume =
+                    serde_json::from_value(v.clone()).unwrap();
+                let req = Request {
+                    operation: Operation::Delete,
+                    namespace: None,
+                    username: "u",
+                    subject: Subject {
+                        group: "",
+                        kind: "PersistentVolume",
+                        name: "pv-1",
+                    },
+                    object: None,
+                    old_object: Some(Object::Pv(&pv)),
+                };
+                let d = policy.decide(Endpoint::Validate, &catalog, &req);
+                assert!(d.allowed());
+                if !delete_sent("persistentvolumes", &v) {
+                    assert!(
+                        d.warnings.is_empty(),
+                        "{v} is not sent but warned: {:?}",
+                        d.warnings
+                    );
+                }
+            }
+        }
+        let deleting = json!({"metadata": {"deletionTimestamp": "2026-01-01T00:00:00Z"}});
+        assert!(!delete_sent("persistentvolumeclaims", &deleting));
     }
 }

@@ -65,7 +65,10 @@ NOT_PROVISIONED_CEL = (
     "!(has(object.spec.nodeAffinity) && has(object.spec.nodeAffinity.required)))")
 RULE_KEYS = ["defaultStorageClass", "localVolumeNodeAffinity", "accessModes", "volumeSize", "reclaimPolicy",
              "claimRefNamespace", "localVolumeNodes", "unknownClass", "nodeNameWaitForFirstConsumer", "willBind",
-             "volumeName", "sharedClaims", "missingClaims", "dataSources"]
+             "volumeName", "sharedClaims", "missingClaims", "dataSources", "deleteInUse"]
+DELETE_CEL = ("!has(oldObject.metadata.deletionTimestamp) && "
+              "(request.resource.resource == 'persistentvolumeclaims' || "
+              "(has(oldObject.status) && has(oldObject.status.phase) && oldObject.status.phase == 'Bound'))")
 
 
 class Report:
@@ -302,8 +305,9 @@ CRONJOB_CEL = ("(" + _CJ + "has(object.spec.jobTemplate.spec.template.spec.volum
 def check_validating(r: Rendered) -> None:
     cfg = r.one("ValidatingWebhookConfiguration")
     hooks = {h["name"]: h for h in cfg["webhooks"]}
-    expect_eq(sorted(hooks), ["cronjobs.validate.storage-policy.io", "pods.validate.storage-policy.io",
-                              "validate.storage-policy.io", "workloads.validate.storage-policy.io"],
+    expect_eq(sorted(hooks), ["cronjobs.validate.storage-policy.io", "deletes.validate.storage-policy.io",
+                              "pods.validate.storage-policy.io", "validate.storage-policy.io",
+                              "workloads.validate.storage-policy.io"],
               "validating webhook names")
     fp = r.merged["webhook"]["validating"]["failurePolicy"]
     main = hooks["validate.storage-policy.io"]
@@ -337,6 +341,19 @@ def check_validating(r: Rendered) -> None:
               "cronjob rules")
     expect_eq([c["expression"] for c in cronjobs.get("matchConditions", [])], [CRONJOB_CEL],
               "cronjob matchConditions")
+    # DELETE (deleteInUse, warnings only): its own registration, always Ignore whatever the
+    # validating failurePolicy, so a webhook outage never blocks a delete.
+    deletes = hooks["deletes.validate.storage-policy.io"]
+    check_common_webhook(r, deletes, "/validate", "Ignore")
+    expect_eq(rule_set(deletes["rules"]), {
+        ("", "v1", "persistentvolumeclaims", ("DELETE",), "Namespaced"),
+        ("", "v1", "persistentvolumes", ("DELETE",), "Cluster"),
+    }, "delete rules")
+    expect_eq([c["expression"] for c in deletes.get("matchConditions", [])], [DELETE_CEL],
+              "delete matchConditions")
+    for h in cfg["webhooks"]:
+        if h["name"] != deletes["name"]:
+            expect(all("DELETE" not in x["operations"] for x in h["rules"]), f"{h['name']} must not get DELETE")
 
 
 def check_ca(r: Rendered) -> None:
@@ -478,7 +495,8 @@ def check_rbac(r: Rendered) -> None:
                 for verb in rule["verbs"]:
                     granted.add((g, res, verb))
     want = {(g, res, verb) for g, res in (("storage.k8s.io", "storageclasses"), ("", "namespaces"), ("", "nodes"),
-                                          ("", "persistentvolumes"), ("", "persistentvolumeclaims"))
+                                          ("", "persistentvolumes"), ("", "persistentvolumeclaims"),
+                                          ("", "pods"))
             for verb in ("get", "list", "watch")} | {("snapshot.storage.k8s.io", res, verb)
             for res in ("volumesnapshots", "volumesnapshotcontents") for verb in ("list", "watch")} \
         if r.merged["cluster"]["watch"] else set()

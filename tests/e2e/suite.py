@@ -613,14 +613,67 @@ def a_claim_ref_without_namespace_is_refused_and_would_never_bind():
     cleanup_cluster_scoped(("pv", "e2e-claimref-pv"))
 
 
+@case
+def a_claim_deleted_in_use_stays_terminating_as_warned_until_its_pod_goes():
+    """deleteInUse, proven by the protection controllers: a claim mounted by a scheduled pod (never
+    running: no kubelet) is deleted with the webhook's warning naming the pod, and really stays
+    Terminating under kubernetes.io/pvc-protection until the pod is deleted; its bound PV, deleted
+    too, stays Terminating under kubernetes.io/pv-protection until the claim is gone."""
+    ns = namespace("e2e-inuse")
+    name = f"e2e-inuse-pv-{lib.RUN}"
+    must("apply", "-f", "-", input=pv(name, "1Gi", cls="e2e-inuse"))
+    try:
+        must("apply", "-f", "-", input=pvc("data", ns, "1Gi", cls="e2e-inuse"))
+        wait("the claim to bind", 30, lambda: phase("pvc", "data", ns) == "Bound")
+        must("apply", "-f", "-", input=pod("app", ns, claims=["data"]))
+        node = wait("the pod to be scheduled", 30,
+                    lambda: (get("pod", "app", ns) or {}).get("spec", {}).get("nodeName"))
+        said = (f'PersistentVolumeClaim "data" is still used by 1 pod(s): app (node {node}); it will '
+                'stay Terminating (finalizer kubernetes.io/pvc-protection) until none uses it: '
+                'delete or scale down their workload first')
+        # The webhook learns of the pod through its watch: a server-side dry run (sent to the
+        # webhook, stored nowhere) shows when it has.
+        wait("the webhook's pod cache to hold the pod", 20, lambda: said in kubectl(
+            "delete", "pvc", "data", "-n", ns, "--dry-run=server").warnings)
+        r = kubectl("delete", "pvc", "data", "-n", ns, "--wait=false")
+        check(r.rc == 0 and r.warnings == [said], "the DELETE's warning", r)
+
+        def terminating(kind, name, namespace, finalizer):
+            o = get(kind, name, namespace) or {}
+            m = o.get("metadata", {})
+            return "deletionTimestamp" in m and finalizer in m.get("finalizers", [])
+
+        stays("the claim Terminating under pvc-protection", 8,
+              lambda: terminating("pvc", "data", ns, "kubernetes.io/pvc-protection"))
+        r = kubectl("delete", "pvc", "data", "-n", ns, "--wait=false")
+        check(r.rc == 0 and r.warnings == [], "a second delete of a Terminating claim is not sent", r)
+
+        r = kubectl("delete", "pv", name, "--wait=false")
+        check(r.rc == 0 and r.warnings == [
+            f'PersistentVolume "{name}" is Bound to claim {ns}/data: it will stay Terminating '
+            f'(finalizer kubernetes.io/pv-protection) until it is no longer Bound: delete claim {ns}/data first'],
+            "the PV DELETE's warning", r)
+        stays("the PV Terminating under pv-protection", PV_SYNC * 2,
+              lambda: terminating("pv", name, None, "kubernetes.io/pv-protection"))
+
+        # No kubelet finishes the pod: force it, as `kubectl delete --force` does for a lost node.
+        must("delete", "pod", "app", "-n", ns, "--grace-period=0", "--force")
+        wait("the claim to go once no pod uses it", 30, lambda: get("pvc", "data", ns) is None)
+        wait("the PV to go once no longer Bound", 40, lambda: get("pv", name) is None)
+    finally:
+        cleanup_cluster_scoped(("pv", name))
+
+
 # --- failure behaviour as the chart documents it -----------------------------------------
 
 
 @case
 def webhook_stopped_the_api_server_applies_failure_policy():
     """Mutating failurePolicy Fail: a claim create is refused while the webhook is down; the
-    validating webhooks (Ignore) let a StatefulSet through."""
+    validating webhooks (Ignore) let a StatefulSet through, and the DELETE registration (always
+    Ignore) lets a claim's delete through."""
     ns = namespace("e2e-down")
+    check(create(pvc("old", ns)).rc == 0, "the claim to delete later")
     subprocess.run([lib.CLUSTER, "webhook", "stop"], check=True)
     try:
         r = create(pvc("c", ns))
@@ -628,6 +681,8 @@ def webhook_stopped_the_api_server_applies_failure_policy():
         r = create(statefulset("s", ns, 1, {"accessModes": ["ReadWriteOnce"],
                                             "resources": {"requests": {"storage": "1Gi"}}}))
         check(r.rc == 0, "the validating webhook (Ignore) blocked", r)
+        r = kubectl("delete", "pvc", "old", "-n", ns, "--wait=false")
+        check(r.rc == 0, "a claim's DELETE blocked while the webhook is down", r)
     finally:
         subprocess.run([lib.CLUSTER, "webhook", "start"], check=True)
     check(create(pvc("c", ns)).rc == 0, "not answering after restart")

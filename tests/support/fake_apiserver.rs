@@ -325,6 +325,7 @@ impl FakeApiServer {
             NODES,
             PERSISTENT_VOLUMES,
             PERSISTENT_VOLUME_CLAIMS,
+            PODS,
         ] {
             fake.serve(r);
         }

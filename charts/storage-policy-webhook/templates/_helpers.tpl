@@ -256,9 +256,15 @@ affinity; reclaimPolicy never touches a provisioned PV). Mirrors registry::NOT_P
 request.resource.resource != 'persistentvolumes' || !(has({{ $a }}) && 'pv.kubernetes.io/provisioned-by' in {{ $a }} && {{ $p }} != '' && !{{ $p }}.startsWith('kubernetes.io/')) || ((has(object.spec.local) || has(object.spec.hostPath)) && !(has(object.spec.nodeAffinity) && has(object.spec.nodeAffinity.required)))
 {{- end }}
 
+{{/* The DELETEs sent to /validate (registry DELETE_CEL): a claim not already being deleted, a
+PV not already being deleted whose status is Bound. A DELETE has no object: only oldObject. */}}
+{{- define "spw.deleteCEL" -}}
+!has(oldObject.metadata.deletionTimestamp) && (request.resource.resource == 'persistentvolumeclaims' || (has(oldObject.status) && has(oldObject.status.phase) && oldObject.status.phase == 'Bound'))
+{{- end }}
+
 {{/* The policy rules, as the webhook's registry lists them (`rules --output json`). */}}
 {{- define "spw.ruleKeys" -}}
-{{- list "defaultStorageClass" "localVolumeNodeAffinity" "accessModes" "volumeSize" "reclaimPolicy" "claimRefNamespace" "localVolumeNodes" "unknownClass" "nodeNameWaitForFirstConsumer" "willBind" "volumeName" "sharedClaims" "missingClaims" "dataSources" | toJson }}
+{{- list "defaultStorageClass" "localVolumeNodeAffinity" "accessModes" "volumeSize" "reclaimPolicy" "claimRefNamespace" "localVolumeNodes" "unknownClass" "nodeNameWaitForFirstConsumer" "willBind" "volumeName" "sharedClaims" "missingClaims" "dataSources" "deleteInUse" | toJson }}
 {{- end }}
 
 {{/* Every rule in audit mode whatever the policy says (binary flag --audit-only): auditOnly, or

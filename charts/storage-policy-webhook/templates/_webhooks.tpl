@@ -117,4 +117,32 @@ webhooks:
     {{- include "spw.namespaceSelector" $root | trim | nindent 4 }}
     {{- include "spw.objectSelector" $root | trim | nindent 4 }}
   {{- end }}
+  # DELETE of a claim not already being deleted, or of a PV whose status is Bound: the rule
+  # deleteInUse warns that it will stay Terminating (pvc-protection, pv-protection) while pods
+  # use it. Warnings only, so failurePolicy is always Ignore: a webhook outage never blocks a
+  # delete (nor a namespace's deletion, which deletes its claims). Every other DELETE is never
+  # sent. The condition follows the webhook's own table (`rules --output json`).
+  - name: deletes.validate.storage-policy.io
+    {{- include "spw.clientConfig" (dict "root" . "path" "/validate") | trim | nindent 4 }}
+    rules:
+      - apiGroups: [""]
+        apiVersions: ["v1"]
+        operations: ["DELETE"]
+        resources: ["persistentvolumeclaims"]
+        scope: Namespaced
+      - apiGroups: [""]
+        apiVersions: ["v1"]
+        operations: ["DELETE"]
+        resources: ["persistentvolumes"]
+        scope: Cluster
+    matchConditions:
+      - name: still-protected
+        expression: {{ include "spw.deleteCEL" . | quote }}
+    failurePolicy: Ignore
+    matchPolicy: Equivalent
+    sideEffects: None
+    admissionReviewVersions: ["v1"]
+    timeoutSeconds: {{ .Values.webhook.timeoutSeconds }}
+    {{- include "spw.namespaceSelector" . | trim | nindent 4 }}
+    {{- include "spw.objectSelector" . | trim | nindent 4 }}
 {{- end }}

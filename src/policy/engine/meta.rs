@@ -155,13 +155,15 @@ impl Acts {
         self.judges.iter().any(|j| j.in_kind(kind))
     }
 
-    /// Whether it acts on this request (operation and object).
+    /// Whether it acts on this request (operation and object). A DELETE carries no object: the
+    /// object being deleted is its `oldObject`.
     pub fn applies(&self, req: &Request<'_>) -> bool {
+        let judged = match req.operation {
+            Operation::Delete => req.old_object.as_ref(),
+            _ => req.object.as_ref(),
+        };
         self.operations.contains(&req.operation)
-            && req
-                .object
-                .as_ref()
-                .is_some_and(|o| self.judges.iter().any(|j| j.in_object(o)))
+            && judged.is_some_and(|o| self.judges.iter().any(|j| j.in_object(o)))
     }
 }
 

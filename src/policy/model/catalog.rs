@@ -13,6 +13,7 @@ use serde_saphyr::Spanned;
 
 use super::modes::Mode;
 use super::node_selector::Node;
+use super::pods::PodMap;
 use super::quantity::{Written, limit};
 use super::snapshots::{ContentMap, SnapshotIndex, SnapshotMap};
 pub use super::vocab::StorageKind;
@@ -313,6 +314,8 @@ pub struct LiveState {
     /// while the snapshot CRD is absent or not yet listed.
     pub snapshots: Option<Arc<SnapshotMap>>,
     pub snapshot_contents: Option<Arc<ContentMap>>,
+    /// Pods that mount claims, reduced, with their index by claim; `None` until listed.
+    pub pods: Option<Arc<PodMap>>,
 }
 
 /// How much of the StorageClasses that exist the catalog holds.
@@ -348,6 +351,8 @@ pub struct Catalog {
     classes_known: ClassesKnown,
     /// PVs and claims, when known (shared, never copied on a rebuild).
     volumes: Option<VolumeIndex>,
+    /// Pods that mount claims, when known (shared, never copied on a rebuild).
+    pods: Option<Arc<PodMap>>,
     /// The policy's node label, whose values over the nodes `node_values` holds.
     node_label: String,
     /// Snapshots and their contents, when both are listed.
@@ -452,6 +457,7 @@ impl Catalog {
                 )),
                 _ => None,
             },
+            pods: live.pods.clone(),
             node_label: node_label.to_owned(),
             stranding: OnceLock::new(),
             snapshots: match (&live.snapshots, &live.snapshot_contents) {
@@ -496,6 +502,18 @@ impl Catalog {
     /// The same catalog judging against these snapshots (`audit --cluster`, tests).
     pub fn with_snapshots(mut self, snapshots: SnapshotIndex) -> Catalog {
         self.snapshots = Some(snapshots);
+        self
+    }
+
+    /// The pods that mount claims, `None` when there is no source of them (no cluster, not
+    /// listed yet): the claim-protection checks then say nothing.
+    pub fn pods(&self) -> Option<&PodMap> {
+        self.pods.as_deref()
+    }
+
+    /// The same catalog knowing these pods (tests, benchmarks).
+    pub fn with_pods(mut self, pods: Arc<PodMap>) -> Catalog {
+        self.pods = Some(pods);
         self
     }
 

@@ -6,6 +6,7 @@ pub mod access_modes;
 pub mod claim_ref;
 pub mod data_sources;
 pub mod default_class;
+pub mod delete_in_use;
 pub mod local_volume_nodes;
 pub mod missing_claims;
 pub mod node_affinity;
