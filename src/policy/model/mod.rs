@@ -16,5 +16,6 @@ pub mod pv_controller;
 pub mod quantity;
 pub mod sizes;
 pub mod storage;
+pub mod topology;
 pub mod vocab;
 pub mod volumes;
