@@ -9,7 +9,7 @@ use super::modes::Mode;
 use super::rule::{Acts, Endpoint, Entry, Judges, Meta, PodFilter, Rule};
 use super::rules::{
     access_modes, claim_ref, default_class, local_volume_nodes, node_affinity, node_name_wffc,
-    reclaim_policy, unknown_class, volume_name, volume_size, will_bind,
+    reclaim_policy, unknown_class, volume_name, volume_size, volume_topology, will_bind,
 };
 use super::storage::Settings;
 use crate::kinds::{self, Kind, Operation};
@@ -28,6 +28,7 @@ pub const REGISTRY: &[Entry] = &[
     node_name_wffc::ENTRY,
     will_bind::ENTRY,
     volume_name::ENTRY,
+    volume_topology::ENTRY,
 ];
 
 /// A compiled rule and the mode it runs in (before namespace labels and `--dry-run`).

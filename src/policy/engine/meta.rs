@@ -44,6 +44,8 @@ pub enum PodFilter {
     EphemeralVolumes,
     /// The pod spec sets `nodeName` and mounts claims or generic ephemeral volumes.
     NodeNameWithClaims,
+    /// The pod spec mounts claims or generic ephemeral volumes.
+    MountsClaims,
 }
 
 impl PodFilter {
@@ -64,6 +66,12 @@ impl PodFilter {
             }
             PodFilter::NodeNameWithClaims => {
                 guards.push(format!("has({full}.nodeName)"));
+                guards.push(format!("has({full}.volumes)"));
+                guards.push(format!(
+                    "{full}.volumes.exists(v, has(v.persistentVolumeClaim) || has(v.ephemeral))"
+                ));
+            }
+            PodFilter::MountsClaims => {
                 guards.push(format!("has({full}.volumes)"));
                 guards.push(format!(
                     "{full}.volumes.exists(v, has(v.persistentVolumeClaim) || has(v.ephemeral))"

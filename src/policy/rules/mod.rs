@@ -12,4 +12,5 @@ pub mod reclaim_policy;
 pub mod unknown_class;
 pub mod volume_name;
 pub mod volume_size;
+pub mod volume_topology;
 pub mod will_bind;
