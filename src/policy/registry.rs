@@ -144,6 +144,9 @@ fn needs(endpoint: Endpoint, kind: &Kind) -> Option<(Vec<Operation>, Option<Vec<
     }
     filters.sort();
     filters.dedup();
+    // A filter another one covers adds nothing to the condition.
+    let all = filters.clone();
+    filters.retain(|f| !all.iter().any(|g| g != f && g.covers(*f)));
     Some((ops, Some(filters)))
 }
 
@@ -410,11 +413,12 @@ mod tests {
         }
         let pods = &regs[1];
         assert_eq!(pods.rules[0].operations, ["CREATE"]);
+        // volumeTopology judges every pod spec that mounts claims or ephemeral volumes, which
+        // covers the other filters.
         assert_eq!(
             pods.match_conditions[0].expression,
-            "(has(object.spec.volumes) && object.spec.volumes.exists(v, has(v.ephemeral))) || \
-             (has(object.spec.nodeName) && has(object.spec.volumes) && \
-             object.spec.volumes.exists(v, has(v.persistentVolumeClaim) || has(v.ephemeral)))"
+            "has(object.spec.volumes) && \
+             object.spec.volumes.exists(v, has(v.persistentVolumeClaim) || has(v.ephemeral))"
         );
         // One registration, one pod spec path: its condition fits every kind in it.
         for r in &regs {

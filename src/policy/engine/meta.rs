@@ -49,6 +49,12 @@ pub enum PodFilter {
 }
 
 impl PodFilter {
+    /// Whether every pod spec this filter lets through is let through by `self` too: a
+    /// registration then needs only `self`.
+    pub fn covers(self, other: PodFilter) -> bool {
+        self == other || self == PodFilter::MountsClaims
+    }
+
     /// The CEL condition on the pod spec at `path` (`spec`, `spec.template.spec`, ...). Every
     /// optional parent below `spec` is tested with `has()`, so the expression never errors.
     pub fn cel(self, path: &str) -> String {
