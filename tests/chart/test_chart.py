@@ -51,9 +51,10 @@ CLUSTER_SCOPED = {
     "MutatingWebhookConfiguration",
     "ValidatingWebhookConfiguration",
 }
-EPHEMERAL_CEL = ("(has(object.spec.volumes) && object.spec.volumes.exists(v, has(v.ephemeral))) || "
-                 "(has(object.spec.nodeName) && has(object.spec.volumes) && "
-                 "object.spec.volumes.exists(v, has(v.persistentVolumeClaim) || has(v.ephemeral)))")
+# volumeTopology judges every pod spec that mounts claims or generic ephemeral volumes, which
+# covers the other rules' filters (ephemeral volumes; nodeName with claims).
+EPHEMERAL_CEL = ("has(object.spec.volumes) && "
+                 "object.spec.volumes.exists(v, has(v.persistentVolumeClaim) || has(v.ephemeral))")
 OPT_OUT = {"key": "storage-policy.io/ignore", "operator": "NotIn", "values": ["true"]}
 WEBHOOK_KINDS = ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration")
 # The mutating registration skips PVs a provisioner made that no mutating rule changes.
@@ -66,7 +67,7 @@ NOT_PROVISIONED_CEL = (
     "!(has(object.spec.nodeAffinity) && has(object.spec.nodeAffinity.required)))")
 RULE_KEYS = ["defaultStorageClass", "localVolumeNodeAffinity", "accessModes", "volumeSize", "reclaimPolicy",
              "claimRefNamespace", "localVolumeNodes", "unknownClass", "nodeNameWaitForFirstConsumer", "willBind",
-             "volumeName"]
+             "volumeName", "volumeTopology"]
 
 
 class Report:
