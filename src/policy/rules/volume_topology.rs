@@ -214,12 +214,15 @@ fn findings(
         let Some(claim) = index.and_then(|i| i.claim(ns, &src.claim_name)) else {
             continue;
         };
-        if let Some(pv_name) = claim.volume_name.as_deref() {
-            // Bound, or pre-bound (the PV controller binds it to that very PV).
-            let Some(sel) = index
-                .and_then(|i| i.pv(pv_name))
-                .and_then(|pv| pv.affinity.as_deref())
-            else {
+        // Bound, or pre-bound: by its `spec.volumeName`, or by a PV whose `claimRef` names it
+        // (the PV controller binds the two to each other; `audit` on files sees manifests so).
+        let bound = match (claim.volume_name.as_deref(), index) {
+            (Some(pv_name), Some(i)) => i.pv(pv_name).map(|pv| (pv_name, pv)),
+            (None, Some(i)) => i.pvs.claimed(ns, &src.claim_name).next(),
+            _ => None,
+        };
+        if let Some((pv_name, pv)) = bound {
+            let Some(sel) = pv.affinity.as_deref() else {
                 continue;
             };
             // The grouping compares with every distinct affinity so far.
@@ -230,7 +233,8 @@ fn findings(
                 go_quote(&src.claim_name)
             );
             add_group(&mut groups, sel, name, true, None);
-        } else if claim.selected_node.is_none()
+        } else if claim.volume_name.is_none()
+            && claim.selected_node.is_none()
             && let Some(class) = claim.class.as_deref().and_then(|c| cx.catalog.class(c))
         {
             // Unbound and not yet placed by the scheduler (`selected-node`: it is past it).
@@ -904,6 +908,47 @@ storageClasses:
             "ephemeral": {"volumeClaimTemplate": {"spec": {"storageClassName": "gp3",
                 "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}}}]}));
         assert!(decide(&cat, &open).warnings.is_empty());
+    }
+
+    /// 5,000 nodes: one walk, charged nodes × constraints (the pod and one PV affinity) plus the
+    /// volume, and no more: the decision is the same as on four nodes.
+    #[test]
+    fn five_thousand_nodes_cost_one_walk() {
+        let p = policy();
+        let mut many: Vec<Node> = (0..5_000)
+            .map(|i| {
+                let name = format!("node-{i}");
+                let zone = if i % 2 == 0 { "zone-a" } else { "zone-c" };
+                let labels: BTreeMap<String, String> = [
+                    (HOST.to_owned(), name.clone()),
+                    (ZONE.to_owned(), zone.to_owned()),
+                ]
+                .into();
+                (name, labels)
+            })
+            .collect();
+        many.extend(nodes());
+        let n = many.len() as u64;
+        let w = World {
+            nodes: Some(many),
+            ..local_world()
+        };
+        let cat = catalog(&p, &w);
+        let app = pod(json!({"nodeSelector": {ZONE: "zone-b"}, "volumes": mounts(&["data"])}));
+        let run = |units: u64| {
+            let budget = crate::policy::model::limits::Budget::with_units(units, None);
+            let mut cx = p.context(Endpoint::Validate, &cat);
+            cx.budget = Some(&budget);
+            let obj = Object::PodSpec {
+                spec: app.spec.as_ref(),
+                path: "spec",
+            };
+            findings(&cx, Some("default"), &obj)
+        };
+        let f = run(1 + 2 * n);
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert!(f[0].1.contains("node k8s-worker-01) and the pod"), "{f:?}");
+        assert!(run(2 * n).is_empty(), "one unit short: the walk is skipped");
     }
 
     #[test]
