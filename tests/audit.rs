@@ -468,7 +468,9 @@ spec:
     assert_eq!(stuck.len(), 1, "{r}");
     let msg = stuck[0]["message"].as_str().unwrap();
     assert!(
-        msg.starts_with("node(s) didn't match PersistentVolume's node affinity: PV \"ssd-1\" of claim \"data\""),
+        msg.starts_with(
+            "node(s) didn't match PersistentVolume's node affinity: PV \"ssd-1\" of claim \"data\""
+        ),
         "{msg}"
     );
     assert!(msg.contains("zone zone-b"), "{msg}");
@@ -1549,7 +1551,8 @@ fn cluster_audit_reports_pods_that_volume_topology_leaves_without_a_node() {
     let stuck = topo("stuck");
     assert_eq!(stuck.len(), 1, "{r}");
     assert!(
-        stuck[0].starts_with("node(s) didn't match PersistentVolume's node affinity: PV \"ssd-01\""),
+        stuck[0]
+            .starts_with("node(s) didn't match PersistentVolume's node affinity: PV \"ssd-01\""),
         "{stuck:?}"
     );
     assert!(topo("fits").is_empty(), "{r}");

@@ -286,20 +286,14 @@ def check_mutating(r: Rendered) -> None:
               "mutating matchConditions: every PVC, every PV but those a provisioner made that no rule changes")
 
 
-WORKLOAD_CEL = ("(has(object.spec.template) && has(object.spec.template.spec) && "
+WORKLOAD_CEL = ("has(object.spec.template) && has(object.spec.template.spec) && "
                 "has(object.spec.template.spec.volumes) && "
-                "object.spec.template.spec.volumes.exists(v, has(v.ephemeral))) || "
-                "(has(object.spec.template) && has(object.spec.template.spec) && "
-                "has(object.spec.template.spec.nodeName) && has(object.spec.template.spec.volumes) && "
-                "object.spec.template.spec.volumes.exists(v, has(v.persistentVolumeClaim) || has(v.ephemeral)))")
+                "object.spec.template.spec.volumes.exists(v, has(v.persistentVolumeClaim) || has(v.ephemeral))")
 _CJ = ("has(object.spec.jobTemplate) && has(object.spec.jobTemplate.spec) && "
        "has(object.spec.jobTemplate.spec.template) && has(object.spec.jobTemplate.spec.template.spec) && ")
-CRONJOB_CEL = ("(" + _CJ + "has(object.spec.jobTemplate.spec.template.spec.volumes) && "
-               "object.spec.jobTemplate.spec.template.spec.volumes.exists(v, has(v.ephemeral))) || "
-               "(" + _CJ + "has(object.spec.jobTemplate.spec.template.spec.nodeName) && "
-               "has(object.spec.jobTemplate.spec.template.spec.volumes) && "
+CRONJOB_CEL = (_CJ + "has(object.spec.jobTemplate.spec.template.spec.volumes) && "
                "object.spec.jobTemplate.spec.template.spec.volumes.exists(v, "
-               "has(v.persistentVolumeClaim) || has(v.ephemeral)))")
+               "has(v.persistentVolumeClaim) || has(v.ephemeral))")
 
 
 def check_validating(r: Rendered) -> None:

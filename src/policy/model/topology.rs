@@ -166,14 +166,14 @@ impl<'a> Placement<'a> {
         let terms = &self.affinity?.node_selector_terms;
         let mut zone: Option<&str> = None;
         for t in terms {
-            let z = t
-                .match_expressions
-                .iter()
-                .flatten()
-                .find_map(|r| match r.values.as_deref() {
-                    Some([v]) if r.operator == "In" && is_zone_key(&r.key) => Some(v.as_str()),
-                    _ => None,
-                })?;
+            let z =
+                t.match_expressions
+                    .iter()
+                    .flatten()
+                    .find_map(|r| match r.values.as_deref() {
+                        Some([v]) if r.operator == "In" && is_zone_key(&r.key) => Some(v.as_str()),
+                        _ => None,
+                    })?;
             if zone.is_some_and(|prev| prev != z) {
                 return None;
             }
@@ -394,8 +394,10 @@ mod tests {
         assert_eq!(Placement::of(&s).pinned_zone(), Some("zone-b"));
         let term = |z: &str| json!({"matchExpressions": [{"key": ZONE_LABEL, "operator": "In", "values": [z]}]});
         let aff = |terms: serde_json::Value| {
-            spec(json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
-                "nodeSelectorTerms": terms}}}}))
+            spec(
+                json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": terms}}}}),
+            )
         };
         let one = aff(json!([term("zone-a"), term("zone-a")]));
         assert_eq!(Placement::of(&one).pinned_zone(), Some("zone-a"));

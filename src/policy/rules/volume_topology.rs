@@ -37,9 +37,7 @@ use crate::policy::model::field::go_quote;
 use crate::policy::model::limits::{MAX_TEMPLATES, MAX_VOLUMES, summarise};
 use crate::policy::model::modes::Mode;
 use crate::policy::model::storage;
-use crate::policy::model::topology::{
-    self, BIND_CONFLICT, Constraint, NODE_CONFLICT, Placement,
-};
+use crate::policy::model::topology::{self, BIND_CONFLICT, Constraint, NODE_CONFLICT, Placement};
 use crate::policy::model::volumes;
 
 pub const META: Meta = Meta {
@@ -619,8 +617,12 @@ storageClasses:
             old_object: old,
         };
         let mut d = Decision::default();
-        p.rule(ID)
-            .check(&p.context(Endpoint::Validate, cat), &req, Mode::Enforce, &mut d);
+        p.rule(ID).check(
+            &p.context(Endpoint::Validate, cat),
+            &req,
+            Mode::Enforce,
+            &mut d,
+        );
         d
     }
 
@@ -684,12 +686,15 @@ storageClasses:
         let cat = catalog(&p, &local_world());
         let named = pod(json!({"nodeName": "pi-1", "volumes": mounts(&["data"])}));
         assert!(decide(&cat, &named).warnings[0].contains("the pod (nodeName pi-1: node pi-1)"));
-        let affinity = pod(json!({"volumes": mounts(&["data"]), "affinity": {"nodeAffinity": {
+        let affinity = pod(
+            json!({"volumes": mounts(&["data"]), "affinity": {"nodeAffinity": {
             "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [
-                {"key": ZONE, "operator": "In", "values": ["home"]}]}]}}}}));
+                {"key": ZONE, "operator": "In", "values": ["home"]}]}]}}}}),
+        );
         let d = decide(&cat, &affinity);
         assert!(
-            d.warnings[0].contains("(nodeAffinity topology.kubernetes.io/zone In [home]: zone home)"),
+            d.warnings[0]
+                .contains("(nodeAffinity topology.kubernetes.io/zone In [home]: zone home)"),
             "{:?}",
             d.warnings
         );
@@ -737,7 +742,9 @@ storageClasses:
             ],
             ..Default::default()
         };
-        let app = pod(json!({"nodeSelector": {ZONE: "zone-b"}, "volumes": mounts(&["data", "logs", "data"])}));
+        let app = pod(
+            json!({"nodeSelector": {ZONE: "zone-b"}, "volumes": mounts(&["data", "logs", "data"])}),
+        );
         let d = decide(&catalog(&p, &w), &app);
         assert_eq!(d.warnings.len(), 1, "{:?}", d.warnings);
         assert!(d.warnings[0].contains(
@@ -753,7 +760,10 @@ storageClasses:
             claims: vec![claim("data", Some("old"), "local")],
             ..Default::default()
         };
-        let d = decide(&catalog(&p, &w), &pod(json!({"volumes": mounts(&["data"])})));
+        let d = decide(
+            &catalog(&p, &w),
+            &pod(json!({"volumes": mounts(&["data"])})),
+        );
         assert_eq!(
             d.warnings,
             [
@@ -775,7 +785,7 @@ storageClasses:
             ..local_world()
         };
         assert!(decide(&catalog(&p, &w), &app).warnings.is_empty());
-        // Claim unknown, or not bound, or its PV unknown.
+        // Claim unknown, or not bound (and no PV's claimRef names it), or its PV unknown.
         for claims in [
             vec![],
             vec![claim("data", None, "local")],
@@ -783,10 +793,17 @@ storageClasses:
         ] {
             let w = World {
                 claims,
+                pvs: vec![pv("local-a", "other", HOST, "k8s-worker-01")],
                 ..local_world()
             };
             assert!(decide(&catalog(&p, &w), &app).warnings.is_empty());
         }
+        // A PV whose claimRef names the unbound claim: pre-bound, judged.
+        let w = World {
+            claims: vec![claim("data", None, "local")],
+            ..local_world()
+        };
+        assert_eq!(decide(&catalog(&p, &w), &app).warnings.len(), 1);
         // The pod's own selector matches no node: not the volumes' doing.
         let nowhere = pod(json!({"nodeSelector": {ZONE: "mars"}, "volumes": mounts(&["data"])}));
         assert!(
@@ -819,10 +836,15 @@ storageClasses:
         // In its zone: quiet. An ephemeral volume on the class: judged the same.
         let ok = pod(json!({"nodeSelector": {ZONE: "zone-a"}, "volumes": mounts(&["data"])}));
         assert!(decide(&cat, &ok).warnings.is_empty());
-        let eph = pod(json!({"nodeSelector": {ZONE: "zone-b"}, "volumes": [{"name": "scratch",
+        let eph = pod(
+            json!({"nodeSelector": {ZONE: "zone-b"}, "volumes": [{"name": "scratch",
             "ephemeral": {"volumeClaimTemplate": {"spec": {"storageClassName": "zonal-a",
-                "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}}}]}));
-        assert!(decide(&cat, &eph).warnings[0].contains("class \"zonal-a\" of ephemeral volume \"scratch\""));
+                "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}}}]}),
+        );
+        assert!(
+            decide(&cat, &eph).warnings[0]
+                .contains("class \"zonal-a\" of ephemeral volume \"scratch\"")
+        );
     }
 
     #[test]
@@ -867,7 +889,8 @@ storageClasses:
         let s = sts("zonal-a", json!({ZONE: "zone-b"}));
         let d = decide_obj(&cat, Object::StatefulSet(&s), None);
         assert!(
-            d.warnings[0].contains("class \"zonal-a\" of claim template \"data\" of StatefulSet \"db\""),
+            d.warnings[0]
+                .contains("class \"zonal-a\" of claim template \"data\" of StatefulSet \"db\""),
             "{:?}",
             d.warnings
         );
@@ -876,7 +899,9 @@ storageClasses:
         assert!(d.warnings.is_empty());
         let immediate = sts("gp3", json!({ZONE: "zone-b"}));
         let d = decide_obj(&p.static_catalog(), Object::StatefulSet(&immediate), None);
-        assert!(d.warnings[0].starts_with("claim template \"data\" of StatefulSet \"db\": class \"gp3\" is Immediate"));
+        assert!(d.warnings[0].starts_with(
+            "claim template \"data\" of StatefulSet \"db\": class \"gp3\" is Immediate"
+        ));
     }
 
     #[test]
@@ -884,9 +909,11 @@ storageClasses:
         let p = policy();
         let cat = p.static_catalog();
         let eph = |class: &str, zone: &str| {
-            pod(json!({"nodeSelector": {ZONE: zone}, "volumes": [{"name": "scratch",
+            pod(
+                json!({"nodeSelector": {ZONE: zone}, "volumes": [{"name": "scratch",
                 "ephemeral": {"volumeClaimTemplate": {"spec": {"storageClassName": class,
-                    "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}}}]}))
+                    "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}}}]}),
+            )
         };
         let d = decide(&cat, &eph("gp3", "zone-b"));
         assert_eq!(
@@ -976,7 +1003,10 @@ storageClasses:
         };
         let mut d = Decision::default();
         p.rule(ID).check(&cx, &req, Mode::Enforce, &mut d);
-        assert!(d.warnings.is_empty(), "4 nodes × 2 constraints is past 5 units");
+        assert!(
+            d.warnings.is_empty(),
+            "4 nodes × 2 constraints is past 5 units"
+        );
         assert!(!budget.skipped().is_empty());
     }
 }
