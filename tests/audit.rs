@@ -412,6 +412,76 @@ fn audits_pods_and_every_workload_with_a_pod_template() {
     assert_eq!(r["summary"]["ignored"], 1);
 }
 
+/// `audit` on files that hold the nodes, the PV and the claim: a pod that cannot be scheduled
+/// because of volume topology is reported (volumeTopology), and the same pod with a selector a
+/// node satisfies is not.
+#[test]
+fn audit_reports_pods_that_volume_topology_leaves_without_a_node() {
+    let d = Dir::new();
+    let node = |name: &str, zone: &str| {
+        format!(
+            "apiVersion: v1\nkind: Node\nmetadata:\n  name: {name}\n  labels: {{kubernetes.io/hostname: {name}, topology.kubernetes.io/zone: {zone}}}\n"
+        )
+    };
+    let pod = |name: &str, zone: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: shop}}\nspec:\n  nodeSelector: {{topology.kubernetes.io/zone: {zone}}}\n  containers: [{{name: c, image: busybox}}]\n  volumes: [{{name: data, persistentVolumeClaim: {{claimName: data}}}}]\n"
+        )
+    };
+    let pv = "apiVersion: v1
+kind: PersistentVolume
+metadata: {name: ssd-1}
+spec:
+  capacity: {storage: 10Gi}
+  accessModes: [ReadWriteOnce]
+  storageClassName: local-storage
+  local: {path: /mnt/ssd/1}
+  claimRef: {namespace: shop, name: data}
+  nodeAffinity:
+    required:
+      nodeSelectorTerms:
+        - matchExpressions: [{key: kubernetes.io/hostname, operator: In, values: [k8s-worker-01]}]
+";
+    let pvc = "apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: data, namespace: shop}
+spec:
+  storageClassName: local-storage
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 1Gi}}
+";
+    let docs = [
+        node("k8s-worker-01", "zone-a"),
+        node("k8s-worker-02", "zone-b"),
+        pv.to_owned(),
+        pvc.to_owned(),
+        pod("stuck", "zone-b"),
+        pod("fits", "zone-a"),
+    ];
+    d.write("app.yaml", &docs.join("---\n"));
+    let o = audit(&d, &["-o", "json", "app.yaml"]);
+    let r = json_report(&o);
+    let stuck: Vec<&Value> = findings_for(&r, "stuck")
+        .into_iter()
+        .filter(|f| f["rule"] == "volumeTopology")
+        .collect();
+    assert_eq!(stuck.len(), 1, "{r}");
+    let msg = stuck[0]["message"].as_str().unwrap();
+    assert!(
+        msg.starts_with(
+            "node(s) didn't match PersistentVolume's node affinity: PV \"ssd-1\" of claim \"data\""
+        ),
+        "{msg}"
+    );
+    assert!(msg.contains("zone zone-b"), "{msg}");
+    assert!(
+        findings_for(&r, "fits")
+            .iter()
+            .all(|f| f["rule"] != "volumeTopology"),
+        "{r}"
+    );
+}
+
 // ---- output formats ----
 
 #[test]
@@ -1433,6 +1503,59 @@ fn cluster_audit_reports_volumes_stranded_by_reclaim_policy_or_claim_ref() {
         "{r}"
     );
     assert!(inventory("ssd-fine").is_empty());
+}
+
+/// `audit --cluster` reports a Pending pod whose bound PV sits on a node its nodeSelector
+/// excludes (volumeTopology), and not the one that fits.
+#[test]
+fn cluster_audit_reports_pods_that_volume_topology_leaves_without_a_node() {
+    let node = |name: &str, zone: &str| {
+        json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name,
+               "labels": {"kubernetes.io/hostname": name, "topology.kubernetes.io/zone": zone}}})
+    };
+    let pod = |name: &str, zone: &str| {
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "web"},
+               "spec": {"nodeSelector": {"topology.kubernetes.io/zone": zone},
+                        "containers": [{"name": "c", "image": "busybox"}],
+                        "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "data"}}]},
+               "status": {"phase": "Pending"}})
+    };
+    let api = support::fake_apiserver::FakeApiServer::start_blocking(vec![
+        node("k8s-worker-01", "zone-a"),
+        node("k8s-worker-02", "zone-b"),
+        json!({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "ssd-01", "uid": "u"},
+               "spec": {"capacity": {"storage": "10Gi"}, "accessModes": ["ReadWriteOnce"],
+                        "storageClassName": "local-storage", "local": {"path": "/mnt/ssd"},
+                        "claimRef": {"namespace": "web", "name": "data"},
+                        "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                            {"key": "kubernetes.io/hostname", "operator": "In", "values": ["k8s-worker-01"]}]}]}}},
+               "status": {"phase": "Bound"}}),
+        json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+               "metadata": {"name": "data", "namespace": "web", "uid": "u2"},
+               "spec": {"storageClassName": "local-storage", "volumeName": "ssd-01", "accessModes": ["ReadWriteOnce"],
+                        "resources": {"requests": {"storage": "1Gi"}}},
+               "status": {"phase": "Bound"}}),
+        pod("stuck", "zone-b"),
+        pod("fits", "zone-a"),
+    ]);
+    let d = Dir::new();
+    let o = cluster_audit(&api, &d, &["-o", "json"]);
+    let r = json_report(&o);
+    let topo = |name: &str| -> Vec<String> {
+        findings_for(&r, name)
+            .iter()
+            .filter(|f| f["rule"] == "volumeTopology")
+            .map(|f| f["message"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let stuck = topo("stuck");
+    assert_eq!(stuck.len(), 1, "{r}");
+    assert!(
+        stuck[0]
+            .starts_with("node(s) didn't match PersistentVolume's node affinity: PV \"ssd-01\""),
+        "{stuck:?}"
+    );
+    assert!(topo("fits").is_empty(), "{r}");
 }
 
 #[test]

@@ -9,7 +9,7 @@ use super::modes::Mode;
 use super::rule::{Acts, Endpoint, Entry, Judges, Meta, PodFilter, Rule};
 use super::rules::{
     access_modes, claim_ref, data_sources, default_class, delete_in_use, local_volume_nodes, node_affinity,
-    node_name_wffc, reclaim_policy, unknown_class, volume_name, volume_size, will_bind,
+    node_name_wffc, reclaim_policy, unknown_class, volume_name, volume_size, volume_topology, will_bind,
 };
 use super::rules::{missing_claims, shared_claims};
 use super::storage::Settings;
@@ -33,6 +33,7 @@ pub const REGISTRY: &[Entry] = &[
     missing_claims::ENTRY,
     data_sources::ENTRY,
     delete_in_use::ENTRY,
+    volume_topology::ENTRY,
 ];
 
 /// A compiled rule and the mode it runs in (before namespace labels and `--dry-run`).
@@ -148,6 +149,9 @@ fn needs(endpoint: Endpoint, kind: &Kind) -> Option<(Vec<Operation>, Option<Vec<
     }
     filters.sort();
     filters.dedup();
+    // A filter another one covers adds nothing to the condition.
+    let all = filters.clone();
+    filters.retain(|f| !all.iter().any(|g| g != f && g.covers(*f)));
     // A pod spec with claims by name or ephemeral volumes is sent anyway: `nodeName` with
     // either adds nothing.
     if filters.contains(&PodFilter::EphemeralVolumes) && filters.contains(&PodFilter::ClaimsByName)
@@ -474,10 +478,12 @@ mod tests {
                 .all(|x| !x.operations.contains(&"DELETE")),
             "DELETE goes to its own registration only"
         );
+        // volumeTopology judges every pod spec that mounts claims or ephemeral volumes, which
+        // covers the other filters.
         assert_eq!(
             pods.match_conditions[0].expression,
-            "(has(object.spec.volumes) && object.spec.volumes.exists(v, has(v.ephemeral))) || \
-             (has(object.spec.volumes) && object.spec.volumes.exists(v, has(v.persistentVolumeClaim)))"
+            "has(object.spec.volumes) && \
+             object.spec.volumes.exists(v, has(v.persistentVolumeClaim) || has(v.ephemeral))"
         );
         // One registration, one pod spec path: its condition fits every kind in it.
         for r in &regs {

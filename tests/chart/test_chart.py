@@ -51,8 +51,10 @@ CLUSTER_SCOPED = {
     "MutatingWebhookConfiguration",
     "ValidatingWebhookConfiguration",
 }
-EPHEMERAL_CEL = ("(has(object.spec.volumes) && object.spec.volumes.exists(v, has(v.ephemeral))) || "
-                 "(has(object.spec.volumes) && object.spec.volumes.exists(v, has(v.persistentVolumeClaim)))")
+# volumeTopology judges every pod spec that mounts claims or generic ephemeral volumes, which
+# covers the other rules' filters (ephemeral volumes; nodeName with claims).
+EPHEMERAL_CEL = ("has(object.spec.volumes) && "
+                 "object.spec.volumes.exists(v, has(v.persistentVolumeClaim) || has(v.ephemeral))")
 OPT_OUT = {"key": "storage-policy.io/ignore", "operator": "NotIn", "values": ["true"]}
 WEBHOOK_KINDS = ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration")
 # The mutating registration skips PVs a provisioner made that no mutating rule changes.
@@ -65,7 +67,7 @@ NOT_PROVISIONED_CEL = (
     "!(has(object.spec.nodeAffinity) && has(object.spec.nodeAffinity.required)))")
 RULE_KEYS = ["defaultStorageClass", "localVolumeNodeAffinity", "accessModes", "volumeSize", "reclaimPolicy",
              "claimRefNamespace", "localVolumeNodes", "unknownClass", "nodeNameWaitForFirstConsumer", "willBind",
-             "volumeName", "sharedClaims", "missingClaims", "dataSources", "deleteInUse"]
+             "volumeName", "sharedClaims", "missingClaims", "dataSources", "deleteInUse", "volumeTopology"]
 DELETE_CEL = ("!has(oldObject.metadata.deletionTimestamp) && "
               "(request.resource.resource == 'persistentvolumeclaims' || "
               "(has(oldObject.status) && has(oldObject.status.phase) && oldObject.status.phase == 'Bound'))")
@@ -287,19 +289,14 @@ def check_mutating(r: Rendered) -> None:
               "mutating matchConditions: every PVC, every PV but those a provisioner made that no rule changes")
 
 
-WORKLOAD_CEL = ("(has(object.spec.template) && has(object.spec.template.spec) && "
+WORKLOAD_CEL = ("has(object.spec.template) && has(object.spec.template.spec) && "
                 "has(object.spec.template.spec.volumes) && "
-                "object.spec.template.spec.volumes.exists(v, has(v.ephemeral))) || "
-                "(has(object.spec.template) && has(object.spec.template.spec) && "
-                "has(object.spec.template.spec.volumes) && "
-                "object.spec.template.spec.volumes.exists(v, has(v.persistentVolumeClaim)))")
+                "object.spec.template.spec.volumes.exists(v, has(v.persistentVolumeClaim) || has(v.ephemeral))")
 _CJ = ("has(object.spec.jobTemplate) && has(object.spec.jobTemplate.spec) && "
        "has(object.spec.jobTemplate.spec.template) && has(object.spec.jobTemplate.spec.template.spec) && ")
-CRONJOB_CEL = ("(" + _CJ + "has(object.spec.jobTemplate.spec.template.spec.volumes) && "
-               "object.spec.jobTemplate.spec.template.spec.volumes.exists(v, has(v.ephemeral))) || "
-               "(" + _CJ + "has(object.spec.jobTemplate.spec.template.spec.volumes) && "
+CRONJOB_CEL = (_CJ + "has(object.spec.jobTemplate.spec.template.spec.volumes) && "
                "object.spec.jobTemplate.spec.template.spec.volumes.exists(v, "
-               "has(v.persistentVolumeClaim)))")
+               "has(v.persistentVolumeClaim) || has(v.ephemeral))")
 
 
 def check_validating(r: Rendered) -> None:

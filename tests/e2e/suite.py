@@ -1159,6 +1159,48 @@ def restores_and_clones_the_provisioner_would_refuse_are_warned_and_stay_pending
                                ("volumesnapshotcontent", f"e2e-content-{lib.RUN}"))
 
 
+@case
+def a_pod_whose_pv_sits_on_another_node_than_its_selector_allows_stays_pending_as_warned():
+    """volumeTopology: a claim bound to a local PV on k8s-worker-01 (zone-a), mounted by a pod
+    whose nodeSelector asks zone-b. The webhook warns with the scheduler's words; the scheduler
+    then really leaves the pod Pending with them; the same pod without the selector schedules."""
+    ns = namespace("e2e-topo")
+    must("apply", "-f", "-", input=sc("e2e-topo", "kubernetes.io/no-provisioner"))
+    must("apply", "-f", "-", input=pv("e2e-topo-pv", "5Gi", cls="e2e-topo",
+                                      source={"local": {"path": "/mnt/topo"}},
+                                      nodeAffinity={"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                                          {"key": "kubernetes.io/hostname", "operator": "In",
+                                           "values": ["k8s-worker-01"]}]}]}}))
+    must("apply", "-f", "-", input=pvc("data", ns, "1Gi", cls="e2e-topo"))
+    wait("the claim bound to the local PV", 30, lambda: phase("pvc", "data", ns) == "Bound")
+    elsewhere = pod("elsewhere", ns, ["data"], node_selector={"topology.kubernetes.io/zone": "zone-b"})
+    reason = "node(s) didn't match PersistentVolume's node affinity"
+    r = wait("the webhook to see the bound claim", 15, lambda: (lambda r: r if any(
+        reason in w for w in r.warnings) else None)(create(elsewhere, "--dry-run=server")))
+    r = create(elsewhere)
+    check(r.rc == 0, "a warning rule refused the pod", r)
+    check(r.warnings == [
+        reason + ': PV "e2e-topo-pv" of claim "data" (kubernetes.io/hostname In [k8s-worker-01]: '
+        'node k8s-worker-01) and the pod (nodeSelector topology.kubernetes.io/zone=zone-b: zone '
+        'zone-b) share no node'], "the warning", r.warnings)
+
+    def unschedulable():
+        conds = (get("pod", "elsewhere", ns) or {}).get("status", {}).get("conditions") or []
+        return next((c for c in conds if c.get("type") == "PodScheduled"
+                     and c.get("status") == "False" and reason in (c.get("message") or "")), None)
+    cond = wait("the scheduler's reason on the pod", 40, unschedulable)
+    check(cond.get("reason") == "Unschedulable", "PodScheduled reason", cond)
+    stays("the warned pod unscheduled", 5,
+          lambda: not (get("pod", "elsewhere", ns) or {}).get("spec", {}).get("nodeName"))
+    # The control: no conflicting selector, no warning, and the scheduler places it by the PV.
+    control = create(pod("control", ns, ["data"]))
+    check(control.rc == 0 and not control.warnings, "no warning for the control", control)
+    wait("the control on k8s-worker-01", 40,
+         lambda: (get("pod", "control", ns) or {}).get("spec", {}).get("nodeName") == "k8s-worker-01")
+    must("delete", "namespace", ns, "--wait=false")
+    cleanup_cluster_scoped(("storageclass", "e2e-topo"), ("pv", "e2e-topo-pv"))
+
+
 # Registered last: its hundreds of Pending claims keep the controller manager's event writer
 # busy for a while, which later cases reading events would wait behind.
 import oracle  # noqa: E402,F401

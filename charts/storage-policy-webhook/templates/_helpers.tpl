@@ -226,10 +226,29 @@ the ephemeral-volumes condition). Mirrors PodFilter::cel.
 {{- end }}
 
 {{/*
-CEL: a pod spec some rule judges, the filters joined as registry::registrations joins them.
+CEL: the pod spec at the given path mounts claims or generic ephemeral volumes (rule
+volumeTopology; it covers the two filters above). Mirrors PodFilter::cel.
+*/}}
+{{- define "spw.mountsClaimsCEL" -}}
+{{- $guards := list -}}
+{{- $at := "object.spec" -}}
+{{- range $seg := rest (splitList "." .) -}}
+{{- $at = printf "%s.%s" $at $seg -}}
+{{- $guards = append $guards (printf "has(%s)" $at) -}}
+{{- end -}}
+{{- $full := printf "object.%s" . -}}
+{{- $guards = append $guards (printf "has(%s.volumes)" $full) -}}
+{{- $guards = append $guards (printf "%s.volumes.exists(v, has(v.persistentVolumeClaim) || has(v.ephemeral))" $full) -}}
+{{- join " && " $guards -}}
+{{- end }}
+
+{{/*
+CEL: a pod spec some rule judges, the filters joined as registry::registrations joins them (a
+filter another covers is left out: mounting claims covers ephemeral volumes and nodeName with
+claims).
 */}}
 {{- define "spw.podSpecCEL" -}}
-{{- printf "(%s) || (%s)" (include "spw.ephemeralVolumesCEL" .) (include "spw.claimsByNameCEL" .) -}}
+{{- include "spw.mountsClaimsCEL" . -}}
 {{- end }}
 
 {{/* The webhook configurations the webhook registers, as one JSON List. */}}
@@ -264,7 +283,7 @@ PV not already being deleted whose status is Bound. A DELETE has no object: only
 
 {{/* The policy rules, as the webhook's registry lists them (`rules --output json`). */}}
 {{- define "spw.ruleKeys" -}}
-{{- list "defaultStorageClass" "localVolumeNodeAffinity" "accessModes" "volumeSize" "reclaimPolicy" "claimRefNamespace" "localVolumeNodes" "unknownClass" "nodeNameWaitForFirstConsumer" "willBind" "volumeName" "sharedClaims" "missingClaims" "dataSources" "deleteInUse" | toJson }}
+{{- list "defaultStorageClass" "localVolumeNodeAffinity" "accessModes" "volumeSize" "reclaimPolicy" "claimRefNamespace" "localVolumeNodes" "unknownClass" "nodeNameWaitForFirstConsumer" "willBind" "volumeName" "sharedClaims" "missingClaims" "dataSources" "deleteInUse" "volumeTopology" | toJson }}
 {{- end }}
 
 {{/* Every rule in audit mode whatever the policy says (binary flag --audit-only): auditOnly, or

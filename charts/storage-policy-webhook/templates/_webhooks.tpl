@@ -86,8 +86,8 @@ webhooks:
     timeoutSeconds: {{ .Values.webhook.timeoutSeconds }}
     {{- include "spw.namespaceSelector" . | trim | nindent 4 }}
     {{- include "spw.objectSelector" . | trim | nindent 4 }}
-  # Pods and workloads are sent only when their pod spec declares what a rule judges (generic
-  # ephemeral volumes, or claims by name): every other pod and workload is admitted without a call. One registration
+  # Pods and workloads are sent only when their pod spec declares what a rule judges (claims or
+  # generic ephemeral volumes): every other pod and workload is admitted without a call. One registration
   # per pod spec path, because matchConditions apply to every rule of a registration. The kinds,
   # operations and conditions follow the webhook's own table (`storage-policy-webhook rules
   # --output json`); the chart tests compare them.

@@ -46,9 +46,17 @@ pub enum PodFilter {
     NodeNameWithClaims,
     /// The pod spec mounts a claim by name (`persistentVolumeClaim.claimName`).
     ClaimsByName,
+    /// The pod spec mounts claims or generic ephemeral volumes.
+    MountsClaims,
 }
 
 impl PodFilter {
+    /// Whether every pod spec this filter lets through is let through by `self` too: a
+    /// registration then needs only `self`.
+    pub fn covers(self, other: PodFilter) -> bool {
+        self == other || self == PodFilter::MountsClaims
+    }
+
     /// The CEL condition on the pod spec at `path` (`spec`, `spec.template.spec`, ...). Every
     /// optional parent below `spec` is tested with `has()`, so the expression never errors.
     pub fn cel(self, path: &str) -> String {
@@ -75,6 +83,12 @@ impl PodFilter {
                 guards.push(format!("has({full}.volumes)"));
                 guards.push(format!(
                     "{full}.volumes.exists(v, has(v.persistentVolumeClaim))"
+                ));
+            }
+            PodFilter::MountsClaims => {
+                guards.push(format!("has({full}.volumes)"));
+                guards.push(format!(
+                    "{full}.volumes.exists(v, has(v.persistentVolumeClaim) || has(v.ephemeral))"
                 ));
             }
         }

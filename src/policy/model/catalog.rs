@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, OnceLock};
 
-use k8s_openapi::api::core::v1::PersistentVolumeSpec;
+use k8s_openapi::api::core::v1::{NodeSelector, PersistentVolumeSpec, TopologySelectorTerm};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
@@ -16,6 +16,7 @@ use super::node_selector::Node;
 use super::pods::PodMap;
 use super::quantity::{Written, limit};
 use super::snapshots::{ContentMap, SnapshotIndex, SnapshotMap};
+use super::topology;
 pub use super::vocab::StorageKind;
 use super::vocab::{AccessMode, VolumeBindingMode};
 use super::volumes::{ClaimMap, PvMap, Source, VolumeIndex};
@@ -53,6 +54,9 @@ pub struct StaticClass {
     /// The largest volume the class provisions: larger claims are refused.
     #[serde(default)]
     pub max_size: Option<Spanned<String>>,
+    /// Where the class may provision (`allowedTopologies`, as in a StorageClass).
+    #[serde(default)]
+    pub allowed_topologies: Vec<TopologySelectorTerm>,
 }
 
 /// Extra provisioner names per storage kind, on top of the built-in table.
@@ -199,6 +203,8 @@ pub struct ClassInfo {
     /// The class's own size limits (policy `minSize`/`maxSize`, or the class's annotations).
     pub min_size: Option<Written>,
     pub max_size: Option<Written>,
+    /// `allowedTopologies` as the node selector they amount to; `None`: anywhere.
+    pub allowed_topologies: Option<NodeSelector>,
 }
 
 /// A StorageClass as read from the cluster, already reduced to what the rules need.
@@ -216,6 +222,9 @@ pub struct LiveClass {
     /// not a positive quantity is ignored).
     pub min_size: Option<String>,
     pub max_size: Option<String>,
+    /// `allowedTopologies` as the node selector they amount to ([`topology::allowed_topologies`]);
+    /// `None`: anywhere.
+    pub allowed_topologies: Option<NodeSelector>,
 }
 
 impl LiveClass {
@@ -241,6 +250,10 @@ impl LiveClass {
             parameters: sc.parameters.clone().unwrap_or_default(),
             min_size: get(MIN_SIZE_ANNOTATION).map(|s| s.trim().to_owned()),
             max_size: get(MAX_SIZE_ANNOTATION).map(|s| s.trim().to_owned()),
+            allowed_topologies: sc
+                .allowed_topologies
+                .as_deref()
+                .and_then(topology::allowed_topologies),
         }
     }
 
@@ -391,6 +404,7 @@ impl Catalog {
                     // Validated when the policy was loaded.
                     min_size: c.min_size.as_ref().and_then(|s| limit(&s.value).ok()),
                     max_size: c.max_size.as_ref().and_then(|s| limit(&s.value).ok()),
+                    allowed_topologies: topology::allowed_topologies(&c.allowed_topologies),
                 },
             );
         }
@@ -412,6 +426,7 @@ impl Catalog {
                     live: true,
                     min_size: c.min_size.as_deref().and_then(|s| limit(s).ok()),
                     max_size: c.max_size.as_deref().and_then(|s| limit(s).ok()),
+                    allowed_topologies: c.allowed_topologies.clone(),
                 },
             );
         }

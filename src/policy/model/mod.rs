@@ -18,6 +18,7 @@ pub mod quantity;
 pub mod sizes;
 pub mod snapshots;
 pub mod storage;
+pub mod topology;
 pub mod vocab;
 pub mod volumes;
 pub mod workloads;

@@ -300,6 +300,7 @@ mod tests {
             live: false,
             min_size: None,
             max_size: None,
+            allowed_topologies: None,
         }
     }
 

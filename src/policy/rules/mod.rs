@@ -16,4 +16,5 @@ pub mod shared_claims;
 pub mod unknown_class;
 pub mod volume_name;
 pub mod volume_size;
+pub mod volume_topology;
 pub mod will_bind;
