@@ -8,8 +8,9 @@ use super::config::{ConfigError, PolicyFile, Section};
 use super::modes::Mode;
 use super::rule::{Acts, Endpoint, Entry, Judges, Meta, PodFilter, Rule};
 use super::rules::{
-    access_modes, claim_ref, data_sources, default_class, delete_in_use, local_volume_nodes, node_affinity,
-    node_name_wffc, reclaim_policy, unknown_class, volume_name, volume_size, volume_topology, will_bind,
+    access_modes, claim_ref, data_sources, default_class, delete_in_use, local_volume_nodes,
+    node_affinity, node_name_wffc, reclaim_policy, unknown_class, volume_name, volume_size,
+    volume_topology, will_bind,
 };
 use super::rules::{missing_claims, shared_claims};
 use super::storage::Settings;

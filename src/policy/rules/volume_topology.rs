@@ -632,6 +632,7 @@ storageClasses:
             Object::PodSpec {
                 spec: p.spec.as_ref(),
                 path: "spec",
+                runs: crate::policy::model::workloads::Runs::One,
             },
             None,
         )
@@ -969,6 +970,7 @@ storageClasses:
             let obj = Object::PodSpec {
                 spec: app.spec.as_ref(),
                 path: "spec",
+                runs: crate::policy::model::workloads::Runs::One,
             };
             findings(&cx, Some("default"), &obj)
         };
@@ -998,6 +1000,7 @@ storageClasses:
             object: Some(Object::PodSpec {
                 spec: app.spec.as_ref(),
                 path: "spec",
+                runs: crate::policy::model::workloads::Runs::One,
             }),
             old_object: None,
         };
