@@ -1106,9 +1106,9 @@ mod tests {
 
     #[test]
     fn a_claim_stays_small() {
-        // Three pointers and a few bytes (phase, modes, deleting) in their padding: 100,000
-        // claims cached stay the size they were before modes and deletion were kept.
-        assert!(std::mem::size_of::<ClaimInfo>() <= 56);
+        // Three pointers, the request (clones) and a few bytes (phase, modes, deleting) in their
+        // padding: 100,000 claims cached cost at most 6.4 MB of entries.
+        assert!(std::mem::size_of::<ClaimInfo>() <= 64);
     }
     use serde_json::json;
 
