@@ -13,18 +13,16 @@
 
 use std::collections::{HashMap, HashSet};
 
-use k8s_openapi::api::core::v1::{PersistentVolumeClaimSpec, PodSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-
 use crate::kinds::Operation;
 use crate::policy::engine::decision::Decision;
 use crate::policy::engine::rule::{
     Acts, Context, Endpoint, Entry, Judges, Meta, Object, PodFilter, Request, Rule, RuleId,
     mode_only,
 };
+use crate::policy::engine::sites::{ClaimSite, claim_sites};
 use crate::policy::model::catalog::{Catalog, ClassesKnown};
 use crate::policy::model::field::{Path, go_quote};
-use crate::policy::model::limits::{MAX_NAMES_JUDGED, MAX_VOLUMES};
+use crate::policy::model::limits::MAX_NAMES_JUDGED;
 use crate::policy::model::modes::Mode;
 use crate::policy::model::storage::BETA_CLASS_ANNOTATION;
 
@@ -76,113 +74,37 @@ pub struct Named {
     pub template: bool,
 }
 
-/// The class a claim names itself (not a default): `spec.storageClassName`, else the beta
+/// The class a claim site names itself (not a default): `spec.storageClassName`, else the beta
 /// annotation, as the PV controller reads them. `""` names none.
-fn named(
-    meta: Option<&ObjectMeta>,
-    spec: Option<&PersistentVolumeClaimSpec>,
-    at: &Path,
-    template: bool,
-    out: &mut Vec<Named>,
-) {
-    let (class, field) = if let Some(c) = spec.and_then(|s| s.storage_class_name.as_deref()) {
-        (c, at.child("spec").child("storageClassName"))
-    } else if let Some(c) = meta
+fn named(site: &ClaimSite<'_>) -> Option<Named> {
+    let (class, field) = if let Some(c) = site.spec.and_then(|s| s.storage_class_name.as_deref()) {
+        (c, site.spec_path().child("storageClassName"))
+    } else if let Some(c) = site
+        .meta
         .and_then(|m| m.annotations.as_ref())
         .and_then(|a| a.get(BETA_CLASS_ANNOTATION))
     {
         (
             c.as_str(),
-            at.child("metadata")
+            site.at
+                .child("metadata")
                 .child("annotations")
                 .key(BETA_CLASS_ANNOTATION),
         )
     } else {
-        return;
+        return None;
     };
-    if !class.is_empty() {
-        out.push(Named {
-            class: class.to_owned(),
-            field,
-            template,
-        });
-    }
-}
-
-/// The ephemeral claim templates of a pod spec, the first [`MAX_VOLUMES`] volumes only (as
-/// accessModes and volumeSize judge them); says whether volumes were left unread.
-fn pod_spec(spec: Option<&PodSpec>, path: &str, out: &mut Vec<Named>) -> Cut {
-    let volumes = spec.and_then(|s| s.volumes.as_ref());
-    let cut = Cut {
-        templates: false,
-        volumes: volumes.is_some_and(|v| v.len() > MAX_VOLUMES),
-    };
-    for (i, v) in volumes.into_iter().flatten().take(MAX_VOLUMES).enumerate() {
-        if let Some(tpl) = v
-            .ephemeral
-            .as_ref()
-            .and_then(|e| e.volume_claim_template.as_ref())
-        {
-            let at = Path::new(path)
-                .child("volumes")
-                .index(i)
-                .child("ephemeral")
-                .child("volumeClaimTemplate");
-            named(tpl.metadata.as_ref(), Some(&tpl.spec), &at, true, out);
-        }
-    }
-    cut
-}
-
-/// Which lists of an object were read only up to [`MAX_VOLUMES`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Cut {
-    pub templates: bool,
-    pub volumes: bool,
+    (!class.is_empty()).then(|| Named {
+        class: class.to_owned(),
+        field,
+        template: site.is_template(),
+    })
 }
 
 /// Every class an object names, in field order (PVs are not judged: a PV's class is only a
-/// label for binding, no provisioner ever reads it), and which lists were read only up to
-/// [`MAX_VOLUMES`].
-pub fn classes_named(object: &Object<'_>) -> (Vec<Named>, Cut) {
-    let mut out = Vec::new();
-    let cut = match *object {
-        Object::Pvc(pvc) => {
-            named(
-                Some(&pvc.metadata),
-                pvc.spec.as_ref(),
-                &Path::default(),
-                false,
-                &mut out,
-            );
-            Cut::default()
-        }
-        Object::Pv(_) => Cut::default(),
-        Object::StatefulSet(sts) => {
-            let spec = sts.spec.as_ref();
-            let templates = spec.and_then(|s| s.volume_claim_templates.as_ref());
-            for (i, pvc) in templates
-                .into_iter()
-                .flatten()
-                .take(MAX_VOLUMES)
-                .enumerate()
-            {
-                let at = Path::new("spec").child("volumeClaimTemplates").index(i);
-                named(Some(&pvc.metadata), pvc.spec.as_ref(), &at, true, &mut out);
-            }
-            let volumes = pod_spec(
-                spec.and_then(|s| s.template.spec.as_ref()),
-                "spec.template.spec",
-                &mut out,
-            );
-            Cut {
-                templates: templates.is_some_and(|t| t.len() > MAX_VOLUMES),
-                volumes: volumes.volumes,
-            }
-        }
-        Object::PodSpec { spec, path } => pod_spec(spec, path, &mut out),
-    };
-    (out, cut)
+/// label for binding, no provisioner ever reads it).
+fn classes_named(sites: &[ClaimSite<'_>]) -> Vec<Named> {
+    sites.iter().filter_map(named).collect()
 }
 
 /// Levenshtein distance over characters (two rows), or `None` when it exceeds `limit`: only a
@@ -312,23 +234,16 @@ pub(crate) fn run(cx: &Context<'_>, req: &Request<'_>, _mode: Mode, d: &mut Deci
     if req.operation == Operation::Update && matches!(object, Object::Pvc(_)) {
         return;
     }
-    let (mut found, cut) = classes_named(object);
-    if cut.templates {
-        cx.skip(format!(
-            "unknownClass: claim templates past the first {MAX_VOLUMES}"
-        ));
-    }
-    if cut.volumes {
-        cx.skip(format!(
-            "unknownClass: pod volumes past the first {MAX_VOLUMES}"
-        ));
-    }
+    let mut found = classes_named(&cx.claim_sites(ID, object));
     found.retain(|n| catalog.class(&n.class).is_none() && !names_static_volumes(catalog, &n.class));
     // On UPDATE, a class the old object already named was warned about when it was applied.
     if req.operation == Operation::Update
         && let Some(old) = req.old_object.as_ref()
     {
-        let before: HashSet<String> = classes_named(old).0.into_iter().map(|n| n.class).collect();
+        let before: HashSet<String> = classes_named(&claim_sites(old).0)
+            .into_iter()
+            .map(|n| n.class)
+            .collect();
         found.retain(|n| !before.contains(&n.class));
     }
     // Each distinct name is compared with the classes once, the first MAX_NAMES_JUDGED only.
@@ -360,6 +275,7 @@ mod tests {
     use super::*;
     use crate::policy::catalog::{LiveClass, LiveState};
     use crate::policy::decision::Action;
+    use crate::policy::model::limits::MAX_VOLUMES;
     use crate::policy::{Policy, Subject};
     use k8s_openapi::api::apps::v1::StatefulSet;
     use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
@@ -864,11 +780,13 @@ storageClasses:
         assert_eq!((named, cut.volumes), (MAX_VOLUMES, true));
     }
 
-    fn pod_spec_named(pod: &Pod, volumes: usize) -> (usize, Cut) {
+    fn pod_spec_named(pod: &Pod, volumes: usize) -> (usize, crate::policy::engine::sites::Cut) {
         let mut spec = pod.spec.clone().unwrap();
         spec.volumes.as_mut().unwrap().truncate(volumes);
-        let mut out = Vec::new();
-        let cut = pod_spec(Some(&spec), "spec", &mut out);
-        (out.len(), cut)
+        let (sites, cut) = claim_sites(&Object::PodSpec {
+            spec: Some(&spec),
+            path: "spec",
+        });
+        (classes_named(&sites).len(), cut)
     }
 }

@@ -8,16 +8,14 @@
 //! provisioners are not judged (fail open on knowledge, never guess). What a class serves and
 //! which class a claim lands on is the shared [`storage`] model.
 
-use k8s_openapi::api::core::v1::{PersistentVolumeClaimSpec, PodSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Deserialize;
 
 use self::rewrite::{Rewrite, RewriteConfig};
 use crate::policy::engine::config::{AccessMode, ConfigError, Section};
 use crate::policy::engine::decision::{Decision, Violation};
+use crate::policy::engine::sites::ClaimSite;
 use crate::policy::model::catalog::{Catalog, KIND_ANNOTATION, StorageKind, kind_of_pv_source};
 use crate::policy::model::field::{FieldError, Path, go_quote};
-use crate::policy::model::limits::MAX_VOLUMES;
 use crate::policy::model::modes::Mode;
 
 pub mod rewrite;
@@ -219,20 +217,17 @@ fn check(
     out
 }
 
-fn check_claim(
-    cx: &Context<'_>,
-    namespace: Option<&str>,
-    meta: Option<&ObjectMeta>,
-    spec: Option<&PersistentVolumeClaimSpec>,
-    path: Path,
-) -> Vec<Violation> {
-    let Some(class) = storage::claim_class(cx.settings, cx.catalog, namespace, meta, spec) else {
+/// What the storage a claim site lands on cannot serve of it.
+fn check_claim(cx: &Context<'_>, namespace: Option<&str>, site: &ClaimSite<'_>) -> Vec<Violation> {
+    let Some(class) =
+        storage::claim_class(cx.settings, cx.catalog, namespace, site.meta, site.spec)
+    else {
         return Vec::new();
     };
     let Some(t) = Target::of_class(cx.catalog, &class) else {
         return Vec::new();
     };
-    let Some(spec) = spec else {
+    let Some(spec) = site.spec else {
         return Vec::new();
     };
     check(
@@ -241,47 +236,8 @@ fn check_claim(
         &t,
         spec.access_modes.as_deref().unwrap_or(&[]),
         spec.volume_mode.as_deref(),
-        &path,
+        &site.spec_path(),
     )
-}
-
-fn check_pod_spec(
-    cx: &Context<'_>,
-    namespace: Option<&str>,
-    spec: Option<&PodSpec>,
-    path: &str,
-    out: &mut Vec<Violation>,
-) {
-    let Some(volumes) = spec.and_then(|s| s.volumes.as_ref()) else {
-        return;
-    };
-    if volumes.len() > MAX_VOLUMES {
-        cx.skip(format!(
-            "accessModes: pod volumes past the first {MAX_VOLUMES}"
-        ));
-    }
-    for (i, v) in volumes.iter().take(MAX_VOLUMES).enumerate() {
-        let Some(tpl) = v
-            .ephemeral
-            .as_ref()
-            .and_then(|e| e.volume_claim_template.as_ref())
-        else {
-            continue;
-        };
-        let p = Path::new(path)
-            .child("volumes")
-            .index(i)
-            .child("ephemeral")
-            .child("volumeClaimTemplate")
-            .child("spec");
-        out.extend(check_claim(
-            cx,
-            namespace,
-            tpl.metadata.as_ref(),
-            Some(&tpl.spec),
-            p,
-        ));
-    }
 }
 
 /// Every access-mode and volume-mode violation in an object.
@@ -290,83 +246,44 @@ pub fn violations(
     namespace: Option<&str>,
     object: &Object<'_>,
 ) -> Vec<Violation> {
-    let mut out = Vec::new();
-    match *object {
-        Object::Pvc(pvc) => {
-            out.extend(check_claim(
-                cx,
-                namespace,
-                Some(&pvc.metadata),
-                pvc.spec.as_ref(),
-                Path::new("spec"),
-            ));
-        }
-        Object::Pv(pv) => {
-            let Some(spec) = pv.spec.as_ref() else {
-                return out;
-            };
-            // The volume's own source wins over its class: an NFS PV serves ReadWriteMany
-            // whatever its class is called. Without a known source, a class judges only on
-            // facts (a static class's kind is the PVs', which this one would join).
-            let by_source = kind_of_pv_source(spec, cx.table).map(|kind| Target {
-                class: None,
-                provisioner: None,
-                kind,
-                allow_rwx_block: false,
-                basis: Basis::Source,
-            });
-            let target = by_source.or_else(|| {
-                spec.storage_class_name
-                    .as_deref()
-                    .filter(|c| !c.is_empty())
-                    .and_then(|c| Target::of_class(cx.catalog, c))
-                    .filter(|t| t.basis == Basis::Class)
-            });
-            if let Some(t) = target {
-                out.extend(check(
-                    cx.settings,
-                    cx.catalog,
-                    &t,
-                    spec.access_modes.as_deref().unwrap_or(&[]),
-                    spec.volume_mode.as_deref(),
-                    &Path::new("spec"),
-                ));
-            }
-        }
-        Object::StatefulSet(sts) => {
-            let templates = sts
-                .spec
-                .as_ref()
-                .and_then(|s| s.volume_claim_templates.as_ref());
-            if templates.is_some_and(|t| t.len() > MAX_VOLUMES) {
-                cx.skip(format!(
-                    "accessModes: claim templates past the first {MAX_VOLUMES}"
-                ));
-            }
-            for (i, pvc) in templates
-                .into_iter()
-                .flatten()
-                .take(MAX_VOLUMES)
-                .enumerate()
-            {
-                let p = Path::new("spec")
-                    .child("volumeClaimTemplates")
-                    .index(i)
-                    .child("spec");
-                out.extend(check_claim(
-                    cx,
-                    namespace,
-                    Some(&pvc.metadata),
-                    pvc.spec.as_ref(),
-                    p,
-                ));
-            }
-            let pod = sts.spec.as_ref().and_then(|s| s.template.spec.as_ref());
-            check_pod_spec(cx, namespace, pod, "spec.template.spec", &mut out);
-        }
-        Object::PodSpec { spec, path } => check_pod_spec(cx, namespace, spec, path, &mut out),
-    }
-    out
+    let Object::Pv(pv) = *object else {
+        return cx
+            .claim_sites(ID, object)
+            .iter()
+            .flat_map(|site| check_claim(cx, namespace, site))
+            .collect();
+    };
+    let Some(spec) = pv.spec.as_ref() else {
+        return Vec::new();
+    };
+    // The volume's own source wins over its class: an NFS PV serves ReadWriteMany whatever its
+    // class is called. Without a known source, a class judges only on facts (a static class's
+    // kind is the PVs', which this one would join).
+    let by_source = kind_of_pv_source(spec, cx.table).map(|kind| Target {
+        class: None,
+        provisioner: None,
+        kind,
+        allow_rwx_block: false,
+        basis: Basis::Source,
+    });
+    let target = by_source.or_else(|| {
+        spec.storage_class_name
+            .as_deref()
+            .filter(|c| !c.is_empty())
+            .and_then(|c| Target::of_class(cx.catalog, c))
+            .filter(|t| t.basis == Basis::Class)
+    });
+    let Some(t) = target else {
+        return Vec::new();
+    };
+    check(
+        cx.settings,
+        cx.catalog,
+        &t,
+        spec.access_modes.as_deref().unwrap_or(&[]),
+        spec.volume_mode.as_deref(),
+        &Path::new("spec"),
+    )
 }
 
 #[cfg(test)]
@@ -392,6 +309,7 @@ fn run_with(cx: &Context<'_>, req: &Request<'_>, mode: Mode, d: &mut Decision, r
 mod tests {
     use super::*;
     use crate::policy::decision::Action;
+    use crate::policy::model::limits::MAX_VOLUMES;
     use crate::policy::storage::BETA_CLASS_ANNOTATION;
     use crate::policy::{Policy, Subject};
     use k8s_openapi::api::apps::v1::StatefulSet;
