@@ -123,7 +123,7 @@ fn needs(endpoint: Endpoint, kind: &Kind) -> Option<(Vec<Operation>, Option<Vec<
         .operations
         .iter()
         .copied()
-        .filter(|op| rules.iter().any(|m| m.operations.contains(op)))
+        .filter(|op| rules.iter().any(|a| a.operations_on(kind).contains(op)))
         .collect();
     ops.sort();
     if ops.is_empty() {
@@ -132,11 +132,12 @@ fn needs(endpoint: Endpoint, kind: &Kind) -> Option<(Vec<Operation>, Option<Vec<
     let judges = rules
         .iter()
         .flat_map(|m| m.judges.iter())
+        .map(|j| j.part)
         .filter(|j| j.in_kind(kind));
     let mut filters = Vec::new();
     for j in judges {
         match j {
-            Judges::PodSpecs(f) => filters.push(*f),
+            Judges::PodSpecs(f) => filters.push(f),
             // Something other than a pod spec is judged: every object of the kind is sent.
             _ => return Some((ops, None)),
         }
@@ -256,7 +257,7 @@ mod tests {
             assert!(!m.acts.is_empty(), "{}", m.key);
             for (j, a) in m.acts.iter().enumerate() {
                 assert!(
-                    !a.operations.is_empty() && !a.judges.is_empty(),
+                    !a.judges.is_empty() && a.judges.iter().all(|j| !j.operations.is_empty()),
                     "{}",
                     m.key
                 );

@@ -8,8 +8,8 @@
 //! field (`spec.claimRef.namespace: Required value`). It only reads the PV; which claims exist is
 //! none of its business.
 
-use crate::kinds::Operation;
 use crate::policy::engine::decision::{Decision, Violation};
+use crate::policy::engine::meta::CREATE_UPDATE;
 use crate::policy::engine::rule::{
     Acts, Context, Endpoint, Entry, Judges, Meta, Object, Request, Rule, RuleId, mode_only,
 };
@@ -26,8 +26,7 @@ pub const META: Meta = Meta {
     default_mode: Mode::Enforce,
     acts: &[Acts {
         endpoint: Endpoint::Validate,
-        operations: &[Operation::Create, Operation::Update],
-        judges: &[Judges::Volumes],
+        judges: &[Judges::Volumes.on(CREATE_UPDATE)],
     }],
 };
 pub const ID: RuleId = RuleId(&META);
@@ -88,6 +87,7 @@ fn run(req: &Request<'_>, mode: Mode, d: &mut Decision) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kinds::Operation;
     use crate::policy::decision::Action;
     use crate::policy::field::Invalid;
     use crate::policy::{Policy, Subject};

@@ -11,9 +11,9 @@ use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::kinds::Operation;
 use crate::policy::engine::config::{AccessMode, ConfigError, Section, check_dns_subdomain};
 use crate::policy::engine::decision::Decision;
+use crate::policy::engine::meta::CREATE;
 use crate::policy::engine::rule::{
     Acts, Context, Endpoint, Entry, Judges, Meta, Object, Request, Rule, RuleId,
 };
@@ -31,8 +31,7 @@ pub const META: Meta = Meta {
     default_mode: Mode::Enforce,
     acts: &[Acts {
         endpoint: Endpoint::Mutate,
-        operations: &[Operation::Create],
-        judges: &[Judges::Claims],
+        judges: &[Judges::Claims.on(CREATE)],
     }],
 };
 pub const ID: RuleId = RuleId(&META);

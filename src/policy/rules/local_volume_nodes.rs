@@ -19,8 +19,8 @@ use std::collections::HashSet;
 
 use k8s_openapi::api::core::v1::{NodeSelectorRequirement, NodeSelectorTerm, PersistentVolume};
 
-use crate::kinds::Operation;
 use crate::policy::engine::decision::Decision;
+use crate::policy::engine::meta::CREATE;
 use crate::policy::engine::rule::{
     Acts, Context, Endpoint, Entry, Judges, Meta, Object, Request, Rule, RuleId, mode_only,
 };
@@ -37,8 +37,7 @@ pub const META: Meta = Meta {
     default_mode: Mode::Enforce,
     acts: &[Acts {
         endpoint: Endpoint::Validate,
-        operations: &[Operation::Create],
-        judges: &[Judges::Volumes],
+        judges: &[Judges::Volumes.on(CREATE)],
     }],
 };
 pub const ID: RuleId = RuleId(&META);
@@ -230,6 +229,7 @@ pub fn hazard(label: &str, nodes: Option<&[Node]>, pv: &PersistentVolume) -> Opt
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kinds::Operation;
     use crate::policy::decision::Action;
     use crate::policy::{Policy, Subject};
     use serde_json::{Value, json};

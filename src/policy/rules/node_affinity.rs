@@ -14,9 +14,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use serde_saphyr::Spanned;
 
-use crate::kinds::Operation;
 use crate::policy::engine::config::{ConfigError, Section};
 use crate::policy::engine::decision::Decision;
+use crate::policy::engine::meta::CREATE;
 use crate::policy::engine::rule::{
     Acts, Context, Endpoint, Entry, Judges, Meta, Object, Request, Rule, RuleId,
 };
@@ -34,8 +34,7 @@ pub const META: Meta = Meta {
     default_mode: Mode::Enforce,
     acts: &[Acts {
         endpoint: Endpoint::Mutate,
-        operations: &[Operation::Create],
-        judges: &[Judges::Volumes],
+        judges: &[Judges::Volumes.on(CREATE)],
     }],
 };
 pub const ID: RuleId = RuleId(&META);
@@ -336,6 +335,7 @@ impl NodeAffinity {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kinds::Operation;
     use crate::policy::Policy;
     use crate::policy::catalog::LiveState;
 

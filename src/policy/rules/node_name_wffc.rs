@@ -14,9 +14,9 @@
 //! that very node is fine (nothing is said); on another node the claim still does not wait, so
 //! it is a warning (its volume may be pinned out of the pod's reach), never a denial.
 
-use crate::kinds::Operation;
 use crate::policy::engine::config::VolumeBindingMode;
 use crate::policy::engine::decision::{Decision, Violation};
+use crate::policy::engine::meta::CREATE_UPDATE;
 use crate::policy::engine::rule::{
     Acts, Context, Endpoint, Entry, Judges, Meta, Object, PodFilter, Request, Rule, RuleId,
     mode_only,
@@ -37,8 +37,7 @@ pub const META: Meta = Meta {
     default_mode: Mode::Enforce,
     acts: &[Acts {
         endpoint: Endpoint::Validate,
-        operations: &[Operation::Create, Operation::Update],
-        judges: &[Judges::PodSpecs(PodFilter::NodeNameWithClaims)],
+        judges: &[Judges::PodSpecs(PodFilter::NodeNameWithClaims).on(CREATE_UPDATE)],
     }],
 };
 pub const ID: RuleId = RuleId(&META);
@@ -295,6 +294,7 @@ fn run(cx: &Context<'_>, req: &Request<'_>, mode: Mode, d: &mut Decision) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kinds::Operation;
     use crate::policy::catalog::LiveState;
     use crate::policy::decision::Action;
     use crate::policy::volumes::{Source, VolumeIndex};

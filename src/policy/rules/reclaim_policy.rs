@@ -24,8 +24,8 @@ use json_patch::{PatchOperation, ReplaceOperation};
 use k8s_openapi::api::core::v1::PersistentVolume;
 use serde_json::json;
 
-use crate::kinds::Operation;
 use crate::policy::engine::decision::Decision;
+use crate::policy::engine::meta::CREATE;
 use crate::policy::engine::rule::{
     Acts, Context, Endpoint, Entry, Judges, Meta, Object, Request, Rule, RuleId, mode_only,
 };
@@ -42,8 +42,7 @@ pub const META: Meta = Meta {
     default_mode: Mode::Enforce,
     acts: &[Acts {
         endpoint: Endpoint::Mutate,
-        operations: &[Operation::Create],
-        judges: &[Judges::Volumes],
+        judges: &[Judges::Volumes.on(CREATE)],
     }],
 };
 pub const ID: RuleId = RuleId(&META);
@@ -104,6 +103,7 @@ fn run(pv: &PersistentVolume, mode: Mode, d: &mut Decision) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kinds::Operation;
     use crate::policy::decision::Action;
     use crate::policy::model::pv_controller::*;
     use crate::policy::{Policy, Subject};

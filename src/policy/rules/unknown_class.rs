@@ -15,9 +15,9 @@ use std::collections::{HashMap, HashSet};
 
 use crate::kinds::Operation;
 use crate::policy::engine::decision::Decision;
+use crate::policy::engine::meta::{CREATE, CREATE_UPDATE};
 use crate::policy::engine::rule::{
-    Acts, Context, Endpoint, Entry, Judges, Meta, Object, PodFilter, Request, Rule, RuleId,
-    mode_only,
+    Acts, Context, Endpoint, Entry, Judges, Meta, PodFilter, Request, Rule, RuleId, mode_only,
 };
 use crate::policy::engine::sites::{ClaimSite, claim_sites};
 use crate::policy::model::catalog::{Catalog, ClassesKnown};
@@ -35,11 +35,11 @@ pub const META: Meta = Meta {
     default_mode: Mode::Enforce,
     acts: &[Acts {
         endpoint: Endpoint::Validate,
-        operations: &[Operation::Create, Operation::Update],
         judges: &[
-            Judges::Claims,
-            Judges::ClaimTemplates,
-            Judges::PodSpecs(PodFilter::EphemeralVolumes),
+            // A claim's class is immutable: only its creation can name a new one.
+            Judges::Claims.on(CREATE),
+            Judges::ClaimTemplates.on(CREATE_UPDATE),
+            Judges::PodSpecs(PodFilter::EphemeralVolumes).on(CREATE_UPDATE),
         ],
     }],
 };
@@ -230,10 +230,6 @@ pub(crate) fn run(cx: &Context<'_>, req: &Request<'_>, _mode: Mode, d: &mut Deci
     let Some(object) = req.object.as_ref() else {
         return;
     };
-    // A claim's class is immutable: only its creation can name a new one.
-    if req.operation == Operation::Update && matches!(object, Object::Pvc(_)) {
-        return;
-    }
     let mut found = classes_named(&cx.claim_sites(ID, object));
     found.retain(|n| catalog.class(&n.class).is_none() && !names_static_volumes(catalog, &n.class));
     // On UPDATE, a class the old object already named was warned about when it was applied.
@@ -275,6 +271,7 @@ mod tests {
     use super::*;
     use crate::policy::catalog::{LiveClass, LiveState};
     use crate::policy::decision::Action;
+    use crate::policy::engine::request::Object;
     use crate::policy::model::limits::MAX_VOLUMES;
     use crate::policy::{Policy, Subject};
     use k8s_openapi::api::apps::v1::StatefulSet;
@@ -598,16 +595,23 @@ storageClasses:
         );
         assert_eq!(d.warnings.len(), 1, "{:?}", d.warnings);
         assert!(d.warnings[0].contains(r#""typo-b""#));
-        // A claim's class cannot change on UPDATE: never warned again.
+        // A claim's class cannot change on UPDATE: never warned again (the engine does not call
+        // the rule on a claim's UPDATE: its Meta says so).
         let c = pvc(Some("local-storag"));
-        let d = decide(
-            &cat,
-            Operation::Update,
-            Object::Pvc(&c),
-            Some(Object::Pvc(&pvc(None))),
-            Mode::Enforce,
-        );
-        assert_eq!(d, Decision::default());
+        let before = pvc(None);
+        let req = Request {
+            operation: Operation::Update,
+            namespace: Some("default"),
+            username: "alice",
+            subject: Subject {
+                group: "",
+                kind: "PersistentVolumeClaim",
+                name: "data",
+            },
+            object: Some(Object::Pvc(&c)),
+            old_object: Some(Object::Pvc(&before)),
+        };
+        assert!(!META.at(Endpoint::Validate).unwrap().applies(&req));
     }
 
     #[test]

@@ -11,6 +11,7 @@ use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 
 use crate::kinds::Operation;
 use crate::policy::engine::decision::{Decision, judged_against};
+use crate::policy::engine::meta::CREATE;
 use crate::policy::engine::rule::{
     Acts, Context, Endpoint, Entry, Judges, Meta, Object, Request, Rule, RuleId, mode_only,
 };
@@ -28,8 +29,7 @@ pub const META: Meta = Meta {
     default_mode: Mode::Enforce,
     acts: &[Acts {
         endpoint: Endpoint::Validate,
-        operations: &[Operation::Create],
-        judges: &[Judges::Claims],
+        judges: &[Judges::Claims.on(CREATE)],
     }],
 };
 pub const ID: RuleId = RuleId(&META);

@@ -22,9 +22,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::kinds::Operation;
 use crate::policy::engine::config::{ConfigError, Section};
 use crate::policy::engine::decision::{Decision, Violation};
+use crate::policy::engine::meta::{CREATE, CREATE_UPDATE};
 use crate::policy::engine::rule::{
     Acts, Context, Endpoint, Entry, Judges, Meta, Object, PodFilter, Request, Rule, RuleId,
 };
@@ -44,16 +44,14 @@ pub const META: Meta = Meta {
     acts: &[
         Acts {
             endpoint: Endpoint::Mutate,
-            operations: &[Operation::Create],
-            judges: &[Judges::Claims],
+            judges: &[Judges::Claims.on(CREATE)],
         },
         Acts {
             endpoint: Endpoint::Validate,
-            operations: &[Operation::Create, Operation::Update],
             judges: &[
-                Judges::Claims,
-                Judges::ClaimTemplates,
-                Judges::PodSpecs(PodFilter::EphemeralVolumes),
+                Judges::Claims.on(CREATE_UPDATE),
+                Judges::ClaimTemplates.on(CREATE_UPDATE),
+                Judges::PodSpecs(PodFilter::EphemeralVolumes).on(CREATE_UPDATE),
             ],
         },
     ],
@@ -411,6 +409,7 @@ impl VolumeSize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kinds::Operation;
     use crate::policy::catalog::{LiveClass, LiveState};
     use crate::policy::decision::Action;
     use crate::policy::model::limits::MAX_VOLUMES;

@@ -14,9 +14,9 @@ use std::collections::{BTreeMap, HashSet};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 
-use crate::kinds::Operation;
 use crate::policy::engine::config::VolumeBindingMode;
 use crate::policy::engine::decision::{Decision, judged_against};
+use crate::policy::engine::meta::{CREATE, CREATE_UPDATE};
 use crate::policy::engine::rule::{
     Acts, Context, Endpoint, Entry, Judges, Meta, Object, Request, Rule, RuleId, mode_only,
 };
@@ -38,8 +38,11 @@ pub const META: Meta = Meta {
     default_mode: Mode::Enforce,
     acts: &[Acts {
         endpoint: Endpoint::Validate,
-        operations: &[Operation::Create, Operation::Update],
-        judges: &[Judges::Claims, Judges::ClaimTemplates],
+        judges: &[
+            // A claim's class and size are immutable: only its creation can ask for a PV.
+            Judges::Claims.on(CREATE),
+            Judges::ClaimTemplates.on(CREATE_UPDATE),
+        ],
     }],
 };
 pub const ID: RuleId = RuleId(&META);
@@ -62,9 +65,7 @@ impl Rule for WillBind {
         };
         let namespace = req.namespace.unwrap_or_default();
         let found = match req.object {
-            Some(Object::Pvc(pvc)) if req.operation == Operation::Create => {
-                claim_waits(cx, index, namespace, pvc).into_iter().collect()
-            }
+            Some(Object::Pvc(pvc)) => claim_waits(cx, index, namespace, pvc).into_iter().collect(),
             Some(Object::StatefulSet(sts)) => statefulset_waits(cx, index, namespace, sts),
             _ => Vec::new(),
         };
@@ -574,6 +575,7 @@ fn ordinal(suffix: &str) -> Option<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kinds::Operation;
     use crate::policy::catalog::LiveState;
     use crate::policy::volumes::{ClaimMap, Source, VolumeIndex};
     use crate::policy::{Action, Policy, Subject};
@@ -684,12 +686,23 @@ storageClasses:
             decide(&cat, &p, Operation::Create, Object::Pvc(&c)),
             Decision::default()
         );
-        // Only on CREATE.
-        let cat = catalog(&p, &[], &[]);
-        assert_eq!(
-            decide(&cat, &p, Operation::Update, Object::Pvc(&c)),
-            Decision::default()
-        );
+        // Only on CREATE: the engine does not call it on a claim's UPDATE (its Meta says so).
+        let validate = META.at(Endpoint::Validate).unwrap();
+        for (op, called) in [(Operation::Create, true), (Operation::Update, false)] {
+            let req = Request {
+                operation: op,
+                namespace: Some("default"),
+                username: "alice",
+                subject: Subject {
+                    group: "",
+                    kind: "PersistentVolumeClaim",
+                    name: "data",
+                },
+                object: Some(Object::Pvc(&c)),
+                old_object: Some(Object::Pvc(&c)),
+            };
+            assert_eq!(validate.applies(&req), called, "{op:?}");
+        }
     }
 
     #[test]

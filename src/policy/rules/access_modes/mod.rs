@@ -19,7 +19,7 @@ use crate::policy::model::field::{FieldError, Path, go_quote};
 use crate::policy::model::modes::Mode;
 
 pub mod rewrite;
-use crate::kinds::Operation;
+use crate::policy::engine::meta::{CREATE, CREATE_UPDATE};
 use crate::policy::engine::rule::{
     Acts, Context, Endpoint, Entry, Judges, Meta, Object, PodFilter, Request, Rule, RuleId,
 };
@@ -36,17 +36,15 @@ pub const META: Meta = Meta {
         // The opt-in ReadWriteMany rewrite ([`rewrite`]).
         Acts {
             endpoint: Endpoint::Mutate,
-            operations: &[Operation::Create],
-            judges: &[Judges::Claims],
+            judges: &[Judges::Claims.on(CREATE)],
         },
         Acts {
             endpoint: Endpoint::Validate,
-            operations: &[Operation::Create, Operation::Update],
             judges: &[
-                Judges::Claims,
-                Judges::Volumes,
-                Judges::ClaimTemplates,
-                Judges::PodSpecs(PodFilter::EphemeralVolumes),
+                Judges::Claims.on(CREATE_UPDATE),
+                Judges::Volumes.on(CREATE_UPDATE),
+                Judges::ClaimTemplates.on(CREATE_UPDATE),
+                Judges::PodSpecs(PodFilter::EphemeralVolumes).on(CREATE_UPDATE),
             ],
         },
     ],
@@ -308,6 +306,7 @@ fn run_with(cx: &Context<'_>, req: &Request<'_>, mode: Mode, d: &mut Decision, r
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kinds::Operation;
     use crate::policy::decision::Action;
     use crate::policy::model::limits::MAX_VOLUMES;
     use crate::policy::storage::BETA_CLASS_ANNOTATION;
