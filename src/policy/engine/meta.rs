@@ -295,12 +295,13 @@ mod tests {
     /// rule is: each part has its operations.
     #[test]
     fn each_part_has_its_operations() {
+        const JUDGES: &[On] = &[
+            Judges::Claims.on(CREATE),
+            Judges::ClaimTemplates.on(CREATE_UPDATE),
+        ];
         let acts = Acts {
             endpoint: Endpoint::Validate,
-            judges: &[
-                Judges::Claims.on(CREATE),
-                Judges::ClaimTemplates.on(CREATE_UPDATE),
-            ],
+            judges: JUDGES,
         };
         let sts = kinds::lookup("apps", "v1", "StatefulSet").unwrap();
         let pvc = kinds::lookup("", "v1", "PersistentVolumeClaim").unwrap();
