@@ -14,7 +14,7 @@ use crate::policy::engine::rule::{
     Acts, Context, Endpoint, Entry, Judges, Meta, Object, Request, Rule, RuleId, mode_only,
 };
 use crate::policy::model::field::{FieldError, Path, go_quote};
-use crate::policy::model::modes::Mode;
+use crate::policy::model::modes::{Acting, Mode};
 use crate::policy::model::pv_controller::missing_namespace;
 
 pub const META: Meta = Meta {
@@ -43,7 +43,7 @@ impl Rule for ClaimRefNamespace {
         &META
     }
 
-    fn check(&self, _cx: &Context<'_>, req: &Request<'_>, mode: Mode, d: &mut Decision) {
+    fn check(&self, _cx: &Context<'_>, req: &Request<'_>, mode: Acting, d: &mut Decision) {
         run(req, mode, d);
     }
 }
@@ -75,7 +75,7 @@ fn violations(object: &Object<'_>) -> Vec<Violation> {
         .collect()
 }
 
-fn run(req: &Request<'_>, mode: Mode, d: &mut Decision) {
+fn run(req: &Request<'_>, mode: Acting, d: &mut Decision) {
     let Some(object) = req.object.as_ref() else {
         return;
     };
@@ -126,8 +126,12 @@ mod tests {
             old_object: old.map(Object::Pv),
         };
         let mut d = Decision::default();
-        p.rule(ID)
-            .check(&p.context(Endpoint::Validate, &cat), &req, mode, &mut d);
+        p.rule(ID).check(
+            &p.context(Endpoint::Validate, &cat),
+            &req,
+            mode.acting().unwrap(),
+            &mut d,
+        );
         d
     }
 
@@ -261,7 +265,7 @@ mod tests {
         p.rule(ID).check(
             &p.context(Endpoint::Validate, &cat),
             &req,
-            Mode::Enforce,
+            Acting::Enforce,
             &mut d,
         );
         let msg = d.denial.unwrap().message();

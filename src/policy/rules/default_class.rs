@@ -19,7 +19,7 @@ use crate::policy::engine::rule::{
 };
 use crate::policy::model::catalog::Catalog;
 use crate::policy::model::field::go_quote;
-use crate::policy::model::modes::Mode;
+use crate::policy::model::modes::{Acting, Mode};
 use crate::policy::model::storage::{self, ClassOwner, Defaults, Settings, has_class};
 
 pub const META: Meta = Meta {
@@ -92,7 +92,7 @@ impl Rule for DefaultClass {
         &META
     }
 
-    fn check(&self, cx: &Context<'_>, req: &Request<'_>, mode: Mode, d: &mut Decision) {
+    fn check(&self, cx: &Context<'_>, req: &Request<'_>, mode: Acting, d: &mut Decision) {
         if let Some(Object::Pvc(pvc)) = req.object {
             run(cx.settings, cx.catalog, req.namespace, pvc, mode, d);
         }
@@ -123,7 +123,7 @@ pub(crate) fn run(
     catalog: &Catalog,
     namespace: Option<&str>,
     pvc: &PersistentVolumeClaim,
-    mode: Mode,
+    mode: Acting,
     d: &mut Decision,
 ) {
     let spec = pvc.spec.as_ref();
@@ -164,7 +164,7 @@ pub(crate) fn run(
                 "{what} in place of {}, which the DefaultStorageClass admission plugin set (no class was written)",
                 go_quote(set)
             );
-            if mode == Mode::Enforce {
+            if mode == Acting::Enforce {
                 d.warn(format!("set {what}"));
             }
             d.mutation(
@@ -228,7 +228,14 @@ rules:
         mode: Mode,
     ) -> Decision {
         let mut d = Decision::default();
-        run(&p.settings, cat, Some(ns), c, mode, &mut d);
+        run(
+            &p.settings,
+            cat,
+            Some(ns),
+            c,
+            mode.acting().unwrap(),
+            &mut d,
+        );
         d
     }
 

@@ -25,7 +25,7 @@ use crate::policy::engine::rule::{
     Acts, Context, Endpoint, Entry, Judges, Meta, Object, Request, Rule, RuleId, mode_only,
 };
 use crate::policy::model::limits::MAX_NODE_VALUES;
-use crate::policy::model::modes::Mode;
+use crate::policy::model::modes::{Acting, Mode};
 use crate::policy::model::node_selector::{self, Node};
 
 pub const META: Meta = Meta {
@@ -54,7 +54,7 @@ impl Rule for LocalVolumeNodes {
         &META
     }
 
-    fn check(&self, cx: &Context<'_>, req: &Request<'_>, _mode: Mode, d: &mut Decision) {
+    fn check(&self, cx: &Context<'_>, req: &Request<'_>, _mode: Acting, d: &mut Decision) {
         // Warnings only: `enforce` and `audit` say the same thing.
         if let Some(Object::Pv(pv)) = req.object
             && let Some(msg) = hazard(&cx.settings.node_label, cx.catalog.nodes(), pv)
@@ -271,8 +271,12 @@ mod tests {
             old_object: None,
         };
         let mut d = Decision::default();
-        p.rule(ID)
-            .check(&p.context(Endpoint::Validate, &cat), &req, mode, &mut d);
+        p.rule(ID).check(
+            &p.context(Endpoint::Validate, &cat),
+            &req,
+            mode.acting().unwrap(),
+            &mut d,
+        );
         d
     }
 
@@ -451,7 +455,7 @@ mod tests {
         p.rule(ID).check(
             &p.context(Endpoint::Validate, &cat),
             &req,
-            Mode::Enforce,
+            Acting::Enforce,
             &mut d,
         );
         d

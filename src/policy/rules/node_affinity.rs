@@ -22,7 +22,7 @@ use crate::policy::engine::rule::{
 };
 use crate::policy::model::catalog::Catalog;
 use crate::policy::model::limits::{MAX_NODE_VALUES, summarise};
-use crate::policy::model::modes::Mode;
+use crate::policy::model::modes::{Acting, Mode};
 use crate::policy::model::storage::Settings;
 
 pub const META: Meta = Meta {
@@ -153,7 +153,7 @@ impl Rule for NodeAffinity {
         &META
     }
 
-    fn check(&self, cx: &Context<'_>, req: &Request<'_>, mode: Mode, d: &mut Decision) {
+    fn check(&self, cx: &Context<'_>, req: &Request<'_>, mode: Acting, d: &mut Decision) {
         if let Some(Object::Pv(pv)) = req.object {
             self.run(cx.catalog, pv, mode, d, |what| cx.skip(what));
         }
@@ -248,7 +248,7 @@ impl NodeAffinity {
         &self,
         catalog: &Catalog,
         pv: &PersistentVolume,
-        mode: Mode,
+        mode: Acting,
         d: &mut Decision,
         skip: impl FnOnce(String),
     ) {
@@ -377,7 +377,7 @@ rules:
             object: Some(Object::Pv(v)),
             old_object: None,
         };
-        p.rule(ID).check(&cx, &req, mode, &mut d);
+        p.rule(ID).check(&cx, &req, mode.acting().unwrap(), &mut d);
         d
     }
 

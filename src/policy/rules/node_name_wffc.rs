@@ -24,7 +24,7 @@ use crate::policy::engine::rule::{
 use crate::policy::model::catalog::Catalog;
 use crate::policy::model::field::{FieldError, Path, go_quote};
 use crate::policy::model::limits::{MAX_ORDINALS, MAX_TEMPLATES, MAX_VOLUMES};
-use crate::policy::model::modes::Mode;
+use crate::policy::model::modes::{Acting, Mode};
 use crate::policy::model::storage;
 use crate::policy::model::volumes;
 
@@ -54,7 +54,7 @@ impl Rule for NodeNameWffc {
         &META
     }
 
-    fn check(&self, cx: &Context<'_>, req: &Request<'_>, mode: Mode, d: &mut Decision) {
+    fn check(&self, cx: &Context<'_>, req: &Request<'_>, mode: Acting, d: &mut Decision) {
         run(cx, req, mode, d);
     }
 }
@@ -279,7 +279,7 @@ fn violations<'a>(
     out
 }
 
-fn run(cx: &Context<'_>, req: &Request<'_>, mode: Mode, d: &mut Decision) {
+fn run(cx: &Context<'_>, req: &Request<'_>, mode: Acting, d: &mut Decision) {
     let Some(object) = req.object.as_ref() else {
         return;
     };
@@ -371,7 +371,12 @@ storageClasses:
             old_object: old,
         };
         let mut d = Decision::default();
-        run(&p.context(Endpoint::Validate, cat), &req, mode, &mut d);
+        run(
+            &p.context(Endpoint::Validate, cat),
+            &req,
+            mode.acting().unwrap(),
+            &mut d,
+        );
         d
     }
 

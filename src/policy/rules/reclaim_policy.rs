@@ -30,7 +30,7 @@ use crate::policy::engine::rule::{
     Acts, Context, Endpoint, Entry, Judges, Meta, Object, Request, Rule, RuleId, mode_only,
 };
 use crate::policy::model::field::go_quote;
-use crate::policy::model::modes::Mode;
+use crate::policy::model::modes::{Acting, Mode};
 use crate::policy::model::pv_controller::{NO_PLUGIN, csi_deleter, unhonoured};
 
 pub const META: Meta = Meta {
@@ -59,14 +59,14 @@ impl Rule for ReclaimPolicy {
         &META
     }
 
-    fn check(&self, _cx: &Context<'_>, req: &Request<'_>, mode: Mode, d: &mut Decision) {
+    fn check(&self, _cx: &Context<'_>, req: &Request<'_>, mode: Acting, d: &mut Decision) {
         if let Some(Object::Pv(pv)) = req.object {
             run(pv, mode, d);
         }
     }
 }
 
-fn run(pv: &PersistentVolume, mode: Mode, d: &mut Decision) {
+fn run(pv: &PersistentVolume, mode: Acting, d: &mut Decision) {
     let class = pv
         .spec
         .as_ref()
@@ -94,7 +94,7 @@ fn run(pv: &PersistentVolume, mode: Mode, d: &mut Decision) {
         value: json!("Retain"),
     });
     // `mutation` warns only in audit mode; in enforce the user must still learn why.
-    if mode == Mode::Enforce {
+    if mode == Acting::Enforce {
         d.warn(format!("set {what}"));
     }
     d.mutation(ID, mode, &what, class, op);
@@ -143,8 +143,12 @@ mod tests {
             old_object: None,
         };
         let mut d = Decision::default();
-        p.rule(ID)
-            .check(&p.context(Endpoint::Mutate, &cat), &req, mode, &mut d);
+        p.rule(ID).check(
+            &p.context(Endpoint::Mutate, &cat),
+            &req,
+            mode.acting().unwrap(),
+            &mut d,
+        );
         d
     }
 

@@ -23,7 +23,7 @@ use crate::policy::engine::sites::{ClaimSite, claim_sites};
 use crate::policy::model::catalog::{Catalog, ClassesKnown};
 use crate::policy::model::field::{Path, go_quote};
 use crate::policy::model::limits::MAX_NAMES_JUDGED;
-use crate::policy::model::modes::Mode;
+use crate::policy::model::modes::{Acting, Mode};
 use crate::policy::model::storage::BETA_CLASS_ANNOTATION;
 
 pub const META: Meta = Meta {
@@ -60,7 +60,7 @@ impl Rule for UnknownClass {
         &META
     }
 
-    fn check(&self, cx: &Context<'_>, req: &Request<'_>, mode: Mode, d: &mut Decision) {
+    fn check(&self, cx: &Context<'_>, req: &Request<'_>, mode: Acting, d: &mut Decision) {
         run(cx, req, mode, d);
     }
 }
@@ -222,7 +222,7 @@ fn names_static_volumes(catalog: &Catalog, class: &str) -> bool {
         .is_some_and(|i| i.class_volumes(class).total > 0)
 }
 
-pub(crate) fn run(cx: &Context<'_>, req: &Request<'_>, _mode: Mode, d: &mut Decision) {
+pub(crate) fn run(cx: &Context<'_>, req: &Request<'_>, _mode: Acting, d: &mut Decision) {
     let catalog = cx.catalog;
     if catalog.classes_known() == ClassesKnown::Partly {
         return;
@@ -335,7 +335,12 @@ storageClasses:
         let mut d = Decision::default();
         // The rule reads only the catalog.
         let p = Policy::parse("", None, false).unwrap();
-        run(&p.context(Endpoint::Validate, cat), &req, mode, &mut d);
+        run(
+            &p.context(Endpoint::Validate, cat),
+            &req,
+            mode.acting().unwrap(),
+            &mut d,
+        );
         d
     }
 

@@ -16,7 +16,7 @@ use crate::policy::engine::rule::{
     Acts, Context, Endpoint, Entry, Judges, Meta, Object, Request, Rule, RuleId, mode_only,
 };
 use crate::policy::model::field::go_quote;
-use crate::policy::model::modes::Mode;
+use crate::policy::model::modes::{Acting, Mode};
 use crate::policy::model::quantity;
 use crate::policy::model::volumes::{self, Modes, Phase, VolumeIndex, Wants};
 
@@ -46,7 +46,7 @@ impl Rule for VolumeName {
         &META
     }
 
-    fn check(&self, cx: &Context<'_>, req: &Request<'_>, _mode: Mode, d: &mut Decision) {
+    fn check(&self, cx: &Context<'_>, req: &Request<'_>, _mode: Acting, d: &mut Decision) {
         let (Some(index), Some(Object::Pvc(pvc))) = (cx.catalog.volumes(), req.object) else {
             return;
         };
@@ -181,7 +181,7 @@ mod tests {
         VolumeName.check(
             &p.context(Endpoint::Validate, &cat),
             &req,
-            Mode::Enforce,
+            Acting::Enforce,
             &mut d,
         );
         assert!(d.allowed());

@@ -29,7 +29,7 @@ use crate::policy::engine::rule::{
     Acts, Context, Endpoint, Entry, Judges, Meta, Object, PodFilter, Request, Rule, RuleId,
 };
 use crate::policy::model::field::{FieldError, Path, go_quote};
-use crate::policy::model::modes::Mode;
+use crate::policy::model::modes::{Acting, Mode};
 use crate::policy::model::quantity::Quantity;
 use crate::policy::model::sizes::{Below, Max, Min, Origin, SizeRowConfig, SizeTable};
 use crate::policy::model::storage;
@@ -108,7 +108,7 @@ impl Rule for VolumeSize {
         &META
     }
 
-    fn check(&self, cx: &Context<'_>, req: &Request<'_>, mode: Mode, d: &mut Decision) {
+    fn check(&self, cx: &Context<'_>, req: &Request<'_>, mode: Acting, d: &mut Decision) {
         match cx.endpoint {
             Endpoint::Mutate => self.mutate(cx, req, mode, d),
             Endpoint::Validate => self.validate(cx, req, mode, d),
@@ -348,7 +348,7 @@ impl VolumeSize {
     }
 
     /// `/mutate`, PVC CREATE: raises a claim below a minimum the rule raises to.
-    fn mutate(&self, cx: &Context<'_>, req: &Request<'_>, mode: Mode, d: &mut Decision) {
+    fn mutate(&self, cx: &Context<'_>, req: &Request<'_>, mode: Acting, d: &mut Decision) {
         let Some(Object::Pvc(pvc)) = req.object else {
             return;
         };
@@ -378,7 +378,7 @@ impl VolumeSize {
             item.reason()
         );
         d.mutation(ID, mode, &what, Some(item.class.clone()), op);
-        if mode == Mode::Enforce {
+        if mode == Acting::Enforce {
             d.warn(format!(
                 "{} raised from {} to {}: {}",
                 item.field(),
@@ -390,7 +390,7 @@ impl VolumeSize {
     }
 
     /// `/validate`: denials (and warnings) for claims, claim templates and ephemeral volumes.
-    fn validate(&self, cx: &Context<'_>, req: &Request<'_>, mode: Mode, d: &mut Decision) {
+    fn validate(&self, cx: &Context<'_>, req: &Request<'_>, mode: Acting, d: &mut Decision) {
         let Some(object) = req.object.as_ref() else {
             return;
         };

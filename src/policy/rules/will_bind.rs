@@ -23,7 +23,7 @@ use crate::policy::engine::rule::{
 use crate::policy::model::catalog::{Catalog, ClassesKnown, NO_PROVISIONER};
 use crate::policy::model::field::go_quote;
 use crate::policy::model::limits::{MAX_ORDINALS, MAX_TEMPLATES};
-use crate::policy::model::modes::Mode;
+use crate::policy::model::modes::{Acting, Mode};
 use crate::policy::model::node_selector;
 use crate::policy::model::quantity;
 use crate::policy::model::storage;
@@ -59,7 +59,7 @@ impl Rule for WillBind {
         &META
     }
 
-    fn check(&self, cx: &Context<'_>, req: &Request<'_>, _mode: Mode, d: &mut Decision) {
+    fn check(&self, cx: &Context<'_>, req: &Request<'_>, _mode: Acting, d: &mut Decision) {
         let Some(index) = cx.catalog.volumes() else {
             return;
         };
@@ -646,7 +646,7 @@ storageClasses:
         WillBind.check(
             &p.context(Endpoint::Validate, cat),
             &req,
-            Mode::Enforce,
+            Acting::Enforce,
             &mut d,
         );
         d

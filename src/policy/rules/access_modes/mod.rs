@@ -16,7 +16,7 @@ use crate::policy::engine::decision::{Decision, Violation};
 use crate::policy::engine::sites::ClaimSite;
 use crate::policy::model::catalog::{Catalog, KIND_ANNOTATION, StorageKind, kind_of_pv_source};
 use crate::policy::model::field::{FieldError, Path, go_quote};
-use crate::policy::model::modes::Mode;
+use crate::policy::model::modes::{Acting, Mode};
 
 pub mod rewrite;
 use crate::policy::engine::meta::{CREATE, CREATE_UPDATE};
@@ -102,7 +102,7 @@ impl Rule for AccessModes {
         &META
     }
 
-    fn check(&self, cx: &Context<'_>, req: &Request<'_>, mode: Mode, d: &mut Decision) {
+    fn check(&self, cx: &Context<'_>, req: &Request<'_>, mode: Acting, d: &mut Decision) {
         match cx.endpoint {
             // The opt-in ReadWriteMany rewrite ([`rewrite`]).
             Endpoint::Mutate => rewrite::mutate(&self.rewrite, ID, cx, req, mode, d),
@@ -285,11 +285,11 @@ pub fn violations(
 }
 
 #[cfg(test)]
-pub(crate) fn run(cx: &Context<'_>, req: &Request<'_>, mode: Mode, d: &mut Decision) {
+pub(crate) fn run(cx: &Context<'_>, req: &Request<'_>, mode: Acting, d: &mut Decision) {
     run_with(cx, req, mode, d, &Rewrite::default());
 }
 
-fn run_with(cx: &Context<'_>, req: &Request<'_>, mode: Mode, d: &mut Decision, rw: &Rewrite) {
+fn run_with(cx: &Context<'_>, req: &Request<'_>, mode: Acting, d: &mut Decision, rw: &Rewrite) {
     let Some(object) = req.object.as_ref() else {
         return;
     };
@@ -372,7 +372,12 @@ rules:
             old_object: old,
         };
         let mut d = Decision::default();
-        run(&p.context(Endpoint::Validate, &cat), &req, mode, &mut d);
+        run(
+            &p.context(Endpoint::Validate, &cat),
+            &req,
+            mode.acting().unwrap(),
+            &mut d,
+        );
         d
     }
 
@@ -1003,7 +1008,7 @@ storageClasses:
         run(
             &p.context(Endpoint::Validate, &cat),
             &req,
-            Mode::Enforce,
+            Acting::Enforce,
             &mut d,
         );
         d

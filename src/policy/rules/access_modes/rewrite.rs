@@ -27,7 +27,7 @@ use crate::policy::engine::meta::RuleId;
 use crate::policy::engine::rule::{Context, Object, Request};
 use crate::policy::model::catalog::Catalog;
 use crate::policy::model::field::{Path, go_quote};
-use crate::policy::model::modes::Mode;
+use crate::policy::model::modes::Acting;
 use crate::policy::model::storage::{self, Target};
 
 /// Annotation set on a rewritten claim: the access mode it asked for.
@@ -167,7 +167,7 @@ pub fn mutate(
     rule: RuleId,
     cx: &Context<'_>,
     req: &Request<'_>,
-    mode: Mode,
+    mode: Acting,
     d: &mut Decision,
 ) {
     let Some(Object::Pvc(pvc)) = req.object else {
@@ -213,7 +213,7 @@ pub fn mutate(
         serde_json::to_string(&new).unwrap_or_default()
     );
     d.mutation_ops(rule, mode, &what, Some(class), ops);
-    if mode == Mode::Enforce {
+    if mode == Acting::Enforce {
         d.warn(format!(
             "spec.accessModes: ReadWriteMany rewritten to {}: {why}",
             to.as_str()
