@@ -16,6 +16,8 @@ pub mod engine;
 pub mod model;
 pub mod registry;
 pub mod rules;
+#[cfg(test)]
+pub mod testing;
 
 // The model and the engine keep their short paths (`policy::catalog`, `policy::decision`):
 // what the rest of the crate reads of them. The rules are reached through `policy::rules`.

@@ -90,7 +90,7 @@ mod tests {
     use crate::kinds::Operation;
     use crate::policy::decision::Action;
     use crate::policy::field::Invalid;
-    use crate::policy::{Policy, Subject};
+    use crate::policy::testing::{create, policy};
     use k8s_openapi::api::core::v1::PersistentVolume;
     use serde_json::{Value, json};
 
@@ -111,28 +111,17 @@ mod tests {
         new: &PersistentVolume,
         old: Option<&PersistentVolume>,
     ) -> Decision {
-        let p = Policy::parse("", None, false).unwrap();
-        let cat = p.static_catalog();
-        let req = Request {
-            operation: op,
-            namespace: None,
-            username: "alice",
-            subject: Subject {
-                group: "",
-                kind: "PersistentVolume",
-                name: "pv-web-0",
-            },
-            object: Some(Object::Pv(new)),
-            old_object: old.map(Object::Pv),
-        };
-        let mut d = Decision::default();
-        p.rule(ID).check(
-            &p.context(Endpoint::Validate, &cat),
-            &req,
-            mode.acting().unwrap(),
-            &mut d,
-        );
-        d
+        let p = policy("");
+        create(Object::Pv(new))
+            .operation(op)
+            .old(old.map(Object::Pv))
+            .check(
+                &p,
+                &p.static_catalog(),
+                ID,
+                Endpoint::Validate,
+                mode.acting().unwrap(),
+            )
     }
 
     #[test]
@@ -247,24 +236,13 @@ mod tests {
             name: "pv-web-0".into(),
             errors: vec![FieldError::required(Path::new("spec.x"), "")],
         });
-        let p = Policy::parse("", None, false).unwrap();
-        let cat = p.static_catalog();
+        let p = policy("");
         let v = pv(json!({"name": "www-web-0"}));
-        let req = Request {
-            operation: Operation::Create,
-            namespace: None,
-            username: "alice",
-            subject: Subject {
-                group: "",
-                kind: "PersistentVolume",
-                name: "pv-web-0",
-            },
-            object: Some(Object::Pv(&v)),
-            old_object: None,
-        };
-        p.rule(ID).check(
-            &p.context(Endpoint::Validate, &cat),
-            &req,
+        create(Object::Pv(&v)).check_in(
+            &p,
+            &p.static_catalog(),
+            ID,
+            Endpoint::Validate,
             Acting::Enforce,
             &mut d,
         );

@@ -229,9 +229,8 @@ pub fn hazard(label: &str, nodes: Option<&[Node]>, pv: &PersistentVolume) -> Opt
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kinds::Operation;
     use crate::policy::decision::Action;
-    use crate::policy::{Policy, Subject};
+    use crate::policy::testing::{create, policy};
     use serde_json::{Value, json};
 
     fn pv(source: Value, affinity: Option<Value>) -> PersistentVolume {
@@ -255,29 +254,15 @@ mod tests {
         json!({"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In", "values": values}]})
     }
 
-    fn decide_with(policy: &str, v: &PersistentVolume, mode: Mode) -> Decision {
-        let p = Policy::parse(policy, None, false).unwrap();
-        let cat = p.static_catalog();
-        let req = Request {
-            operation: Operation::Create,
-            namespace: None,
-            username: "alice",
-            subject: Subject {
-                group: "",
-                kind: "PersistentVolume",
-                name: "test-local-pv",
-            },
-            object: Some(Object::Pv(v)),
-            old_object: None,
-        };
-        let mut d = Decision::default();
-        p.rule(ID).check(
-            &p.context(Endpoint::Validate, &cat),
-            &req,
+    fn decide_with(text: &str, v: &PersistentVolume, mode: Mode) -> Decision {
+        let p = policy(text);
+        create(Object::Pv(v)).check(
+            &p,
+            &p.static_catalog(),
+            ID,
+            Endpoint::Validate,
             mode.acting().unwrap(),
-            &mut d,
-        );
-        d
+        )
     }
 
     fn decide(v: &PersistentVolume) -> Decision {
@@ -423,7 +408,7 @@ mod tests {
     }
 
     fn with_nodes(v: &PersistentVolume, names: &[(&str, &str)]) -> Decision {
-        let p = Policy::parse("", None, false).unwrap();
+        let p = policy("");
         let nodes = names
             .iter()
             .map(|(n, zone)| {
@@ -439,26 +424,7 @@ mod tests {
             nodes: Some(std::sync::Arc::new(nodes)),
             ..Default::default()
         });
-        let req = Request {
-            operation: Operation::Create,
-            namespace: None,
-            username: "alice",
-            subject: Subject {
-                group: "",
-                kind: "PersistentVolume",
-                name: "test-local-pv",
-            },
-            object: Some(Object::Pv(v)),
-            old_object: None,
-        };
-        let mut d = Decision::default();
-        p.rule(ID).check(
-            &p.context(Endpoint::Validate, &cat),
-            &req,
-            Acting::Enforce,
-            &mut d,
-        );
-        d
+        create(Object::Pv(v)).check(&p, &cat, ID, Endpoint::Validate, Acting::Enforce)
     }
 
     fn requirement(key: &str, op: &str, values: &[&str]) -> Option<Value> {

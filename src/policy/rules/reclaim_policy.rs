@@ -103,10 +103,9 @@ fn run(pv: &PersistentVolume, mode: Acting, d: &mut Decision) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kinds::Operation;
     use crate::policy::decision::Action;
     use crate::policy::model::pv_controller::*;
-    use crate::policy::{Policy, Subject};
+    use crate::policy::testing::{create, policy};
     use serde_json::Value;
 
     fn pv(annotations: Value, policy: Option<&str>, source: Value) -> PersistentVolume {
@@ -128,28 +127,14 @@ mod tests {
     }
 
     fn decide(v: &PersistentVolume, mode: Mode) -> Decision {
-        let p = Policy::parse("", None, false).unwrap();
-        let cat = p.static_catalog();
-        let req = Request {
-            operation: Operation::Create,
-            namespace: None,
-            username: "alice",
-            subject: Subject {
-                group: "",
-                kind: "PersistentVolume",
-                name: "pv-web-0",
-            },
-            object: Some(Object::Pv(v)),
-            old_object: None,
-        };
-        let mut d = Decision::default();
-        p.rule(ID).check(
-            &p.context(Endpoint::Mutate, &cat),
-            &req,
+        let p = policy("");
+        create(Object::Pv(v)).check(
+            &p,
+            &p.static_catalog(),
+            ID,
+            Endpoint::Mutate,
             mode.acting().unwrap(),
-            &mut d,
-        );
-        d
+        )
     }
 
     fn patched(v: &PersistentVolume, d: &Decision) -> PersistentVolume {

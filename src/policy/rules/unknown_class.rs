@@ -273,6 +273,7 @@ mod tests {
     use crate::policy::decision::Action;
     use crate::policy::engine::request::Object;
     use crate::policy::model::limits::MAX_VOLUMES;
+    use crate::policy::testing::{self, update};
     use crate::policy::{Policy, Subject};
     use k8s_openapi::api::apps::v1::StatefulSet;
     use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
@@ -320,28 +321,15 @@ storageClasses:
         old: Option<Object<'_>>,
         mode: Mode,
     ) -> Decision {
-        let req = Request {
-            operation: op,
-            namespace: Some("default"),
-            username: "alice",
-            subject: Subject {
-                group: "",
-                kind: "PersistentVolumeClaim",
-                name: "data",
-            },
-            object: Some(obj),
-            old_object: old,
-        };
-        let mut d = Decision::default();
         // The rule reads only the catalog.
-        let p = Policy::parse("", None, false).unwrap();
-        run(
-            &p.context(Endpoint::Validate, cat),
-            &req,
+        let p = testing::policy("");
+        testing::create(obj).operation(op).old(old).check(
+            &p,
+            cat,
+            ID,
+            Endpoint::Validate,
             mode.acting().unwrap(),
-            &mut d,
-        );
-        d
+        )
     }
 
     fn create(cat: &Catalog, c: &PersistentVolumeClaim) -> Decision {
@@ -604,18 +592,7 @@ storageClasses:
         // the rule on a claim's UPDATE: its Meta says so).
         let c = pvc(Some("local-storag"));
         let before = pvc(None);
-        let req = Request {
-            operation: Operation::Update,
-            namespace: Some("default"),
-            username: "alice",
-            subject: Subject {
-                group: "",
-                kind: "PersistentVolumeClaim",
-                name: "data",
-            },
-            object: Some(Object::Pvc(&c)),
-            old_object: Some(Object::Pvc(&before)),
-        };
+        let req = update(Object::Pvc(&c), Object::Pvc(&before)).request;
         assert!(!META.at(Endpoint::Validate).unwrap().applies(&req));
     }
 

@@ -577,6 +577,7 @@ mod tests {
     use super::*;
     use crate::kinds::Operation;
     use crate::policy::catalog::LiveState;
+    use crate::policy::testing::{create, update};
     use crate::policy::volumes::{ClaimMap, Source, VolumeIndex};
     use crate::policy::{Action, Policy, Subject};
     use k8s_openapi::api::core::v1::PersistentVolume;
@@ -630,26 +631,9 @@ storageClasses:
     }
 
     fn decide(cat: &Catalog, p: &Policy, op: Operation, obj: Object<'_>) -> Decision {
-        let req = Request {
-            operation: op,
-            namespace: Some("default"),
-            username: "alice",
-            subject: Subject {
-                group: "",
-                kind: "PersistentVolumeClaim",
-                name: "data",
-            },
-            object: Some(obj),
-            old_object: None,
-        };
-        let mut d = Decision::default();
-        WillBind.check(
-            &p.context(Endpoint::Validate, cat),
-            &req,
-            Acting::Enforce,
-            &mut d,
-        );
-        d
+        create(obj)
+            .operation(op)
+            .check(p, cat, ID, Endpoint::Validate, Acting::Enforce)
     }
 
     fn policy() -> Policy {
@@ -689,18 +673,9 @@ storageClasses:
         // Only on CREATE: the engine does not call it on a claim's UPDATE (its Meta says so).
         let validate = META.at(Endpoint::Validate).unwrap();
         for (op, called) in [(Operation::Create, true), (Operation::Update, false)] {
-            let req = Request {
-                operation: op,
-                namespace: Some("default"),
-                username: "alice",
-                subject: Subject {
-                    group: "",
-                    kind: "PersistentVolumeClaim",
-                    name: "data",
-                },
-                object: Some(Object::Pvc(&c)),
-                old_object: Some(Object::Pvc(&c)),
-            };
+            let req = update(Object::Pvc(&c), Object::Pvc(&c))
+                .operation(op)
+                .request;
             assert_eq!(validate.applies(&req), called, "{op:?}");
         }
     }
