@@ -311,8 +311,7 @@ mod tests {
 
     #[test]
     fn the_mutating_condition_skips_only_volumes_no_mutating_rule_changes() {
-        use crate::kinds::Operation;
-        use crate::policy::{Object, Policy, Request, Subject};
+        use crate::policy::{Object, Policy};
         use serde_json::json;
         // Every mutating rule enforcing, a path rule matching every path.
         let policy = Policy::parse(
@@ -363,18 +362,7 @@ mod tests {
                         skipped += 1;
                         let pv: k8s_openapi::api::core::v1::PersistentVolume =
                             serde_json::from_value(v.clone()).unwrap();
-                        let req = Request {
-                            operation: Operation::Create,
-                            namespace: None,
-                            username: "u",
-                            subject: Subject {
-                                group: "",
-                                kind: "PersistentVolume",
-                                name: "p",
-                            },
-                            object: Some(Object::Pv(&pv)),
-                            old_object: None,
-                        };
+                        let req = crate::policy::testing::create(Object::Pv(&pv)).request;
                         let d = policy.decide(Endpoint::Mutate, &catalog, &req);
                         assert!(
                             d.patch.is_empty(),

@@ -295,10 +295,11 @@ fn run(cx: &Context<'_>, req: &Request<'_>, mode: Acting, d: &mut Decision) {
 mod tests {
     use super::*;
     use crate::kinds::Operation;
+    use crate::policy::Policy;
     use crate::policy::catalog::LiveState;
     use crate::policy::decision::Action;
+    use crate::policy::testing::create;
     use crate::policy::volumes::{Source, VolumeIndex};
-    use crate::policy::{Policy, Subject};
     use k8s_openapi::api::apps::v1::StatefulSet;
     use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
     use serde_json::{Value, json};
@@ -354,22 +355,16 @@ storageClasses:
         mode: Mode,
     ) -> Decision {
         let p = policy();
-        let req = Request {
-            operation: if old.is_some() {
-                Operation::Update
-            } else {
-                Operation::Create
-            },
-            namespace: Some("default"),
-            username: "alice",
-            subject: Subject {
-                group: kind.0,
-                kind: kind.1,
-                name: "pinned",
-            },
-            object: Some(obj),
-            old_object: old,
+        let op = if old.is_some() {
+            Operation::Update
+        } else {
+            Operation::Create
         };
+        let req = create(obj)
+            .operation(op)
+            .old(old)
+            .subject(kind.0, kind.1, "pinned")
+            .request;
         let mut d = Decision::default();
         run(
             &p.context(Endpoint::Validate, cat),

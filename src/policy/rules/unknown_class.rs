@@ -269,12 +269,12 @@ pub(crate) fn run(cx: &Context<'_>, req: &Request<'_>, _mode: Acting, d: &mut De
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::Policy;
     use crate::policy::catalog::{LiveClass, LiveState};
     use crate::policy::decision::Action;
     use crate::policy::engine::request::Object;
     use crate::policy::model::limits::MAX_VOLUMES;
     use crate::policy::testing::{self, update};
-    use crate::policy::{Policy, Subject};
     use k8s_openapi::api::apps::v1::StatefulSet;
     use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
     use serde_json::json;
@@ -601,18 +601,9 @@ storageClasses:
         let p = Policy::parse(POLICY, None, false).unwrap();
         let cat = p.catalog(&live(&["local-storage"]));
         let c = pvc(Some("local-storag"));
-        let req = Request {
-            operation: Operation::Create,
-            namespace: Some("default"),
-            username: "alice",
-            subject: Subject {
-                group: "",
-                kind: "PersistentVolumeClaim",
-                name: "data",
-            },
-            object: Some(Object::Pvc(&c)),
-            old_object: None,
-        };
+        let req = testing::create(Object::Pvc(&c))
+            .subject("", "PersistentVolumeClaim", "data")
+            .request;
         let d = crate::policy::validate(&p, &cat, &req);
         assert!(d.allowed());
         assert_eq!(d.findings.len(), 1, "{d:?}");
@@ -690,18 +681,9 @@ storageClasses:
             "spec": {"selector": {}, "serviceName": "web", "template": {},
                 "volumeClaimTemplates": templates}}))
         .unwrap();
-        let req = Request {
-            operation: Operation::Create,
-            namespace: Some("default"),
-            username: "alice",
-            subject: Subject {
-                group: "apps",
-                kind: "StatefulSet",
-                name: "web",
-            },
-            object: Some(Object::StatefulSet(&s)),
-            old_object: None,
-        };
+        let req = testing::create(Object::StatefulSet(&s))
+            .subject("apps", "StatefulSet", "web")
+            .request;
         let budget = crate::policy::Budget::default();
         let d = p.decide_within(Endpoint::Validate, &cat, &req, &budget);
         assert!(d.warnings.len() <= crate::policy::limits::MAX_WARNINGS);
@@ -732,21 +714,12 @@ storageClasses:
             json!({"metadata": {"name": "p"}, "spec": {"containers": [], "volumes": volumes}}),
         )
         .unwrap();
-        let req = Request {
-            operation: Operation::Create,
-            namespace: Some("default"),
-            username: "alice",
-            subject: Subject {
-                group: "",
-                kind: "Pod",
-                name: "p",
-            },
-            object: Some(Object::PodSpec {
-                spec: pod.spec.as_ref(),
-                path: "spec",
-            }),
-            old_object: None,
-        };
+        let req = testing::create(Object::PodSpec {
+            spec: pod.spec.as_ref(),
+            path: "spec",
+        })
+        .subject("", "Pod", "p")
+        .request;
         let budget = crate::policy::Budget::default();
         let d = p.decide_within(Endpoint::Validate, &cat, &req, &budget);
         assert_eq!(

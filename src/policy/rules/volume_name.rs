@@ -126,10 +126,11 @@ pub fn problem(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::Policy;
     use crate::policy::catalog::{Catalog, LiveState};
     use crate::policy::decision::Action;
+    use crate::policy::testing::{create, policy};
     use crate::policy::volumes::Source;
-    use crate::policy::{Policy, Subject};
     use k8s_openapi::api::core::v1::PersistentVolume;
     use serde_json::{Value, json};
 
@@ -163,26 +164,14 @@ mod tests {
         claim: &PersistentVolumeClaim,
         op: Operation,
     ) -> Vec<String> {
-        let p = Policy::parse("", None, false).unwrap();
+        let p = policy("");
         let cat = catalog(&p, pvs);
-        let req = Request {
-            operation: op,
-            namespace: Some("default"),
-            username: "alice",
-            subject: Subject {
-                group: "",
-                kind: "PersistentVolumeClaim",
-                name: "data",
-            },
-            object: Some(Object::Pvc(claim)),
-            old_object: None,
-        };
-        let mut d = Decision::default();
-        VolumeName.check(
-            &p.context(Endpoint::Validate, &cat),
-            &req,
+        let d = create(Object::Pvc(claim)).operation(op).check(
+            &p,
+            &cat,
+            ID,
+            Endpoint::Validate,
             Acting::Enforce,
-            &mut d,
         );
         assert!(d.allowed());
         assert!(

@@ -413,7 +413,8 @@ mod tests {
     use crate::policy::catalog::{LiveClass, LiveState};
     use crate::policy::decision::Action;
     use crate::policy::model::limits::MAX_VOLUMES;
-    use crate::policy::{Catalog, Policy, Subject};
+    use crate::policy::testing::create;
+    use crate::policy::{Catalog, Policy};
     use k8s_openapi::api::apps::v1::StatefulSet;
     use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 
@@ -445,18 +446,11 @@ storageClasses:
         obj: Object<'a>,
         old: Option<Object<'a>>,
     ) -> Request<'a> {
-        Request {
-            operation: op,
-            namespace: Some("default"),
-            username: "alice",
-            subject: Subject {
-                group: kind.0,
-                kind: kind.1,
-                name: "data",
-            },
-            object: Some(obj),
-            old_object: old,
-        }
+        create(obj)
+            .operation(op)
+            .old(old)
+            .subject(kind.0, kind.1, "data")
+            .request
     }
 
     fn decide(

@@ -577,9 +577,9 @@ mod tests {
     use super::*;
     use crate::kinds::Operation;
     use crate::policy::catalog::LiveState;
-    use crate::policy::testing::{create, update};
+    use crate::policy::testing::{self, create, update};
     use crate::policy::volumes::{ClaimMap, Source, VolumeIndex};
-    use crate::policy::{Action, Policy, Subject};
+    use crate::policy::{Action, Policy};
     use k8s_openapi::api::core::v1::PersistentVolume;
     use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
     use serde_json::{Value, json};
@@ -1086,18 +1086,9 @@ storageClasses:
         let mut second = tpls[0].clone();
         second.metadata.name = Some("logs".into());
         tpls.push(second);
-        let req = Request {
-            operation: Operation::Create,
-            namespace: Some("default"),
-            username: "alice",
-            subject: Subject {
-                group: "apps",
-                kind: "StatefulSet",
-                name: "web",
-            },
-            object: Some(Object::StatefulSet(&s)),
-            old_object: None,
-        };
+        let req = testing::create(Object::StatefulSet(&s))
+            .subject("apps", "StatefulSet", "web")
+            .request;
         let budget = crate::policy::Budget::default();
         let d = p.decide_within(Endpoint::Validate, &cat, &req, &budget);
         let pending: Vec<&String> = d
@@ -1156,18 +1147,9 @@ storageClasses:
                     .as_mut()
                     .unwrap()
                     .requests = Some([("storage".to_owned(), Quantity(size.to_owned()))].into());
-                let req = Request {
-                    operation: Operation::Create,
-                    namespace: Some("default"),
-                    username: "alice",
-                    subject: Subject {
-                        group: "apps",
-                        kind: "StatefulSet",
-                        name: "web",
-                    },
-                    object: Some(Object::StatefulSet(&s)),
-                    old_object: None,
-                };
+                let req = testing::create(Object::StatefulSet(&s))
+                    .subject("apps", "StatefulSet", "web")
+                    .request;
                 let budget = crate::policy::Budget::with_units(100, None);
                 let d = p.decide_within(Endpoint::Validate, &cat, &req, &budget);
                 assert!(!budget.exhausted(), "{size}: {:?}", d.warnings);

@@ -307,10 +307,11 @@ fn run_with(cx: &Context<'_>, req: &Request<'_>, mode: Acting, d: &mut Decision,
 mod tests {
     use super::*;
     use crate::kinds::Operation;
+    use crate::policy::Policy;
     use crate::policy::decision::Action;
     use crate::policy::model::limits::MAX_VOLUMES;
     use crate::policy::storage::BETA_CLASS_ANNOTATION;
-    use crate::policy::{Policy, Subject};
+    use crate::policy::testing::create;
     use k8s_openapi::api::apps::v1::StatefulSet;
     use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
     use serde_json::{Value, json};
@@ -359,18 +360,11 @@ rules:
         mode: Mode,
     ) -> Decision {
         let cat = p.static_catalog();
-        let req = Request {
-            operation: op,
-            namespace: Some("default"),
-            username: "alice",
-            subject: Subject {
-                group: kind.0,
-                kind: kind.1,
-                name: "data",
-            },
-            object: Some(obj),
-            old_object: old,
-        };
+        let req = create(obj)
+            .operation(op)
+            .old(old)
+            .subject(kind.0, kind.1, "data")
+            .request;
         let mut d = Decision::default();
         run(
             &p.context(Endpoint::Validate, &cat),
@@ -992,18 +986,7 @@ storageClasses:
                 crate::policy::volumes::Source::Cluster,
             ));
         }
-        let req = Request {
-            operation: Operation::Create,
-            namespace: Some("default"),
-            username: "alice",
-            subject: Subject {
-                group: "",
-                kind,
-                name: "data",
-            },
-            object: Some(obj),
-            old_object: None,
-        };
+        let req = create(obj).subject("", kind, "data").request;
         let mut d = Decision::default();
         run(
             &p.context(Endpoint::Validate, &cat),

@@ -363,10 +363,10 @@ mod tests {
 
     mod through_the_rule {
         use super::*;
-        use crate::kinds::Operation;
         use crate::policy::catalog::{LiveState, NamespaceInfo};
         use crate::policy::rule::Endpoint;
-        use crate::policy::{Action, Policy, Subject};
+        use crate::policy::testing::create;
+        use crate::policy::{Action, Policy};
         use k8s_openapi::api::core::v1::PersistentVolumeClaim;
         use serde_json::Value;
 
@@ -398,18 +398,10 @@ rules:
             ep: Endpoint,
             c: &PersistentVolumeClaim,
         ) -> Decision {
-            let req = Request {
-                operation: Operation::Create,
-                namespace: Some(ns),
-                username: "alice",
-                subject: Subject {
-                    group: "",
-                    kind: "PersistentVolumeClaim",
-                    name: "data",
-                },
-                object: Some(Object::Pvc(c)),
-                old_object: None,
-            };
+            let req = create(Object::Pvc(c))
+                .namespace(Some(ns))
+                .subject("", "PersistentVolumeClaim", "data")
+                .request;
             p.decide(ep, &p.catalog(live), &req)
         }
 
