@@ -72,6 +72,12 @@ struct RuleJson {
 #[derive(Serialize)]
 struct ActsJson {
     endpoint: Endpoint,
+    on: Vec<OnJson>,
+}
+
+/// Kinds judged on the same operations.
+#[derive(Serialize)]
+struct OnJson {
     operations: Vec<&'static str>,
     kinds: Vec<&'static str>,
 }
@@ -96,25 +102,37 @@ struct Everything {
     webhooks: Vec<Registration>,
 }
 
-fn judged_kinds(acts: &Acts) -> Vec<&'static str> {
-    kinds::KINDS
-        .iter()
-        .filter(|k| acts.judges_kind(k))
-        .map(|k| k.kind)
-        .collect()
+/// The kinds it judges, grouped by the operations it judges them on (in the kinds table's
+/// order of first appearance).
+fn judged_kinds(acts: &Acts) -> Vec<OnJson> {
+    let mut out: Vec<OnJson> = Vec::new();
+    for k in kinds::KINDS {
+        let on = ops(&acts.operations_on(k));
+        if on.is_empty() {
+            continue;
+        }
+        match out.iter_mut().find(|o| o.operations == on) {
+            Some(o) => o.kinds.push(k.kind),
+            None => out.push(OnJson {
+                operations: on,
+                kinds: vec![k.kind],
+            }),
+        }
+    }
+    out
 }
 
-/// `/validate` CREATE, UPDATE: PersistentVolumeClaim, PersistentVolume; ...
+/// `/validate CREATE, UPDATE: PersistentVolumeClaim, PersistentVolume; ...`, the kinds judged
+/// on other operations after a `;`.
 fn where_it_acts(meta: &Meta, sep: &str) -> String {
     meta.acts
         .iter()
         .map(|a| {
-            format!(
-                "/{} {}: {}",
-                a.endpoint.as_str(),
-                ops(a.operations).join(", "),
-                judged_kinds(a).join(", ")
-            )
+            let on: Vec<String> = judged_kinds(a)
+                .iter()
+                .map(|o| format!("{}: {}", o.operations.join(", "), o.kinds.join(", ")))
+                .collect();
+            format!("/{} {}", a.endpoint.as_str(), on.join("; "))
         })
         .collect::<Vec<_>>()
         .join(sep)
@@ -143,8 +161,7 @@ fn everything() -> Everything {
                     .iter()
                     .map(|a| ActsJson {
                         endpoint: a.endpoint,
-                        operations: ops(a.operations),
-                        kinds: judged_kinds(a),
+                        on: judged_kinds(a),
                     })
                     .collect(),
             })
@@ -412,7 +429,7 @@ mod tests {
         assert_eq!(v["webhooks"][0]["name"], "mutate.storage-policy.io");
         assert_eq!(v["webhooks"][0]["path"], "/mutate");
         assert_eq!(
-            v["rules"][2]["acts"][0]["kinds"][0],
+            v["rules"][2]["acts"][0]["on"][0]["kinds"][0],
             "PersistentVolumeClaim"
         );
     }

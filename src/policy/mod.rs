@@ -16,6 +16,8 @@ pub mod engine;
 pub mod model;
 pub mod registry;
 pub mod rules;
+#[cfg(test)]
+pub mod testing;
 
 // The model and the engine keep their short paths (`policy::catalog`, `policy::decision`):
 // what the rest of the crate reads of them. The rules are reached through `policy::rules`.
@@ -37,7 +39,7 @@ pub use config::{AccessMode, ConfigError, PolicyFile};
 pub use decision::{Action, Decision, Finding, MAX_WARNING_CHARS};
 pub use field::{FieldError, Invalid, Path};
 pub use limits::Budget;
-pub use modes::Mode;
+pub use modes::{Acting, Mode};
 pub use registry::Compiled;
 pub use rule::{Acts, Context, Endpoint, Meta, Object, Request, Rule, RuleId, Subject};
 pub use storage::Settings;
@@ -201,10 +203,9 @@ impl Policy {
             if !meta.at(endpoint).is_some_and(|a| a.applies(req)) {
                 continue;
             }
-            let mode = self.effective_mode(c.mode, namespace_mode);
-            if mode == Mode::Off {
+            let Some(mode) = self.effective_mode(c.mode, namespace_mode).acting() else {
                 continue;
-            }
+            };
             if budget.exhausted() {
                 budget.skip(format!("rule {} not run", meta.key));
                 continue;

@@ -130,7 +130,7 @@ fn needs(endpoint: Endpoint, kind: &Kind) -> Option<(Vec<Operation>, Option<Vec<
         .operations
         .iter()
         .copied()
-        .filter(|op| rules.iter().any(|m| m.operations.contains(op)))
+        .filter(|op| rules.iter().any(|a| a.operations_on(kind).contains(op)))
         .collect();
     ops.sort();
     if ops.is_empty() {
@@ -139,11 +139,12 @@ fn needs(endpoint: Endpoint, kind: &Kind) -> Option<(Vec<Operation>, Option<Vec<
     let judges = rules
         .iter()
         .flat_map(|m| m.judges.iter())
+        .map(|j| j.part)
         .filter(|j| j.in_kind(kind));
     let mut filters = Vec::new();
     for j in judges {
         match j {
-            Judges::PodSpecs(f) => filters.push(*f),
+            Judges::PodSpecs(f) => filters.push(f),
             // Something other than a pod spec is judged: every object of the kind is sent.
             _ => return Some((ops, None)),
         }
@@ -254,7 +255,7 @@ pub fn registrations(endpoint: Endpoint) -> Vec<Registration> {
             REGISTRY
                 .iter()
                 .filter_map(|e| e.meta.at(endpoint))
-                .any(|a| a.operations.contains(&Operation::Delete) && a.judges_kind(kind))
+                .any(|a| a.operations_on(kind).contains(&Operation::Delete))
         })
         .map(|kind| RegistrationRule {
             api_groups: vec![kind.group],
@@ -318,7 +319,7 @@ mod tests {
             assert!(!m.acts.is_empty(), "{}", m.key);
             for (j, a) in m.acts.iter().enumerate() {
                 assert!(
-                    !a.operations.is_empty() && !a.judges.is_empty(),
+                    !a.judges.is_empty() && a.judges.iter().all(|j| !j.operations.is_empty()),
                     "{}",
                     m.key
                 );
@@ -372,8 +373,7 @@ mod tests {
 
     #[test]
     fn the_mutating_condition_skips_only_volumes_no_mutating_rule_changes() {
-        use crate::kinds::Operation;
-        use crate::policy::{Object, Policy, Request, Subject};
+        use crate::policy::{Object, Policy};
         use serde_json::json;
         // Every mutating rule enforcing, a path rule matching every path.
         let policy = Policy::parse(
@@ -424,18 +424,7 @@ mod tests {
                         skipped += 1;
                         let pv: k8s_openapi::api::core::v1::PersistentVolume =
                             serde_json::from_value(v.clone()).unwrap();
-                        let req = Request {
-                            operation: Operation::Create,
-                            namespace: None,
-                            username: "u",
-                            subject: Subject {
-                                group: "",
-                                kind: "PersistentVolume",
-                                name: "p",
-                            },
-                            object: Some(Object::Pv(&pv)),
-                            old_object: None,
-                        };
+                        let req = crate::policy::testing::create(Object::Pv(&pv)).request;
                         let d = policy.decide(Endpoint::Mutate, &catalog, &req);
                         assert!(
                             d.patch.is_empty(),

@@ -13,7 +13,7 @@ use crate::policy::model::field::{FieldError, Invalid, aggregate};
 use crate::policy::model::limits::{
     self, Budget, MAX_ANNOTATION_CHARS, MAX_WARNINGS, MAX_WARNINGS_TOTAL_CHARS,
 };
-use crate::policy::model::modes::Mode;
+use crate::policy::model::modes::Acting;
 use crate::policy::model::volumes::Source;
 
 /// What a rule did.
@@ -211,20 +211,19 @@ impl Decision {
     pub(crate) fn refuse(
         &mut self,
         rule: RuleId,
-        mode: Mode,
+        mode: Acting,
         subject: &Subject<'_>,
         items: Vec<Violation>,
     ) {
         let action = match mode {
-            Mode::Off => return,
-            Mode::Enforce => Action::Denied,
-            Mode::Audit => Action::Audited,
+            Acting::Enforce => Action::Denied,
+            Acting::Audit => Action::Audited,
         };
         if items.is_empty() {
             return;
         }
         for item in &items {
-            if mode == Mode::Audit {
+            if mode == Acting::Audit {
                 self.warn(format!("[audit] would deny: {}", item.error));
             }
             self.warn(&item.why);
@@ -241,7 +240,7 @@ impl Decision {
             name: subject.name.to_owned(),
             errors: items.into_iter().map(|i| i.error).collect(),
         };
-        if mode == Mode::Enforce {
+        if mode == Acting::Enforce {
             self.annotate(rule, format!("denied: {}", aggregate(&invalid.errors)));
             self.deny(invalid);
         } else {
@@ -254,7 +253,7 @@ impl Decision {
     pub(crate) fn mutation(
         &mut self,
         rule: RuleId,
-        mode: Mode,
+        mode: Acting,
         what: &str,
         storage_class: Option<String>,
         op: PatchOperation,
@@ -266,18 +265,17 @@ impl Decision {
     pub(crate) fn mutation_ops(
         &mut self,
         rule: RuleId,
-        mode: Mode,
+        mode: Acting,
         what: &str,
         storage_class: Option<String>,
         ops: Vec<PatchOperation>,
     ) {
         let (action, message) = match mode {
-            Mode::Off => return,
-            Mode::Enforce => {
+            Acting::Enforce => {
                 self.patch.extend(ops);
                 (Action::Mutated, format!("set {what}"))
             }
-            Mode::Audit => {
+            Acting::Audit => {
                 let msg = format!("would set {what}");
                 self.warn(format!("[audit] {msg}"));
                 (Action::Audited, msg)
@@ -302,7 +300,7 @@ impl Decision {
     pub(crate) fn judge(
         &mut self,
         rule: RuleId,
-        mode: Mode,
+        mode: Acting,
         req: &Request<'_>,
         now: Vec<Violation>,
         old: impl FnOnce(&Object<'_>) -> Vec<Violation>,
@@ -417,7 +415,7 @@ mod tests {
         let mut d = Decision::default();
         d.refuse(
             claim_ref::ID,
-            Mode::Enforce,
+            Acting::Enforce,
             &subject(),
             vec![refused("spec.a", "why a"), refused("spec.b", "why b")],
         );
@@ -443,7 +441,7 @@ mod tests {
         let mut d = Decision::default();
         d.refuse(
             claim_ref::ID,
-            Mode::Audit,
+            Acting::Audit,
             &subject(),
             vec![refused("spec.a", "why a")],
         );
@@ -463,12 +461,8 @@ mod tests {
     }
 
     #[test]
-    fn refuse_off_or_with_nothing_does_nothing() {
-        for (mode, items) in [
-            (Mode::Off, vec![refused("spec.a", "why")]),
-            (Mode::Enforce, vec![]),
-            (Mode::Audit, vec![]),
-        ] {
+    fn refuse_with_nothing_does_nothing() {
+        for (mode, items) in [(Acting::Enforce, vec![]), (Acting::Audit, vec![])] {
             let mut d = Decision::default();
             d.refuse(claim_ref::ID, mode, &subject(), items);
             assert_eq!(d, Decision::default(), "{mode:?}");
@@ -499,7 +493,7 @@ mod tests {
         let mut d = Decision::default();
         d.judge(
             claim_ref::ID,
-            Mode::Enforce,
+            Acting::Enforce,
             &req,
             vec![
                 refused("spec.a", "a"),
@@ -529,7 +523,7 @@ mod tests {
         };
         d.judge(
             claim_ref::ID,
-            Mode::Enforce,
+            Acting::Enforce,
             &create,
             vec![assumed.clone()],
             |_| unreachable!("no old object on CREATE"),
@@ -559,13 +553,13 @@ mod tests {
         let mut d = Decision::default();
         d.refuse(
             claim_ref::ID,
-            Mode::Enforce,
+            Acting::Enforce,
             &subject(),
             vec![refused("spec.a", "a")],
         );
         d.refuse(
             node_name_wffc::ID,
-            Mode::Enforce,
+            Acting::Enforce,
             &subject(),
             vec![refused("spec.b", "b")],
         );

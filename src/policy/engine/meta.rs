@@ -155,18 +155,53 @@ pub struct Meta {
     pub acts: &'static [Acts],
 }
 
-/// What a rule acts on at one endpoint.
+/// CREATE only.
+pub const CREATE: &[Operation] = &[Operation::Create];
+/// CREATE and UPDATE.
+pub const CREATE_UPDATE: &[Operation] = &[Operation::Create, Operation::Update];
+
+/// A part a rule judges and the operations on which it judges it.
+#[derive(Debug)]
+pub struct On {
+    pub part: Judges,
+    pub operations: &'static [Operation],
+}
+
+impl Judges {
+    /// This part, judged on `operations`.
+    pub const fn on(self, operations: &'static [Operation]) -> On {
+        On {
+            part: self,
+            operations,
+        }
+    }
+}
+
+/// What a rule acts on at one endpoint: each part with its own operations (a PVC on CREATE
+/// only, a StatefulSet on CREATE and UPDATE).
 #[derive(Debug)]
 pub struct Acts {
     pub endpoint: Endpoint,
-    pub operations: &'static [Operation],
-    pub judges: &'static [Judges],
+    pub judges: &'static [On],
 }
 
 impl Acts {
     /// Whether it acts on objects of `kind` at all.
     pub fn judges_kind(&self, kind: &Kind) -> bool {
-        self.judges.iter().any(|j| j.in_kind(kind))
+        self.judges.iter().any(|j| j.part.in_kind(kind))
+    }
+
+    /// The operations on which it acts on objects of `kind`, in order (none: not at all).
+    pub fn operations_on(&self, kind: &Kind) -> Vec<Operation> {
+        let mut ops: Vec<Operation> = self
+            .judges
+            .iter()
+            .filter(|j| j.part.in_kind(kind))
+            .flat_map(|j| j.operations.iter().copied())
+            .collect();
+        ops.sort();
+        ops.dedup();
+        ops
     }
 
     /// Whether it acts on this request (operation and object). A DELETE carries no object: the
@@ -176,8 +211,11 @@ impl Acts {
             Operation::Delete => req.old_object.as_ref(),
             _ => req.object.as_ref(),
         };
-        self.operations.contains(&req.operation)
-            && judged.is_some_and(|o| self.judges.iter().any(|j| j.in_object(o)))
+        judged.is_some_and(|o| {
+            self.judges
+                .iter()
+                .any(|j| j.operations.contains(&req.operation) && j.part.in_object(o))
+        })
     }
 }
 
@@ -278,5 +316,43 @@ mod tests {
         assert!(!Judges::PodSpecs(PodFilter::EphemeralVolumes).in_kind(pvc));
         assert!(Judges::Claims.in_kind(pvc) && !Judges::Claims.in_kind(pv));
         assert!(Judges::Volumes.in_kind(pv) && !Judges::Volumes.in_kind(sts));
+    }
+
+    /// A part judged on CREATE only is not judged on UPDATE, while another part of the same
+    /// rule is: each part has its operations.
+    #[test]
+    fn each_part_has_its_operations() {
+        const JUDGES: &[On] = &[
+            Judges::Claims.on(CREATE),
+            Judges::ClaimTemplates.on(CREATE_UPDATE),
+        ];
+        let acts = Acts {
+            endpoint: Endpoint::Validate,
+            judges: JUDGES,
+        };
+        let sts = kinds::lookup("apps", "v1", "StatefulSet").unwrap();
+        let pvc = kinds::lookup("", "v1", "PersistentVolumeClaim").unwrap();
+        let pod = kinds::lookup("", "v1", "Pod").unwrap();
+        assert_eq!(acts.operations_on(pvc), [Operation::Create]);
+        assert_eq!(
+            acts.operations_on(sts),
+            [Operation::Create, Operation::Update]
+        );
+        assert!(acts.operations_on(pod).is_empty());
+        let claim = k8s_openapi::api::core::v1::PersistentVolumeClaim::default();
+        let req = |operation| Request {
+            operation,
+            namespace: None,
+            username: "u",
+            subject: super::super::request::Subject {
+                group: "",
+                kind: "PersistentVolumeClaim",
+                name: "c",
+            },
+            object: Some(Object::Pvc(&claim)),
+            old_object: None,
+        };
+        assert!(acts.applies(&req(Operation::Create)));
+        assert!(!acts.applies(&req(Operation::Update)));
     }
 }

@@ -9,3 +9,4 @@ pub mod decision;
 pub mod meta;
 pub mod request;
 pub mod rule;
+pub mod sites;

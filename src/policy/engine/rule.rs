@@ -8,7 +8,7 @@ use super::config::{ConfigError, Section};
 use super::decision::Decision;
 use crate::policy::model::catalog::{Catalog, ProvisionerTable};
 use crate::policy::model::limits::Budget;
-use crate::policy::model::modes::Mode;
+pub use crate::policy::model::modes::Acting;
 use crate::policy::model::storage::Settings;
 
 pub use super::meta::{Acts, Endpoint, Judges, Meta, PodFilter, RuleId};
@@ -45,8 +45,8 @@ impl Context<'_> {
 pub trait Rule: fmt::Debug + Send + Sync {
     fn meta(&self) -> &'static Meta;
 
-    /// Adds what the rule finds to `d`, acting as `mode` says (never called with `Off`).
-    fn check(&self, cx: &Context<'_>, req: &Request<'_>, mode: Mode, d: &mut Decision);
+    /// Adds what the rule finds to `d`, acting as `mode` says (an `off` rule is not called).
+    fn check(&self, cx: &Context<'_>, req: &Request<'_>, mode: Acting, d: &mut Decision);
 
     /// What this rule's configuration contributes to the shared storage model (which class a
     /// claim lands on, what a class serves), read by every rule.

@@ -14,6 +14,15 @@ pub enum Mode {
     Off,
 }
 
+/// The mode of a rule that is called: `off` rules never are, so a check cannot see it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Acting {
+    /// Patch or deny.
+    Enforce,
+    /// Allow without patching; report through warnings, audit annotations, metrics and logs.
+    Audit,
+}
+
 impl Mode {
     pub fn as_str(self) -> &'static str {
         match self {
@@ -29,6 +38,15 @@ impl Mode {
             "audit" => Some(Mode::Audit),
             "off" => Some(Mode::Off),
             _ => None,
+        }
+    }
+
+    /// The mode a rule acts in, or `None` for `off` (the rule is not called).
+    pub fn acting(self) -> Option<Acting> {
+        match self {
+            Mode::Enforce => Some(Acting::Enforce),
+            Mode::Audit => Some(Acting::Audit),
+            Mode::Off => None,
         }
     }
 

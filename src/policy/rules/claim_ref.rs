@@ -8,13 +8,13 @@
 //! field (`spec.claimRef.namespace: Required value`). It only reads the PV; which claims exist is
 //! none of its business.
 
-use crate::kinds::Operation;
 use crate::policy::engine::decision::{Decision, Violation};
+use crate::policy::engine::meta::CREATE_UPDATE;
 use crate::policy::engine::rule::{
     Acts, Context, Endpoint, Entry, Judges, Meta, Object, Request, Rule, RuleId, mode_only,
 };
 use crate::policy::model::field::{FieldError, Path, go_quote};
-use crate::policy::model::modes::Mode;
+use crate::policy::model::modes::{Acting, Mode};
 use crate::policy::model::pv_controller::missing_namespace;
 
 pub const META: Meta = Meta {
@@ -26,8 +26,7 @@ pub const META: Meta = Meta {
     default_mode: Mode::Enforce,
     acts: &[Acts {
         endpoint: Endpoint::Validate,
-        operations: &[Operation::Create, Operation::Update],
-        judges: &[Judges::Volumes],
+        judges: &[Judges::Volumes.on(CREATE_UPDATE)],
     }],
 };
 pub const ID: RuleId = RuleId(&META);
@@ -44,7 +43,7 @@ impl Rule for ClaimRefNamespace {
         &META
     }
 
-    fn check(&self, _cx: &Context<'_>, req: &Request<'_>, mode: Mode, d: &mut Decision) {
+    fn check(&self, _cx: &Context<'_>, req: &Request<'_>, mode: Acting, d: &mut Decision) {
         run(req, mode, d);
     }
 }
@@ -76,7 +75,7 @@ fn violations(object: &Object<'_>) -> Vec<Violation> {
         .collect()
 }
 
-fn run(req: &Request<'_>, mode: Mode, d: &mut Decision) {
+fn run(req: &Request<'_>, mode: Acting, d: &mut Decision) {
     let Some(object) = req.object.as_ref() else {
         return;
     };
@@ -88,9 +87,10 @@ fn run(req: &Request<'_>, mode: Mode, d: &mut Decision) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kinds::Operation;
     use crate::policy::decision::Action;
     use crate::policy::field::Invalid;
-    use crate::policy::{Policy, Subject};
+    use crate::policy::testing::{create, policy};
     use k8s_openapi::api::core::v1::PersistentVolume;
     use serde_json::{Value, json};
 
@@ -111,24 +111,17 @@ mod tests {
         new: &PersistentVolume,
         old: Option<&PersistentVolume>,
     ) -> Decision {
-        let p = Policy::parse("", None, false).unwrap();
-        let cat = p.static_catalog();
-        let req = Request {
-            operation: op,
-            namespace: None,
-            username: "alice",
-            subject: Subject {
-                group: "",
-                kind: "PersistentVolume",
-                name: "pv-web-0",
-            },
-            object: Some(Object::Pv(new)),
-            old_object: old.map(Object::Pv),
-        };
-        let mut d = Decision::default();
-        p.rule(ID)
-            .check(&p.context(Endpoint::Validate, &cat), &req, mode, &mut d);
-        d
+        let p = policy("");
+        create(Object::Pv(new))
+            .operation(op)
+            .old(old.map(Object::Pv))
+            .check(
+                &p,
+                &p.static_catalog(),
+                ID,
+                Endpoint::Validate,
+                mode.acting().unwrap(),
+            )
     }
 
     #[test]
@@ -243,25 +236,14 @@ mod tests {
             name: "pv-web-0".into(),
             errors: vec![FieldError::required(Path::new("spec.x"), "")],
         });
-        let p = Policy::parse("", None, false).unwrap();
-        let cat = p.static_catalog();
+        let p = policy("");
         let v = pv(json!({"name": "www-web-0"}));
-        let req = Request {
-            operation: Operation::Create,
-            namespace: None,
-            username: "alice",
-            subject: Subject {
-                group: "",
-                kind: "PersistentVolume",
-                name: "pv-web-0",
-            },
-            object: Some(Object::Pv(&v)),
-            old_object: None,
-        };
-        p.rule(ID).check(
-            &p.context(Endpoint::Validate, &cat),
-            &req,
-            Mode::Enforce,
+        create(Object::Pv(&v)).check_in(
+            &p,
+            &p.static_catalog(),
+            ID,
+            Endpoint::Validate,
+            Acting::Enforce,
             &mut d,
         );
         let msg = d.denial.unwrap().message();

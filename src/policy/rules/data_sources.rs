@@ -36,15 +36,15 @@ use k8s_openapi::api::core::v1::PersistentVolumeClaimSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Deserialize;
 
-use crate::kinds::Operation;
 use crate::policy::engine::config::{ConfigError, Section};
 use crate::policy::engine::decision::{Decision, judged_against};
+use crate::policy::engine::meta::CREATE;
 use crate::policy::engine::rule::{
     Acts, Context, Endpoint, Entry, Judges, Meta, Object, Request, Rule, RuleId,
 };
 use crate::policy::model::field::{Path, go_quote};
 use crate::policy::model::limits::MAX_VOLUMES;
-use crate::policy::model::modes::Mode;
+use crate::policy::model::modes::{Acting, Mode};
 use crate::policy::model::snapshots::DataSource;
 use crate::policy::model::storage;
 use crate::policy::model::volumes::{Source, claim_request};
@@ -58,8 +58,7 @@ pub const META: Meta = Meta {
     default_mode: Mode::Enforce,
     acts: &[Acts {
         endpoint: Endpoint::Validate,
-        operations: &[Operation::Create],
-        judges: &[Judges::Claims, Judges::ClaimTemplates],
+        judges: &[Judges::Claims.on(CREATE), Judges::ClaimTemplates.on(CREATE)],
     }],
 };
 pub const ID: RuleId = RuleId(&META);
@@ -97,7 +96,7 @@ impl Rule for DataSources {
         &META
     }
 
-    fn check(&self, cx: &Context<'_>, req: &Request<'_>, _mode: Mode, d: &mut Decision) {
+    fn check(&self, cx: &Context<'_>, req: &Request<'_>, _mode: Acting, d: &mut Decision) {
         let Some(object) = req.object.as_ref() else {
             return;
         };
@@ -355,6 +354,7 @@ fn storage_field(spec: &Path) -> Path {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kinds::Operation;
     use crate::policy::snapshots::{ContentMap, SnapshotIndex, SnapshotInfo, SnapshotMap};
     use crate::policy::volumes::VolumeIndex;
     use crate::policy::{Catalog, LiveState, Policy, Subject};

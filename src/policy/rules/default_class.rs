@@ -11,15 +11,15 @@ use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::kinds::Operation;
 use crate::policy::engine::config::{AccessMode, ConfigError, Section, check_dns_subdomain};
 use crate::policy::engine::decision::Decision;
+use crate::policy::engine::meta::CREATE;
 use crate::policy::engine::rule::{
     Acts, Context, Endpoint, Entry, Judges, Meta, Object, Request, Rule, RuleId,
 };
 use crate::policy::model::catalog::Catalog;
 use crate::policy::model::field::go_quote;
-use crate::policy::model::modes::Mode;
+use crate::policy::model::modes::{Acting, Mode};
 use crate::policy::model::storage::{self, ClassOwner, Defaults, Settings, has_class};
 
 pub const META: Meta = Meta {
@@ -31,8 +31,7 @@ pub const META: Meta = Meta {
     default_mode: Mode::Enforce,
     acts: &[Acts {
         endpoint: Endpoint::Mutate,
-        operations: &[Operation::Create],
-        judges: &[Judges::Claims],
+        judges: &[Judges::Claims.on(CREATE)],
     }],
 };
 pub const ID: RuleId = RuleId(&META);
@@ -93,7 +92,7 @@ impl Rule for DefaultClass {
         &META
     }
 
-    fn check(&self, cx: &Context<'_>, req: &Request<'_>, mode: Mode, d: &mut Decision) {
+    fn check(&self, cx: &Context<'_>, req: &Request<'_>, mode: Acting, d: &mut Decision) {
         if let Some(Object::Pvc(pvc)) = req.object {
             run(cx.settings, cx.catalog, req.namespace, pvc, mode, d);
         }
@@ -124,7 +123,7 @@ pub(crate) fn run(
     catalog: &Catalog,
     namespace: Option<&str>,
     pvc: &PersistentVolumeClaim,
-    mode: Mode,
+    mode: Acting,
     d: &mut Decision,
 ) {
     let spec = pvc.spec.as_ref();
@@ -165,7 +164,7 @@ pub(crate) fn run(
                 "{what} in place of {}, which the DefaultStorageClass admission plugin set (no class was written)",
                 go_quote(set)
             );
-            if mode == Mode::Enforce {
+            if mode == Acting::Enforce {
                 d.warn(format!("set {what}"));
             }
             d.mutation(
@@ -229,7 +228,14 @@ rules:
         mode: Mode,
     ) -> Decision {
         let mut d = Decision::default();
-        run(&p.settings, cat, Some(ns), c, mode, &mut d);
+        run(
+            &p.settings,
+            cat,
+            Some(ns),
+            c,
+            mode.acting().unwrap(),
+            &mut d,
+        );
         d
     }
 

@@ -28,7 +28,7 @@ use crate::policy::engine::rule::{
     Acts, Context, Endpoint, Entry, Judges, Meta, Object, Request, Rule, RuleId, mode_only,
 };
 use crate::policy::model::field::go_quote;
-use crate::policy::model::modes::Mode;
+use crate::policy::model::modes::{Acting, Mode};
 use crate::policy::model::pods::{
     PV_PROTECTION, PVC_PROTECTION, PodMap, controller_uid, describe_pods, protected_now, what_to_do,
 };
@@ -42,8 +42,10 @@ pub const META: Meta = Meta {
     default_mode: Mode::Enforce,
     acts: &[Acts {
         endpoint: Endpoint::Validate,
-        operations: &[Operation::Delete],
-        judges: &[Judges::Claims, Judges::Volumes],
+        judges: &[
+            Judges::Claims.on(&[Operation::Delete]),
+            Judges::Volumes.on(&[Operation::Delete]),
+        ],
     }],
 };
 pub const ID: RuleId = RuleId(&META);
@@ -60,7 +62,7 @@ impl Rule for DeleteInUse {
         &META
     }
 
-    fn check(&self, cx: &Context<'_>, req: &Request<'_>, _mode: Mode, d: &mut Decision) {
+    fn check(&self, cx: &Context<'_>, req: &Request<'_>, _mode: Acting, d: &mut Decision) {
         if req.operation != Operation::Delete {
             return;
         }

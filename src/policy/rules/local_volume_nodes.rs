@@ -19,13 +19,13 @@ use std::collections::HashSet;
 
 use k8s_openapi::api::core::v1::{NodeSelectorRequirement, NodeSelectorTerm, PersistentVolume};
 
-use crate::kinds::Operation;
 use crate::policy::engine::decision::Decision;
+use crate::policy::engine::meta::CREATE;
 use crate::policy::engine::rule::{
     Acts, Context, Endpoint, Entry, Judges, Meta, Object, Request, Rule, RuleId, mode_only,
 };
 use crate::policy::model::limits::MAX_NODE_VALUES;
-use crate::policy::model::modes::Mode;
+use crate::policy::model::modes::{Acting, Mode};
 use crate::policy::model::node_selector::{self, Node};
 
 pub const META: Meta = Meta {
@@ -37,8 +37,7 @@ pub const META: Meta = Meta {
     default_mode: Mode::Enforce,
     acts: &[Acts {
         endpoint: Endpoint::Validate,
-        operations: &[Operation::Create],
-        judges: &[Judges::Volumes],
+        judges: &[Judges::Volumes.on(CREATE)],
     }],
 };
 pub const ID: RuleId = RuleId(&META);
@@ -55,7 +54,7 @@ impl Rule for LocalVolumeNodes {
         &META
     }
 
-    fn check(&self, cx: &Context<'_>, req: &Request<'_>, _mode: Mode, d: &mut Decision) {
+    fn check(&self, cx: &Context<'_>, req: &Request<'_>, _mode: Acting, d: &mut Decision) {
         // Warnings only: `enforce` and `audit` say the same thing.
         if let Some(Object::Pv(pv)) = req.object
             && let Some(msg) = hazard(&cx.settings.node_label, cx.catalog.nodes(), pv)
@@ -231,7 +230,7 @@ pub fn hazard(label: &str, nodes: Option<&[Node]>, pv: &PersistentVolume) -> Opt
 mod tests {
     use super::*;
     use crate::policy::decision::Action;
-    use crate::policy::{Policy, Subject};
+    use crate::policy::testing::{create, policy};
     use serde_json::{Value, json};
 
     fn pv(source: Value, affinity: Option<Value>) -> PersistentVolume {
@@ -255,25 +254,15 @@ mod tests {
         json!({"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In", "values": values}]})
     }
 
-    fn decide_with(policy: &str, v: &PersistentVolume, mode: Mode) -> Decision {
-        let p = Policy::parse(policy, None, false).unwrap();
-        let cat = p.static_catalog();
-        let req = Request {
-            operation: Operation::Create,
-            namespace: None,
-            username: "alice",
-            subject: Subject {
-                group: "",
-                kind: "PersistentVolume",
-                name: "test-local-pv",
-            },
-            object: Some(Object::Pv(v)),
-            old_object: None,
-        };
-        let mut d = Decision::default();
-        p.rule(ID)
-            .check(&p.context(Endpoint::Validate, &cat), &req, mode, &mut d);
-        d
+    fn decide_with(text: &str, v: &PersistentVolume, mode: Mode) -> Decision {
+        let p = policy(text);
+        create(Object::Pv(v)).check(
+            &p,
+            &p.static_catalog(),
+            ID,
+            Endpoint::Validate,
+            mode.acting().unwrap(),
+        )
     }
 
     fn decide(v: &PersistentVolume) -> Decision {
@@ -419,7 +408,7 @@ mod tests {
     }
 
     fn with_nodes(v: &PersistentVolume, names: &[(&str, &str)]) -> Decision {
-        let p = Policy::parse("", None, false).unwrap();
+        let p = policy("");
         let nodes = names
             .iter()
             .map(|(n, zone)| {
@@ -435,26 +424,7 @@ mod tests {
             nodes: Some(std::sync::Arc::new(nodes)),
             ..Default::default()
         });
-        let req = Request {
-            operation: Operation::Create,
-            namespace: None,
-            username: "alice",
-            subject: Subject {
-                group: "",
-                kind: "PersistentVolume",
-                name: "test-local-pv",
-            },
-            object: Some(Object::Pv(v)),
-            old_object: None,
-        };
-        let mut d = Decision::default();
-        p.rule(ID).check(
-            &p.context(Endpoint::Validate, &cat),
-            &req,
-            Mode::Enforce,
-            &mut d,
-        );
-        d
+        create(Object::Pv(v)).check(&p, &cat, ID, Endpoint::Validate, Acting::Enforce)
     }
 
     fn requirement(key: &str, op: &str, values: &[&str]) -> Option<Value> {

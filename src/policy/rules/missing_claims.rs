@@ -12,15 +12,15 @@
 //! ephemeral volumes make their own claim and are not judged; a StatefulSet's volume replaced by
 //! a claim template of the same name neither.
 
-use crate::kinds::Operation;
 use crate::policy::engine::decision::Decision;
+use crate::policy::engine::meta::CREATE_UPDATE;
 use crate::policy::engine::rule::{
     Acts, Context, Endpoint, Entry, Judges, Meta, Object, PodFilter, Request, Rule, RuleId,
     mode_only,
 };
 use crate::policy::model::field::go_quote;
 use crate::policy::model::limits::MAX_VOLUMES;
-use crate::policy::model::modes::Mode;
+use crate::policy::model::modes::{Acting, Mode};
 use crate::policy::model::volumes::Source;
 use crate::policy::model::workloads::claims_by_name;
 
@@ -33,8 +33,7 @@ pub const META: Meta = Meta {
     default_mode: Mode::Enforce,
     acts: &[Acts {
         endpoint: Endpoint::Validate,
-        operations: &[Operation::Create, Operation::Update],
-        judges: &[Judges::PodSpecs(PodFilter::ClaimsByName)],
+        judges: &[Judges::PodSpecs(PodFilter::ClaimsByName).on(CREATE_UPDATE)],
     }],
 };
 pub const ID: RuleId = RuleId(&META);
@@ -51,7 +50,7 @@ impl Rule for MissingClaims {
         &META
     }
 
-    fn check(&self, cx: &Context<'_>, req: &Request<'_>, _mode: Mode, d: &mut Decision) {
+    fn check(&self, cx: &Context<'_>, req: &Request<'_>, _mode: Acting, d: &mut Decision) {
         let Some(index) = cx.catalog.volumes() else {
             return;
         };
@@ -142,6 +141,7 @@ fn judged_against(source: Source, text: String) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kinds::Operation;
     use crate::policy::catalog::{Catalog, LiveState};
     use crate::policy::decision::Action;
     use crate::policy::volumes::VolumeIndex;
@@ -194,7 +194,7 @@ mod tests {
         MissingClaims.check(
             &policy().context(Endpoint::Validate, cat),
             &req,
-            Mode::Enforce,
+            Acting::Enforce,
             &mut d,
         );
         d

@@ -14,15 +14,15 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use serde_saphyr::Spanned;
 
-use crate::kinds::Operation;
 use crate::policy::engine::config::{ConfigError, Section};
 use crate::policy::engine::decision::Decision;
+use crate::policy::engine::meta::CREATE;
 use crate::policy::engine::rule::{
     Acts, Context, Endpoint, Entry, Judges, Meta, Object, Request, Rule, RuleId,
 };
 use crate::policy::model::catalog::Catalog;
 use crate::policy::model::limits::{MAX_NODE_VALUES, summarise};
-use crate::policy::model::modes::Mode;
+use crate::policy::model::modes::{Acting, Mode};
 use crate::policy::model::storage::Settings;
 
 pub const META: Meta = Meta {
@@ -34,8 +34,7 @@ pub const META: Meta = Meta {
     default_mode: Mode::Enforce,
     acts: &[Acts {
         endpoint: Endpoint::Mutate,
-        operations: &[Operation::Create],
-        judges: &[Judges::Volumes],
+        judges: &[Judges::Volumes.on(CREATE)],
     }],
 };
 pub const ID: RuleId = RuleId(&META);
@@ -154,7 +153,7 @@ impl Rule for NodeAffinity {
         &META
     }
 
-    fn check(&self, cx: &Context<'_>, req: &Request<'_>, mode: Mode, d: &mut Decision) {
+    fn check(&self, cx: &Context<'_>, req: &Request<'_>, mode: Acting, d: &mut Decision) {
         if let Some(Object::Pv(pv)) = req.object {
             self.run(cx.catalog, pv, mode, d, |what| cx.skip(what));
         }
@@ -249,7 +248,7 @@ impl NodeAffinity {
         &self,
         catalog: &Catalog,
         pv: &PersistentVolume,
-        mode: Mode,
+        mode: Acting,
         d: &mut Decision,
         skip: impl FnOnce(String),
     ) {
@@ -336,6 +335,7 @@ impl NodeAffinity {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kinds::Operation;
     use crate::policy::Policy;
     use crate::policy::catalog::LiveState;
 
@@ -377,7 +377,7 @@ rules:
             object: Some(Object::Pv(v)),
             old_object: None,
         };
-        p.rule(ID).check(&cx, &req, mode, &mut d);
+        p.rule(ID).check(&cx, &req, mode.acting().unwrap(), &mut d);
         d
     }
 

@@ -14,9 +14,9 @@
 //! that very node is fine (nothing is said); on another node the claim still does not wait, so
 //! it is a warning (its volume may be pinned out of the pod's reach), never a denial.
 
-use crate::kinds::Operation;
 use crate::policy::engine::config::VolumeBindingMode;
 use crate::policy::engine::decision::{Decision, Violation};
+use crate::policy::engine::meta::CREATE_UPDATE;
 use crate::policy::engine::rule::{
     Acts, Context, Endpoint, Entry, Judges, Meta, Object, PodFilter, Request, Rule, RuleId,
     mode_only,
@@ -24,7 +24,7 @@ use crate::policy::engine::rule::{
 use crate::policy::model::catalog::Catalog;
 use crate::policy::model::field::{FieldError, Path, go_quote};
 use crate::policy::model::limits::{MAX_ORDINALS, MAX_TEMPLATES, MAX_VOLUMES};
-use crate::policy::model::modes::Mode;
+use crate::policy::model::modes::{Acting, Mode};
 use crate::policy::model::storage;
 use crate::policy::model::volumes;
 
@@ -37,8 +37,7 @@ pub const META: Meta = Meta {
     default_mode: Mode::Enforce,
     acts: &[Acts {
         endpoint: Endpoint::Validate,
-        operations: &[Operation::Create, Operation::Update],
-        judges: &[Judges::PodSpecs(PodFilter::NodeNameWithClaims)],
+        judges: &[Judges::PodSpecs(PodFilter::NodeNameWithClaims).on(CREATE_UPDATE)],
     }],
 };
 pub const ID: RuleId = RuleId(&META);
@@ -55,7 +54,7 @@ impl Rule for NodeNameWffc {
         &META
     }
 
-    fn check(&self, cx: &Context<'_>, req: &Request<'_>, mode: Mode, d: &mut Decision) {
+    fn check(&self, cx: &Context<'_>, req: &Request<'_>, mode: Acting, d: &mut Decision) {
         run(cx, req, mode, d);
     }
 }
@@ -280,7 +279,7 @@ fn violations<'a>(
     out
 }
 
-fn run(cx: &Context<'_>, req: &Request<'_>, mode: Mode, d: &mut Decision) {
+fn run(cx: &Context<'_>, req: &Request<'_>, mode: Acting, d: &mut Decision) {
     let Some(object) = req.object.as_ref() else {
         return;
     };
@@ -295,10 +294,12 @@ fn run(cx: &Context<'_>, req: &Request<'_>, mode: Mode, d: &mut Decision) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kinds::Operation;
+    use crate::policy::Policy;
     use crate::policy::catalog::LiveState;
     use crate::policy::decision::Action;
+    use crate::policy::testing::create;
     use crate::policy::volumes::{Source, VolumeIndex};
-    use crate::policy::{Policy, Subject};
     use k8s_openapi::api::apps::v1::StatefulSet;
     use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
     use serde_json::{Value, json};
@@ -354,24 +355,23 @@ storageClasses:
         mode: Mode,
     ) -> Decision {
         let p = policy();
-        let req = Request {
-            operation: if old.is_some() {
-                Operation::Update
-            } else {
-                Operation::Create
-            },
-            namespace: Some("default"),
-            username: "alice",
-            subject: Subject {
-                group: kind.0,
-                kind: kind.1,
-                name: "pinned",
-            },
-            object: Some(obj),
-            old_object: old,
+        let op = if old.is_some() {
+            Operation::Update
+        } else {
+            Operation::Create
         };
+        let req = create(obj)
+            .operation(op)
+            .old(old)
+            .subject(kind.0, kind.1, "pinned")
+            .request;
         let mut d = Decision::default();
-        run(&p.context(Endpoint::Validate, cat), &req, mode, &mut d);
+        run(
+            &p.context(Endpoint::Validate, cat),
+            &req,
+            mode.acting().unwrap(),
+            &mut d,
+        );
         d
     }
 

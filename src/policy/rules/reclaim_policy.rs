@@ -24,13 +24,13 @@ use json_patch::{PatchOperation, ReplaceOperation};
 use k8s_openapi::api::core::v1::PersistentVolume;
 use serde_json::json;
 
-use crate::kinds::Operation;
 use crate::policy::engine::decision::Decision;
+use crate::policy::engine::meta::CREATE;
 use crate::policy::engine::rule::{
     Acts, Context, Endpoint, Entry, Judges, Meta, Object, Request, Rule, RuleId, mode_only,
 };
 use crate::policy::model::field::go_quote;
-use crate::policy::model::modes::Mode;
+use crate::policy::model::modes::{Acting, Mode};
 use crate::policy::model::pv_controller::{NO_PLUGIN, csi_deleter, unhonoured};
 
 pub const META: Meta = Meta {
@@ -42,8 +42,7 @@ pub const META: Meta = Meta {
     default_mode: Mode::Enforce,
     acts: &[Acts {
         endpoint: Endpoint::Mutate,
-        operations: &[Operation::Create],
-        judges: &[Judges::Volumes],
+        judges: &[Judges::Volumes.on(CREATE)],
     }],
 };
 pub const ID: RuleId = RuleId(&META);
@@ -60,14 +59,14 @@ impl Rule for ReclaimPolicy {
         &META
     }
 
-    fn check(&self, _cx: &Context<'_>, req: &Request<'_>, mode: Mode, d: &mut Decision) {
+    fn check(&self, _cx: &Context<'_>, req: &Request<'_>, mode: Acting, d: &mut Decision) {
         if let Some(Object::Pv(pv)) = req.object {
             run(pv, mode, d);
         }
     }
 }
 
-fn run(pv: &PersistentVolume, mode: Mode, d: &mut Decision) {
+fn run(pv: &PersistentVolume, mode: Acting, d: &mut Decision) {
     let class = pv
         .spec
         .as_ref()
@@ -95,7 +94,7 @@ fn run(pv: &PersistentVolume, mode: Mode, d: &mut Decision) {
         value: json!("Retain"),
     });
     // `mutation` warns only in audit mode; in enforce the user must still learn why.
-    if mode == Mode::Enforce {
+    if mode == Acting::Enforce {
         d.warn(format!("set {what}"));
     }
     d.mutation(ID, mode, &what, class, op);
@@ -106,7 +105,7 @@ mod tests {
     use super::*;
     use crate::policy::decision::Action;
     use crate::policy::model::pv_controller::*;
-    use crate::policy::{Policy, Subject};
+    use crate::policy::testing::{create, policy};
     use serde_json::Value;
 
     fn pv(annotations: Value, policy: Option<&str>, source: Value) -> PersistentVolume {
@@ -128,24 +127,14 @@ mod tests {
     }
 
     fn decide(v: &PersistentVolume, mode: Mode) -> Decision {
-        let p = Policy::parse("", None, false).unwrap();
-        let cat = p.static_catalog();
-        let req = Request {
-            operation: Operation::Create,
-            namespace: None,
-            username: "alice",
-            subject: Subject {
-                group: "",
-                kind: "PersistentVolume",
-                name: "pv-web-0",
-            },
-            object: Some(Object::Pv(v)),
-            old_object: None,
-        };
-        let mut d = Decision::default();
-        p.rule(ID)
-            .check(&p.context(Endpoint::Mutate, &cat), &req, mode, &mut d);
-        d
+        let p = policy("");
+        create(Object::Pv(v)).check(
+            &p,
+            &p.static_catalog(),
+            ID,
+            Endpoint::Mutate,
+            mode.acting().unwrap(),
+        )
     }
 
     fn patched(v: &PersistentVolume, d: &Decision) -> PersistentVolume {

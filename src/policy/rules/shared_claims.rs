@@ -24,15 +24,15 @@
 
 use k8s_openapi::api::core::v1::PodSpec;
 
-use crate::kinds::Operation;
 use crate::policy::engine::decision::Decision;
+use crate::policy::engine::meta::CREATE_UPDATE;
 use crate::policy::engine::rule::{
     Acts, Context, Endpoint, Entry, Judges, Meta, Object, PodFilter, Request, Rule, RuleId,
     mode_only,
 };
 use crate::policy::model::field::go_quote;
 use crate::policy::model::limits::MAX_VOLUMES;
-use crate::policy::model::modes::Mode;
+use crate::policy::model::modes::{Acting, Mode};
 use crate::policy::model::volumes::{ClaimInfo, Modes, Source, VolumeIndex};
 use crate::policy::model::workloads::{Runs, claims_by_name};
 
@@ -45,8 +45,7 @@ pub const META: Meta = Meta {
     default_mode: Mode::Enforce,
     acts: &[Acts {
         endpoint: Endpoint::Validate,
-        operations: &[Operation::Create, Operation::Update],
-        judges: &[Judges::PodSpecs(PodFilter::ClaimsByName)],
+        judges: &[Judges::PodSpecs(PodFilter::ClaimsByName).on(CREATE_UPDATE)],
     }],
 };
 pub const ID: RuleId = RuleId(&META);
@@ -69,7 +68,7 @@ impl Rule for SharedClaims {
         &META
     }
 
-    fn check(&self, cx: &Context<'_>, req: &Request<'_>, _mode: Mode, d: &mut Decision) {
+    fn check(&self, cx: &Context<'_>, req: &Request<'_>, _mode: Acting, d: &mut Decision) {
         let Some(index) = cx.catalog.volumes() else {
             return;
         };
@@ -271,6 +270,7 @@ fn judged_against(source: Source, text: String) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kinds::Operation;
     use crate::policy::catalog::{Catalog, LiveState};
     use crate::policy::decision::Action;
     use crate::policy::volumes::VolumeIndex;
@@ -340,7 +340,7 @@ storageClasses:
         SharedClaims.check(
             &policy().context(Endpoint::Validate, cat),
             &req,
-            Mode::Enforce,
+            Acting::Enforce,
             &mut d,
         );
         d

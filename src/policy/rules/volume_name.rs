@@ -11,11 +11,12 @@ use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 
 use crate::kinds::Operation;
 use crate::policy::engine::decision::{Decision, judged_against};
+use crate::policy::engine::meta::CREATE;
 use crate::policy::engine::rule::{
     Acts, Context, Endpoint, Entry, Judges, Meta, Object, Request, Rule, RuleId, mode_only,
 };
 use crate::policy::model::field::go_quote;
-use crate::policy::model::modes::Mode;
+use crate::policy::model::modes::{Acting, Mode};
 use crate::policy::model::quantity;
 use crate::policy::model::volumes::{self, Modes, Phase, VolumeIndex, Wants};
 
@@ -28,8 +29,7 @@ pub const META: Meta = Meta {
     default_mode: Mode::Enforce,
     acts: &[Acts {
         endpoint: Endpoint::Validate,
-        operations: &[Operation::Create],
-        judges: &[Judges::Claims],
+        judges: &[Judges::Claims.on(CREATE)],
     }],
 };
 pub const ID: RuleId = RuleId(&META);
@@ -46,7 +46,7 @@ impl Rule for VolumeName {
         &META
     }
 
-    fn check(&self, cx: &Context<'_>, req: &Request<'_>, _mode: Mode, d: &mut Decision) {
+    fn check(&self, cx: &Context<'_>, req: &Request<'_>, _mode: Acting, d: &mut Decision) {
         let (Some(index), Some(Object::Pvc(pvc))) = (cx.catalog.volumes(), req.object) else {
             return;
         };
@@ -126,10 +126,11 @@ pub fn problem(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::Policy;
     use crate::policy::catalog::{Catalog, LiveState};
     use crate::policy::decision::Action;
+    use crate::policy::testing::{create, policy};
     use crate::policy::volumes::Source;
-    use crate::policy::{Policy, Subject};
     use k8s_openapi::api::core::v1::PersistentVolume;
     use serde_json::{Value, json};
 
@@ -163,26 +164,14 @@ mod tests {
         claim: &PersistentVolumeClaim,
         op: Operation,
     ) -> Vec<String> {
-        let p = Policy::parse("", None, false).unwrap();
+        let p = policy("");
         let cat = catalog(&p, pvs);
-        let req = Request {
-            operation: op,
-            namespace: Some("default"),
-            username: "alice",
-            subject: Subject {
-                group: "",
-                kind: "PersistentVolumeClaim",
-                name: "data",
-            },
-            object: Some(Object::Pvc(claim)),
-            old_object: None,
-        };
-        let mut d = Decision::default();
-        VolumeName.check(
-            &p.context(Endpoint::Validate, &cat),
-            &req,
-            Mode::Enforce,
-            &mut d,
+        let d = create(Object::Pvc(claim)).operation(op).check(
+            &p,
+            &cat,
+            ID,
+            Endpoint::Validate,
+            Acting::Enforce,
         );
         assert!(d.allowed());
         assert!(

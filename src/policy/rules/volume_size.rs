@@ -17,20 +17,19 @@
 
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{PatchOperation, ReplaceOperation};
-use k8s_openapi::api::core::v1::{PersistentVolumeClaimSpec, PodSpec};
+use k8s_openapi::api::core::v1::PersistentVolumeClaimSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::kinds::Operation;
 use crate::policy::engine::config::{ConfigError, Section};
 use crate::policy::engine::decision::{Decision, Violation};
+use crate::policy::engine::meta::{CREATE, CREATE_UPDATE};
 use crate::policy::engine::rule::{
     Acts, Context, Endpoint, Entry, Judges, Meta, Object, PodFilter, Request, Rule, RuleId,
 };
 use crate::policy::model::field::{FieldError, Path, go_quote};
-use crate::policy::model::limits::MAX_VOLUMES;
-use crate::policy::model::modes::Mode;
+use crate::policy::model::modes::{Acting, Mode};
 use crate::policy::model::quantity::Quantity;
 use crate::policy::model::sizes::{Below, Max, Min, Origin, SizeRowConfig, SizeTable};
 use crate::policy::model::storage;
@@ -45,16 +44,14 @@ pub const META: Meta = Meta {
     acts: &[
         Acts {
             endpoint: Endpoint::Mutate,
-            operations: &[Operation::Create],
-            judges: &[Judges::Claims],
+            judges: &[Judges::Claims.on(CREATE)],
         },
         Acts {
             endpoint: Endpoint::Validate,
-            operations: &[Operation::Create, Operation::Update],
             judges: &[
-                Judges::Claims,
-                Judges::ClaimTemplates,
-                Judges::PodSpecs(PodFilter::EphemeralVolumes),
+                Judges::Claims.on(CREATE_UPDATE),
+                Judges::ClaimTemplates.on(CREATE_UPDATE),
+                Judges::PodSpecs(PodFilter::EphemeralVolumes).on(CREATE_UPDATE),
             ],
         },
     ],
@@ -111,7 +108,7 @@ impl Rule for VolumeSize {
         &META
     }
 
-    fn check(&self, cx: &Context<'_>, req: &Request<'_>, mode: Mode, d: &mut Decision) {
+    fn check(&self, cx: &Context<'_>, req: &Request<'_>, mode: Acting, d: &mut Decision) {
         match cx.endpoint {
             Endpoint::Mutate => self.mutate(cx, req, mode, d),
             Endpoint::Validate => self.validate(cx, req, mode, d),
@@ -332,95 +329,26 @@ impl VolumeSize {
         })
     }
 
-    fn judge_pod_spec(
-        &self,
-        cx: &Context<'_>,
-        namespace: Option<&str>,
-        spec: Option<&PodSpec>,
-        path: &str,
-        out: &mut Vec<Item>,
-    ) {
-        let volumes = spec.and_then(|s| s.volumes.as_ref());
-        if volumes.is_some_and(|v| v.len() > MAX_VOLUMES) {
-            cx.skip(format!(
-                "volumeSize: pod volumes past the first {MAX_VOLUMES}"
-            ));
-        }
-        for (i, v) in volumes.into_iter().flatten().take(MAX_VOLUMES).enumerate() {
-            let Some(tpl) = v
-                .ephemeral
-                .as_ref()
-                .and_then(|e| e.volume_claim_template.as_ref())
-            else {
-                continue;
-            };
-            let t = Path::new(path)
-                .child("volumes")
-                .index(i)
-                .child("ephemeral")
-                .child("volumeClaimTemplate");
-            out.extend(self.judge(
-                cx,
-                namespace,
-                tpl.metadata.as_ref(),
-                Some(&tpl.spec),
-                t.child("spec"),
-                Some(t),
-            ));
-        }
-    }
-
     /// Every size problem of an object.
     fn items(&self, cx: &Context<'_>, namespace: Option<&str>, object: &Object<'_>) -> Vec<Item> {
-        let mut out = Vec::new();
-        match *object {
-            Object::Pvc(pvc) => out.extend(self.judge(
-                cx,
-                namespace,
-                Some(&pvc.metadata),
-                pvc.spec.as_ref(),
-                Path::new("spec"),
-                None,
-            )),
-            Object::StatefulSet(sts) => {
-                let templates = sts
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.volume_claim_templates.as_ref());
-                if templates.is_some_and(|t| t.len() > MAX_VOLUMES) {
-                    cx.skip(format!(
-                        "volumeSize: claim templates past the first {MAX_VOLUMES}"
-                    ));
-                }
-                for (i, pvc) in templates
-                    .into_iter()
-                    .flatten()
-                    .take(MAX_VOLUMES)
-                    .enumerate()
-                {
-                    let t = Path::new("spec").child("volumeClaimTemplates").index(i);
-                    out.extend(self.judge(
-                        cx,
-                        namespace,
-                        Some(&pvc.metadata),
-                        pvc.spec.as_ref(),
-                        t.child("spec"),
-                        Some(t),
-                    ));
-                }
-                let pod = sts.spec.as_ref().and_then(|s| s.template.spec.as_ref());
-                self.judge_pod_spec(cx, namespace, pod, "spec.template.spec", &mut out);
-            }
-            Object::PodSpec { spec, path, .. } => {
-                self.judge_pod_spec(cx, namespace, spec, path, &mut out)
-            }
-            Object::Pv(_) => {}
-        }
-        out
+        cx.claim_sites(ID, object)
+            .into_iter()
+            .filter_map(|site| {
+                let template = site.is_template().then(|| site.at.clone());
+                self.judge(
+                    cx,
+                    namespace,
+                    site.meta,
+                    site.spec,
+                    site.spec_path(),
+                    template,
+                )
+            })
+            .collect()
     }
 
     /// `/mutate`, PVC CREATE: raises a claim below a minimum the rule raises to.
-    fn mutate(&self, cx: &Context<'_>, req: &Request<'_>, mode: Mode, d: &mut Decision) {
+    fn mutate(&self, cx: &Context<'_>, req: &Request<'_>, mode: Acting, d: &mut Decision) {
         let Some(Object::Pvc(pvc)) = req.object else {
             return;
         };
@@ -450,7 +378,7 @@ impl VolumeSize {
             item.reason()
         );
         d.mutation(ID, mode, &what, Some(item.class.clone()), op);
-        if mode == Mode::Enforce {
+        if mode == Acting::Enforce {
             d.warn(format!(
                 "{} raised from {} to {}: {}",
                 item.field(),
@@ -462,7 +390,7 @@ impl VolumeSize {
     }
 
     /// `/validate`: denials (and warnings) for claims, claim templates and ephemeral volumes.
-    fn validate(&self, cx: &Context<'_>, req: &Request<'_>, mode: Mode, d: &mut Decision) {
+    fn validate(&self, cx: &Context<'_>, req: &Request<'_>, mode: Acting, d: &mut Decision) {
         let Some(object) = req.object.as_ref() else {
             return;
         };
@@ -481,9 +409,12 @@ impl VolumeSize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kinds::Operation;
     use crate::policy::catalog::{LiveClass, LiveState};
     use crate::policy::decision::Action;
-    use crate::policy::{Catalog, Policy, Subject};
+    use crate::policy::model::limits::MAX_VOLUMES;
+    use crate::policy::testing::create;
+    use crate::policy::{Catalog, Policy};
     use k8s_openapi::api::apps::v1::StatefulSet;
     use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 
@@ -515,18 +446,11 @@ storageClasses:
         obj: Object<'a>,
         old: Option<Object<'a>>,
     ) -> Request<'a> {
-        Request {
-            operation: op,
-            namespace: Some("default"),
-            username: "alice",
-            subject: Subject {
-                group: kind.0,
-                kind: kind.1,
-                name: "data",
-            },
-            object: Some(obj),
-            old_object: old,
-        }
+        create(obj)
+            .operation(op)
+            .old(old)
+            .subject(kind.0, kind.1, "data")
+            .request
     }
 
     fn decide(

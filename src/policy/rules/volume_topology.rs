@@ -28,6 +28,7 @@ use k8s_openapi::api::core::v1::{NodeSelector, PodSpec};
 use crate::kinds::Operation;
 use crate::policy::engine::config::VolumeBindingMode;
 use crate::policy::engine::decision::Decision;
+use crate::policy::engine::meta::CREATE_UPDATE;
 use crate::policy::engine::rule::{
     Acts, Context, Endpoint, Entry, Judges, Meta, Object, PodFilter, Request, Rule, RuleId,
     mode_only,
@@ -35,7 +36,7 @@ use crate::policy::engine::rule::{
 use crate::policy::model::catalog::{ClassInfo, NO_PROVISIONER};
 use crate::policy::model::field::go_quote;
 use crate::policy::model::limits::{MAX_TEMPLATES, MAX_VOLUMES, summarise};
-use crate::policy::model::modes::Mode;
+use crate::policy::model::modes::{Acting, Mode};
 use crate::policy::model::storage;
 use crate::policy::model::topology::{self, BIND_CONFLICT, Constraint, NODE_CONFLICT, Placement};
 use crate::policy::model::volumes;
@@ -49,10 +50,9 @@ pub const META: Meta = Meta {
     default_mode: Mode::Enforce,
     acts: &[Acts {
         endpoint: Endpoint::Validate,
-        operations: &[Operation::Create, Operation::Update],
         judges: &[
-            Judges::PodSpecs(PodFilter::MountsClaims),
-            Judges::ClaimTemplates,
+            Judges::PodSpecs(PodFilter::MountsClaims).on(CREATE_UPDATE),
+            Judges::ClaimTemplates.on(CREATE_UPDATE),
         ],
     }],
 };
@@ -70,7 +70,7 @@ impl Rule for VolumeTopology {
         &META
     }
 
-    fn check(&self, cx: &Context<'_>, req: &Request<'_>, _mode: Mode, d: &mut Decision) {
+    fn check(&self, cx: &Context<'_>, req: &Request<'_>, _mode: Acting, d: &mut Decision) {
         // Warnings only: `enforce` and `audit` say the same thing.
         let Some(object) = req.object.as_ref() else {
             return;
@@ -620,7 +620,7 @@ storageClasses:
         p.rule(ID).check(
             &p.context(Endpoint::Validate, cat),
             &req,
-            Mode::Enforce,
+            Acting::Enforce,
             &mut d,
         );
         d
@@ -1005,7 +1005,7 @@ storageClasses:
             old_object: None,
         };
         let mut d = Decision::default();
-        p.rule(ID).check(&cx, &req, Mode::Enforce, &mut d);
+        p.rule(ID).check(&cx, &req, Acting::Enforce, &mut d);
         assert!(
             d.warnings.is_empty(),
             "4 nodes × 2 constraints is past 5 units"

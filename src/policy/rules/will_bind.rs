@@ -14,16 +14,16 @@ use std::collections::{BTreeMap, HashSet};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 
-use crate::kinds::Operation;
 use crate::policy::engine::config::VolumeBindingMode;
 use crate::policy::engine::decision::{Decision, judged_against};
+use crate::policy::engine::meta::{CREATE, CREATE_UPDATE};
 use crate::policy::engine::rule::{
     Acts, Context, Endpoint, Entry, Judges, Meta, Object, Request, Rule, RuleId, mode_only,
 };
 use crate::policy::model::catalog::{Catalog, ClassesKnown, NO_PROVISIONER};
 use crate::policy::model::field::go_quote;
 use crate::policy::model::limits::{MAX_ORDINALS, MAX_TEMPLATES};
-use crate::policy::model::modes::Mode;
+use crate::policy::model::modes::{Acting, Mode};
 use crate::policy::model::node_selector;
 use crate::policy::model::quantity;
 use crate::policy::model::storage;
@@ -38,8 +38,11 @@ pub const META: Meta = Meta {
     default_mode: Mode::Enforce,
     acts: &[Acts {
         endpoint: Endpoint::Validate,
-        operations: &[Operation::Create, Operation::Update],
-        judges: &[Judges::Claims, Judges::ClaimTemplates],
+        judges: &[
+            // A claim's class and size are immutable: only its creation can ask for a PV.
+            Judges::Claims.on(CREATE),
+            Judges::ClaimTemplates.on(CREATE_UPDATE),
+        ],
     }],
 };
 pub const ID: RuleId = RuleId(&META);
@@ -56,15 +59,13 @@ impl Rule for WillBind {
         &META
     }
 
-    fn check(&self, cx: &Context<'_>, req: &Request<'_>, _mode: Mode, d: &mut Decision) {
+    fn check(&self, cx: &Context<'_>, req: &Request<'_>, _mode: Acting, d: &mut Decision) {
         let Some(index) = cx.catalog.volumes() else {
             return;
         };
         let namespace = req.namespace.unwrap_or_default();
         let found = match req.object {
-            Some(Object::Pvc(pvc)) if req.operation == Operation::Create => {
-                claim_waits(cx, index, namespace, pvc).into_iter().collect()
-            }
+            Some(Object::Pvc(pvc)) => claim_waits(cx, index, namespace, pvc).into_iter().collect(),
             Some(Object::StatefulSet(sts)) => statefulset_waits(cx, index, namespace, sts),
             _ => Vec::new(),
         };
@@ -574,9 +575,11 @@ fn ordinal(suffix: &str) -> Option<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kinds::Operation;
     use crate::policy::catalog::LiveState;
+    use crate::policy::testing::{self, create, update};
     use crate::policy::volumes::{ClaimMap, Source, VolumeIndex};
-    use crate::policy::{Action, Policy, Subject};
+    use crate::policy::{Action, Policy};
     use k8s_openapi::api::core::v1::PersistentVolume;
     use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
     use serde_json::{Value, json};
@@ -628,26 +631,9 @@ storageClasses:
     }
 
     fn decide(cat: &Catalog, p: &Policy, op: Operation, obj: Object<'_>) -> Decision {
-        let req = Request {
-            operation: op,
-            namespace: Some("default"),
-            username: "alice",
-            subject: Subject {
-                group: "",
-                kind: "PersistentVolumeClaim",
-                name: "data",
-            },
-            object: Some(obj),
-            old_object: None,
-        };
-        let mut d = Decision::default();
-        WillBind.check(
-            &p.context(Endpoint::Validate, cat),
-            &req,
-            Mode::Enforce,
-            &mut d,
-        );
-        d
+        create(obj)
+            .operation(op)
+            .check(p, cat, ID, Endpoint::Validate, Acting::Enforce)
     }
 
     fn policy() -> Policy {
@@ -684,12 +670,14 @@ storageClasses:
             decide(&cat, &p, Operation::Create, Object::Pvc(&c)),
             Decision::default()
         );
-        // Only on CREATE.
-        let cat = catalog(&p, &[], &[]);
-        assert_eq!(
-            decide(&cat, &p, Operation::Update, Object::Pvc(&c)),
-            Decision::default()
-        );
+        // Only on CREATE: the engine does not call it on a claim's UPDATE (its Meta says so).
+        let validate = META.at(Endpoint::Validate).unwrap();
+        for (op, called) in [(Operation::Create, true), (Operation::Update, false)] {
+            let req = update(Object::Pvc(&c), Object::Pvc(&c))
+                .operation(op)
+                .request;
+            assert_eq!(validate.applies(&req), called, "{op:?}");
+        }
     }
 
     #[test]
@@ -1098,18 +1086,9 @@ storageClasses:
         let mut second = tpls[0].clone();
         second.metadata.name = Some("logs".into());
         tpls.push(second);
-        let req = Request {
-            operation: Operation::Create,
-            namespace: Some("default"),
-            username: "alice",
-            subject: Subject {
-                group: "apps",
-                kind: "StatefulSet",
-                name: "web",
-            },
-            object: Some(Object::StatefulSet(&s)),
-            old_object: None,
-        };
+        let req = testing::create(Object::StatefulSet(&s))
+            .subject("apps", "StatefulSet", "web")
+            .request;
         let budget = crate::policy::Budget::default();
         let d = p.decide_within(Endpoint::Validate, &cat, &req, &budget);
         let pending: Vec<&String> = d
@@ -1168,18 +1147,9 @@ storageClasses:
                     .as_mut()
                     .unwrap()
                     .requests = Some([("storage".to_owned(), Quantity(size.to_owned()))].into());
-                let req = Request {
-                    operation: Operation::Create,
-                    namespace: Some("default"),
-                    username: "alice",
-                    subject: Subject {
-                        group: "apps",
-                        kind: "StatefulSet",
-                        name: "web",
-                    },
-                    object: Some(Object::StatefulSet(&s)),
-                    old_object: None,
-                };
+                let req = testing::create(Object::StatefulSet(&s))
+                    .subject("apps", "StatefulSet", "web")
+                    .request;
                 let budget = crate::policy::Budget::with_units(100, None);
                 let d = p.decide_within(Endpoint::Validate, &cat, &req, &budget);
                 assert!(!budget.exhausted(), "{size}: {:?}", d.warnings);

@@ -8,20 +8,18 @@
 //! provisioners are not judged (fail open on knowledge, never guess). What a class serves and
 //! which class a claim lands on is the shared [`storage`] model.
 
-use k8s_openapi::api::core::v1::{PersistentVolumeClaimSpec, PodSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Deserialize;
 
 use self::rewrite::{Rewrite, RewriteConfig};
 use crate::policy::engine::config::{AccessMode, ConfigError, Section};
 use crate::policy::engine::decision::{Decision, Violation};
+use crate::policy::engine::sites::ClaimSite;
 use crate::policy::model::catalog::{Catalog, KIND_ANNOTATION, StorageKind, kind_of_pv_source};
 use crate::policy::model::field::{FieldError, Path, go_quote};
-use crate::policy::model::limits::MAX_VOLUMES;
-use crate::policy::model::modes::Mode;
+use crate::policy::model::modes::{Acting, Mode};
 
 pub mod rewrite;
-use crate::kinds::Operation;
+use crate::policy::engine::meta::{CREATE, CREATE_UPDATE};
 use crate::policy::engine::rule::{
     Acts, Context, Endpoint, Entry, Judges, Meta, Object, PodFilter, Request, Rule, RuleId,
 };
@@ -38,17 +36,15 @@ pub const META: Meta = Meta {
         // The opt-in ReadWriteMany rewrite ([`rewrite`]).
         Acts {
             endpoint: Endpoint::Mutate,
-            operations: &[Operation::Create],
-            judges: &[Judges::Claims],
+            judges: &[Judges::Claims.on(CREATE)],
         },
         Acts {
             endpoint: Endpoint::Validate,
-            operations: &[Operation::Create, Operation::Update],
             judges: &[
-                Judges::Claims,
-                Judges::Volumes,
-                Judges::ClaimTemplates,
-                Judges::PodSpecs(PodFilter::EphemeralVolumes),
+                Judges::Claims.on(CREATE_UPDATE),
+                Judges::Volumes.on(CREATE_UPDATE),
+                Judges::ClaimTemplates.on(CREATE_UPDATE),
+                Judges::PodSpecs(PodFilter::EphemeralVolumes).on(CREATE_UPDATE),
             ],
         },
     ],
@@ -106,7 +102,7 @@ impl Rule for AccessModes {
         &META
     }
 
-    fn check(&self, cx: &Context<'_>, req: &Request<'_>, mode: Mode, d: &mut Decision) {
+    fn check(&self, cx: &Context<'_>, req: &Request<'_>, mode: Acting, d: &mut Decision) {
         match cx.endpoint {
             // The opt-in ReadWriteMany rewrite ([`rewrite`]).
             Endpoint::Mutate => rewrite::mutate(&self.rewrite, ID, cx, req, mode, d),
@@ -219,20 +215,17 @@ fn check(
     out
 }
 
-fn check_claim(
-    cx: &Context<'_>,
-    namespace: Option<&str>,
-    meta: Option<&ObjectMeta>,
-    spec: Option<&PersistentVolumeClaimSpec>,
-    path: Path,
-) -> Vec<Violation> {
-    let Some(class) = storage::claim_class(cx.settings, cx.catalog, namespace, meta, spec) else {
+/// What the storage a claim site lands on cannot serve of it.
+fn check_claim(cx: &Context<'_>, namespace: Option<&str>, site: &ClaimSite<'_>) -> Vec<Violation> {
+    let Some(class) =
+        storage::claim_class(cx.settings, cx.catalog, namespace, site.meta, site.spec)
+    else {
         return Vec::new();
     };
     let Some(t) = Target::of_class(cx.catalog, &class) else {
         return Vec::new();
     };
-    let Some(spec) = spec else {
+    let Some(spec) = site.spec else {
         return Vec::new();
     };
     check(
@@ -241,47 +234,8 @@ fn check_claim(
         &t,
         spec.access_modes.as_deref().unwrap_or(&[]),
         spec.volume_mode.as_deref(),
-        &path,
+        &site.spec_path(),
     )
-}
-
-fn check_pod_spec(
-    cx: &Context<'_>,
-    namespace: Option<&str>,
-    spec: Option<&PodSpec>,
-    path: &str,
-    out: &mut Vec<Violation>,
-) {
-    let Some(volumes) = spec.and_then(|s| s.volumes.as_ref()) else {
-        return;
-    };
-    if volumes.len() > MAX_VOLUMES {
-        cx.skip(format!(
-            "accessModes: pod volumes past the first {MAX_VOLUMES}"
-        ));
-    }
-    for (i, v) in volumes.iter().take(MAX_VOLUMES).enumerate() {
-        let Some(tpl) = v
-            .ephemeral
-            .as_ref()
-            .and_then(|e| e.volume_claim_template.as_ref())
-        else {
-            continue;
-        };
-        let p = Path::new(path)
-            .child("volumes")
-            .index(i)
-            .child("ephemeral")
-            .child("volumeClaimTemplate")
-            .child("spec");
-        out.extend(check_claim(
-            cx,
-            namespace,
-            tpl.metadata.as_ref(),
-            Some(&tpl.spec),
-            p,
-        ));
-    }
 }
 
 /// Every access-mode and volume-mode violation in an object.
@@ -290,91 +244,52 @@ pub fn violations(
     namespace: Option<&str>,
     object: &Object<'_>,
 ) -> Vec<Violation> {
-    let mut out = Vec::new();
-    match *object {
-        Object::Pvc(pvc) => {
-            out.extend(check_claim(
-                cx,
-                namespace,
-                Some(&pvc.metadata),
-                pvc.spec.as_ref(),
-                Path::new("spec"),
-            ));
-        }
-        Object::Pv(pv) => {
-            let Some(spec) = pv.spec.as_ref() else {
-                return out;
-            };
-            // The volume's own source wins over its class: an NFS PV serves ReadWriteMany
-            // whatever its class is called. Without a known source, a class judges only on
-            // facts (a static class's kind is the PVs', which this one would join).
-            let by_source = kind_of_pv_source(spec, cx.table).map(|kind| Target {
-                class: None,
-                provisioner: None,
-                kind,
-                allow_rwx_block: false,
-                basis: Basis::Source,
-            });
-            let target = by_source.or_else(|| {
-                spec.storage_class_name
-                    .as_deref()
-                    .filter(|c| !c.is_empty())
-                    .and_then(|c| Target::of_class(cx.catalog, c))
-                    .filter(|t| t.basis == Basis::Class)
-            });
-            if let Some(t) = target {
-                out.extend(check(
-                    cx.settings,
-                    cx.catalog,
-                    &t,
-                    spec.access_modes.as_deref().unwrap_or(&[]),
-                    spec.volume_mode.as_deref(),
-                    &Path::new("spec"),
-                ));
-            }
-        }
-        Object::StatefulSet(sts) => {
-            let templates = sts
-                .spec
-                .as_ref()
-                .and_then(|s| s.volume_claim_templates.as_ref());
-            if templates.is_some_and(|t| t.len() > MAX_VOLUMES) {
-                cx.skip(format!(
-                    "accessModes: claim templates past the first {MAX_VOLUMES}"
-                ));
-            }
-            for (i, pvc) in templates
-                .into_iter()
-                .flatten()
-                .take(MAX_VOLUMES)
-                .enumerate()
-            {
-                let p = Path::new("spec")
-                    .child("volumeClaimTemplates")
-                    .index(i)
-                    .child("spec");
-                out.extend(check_claim(
-                    cx,
-                    namespace,
-                    Some(&pvc.metadata),
-                    pvc.spec.as_ref(),
-                    p,
-                ));
-            }
-            let pod = sts.spec.as_ref().and_then(|s| s.template.spec.as_ref());
-            check_pod_spec(cx, namespace, pod, "spec.template.spec", &mut out);
-        }
-        Object::PodSpec { spec, path, .. } => check_pod_spec(cx, namespace, spec, path, &mut out),
-    }
-    out
+    let Object::Pv(pv) = *object else {
+        return cx
+            .claim_sites(ID, object)
+            .iter()
+            .flat_map(|site| check_claim(cx, namespace, site))
+            .collect();
+    };
+    let Some(spec) = pv.spec.as_ref() else {
+        return Vec::new();
+    };
+    // The volume's own source wins over its class: an NFS PV serves ReadWriteMany whatever its
+    // class is called. Without a known source, a class judges only on facts (a static class's
+    // kind is the PVs', which this one would join).
+    let by_source = kind_of_pv_source(spec, cx.table).map(|kind| Target {
+        class: None,
+        provisioner: None,
+        kind,
+        allow_rwx_block: false,
+        basis: Basis::Source,
+    });
+    let target = by_source.or_else(|| {
+        spec.storage_class_name
+            .as_deref()
+            .filter(|c| !c.is_empty())
+            .and_then(|c| Target::of_class(cx.catalog, c))
+            .filter(|t| t.basis == Basis::Class)
+    });
+    let Some(t) = target else {
+        return Vec::new();
+    };
+    check(
+        cx.settings,
+        cx.catalog,
+        &t,
+        spec.access_modes.as_deref().unwrap_or(&[]),
+        spec.volume_mode.as_deref(),
+        &Path::new("spec"),
+    )
 }
 
 #[cfg(test)]
-pub(crate) fn run(cx: &Context<'_>, req: &Request<'_>, mode: Mode, d: &mut Decision) {
+pub(crate) fn run(cx: &Context<'_>, req: &Request<'_>, mode: Acting, d: &mut Decision) {
     run_with(cx, req, mode, d, &Rewrite::default());
 }
 
-fn run_with(cx: &Context<'_>, req: &Request<'_>, mode: Mode, d: &mut Decision, rw: &Rewrite) {
+fn run_with(cx: &Context<'_>, req: &Request<'_>, mode: Acting, d: &mut Decision, rw: &Rewrite) {
     let Some(object) = req.object.as_ref() else {
         return;
     };
@@ -391,9 +306,12 @@ fn run_with(cx: &Context<'_>, req: &Request<'_>, mode: Mode, d: &mut Decision, r
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kinds::Operation;
+    use crate::policy::Policy;
     use crate::policy::decision::Action;
+    use crate::policy::model::limits::MAX_VOLUMES;
     use crate::policy::storage::BETA_CLASS_ANNOTATION;
-    use crate::policy::{Policy, Subject};
+    use crate::policy::testing::create;
     use k8s_openapi::api::apps::v1::StatefulSet;
     use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
     use serde_json::{Value, json};
@@ -442,20 +360,18 @@ rules:
         mode: Mode,
     ) -> Decision {
         let cat = p.static_catalog();
-        let req = Request {
-            operation: op,
-            namespace: Some("default"),
-            username: "alice",
-            subject: Subject {
-                group: kind.0,
-                kind: kind.1,
-                name: "data",
-            },
-            object: Some(obj),
-            old_object: old,
-        };
+        let req = create(obj)
+            .operation(op)
+            .old(old)
+            .subject(kind.0, kind.1, "data")
+            .request;
         let mut d = Decision::default();
-        run(&p.context(Endpoint::Validate, &cat), &req, mode, &mut d);
+        run(
+            &p.context(Endpoint::Validate, &cat),
+            &req,
+            mode.acting().unwrap(),
+            &mut d,
+        );
         d
     }
 
@@ -1071,23 +987,12 @@ storageClasses:
                 crate::policy::volumes::Source::Cluster,
             ));
         }
-        let req = Request {
-            operation: Operation::Create,
-            namespace: Some("default"),
-            username: "alice",
-            subject: Subject {
-                group: "",
-                kind,
-                name: "data",
-            },
-            object: Some(obj),
-            old_object: None,
-        };
+        let req = create(obj).subject("", kind, "data").request;
         let mut d = Decision::default();
         run(
             &p.context(Endpoint::Validate, &cat),
             &req,
-            Mode::Enforce,
+            Acting::Enforce,
             &mut d,
         );
         d

@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, PatchOperation, ReplaceOperation};
-use k8s_openapi::api::core::v1::{PersistentVolumeClaimSpec, PodSpec};
+use k8s_openapi::api::core::v1::PersistentVolumeClaimSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Deserialize;
 use serde_json::json;
@@ -27,7 +27,7 @@ use crate::policy::engine::meta::RuleId;
 use crate::policy::engine::rule::{Context, Object, Request};
 use crate::policy::model::catalog::Catalog;
 use crate::policy::model::field::{Path, go_quote};
-use crate::policy::model::modes::Mode;
+use crate::policy::model::modes::Acting;
 use crate::policy::model::storage::{self, Target};
 
 /// Annotation set on a rewritten claim: the access mode it asked for.
@@ -167,7 +167,7 @@ pub fn mutate(
     rule: RuleId,
     cx: &Context<'_>,
     req: &Request<'_>,
-    mode: Mode,
+    mode: Acting,
     d: &mut Decision,
 ) {
     let Some(Object::Pvc(pvc)) = req.object else {
@@ -213,7 +213,7 @@ pub fn mutate(
         serde_json::to_string(&new).unwrap_or_default()
     );
     d.mutation_ops(rule, mode, &what, Some(class), ops);
-    if mode == Mode::Enforce {
+    if mode == Acting::Enforce {
         d.warn(format!(
             "spec.accessModes: ReadWriteMany rewritten to {}: {why}",
             to.as_str()
@@ -234,39 +234,27 @@ pub fn admit_templates(
     let Some(to) = rw.target(cx.catalog, req.namespace) else {
         return;
     };
-    let mut templates: Vec<(Path, Option<&ObjectMeta>, &PersistentVolumeClaimSpec)> = Vec::new();
-    match req.object {
-        Some(Object::StatefulSet(sts)) => {
-            let list = sts
-                .spec
-                .as_ref()
-                .and_then(|s| s.volume_claim_templates.as_ref());
-            for (i, pvc) in list.into_iter().flatten().enumerate() {
-                if let Some(spec) = pvc.spec.as_ref() {
-                    let p = Path::new("spec").child("volumeClaimTemplates").index(i);
-                    templates.push((p, Some(&pvc.metadata), spec));
-                }
-            }
-            let pod = sts.spec.as_ref().and_then(|s| s.template.spec.as_ref());
-            pod_templates(pod, "spec.template.spec", &mut templates);
-        }
-        Some(Object::PodSpec { spec, path, .. }) => pod_templates(spec, path, &mut templates),
-        _ => return,
-    }
+    let Some(object) = req.object.as_ref() else {
+        return;
+    };
+    let sites = cx.claim_sites(rule, object);
     let rwx = go_quote(RWX);
     // The templates whose claims will be rewritten, by the field of their denial; then one pass
     // over the violations (a retain per template was quadratic in templates x violations).
     let mut admitted: HashMap<String, (Path, String, String)> = HashMap::new();
-    for (path, meta, spec) in templates {
+    for site in sites.iter().filter(|s| s.is_template()) {
+        let Some(spec) = site.spec else {
+            continue;
+        };
         let modes = spec.access_modes.as_deref().unwrap_or(&[]);
         if !matches!(rewritten(modes, to), Some(Ok(_))) {
             continue;
         }
-        let Some((class, why)) = refusing_class(cx, req.namespace, meta, spec) else {
+        let Some((class, why)) = refusing_class(cx, req.namespace, site.meta, spec) else {
             continue;
         };
-        let field = path.child("spec").child("accessModes").to_string();
-        admitted.insert(field, (path, class, why));
+        let field = site.spec_path().child("accessModes").to_string();
+        admitted.insert(field, (site.at.clone(), class, why));
     }
     if admitted.is_empty() {
         return;
@@ -295,28 +283,6 @@ pub fn admit_templates(
             to.as_str()
         );
         d.warning(rule, Some(class.clone()), msg);
-    }
-}
-
-fn pod_templates<'a>(
-    spec: Option<&'a PodSpec>,
-    path: &str,
-    out: &mut Vec<(Path, Option<&'a ObjectMeta>, &'a PersistentVolumeClaimSpec)>,
-) {
-    let volumes = spec.and_then(|s| s.volumes.as_ref());
-    for (i, v) in volumes.into_iter().flatten().enumerate() {
-        if let Some(tpl) = v
-            .ephemeral
-            .as_ref()
-            .and_then(|e| e.volume_claim_template.as_ref())
-        {
-            let p = Path::new(path)
-                .child("volumes")
-                .index(i)
-                .child("ephemeral")
-                .child("volumeClaimTemplate");
-            out.push((p, tpl.metadata.as_ref(), &tpl.spec));
-        }
     }
 }
 
@@ -397,10 +363,10 @@ mod tests {
 
     mod through_the_rule {
         use super::*;
-        use crate::kinds::Operation;
         use crate::policy::catalog::{LiveState, NamespaceInfo};
         use crate::policy::rule::Endpoint;
-        use crate::policy::{Action, Policy, Subject};
+        use crate::policy::testing::create;
+        use crate::policy::{Action, Policy};
         use k8s_openapi::api::core::v1::PersistentVolumeClaim;
         use serde_json::Value;
 
@@ -432,18 +398,10 @@ rules:
             ep: Endpoint,
             c: &PersistentVolumeClaim,
         ) -> Decision {
-            let req = Request {
-                operation: Operation::Create,
-                namespace: Some(ns),
-                username: "alice",
-                subject: Subject {
-                    group: "",
-                    kind: "PersistentVolumeClaim",
-                    name: "data",
-                },
-                object: Some(Object::Pvc(c)),
-                old_object: None,
-            };
+            let req = create(Object::Pvc(c))
+                .namespace(Some(ns))
+                .subject("", "PersistentVolumeClaim", "data")
+                .request;
             p.decide(ep, &p.catalog(live), &req)
         }
 
