@@ -10,11 +10,11 @@
 //! binding rules' indexes (by claimRef, free volumes by class and capacity) in step with each
 //! event. Their repeated strings go through one [`Interner`] per cache.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume, PersistentVolumeClaim};
-use k8s_openapi::api::storage::v1::StorageClass;
+use k8s_openapi::api::storage::v1::{CSIDriver, CSINode, StorageClass};
 use kube::ResourceExt;
 use kube::runtime::watcher::Event;
 
@@ -147,6 +147,61 @@ impl Watched for Node {
         live.nodes = Some(Arc::new(
             map.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         ));
+    }
+}
+
+/// CSIDriver objects: their names only (the provisioner check asks whether one names a driver).
+impl Watched for CSIDriver {
+    type Map = HashSet<Arc<str>>;
+    const RESOURCE: WatchedResource = WatchedResource::CsiDrivers;
+
+    fn store(&self, map: &mut Self::Map, strings: &mut Interner) -> bool {
+        let name = self.name_any();
+        !map.contains(name.as_str()) && map.insert(strings.intern(&name))
+    }
+
+    fn remove(&self, map: &mut Self::Map) -> bool {
+        map.remove(self.name_any().as_str())
+    }
+
+    fn len(map: &Self::Map) -> usize {
+        map.len()
+    }
+
+    fn publish(map: &Self::Map, live: &mut LiveState) {
+        live.csi_drivers = Some(Arc::new(map.clone()));
+    }
+}
+
+/// CSINodes: per node, the names of the drivers registered there (`spec.drivers[].name`),
+/// interned (every node repeats the same few); published as the set of drivers some node runs.
+impl Watched for CSINode {
+    type Map = BTreeMap<String, Vec<Arc<str>>>;
+    const RESOURCE: WatchedResource = WatchedResource::CsiNodes;
+
+    fn store(&self, map: &mut Self::Map, strings: &mut Interner) -> bool {
+        let mut drivers: Vec<Arc<str>> = self
+            .spec
+            .drivers
+            .iter()
+            .map(|d| strings.intern(&d.name))
+            .collect();
+        drivers.sort_unstable();
+        drivers.dedup();
+        // A node without drivers registers nothing: not kept.
+        store_named(map, self.name_any(), Some(drivers).filter(|d| !d.is_empty()))
+    }
+
+    fn remove(&self, map: &mut Self::Map) -> bool {
+        map.remove(&self.name_any()).is_some()
+    }
+
+    fn len(map: &Self::Map) -> usize {
+        map.len()
+    }
+
+    fn publish(map: &Self::Map, live: &mut LiveState) {
+        live.csi_registered = Some(Arc::new(map.values().flatten().cloned().collect()));
     }
 }
 

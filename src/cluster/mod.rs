@@ -1,5 +1,5 @@
-//! The cluster cache: watches StorageClasses, Namespaces, Nodes, PersistentVolumes and claims
-//! and feeds what the rules read
+//! The cluster cache: watches StorageClasses, Namespaces, Nodes, PersistentVolumes, claims,
+//! CSIDrivers and CSINodes and feeds what the rules read
 //! into [`SharedState`] (`update_live`), off the request path. Decisions only ever read the
 //! resulting snapshots: no API call is made while deciding a request.
 //!
@@ -26,7 +26,7 @@ use std::time::Duration;
 use futures::FutureExt;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume, PersistentVolumeClaim};
-use k8s_openapi::api::storage::v1::StorageClass;
+use k8s_openapi::api::storage::v1::{CSIDriver, CSINode, StorageClass};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event, watcher};
 use kube::{Api, Client};
@@ -49,7 +49,7 @@ pub use status::{ClusterStatus, WatchedResource};
 const INTERPLAY_RECHECK: Duration = Duration::from_secs(10);
 
 /// Watches StorageClasses, Namespaces, Nodes, PersistentVolumes and claims and keeps `state`'s
-/// live part current; marks `status` synced after the first full list of all five. Runs until dropped (it never returns
+/// live part current; marks `status` synced after the first full list of all seven. Runs until dropped (it never returns
 /// on its own: every error is retried). Spawn it, or select on it beside the server.
 pub async fn run(
     client: Client,
@@ -70,7 +70,9 @@ pub async fn run(
         watch::<Namespace>(Api::all(client.clone()), &ctx),
         watch::<Node>(Api::all(client.clone()), &ctx),
         watch::<PersistentVolume>(Api::all(client.clone()), &ctx),
-        watch::<PersistentVolumeClaim>(Api::all(client), &ctx),
+        watch::<PersistentVolumeClaim>(Api::all(client.clone()), &ctx),
+        watch::<CSIDriver>(Api::all(client.clone()), &ctx),
+        watch::<CSINode>(Api::all(client), &ctx),
         recheck_interplay(&ctx),
     );
 }
@@ -155,7 +157,7 @@ async fn watch<K: Watched>(api: Api<K>, ctx: &Context) {
                     if ctx.status.is_synced() {
                         ctx.metrics.set_synced(true);
                         info!(
-                            "cluster cache synced: StorageClasses, Namespaces, Nodes, PersistentVolumes and claims listed"
+                            "cluster cache synced: StorageClasses, Namespaces, Nodes, PersistentVolumes, claims, CSIDrivers and CSINodes listed"
                         );
                     }
                     ctx.check_interplay();
@@ -203,7 +205,9 @@ impl Context {
             WatchedResource::Namespaces => self.check_interplay(),
             WatchedResource::Nodes
             | WatchedResource::PersistentVolumes
-            | WatchedResource::PersistentVolumeClaims => {}
+            | WatchedResource::PersistentVolumeClaims
+            | WatchedResource::CsiDrivers
+            | WatchedResource::CsiNodes => {}
         }
     }
 

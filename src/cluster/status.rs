@@ -13,10 +13,12 @@ pub enum WatchedResource {
     Nodes,
     PersistentVolumes,
     PersistentVolumeClaims,
+    CsiDrivers,
+    CsiNodes,
 }
 
 /// How many resources are watched.
-const COUNT: usize = 5;
+const COUNT: usize = 7;
 
 impl WatchedResource {
     pub const ALL: [WatchedResource; COUNT] = [
@@ -25,6 +27,8 @@ impl WatchedResource {
         WatchedResource::Nodes,
         WatchedResource::PersistentVolumes,
         WatchedResource::PersistentVolumeClaims,
+        WatchedResource::CsiDrivers,
+        WatchedResource::CsiNodes,
     ];
 
     /// The API resource name (`storageclasses`, `namespaces`, `nodes`): the metrics label value.
@@ -35,6 +39,8 @@ impl WatchedResource {
             WatchedResource::Nodes => "nodes",
             WatchedResource::PersistentVolumes => "persistentvolumes",
             WatchedResource::PersistentVolumeClaims => "persistentvolumeclaims",
+            WatchedResource::CsiDrivers => "csidrivers",
+            WatchedResource::CsiNodes => "csinodes",
         }
     }
 
@@ -45,6 +51,8 @@ impl WatchedResource {
             WatchedResource::Nodes => 2,
             WatchedResource::PersistentVolumes => 3,
             WatchedResource::PersistentVolumeClaims => 4,
+            WatchedResource::CsiDrivers => 5,
+            WatchedResource::CsiNodes => 6,
         }
     }
 }
@@ -64,7 +72,7 @@ impl EncodeLabelValue for WatchedResource {
 /// Sync state of the cluster cache, shared by the watches (writers) and the server (readers).
 ///
 /// Synced means: the first full list of every watched resource (StorageClasses, Namespaces,
-/// Nodes, PersistentVolumes and PersistentVolumeClaims) has completed. It
+/// Nodes, PersistentVolumes, PersistentVolumeClaims, CSIDrivers and CSINodes) has completed. It
 /// stays true afterwards: a dropped watch or a re-list keeps serving the last complete state.
 #[derive(Debug)]
 pub struct ClusterStatus {
@@ -136,6 +144,9 @@ mod tests {
         status.mark_synced(WatchedResource::PersistentVolumes);
         assert!(!status.is_synced(), "claims not listed yet");
         status.mark_synced(WatchedResource::PersistentVolumeClaims);
+        status.mark_synced(WatchedResource::CsiDrivers);
+        assert!(!status.is_synced(), "CSINodes not listed yet");
+        status.mark_synced(WatchedResource::CsiNodes);
         assert!(status.is_synced());
         tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
             .await

@@ -21,7 +21,7 @@ pub mod rules;
 // what the rest of the crate reads of them. The rules are reached through `policy::rules`.
 pub use engine::{config, decision, meta, request, rule};
 pub use model::{
-    catalog, field, interner, limits, modes, node_selector, pv_controller, quantity, sizes,
+    catalog, csi, field, interner, limits, modes, node_selector, pv_controller, quantity, sizes,
     storage, vocab, volumes,
 };
 

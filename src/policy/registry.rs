@@ -8,8 +8,9 @@ use super::config::{ConfigError, PolicyFile, Section};
 use super::modes::Mode;
 use super::rule::{Acts, Endpoint, Entry, Judges, Meta, PodFilter, Rule};
 use super::rules::{
-    access_modes, claim_ref, default_class, local_volume_nodes, node_affinity, node_name_wffc,
-    reclaim_policy, unknown_class, volume_name, volume_size, will_bind,
+    access_modes, claim_ref, default_class, local_volume_nodes, missing_provisioner,
+    node_affinity, node_name_wffc, reclaim_policy, unknown_class, volume_name, volume_size,
+    will_bind,
 };
 use super::storage::Settings;
 use crate::kinds::{self, Kind, Operation};
@@ -28,6 +29,7 @@ pub const REGISTRY: &[Entry] = &[
     node_name_wffc::ENTRY,
     will_bind::ENTRY,
     volume_name::ENTRY,
+    missing_provisioner::ENTRY,
 ];
 
 /// A compiled rule and the mode it runs in (before namespace labels and `--dry-run`).

@@ -480,7 +480,8 @@ def check_rbac(r: Rendered) -> None:
                 for verb in rule["verbs"]:
                     granted.add((g, res, verb))
     want = {(g, res, verb) for g, res in (("storage.k8s.io", "storageclasses"), ("", "namespaces"), ("", "nodes"),
-                                          ("", "persistentvolumes"), ("", "persistentvolumeclaims"))
+                                          ("", "persistentvolumes"), ("", "persistentvolumeclaims"),
+                                          ("storage.k8s.io", "csidrivers"), ("storage.k8s.io", "csinodes"))
             for verb in ("get", "list", "watch")} if r.merged["cluster"]["watch"] else set()
     expect_eq(granted, want, "ClusterRole grants")
     # Registration: its own two configurations by name (server-side apply: a patch, and a create the first time; the API server authorizes both with the name), and the
@@ -575,7 +576,7 @@ def check_render(label: str, values: dict[str, Any], extra: Callable[[Rendered],
         R.check(f"[{label}] ValidatingWebhookConfiguration settings", lambda: check_validating(r))
     R.check(f"[{label}] CA wiring for certs.mode={r.merged['certs']['mode']}", lambda: check_ca(r))
     R.check(f"[{label}] Deployment: hardening, rollout, probes, shutdown, flags", lambda: check_deployment(r))
-    R.check(f"[{label}] RBAC: get/list/watch on storageclasses, namespaces, nodes, persistentvolumes, persistentvolumeclaims; get/create/patch on its own webhook configurations only", lambda: check_rbac(r))
+    R.check(f"[{label}] RBAC: get/list/watch on storageclasses, namespaces, nodes, persistentvolumes, persistentvolumeclaims, csidrivers, csinodes; get/create/patch on its own webhook configurations only", lambda: check_rbac(r))
     R.check(f"[{label}] no webhook configuration is a chart object (the webhook registers them once it serves)",
             lambda: expect_eq([o["kind"] for o in r.objects if o["kind"] in WEBHOOK_KINDS], [],
                               "webhook configurations rendered as chart objects"))

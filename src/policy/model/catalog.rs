@@ -11,6 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
+use super::csi::CsiDrivers;
 use super::modes::Mode;
 use super::node_selector::Node;
 use super::quantity::{Written, limit};
@@ -308,6 +309,10 @@ pub struct LiveState {
     pub pvs: Option<Arc<PvMap>>,
     /// Claims by `namespace/name`, reduced; `None` until listed.
     pub claims: Option<Arc<ClaimMap>>,
+    /// Names of the CSIDriver objects; `None` until listed.
+    pub csi_drivers: Option<Arc<HashSet<Arc<str>>>>,
+    /// Driver names registered on some node (CSINode `spec.drivers`); `None` until listed.
+    pub csi_registered: Option<Arc<HashSet<Arc<str>>>>,
 }
 
 /// How much of the StorageClasses that exist the catalog holds.
@@ -345,6 +350,8 @@ pub struct Catalog {
     volumes: Option<VolumeIndex>,
     /// The policy's node label, whose values over the nodes `node_values` holds.
     node_label: String,
+    /// The CSI drivers of the cluster, when both CSIDrivers and CSINodes are listed.
+    csi: Option<CsiDrivers>,
     /// The classes some of whose free PVs may be pinned to no existing node
     /// ([`PvMap::stranding_classes`]): worked out once per catalog, on first use.
     stranding: OnceLock<HashSet<Arc<str>>>,
@@ -446,8 +453,28 @@ impl Catalog {
                 _ => None,
             },
             node_label: node_label.to_owned(),
+            csi: match (&live.csi_drivers, &live.csi_registered) {
+                (Some(objects), Some(registered)) => Some(CsiDrivers {
+                    objects: objects.clone(),
+                    registered: registered.clone(),
+                }),
+                _ => None,
+            },
             stranding: OnceLock::new(),
         }
+    }
+
+    /// The CSI drivers of the cluster, `None` when not known (no cluster, CSIDrivers or
+    /// CSINodes not listed yet): the provisioner check then says nothing.
+    pub fn csi(&self) -> Option<&CsiDrivers> {
+        self.csi.as_ref()
+    }
+
+    /// The same catalog judging against these CSI drivers (`audit` on files that carry CSIDriver
+    /// or CSINode objects).
+    pub fn with_csi(mut self, csi: CsiDrivers) -> Catalog {
+        self.csi = Some(csi);
+        self
     }
 
     /// Whether a free PV of `class` may be pinned to no existing node, so that the volumes of

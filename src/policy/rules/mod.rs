@@ -6,6 +6,7 @@ pub mod access_modes;
 pub mod claim_ref;
 pub mod default_class;
 pub mod local_volume_nodes;
+pub mod missing_provisioner;
 pub mod node_affinity;
 pub mod node_name_wffc;
 pub mod reclaim_policy;

@@ -157,7 +157,7 @@ pub fn classes_named(object: &Object<'_>) -> (Vec<Named>, Cut) {
             );
             Cut::default()
         }
-        Object::Pv(_) => Cut::default(),
+        Object::Pv(_) | Object::StorageClass(_) => Cut::default(),
         Object::StatefulSet(sts) => {
             let spec = sts.spec.as_ref();
             let templates = spec.and_then(|s| s.volume_claim_templates.as_ref());

@@ -414,7 +414,7 @@ impl VolumeSize {
             Object::PodSpec { spec, path } => {
                 self.judge_pod_spec(cx, namespace, spec, path, &mut out)
             }
-            Object::Pv(_) => {}
+            Object::Pv(_) | Object::StorageClass(_) => {}
         }
         out
     }

@@ -365,6 +365,7 @@ pub fn violations(
             check_pod_spec(cx, namespace, pod, "spec.template.spec", &mut out);
         }
         Object::PodSpec { spec, path } => check_pod_spec(cx, namespace, spec, path, &mut out),
+        Object::StorageClass(_) => {}
     }
     out
 }
