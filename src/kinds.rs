@@ -266,12 +266,13 @@ mod tests {
                 "{} listed twice",
                 k.kind
             );
-            assert_eq!(
-                k.plural,
-                format!("{}s", k.kind.to_lowercase()),
-                "{}",
-                k.kind
-            );
+            let lower = k.kind.to_lowercase();
+            let plural = if lower.ends_with('s') {
+                format!("{lower}es")
+            } else {
+                format!("{lower}s")
+            };
+            assert_eq!(k.plural, plural, "{}", k.kind);
             assert!(k.operations.contains(&Operation::Create), "{}", k.kind);
             assert_eq!(
                 k.namespaced,

@@ -212,16 +212,18 @@ impl Inventory {
                     Err(e) => self.broken(doc.source, "CSIDriver", &e),
                 }
             }
-            ("storage.k8s.io/v1", "CSINode") => match serde_json::from_value::<CSINode>(doc.value) {
-                Ok(n) => {
-                    self.csi_known();
-                    if let Some(set) = &mut self.live.csi_registered {
-                        let set = std::sync::Arc::make_mut(set);
-                        set.extend(n.spec.drivers.into_iter().map(|d| d.name.into()));
+            ("storage.k8s.io/v1", "CSINode") => {
+                match serde_json::from_value::<CSINode>(doc.value) {
+                    Ok(n) => {
+                        self.csi_known();
+                        if let Some(set) = &mut self.live.csi_registered {
+                            let set = std::sync::Arc::make_mut(set);
+                            set.extend(n.spec.drivers.into_iter().map(|d| d.name.into()));
+                        }
                     }
+                    Err(e) => self.broken(doc.source, "CSINode", &e),
                 }
-                Err(e) => self.broken(doc.source, "CSINode", &e),
-            },
+            }
             ("v1", "Node") => match serde_json::from_value::<Node>(doc.value) {
                 Ok(node) => {
                     let name = node.metadata.name.clone().unwrap_or_default();
@@ -244,7 +246,9 @@ impl Inventory {
     /// any say nothing of CSI drivers, and the check is silent.
     pub fn csi_known(&mut self) {
         self.live.csi_drivers.get_or_insert_with(Default::default);
-        self.live.csi_registered.get_or_insert_with(Default::default);
+        self.live
+            .csi_registered
+            .get_or_insert_with(Default::default);
     }
 
     fn broken(&mut self, source: Location, kind: &str, e: &serde_json::Error) {

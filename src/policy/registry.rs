@@ -8,9 +8,8 @@ use super::config::{ConfigError, PolicyFile, Section};
 use super::modes::Mode;
 use super::rule::{Acts, Endpoint, Entry, Judges, Meta, PodFilter, Rule};
 use super::rules::{
-    access_modes, claim_ref, default_class, local_volume_nodes, missing_provisioner,
-    node_affinity, node_name_wffc, reclaim_policy, unknown_class, volume_name, volume_size,
-    will_bind,
+    access_modes, claim_ref, default_class, local_volume_nodes, missing_provisioner, node_affinity,
+    node_name_wffc, reclaim_policy, unknown_class, volume_name, volume_size, will_bind,
 };
 use super::storage::Settings;
 use crate::kinds::{self, Kind, Operation};

@@ -149,7 +149,10 @@ mod tests {
         assert_eq!(driver_of("kubernetes.io/gce-pd"), "pd.csi.storage.gke.io");
         assert_eq!(driver_of("kubernetes.io/azure-disk"), "disk.csi.azure.com");
         assert_eq!(driver_of("kubernetes.io/azure-file"), "file.csi.azure.com");
-        assert_eq!(driver_of("kubernetes.io/cinder"), "cinder.csi.openstack.org");
+        assert_eq!(
+            driver_of("kubernetes.io/cinder"),
+            "cinder.csi.openstack.org"
+        );
         assert_eq!(
             driver_of("kubernetes.io/vsphere-volume"),
             "csi.vsphere.vmware.com"
@@ -182,7 +185,11 @@ mod tests {
         }
         let j = Judged {
             csi: ["example.com".to_owned()].into(),
-            not_csi: ["ebs.csi.aws.com".to_owned(), "kubernetes.io/gce-pd".to_owned()].into(),
+            not_csi: [
+                "ebs.csi.aws.com".to_owned(),
+                "kubernetes.io/gce-pd".to_owned(),
+            ]
+            .into(),
         };
         assert_eq!(j.driver("example.com"), Some("example.com"));
         assert_eq!(j.driver("ebs.csi.aws.com"), None);

@@ -91,7 +91,11 @@ fn compile(section: Section<'_>) -> Result<Box<dyn Rule>, ConfigError> {
         for (i, name) in list.iter().enumerate() {
             let at = format!("{key}[{i}]");
             if name.is_empty() || name.contains(char::is_whitespace) {
-                return Err(section.invalid(&at, None, format!("{name:?} is not a provisioner name")));
+                return Err(section.invalid(
+                    &at,
+                    None,
+                    format!("{name:?} is not a provisioner name"),
+                ));
             }
             if name == crate::policy::model::catalog::NO_PROVISIONER {
                 return Err(section.invalid(
@@ -234,7 +238,10 @@ fn shown(name: &str) -> String {
     if name.chars().count() <= 63 {
         go_quote(name)
     } else {
-        format!("{}...", go_quote(&name.chars().take(63).collect::<String>()))
+        format!(
+            "{}...",
+            go_quote(&name.chars().take(63).collect::<String>())
+        )
     }
 }
 
@@ -265,15 +272,11 @@ fn sites(
         {
             return;
         }
+        // Where the class is, or goes (the default class is written there).
         if let Some(class) = storage::claim_class(settings, catalog, namespace, meta, spec) {
-            let field = if spec.and_then(|s| s.storage_class_name.as_deref()).is_some() {
-                at.child("spec").child("storageClassName")
-            } else {
-                at
-            };
             out.push(Site {
                 class,
-                field,
+                field: at.child("spec").child("storageClassName"),
                 template,
             });
         }
@@ -292,7 +295,12 @@ fn sites(
         Object::StatefulSet(sts) => {
             let spec = sts.spec.as_ref();
             let templates = spec.and_then(|s| s.volume_claim_templates.as_ref());
-            for (i, pvc) in templates.into_iter().flatten().take(MAX_VOLUMES).enumerate() {
+            for (i, pvc) in templates
+                .into_iter()
+                .flatten()
+                .take(MAX_VOLUMES)
+                .enumerate()
+            {
                 let at = Path::new("spec").child("volumeClaimTemplates").index(i);
                 add(Some(&pvc.metadata), pvc.spec.as_ref(), at, true);
             }
@@ -328,5 +336,331 @@ fn pod_spec(
                 .child("volumeClaimTemplate");
             add(tpl.metadata.as_ref(), Some(&tpl.spec), at, true);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::catalog::{LiveClass, LiveState};
+    use crate::policy::decision::Action;
+    use crate::policy::{Policy, Subject};
+    use k8s_openapi::api::apps::v1::StatefulSet;
+    use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+    use k8s_openapi::api::storage::v1::StorageClass;
+    use serde_json::{Value, json};
+    use std::sync::Arc;
+
+    const EVENT: &str = "Waiting for a volume to be created either by the external provisioner \
+        'ebs.csi.aws.com' or manually by the system administrator. If volume creation is \
+        delayed, please verify that the provisioner is running and correctly registered.";
+
+    fn class(name: &str, provisioner: &str, default: bool) -> LiveClass {
+        LiveClass {
+            name: name.to_owned(),
+            provisioner: provisioner.to_owned(),
+            is_default: default,
+            ..Default::default()
+        }
+    }
+
+    fn set(names: &[&str]) -> Option<Arc<std::collections::HashSet<Arc<str>>>> {
+        Some(Arc::new(names.iter().map(|n| Arc::from(*n)).collect()))
+    }
+
+    /// A cluster with these CSIDriver objects and node registrations (`None`: not listed).
+    fn live(objects: Option<&[&str]>, registered: Option<&[&str]>) -> LiveState {
+        LiveState {
+            classes: vec![
+                class("gp3", "ebs.csi.aws.com", false),
+                class("gp2", "kubernetes.io/aws-ebs", true),
+                class("efs", "efs.csi.aws.com", false),
+                class("local-path", "rancher.io/local-path", false),
+                class("manual", "kubernetes.io/no-provisioner", false),
+                class("nas", "example.com/nas", false),
+                class("longhorn", "driver.longhorn.io", false),
+            ],
+            csi_drivers: objects.and_then(set),
+            csi_registered: registered.and_then(set),
+            ..Default::default()
+        }
+    }
+
+    fn pvc(extra: Value) -> PersistentVolumeClaim {
+        let mut v = json!({"metadata": {"name": "data", "namespace": "default"},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}});
+        json_patch::merge(&mut v, &extra);
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn decide_with(policy: &str, live: &LiveState, op: Operation, obj: Object<'_>) -> Decision {
+        let p = Policy::parse(policy, None, false).unwrap();
+        let cat = p.catalog(live);
+        let req = Request {
+            operation: op,
+            namespace: Some("default"),
+            username: "alice",
+            subject: Subject {
+                group: "",
+                kind: "PersistentVolumeClaim",
+                name: "data",
+            },
+            object: Some(obj),
+            old_object: None,
+        };
+        let mut d = Decision::default();
+        p.rule(ID).check(
+            &p.context(Endpoint::Validate, &cat),
+            &req,
+            Mode::Enforce,
+            &mut d,
+        );
+        assert!(d.allowed(), "never denies");
+        assert!(
+            d.findings
+                .iter()
+                .all(|f| f.rule == ID && f.action == Action::Warned)
+        );
+        assert_eq!(
+            d.audit_annotations.contains_key("missing-provisioner"),
+            !d.warnings.is_empty()
+        );
+        d
+    }
+
+    fn decide(live: &LiveState, obj: Object<'_>) -> Vec<String> {
+        decide_with("", live, Operation::Create, obj).warnings
+    }
+
+    /// EKS without the EBS CSI add-on: one node runs only the EFS driver.
+    fn eks() -> LiveState {
+        live(Some(&[]), Some(&["efs.csi.aws.com"]))
+    }
+
+    #[test]
+    fn warns_on_a_claim_whose_csi_driver_runs_nowhere() {
+        let claim = pvc(json!({"spec": {"storageClassName": "gp3"}}));
+        let w = decide(&eks(), Object::Pvc(&claim));
+        assert_eq!(
+            w,
+            [
+                "spec.storageClassName: the claim stays Pending: StorageClass \"gp3\" needs CSI \
+                 driver \"ebs.csi.aws.com\", which no node runs (no CSINode lists it) and no \
+                 CSIDriver object names",
+                EVENT
+            ]
+        );
+        assert!(w.iter().all(|w| w.chars().count() <= 256));
+    }
+
+    #[test]
+    fn an_in_tree_class_is_judged_by_its_migrated_driver() {
+        let claim = pvc(json!({"spec": {"storageClassName": "gp2"}}));
+        let w = decide(&eks(), Object::Pvc(&claim));
+        assert!(
+            w[0].contains(
+                "needs CSI driver \"ebs.csi.aws.com\" (in-tree kubernetes.io/aws-ebs, migrated to CSI)"
+            ),
+            "{w:?}"
+        );
+        assert_eq!(w[1], EVENT, "the event names the CSI driver");
+        // Without a class the claim gets the default, gp2.
+        let claim = pvc(json!({}));
+        let w = decide(&eks(), Object::Pvc(&claim));
+        assert!(
+            w[0].starts_with(
+                "spec.storageClassName: the claim stays Pending: StorageClass \"gp2\""
+            ),
+            "{w:?}"
+        );
+    }
+
+    #[test]
+    fn a_node_registration_or_a_csidriver_object_is_enough() {
+        let claim = pvc(json!({"spec": {"storageClassName": "gp2"}}));
+        let on_a_node = live(Some(&[]), Some(&["ebs.csi.aws.com"]));
+        assert!(decide(&on_a_node, Object::Pvc(&claim)).is_empty());
+        let object_only = live(Some(&["ebs.csi.aws.com"]), Some(&[]));
+        assert!(decide(&object_only, Object::Pvc(&claim)).is_empty());
+        let efs = pvc(json!({"spec": {"storageClassName": "efs"}}));
+        assert!(decide(&eks(), Object::Pvc(&efs)).is_empty());
+    }
+
+    #[test]
+    fn silent_until_both_csi_lists_are_known() {
+        let claim = pvc(json!({"spec": {"storageClassName": "gp3"}}));
+        for l in [
+            live(None, None),
+            live(Some(&[]), None),
+            live(None, Some(&[])),
+        ] {
+            assert!(decide(&l, Object::Pvc(&claim)).is_empty());
+        }
+        // No cluster at all: the policy's classes alone.
+        let p = "storageClasses:\n  - {name: gp3, provisioner: ebs.csi.aws.com}\n";
+        let d = decide_with(
+            p,
+            &LiveState::default(),
+            Operation::Create,
+            Object::Pvc(&claim),
+        );
+        assert!(d.warnings.is_empty());
+    }
+
+    #[test]
+    fn never_judges_what_registers_nowhere() {
+        for c in ["local-path", "manual", "nas", "unknown-class"] {
+            let claim = pvc(json!({"spec": {"storageClassName": c}}));
+            assert!(decide(&eks(), Object::Pvc(&claim)).is_empty(), "{c}");
+        }
+        let static_claim = pvc(json!({"spec": {"storageClassName": ""}}));
+        assert!(decide(&eks(), Object::Pvc(&static_claim)).is_empty());
+    }
+
+    #[test]
+    fn skips_bound_and_pre_bound_claims_and_updates() {
+        let bound = pvc(json!({"spec": {"storageClassName": "gp3"}, "status": {"phase": "Bound"}}));
+        assert!(decide(&eks(), Object::Pvc(&bound)).is_empty());
+        let pre = pvc(json!({"spec": {"storageClassName": "gp3", "volumeName": "pv-1"}}));
+        assert!(decide(&eks(), Object::Pvc(&pre)).is_empty());
+        let claim = pvc(json!({"spec": {"storageClassName": "gp3"}}));
+        let d = decide_with("", &eks(), Operation::Update, Object::Pvc(&claim));
+        assert!(d.warnings.is_empty());
+    }
+
+    #[test]
+    fn the_policy_names_more_csi_drivers_and_non_csi_provisioners() {
+        let longhorn = pvc(json!({"spec": {"storageClassName": "longhorn"}}));
+        let w = decide(&eks(), Object::Pvc(&longhorn));
+        assert!(
+            w[0].contains("\"driver.longhorn.io\""),
+            "known CSI driver: {w:?}"
+        );
+        let nas = pvc(json!({"spec": {"storageClassName": "nas"}}));
+        let policy = "rules:\n  missingProvisioner:\n    csiDrivers: [example.com]\n    notCsi: [ebs.csi.aws.com]\n";
+        let live = LiveState {
+            classes: vec![
+                class("nas", "example.com", false),
+                class("gp3", "ebs.csi.aws.com", false),
+            ],
+            ..eks()
+        };
+        let d = decide_with(policy, &live, Operation::Create, Object::Pvc(&nas));
+        assert!(
+            d.warnings[0].contains("needs CSI driver \"example.com\""),
+            "{:?}",
+            d.warnings
+        );
+        let gp3 = pvc(json!({"spec": {"storageClassName": "gp3"}}));
+        let d = decide_with(policy, &live, Operation::Create, Object::Pvc(&gp3));
+        assert!(d.warnings.is_empty(), "notCsi: never judged");
+    }
+
+    #[test]
+    fn rejects_bad_lists_naming_the_key() {
+        for (yaml, want) in [
+            (
+                "csiDrivers: [\"a b\"]",
+                "rules.missingProvisioner.csiDrivers[0]",
+            ),
+            ("notCsi: [x.io, x.io]", "rules.missingProvisioner.notCsi[1]"),
+            (
+                "csiDrivers: [x.io]\n    notCsi: [x.io]",
+                "rules.missingProvisioner.notCsi[0]",
+            ),
+            (
+                "csiDrivers: [example.com/nas]",
+                "rules.missingProvisioner.csiDrivers[0]",
+            ),
+            (
+                "notCsi: [kubernetes.io/no-provisioner]",
+                "rules.missingProvisioner.notCsi[0]",
+            ),
+            ("known: [x.io]", "known"),
+        ] {
+            let text = format!("rules:\n  missingProvisioner:\n    {yaml}\n");
+            let e = Policy::parse(&text, None, false).unwrap_err().to_string();
+            assert!(e.contains(want), "{yaml}: {e}");
+        }
+    }
+
+    #[test]
+    fn warns_on_statefulset_templates_and_ephemeral_volumes() {
+        let sts: StatefulSet = serde_json::from_value(json!({
+            "metadata": {"name": "web"},
+            "spec": {"selector": {}, "serviceName": "web",
+                "template": {"spec": {"containers": [], "volumes": [{"name": "scratch",
+                    "ephemeral": {"volumeClaimTemplate": {"spec": {"storageClassName": "gp3",
+                        "accessModes": ["ReadWriteOnce"]}}}}]}},
+                "volumeClaimTemplates": [
+                    {"metadata": {"name": "www"}, "spec": {"storageClassName": "gp2"}},
+                    {"metadata": {"name": "logs"}, "spec": {"storageClassName": "efs"}}]}}))
+        .unwrap();
+        let w = decide(&eks(), Object::StatefulSet(&sts));
+        assert_eq!(w.len(), 3, "two sites, one event (same driver): {w:?}");
+        assert!(w[0].starts_with(
+            "spec.volumeClaimTemplates[0].spec.storageClassName: claims from this template stay Pending"
+        ));
+        assert!(w[2].starts_with(
+            "spec.template.spec.volumes[0].ephemeral.volumeClaimTemplate.spec.storageClassName: claims from this template"
+        ));
+        let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "p"},
+            "spec": {"containers": [], "volumes": [{"name": "scratch",
+                "ephemeral": {"volumeClaimTemplate": {"spec": {"storageClassName": "gp3"}}}}]}}))
+        .unwrap();
+        let w = decide(
+            &eks(),
+            Object::PodSpec {
+                spec: pod.spec.as_ref(),
+                path: "spec",
+            },
+        );
+        assert_eq!(w.len(), 2, "{w:?}");
+    }
+
+    #[test]
+    fn warns_on_a_new_class_only() {
+        let sc: StorageClass = serde_json::from_value(json!({"metadata": {"name": "io2"},
+            "provisioner": "kubernetes.io/aws-ebs"}))
+        .unwrap();
+        let w = decide(&eks(), Object::StorageClass(&sc));
+        assert_eq!(
+            w,
+            [
+                "provisioner: claims of StorageClass \"io2\" will stay Pending: needs CSI driver \
+                 \"ebs.csi.aws.com\" (in-tree kubernetes.io/aws-ebs, migrated to CSI), which no \
+                 node runs (no CSINode lists it) and no CSIDriver object names",
+                EVENT
+            ]
+        );
+        let d = decide_with("", &eks(), Operation::Update, Object::StorageClass(&sc));
+        assert!(d.warnings.is_empty());
+        let plain: StorageClass = serde_json::from_value(json!({"metadata": {"name": "lp"},
+            "provisioner": "rancher.io/local-path"}))
+        .unwrap();
+        assert!(decide(&eks(), Object::StorageClass(&plain)).is_empty());
+    }
+
+    #[test]
+    fn off_in_the_policy_says_nothing() {
+        let p = Policy::parse("rules:\n  missingProvisioner: {mode: off}\n", None, false).unwrap();
+        let cat = p.catalog(&eks());
+        let claim = pvc(json!({"spec": {"storageClassName": "gp3"}}));
+        let req = Request {
+            operation: Operation::Create,
+            namespace: Some("default"),
+            username: "alice",
+            subject: Subject {
+                group: "",
+                kind: "PersistentVolumeClaim",
+                name: "data",
+            },
+            object: Some(Object::Pvc(&claim)),
+            old_object: None,
+        };
+        assert!(p.decide(Endpoint::Validate, &cat, &req).warnings.is_empty());
+        let p = Policy::parse("", None, false).unwrap();
+        let d = p.decide(Endpoint::Validate, &p.catalog(&eks()), &req);
+        assert!(d.warnings.iter().any(|w| w == EVENT), "{:?}", d.warnings);
     }
 }
