@@ -1545,7 +1545,7 @@ fn cluster_audit_reports_classes_whose_csi_driver_is_missing_with_their_waiting_
     assert!(
         msg.starts_with(
             "provisioner \"kubernetes.io/aws-ebs\": the class needs CSI driver \"ebs.csi.aws.com\" \
-             (in-tree kubernetes.io/aws-ebs, migrated to CSI), which no node runs"
+             (migrated from kubernetes.io/aws-ebs), which no node registers"
         ) && msg.contains("; 1 claim Pending on it: web/waits (event ExternalProvisioning: Waiting for a volume to be created either by the external provisioner 'ebs.csi.aws.com'"),
         "{msg}"
     );

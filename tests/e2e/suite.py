@@ -928,21 +928,21 @@ def a_class_whose_csi_driver_runs_nowhere_is_warned_and_its_claims_wait():
         check(r.rc == 0, "the class was refused", r)
         check(r.warnings == [
             f'provisioner: claims of StorageClass "{csi}" will stay Pending: needs CSI driver '
-            f'"{DRIVER}", which no node runs (no CSINode lists it) and no CSIDriver object names',
+            f'"{DRIVER}", which no node registers (CSINode) and no CSIDriver names',
             event], "the class's warnings", r.warnings)
         r = create(sc(intree, "kubernetes.io/aws-ebs"))
         check(r.rc == 0 and r.warnings[0].endswith(
-            f'needs CSI driver "{DRIVER}" (in-tree kubernetes.io/aws-ebs, migrated to CSI), which '
-            'no node runs (no CSINode lists it) and no CSIDriver object names') and
+            f'needs CSI driver "{DRIVER}" (migrated from kubernetes.io/aws-ebs), which '
+            'no node registers (CSINode) and no CSIDriver names') and
             r.warnings[1:] == [event], "the in-tree class's warnings", r)
         for cls, claim in ((csi, "e2e-prov-csi"), (intree, "e2e-prov-intree")):
             r = create(pvc(claim, ns, cls=cls))
             check(r.rc == 0, f"{claim}: refused", r)
             check(r.warnings == [
                 f'spec.storageClassName: the claim stays Pending: StorageClass "{cls}" needs CSI '
-                f'driver "{DRIVER}"' + (" (in-tree kubernetes.io/aws-ebs, migrated to CSI)"
+                f'driver "{DRIVER}"' + (" (migrated from kubernetes.io/aws-ebs)"
                                          if cls == intree else "") +
-                ", which no node runs (no CSINode lists it) and no CSIDriver object names",
+                ", which no node registers (CSINode) and no CSIDriver names",
                 event], f"{claim}: the warnings", r.warnings)
         # What Kubernetes says: the same words, for the in-tree class too (migrated name).
         for claim in ("e2e-prov-csi", "e2e-prov-intree"):

@@ -41,9 +41,9 @@ use crate::policy::model::storage::{self, Settings};
 pub const META: Meta = Meta {
     key: "missingProvisioner",
     annotation: "missing-provisioner",
-    summary: "warns when a claim, claim template or new StorageClass needs a CSI driver that no node runs and no CSIDriver names",
+    summary: "warns when a claim, claim template or new StorageClass needs a CSI driver that no node registers and no CSIDriver names",
     denies: "never denies",
-    warns: "a dynamic class whose CSI driver (the migrated one for in-tree names) no CSINode lists and no CSIDriver object names; only CSI drivers are judged (non-CSI provisioners register nowhere)",
+    warns: "a dynamic class whose CSI driver (the migrated one for in-tree names) no node registers (CSINode) and no CSIDriver names; only CSI drivers are judged (non-CSI provisioners register nowhere)",
     default_mode: Mode::Enforce,
     acts: &[Acts {
         endpoint: Endpoint::Validate,
@@ -213,10 +213,10 @@ impl Absent<'_> {
         let migrated = if self.driver == self.provisioner {
             String::new()
         } else {
-            format!(" (in-tree {}, migrated to CSI)", self.provisioner)
+            format!(" (migrated from {})", self.provisioner)
         };
         format!(
-            "needs CSI driver {}{migrated}, which no node runs (no CSINode lists it) and no CSIDriver object names",
+            "needs CSI driver {}{migrated}, which no node registers (CSINode) and no CSIDriver names",
             go_quote(self.driver)
         )
     }
@@ -445,8 +445,8 @@ mod tests {
             w,
             [
                 "spec.storageClassName: the claim stays Pending: StorageClass \"gp3\" needs CSI \
-                 driver \"ebs.csi.aws.com\", which no node runs (no CSINode lists it) and no \
-                 CSIDriver object names",
+                 driver \"ebs.csi.aws.com\", which no node registers (CSINode) and \
+                 no CSIDriver names",
                 EVENT
             ]
         );
@@ -459,7 +459,7 @@ mod tests {
         let w = decide(&eks(), Object::Pvc(&claim));
         assert!(
             w[0].contains(
-                "needs CSI driver \"ebs.csi.aws.com\" (in-tree kubernetes.io/aws-ebs, migrated to CSI)"
+                "needs CSI driver \"ebs.csi.aws.com\" (migrated from kubernetes.io/aws-ebs)"
             ),
             "{w:?}"
         );
@@ -628,8 +628,8 @@ mod tests {
             w,
             [
                 "provisioner: claims of StorageClass \"io2\" will stay Pending: needs CSI driver \
-                 \"ebs.csi.aws.com\" (in-tree kubernetes.io/aws-ebs, migrated to CSI), which no \
-                 node runs (no CSINode lists it) and no CSIDriver object names",
+                 \"ebs.csi.aws.com\" (migrated from kubernetes.io/aws-ebs), which no \
+                 node registers (CSINode) and no CSIDriver names",
                 EVENT
             ]
         );
