@@ -947,7 +947,7 @@ def a_class_whose_csi_driver_runs_nowhere_is_warned_and_its_claims_wait():
         # What Kubernetes says: the same words, for the in-tree class too (migrated name).
         for claim in ("e2e-prov-csi", "e2e-prov-intree"):
             wait(f"{claim}: the ExternalProvisioning event", 30,
-                 lambda: ("ExternalProvisioning", event) in events(claim))
+                 lambda: ("ExternalProvisioning", event) in lib.events(claim))
             got = get("pvc", claim, ns)["metadata"].get("annotations", {})
             check(got.get("volume.kubernetes.io/storage-provisioner") == DRIVER,
                   f"{claim}: left to another provisioner", got)
