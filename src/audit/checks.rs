@@ -359,8 +359,11 @@ fn missing_provisioner_finding(
     if policy.mode_for(missing_provisioner::ID, catalog, None) == Mode::Off {
         return None;
     }
-    let absent =
-        missing_provisioner::absent(catalog, &policy.settings.provisioners, &c.class.provisioner)?;
+    let absent = crate::policy::csi::absent(
+        catalog.csi(),
+        &policy.settings.provisioners,
+        &c.class.provisioner,
+    )?;
     let mut waiting: Vec<String> = inventory
         .objects
         .iter()

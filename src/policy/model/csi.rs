@@ -17,7 +17,10 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use super::catalog::NO_PROVISIONER;
+use super::field::go_quote;
+
+/// `kubernetes.io/no-provisioner` (as `catalog::NO_PROVISIONER`; the catalog imports this module).
+const NO_PROVISIONER: &str = "kubernetes.io/no-provisioner";
 
 /// In-tree provisioner names the PV controller hands to a CSI driver: `IsMigrationEnabledForPlugin`
 /// (`pkg/volume/csimigration/plugin_manager.go`, every entry GA and always on) and
@@ -137,6 +140,44 @@ impl Judged {
             || looks_like_csi(driver))
         .then_some(driver)
     }
+}
+
+/// A provisioner whose driver the cluster does not have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Absent<'a> {
+    pub provisioner: &'a str,
+    /// The CSI driver that would serve it (the migrated name for an in-tree one).
+    pub driver: &'a str,
+}
+
+impl Absent<'_> {
+    /// Why nobody provisions: which driver, and how the cluster shows it is not there.
+    pub fn why(&self) -> String {
+        let migrated = if self.driver == self.provisioner {
+            String::new()
+        } else {
+            format!(" (migrated from {})", self.provisioner)
+        };
+        format!(
+            "needs CSI driver {}{migrated}, which no node registers (CSINode) and no CSIDriver names",
+            go_quote(self.driver)
+        )
+    }
+}
+
+/// The driver `provisioner` needs when it is judged and the cluster has neither a node running
+/// it nor a CSIDriver object naming it; `None` otherwise, and when CSI drivers are not known.
+pub fn absent<'a>(
+    drivers: Option<&CsiDrivers>,
+    judged: &Judged,
+    provisioner: &'a str,
+) -> Option<Absent<'a>> {
+    let drivers = drivers?;
+    let driver = judged.driver(provisioner)?;
+    (!drivers.has(driver)).then_some(Absent {
+        provisioner,
+        driver,
+    })
 }
 
 #[cfg(test)]

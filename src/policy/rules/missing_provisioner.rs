@@ -155,7 +155,7 @@ impl Rule for MissingProvisioner {
                 return;
             }
             let name = sc.metadata.name.as_deref().unwrap_or_default();
-            if let Some(m) = absent(cx.catalog, &self.judged, &sc.provisioner) {
+            if let Some(m) = csi::absent(cx.catalog.csi(), &self.judged, &sc.provisioner) {
                 d.warning(
                     ID,
                     Some(name.to_owned()),
@@ -176,7 +176,7 @@ impl Rule for MissingProvisioner {
             let Some(class) = cx.catalog.class(&site.class) else {
                 continue;
             };
-            let Some(m) = absent(cx.catalog, &self.judged, &class.provisioner) else {
+            let Some(m) = csi::absent(cx.catalog.csi(), &self.judged, &class.provisioner) else {
                 continue;
             };
             let who = if site.template {
@@ -197,40 +197,6 @@ impl Rule for MissingProvisioner {
             d.warn(csi::external_provisioning_event(m.driver));
         }
     }
-}
-
-/// A provisioner whose driver the cluster does not have.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Absent<'a> {
-    pub provisioner: &'a str,
-    /// The CSI driver that would serve it (the migrated name for an in-tree one).
-    pub driver: &'a str,
-}
-
-impl Absent<'_> {
-    /// Why nobody provisions: which driver, and how the cluster shows it is not there.
-    pub fn why(&self) -> String {
-        let migrated = if self.driver == self.provisioner {
-            String::new()
-        } else {
-            format!(" (migrated from {})", self.provisioner)
-        };
-        format!(
-            "needs CSI driver {}{migrated}, which no node registers (CSINode) and no CSIDriver names",
-            go_quote(self.driver)
-        )
-    }
-}
-
-/// The driver `provisioner` needs when it is judged and the cluster has neither a node running
-/// it nor a CSIDriver object naming it; `None` otherwise, and when CSI drivers are not known.
-pub fn absent<'a>(catalog: &Catalog, judged: &Judged, provisioner: &'a str) -> Option<Absent<'a>> {
-    let drivers = catalog.csi()?;
-    let driver = judged.driver(provisioner)?;
-    (!drivers.has(driver)).then_some(Absent {
-        provisioner,
-        driver,
-    })
 }
 
 /// A name as messages show it: quoted, cut to 63 characters (names may have 253).
