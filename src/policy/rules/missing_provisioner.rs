@@ -249,7 +249,15 @@ fn sites(
     };
     match *object {
         Object::Pvc(pvc) => {
-            if pvc.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Bound") {
+            // Bound as sent, or as the cluster's claims say (`audit` reviews existing claims
+            // without their status).
+            let name = pvc.metadata.name.as_deref().unwrap_or_default();
+            let known_bound = catalog.volumes().is_some_and(|i| {
+                i.claim(namespace.unwrap_or_default(), name)
+                    .is_some_and(|c| c.is_bound())
+            });
+            if pvc.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Bound") && !known_bound
+            {
                 add(
                     Some(&pvc.metadata),
                     pvc.spec.as_ref(),
