@@ -66,7 +66,7 @@ NOT_PROVISIONED_CEL = (
     "!(has(object.spec.nodeAffinity) && has(object.spec.nodeAffinity.required)))")
 RULE_KEYS = ["defaultStorageClass", "localVolumeNodeAffinity", "accessModes", "volumeSize", "reclaimPolicy",
              "claimRefNamespace", "localVolumeNodes", "unknownClass", "nodeNameWaitForFirstConsumer", "willBind",
-             "volumeName"]
+             "volumeName", "missingProvisioner"]
 
 
 class Report:
@@ -314,6 +314,7 @@ def check_validating(r: Rendered) -> None:
         ("", "v1", "persistentvolumeclaims", ("CREATE", "UPDATE"), "Namespaced"),
         ("", "v1", "persistentvolumes", ("CREATE", "UPDATE"), "Cluster"),
         ("apps", "v1", "statefulsets", ("CREATE", "UPDATE"), "Namespaced"),
+        ("storage.k8s.io", "v1", "storageclasses", ("CREATE",), "Cluster"),
     }, "validating rules")
     expect("matchConditions" not in main, "PVC/PV/StatefulSet validation must not be filtered by CEL")
     pods = hooks["pods.validate.storage-policy.io"]

@@ -258,7 +258,7 @@ request.resource.resource != 'persistentvolumes' || !(has({{ $a }}) && 'pv.kuber
 
 {{/* The policy rules, as the webhook's registry lists them (`rules --output json`). */}}
 {{- define "spw.ruleKeys" -}}
-{{- list "defaultStorageClass" "localVolumeNodeAffinity" "accessModes" "volumeSize" "reclaimPolicy" "claimRefNamespace" "localVolumeNodes" "unknownClass" "nodeNameWaitForFirstConsumer" "willBind" "volumeName" | toJson }}
+{{- list "defaultStorageClass" "localVolumeNodeAffinity" "accessModes" "volumeSize" "reclaimPolicy" "claimRefNamespace" "localVolumeNodes" "unknownClass" "nodeNameWaitForFirstConsumer" "willBind" "volumeName" "missingProvisioner" | toJson }}
 {{- end }}
 
 {{/* Every rule in audit mode whatever the policy says (binary flag --audit-only): auditOnly, or
