@@ -33,6 +33,8 @@ pub enum Part {
     Claim,
     /// A PersistentVolume.
     Volume,
+    /// A StorageClass.
+    Class,
     /// A Pod or a workload: its pod spec (field path) and, for StatefulSets, its claim templates.
     Workload {
         pod_spec: &'static str,
@@ -174,6 +176,17 @@ pub const KINDS: &[Kind] = &[
         operations: CREATE_UPDATE,
         filtered_webhook: "cronjobs",
     },
+    Kind {
+        group: "storage.k8s.io",
+        version: "v1",
+        kind: "StorageClass",
+        plural: "storageclasses",
+        namespaced: false,
+        part: Part::Class,
+        // Its provisioner and parameters are immutable: only a new class is worth a call.
+        operations: &[Operation::Create],
+        filtered_webhook: "classes",
+    },
 ];
 
 impl Kind {
@@ -253,14 +266,18 @@ mod tests {
                 "{} listed twice",
                 k.kind
             );
-            assert_eq!(
-                k.plural,
-                format!("{}s", k.kind.to_lowercase()),
-                "{}",
-                k.kind
-            );
+            let lower = k.kind.to_lowercase();
+            let plural = if lower.ends_with('s') {
+                format!("{lower}es")
+            } else {
+                format!("{lower}s")
+            };
+            assert_eq!(k.plural, plural, "{}", k.kind);
             assert!(k.operations.contains(&Operation::Create), "{}", k.kind);
-            assert_eq!(k.namespaced, k.kind != "PersistentVolume");
+            assert_eq!(
+                k.namespaced,
+                !["PersistentVolume", "StorageClass"].contains(&k.kind)
+            );
         }
         assert_eq!(label("Deployment"), "Deployment");
         assert_eq!(label("ConfigMap"), "other");

@@ -1399,6 +1399,10 @@ fn cluster_objects() -> Vec<Value> {
         json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "batch", "labels": {"storage-policy.io/mode": "audit"}}}),
         node("k8s-worker-01"),
         node("k8s-worker-02"),
+        // The block and NFS drivers run on a node: missingProvisioner has nothing to say here.
+        json!({"apiVersion": "storage.k8s.io/v1", "kind": "CSINode", "metadata": {"name": "k8s-worker-01"},
+               "spec": {"drivers": [{"name": "blockvolume.csi.oraclecloud.com", "nodeID": "n1"},
+                                    {"name": "nfs.csi.k8s.io", "nodeID": "n1"}]}}),
         local_pv("ssd-01", "k8s-worker-01", "web"),
         local_pv("ssd-03", "k8s-worker-03", "batch"),
         pvc("uploads", "web", Some("oci-bv"), "ReadWriteMany", "Pending"),
@@ -1633,6 +1637,121 @@ fn cluster_audit_reads_live_objects_and_reports_what_only_the_cluster_shows() {
     assert!(
         requests.iter().any(|r| r.contains("continue=")),
         "pagination followed: {requests:?}"
+    );
+}
+
+#[test]
+fn cluster_audit_reports_classes_whose_csi_driver_is_missing_with_their_waiting_claims() {
+    let claim = |name: &str, phase: &str| {
+        json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+               "metadata": {"name": name, "namespace": "web"},
+               "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "gp2",
+                        "resources": {"requests": {"storage": "1Gi"}}},
+               "status": {"phase": phase}})
+    };
+    let mut objects = cluster_objects();
+    objects.extend([
+        json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "provisioner": "kubernetes.io/aws-ebs",
+               "metadata": {"name": "gp2"}}),
+        json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "provisioner": "rancher.io/local-path",
+               "metadata": {"name": "local-path"}}),
+        claim("waits", "Pending"),
+        claim("old", "Bound"),
+    ]);
+    let api = support::fake_apiserver::FakeApiServer::start_blocking(objects);
+    let d = Dir::new();
+    let o = cluster_audit(&api, &d, &["-o", "json"]);
+    let r = json_report(&o);
+    let class = findings_for(&r, "gp2");
+    assert_eq!(class.len(), 1, "{class:?}");
+    let msg = class[0]["message"].as_str().unwrap();
+    assert!(
+        msg.starts_with(
+            "provisioner \"kubernetes.io/aws-ebs\": the class needs CSI driver \"ebs.csi.aws.com\" \
+             (migrated from kubernetes.io/aws-ebs), which no node registers"
+        ) && msg.contains("; 1 claim Pending on it: web/waits (event ExternalProvisioning: Waiting for a volume to be created either by the external provisioner 'ebs.csi.aws.com'"),
+        "{msg}"
+    );
+    assert_eq!(class[0]["rule"], "missingProvisioner");
+    // The waiting claim carries the webhook's own warning; the bound one says nothing.
+    let waits = findings_for(&r, "waits");
+    assert!(
+        waits.iter().any(|f| f["rule"] == "missingProvisioner"),
+        "{waits:?}"
+    );
+    assert!(
+        findings_for(&r, "old")
+            .iter()
+            .all(|f| f["rule"] != "missingProvisioner")
+    );
+    // A driver that registers on a node, and a provisioner that registers nowhere: nothing.
+    for name in ["oci-bv", "nfs", "local-path", "uploads"] {
+        assert!(
+            findings_for(&r, name)
+                .iter()
+                .all(|f| f["rule"] != "missingProvisioner"),
+            "{name}"
+        );
+    }
+    assert!(
+        api.uris()
+            .iter()
+            .any(|u| u.starts_with("/apis/storage.k8s.io/v1/csinodes"))
+    );
+    assert!(
+        api.uris()
+            .iter()
+            .any(|u| u.starts_with("/apis/storage.k8s.io/v1/csidrivers"))
+    );
+}
+
+#[test]
+fn file_audit_judges_provisioners_only_against_csi_objects_in_the_files() {
+    let d = Dir::new();
+    d.write("empty-policy.yaml", "# all defaults\n");
+    d.write(
+        "app.yaml",
+        "apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata: {name: gp3}\nprovisioner: ebs.csi.aws.com\n---\n\
+         apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: data}\nspec: {accessModes: [ReadWriteOnce], storageClassName: gp3}\n",
+    );
+    let run = |d: &Dir| {
+        let mut cmd = command();
+        cmd.current_dir(d.tmp.path());
+        json_report(&run_with(
+            cmd,
+            &["audit", "--config", "empty-policy.yaml", "-o", "json", "."],
+            None,
+        ))
+    };
+    let r = run(&d);
+    assert!(
+        r["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["rule"] != "missingProvisioner"),
+        "no CSI objects in the files: silent; {r}"
+    );
+    d.write(
+        "nodes.yaml",
+        "apiVersion: storage.k8s.io/v1\nkind: CSINode\nmetadata: {name: n1}\nspec:\n  drivers: [{name: efs.csi.aws.com, nodeID: n1}]\n",
+    );
+    let r = run(&d);
+    let data = findings_for(&r, "data");
+    assert!(
+        data.iter().any(|f| f["rule"] == "missingProvisioner"
+            && f["message"]
+                .as_str()
+                .unwrap()
+                .contains("needs CSI driver \"ebs.csi.aws.com\"")),
+        "{data:?}"
+    );
+    assert!(
+        findings_for(&r, "gp3").iter().any(|f| f["message"]
+            .as_str()
+            .unwrap()
+            .contains("1 claim Pending on it: default/data")),
+        "{r}"
     );
 }
 

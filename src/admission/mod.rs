@@ -17,6 +17,7 @@ use json_patch::PatchOperation;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::storage::v1::StorageClass;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::admission::Operation as KubeOperation;
 use kube::core::{GroupVersionKind, Resource};
@@ -314,12 +315,14 @@ macro_rules! typed_kinds {
         #[derive(Debug)]
         enum Typed {
             $($variant(Box<$ty>),)*
+            /// Decoded whole: a StorageClass has no `spec`, and is small.
+            StorageClass(Box<StorageClass>),
             Other,
         }
 
         /// The kinds [`Typed`] decodes.
         #[cfg(test)]
-        const TYPED_KINDS: &[&str] = &[$($kind),*];
+        const TYPED_KINDS: &[&str] = &[$($kind,)* "StorageClass"];
 
         impl Typed {
             /// Decodes an object of `kind` (a name from the kinds table); `None` skips it.
@@ -331,6 +334,8 @@ macro_rules! typed_kinds {
                     $(Some($kind) => MapOnly::<Lean<$ty>>::deserialize(d)
                         .and_then(|m| m.0.assemble())
                         .map(|o| Typed::$variant(Box::new(o))),)*
+                    Some("StorageClass") => MapOnly::<StorageClass>::deserialize(d)
+                        .map(|m| Typed::StorageClass(Box::new(m.0))),
                     _ => IgnoredAny::deserialize(d).map(|_| Typed::Other),
                 }
             }
@@ -338,6 +343,7 @@ macro_rules! typed_kinds {
             fn view(&self) -> Option<Object<'_>> {
                 match self {
                     $(Typed::$variant(o) => Some(o.view()),)*
+                    Typed::StorageClass(o) => Some(Object::StorageClass(o)),
                     Typed::Other => None,
                 }
             }
@@ -345,6 +351,7 @@ macro_rules! typed_kinds {
             fn meta(&self) -> Option<&ObjectMeta> {
                 match self {
                     $(Typed::$variant(o) => Some(o.meta()),)*
+                    Typed::StorageClass(o) => Some(o.meta()),
                     Typed::Other => None,
                 }
             }

@@ -16,7 +16,8 @@ use crate::policy::field::go_quote;
 use crate::policy::node_selector::selects_any;
 use crate::policy::pv_controller;
 use crate::policy::rules::{
-    access_modes, claim_ref, default_class, delete_in_use, node_affinity, reclaim_policy,
+    access_modes, claim_ref, default_class, delete_in_use, missing_provisioner, node_affinity,
+    reclaim_policy,
 };
 use crate::policy::storage;
 use crate::policy::{
@@ -356,11 +357,88 @@ pub fn class_checks(
                 Some(c.class.name.clone()),
             ));
         }
+        if let Some(f) = missing_provisioner_finding(policy, catalog, inventory, c) {
+            report.findings.push(f);
+        }
         if !report.findings.is_empty() {
             out.push(report);
         }
     }
     out
+}
+
+/// Claims listed in a report of a class whose provisioner is missing, at most.
+const WAITING_SHOWN: usize = 5;
+
+/// A class whose CSI driver the cluster (or the audited files' CSIDrivers and CSINodes) does
+/// not have, with the claims of that class among the objects that are not bound: they wait
+/// for it. Says nothing when CSI drivers are not known or the rule is off.
+fn missing_provisioner_finding(
+    policy: &Policy,
+    catalog: &Catalog,
+    inventory: &Inventory,
+    c: &ClassSource,
+) -> Option<AuditFinding> {
+    if policy.mode_for(missing_provisioner::ID, catalog, None) == Mode::Off {
+        return None;
+    }
+    let absent = crate::policy::csi::absent(
+        catalog.csi(),
+        &policy.settings.provisioners,
+        &c.class.provisioner,
+    )?;
+    let mut waiting: Vec<String> = inventory
+        .objects
+        .iter()
+        .filter(|d| d.value.get("kind").and_then(Value::as_str) == Some("PersistentVolumeClaim"))
+        .filter_map(|d| serde_json::from_value::<PersistentVolumeClaim>(d.value.clone()).ok())
+        .filter(|pvc| {
+            crate::policy::volumes::claim_class(pvc).as_deref() == Some(c.class.name.as_str())
+                && pvc.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Bound")
+                && pvc
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.volume_name.as_deref())
+                    .is_none_or(str::is_empty)
+        })
+        .map(|pvc| {
+            format!(
+                "{}/{}",
+                pvc.metadata.namespace.as_deref().unwrap_or("default"),
+                pvc.metadata.name.as_deref().unwrap_or_default()
+            )
+        })
+        .collect();
+    waiting.sort();
+    let count = waiting.len();
+    let claims = match count {
+        0 => "no claim waits on it yet".to_owned(),
+        n => {
+            let more = if n > WAITING_SHOWN {
+                format!(" and {} more", n - WAITING_SHOWN)
+            } else {
+                String::new()
+            };
+            waiting.truncate(WAITING_SHOWN);
+            format!(
+                "{n} claim{} Pending on it: {}{more}",
+                if n == 1 { "" } else { "s" },
+                waiting.join(", ")
+            )
+        }
+    };
+    Some(finding(
+        missing_provisioner::ID,
+        Stage::Inventory,
+        Outcome::Warned,
+        format!(
+            "provisioner {}: the class {}; {claims} (event ExternalProvisioning: {})",
+            go_quote(absent.provisioner),
+            absent.why(),
+            crate::policy::csi::external_provisioning_event(absent.driver)
+        ),
+        Some(c.class.name.clone()),
+    ))
 }
 
 #[cfg(test)]

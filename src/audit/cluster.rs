@@ -8,7 +8,7 @@ use std::fmt::Debug;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Namespace, Node};
-use k8s_openapi::api::storage::v1::StorageClass;
+use k8s_openapi::api::storage::v1::{CSIDriver, CSINode, StorageClass};
 use kube::api::{ApiResource, DynamicObject, ListParams, TypeMeta};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
@@ -131,8 +131,8 @@ pub async fn connect(selection: &crate::cluster::Selection) -> Result<Client, Cl
     Ok(crate::cluster::connect_required(selection).await?)
 }
 
-/// Reads the catalog (StorageClasses, Namespaces, Nodes) and the objects to audit: every kind
-/// of the kinds table, all namespaces or one. With a namespace, only the PersistentVolumes bound
+/// Reads the catalog (StorageClasses, Namespaces, Nodes, CSIDrivers, CSINodes) and the objects
+/// to audit: every other kind of the kinds table, all namespaces or one. With a namespace, only the PersistentVolumes bound
 /// to claims of that namespace are audited. PersistentVolumes come first, then the table's order.
 pub async fn collect(
     client: Client,
@@ -161,8 +161,23 @@ pub async fn collect(
     // Listed, so known: an empty node list means every node is gone.
     inv.live.nodes.get_or_insert_with(Default::default);
     snapshots(&client, &mut inv, progress).await?;
+    let drivers = list_all(
+        Api::<CSIDriver>::all(client.clone()),
+        "csidrivers",
+        progress,
+    )
+    .await?;
+    add_all(&mut inv, "csidrivers", drivers)?;
+    let csi_nodes = list_all(Api::<CSINode>::all(client.clone()), "csinodes", progress).await?;
+    add_all(&mut inv, "csinodes", csi_nodes)?;
+    // Listed, so known: no driver anywhere means none runs.
+    inv.csi_known();
 
-    let mut order: Vec<&'static Kind> = kinds::KINDS.iter().collect();
+    // StorageClasses are the catalog, listed above.
+    let mut order: Vec<&'static Kind> = kinds::KINDS
+        .iter()
+        .filter(|k| k.part != kinds::Part::Class)
+        .collect();
     order.sort_by_key(|k| k.namespaced);
     for kind in order {
         let ar = ApiResource {

@@ -10,11 +10,11 @@
 //! binding rules' indexes (by claimRef, free volumes by class and capacity) in step with each
 //! event. Their repeated strings go through one [`Interner`] per cache.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod};
-use k8s_openapi::api::storage::v1::StorageClass;
+use k8s_openapi::api::storage::v1::{CSIDriver, CSINode, StorageClass};
 use kube::ResourceExt;
 use kube::runtime::watcher::Event;
 
@@ -148,6 +148,65 @@ impl Watched for Node {
         live.nodes = Some(Arc::new(
             map.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         ));
+    }
+}
+
+/// CSIDriver objects: their names only (the provisioner check asks whether one names a driver).
+impl Watched for CSIDriver {
+    type Map = HashSet<Arc<str>>;
+    const RESOURCE: WatchedResource = WatchedResource::CsiDrivers;
+
+    fn store(&self, map: &mut Self::Map, strings: &mut Interner) -> bool {
+        let name = self.name_any();
+        !map.contains(name.as_str()) && map.insert(strings.intern(&name))
+    }
+
+    fn remove(&self, map: &mut Self::Map) -> bool {
+        map.remove(self.name_any().as_str())
+    }
+
+    fn len(map: &Self::Map) -> usize {
+        map.len()
+    }
+
+    fn publish(map: &Self::Map, live: &mut LiveState) {
+        live.csi_drivers = Some(Arc::new(map.clone()));
+    }
+}
+
+/// CSINodes: per node, the names of the drivers registered there (`spec.drivers[].name`),
+/// interned (every node repeats the same few); published as the set of drivers some node runs.
+impl Watched for CSINode {
+    type Map = BTreeMap<String, Vec<Arc<str>>>;
+    const RESOURCE: WatchedResource = WatchedResource::CsiNodes;
+
+    fn store(&self, map: &mut Self::Map, strings: &mut Interner) -> bool {
+        let mut drivers: Vec<Arc<str>> = self
+            .spec
+            .drivers
+            .iter()
+            .map(|d| strings.intern(&d.name))
+            .collect();
+        drivers.sort_unstable();
+        drivers.dedup();
+        // A node without drivers registers nothing: not kept.
+        store_named(
+            map,
+            self.name_any(),
+            Some(drivers).filter(|d| !d.is_empty()),
+        )
+    }
+
+    fn remove(&self, map: &mut Self::Map) -> bool {
+        map.remove(&self.name_any()).is_some()
+    }
+
+    fn len(map: &Self::Map) -> usize {
+        map.len()
+    }
+
+    fn publish(map: &Self::Map, live: &mut LiveState) {
+        live.csi_registered = Some(Arc::new(map.values().flatten().cloned().collect()));
     }
 }
 
@@ -348,7 +407,7 @@ impl<K: Watched> Cache<K> {
 mod tests {
     use super::*;
     use crate::policy::volumes::Phase;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     fn node(name: &str, zone: &str) -> Node {
         serde_json::from_value(json!({"metadata": {"name": name, "labels": {"zone": zone}},
@@ -582,6 +641,88 @@ mod tests {
         assert_eq!(c.current().claimed("team-a", "data").count(), 0);
         assert_eq!(c.current().fitting(&w).count(), 0);
         assert!(c.current().is_empty());
+    }
+
+    #[test]
+    fn csi_nodes_keep_driver_names_and_publish_the_drivers_some_node_runs() {
+        let csi_node = |name: &str, drivers: &[&str]| -> CSINode {
+            let drivers: Vec<Value> = drivers
+                .iter()
+                .map(|d| json!({"name": d, "nodeID": name, "topologyKeys": ["zone"]}))
+                .collect();
+            serde_json::from_value(
+                json!({"metadata": {"name": name}, "spec": {"drivers": drivers}}),
+            )
+            .unwrap()
+        };
+        let mut c = Cache::<CSINode>::default();
+        c.apply(Event::Init);
+        c.apply(Event::InitApply(csi_node(
+            "a",
+            &["ebs.csi.aws.com", "efs.csi.aws.com"],
+        )));
+        c.apply(Event::InitApply(csi_node("b", &["ebs.csi.aws.com"])));
+        c.apply(Event::InitApply(csi_node("c", &[])));
+        c.apply(Event::InitDone);
+        assert_eq!(c.len(), 2, "a node without drivers is not kept");
+        assert!(
+            Arc::ptr_eq(&c.current()["a"][0], &c.current()["b"][0]),
+            "interned"
+        );
+        let mut live = LiveState::default();
+        CSINode::publish(c.current(), &mut live);
+        let mut got: Vec<&str> = live
+            .csi_registered
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|d| &**d)
+            .collect();
+        got.sort_unstable();
+        assert_eq!(got, ["ebs.csi.aws.com", "efs.csi.aws.com"]);
+        assert_eq!(
+            c.apply(Event::Apply(csi_node("b", &["ebs.csi.aws.com"]))),
+            Change::None,
+            "same drivers (an allocatable change)"
+        );
+        assert_eq!(c.apply(Event::Delete(csi_node("a", &[]))), Change::Updated);
+        CSINode::publish(c.current(), &mut live);
+        assert!(
+            !live
+                .csi_registered
+                .as_ref()
+                .unwrap()
+                .contains("efs.csi.aws.com")
+        );
+
+        let driver = |name: &str| -> CSIDriver {
+            serde_json::from_value(
+                json!({"metadata": {"name": name}, "spec": {"attachRequired": true}}),
+            )
+            .unwrap()
+        };
+        let mut d = Cache::<CSIDriver>::default();
+        d.apply(Event::Init);
+        d.apply(Event::InitDone);
+        assert_eq!(
+            d.apply(Event::Apply(driver("ebs.csi.aws.com"))),
+            Change::Updated
+        );
+        assert_eq!(
+            d.apply(Event::Apply(driver("ebs.csi.aws.com"))),
+            Change::None
+        );
+        CSIDriver::publish(d.current(), &mut live);
+        assert!(
+            live.csi_drivers
+                .as_ref()
+                .unwrap()
+                .contains("ebs.csi.aws.com")
+        );
+        assert_eq!(
+            d.apply(Event::Delete(driver("ebs.csi.aws.com"))),
+            Change::Updated
+        );
     }
 
     #[test]

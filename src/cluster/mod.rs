@@ -1,5 +1,5 @@
-//! The cluster cache: watches StorageClasses, Namespaces, Nodes, PersistentVolumes, claims and
-//! pods (those that mount claims) and feeds what the rules read
+//! The cluster cache: watches StorageClasses, Namespaces, Nodes, PersistentVolumes, claims,
+//! pods (those that mount claims), CSIDrivers and CSINodes (and VolumeSnapshots while served) and feeds what the rules read
 //! into [`SharedState`] (`update_live`), off the request path. Decisions only ever read the
 //! resulting snapshots: no API call is made while deciding a request.
 //!
@@ -27,7 +27,7 @@ use std::time::Duration;
 use futures::FutureExt;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod};
-use k8s_openapi::api::storage::v1::StorageClass;
+use k8s_openapi::api::storage::v1::{CSIDriver, CSINode, StorageClass};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event, watcher};
 use kube::{Api, Client};
@@ -49,8 +49,8 @@ pub use status::{ClusterStatus, WatchedResource};
 /// How often the interplay check also runs without a watch event (a policy reload can change it).
 const INTERPLAY_RECHECK: Duration = Duration::from_secs(10);
 
-/// Watches StorageClasses, Namespaces, Nodes, PersistentVolumes, claims and pods and keeps
-/// `state`'s live part current; marks `status` synced after the first full list of all six. Runs until dropped (it never returns
+/// Watches StorageClasses, Namespaces, Nodes, PersistentVolumes, claims, pods, CSIDrivers and CSINodes and keeps
+/// `state`'s live part current; marks `status` synced after the first full list of all eight. Runs until dropped (it never returns
 /// on its own: every error is retried). Spawn it, or select on it beside the server.
 pub async fn run(
     client: Client,
@@ -73,6 +73,8 @@ pub async fn run(
         watch::<PersistentVolume>(Api::all(client.clone()), &ctx),
         watch::<PersistentVolumeClaim>(Api::all(client.clone()), &ctx),
         watch::<Pod>(Api::all(client.clone()), &ctx),
+        watch::<CSIDriver>(Api::all(client.clone()), &ctx),
+        watch::<CSINode>(Api::all(client.clone()), &ctx),
         watch_snapshots(client, &ctx),
         recheck_interplay(&ctx),
     );
@@ -204,7 +206,7 @@ async fn watch<K: Watched>(api: Api<K>, ctx: &Context) {
                     if resource.is_required() && ctx.status.is_synced() {
                         ctx.metrics.set_synced(true);
                         info!(
-                            "cluster cache synced: StorageClasses, Namespaces, Nodes, PersistentVolumes, claims and pods listed"
+                            "cluster cache synced: StorageClasses, Namespaces, Nodes, PersistentVolumes, claims, pods, CSIDrivers and CSINodes listed"
                         );
                     }
                     ctx.check_interplay();
@@ -254,6 +256,8 @@ impl Context {
             | WatchedResource::PersistentVolumes
             | WatchedResource::PersistentVolumeClaims
             | WatchedResource::Pods
+            | WatchedResource::CsiDrivers
+            | WatchedResource::CsiNodes
             | WatchedResource::VolumeSnapshots
             | WatchedResource::VolumeSnapshotContents => {}
         }

@@ -14,15 +14,17 @@ pub enum WatchedResource {
     PersistentVolumes,
     PersistentVolumeClaims,
     Pods,
+    CsiDrivers,
+    CsiNodes,
     /// Optional (a CRD): watched only while the API serves it, never part of readiness.
     VolumeSnapshots,
     VolumeSnapshotContents,
 }
 
 /// How many resources are watched.
-const COUNT: usize = 8;
+const COUNT: usize = 10;
 /// The first `REQUIRED` of them make the cache synced; the others are optional.
-const REQUIRED: usize = 6;
+const REQUIRED: usize = 8;
 
 impl WatchedResource {
     pub const ALL: [WatchedResource; COUNT] = [
@@ -32,6 +34,8 @@ impl WatchedResource {
         WatchedResource::PersistentVolumes,
         WatchedResource::PersistentVolumeClaims,
         WatchedResource::Pods,
+        WatchedResource::CsiDrivers,
+        WatchedResource::CsiNodes,
         WatchedResource::VolumeSnapshots,
         WatchedResource::VolumeSnapshotContents,
     ];
@@ -45,6 +49,8 @@ impl WatchedResource {
             WatchedResource::PersistentVolumes => "persistentvolumes",
             WatchedResource::PersistentVolumeClaims => "persistentvolumeclaims",
             WatchedResource::Pods => "pods",
+            WatchedResource::CsiDrivers => "csidrivers",
+            WatchedResource::CsiNodes => "csinodes",
             WatchedResource::VolumeSnapshots => "volumesnapshots",
             WatchedResource::VolumeSnapshotContents => "volumesnapshotcontents",
         }
@@ -58,8 +64,10 @@ impl WatchedResource {
             WatchedResource::PersistentVolumes => 3,
             WatchedResource::PersistentVolumeClaims => 4,
             WatchedResource::Pods => 5,
-            WatchedResource::VolumeSnapshots => 6,
-            WatchedResource::VolumeSnapshotContents => 7,
+            WatchedResource::CsiDrivers => 6,
+            WatchedResource::CsiNodes => 7,
+            WatchedResource::VolumeSnapshots => 8,
+            WatchedResource::VolumeSnapshotContents => 9,
         }
     }
 
@@ -84,7 +92,7 @@ impl EncodeLabelValue for WatchedResource {
 /// Sync state of the cluster cache, shared by the watches (writers) and the server (readers).
 ///
 /// Synced means: the first full list of every watched resource (StorageClasses, Namespaces,
-/// Nodes, PersistentVolumes, PersistentVolumeClaims and Pods) has completed. It
+/// Nodes, PersistentVolumes, PersistentVolumeClaims, Pods, CSIDrivers and CSINodes) has completed. It
 /// stays true afterwards: a dropped watch or a re-list keeps serving the last complete state.
 #[derive(Debug)]
 pub struct ClusterStatus {
@@ -158,6 +166,9 @@ mod tests {
         status.mark_synced(WatchedResource::PersistentVolumeClaims);
         assert!(!status.is_synced(), "pods not listed yet");
         status.mark_synced(WatchedResource::Pods);
+        status.mark_synced(WatchedResource::CsiDrivers);
+        assert!(!status.is_synced(), "CSINodes not listed yet");
+        status.mark_synced(WatchedResource::CsiNodes);
         assert!(status.is_synced());
         assert!(status.is_synced(), "snapshots are optional");
         assert!(!status.is_resource_synced(WatchedResource::VolumeSnapshots));

@@ -23,8 +23,8 @@ pub mod testing;
 // what the rest of the crate reads of them. The rules are reached through `policy::rules`.
 pub use engine::{config, decision, meta, request, rule};
 pub use model::{
-    catalog, field, interner, limits, modes, node_selector, pods, pv_controller, quantity, sizes,
-    snapshots, storage, vocab, volumes, workloads,
+    catalog, csi, field, interner, limits, modes, node_selector, pods, pv_controller, quantity,
+    sizes, snapshots, storage, vocab, volumes, workloads,
 };
 
 use std::collections::HashSet;

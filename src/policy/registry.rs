@@ -9,8 +9,8 @@ use super::modes::Mode;
 use super::rule::{Acts, Endpoint, Entry, Judges, Meta, PodFilter, Rule};
 use super::rules::{
     access_modes, claim_ref, data_sources, default_class, delete_in_use, local_volume_nodes,
-    node_affinity, node_name_wffc, reclaim_policy, unknown_class, volume_name, volume_size,
-    volume_topology, will_bind,
+    missing_provisioner, node_affinity, node_name_wffc, reclaim_policy, unknown_class, volume_name,
+    volume_size, volume_topology, will_bind,
 };
 use super::rules::{missing_claims, shared_claims};
 use super::storage::Settings;
@@ -35,6 +35,7 @@ pub const REGISTRY: &[Entry] = &[
     data_sources::ENTRY,
     delete_in_use::ENTRY,
     volume_topology::ENTRY,
+    missing_provisioner::ENTRY,
 ];
 
 /// A compiled rule and the mode it runs in (before namespace labels and `--dry-run`).

@@ -78,6 +78,7 @@ pub fn subject<'a>(object: &Object<'a>) -> Subject<'a> {
         Object::Pv(v) => ("", "PersistentVolume", v.metadata.name.as_deref()),
         Object::StatefulSet(s) => ("apps", "StatefulSet", s.metadata.name.as_deref()),
         Object::PodSpec { .. } => ("", "Pod", Some("pod")),
+        Object::StorageClass(c) => ("storage.k8s.io", "StorageClass", c.metadata.name.as_deref()),
     };
     Subject {
         group,
@@ -88,7 +89,8 @@ pub fn subject<'a>(object: &Object<'a>) -> Subject<'a> {
 
 /// A CREATE of `object` by `alice`, in namespace `default` unless it is a PersistentVolume.
 pub fn create(object: Object<'_>) -> Req<'_> {
-    let namespace = (!matches!(object, Object::Pv(_))).then_some("default");
+    let namespace =
+        (!matches!(object, Object::Pv(_) | Object::StorageClass(_))).then_some("default");
     Req {
         request: Request {
             operation: Operation::Create,

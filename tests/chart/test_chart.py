@@ -67,7 +67,7 @@ NOT_PROVISIONED_CEL = (
     "!(has(object.spec.nodeAffinity) && has(object.spec.nodeAffinity.required)))")
 RULE_KEYS = ["defaultStorageClass", "localVolumeNodeAffinity", "accessModes", "volumeSize", "reclaimPolicy",
              "claimRefNamespace", "localVolumeNodes", "unknownClass", "nodeNameWaitForFirstConsumer", "willBind",
-             "volumeName", "sharedClaims", "missingClaims", "dataSources", "deleteInUse", "volumeTopology"]
+             "volumeName", "sharedClaims", "missingClaims", "dataSources", "deleteInUse", "volumeTopology", "missingProvisioner"]
 DELETE_CEL = ("!has(oldObject.metadata.deletionTimestamp) && "
               "(request.resource.resource == 'persistentvolumeclaims' || "
               "(has(oldObject.status) && has(oldObject.status.phase) && oldObject.status.phase == 'Bound'))")
@@ -313,6 +313,7 @@ def check_validating(r: Rendered) -> None:
         ("", "v1", "persistentvolumeclaims", ("CREATE", "UPDATE"), "Namespaced"),
         ("", "v1", "persistentvolumes", ("CREATE", "UPDATE"), "Cluster"),
         ("apps", "v1", "statefulsets", ("CREATE", "UPDATE"), "Namespaced"),
+        ("storage.k8s.io", "v1", "storageclasses", ("CREATE",), "Cluster"),
     }, "validating rules")
     expect("matchConditions" not in main, "PVC/PV/StatefulSet validation must not be filtered by CEL")
     pods = hooks["pods.validate.storage-policy.io"]
@@ -493,7 +494,8 @@ def check_rbac(r: Rendered) -> None:
                     granted.add((g, res, verb))
     want = {(g, res, verb) for g, res in (("storage.k8s.io", "storageclasses"), ("", "namespaces"), ("", "nodes"),
                                           ("", "persistentvolumes"), ("", "persistentvolumeclaims"),
-                                          ("", "pods"))
+                                          ("", "pods"), ("storage.k8s.io", "csidrivers"),
+                                          ("storage.k8s.io", "csinodes"))
             for verb in ("get", "list", "watch")} | {("snapshot.storage.k8s.io", res, verb)
             for res in ("volumesnapshots", "volumesnapshotcontents") for verb in ("list", "watch")} \
         if r.merged["cluster"]["watch"] else set()
@@ -590,7 +592,7 @@ def check_render(label: str, values: dict[str, Any], extra: Callable[[Rendered],
         R.check(f"[{label}] ValidatingWebhookConfiguration settings", lambda: check_validating(r))
     R.check(f"[{label}] CA wiring for certs.mode={r.merged['certs']['mode']}", lambda: check_ca(r))
     R.check(f"[{label}] Deployment: hardening, rollout, probes, shutdown, flags", lambda: check_deployment(r))
-    R.check(f"[{label}] RBAC: get/list/watch on storageclasses, namespaces, nodes, persistentvolumes, persistentvolumeclaims; get/create/patch on its own webhook configurations only", lambda: check_rbac(r))
+    R.check(f"[{label}] RBAC: get/list/watch on storageclasses, namespaces, nodes, persistentvolumes, persistentvolumeclaims, csidrivers, csinodes; get/create/patch on its own webhook configurations only", lambda: check_rbac(r))
     R.check(f"[{label}] no webhook configuration is a chart object (the webhook registers them once it serves)",
             lambda: expect_eq([o["kind"] for o in r.objects if o["kind"] in WEBHOOK_KINDS], [],
                               "webhook configurations rendered as chart objects"))

@@ -101,6 +101,28 @@ def denied_by(r, hook=V):
     return None
 
 
+class CsiDrivers:
+    """CSIDriver objects for these drivers while the block runs, seen by the webhook's cache:
+    the fake nodes run no driver, so without them missingProvisioner warns on every claim of a
+    CSI class (cases that show other rules' exact output stand for a cluster with its drivers)."""
+
+    def __init__(self, *names):
+        self.names = names
+
+    def __enter__(self):
+        for n in self.names:
+            must("apply", "-f", "-", input={"apiVersion": "storage.k8s.io/v1", "kind": "CSIDriver",
+                                            "metadata": {"name": n}, "spec": {}})
+        for n in self.names:
+            wait(f"the webhook to see CSIDriver {n}", 15, lambda: not any(
+                "needs CSI driver" in w for w in create(sc(f"e2e-probe-{lib.RUN}", n),
+                                                        "--dry-run=server").warnings))
+        return self
+
+    def __exit__(self, *exc):
+        cleanup_cluster_scoped(*[("csidriver", n) for n in self.names])
+
+
 def cleanup_cluster_scoped(*names):
     for kind, name in names:
         kubectl("delete", kind, name, "--ignore-not-found", "--wait=false")
@@ -178,19 +200,29 @@ def the_chart_installed_configurations_answer_for_every_kind():
                                    {"key": "kubernetes.io/hostname", "operator": "In",
                                     "values": ["pi-1"]}]}]}}),
     }
+    # A StorageClass carries no claim: it reaches the webhook when its CSI driver is missing
+    # (missingProvisioner warns; nobody runs drivers on the fake nodes).
+    objs["StorageClass"] = sc(f"e2e-kinds-sc-{lib.RUN}", "kinds.csi.example.com")
     missing = kinds - set(objs)
     check(not missing, "kinds without a case here", missing)
     wait("the webhook to see the class", 10,
          lambda: denied_by(create(objs["PersistentVolumeClaim"], "--dry-run=server")))
     for kind in sorted(kinds):
         o = objs[kind]
+        if kind == "StorageClass":
+            r = create(o)
+            check(r.rc == 0 and any('needs CSI driver "kinds.csi.example.com"' in w
+                                    for w in r.warnings),
+                  "StorageClass: not warned by the webhook", r)
+            continue
         if kind != "PersistentVolume":
             o["metadata"]["namespace"] = ns
         r = create(o)
         msg = denied_by(r)
         check(r.rc != 0 and msg and "Unsupported value: \"ReadWriteMany\"" in msg,
               f"{kind}: not refused by the webhook", r)
-    cleanup_cluster_scoped(("storageclass", "e2e-kinds-local"))
+    cleanup_cluster_scoped(("storageclass", "e2e-kinds-local"),
+                           ("storageclass", f"e2e-kinds-sc-{lib.RUN}"))
 
 
 # --- rules end to end: what kubectl prints, what is stored -------------------------------
@@ -341,7 +373,8 @@ def the_documented_examples_happen_as_audit_and_the_readme_say():
     policy["exemptions"]["namespaces"] = sorted(set(policy["exemptions"]["namespaces"])
                                                | {"storage-policy"})
     created = []
-    with Policy(policy):
+    # The README shows a cluster whose drivers run: CSIDriver objects stand for them.
+    with Policy(policy), CsiDrivers("blockvolume.csi.oraclecloud.com", "nfs.csi.k8s.io"):
         for ns in ("web", "ci", "streaming", "analytics"):  # a rerun's may still terminate
             wait(f"namespace {ns} gone", 90, lambda: kubectl("get", "namespace", ns).rc != 0)
         for ns in ("web", "ci", "streaming"):
@@ -443,6 +476,7 @@ def namespace_defaults_apply_with_the_default_class_annotated():
     must("apply", "-f", "-", input=[
         sc("e2e-md-gp3", "ebs.csi.aws.com", "WaitForFirstConsumer", default=True),
         sc("e2e-md-nfs", "nfs.csi.k8s.io")])
+    drivers = CsiDrivers("ebs.csi.aws.com", "nfs.csi.k8s.io").__enter__()
     try:
         ns = namespace("e2e-md", annotations={"storage-policy.io/default-storage-class":
                                               "e2e-md-nfs"})
@@ -483,6 +517,7 @@ def namespace_defaults_apply_with_the_default_class_annotated():
             if c["metadata"]["name"].startswith("data-db-")} == {
                 "data-db-0": "e2e-md-nfs", "data-db-1": "e2e-md-nfs"})
     finally:
+        drivers.__exit__()
         cleanup_cluster_scoped(("storageclass", "e2e-md-gp3"), ("storageclass", "e2e-md-nfs"))
 
 
@@ -1199,6 +1234,72 @@ def a_pod_whose_pv_sits_on_another_node_than_its_selector_allows_stays_pending_a
          lambda: (get("pod", "control", ns) or {}).get("spec", {}).get("nodeName") == "k8s-worker-01")
     must("delete", "namespace", ns, "--wait=false")
     cleanup_cluster_scoped(("storageclass", "e2e-topo"), ("pv", "e2e-topo-pv"))
+def external_provisioning(driver):
+    """The PV controller's event on a claim left to an external provisioner, v1.37.2
+    (`provisionClaimOperationExternal`): the name in single quotes."""
+    return (f"Waiting for a volume to be created either by the external provisioner '{driver}' "
+            "or manually by the system administrator. If volume creation is delayed, please "
+            "verify that the provisioner is running and correctly registered.")
+
+
+@case
+def a_class_whose_csi_driver_runs_nowhere_is_warned_and_its_claims_wait():
+    """missingProvisioner against the real PV controller: nobody runs `ebs.csi.aws.com` on the
+    fake nodes (no CSINode lists it) and no CSIDriver names it, so the webhook warns on a new
+    class and on a claim, with the event the claim then really gets; an in-tree
+    `kubernetes.io/aws-ebs` class is migrated and waits for the same CSI driver. A CSIDriver
+    object named `ebs.csi.aws.com` ends the warnings (the cache sees it)."""
+    ns = namespace("e2e-prov")
+    csi, intree = f"e2e-ebs-{lib.RUN}", f"e2e-gp2-{lib.RUN}"
+    event = external_provisioning(DRIVER)
+    kubectl("delete", "csidriver", DRIVER, "--ignore-not-found")
+    try:
+        wait("the webhook to see no CSIDriver", 15, lambda: event in create(
+            sc(f"e2e-probe-{lib.RUN}", DRIVER), "--dry-run=server").warnings)
+        r = create(sc(csi, DRIVER))
+        check(r.rc == 0, "the class was refused", r)
+        check(r.warnings == [
+            f'provisioner: claims of StorageClass "{csi}" will stay Pending: needs CSI driver '
+            f'"{DRIVER}", which no node registers (CSINode) and no CSIDriver names',
+            event], "the class's warnings", r.warnings)
+        r = create(sc(intree, "kubernetes.io/aws-ebs"))
+        check(r.rc == 0 and r.warnings[0].endswith(
+            f'needs CSI driver "{DRIVER}" (migrated from kubernetes.io/aws-ebs), which '
+            'no node registers (CSINode) and no CSIDriver names') and
+            r.warnings[1:] == [event], "the in-tree class's warnings", r)
+        for cls, claim in ((csi, "e2e-prov-csi"), (intree, "e2e-prov-intree")):
+            r = create(pvc(claim, ns, cls=cls))
+            check(r.rc == 0, f"{claim}: refused", r)
+            check(r.warnings == [
+                f'spec.storageClassName: the claim stays Pending: StorageClass "{cls}" needs CSI '
+                f'driver "{DRIVER}"' + (" (migrated from kubernetes.io/aws-ebs)"
+                                         if cls == intree else "") +
+                ", which no node registers (CSINode) and no CSIDriver names",
+                event], f"{claim}: the warnings", r.warnings)
+        # What Kubernetes says: the same words, for the in-tree class too (migrated name).
+        for claim in ("e2e-prov-csi", "e2e-prov-intree"):
+            wait(f"{claim}: the ExternalProvisioning event", 30,
+                 lambda: ("ExternalProvisioning", event) in lib.events(claim))
+            got = get("pvc", claim, ns)["metadata"].get("annotations", {})
+            check(got.get("volume.kubernetes.io/storage-provisioner") == DRIVER,
+                  f"{claim}: left to another provisioner", got)
+        stays("the claims Pending", PV_SYNC, lambda: all(
+            phase("pvc", c, ns) == "Pending" for c in ("e2e-prov-csi", "e2e-prov-intree")))
+
+        must("apply", "-f", "-", input={"apiVersion": "storage.k8s.io/v1", "kind": "CSIDriver",
+                                        "metadata": {"name": DRIVER}, "spec": {}})
+        wait("the webhook to see the CSIDriver", 15, lambda: not create(
+            pvc("probe", ns, cls=csi), "--dry-run=server").warnings)
+        r = create(pvc("e2e-prov-after", ns, cls=intree))
+        check(r.rc == 0 and not r.warnings, "warned although a CSIDriver names the driver", r)
+        r = create(sc(f"e2e-after-{lib.RUN}", DRIVER), "--dry-run=server")
+        check(r.rc == 0 and not r.warnings, "a class warned although a CSIDriver names it", r)
+    finally:
+        cleanup_cluster_scoped(("csidriver", DRIVER), ("storageclass", csi),
+                               ("storageclass", intree))
+
+
+DRIVER = "ebs.csi.aws.com"
 
 
 # Registered last: its hundreds of Pending claims keep the controller manager's event writer

@@ -78,6 +78,18 @@ pub const STATEFUL_SETS: ResourceType = ResourceType {
     kind: "StatefulSet",
     namespaced: true,
 };
+pub const CSI_DRIVERS: ResourceType = ResourceType {
+    path: "/apis/storage.k8s.io/v1/csidrivers",
+    api_version: "storage.k8s.io/v1",
+    kind: "CSIDriver",
+    namespaced: false,
+};
+pub const CSI_NODES: ResourceType = ResourceType {
+    path: "/apis/storage.k8s.io/v1/csinodes",
+    api_version: "storage.k8s.io/v1",
+    kind: "CSINode",
+    namespaced: false,
+};
 
 pub const PODS: ResourceType = ResourceType {
     path: "/api/v1/pods",
@@ -117,7 +129,7 @@ pub const CRON_JOBS: ResourceType = ResourceType {
 };
 
 /// Every kind the webhook handles, and the catalogue it reads.
-pub const ALL: [ResourceType; 12] = [
+pub const ALL: [ResourceType; 14] = [
     PERSISTENT_VOLUME_CLAIMS,
     PERSISTENT_VOLUMES,
     PODS,
@@ -130,6 +142,8 @@ pub const ALL: [ResourceType; 12] = [
     STORAGE_CLASSES,
     NAMESPACES,
     NODES,
+    CSI_DRIVERS,
+    CSI_NODES,
 ];
 
 impl ResourceType {
@@ -316,7 +330,7 @@ impl FakeApiServer {
     }
 
     /// Starts with what the cluster cache watches served (empty): StorageClasses, Namespaces,
-    /// Nodes, PersistentVolumes and PersistentVolumeClaims.
+    /// Nodes, PersistentVolumes, PersistentVolumeClaims, CSIDrivers and CSINodes.
     pub async fn start_core() -> FakeApiServer {
         let fake = FakeApiServer::start().await;
         for r in [
@@ -326,6 +340,8 @@ impl FakeApiServer {
             PERSISTENT_VOLUMES,
             PERSISTENT_VOLUME_CLAIMS,
             PODS,
+            CSI_DRIVERS,
+            CSI_NODES,
         ] {
             fake.serve(r);
         }

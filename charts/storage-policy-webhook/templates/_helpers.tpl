@@ -283,7 +283,7 @@ PV not already being deleted whose status is Bound. A DELETE has no object: only
 
 {{/* The policy rules, as the webhook's registry lists them (`rules --output json`). */}}
 {{- define "spw.ruleKeys" -}}
-{{- list "defaultStorageClass" "localVolumeNodeAffinity" "accessModes" "volumeSize" "reclaimPolicy" "claimRefNamespace" "localVolumeNodes" "unknownClass" "nodeNameWaitForFirstConsumer" "willBind" "volumeName" "sharedClaims" "missingClaims" "dataSources" "deleteInUse" "volumeTopology" | toJson }}
+{{- list "defaultStorageClass" "localVolumeNodeAffinity" "accessModes" "volumeSize" "reclaimPolicy" "claimRefNamespace" "localVolumeNodes" "unknownClass" "nodeNameWaitForFirstConsumer" "willBind" "volumeName" "sharedClaims" "missingClaims" "dataSources" "deleteInUse" "volumeTopology" "missingProvisioner" | toJson }}
 {{- end }}
 
 {{/* Every rule in audit mode whatever the policy says (binary flag --audit-only): auditOnly, or

@@ -79,6 +79,11 @@ webhooks:
         operations: ["CREATE", "UPDATE"]
         resources: ["statefulsets"]
         scope: Namespaced
+      - apiGroups: ["storage.k8s.io"]
+        apiVersions: ["v1"]
+        operations: ["CREATE"]
+        resources: ["storageclasses"]
+        scope: Cluster
     failurePolicy: {{ .Values.webhook.validating.failurePolicy }}
     matchPolicy: Equivalent
     sideEffects: None

@@ -107,13 +107,17 @@ pub enum Judges {
     ClaimTemplates,
     /// Pod specs of Pods and workloads, when the filter holds.
     PodSpecs(PodFilter),
+    /// StorageClasses.
+    Classes,
 }
 
 impl Judges {
     /// Whether objects of `kind` carry this part.
     pub fn in_kind(self, kind: &Kind) -> bool {
         match (self, kind.part) {
-            (Judges::Claims, Part::Claim) | (Judges::Volumes, Part::Volume) => true,
+            (Judges::Claims, Part::Claim)
+            | (Judges::Volumes, Part::Volume)
+            | (Judges::Classes, Part::Class) => true,
             (Judges::ClaimTemplates, Part::Workload { .. }) => kind.claim_templates().is_some(),
             (Judges::PodSpecs(_), Part::Workload { .. }) => true,
             _ => false,
@@ -127,6 +131,7 @@ impl Judges {
             (Judges::Claims, Object::Pvc(_))
                 | (Judges::Volumes, Object::Pv(_))
                 | (Judges::ClaimTemplates, Object::StatefulSet(_))
+                | (Judges::Classes, Object::StorageClass(_))
                 | (
                     Judges::PodSpecs(_),
                     Object::StatefulSet(_) | Object::PodSpec { .. }

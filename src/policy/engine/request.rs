@@ -2,6 +2,7 @@
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, PodSpec};
+use k8s_openapi::api::storage::v1::StorageClass;
 
 use crate::kinds::Operation;
 use crate::policy::model::workloads::Runs;
@@ -12,6 +13,7 @@ pub enum Object<'a> {
     Pvc(&'a PersistentVolumeClaim),
     Pv(&'a PersistentVolume),
     StatefulSet(&'a StatefulSet),
+    StorageClass(&'a StorageClass),
     /// A Pod or a workload with a pod template: its pod spec and the spec's field path
     /// (`spec`, `spec.template.spec`, `spec.jobTemplate.spec.template.spec`).
     PodSpec {

@@ -69,7 +69,7 @@ pub fn claim_sites<'a>(object: &Object<'a>) -> (Vec<ClaimSite<'a>>, Cut) {
             spec: pvc.spec.as_ref(),
             at: Path::default(),
         }),
-        Object::Pv(_) => {}
+        Object::Pv(_) | Object::StorageClass(_) => {}
         Object::StatefulSet(sts) => {
             let kind = kinds::lookup("apps", "v1", "StatefulSet").expect("in the kinds table");
             let spec = sts.spec.as_ref();

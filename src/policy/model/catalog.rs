@@ -11,6 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
+use super::csi::CsiDrivers;
 use super::modes::Mode;
 use super::node_selector::Node;
 use super::pods::PodMap;
@@ -329,6 +330,10 @@ pub struct LiveState {
     pub snapshot_contents: Option<Arc<ContentMap>>,
     /// Pods that mount claims, reduced, with their index by claim; `None` until listed.
     pub pods: Option<Arc<PodMap>>,
+    /// Names of the CSIDriver objects; `None` until listed.
+    pub csi_drivers: Option<Arc<HashSet<Arc<str>>>>,
+    /// Driver names registered on some node (CSINode `spec.drivers`); `None` until listed.
+    pub csi_registered: Option<Arc<HashSet<Arc<str>>>>,
 }
 
 /// How much of the StorageClasses that exist the catalog holds.
@@ -370,6 +375,8 @@ pub struct Catalog {
     node_label: String,
     /// Snapshots and their contents, when both are listed.
     snapshots: Option<SnapshotIndex>,
+    /// The CSI drivers of the cluster, when both CSIDrivers and CSINodes are listed.
+    csi: Option<CsiDrivers>,
     /// The classes some of whose free PVs may be pinned to no existing node
     /// ([`PvMap::stranding_classes`]): worked out once per catalog, on first use.
     stranding: OnceLock<HashSet<Arc<str>>>,
@@ -474,6 +481,13 @@ impl Catalog {
             },
             pods: live.pods.clone(),
             node_label: node_label.to_owned(),
+            csi: match (&live.csi_drivers, &live.csi_registered) {
+                (Some(objects), Some(registered)) => Some(CsiDrivers {
+                    objects: objects.clone(),
+                    registered: registered.clone(),
+                }),
+                _ => None,
+            },
             stranding: OnceLock::new(),
             snapshots: match (&live.snapshots, &live.snapshot_contents) {
                 (Some(snapshots), Some(contents)) => Some(SnapshotIndex {
@@ -483,6 +497,19 @@ impl Catalog {
                 _ => None,
             },
         }
+    }
+
+    /// The CSI drivers of the cluster, `None` when not known (no cluster, CSIDrivers or
+    /// CSINodes not listed yet): the provisioner check then says nothing.
+    pub fn csi(&self) -> Option<&CsiDrivers> {
+        self.csi.as_ref()
+    }
+
+    /// The same catalog judging against these CSI drivers (`audit` on files that carry CSIDriver
+    /// or CSINode objects).
+    pub fn with_csi(mut self, csi: CsiDrivers) -> Catalog {
+        self.csi = Some(csi);
+        self
     }
 
     /// Whether a free PV of `class` may be pinned to no existing node, so that the volumes of

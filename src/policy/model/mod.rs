@@ -7,6 +7,7 @@
 //! imports [`super::engine`], [`super::rules`] or the registry.
 
 pub mod catalog;
+pub mod csi;
 pub mod field;
 pub mod interner;
 pub mod limits;

@@ -23,6 +23,8 @@ pub struct Settings {
     pub defaults: Defaults,
     /// The node label that names a node (`rules.localVolumeNodeAffinity.nodeLabel`).
     pub node_label: String,
+    /// Which provisioners are CSI drivers (`rules.missingProvisioner`).
+    pub provisioners: super::csi::Judged,
 }
 
 impl Default for Settings {
@@ -31,6 +33,7 @@ impl Default for Settings {
             reject_rwx_on: vec![StorageKind::Block, StorageKind::Local],
             defaults: Defaults::default(),
             node_label: "kubernetes.io/hostname".to_owned(),
+            provisioners: Default::default(),
         }
     }
 }

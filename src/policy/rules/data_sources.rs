@@ -152,7 +152,7 @@ impl Rule for DataSources {
                     );
                 }
             }
-            Object::Pv(_) | Object::PodSpec { .. } => {}
+            Object::Pv(_) | Object::PodSpec { .. } | Object::StorageClass(_) => {}
         }
         for (class, text) in found {
             d.warning(ID, class, text);

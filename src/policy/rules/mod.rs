@@ -9,6 +9,7 @@ pub mod default_class;
 pub mod delete_in_use;
 pub mod local_volume_nodes;
 pub mod missing_claims;
+pub mod missing_provisioner;
 pub mod node_affinity;
 pub mod node_name_wffc;
 pub mod reclaim_policy;
