@@ -17,7 +17,7 @@ use storage_policy_webhook::cluster::{self, ClusterMetrics, ClusterStatus, Confi
 use storage_policy_webhook::policy::{self, Action, Object, Operation, Policy, Request, Subject};
 use storage_policy_webhook::state::SharedState;
 use support::fake_apiserver::{
-    FakeApiServer, NAMESPACES, NODES, PERSISTENT_VOLUME_CLAIMS, PERSISTENT_VOLUMES,
+    CSI_DRIVERS, FakeApiServer, NAMESPACES, NODES, PERSISTENT_VOLUME_CLAIMS, PERSISTENT_VOLUMES,
     STORAGE_CLASSES, Verb,
 };
 use tokio::task::JoinHandle;
@@ -195,8 +195,20 @@ impl Drop for Harness {
 }
 
 /// A cluster with two default classes (the newer wins), one namespace, two nodes.
+/// The CSI drivers the classes of these tests name, installed (missingProvisioner is quiet).
+fn csi_drivers_installed(fake: &FakeApiServer) {
+    for name in ["ebs.csi.aws.com", "nfs.csi.k8s.io"] {
+        fake.apply(
+            CSI_DRIVERS,
+            serde_json::json!({"apiVersion": "storage.k8s.io/v1", "kind": "CSIDriver",
+                               "metadata": {"name": name}}),
+        );
+    }
+}
+
 async fn populated() -> FakeApiServer {
     let fake = FakeApiServer::start_core().await;
+    csi_drivers_installed(&fake);
     fake.apply(
         STORAGE_CLASSES,
         storage_class("standard", "ebs.csi.aws.com", true, "2024-01-01T00:00:00Z"),
@@ -602,7 +614,8 @@ async fn unknown_class_is_warned_once_classes_are_listed_and_not_before() {
             r#"spec.storageClassName: StorageClass "nfss" not found: the claim stays Pending until it or a PersistentVolume of that class exists; closest: nfs"#
         ]
     );
-    assert!(h.validate_warnings("nfs").0.is_empty());
+    let w = h.validate_warnings("nfs").0;
+    assert!(w.is_empty(), "{w:?}");
     // `""` is static binding: never an unknown class (willBind may say no PV serves it).
     let (static_binding, _) = h.validate_warnings("");
     assert!(
@@ -748,6 +761,7 @@ fn claim(name: &str, class: &str, phase: &str) -> Value {
 /// A cluster with a static WaitForFirstConsumer class, a dynamic one, and no PVs yet.
 async fn static_cluster() -> FakeApiServer {
     let fake = FakeApiServer::start_core().await;
+    csi_drivers_installed(&fake);
     let mut local = storage_class(
         "local-storage",
         "kubernetes.io/no-provisioner",
