@@ -141,12 +141,12 @@ fn judged_against(source: Source, text: String) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kinds::Operation;
+    use crate::policy::Policy;
     use crate::policy::catalog::{Catalog, LiveState};
     use crate::policy::decision::Action;
+    use crate::policy::testing;
     use crate::policy::volumes::VolumeIndex;
     use crate::policy::workloads::Runs;
-    use crate::policy::{Policy, Subject};
     use k8s_openapi::api::apps::v1::StatefulSet;
     use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
     use serde_json::{Value, json};
@@ -178,26 +178,13 @@ mod tests {
     }
 
     fn decide(cat: &Catalog, kind: &str, obj: Object<'_>) -> Decision {
-        let req = Request {
-            operation: Operation::Create,
-            namespace: Some("default"),
-            username: "alice",
-            subject: Subject {
-                group: "",
-                kind,
-                name: "p",
-            },
-            object: Some(obj),
-            old_object: None,
-        };
-        let mut d = Decision::default();
-        MissingClaims.check(
-            &policy().context(Endpoint::Validate, cat),
-            &req,
+        testing::create(obj).subject("", kind, "p").check(
+            &policy(),
+            cat,
+            ID,
+            Endpoint::Validate,
             Acting::Enforce,
-            &mut d,
-        );
-        d
+        )
     }
 
     fn of_pod(cat: &Catalog, p: &Pod) -> Decision {

@@ -270,11 +270,11 @@ fn judged_against(source: Source, text: String) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kinds::Operation;
+    use crate::policy::Policy;
     use crate::policy::catalog::{Catalog, LiveState};
     use crate::policy::decision::Action;
+    use crate::policy::testing;
     use crate::policy::volumes::VolumeIndex;
-    use crate::policy::{Policy, Subject};
     use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
     use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
     use serde_json::{Value, json};
@@ -324,26 +324,13 @@ storageClasses:
     }
 
     fn decide(cat: &Catalog, kind: &str, obj: Object<'_>) -> Decision {
-        let req = Request {
-            operation: Operation::Create,
-            namespace: Some("default"),
-            username: "alice",
-            subject: Subject {
-                group: "apps",
-                kind,
-                name: "web",
-            },
-            object: Some(obj),
-            old_object: None,
-        };
-        let mut d = Decision::default();
-        SharedClaims.check(
-            &policy().context(Endpoint::Validate, cat),
-            &req,
+        testing::create(obj).subject("apps", kind, "web").check(
+            &policy(),
+            cat,
+            ID,
+            Endpoint::Validate,
             Acting::Enforce,
-            &mut d,
-        );
-        d
+        )
     }
 
     fn of_deployment(cat: &Catalog, d: &Deployment) -> Decision {
