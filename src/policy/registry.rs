@@ -501,7 +501,7 @@ mod tests {
 
     #[test]
     fn only_deletes_the_rule_can_judge_are_sent() {
-        use crate::policy::{Object, Policy, Request, Subject};
+        use crate::policy::{Object, Policy};
         use serde_json::json;
         let regs = registrations(Endpoint::Validate);
         let del = regs.last().unwrap();
@@ -538,19 +538,8 @@ mod tests {
                 }
                 let pv: k8s_openapi::api::core::v1::PersistentVolume =
                     serde_json::from_value(v.clone()).unwrap();
-                let req = Request {
-                    operation: Operation::Delete,
-                    namespace: None,
-                    username: "u",
-                    subject: Subject {
-                        group: "",
-                        kind: "PersistentVolume",
-                        name: "pv-1",
-                    },
-                    object: None,
-                    old_object: Some(Object::Pv(&pv)),
-                };
-                let d = policy.decide(Endpoint::Validate, &catalog, &req);
+                let req = crate::policy::testing::delete(Object::Pv(&pv));
+                let d = req.decide(&policy, &catalog, Endpoint::Validate);
                 assert!(d.allowed());
                 if !delete_sent("persistentvolumes", &v) {
                     assert!(

@@ -13,7 +13,13 @@ use k8s_openapi::api::storage::v1::StorageClass;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use std::collections::HashSet;
+use std::sync::Arc;
+
 use super::catalog::{Catalog, LiveState};
+use super::engine::decision::Finding;
+use super::model::interner::Interner;
+use super::model::pods::{PodInfo, PodMap};
 use super::volumes::{Source, VolumeIndex};
 use super::{Acting, Decision, Endpoint, Object, Operation, Policy, Request, RuleId, Subject};
 
@@ -65,6 +71,32 @@ pub fn cluster(
     })
 }
 
+/// The pod cache as the cluster cache holds it: the pods among `pods` that mount claims.
+pub fn pod_cache(pods: &[Pod]) -> Arc<PodMap> {
+    let mut strings = Interner::default();
+    let mut map = PodMap::default();
+    for p in pods {
+        if let Some(info) = PodInfo::from_pod(p, &mut strings) {
+            map.insert(info);
+        }
+    }
+    Arc::new(map)
+}
+
+/// A set of names as the cluster cache holds CSIDrivers and CSINode registrations.
+pub fn names(names: &[&str]) -> Arc<HashSet<Arc<str>>> {
+    Arc::new(names.iter().map(|n| Arc::from(*n)).collect())
+}
+
+/// The messages of `rule`'s findings, in order (what other rules said is left out).
+pub fn messages_of(findings: &[Finding], rule: RuleId) -> Vec<String> {
+    findings
+        .iter()
+        .filter(|f| f.rule == rule)
+        .map(|f| f.message.clone())
+        .collect()
+}
+
 /// A request under construction: [`create`] or [`update`], then what differs.
 #[derive(Clone, Copy, Debug)]
 pub struct Req<'a> {
@@ -107,6 +139,15 @@ pub fn create(object: Object<'_>) -> Req<'_> {
 pub fn update<'a>(object: Object<'a>, old: Object<'a>) -> Req<'a> {
     let mut r = create(object);
     r.request.operation = Operation::Update;
+    r.request.old_object = Some(old);
+    r
+}
+
+/// A DELETE of `old` (admission sends only `oldObject`).
+pub fn delete(old: Object<'_>) -> Req<'_> {
+    let mut r = create(old);
+    r.request.operation = Operation::Delete;
+    r.request.object = None;
     r.request.old_object = Some(old);
     r
 }

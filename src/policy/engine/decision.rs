@@ -470,14 +470,10 @@ mod tests {
     }
 
     fn update<'a>(object: Object<'a>, old: Object<'a>) -> Request<'a> {
-        Request {
-            operation: Operation::Update,
-            namespace: None,
-            username: "u",
-            subject: subject(),
-            object: Some(object),
-            old_object: Some(old),
-        }
+        crate::policy::testing::update(object, old)
+            .namespace(None)
+            .subject("", "PersistentVolume", "pv-web-0")
+            .request
     }
 
     /// The UPDATE ratchet: what the old object had is one `pre-existing` warning (annotated and

@@ -345,17 +345,10 @@ mod tests {
         );
         assert!(acts.operations_on(pod).is_empty());
         let claim = k8s_openapi::api::core::v1::PersistentVolumeClaim::default();
-        let req = |operation| Request {
-            operation,
-            namespace: None,
-            username: "u",
-            subject: super::super::request::Subject {
-                group: "",
-                kind: "PersistentVolumeClaim",
-                name: "c",
-            },
-            object: Some(Object::Pvc(&claim)),
-            old_object: None,
+        let req = |operation| {
+            crate::policy::testing::create(Object::Pvc(&claim))
+                .operation(operation)
+                .request
         };
         assert!(acts.applies(&req(Operation::Create)));
         assert!(!acts.applies(&req(Operation::Update)));

@@ -354,10 +354,9 @@ fn storage_field(spec: &Path) -> Path {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kinds::Operation;
     use crate::policy::snapshots::{ContentMap, SnapshotIndex, SnapshotInfo, SnapshotMap};
-    use crate::policy::volumes::VolumeIndex;
-    use crate::policy::{Catalog, LiveState, Policy, Subject};
+    use crate::policy::testing::{cluster, create, messages_of};
+    use crate::policy::{Catalog, LiveState, Policy};
     use k8s_openapi::api::apps::v1::StatefulSet;
     use k8s_openapi::api::core::v1::PersistentVolumeClaim;
     use serde_json::json;
@@ -413,13 +412,7 @@ storageClasses:
         claims: &[PersistentVolumeClaim],
         snapshots: Option<&[Snap<'_>]>,
     ) -> Catalog {
-        let index =
-            VolumeIndex::from_objects(&[], claims.iter().map(|c| ("team-a", c)), Source::Cluster);
-        let cat = p.catalog(&LiveState {
-            pvs: Some(index.pvs.clone()),
-            claims: Some(index.claims.clone()),
-            ..Default::default()
-        });
+        let cat = cluster(p, &[], claims, "team-a", LiveState::default());
         let Some(snapshots) = snapshots else {
             return cat;
         };
@@ -444,31 +437,40 @@ storageClasses:
         })
     }
 
+    /// Every rule of `p` on the CREATE of `c` in team-a, as the webhook decides.
     fn decide(p: &Policy, cat: &Catalog, c: &PersistentVolumeClaim) -> Decision {
-        let req = Request {
-            operation: Operation::Create,
-            namespace: Some("team-a"),
-            username: "alice",
-            subject: Subject {
-                group: "",
-                kind: "PersistentVolumeClaim",
-                name: "restore",
-            },
-            object: Some(Object::Pvc(c)),
-            old_object: None,
-        };
-        p.decide(Endpoint::Validate, cat, &req)
+        create(Object::Pvc(c))
+            .namespace(Some("team-a"))
+            .decide(p, cat, Endpoint::Validate)
     }
 
     fn warnings(p: &Policy, cat: &Catalog, c: &PersistentVolumeClaim) -> Vec<String> {
         let d = decide(p, cat, c);
         assert!(d.allowed(), "never a denial");
         // This rule's warnings only (a claim without a class also concerns willBind here).
-        d.findings
-            .into_iter()
-            .filter(|f| f.rule == ID)
-            .map(|f| f.message)
-            .collect()
+        messages_of(&d.findings, ID)
+    }
+
+    /// This rule's warnings on claim `restore` of team-a, restored from snapshot `snap`.
+    fn restore(
+        p: &Policy,
+        cat: &Catalog,
+        class: Option<&str>,
+        size: &str,
+        snap: &str,
+    ) -> Vec<String> {
+        warnings(p, cat, &claim("restore", class, size, from_snapshot(snap)))
+    }
+
+    /// This rule's warnings on claim `clone` of team-a, cloned from claim `source`.
+    fn clone(
+        p: &Policy,
+        cat: &Catalog,
+        class: Option<&str>,
+        size: &str,
+        source: &str,
+    ) -> Vec<String> {
+        warnings(p, cat, &claim("clone", class, size, from_claim(source)))
     }
 
     const GI: u64 = 1 << 30;
@@ -477,11 +479,7 @@ storageClasses:
     fn warns_about_a_snapshot_that_does_not_exist() {
         let p = policy("");
         let cat = catalog(&p, &[], Some(&[]));
-        let w = warnings(
-            &p,
-            &cat,
-            &claim("restore", Some("gp3"), "10Gi", from_snapshot("nightly")),
-        );
+        let w = restore(&p, &cat, Some("gp3"), "10Gi", "nightly");
         assert_eq!(
             w,
             [
@@ -502,32 +500,11 @@ storageClasses:
     fn says_nothing_of_snapshots_while_they_are_not_known() {
         let p = policy("");
         let cat = catalog(&p, &[], None);
-        assert!(
-            warnings(
-                &p,
-                &cat,
-                &claim("restore", Some("gp3"), "1Gi", from_snapshot("nightly"))
-            )
-            .is_empty()
-        );
+        assert!(restore(&p, &cat, Some("gp3"), "1Gi", "nightly").is_empty());
         // Without a cluster at all, neither restores nor clones are judged.
         let cat = p.static_catalog();
-        assert!(
-            warnings(
-                &p,
-                &cat,
-                &claim("restore", Some("gp3"), "1Gi", from_snapshot("nightly"))
-            )
-            .is_empty()
-        );
-        assert!(
-            warnings(
-                &p,
-                &cat,
-                &claim("clone", Some("gp3"), "1Gi", from_claim("data"))
-            )
-            .is_empty()
-        );
+        assert!(restore(&p, &cat, Some("gp3"), "1Gi", "nightly").is_empty());
+        assert!(clone(&p, &cat, Some("gp3"), "1Gi", "data").is_empty());
     }
 
     #[test]
@@ -542,13 +519,7 @@ storageClasses:
                 ("ready", Some("c-2"), true, Some(10 * GI)),
             ]),
         );
-        let w = |snap: &str, size: &str| {
-            warnings(
-                &p,
-                &cat,
-                &claim("restore", Some("gp3"), size, from_snapshot(snap)),
-            )
-        };
+        let w = |snap: &str, size: &str| restore(&p, &cat, Some("gp3"), size, snap);
         assert_eq!(
             w("unbound", "10Gi"),
             [
@@ -580,11 +551,7 @@ storageClasses:
     fn warns_about_a_snapshot_of_another_driver() {
         let p = policy("");
         let cat = catalog(&p, &[], Some(&[("ready", Some("c-2"), true, Some(GI))]));
-        let w = warnings(
-            &p,
-            &cat,
-            &claim("restore", Some("nfs"), "1Gi", from_snapshot("ready")),
-        );
+        let w = restore(&p, &cat, Some("nfs"), "1Gi", "ready");
         assert_eq!(
             w,
             [
@@ -592,28 +559,10 @@ storageClasses:
             ]
         );
         // The same driver under another class restores; an in-tree name is not judged.
-        assert!(
-            warnings(
-                &p,
-                &cat,
-                &claim("restore", Some("io2"), "1Gi", from_snapshot("ready"))
-            )
-            .is_empty()
-        );
-        assert!(
-            warnings(
-                &p,
-                &cat,
-                &claim("restore", Some("legacy"), "1Gi", from_snapshot("ready"))
-            )
-            .is_empty()
-        );
+        assert!(restore(&p, &cat, Some("io2"), "1Gi", "ready").is_empty());
+        assert!(restore(&p, &cat, Some("legacy"), "1Gi", "ready").is_empty());
         // The class a claim without one gets (the default) is the one compared.
-        let w = warnings(
-            &p,
-            &cat,
-            &claim("restore", None, "1Gi", from_snapshot("ready")),
-        );
+        let w = restore(&p, &cat, None, "1Gi", "ready");
         assert!(w.is_empty(), "{w:?}");
     }
 
@@ -635,11 +584,7 @@ storageClasses:
         let p = policy("");
         let cat = catalog(&p, &[], None);
         assert_eq!(
-            warnings(
-                &p,
-                &cat,
-                &claim("clone", Some("gp3"), "1Gi", from_claim("data"))
-            ),
+            clone(&p, &cat, Some("gp3"), "1Gi", "data"),
             [
                 r#"spec.dataSource: the claim would stay Pending (ProvisioningFailed: error getting handle for DataSource Type PersistentVolumeClaim by Name data: error getting PVC data (namespace "team-a") from api server: persistentvolumeclaim "data" not found)"#
             ]
@@ -651,13 +596,7 @@ storageClasses:
         let p = policy("");
         let source = claim("data", Some("gp3"), "10Gi", serde_json::Value::Null);
         let cat = catalog(&p, &[source], None);
-        let w = |size: &str| {
-            warnings(
-                &p,
-                &cat,
-                &claim("clone", Some("gp3"), size, from_claim("data")),
-            )
-        };
+        let w = |size: &str| clone(&p, &cat, Some("gp3"), size, "data");
         assert!(w("10Gi").is_empty());
         assert!(w("10240Mi").is_empty());
         assert_eq!(
@@ -674,11 +613,7 @@ storageClasses:
         let source = claim("data", Some("nfs"), "1Gi", serde_json::Value::Null);
         let cat = catalog(&p, std::slice::from_ref(&source), None);
         assert_eq!(
-            warnings(
-                &p,
-                &cat,
-                &claim("clone", Some("gp3"), "1Gi", from_claim("data"))
-            ),
+            clone(&p, &cat, Some("gp3"), "1Gi", "data"),
             [
                 r#"spec.dataSource: claim "data" is in class "nfs" (nfs.csi.k8s.io), not of ebs.csi.aws.com: the clone would stay Pending (ProvisioningFailed: ...: claim in dataSource not bound or invalid)"#
             ]
@@ -724,19 +659,9 @@ storageClasses:
                 "storageClassName": "gp3", "dataSource": from_snapshot("nightly"),
                 "resources": {"requests": {"storage": "1Gi"}}}}]}}))
         .unwrap();
-        let req = Request {
-            operation: Operation::Create,
-            namespace: Some("team-a"),
-            username: "alice",
-            subject: Subject {
-                group: "apps",
-                kind: "StatefulSet",
-                name: "db",
-            },
-            object: Some(Object::StatefulSet(&s)),
-            old_object: None,
-        };
-        let d = p.decide(Endpoint::Validate, &cat, &req);
+        let d = create(Object::StatefulSet(&s))
+            .namespace(Some("team-a"))
+            .decide(&p, &cat, Endpoint::Validate);
         assert!(d.allowed());
         assert!(
             d.warnings[0].starts_with("spec.volumeClaimTemplates[0].spec.dataSource: "),
@@ -749,14 +674,7 @@ storageClasses:
     fn off_says_nothing_and_bad_sections_are_refused() {
         let p = policy("rules:\n  dataSources: {mode: off}\n");
         let cat = catalog(&p, &[], Some(&[]));
-        assert!(
-            warnings(
-                &p,
-                &cat,
-                &claim("restore", Some("gp3"), "1Gi", from_snapshot("x"))
-            )
-            .is_empty()
-        );
+        assert!(restore(&p, &cat, Some("gp3"), "1Gi", "x").is_empty());
         let err = Policy::parse("rules:\n  dataSources: {sameClass: true}\n", None, false)
             .unwrap_err()
             .to_string();

@@ -188,6 +188,7 @@ mod tests {
     use crate::policy::Policy;
     use crate::policy::catalog::{LiveClass, LiveState, NamespaceInfo};
     use crate::policy::storage::BETA_CLASS_ANNOTATION;
+    use crate::policy::testing::{create, policy, pvc};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     use serde_json::Value;
 
@@ -201,14 +202,6 @@ rules:
     byAccessMode: {ReadWriteMany: nfs}
     namespaces: {analytics: local-path}
 "#;
-
-    fn policy(text: &str) -> Policy {
-        Policy::parse(text, None, false).unwrap()
-    }
-
-    fn pvc(v: Value) -> PersistentVolumeClaim {
-        serde_json::from_value(v).unwrap()
-    }
 
     fn claim(modes: &[&str], class: Option<&str>) -> PersistentVolumeClaim {
         let mut spec = json!({"accessModes": modes, "resources": {"requests": {"storage": "1Gi"}}});
@@ -227,16 +220,13 @@ rules:
         c: &PersistentVolumeClaim,
         mode: Mode,
     ) -> Decision {
-        let mut d = Decision::default();
-        run(
-            &p.settings,
+        create(Object::Pvc(c)).namespace(Some(ns)).check(
+            p,
             cat,
-            Some(ns),
-            c,
+            ID,
+            Endpoint::Mutate,
             mode.acting().unwrap(),
-            &mut d,
-        );
-        d
+        )
     }
 
     fn patched(c: &PersistentVolumeClaim, d: &Decision) -> Value {

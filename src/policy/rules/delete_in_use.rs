@@ -144,12 +144,9 @@ fn volume_bound(pv: &PersistentVolume) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
-    use crate::policy::interner::Interner;
-    use crate::policy::pods::PodInfo;
-    use crate::policy::{Catalog, Policy, Subject};
+    use crate::policy::testing::{self, pod_cache, update};
+    use crate::policy::{Catalog, Policy};
     use k8s_openapi::api::core::v1::Pod;
     use serde_json::json;
 
@@ -182,39 +179,21 @@ mod tests {
     }
 
     fn catalog(pods: &[Pod]) -> Catalog {
-        let mut strings = Interner::default();
-        let mut map = PodMap::default();
-        for p in pods {
-            if let Some(info) = PodInfo::from_pod(p, &mut strings) {
-                map.insert(info);
-            }
-        }
-        policy("enforce").static_catalog().with_pods(Arc::new(map))
+        policy("enforce")
+            .static_catalog()
+            .with_pods(pod_cache(pods))
     }
 
-    fn delete(policy: &Policy, catalog: &Catalog, old: Object<'_>, kind: &str) -> Decision {
-        let req = Request {
-            operation: Operation::Delete,
-            namespace: matches!(old, Object::Pvc(_)).then_some("team-a"),
-            username: "u",
-            subject: Subject {
-                group: "",
-                kind,
-                name: "x",
-            },
-            object: None,
-            old_object: Some(old),
-        };
-        policy.decide(Endpoint::Validate, catalog, &req)
+    /// Every rule of `policy` on the DELETE of `old` (a claim of team-a, or a PV).
+    fn delete(policy: &Policy, catalog: &Catalog, old: Object<'_>) -> Decision {
+        let namespace = matches!(old, Object::Pvc(_)).then_some("team-a");
+        testing::delete(old)
+            .namespace(namespace)
+            .decide(policy, catalog, Endpoint::Validate)
     }
 
     fn delete_claim(catalog: &Catalog, pvc: &PersistentVolumeClaim) -> Decision {
-        delete(
-            &policy("enforce"),
-            catalog,
-            Object::Pvc(pvc),
-            "PersistentVolumeClaim",
-        )
+        delete(&policy("enforce"), catalog, Object::Pvc(pvc))
     }
 
     #[test]
@@ -242,20 +221,11 @@ mod tests {
         let cat = catalog(&[pod("web-0", Some("n1"), "Running", mounts("data"))]);
         let pvc = claim("data", json!({}));
         for mode in ["enforce", "audit"] {
-            let d = delete(
-                &policy(mode),
-                &cat,
-                Object::Pvc(&pvc),
-                "PersistentVolumeClaim",
-            );
+            let d = delete(&policy(mode), &cat, Object::Pvc(&pvc));
             assert!(d.allowed() && d.warnings.len() == 1, "{mode}: {d:?}");
         }
         let off = Policy::parse("rules:\n  deleteInUse: {mode: off}\n", None, false).unwrap();
-        assert!(
-            delete(&off, &cat, Object::Pvc(&pvc), "PersistentVolumeClaim")
-                .warnings
-                .is_empty()
-        );
+        assert!(delete(&off, &cat, Object::Pvc(&pvc)).warnings.is_empty());
     }
 
     #[test]
@@ -344,19 +314,10 @@ mod tests {
         let cat = catalog(&[pod("web-0", Some("n1"), "Running", mounts("data"))]);
         let pvc = claim("data", json!({}));
         for op in [Operation::Create, Operation::Update] {
-            let req = Request {
-                operation: op,
-                namespace: Some("team-a"),
-                username: "u",
-                subject: Subject {
-                    group: "",
-                    kind: "PersistentVolumeClaim",
-                    name: "data",
-                },
-                object: Some(Object::Pvc(&pvc)),
-                old_object: Some(Object::Pvc(&pvc)),
-            };
-            let d = policy("enforce").decide(Endpoint::Validate, &cat, &req);
+            let d = update(Object::Pvc(&pvc), Object::Pvc(&pvc))
+                .operation(op)
+                .namespace(Some("team-a"))
+                .decide(&policy("enforce"), &cat, Endpoint::Validate);
             assert!(
                 !d.findings.iter().any(|f| f.rule == ID),
                 "{op:?}: {:?}",
@@ -385,7 +346,7 @@ mod tests {
         let p = policy("enforce");
         let cat = p.static_catalog();
         let pv = volume("Bound", true);
-        let d = delete(&p, &cat, Object::Pv(&pv), "PersistentVolume");
+        let d = delete(&p, &cat, Object::Pv(&pv));
         assert!(d.allowed());
         assert_eq!(
             d.warnings,
@@ -397,9 +358,7 @@ mod tests {
         for (phase, fin) in [("Released", true), ("Available", true), ("Bound", false)] {
             let pv = volume(phase, fin);
             assert!(
-                delete(&p, &cat, Object::Pv(&pv), "PersistentVolume")
-                    .warnings
-                    .is_empty(),
+                delete(&p, &cat, Object::Pv(&pv)).warnings.is_empty(),
                 "{phase} {fin}"
             );
         }

@@ -316,14 +316,14 @@ fn pod_spec(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::Policy;
     use crate::policy::catalog::{LiveClass, LiveState};
     use crate::policy::decision::Action;
-    use crate::policy::{Policy, Subject};
+    use crate::policy::testing::{create, names};
     use k8s_openapi::api::apps::v1::StatefulSet;
     use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
     use k8s_openapi::api::storage::v1::StorageClass;
     use serde_json::{Value, json};
-    use std::sync::Arc;
 
     const EVENT: &str = "Waiting for a volume to be created either by the external provisioner \
         'ebs.csi.aws.com' or manually by the system administrator. If volume creation is \
@@ -338,10 +338,6 @@ mod tests {
         }
     }
 
-    fn set(names: &[&str]) -> Option<Arc<std::collections::HashSet<Arc<str>>>> {
-        Some(Arc::new(names.iter().map(|n| Arc::from(*n)).collect()))
-    }
-
     /// A cluster with these CSIDriver objects and node registrations (`None`: not listed).
     fn live(objects: Option<&[&str]>, registered: Option<&[&str]>) -> LiveState {
         LiveState {
@@ -354,8 +350,8 @@ mod tests {
                 class("nas", "example.com/nas", false),
                 class("longhorn", "driver.longhorn.io", false),
             ],
-            csi_drivers: objects.and_then(set),
-            csi_registered: registered.and_then(set),
+            csi_drivers: objects.map(names),
+            csi_registered: registered.map(names),
             ..Default::default()
         }
     }
@@ -370,25 +366,9 @@ mod tests {
     fn decide_with(policy: &str, live: &LiveState, op: Operation, obj: Object<'_>) -> Decision {
         let p = Policy::parse(policy, None, false).unwrap();
         let cat = p.catalog(live);
-        let req = Request {
-            operation: op,
-            namespace: Some("default"),
-            username: "alice",
-            subject: Subject {
-                group: "",
-                kind: "PersistentVolumeClaim",
-                name: "data",
-            },
-            object: Some(obj),
-            old_object: None,
-        };
-        let mut d = Decision::default();
-        p.rule(ID).check(
-            &p.context(Endpoint::Validate, &cat),
-            &req,
-            Acting::Enforce,
-            &mut d,
-        );
+        // In namespace default whatever the object (the rule reads no subject).
+        let req = create(obj).operation(op).namespace(Some("default"));
+        let d = req.check(&p, &cat, ID, Endpoint::Validate, Acting::Enforce);
         assert!(d.allowed(), "never denies");
         assert!(
             d.findings
@@ -621,21 +601,10 @@ mod tests {
         let p = Policy::parse("rules:\n  missingProvisioner: {mode: off}\n", None, false).unwrap();
         let cat = p.catalog(&eks());
         let claim = pvc(json!({"spec": {"storageClassName": "gp3"}}));
-        let req = Request {
-            operation: Operation::Create,
-            namespace: Some("default"),
-            username: "alice",
-            subject: Subject {
-                group: "",
-                kind: "PersistentVolumeClaim",
-                name: "data",
-            },
-            object: Some(Object::Pvc(&claim)),
-            old_object: None,
-        };
-        assert!(p.decide(Endpoint::Validate, &cat, &req).warnings.is_empty());
+        let req = create(Object::Pvc(&claim));
+        assert!(req.decide(&p, &cat, Endpoint::Validate).warnings.is_empty());
         let p = Policy::parse("", None, false).unwrap();
-        let d = p.decide(Endpoint::Validate, &p.catalog(&eks()), &req);
+        let d = req.decide(&p, &p.catalog(&eks()), Endpoint::Validate);
         assert!(d.warnings.iter().any(|w| w == EVENT), "{:?}", d.warnings);
     }
 }

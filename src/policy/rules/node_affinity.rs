@@ -335,9 +335,9 @@ impl NodeAffinity {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kinds::Operation;
     use crate::policy::Policy;
     use crate::policy::catalog::LiveState;
+    use crate::policy::testing::{create, pv};
 
     const POLICY: &str = r#"
 rules:
@@ -351,10 +351,6 @@ rules:
         Policy::parse(POLICY, None, false).unwrap()
     }
 
-    fn pv(v: Value) -> PersistentVolume {
-        serde_json::from_value(v).unwrap()
-    }
-
     fn local_pv(path: &str) -> PersistentVolume {
         pv(
             json!({"metadata": {"name": "p"}, "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
@@ -363,22 +359,7 @@ rules:
     }
 
     fn decide(p: &Policy, cat: &Catalog, v: &PersistentVolume, mode: Mode) -> Decision {
-        let mut d = Decision::default();
-        let cx = p.context(Endpoint::Mutate, cat);
-        let req = crate::policy::Request {
-            operation: Operation::Create,
-            namespace: None,
-            username: "u",
-            subject: crate::policy::Subject {
-                group: "",
-                kind: "PersistentVolume",
-                name: "p",
-            },
-            object: Some(Object::Pv(v)),
-            old_object: None,
-        };
-        p.rule(ID).check(&cx, &req, mode.acting().unwrap(), &mut d);
-        d
+        create(Object::Pv(v)).check(p, cat, ID, Endpoint::Mutate, mode.acting().unwrap())
     }
 
     fn patched(v: &PersistentVolume, d: &Decision) -> Value {

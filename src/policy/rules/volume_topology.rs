@@ -472,12 +472,12 @@ fn immediate_elsewhere(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::Policy;
     use crate::policy::catalog::LiveState;
     use crate::policy::decision::Action;
     use crate::policy::model::catalog::{Catalog, LiveClass};
     use crate::policy::model::node_selector::Node;
-    use crate::policy::volumes::{Source, VolumeIndex};
-    use crate::policy::{Policy, Subject};
+    use crate::policy::testing::{cluster, create, update};
     use k8s_openapi::api::apps::v1::StatefulSet;
     use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
     use serde_json::{Value, json};
@@ -567,18 +567,12 @@ storageClasses:
     }
 
     fn catalog(p: &Policy, w: &World) -> Catalog {
-        let index = VolumeIndex::from_objects(
-            &w.pvs,
-            w.claims.iter().map(|c| ("default", c)),
-            Source::Cluster,
-        );
-        p.catalog(&LiveState {
-            pvs: Some(index.pvs.clone()),
-            claims: Some(index.claims.clone()),
+        let live = LiveState {
             nodes: w.nodes.clone().map(Arc::new),
             classes: w.classes.clone(),
             ..Default::default()
-        })
+        };
+        cluster(p, &w.pvs, &w.claims, "default", live)
     }
 
     fn pod(extra: Value) -> Pod {
@@ -598,32 +592,13 @@ storageClasses:
         )
     }
 
+    /// This rule alone, enforcing, on the CREATE of `obj` (an UPDATE from `old` when given).
     fn decide_obj(cat: &Catalog, obj: Object<'_>, old: Option<Object<'_>>) -> Decision {
-        let p = policy();
-        let req = Request {
-            operation: if old.is_some() {
-                Operation::Update
-            } else {
-                Operation::Create
-            },
-            namespace: Some("default"),
-            username: "alice",
-            subject: Subject {
-                group: "",
-                kind: "Pod",
-                name: "app",
-            },
-            object: Some(obj),
-            old_object: old,
+        let req = match old {
+            Some(old) => update(obj, old),
+            None => create(obj),
         };
-        let mut d = Decision::default();
-        p.rule(ID).check(
-            &p.context(Endpoint::Validate, cat),
-            &req,
-            Acting::Enforce,
-            &mut d,
-        );
-        d
+        req.check(&policy(), cat, ID, Endpoint::Validate, Acting::Enforce)
     }
 
     fn decide(cat: &Catalog, p: &Pod) -> Decision {
@@ -988,22 +963,12 @@ storageClasses:
         let budget = crate::policy::model::limits::Budget::with_units(5, None);
         let mut cx = p.context(Endpoint::Validate, &cat);
         cx.budget = Some(&budget);
-        let req = Request {
-            operation: Operation::Create,
-            namespace: Some("default"),
-            username: "alice",
-            subject: Subject {
-                group: "",
-                kind: "Pod",
-                name: "app",
-            },
-            object: Some(Object::PodSpec {
-                spec: app.spec.as_ref(),
-                path: "spec",
-                runs: crate::policy::model::workloads::Runs::One,
-            }),
-            old_object: None,
-        };
+        let req = create(Object::PodSpec {
+            spec: app.spec.as_ref(),
+            path: "spec",
+            runs: crate::policy::model::workloads::Runs::One,
+        })
+        .request;
         let mut d = Decision::default();
         p.rule(ID).check(&cx, &req, Acting::Enforce, &mut d);
         assert!(
