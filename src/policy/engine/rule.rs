@@ -59,8 +59,26 @@ pub struct Entry {
     pub compile: fn(Section<'_>) -> Result<Box<dyn Rule>, ConfigError>,
 }
 
+impl Entry {
+    /// A rule compiled from its section by `compile` (which validates the rule's own config).
+    pub const fn new(
+        meta: &'static Meta,
+        compile: fn(Section<'_>) -> Result<Box<dyn Rule>, ConfigError>,
+    ) -> Entry {
+        Entry { meta, compile }
+    }
+
+    /// A rule whose section holds nothing but its `mode`: any other key is refused.
+    pub const fn mode_only<R: Rule + Default + 'static>(meta: &'static Meta) -> Entry {
+        Entry {
+            meta,
+            compile: mode_only::<R>,
+        }
+    }
+}
+
 /// The `compile` of a rule whose section holds nothing but its `mode`.
-pub fn mode_only<R: Rule + Default + 'static>(
+fn mode_only<R: Rule + Default + 'static>(
     section: Section<'_>,
 ) -> Result<Box<dyn Rule>, ConfigError> {
     section.mode_only()?;

@@ -11,7 +11,7 @@
 use crate::policy::engine::decision::{Decision, Violation};
 use crate::policy::engine::meta::CREATE_UPDATE;
 use crate::policy::engine::rule::{
-    Acts, Context, Endpoint, Entry, Judges, Meta, Object, Request, Rule, RuleId, mode_only,
+    Acts, Context, Endpoint, Entry, Judges, Meta, Object, Request, Rule, RuleId,
 };
 use crate::policy::model::field::{FieldError, Path, go_quote};
 use crate::policy::model::modes::{Acting, Mode};
@@ -30,10 +30,7 @@ pub const META: Meta = Meta {
     }],
 };
 pub const ID: RuleId = RuleId(&META);
-pub const ENTRY: Entry = Entry {
-    meta: &META,
-    compile: mode_only::<ClaimRefNamespace>,
-};
+pub const ENTRY: Entry = Entry::mode_only::<ClaimRefNamespace>(&META);
 
 #[derive(Debug, Default)]
 struct ClaimRefNamespace;

@@ -25,7 +25,7 @@ use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use crate::kinds::Operation;
 use crate::policy::engine::decision::Decision;
 use crate::policy::engine::rule::{
-    Acts, Context, Endpoint, Entry, Judges, Meta, Object, Request, Rule, RuleId, mode_only,
+    Acts, Context, Endpoint, Entry, Judges, Meta, Object, Request, Rule, RuleId,
 };
 use crate::policy::model::field::go_quote;
 use crate::policy::model::modes::{Acting, Mode};
@@ -49,10 +49,7 @@ pub const META: Meta = Meta {
     }],
 };
 pub const ID: RuleId = RuleId(&META);
-pub const ENTRY: Entry = Entry {
-    meta: &META,
-    compile: mode_only::<DeleteInUse>,
-};
+pub const ENTRY: Entry = Entry::mode_only::<DeleteInUse>(&META);
 
 #[derive(Debug, Default)]
 struct DeleteInUse;

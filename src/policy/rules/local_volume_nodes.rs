@@ -22,7 +22,7 @@ use k8s_openapi::api::core::v1::{NodeSelectorRequirement, NodeSelectorTerm, Pers
 use crate::policy::engine::decision::Decision;
 use crate::policy::engine::meta::CREATE;
 use crate::policy::engine::rule::{
-    Acts, Context, Endpoint, Entry, Judges, Meta, Object, Request, Rule, RuleId, mode_only,
+    Acts, Context, Endpoint, Entry, Judges, Meta, Object, Request, Rule, RuleId,
 };
 use crate::policy::model::limits::MAX_NODE_VALUES;
 use crate::policy::model::modes::{Acting, Mode};
@@ -41,10 +41,7 @@ pub const META: Meta = Meta {
     }],
 };
 pub const ID: RuleId = RuleId(&META);
-pub const ENTRY: Entry = Entry {
-    meta: &META,
-    compile: mode_only::<LocalVolumeNodes>,
-};
+pub const ENTRY: Entry = Entry::mode_only::<LocalVolumeNodes>(&META);
 
 #[derive(Debug, Default)]
 struct LocalVolumeNodes;

@@ -16,7 +16,6 @@ use crate::policy::engine::decision::Decision;
 use crate::policy::engine::meta::CREATE_UPDATE;
 use crate::policy::engine::rule::{
     Acts, Context, Endpoint, Entry, Judges, Meta, Object, PodFilter, Request, Rule, RuleId,
-    mode_only,
 };
 use crate::policy::model::field::go_quote;
 use crate::policy::model::limits::MAX_VOLUMES;
@@ -37,10 +36,7 @@ pub const META: Meta = Meta {
     }],
 };
 pub const ID: RuleId = RuleId(&META);
-pub const ENTRY: Entry = Entry {
-    meta: &META,
-    compile: mode_only::<MissingClaims>,
-};
+pub const ENTRY: Entry = Entry::mode_only::<MissingClaims>(&META);
 
 #[derive(Debug, Default)]
 struct MissingClaims;

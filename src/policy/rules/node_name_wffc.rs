@@ -19,7 +19,6 @@ use crate::policy::engine::decision::{Decision, Violation};
 use crate::policy::engine::meta::CREATE_UPDATE;
 use crate::policy::engine::rule::{
     Acts, Context, Endpoint, Entry, Judges, Meta, Object, PodFilter, Request, Rule, RuleId,
-    mode_only,
 };
 use crate::policy::model::catalog::Catalog;
 use crate::policy::model::field::{FieldError, Path, go_quote};
@@ -41,10 +40,7 @@ pub const META: Meta = Meta {
     }],
 };
 pub const ID: RuleId = RuleId(&META);
-pub const ENTRY: Entry = Entry {
-    meta: &META,
-    compile: mode_only::<NodeNameWffc>,
-};
+pub const ENTRY: Entry = Entry::mode_only::<NodeNameWffc>(&META);
 
 #[derive(Debug, Default)]
 struct NodeNameWffc;

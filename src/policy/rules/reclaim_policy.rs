@@ -27,7 +27,7 @@ use serde_json::json;
 use crate::policy::engine::decision::Decision;
 use crate::policy::engine::meta::CREATE;
 use crate::policy::engine::rule::{
-    Acts, Context, Endpoint, Entry, Judges, Meta, Object, Request, Rule, RuleId, mode_only,
+    Acts, Context, Endpoint, Entry, Judges, Meta, Object, Request, Rule, RuleId,
 };
 use crate::policy::model::field::go_quote;
 use crate::policy::model::modes::{Acting, Mode};
@@ -46,10 +46,7 @@ pub const META: Meta = Meta {
     }],
 };
 pub const ID: RuleId = RuleId(&META);
-pub const ENTRY: Entry = Entry {
-    meta: &META,
-    compile: mode_only::<ReclaimPolicy>,
-};
+pub const ENTRY: Entry = Entry::mode_only::<ReclaimPolicy>(&META);
 
 #[derive(Debug, Default)]
 struct ReclaimPolicy;

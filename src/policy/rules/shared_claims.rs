@@ -28,7 +28,6 @@ use crate::policy::engine::decision::Decision;
 use crate::policy::engine::meta::CREATE_UPDATE;
 use crate::policy::engine::rule::{
     Acts, Context, Endpoint, Entry, Judges, Meta, Object, PodFilter, Request, Rule, RuleId,
-    mode_only,
 };
 use crate::policy::model::field::go_quote;
 use crate::policy::model::limits::MAX_VOLUMES;
@@ -49,10 +48,7 @@ pub const META: Meta = Meta {
     }],
 };
 pub const ID: RuleId = RuleId(&META);
-pub const ENTRY: Entry = Entry {
-    meta: &META,
-    compile: mode_only::<SharedClaims>,
-};
+pub const ENTRY: Entry = Entry::mode_only::<SharedClaims>(&META);
 
 /// The scheduler's words for a second pod on a ReadWriteOncePod claim.
 pub const RWOP_CONFLICT: &str = "node(s) unavailable due to PersistentVolumeClaim with ReadWriteOncePod access mode already in-use by another pod";

@@ -17,7 +17,7 @@ use crate::kinds::Operation;
 use crate::policy::engine::decision::Decision;
 use crate::policy::engine::meta::{CREATE, CREATE_UPDATE};
 use crate::policy::engine::rule::{
-    Acts, Context, Endpoint, Entry, Judges, Meta, PodFilter, Request, Rule, RuleId, mode_only,
+    Acts, Context, Endpoint, Entry, Judges, Meta, PodFilter, Request, Rule, RuleId,
 };
 use crate::policy::engine::sites::{ClaimSite, claim_sites};
 use crate::policy::model::catalog::{Catalog, ClassesKnown};
@@ -44,10 +44,7 @@ pub const META: Meta = Meta {
     }],
 };
 pub const ID: RuleId = RuleId(&META);
-pub const ENTRY: Entry = Entry {
-    meta: &META,
-    compile: mode_only::<UnknownClass>,
-};
+pub const ENTRY: Entry = Entry::mode_only::<UnknownClass>(&META);
 
 /// How many close names a warning lists.
 const MAX_SUGGESTIONS: usize = 3;

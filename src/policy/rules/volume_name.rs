@@ -13,7 +13,7 @@ use crate::kinds::Operation;
 use crate::policy::engine::decision::{Decision, judged_against};
 use crate::policy::engine::meta::CREATE;
 use crate::policy::engine::rule::{
-    Acts, Context, Endpoint, Entry, Judges, Meta, Object, Request, Rule, RuleId, mode_only,
+    Acts, Context, Endpoint, Entry, Judges, Meta, Object, Request, Rule, RuleId,
 };
 use crate::policy::model::field::go_quote;
 use crate::policy::model::modes::{Acting, Mode};
@@ -33,10 +33,7 @@ pub const META: Meta = Meta {
     }],
 };
 pub const ID: RuleId = RuleId(&META);
-pub const ENTRY: Entry = Entry {
-    meta: &META,
-    compile: mode_only::<VolumeName>,
-};
+pub const ENTRY: Entry = Entry::mode_only::<VolumeName>(&META);
 
 #[derive(Debug, Default)]
 struct VolumeName;

@@ -57,10 +57,7 @@ pub const META: Meta = Meta {
     ],
 };
 pub const ID: RuleId = RuleId(&META);
-pub const ENTRY: Entry = Entry {
-    meta: &META,
-    compile,
-};
+pub const ENTRY: Entry = Entry::new(&META, compile);
 
 /// What to do with a claim below its class's minimum (`rules.volumeSize.action`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]

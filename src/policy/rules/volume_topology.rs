@@ -31,7 +31,6 @@ use crate::policy::engine::decision::Decision;
 use crate::policy::engine::meta::CREATE_UPDATE;
 use crate::policy::engine::rule::{
     Acts, Context, Endpoint, Entry, Judges, Meta, Object, PodFilter, Request, Rule, RuleId,
-    mode_only,
 };
 use crate::policy::model::catalog::{ClassInfo, NO_PROVISIONER};
 use crate::policy::model::field::go_quote;
@@ -57,10 +56,7 @@ pub const META: Meta = Meta {
     }],
 };
 pub const ID: RuleId = RuleId(&META);
-pub const ENTRY: Entry = Entry {
-    meta: &META,
-    compile: mode_only::<VolumeTopology>,
-};
+pub const ENTRY: Entry = Entry::mode_only::<VolumeTopology>(&META);
 
 #[derive(Debug, Default)]
 struct VolumeTopology;

@@ -18,7 +18,7 @@ use crate::policy::engine::config::VolumeBindingMode;
 use crate::policy::engine::decision::{Decision, judged_against};
 use crate::policy::engine::meta::{CREATE, CREATE_UPDATE};
 use crate::policy::engine::rule::{
-    Acts, Context, Endpoint, Entry, Judges, Meta, Object, Request, Rule, RuleId, mode_only,
+    Acts, Context, Endpoint, Entry, Judges, Meta, Object, Request, Rule, RuleId,
 };
 use crate::policy::model::catalog::{Catalog, ClassesKnown, NO_PROVISIONER};
 use crate::policy::model::field::go_quote;
@@ -46,10 +46,7 @@ pub const META: Meta = Meta {
     }],
 };
 pub const ID: RuleId = RuleId(&META);
-pub const ENTRY: Entry = Entry {
-    meta: &META,
-    compile: mode_only::<WillBind>,
-};
+pub const ENTRY: Entry = Entry::mode_only::<WillBind>(&META);
 
 #[derive(Debug, Default)]
 struct WillBind;

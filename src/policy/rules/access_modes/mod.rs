@@ -50,10 +50,7 @@ pub const META: Meta = Meta {
     ],
 };
 pub const ID: RuleId = RuleId(&META);
-pub const ENTRY: Entry = Entry {
-    meta: &META,
-    compile,
-};
+pub const ENTRY: Entry = Entry::new(&META, compile);
 
 /// `rules.accessModes` in the policy file.
 #[derive(Debug, Deserialize)]
