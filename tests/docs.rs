@@ -165,6 +165,43 @@ fn links_stay_in_the_repository_and_resolve() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
+/// A stray code fence turns prose into code: docs/development.md had one after the two
+/// commands, which swallowed the text up to the next block. Every block is closed, and no fence
+/// with a language opens inside another block (the sign of a stray fence above it).
+#[test]
+fn code_fences_pair_up() {
+    let mut problems = Vec::new();
+    for file in markdown_files() {
+        let text = read(&root().join(&file));
+        let mut open: Option<usize> = None;
+        for (n, line) in text.lines().enumerate() {
+            let t = line.trim();
+            if !t.starts_with("```") {
+                continue;
+            }
+            open = match open {
+                Some(_) if t == "```" => None,
+                Some(at) => {
+                    problems.push(format!(
+                        "{}:{}: {t:?} inside the code block opened at line {at}",
+                        file.display(),
+                        n + 1
+                    ));
+                    Some(at)
+                }
+                None => Some(n + 1),
+            };
+        }
+        if let Some(at) = open {
+            problems.push(format!(
+                "{}: the code fence at line {at} is never closed",
+                file.display()
+            ));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
 #[test]
 fn the_link_check_covers_the_readmes_docs_chart_and_tests() {
     let files = markdown_files();
