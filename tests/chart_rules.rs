@@ -99,7 +99,10 @@ fn splice(file: &str, text: &str, block: &str) -> String {
         .find(END)
         .unwrap_or_else(|| panic!("{file}: no {END} marker after {START}"))
         + a;
-    let b = text[..end].rfind('\n').expect("the end marker on its own line") + 1;
+    let b = text[..end]
+        .rfind('\n')
+        .expect("the end marker on its own line")
+        + 1;
     assert!(b >= a, "{file}: {END} on the line of {START}");
     format!("{}{block}{}", &text[..a], &text[b..])
 }
