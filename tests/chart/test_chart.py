@@ -65,9 +65,10 @@ NOT_PROVISIONED_CEL = (
     "!object.metadata.annotations['pv.kubernetes.io/provisioned-by'].startsWith('kubernetes.io/')) || "
     "((has(object.spec.local) || has(object.spec.hostPath)) && "
     "!(has(object.spec.nodeAffinity) && has(object.spec.nodeAffinity.required)))")
-RULE_KEYS = ["defaultStorageClass", "localVolumeNodeAffinity", "accessModes", "volumeSize", "reclaimPolicy",
-             "claimRefNamespace", "localVolumeNodes", "unknownClass", "nodeNameWaitForFirstConsumer", "willBind",
-             "volumeName", "sharedClaims", "missingClaims", "dataSources", "deleteInUse", "volumeTopology", "missingProvisioner"]
+# The rules, as the registry lists them: filled by main() from `rules --output json` of the binary
+# the cross-checks run (find_binary), else from the chart's spw.ruleKeys, which
+# `UPDATE_CHART=1 cargo test --test chart_rules` generates from the registry.
+RULE_KEYS: list[str] = []
 DELETE_CEL = ("!has(oldObject.metadata.deletionTimestamp) && "
               "(request.resource.resource == 'persistentvolumeclaims' || "
               "(has(oldObject.status) && has(oldObject.status.phase) && oldObject.status.phase == 'Bound'))")
@@ -882,6 +883,27 @@ PROBE_REVIEW = {
 }
 
 
+def helper_rule_keys() -> list[str]:
+    """The keys of spw.ruleKeys in _helpers.tpl (the block between the rule-keys markers)."""
+    helper = (CHART / "templates" / "_helpers.tpl").read_text()
+    block = re.search(r"rule-keys:start.*?\n(.*?)\n[^\n]*rule-keys:end", helper, re.S)
+    expect(block, "_helpers.tpl has no rule-keys:start/rule-keys:end block")
+    line = next((x for x in block.group(1).splitlines() if x.startswith("{{- list ")), "")
+    keys = re.findall(r'"(\w+)"', line)
+    expect(keys, "no `{{- list ... }}` of rule keys in the spw.ruleKeys block of _helpers.tpl")
+    return keys
+
+
+def registry_rule_keys() -> tuple[list[str], str]:
+    """The registry's rule keys and where they were read."""
+    binary = find_binary()
+    if binary is not None and binary.is_file():
+        run = subprocess.run([str(binary), "rules", "--output", "json"], capture_output=True, text=True, timeout=60)
+        if run.returncode == 0:
+            return [r["key"] for r in json.loads(run.stdout)["rules"]], f"`{binary} rules --output json`"
+    return helper_rule_keys(), "spw.ruleKeys of _helpers.tpl (no webhook binary to ask)"
+
+
 def check_against_binary() -> None:
     binary = find_binary()
     if binary is None:
@@ -922,11 +944,11 @@ def check_against_binary() -> None:
                       [c["expression"] for c in w.get("matchConditions", [])], f"{w['name']} matchConditions")
 
     def rule_keys_follow_the_registry() -> None:
+        expect(rules_run.returncode == 0, f"`rules --output json` failed: {rules_run.stderr.strip()}")
         keys = [r["key"] for r in json.loads(rules_run.stdout)["rules"]]
-        expect_eq(keys, RULE_KEYS, "rule keys (the chart's spw.ruleKeys and this test's RULE_KEYS)")
-        helper = (CHART / "templates" / "_helpers.tpl").read_text()
-        line = next(x for x in helper.splitlines() if x.startswith("{{- list \"defaultStorageClass\""))
-        expect_eq(re.findall(r'"(\w+)"', line), RULE_KEYS, "spw.ruleKeys in _helpers.tpl")
+        expect_eq(keys, RULE_KEYS, "rule keys (`rules --output json` and this test's RULE_KEYS)")
+        expect_eq(helper_rule_keys(), keys, "spw.ruleKeys in _helpers.tpl (regenerate with "
+                  "UPDATE_CHART=1 cargo test --test chart_rules)")
 
     R.check("the chart's rule list (effective modes, NOTES) follows the registry (`rules --output json`)",
             rule_keys_follow_the_registry)
@@ -1099,6 +1121,9 @@ def check_kube_version_constraint() -> None:
 def main() -> int:
     print(f"helm-python-sdk {helm.__version__} (Helm {helm.helm_sdk_version()}), "
           f"kubernetes-validate {kubernetes_validate.__version__ if hasattr(kubernetes_validate, '__version__') else '?'}")
+    keys, source = registry_rule_keys()
+    RULE_KEYS[:] = keys
+    R.note(f"{len(RULE_KEYS)} rules, from {source}")
     check_files()
     check_kube_version_constraint()
 

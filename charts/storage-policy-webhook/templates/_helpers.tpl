@@ -281,10 +281,14 @@ PV not already being deleted whose status is Bound. A DELETE has no object: only
 !has(oldObject.metadata.deletionTimestamp) && (request.resource.resource == 'persistentvolumeclaims' || (has(oldObject.status) && has(oldObject.status.phase) && oldObject.status.phase == 'Bound'))
 {{- end }}
 
-{{/* The policy rules, as the webhook's registry lists them (`rules --output json`). */}}
+{{/* The policy rules, as the webhook's registry lists them (`rules --output json`). Generated
+from src/policy/registry.rs: do not edit between the rule-keys markers; after adding a rule run
+`UPDATE_CHART=1 cargo test --test chart_rules` (tests/chart_rules.rs). */}}
+{{/* rule-keys:start */}}
 {{- define "spw.ruleKeys" -}}
 {{- list "defaultStorageClass" "localVolumeNodeAffinity" "accessModes" "volumeSize" "reclaimPolicy" "claimRefNamespace" "localVolumeNodes" "unknownClass" "nodeNameWaitForFirstConsumer" "willBind" "volumeName" "sharedClaims" "missingClaims" "dataSources" "deleteInUse" "volumeTopology" "missingProvisioner" | toJson }}
 {{- end }}
+{{/* rule-keys:end */}}
 
 {{/* Every rule in audit mode whatever the policy says (binary flag --audit-only): auditOnly, or
 the deprecated dryRun. */}}
