@@ -40,35 +40,14 @@ fn keys() -> Vec<&'static str> {
     REGISTRY.iter().map(|e| e.meta.key).collect()
 }
 
-/// A line diff of `got` against `want` (longest common subsequence): `-` lines are in the file,
-/// `+` lines are what the registry gives.
+/// A line diff of `got` against `want`: `-` lines are in the file, `+` lines are what the
+/// registry gives.
 fn diff(got: &str, want: &str) -> String {
-    let a: Vec<&str> = got.lines().collect();
-    let b: Vec<&str> = want.lines().collect();
-    let mut lcs = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for i in (0..a.len()).rev() {
-        for j in (0..b.len()).rev() {
-            lcs[i][j] = if a[i] == b[j] {
-                lcs[i + 1][j + 1] + 1
-            } else {
-                lcs[i + 1][j].max(lcs[i][j + 1])
-            };
-        }
-    }
-    let (mut i, mut j, mut out) = (0, 0, String::new());
-    while i < a.len() || j < b.len() {
-        if i < a.len() && j < b.len() && a[i] == b[j] {
-            i += 1;
-            j += 1;
-        } else if j < b.len() && (i == a.len() || lcs[i][j + 1] >= lcs[i + 1][j]) {
-            out += &format!("+{}\n", b[j]);
-            j += 1;
-        } else {
-            out += &format!("-{}\n", a[i]);
-            i += 1;
-        }
-    }
-    out
+    similar::TextDiff::from_lines(got, want)
+        .iter_all_changes()
+        .filter(|c| c.tag() != similar::ChangeTag::Equal)
+        .map(|c| format!("{}{}", c.tag(), c.value()))
+        .collect()
 }
 
 /// Compares `file`'s text with `want`; with `UPDATE_CHART` set, writes `want` instead. `note`
