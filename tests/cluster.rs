@@ -281,32 +281,25 @@ async fn new_default_class_takes_effect_at_runtime() {
         "no default class: the claim is left alone"
     );
 
-    h.fake.apply(
-        STORAGE_CLASSES,
-        storage_class("gp3", "ebs.csi.aws.com", true, "2025-01-01T00:00:00Z"),
-    );
-    eventually("gp3 becomes the default", || {
-        h.defaulted("apps").as_deref() == Some("gp3")
-    })
-    .await;
-
-    // A newer default takes over; removing its annotation hands the default back.
-    h.fake.apply(
-        STORAGE_CLASSES,
-        storage_class("gp4", "ebs.csi.aws.com", true, "2025-06-01T00:00:00Z"),
-    );
-    eventually("gp4 takes over", || {
-        h.defaulted("apps").as_deref() == Some("gp4")
-    })
-    .await;
-    h.fake.apply(
-        STORAGE_CLASSES,
-        storage_class("gp4", "ebs.csi.aws.com", false, "2025-06-01T00:00:00Z"),
-    );
-    eventually("gp3 again", || {
-        h.defaulted("apps").as_deref() == Some("gp3")
-    })
-    .await;
+    // A default appears; a newer default takes over; removing its annotation hands the default
+    // back.
+    for (class, default, created, what, expected) in [
+        (
+            "gp3",
+            true,
+            "2025-01-01T00:00:00Z",
+            "gp3 becomes the default",
+            "gp3",
+        ),
+        ("gp4", true, "2025-06-01T00:00:00Z", "gp4 takes over", "gp4"),
+        ("gp4", false, "2025-06-01T00:00:00Z", "gp3 again", "gp3"),
+    ] {
+        h.fake.apply(
+            STORAGE_CLASSES,
+            storage_class(class, "ebs.csi.aws.com", default, created),
+        );
+        eventually(what, || h.defaulted("apps").as_deref() == Some(expected)).await;
+    }
     h.fake.delete(STORAGE_CLASSES, None, "gp3");
     eventually("no default after the delete", || {
         h.defaulted("apps").is_none()
@@ -1104,24 +1097,24 @@ fn pv_and_claim_caches_memory() {
 #[ignore = "measurement, run by hand: the figure is in BENCHMARKS.md"]
 fn pod_cache_memory() {
     cache_memory("100,000 pods", || {
-        let mut objects = Vec::with_capacity(100_000);
-        for i in 0..100_000u32 {
-            let ns = format!("team-{:03}", i % 200);
-            let name = format!("web-{i:06}-7d9f8b6c5d-x{:04}", i % 9973);
-            objects.push(json!({"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": name, "namespace": ns,
-                "uid": format!("00000000-0000-0000-0000-{i:012}"),
-                "labels": {"app": "web", "pod-template-hash": "7d9f8b6c5d"}},
-            "spec": {"nodeName": format!("node-{:03}", i % 100),
-                "containers": [{"name": "app", "image": "registry.example.com/web:1.2.3",
-                    "ports": [{"containerPort": 8080}],
-                    "readinessProbe": {"httpGet": {"path": "/healthz", "port": 8080}},
-                    "volumeMounts": [{"name": "data", "mountPath": "/data"},
-                                     {"name": "tmp", "mountPath": "/tmp"}]}],
-                "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": format!("data-{i:06}")}},
-                            {"name": "tmp", "emptyDir": {}}]},
-            "status": {"phase": "Running", "podIP": "10.0.0.1", "hostIP": "192.0.2.1"}}));
-        }
-        objects
+        (0..100_000u32)
+            .map(|i| {
+                let ns = format!("team-{:03}", i % 200);
+                let name = format!("web-{i:06}-7d9f8b6c5d-x{:04}", i % 9973);
+                json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": name, "namespace": ns,
+                    "uid": format!("00000000-0000-0000-0000-{i:012}"),
+                    "labels": {"app": "web", "pod-template-hash": "7d9f8b6c5d"}},
+                "spec": {"nodeName": format!("node-{:03}", i % 100),
+                    "containers": [{"name": "app", "image": "registry.example.com/web:1.2.3",
+                        "ports": [{"containerPort": 8080}],
+                        "readinessProbe": {"httpGet": {"path": "/healthz", "port": 8080}},
+                        "volumeMounts": [{"name": "data", "mountPath": "/data"},
+                                         {"name": "tmp", "mountPath": "/tmp"}]}],
+                    "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": format!("data-{i:06}")}},
+                                {"name": "tmp", "emptyDir": {}}]},
+                "status": {"phase": "Running", "podIP": "10.0.0.1", "hostIP": "192.0.2.1"}})
+            })
+            .collect()
     });
 }
