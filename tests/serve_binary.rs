@@ -381,8 +381,8 @@ async fn without_certificates_serve_makes_a_self_signed_one_for_localhost() {
     );
 }
 
-/// Runs the binary as a plain command, not through [`Serve::builder`]: these tests check what it
-/// prints or how it refuses its arguments, not a running server.
+/// Runs the binary as a plain command, not through [`Serve::builder`]: these tests check how it
+/// refuses its arguments (before any port or `--no-cluster` matters) or what it prints.
 fn run(args: &[&str]) -> (Option<i32>, String, String) {
     let out = Command::new(BIN)
         .args(args)
@@ -408,20 +408,15 @@ fn tls_cert_without_tls_key_is_refused_before_starting() {
 
 #[test]
 fn a_body_budget_too_small_for_the_largest_body_is_refused_before_starting() {
-    let https = free_port().to_string();
-    let admin = free_port().to_string();
-    let (code, _, err) = run(&[
-        "serve",
-        "--listen",
-        &https,
-        "--admin-listen",
-        &admin,
-        "--no-cluster",
-        "--max-body-bytes",
-        "8388608",
-        "--body-budget-bytes",
-        "8388608",
-    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, err) = Serve::builder(dir.path())
+        .args([
+            "--max-body-bytes",
+            "8388608",
+            "--body-budget-bytes",
+            "8388608",
+        ])
+        .output();
     assert_ne!(code, Some(0));
     assert!(
         err.contains("--body-budget-bytes to at least 11184810"),
@@ -442,40 +437,18 @@ fn unusable_certificates_are_refused_naming_the_file() {
     let key = dir.path().join("tls.key");
     std::fs::write(&cert, &a.cert_pem).unwrap();
     std::fs::write(&key, &b.key_pem).unwrap();
-    let https = free_port().to_string();
-    let admin = free_port().to_string();
-    let base = [
-        "serve",
-        "--listen",
-        &https,
-        "--admin-listen",
-        &admin,
-        "--no-cluster",
-    ];
+    let with_cert =
+        |cert: &std::path::Path| Serve::builder(dir.path()).tls_files(cert, &key).output();
 
     let missing = dir.path().join("missing.crt");
-    let mut args = base.to_vec();
-    args.extend([
-        "--tls-cert",
-        missing.to_str().unwrap(),
-        "--tls-key",
-        key.to_str().unwrap(),
-    ]);
-    let (code, _, err) = run(&args);
+    let (code, _, err) = with_cert(&missing);
     assert_ne!(code, Some(0));
     assert!(
         err.contains("failed to read certificate file") && err.contains("missing.crt"),
         "{err}"
     );
 
-    let mut args = base.to_vec();
-    args.extend([
-        "--tls-cert",
-        cert.to_str().unwrap(),
-        "--tls-key",
-        key.to_str().unwrap(),
-    ]);
-    let (code, _, err) = run(&args);
+    let (code, _, err) = with_cert(&cert);
     assert_ne!(code, Some(0));
     assert!(err.contains("does not match the certificate"), "{err}");
 }

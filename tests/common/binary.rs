@@ -128,6 +128,34 @@ impl ServeBuilder {
         std::fs::create_dir_all(&self.dir).unwrap();
         let log = self.dir.join("serve.log");
         let out = std::fs::File::create(&log).unwrap();
+        let child = self
+            .command(https, admin)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("start the binary");
+        Serve {
+            child: Some(child),
+            https,
+            admin,
+            log,
+            ca: self.ca,
+        }
+    }
+
+    /// Runs it to its exit, as a plain command: (exit code, stdout, stderr). For the refusals at
+    /// start-up, whose stderr is read apart from stdout.
+    pub fn output(self) -> (Option<i32>, String, String) {
+        let out = self.command(free_port(), free_port()).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn command(&self, https: SocketAddr, admin: SocketAddr) -> Command {
         let bin = std::env::var(self.bin_var).unwrap_or_else(|_| BIN.to_owned());
         let mut cmd = Command::new(bin);
         cmd.args([
@@ -141,22 +169,10 @@ impl ServeBuilder {
             Some(k) => cmd.arg("--kubeconfig").arg(k),
             None => cmd.arg("--no-cluster"),
         };
-        let child = cmd
-            .args(&self.args)
-            .envs(self.env)
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .expect("start the binary");
-        Serve {
-            child: Some(child),
-            https,
-            admin,
-            log,
-            ca: self.ca,
-        }
+        cmd.args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .env_remove("RUST_LOG");
+        cmd
     }
 }
 
