@@ -84,12 +84,9 @@ async fn sigterm_turns_readiness_off_keeps_answering_then_drains_in_flight_reque
 
     serve.signal("-TERM");
     // Well inside the 8 s delay, so "at once" is told apart from "when accepting stops".
-    let not_ready = serve.wait_not_ready(Duration::from_secs(4)).await;
-    assert!(
-        not_ready.is_some(),
-        "readiness turns false at once; log:\n{}",
-        serve.log()
-    );
+    serve
+        .assert_not_ready_within(Duration::from_secs(4), "readiness turns false at once")
+        .await;
     assert_eq!(
         admin_get(serve.admin, "/healthz").await.map(|(s, _)| s),
         Some(200)
@@ -154,12 +151,9 @@ async fn a_second_signal_exits_at_once() {
         .ready()
         .await;
     serve.signal("-TERM");
-    let not_ready = serve.wait_not_ready(Duration::from_secs(5)).await;
-    assert!(
-        not_ready.is_some(),
-        "first signal handled; log:\n{}",
-        serve.log()
-    );
+    serve
+        .assert_not_ready_within(Duration::from_secs(5), "first signal handled")
+        .await;
     serve.signal("-INT");
     let status = serve.wait_exit(Duration::from_secs(10)).await;
     assert_eq!(
@@ -192,12 +186,9 @@ async fn self_signed_temp_dir_after(
     assert!(made[0].join("tls.key").is_file(), "{made:?}");
     for (i, sig) in signals.iter().enumerate() {
         if i > 0 {
-            let not_ready = serve.wait_not_ready(Duration::from_secs(5)).await;
-            assert!(
-                not_ready.is_some(),
-                "first signal handled; log:\n{}",
-                serve.log()
-            );
+            serve
+                .assert_not_ready_within(Duration::from_secs(5), "first signal handled")
+                .await;
         }
         serve.signal(sig);
     }

@@ -225,6 +225,12 @@ impl Serve {
         .map(|()| t.elapsed())
     }
 
+    /// [`Serve::wait_not_ready`], failing the test with `what` and the log if it is not.
+    pub async fn assert_not_ready_within(&self, within: Duration, what: &str) {
+        let not_ready = self.wait_not_ready(within).await;
+        assert!(not_ready.is_some(), "{what}; log:\n{}", self.log());
+    }
+
     /// Waits for the process to exit; `None` if it is still running at the end.
     pub async fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
         let child = self.child.as_mut().unwrap();
