@@ -330,10 +330,7 @@ async fn policy_changes_are_applied_and_an_invalid_policy_keeps_the_last_good_on
 
     serve.signal("-TERM");
     assert_eq!(
-        serve
-            .wait_exit(Duration::from_secs(20))
-            .await
-            .and_then(|s| s.code()),
+        serve.exit_code_within(Duration::from_secs(20)).await,
         Some(0)
     );
 }
@@ -364,10 +361,7 @@ async fn without_certificates_serve_makes_a_self_signed_one_for_localhost() {
     assert_eq!(json(&body)["response"]["allowed"], true);
     serve.signal("-TERM");
     assert_eq!(
-        serve
-            .wait_exit(Duration::from_secs(20))
-            .await
-            .and_then(|s| s.code()),
+        serve.exit_code_within(Duration::from_secs(20)).await,
         Some(0)
     );
 }
@@ -677,10 +671,7 @@ async fn a_denial_storm_is_one_line_with_a_count_and_shutdown_flushes_the_log() 
     // SIGTERM at once: whatever is still buffered or counted must reach the log.
     serve.signal("-TERM");
     assert_eq!(
-        serve
-            .wait_exit(Duration::from_secs(20))
-            .await
-            .and_then(|s| s.code()),
+        serve.exit_code_within(Duration::from_secs(20)).await,
         Some(0)
     );
     let lines: Vec<serde_json::Value> = serve

@@ -244,6 +244,11 @@ impl Serve {
         }
         status
     }
+
+    /// [`Serve::wait_exit`]'s exit code; `None` if still running or killed by a signal.
+    pub async fn exit_code_within(&mut self, within: Duration) -> Option<i32> {
+        self.wait_exit(within).await.and_then(|s| s.code())
+    }
 }
 
 impl Drop for Serve {
