@@ -3,11 +3,13 @@
 //! is down at start, the DefaultStorageClass interplay, and the binding rules (willBind,
 //! volumeName, nodeNameWaitForFirstConsumer) judging against the cached PVs and claims.
 
+mod common;
 mod support;
 
 use std::sync::{Arc, Once};
 use std::time::Duration;
 
+use common::binary::Serve;
 use json_patch::PatchOperation;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
@@ -279,32 +281,25 @@ async fn new_default_class_takes_effect_at_runtime() {
         "no default class: the claim is left alone"
     );
 
-    h.fake.apply(
-        STORAGE_CLASSES,
-        storage_class("gp3", "ebs.csi.aws.com", true, "2025-01-01T00:00:00Z"),
-    );
-    eventually("gp3 becomes the default", || {
-        h.defaulted("apps").as_deref() == Some("gp3")
-    })
-    .await;
-
-    // A newer default takes over; removing its annotation hands the default back.
-    h.fake.apply(
-        STORAGE_CLASSES,
-        storage_class("gp4", "ebs.csi.aws.com", true, "2025-06-01T00:00:00Z"),
-    );
-    eventually("gp4 takes over", || {
-        h.defaulted("apps").as_deref() == Some("gp4")
-    })
-    .await;
-    h.fake.apply(
-        STORAGE_CLASSES,
-        storage_class("gp4", "ebs.csi.aws.com", false, "2025-06-01T00:00:00Z"),
-    );
-    eventually("gp3 again", || {
-        h.defaulted("apps").as_deref() == Some("gp3")
-    })
-    .await;
+    // A default appears; a newer default takes over; removing its annotation hands the default
+    // back.
+    for (class, default, created, what, expected) in [
+        (
+            "gp3",
+            true,
+            "2025-01-01T00:00:00Z",
+            "gp3 becomes the default",
+            "gp3",
+        ),
+        ("gp4", true, "2025-06-01T00:00:00Z", "gp4 takes over", "gp4"),
+        ("gp4", false, "2025-06-01T00:00:00Z", "gp3 again", "gp3"),
+    ] {
+        h.fake.apply(
+            STORAGE_CLASSES,
+            storage_class(class, "ebs.csi.aws.com", default, created),
+        );
+        eventually(what, || h.defaulted("apps").as_deref() == Some(expected)).await;
+    }
     h.fake.delete(STORAGE_CLASSES, None, "gp3");
     eventually("no default after the delete", || {
         h.defaulted("apps").is_none()
@@ -1013,116 +1008,43 @@ async fn a_pinned_pod_is_refused_only_while_its_claim_waits_for_the_scheduler() 
 
 // --- Memory of the PV and claim caches (run by hand; the figure is in BENCHMARKS.md) ---
 
-/// `VmRSS` of a process in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
 /// Runs `serve` against `fake` until ready, lets it settle, and returns its RSS in KiB.
 fn serve_rss(fake: &FakeApiServer, dir: &std::path::Path) -> u64 {
-    use std::io::{Read, Write};
-    let bin = std::env::var("SPW_BIN")
-        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_storage-policy-webhook").to_owned());
-    let port = |_: ()| {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-    };
-    let (https, admin) = (port(()), port(()));
-    let kubeconfig = fake.kubeconfig(dir);
-    let child = std::process::Command::new(bin)
-        .args(["serve", "--listen", &https.to_string()])
-        .args(["--admin-listen", &admin.to_string()])
-        .arg("--kubeconfig")
-        .arg(&kubeconfig)
-        .env_remove("RUST_LOG")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start serve");
-    // Killed however this function ends (a timeout panics).
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let child = Kill(child);
-    let ready = || {
-        let Ok(mut s) = std::net::TcpStream::connect(admin) else {
-            return false;
-        };
-        let _ =
-            s.write_all(b"GET /readyz HTTP/1.0\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n");
-        let mut out = String::new();
-        let _ = s.read_to_string(&mut out);
-        out.split(' ').nth(1) == Some("200")
-    };
-    let deadline = std::time::Instant::now() + Duration::from_secs(300);
-    while !ready() {
-        assert!(std::time::Instant::now() < deadline, "serve not ready");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let serve = Serve::builder(dir)
+        .kubeconfig(&fake.kubeconfig(dir))
+        .bin_var("SPW_BIN")
+        .start();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(serve.wait_ready_within(Duration::from_secs(300)));
     // Let the list buffers go and the allocator settle, then take the larger of a few samples.
     std::thread::sleep(Duration::from_secs(3));
-    let rss = (0..5)
+    (0..5)
         .map(|_| {
             std::thread::sleep(Duration::from_millis(200));
-            rss_kib(child.0.id())
+            serve.rss_kib().expect("VmRSS")
         })
         .max()
-        .unwrap();
-    drop(child);
-    rss
+        .unwrap()
 }
 
-/// RSS of `serve` with 50,000 PersistentVolumes and 100,000 claims cached, against the same
-/// binary with an empty cluster. Run with
-/// `SPW_BIN=target/release/storage-policy-webhook cargo test --release --test cluster -- --ignored --nocapture pv_and_claim_caches_memory`.
-#[test]
-#[ignore = "measurement, run by hand: the figure is in BENCHMARKS.md"]
-fn pv_and_claim_caches_memory() {
+/// The RSS of `serve` with the cluster `objects()` makes cached, against the same binary with an
+/// empty cluster: printed, and under 64 MiB more.
+fn cache_memory(what: &str, objects: impl FnOnce() -> Vec<Value>) {
     init();
     let dir = tempfile::tempdir().unwrap();
     let idle = serve_rss(&FakeApiServer::start_blocking(Vec::new()), dir.path());
     eprintln!("idle RSS {idle} KiB");
-    let mut objects = Vec::with_capacity(150_000);
-    for i in 0..50_000u32 {
-        let ns = format!("team-{:03}", i % 200);
-        let mut pv = local_pv(&format!("pv-{i:06}"), "100Gi", None);
-        pv["apiVersion"] = json!("v1");
-        pv["kind"] = json!("PersistentVolume");
-        pv["metadata"]["labels"] = json!({"disk": "nvme", "rack": format!("r{}", i % 40)});
-        if i % 2 == 0 {
-            pv["spec"]["claimRef"] = json!({"namespace": ns, "name": format!("data-{i:06}"),
-                "uid": format!("00000000-0000-0000-0000-{i:012}")});
-            pv["status"]["phase"] = json!("Bound");
-        }
-        objects.push(pv);
-    }
-    for i in 0..100_000u32 {
-        let mut c = claim(&format!("data-{i:06}"), "local-storage", "Bound");
-        c["apiVersion"] = json!("v1");
-        c["kind"] = json!("PersistentVolumeClaim");
-        c["metadata"]["namespace"] = json!(format!("team-{:03}", i % 200));
-        c["spec"]["volumeName"] = json!(format!("pv-{:06}", i % 50_000));
-        objects.push(c);
-    }
-    let fake = FakeApiServer::start_blocking(objects);
+    let fake = FakeApiServer::start_blocking(objects());
     // Pages of 500, as kube-runtime's watcher asks: the default tiny pages of the fake would
-    // take 75,000 requests.
+    // take tens of thousands of requests.
     fake.set_page_size(Some(500));
     let loaded = serve_rss(&fake, dir.path());
     let mib = |k: u64| k as f64 / 1024.0;
     println!(
-        "RSS idle (empty cluster): {:.1} MiB; with 50,000 PVs and 100,000 claims cached: {:.1} MiB; difference {:.1} MiB",
+        "RSS idle (empty cluster): {:.1} MiB; with {what} cached: {:.1} MiB; difference {:.1} MiB",
         mib(idle),
         mib(loaded),
         mib(loaded.saturating_sub(idle))
@@ -1131,6 +1053,39 @@ fn pv_and_claim_caches_memory() {
         loaded.saturating_sub(idle) < 64 * 1024,
         "target: under 64 MiB above idle"
     );
+}
+
+/// RSS of `serve` with 50,000 PersistentVolumes and 100,000 claims cached, against the same
+/// binary with an empty cluster. Run with
+/// `SPW_BIN=target/release/storage-policy-webhook cargo test --release --test cluster -- --ignored --nocapture pv_and_claim_caches_memory`.
+#[test]
+#[ignore = "measurement, run by hand: the figure is in BENCHMARKS.md"]
+fn pv_and_claim_caches_memory() {
+    cache_memory("50,000 PVs and 100,000 claims", || {
+        let mut objects = Vec::with_capacity(150_000);
+        for i in 0..50_000u32 {
+            let ns = format!("team-{:03}", i % 200);
+            let mut pv = local_pv(&format!("pv-{i:06}"), "100Gi", None);
+            pv["apiVersion"] = json!("v1");
+            pv["kind"] = json!("PersistentVolume");
+            pv["metadata"]["labels"] = json!({"disk": "nvme", "rack": format!("r{}", i % 40)});
+            if i % 2 == 0 {
+                pv["spec"]["claimRef"] = json!({"namespace": ns, "name": format!("data-{i:06}"),
+                "uid": format!("00000000-0000-0000-0000-{i:012}")});
+                pv["status"]["phase"] = json!("Bound");
+            }
+            objects.push(pv);
+        }
+        for i in 0..100_000u32 {
+            let mut c = claim(&format!("data-{i:06}"), "local-storage", "Bound");
+            c["apiVersion"] = json!("v1");
+            c["kind"] = json!("PersistentVolumeClaim");
+            c["metadata"]["namespace"] = json!(format!("team-{:03}", i % 200));
+            c["spec"]["volumeName"] = json!(format!("pv-{:06}", i % 50_000));
+            objects.push(c);
+        }
+        objects
+    });
 }
 
 /// RSS of `serve` with 100,000 pods cached (each mounting one claim, on 100 nodes, in 200
@@ -1141,40 +1096,25 @@ fn pv_and_claim_caches_memory() {
 #[test]
 #[ignore = "measurement, run by hand: the figure is in BENCHMARKS.md"]
 fn pod_cache_memory() {
-    init();
-    let dir = tempfile::tempdir().unwrap();
-    let idle = serve_rss(&FakeApiServer::start_blocking(Vec::new()), dir.path());
-    eprintln!("idle RSS {idle} KiB");
-    let mut objects = Vec::with_capacity(100_000);
-    for i in 0..100_000u32 {
-        let ns = format!("team-{:03}", i % 200);
-        let name = format!("web-{i:06}-7d9f8b6c5d-x{:04}", i % 9973);
-        objects.push(json!({"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": name, "namespace": ns,
-                "uid": format!("00000000-0000-0000-0000-{i:012}"),
-                "labels": {"app": "web", "pod-template-hash": "7d9f8b6c5d"}},
-            "spec": {"nodeName": format!("node-{:03}", i % 100),
-                "containers": [{"name": "app", "image": "registry.example.com/web:1.2.3",
-                    "ports": [{"containerPort": 8080}],
-                    "readinessProbe": {"httpGet": {"path": "/healthz", "port": 8080}},
-                    "volumeMounts": [{"name": "data", "mountPath": "/data"},
-                                     {"name": "tmp", "mountPath": "/tmp"}]}],
-                "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": format!("data-{i:06}")}},
-                            {"name": "tmp", "emptyDir": {}}]},
-            "status": {"phase": "Running", "podIP": "10.0.0.1", "hostIP": "192.0.2.1"}}));
-    }
-    let fake = FakeApiServer::start_blocking(objects);
-    fake.set_page_size(Some(500));
-    let loaded = serve_rss(&fake, dir.path());
-    let mib = |k: u64| k as f64 / 1024.0;
-    println!(
-        "RSS idle (empty cluster): {:.1} MiB; with 100,000 pods cached: {:.1} MiB; difference {:.1} MiB",
-        mib(idle),
-        mib(loaded),
-        mib(loaded.saturating_sub(idle))
-    );
-    assert!(
-        loaded.saturating_sub(idle) < 64 * 1024,
-        "target: under 64 MiB above idle"
-    );
+    cache_memory("100,000 pods", || {
+        (0..100_000u32)
+            .map(|i| {
+                let ns = format!("team-{:03}", i % 200);
+                let name = format!("web-{i:06}-7d9f8b6c5d-x{:04}", i % 9973);
+                json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": name, "namespace": ns,
+                    "uid": format!("00000000-0000-0000-0000-{i:012}"),
+                    "labels": {"app": "web", "pod-template-hash": "7d9f8b6c5d"}},
+                "spec": {"nodeName": format!("node-{:03}", i % 100),
+                    "containers": [{"name": "app", "image": "registry.example.com/web:1.2.3",
+                        "ports": [{"containerPort": 8080}],
+                        "readinessProbe": {"httpGet": {"path": "/healthz", "port": 8080}},
+                        "volumeMounts": [{"name": "data", "mountPath": "/data"},
+                                         {"name": "tmp", "mountPath": "/tmp"}]}],
+                    "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": format!("data-{i:06}")}},
+                                {"name": "tmp", "emptyDir": {}}]},
+                "status": {"phase": "Running", "podIP": "10.0.0.1", "hostIP": "192.0.2.1"}})
+            })
+            .collect()
+    });
 }

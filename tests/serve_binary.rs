@@ -65,24 +65,11 @@ async fn sigterm_turns_readiness_off_keeps_answering_then_drains_in_flight_reque
 {
     install_provider();
     let dir = tempfile::tempdir().unwrap();
-    let (ca, cert, key) = pki_files(dir.path());
-    let mut serve = Serve::start(
-        dir.path(),
-        &[
-            "--config",
-            POLICY_FILE,
-            "--tls-cert",
-            &cert,
-            "--tls-key",
-            &key,
-            "--shutdown-delay",
-            "8",
-            "--drain-timeout",
-            "15",
-        ],
-    );
-    serve.wait_ready().await;
-    let cfg = ClientOpts::apiserver(&ca).config();
+    let mut serve = Serve::localhost(dir.path())
+        .args(["--shutdown-delay", "8", "--drain-timeout", "15"])
+        .ready()
+        .await;
+    let cfg = ClientOpts::apiserver(serve.ca()).config();
     let mut kept = H1::connect(serve.https, cfg.clone()).await.unwrap();
     assert_eq!(
         kept.post("/validate?timeout=10s", PVC_RWX_NFS)
@@ -97,15 +84,9 @@ async fn sigterm_turns_readiness_off_keeps_answering_then_drains_in_flight_reque
 
     serve.signal("-TERM");
     // Well inside the 8 s delay, so "at once" is told apart from "when accepting stops".
-    let not_ready = eventually(Duration::from_secs(4), || async {
-        (admin_get(serve.admin, "/readyz").await.map(|(s, _)| s) == Some(503)).then_some(())
-    })
-    .await;
-    assert!(
-        not_ready.is_some(),
-        "readiness turns false at once; log:\n{}",
-        serve.log()
-    );
+    serve
+        .assert_not_ready_within(Duration::from_secs(4), "readiness turns false at once")
+        .await;
     assert_eq!(
         admin_get(serve.admin, "/healthz").await.map(|(s, _)| s),
         Some(200)
@@ -164,29 +145,15 @@ async fn sigterm_turns_readiness_off_keeps_answering_then_drains_in_flight_reque
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_signal_exits_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    let (_, cert, key) = pki_files(dir.path());
-    let mut serve = Serve::start(
-        dir.path(),
-        &[
-            "--tls-cert",
-            &cert,
-            "--tls-key",
-            &key,
-            "--shutdown-delay",
-            "60",
-        ],
-    );
-    serve.wait_ready().await;
+    let mut serve = Serve::builder(dir.path())
+        .tls()
+        .args(["--shutdown-delay", "60"])
+        .ready()
+        .await;
     serve.signal("-TERM");
-    let not_ready = eventually(Duration::from_secs(5), || async {
-        (admin_get(serve.admin, "/readyz").await.map(|(s, _)| s) == Some(503)).then_some(())
-    })
-    .await;
-    assert!(
-        not_ready.is_some(),
-        "first signal handled; log:\n{}",
-        serve.log()
-    );
+    serve
+        .assert_not_ready_within(Duration::from_secs(5), "first signal handled")
+        .await;
     serve.signal("-INT");
     let status = serve.wait_exit(Duration::from_secs(10)).await;
     assert_eq!(
@@ -206,12 +173,11 @@ async fn self_signed_temp_dir_after(
     let dir = tempfile::tempdir().unwrap();
     let tmp = dir.path().join("tmp");
     std::fs::create_dir(&tmp).unwrap();
-    let mut serve = Serve::start_with_env(
-        dir.path(),
-        &["--shutdown-delay", shutdown_delay, "--drain-timeout", "1"],
-        &[("TMPDIR", &tmp)],
-    );
-    serve.wait_ready().await;
+    let mut serve = Serve::builder(dir.path())
+        .args(["--shutdown-delay", shutdown_delay, "--drain-timeout", "1"])
+        .env("TMPDIR", &tmp)
+        .ready()
+        .await;
     let made: Vec<_> = std::fs::read_dir(&tmp)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -220,15 +186,9 @@ async fn self_signed_temp_dir_after(
     assert!(made[0].join("tls.key").is_file(), "{made:?}");
     for (i, sig) in signals.iter().enumerate() {
         if i > 0 {
-            let not_ready = eventually(Duration::from_secs(5), || async {
-                (admin_get(serve.admin, "/readyz").await.map(|(s, _)| s) == Some(503)).then_some(())
-            })
-            .await;
-            assert!(
-                not_ready.is_some(),
-                "first signal handled; log:\n{}",
-                serve.log()
-            );
+            serve
+                .assert_not_ready_within(Duration::from_secs(5), "first signal handled")
+                .await;
         }
         serve.signal(sig);
     }
@@ -261,11 +221,11 @@ async fn a_start_up_error_still_removes_the_self_signed_directory() {
     std::fs::create_dir(&tmp).unwrap();
     // The self-signed files are written first; the missing client CA stops the start after.
     let missing = dir.path().join("missing-ca.crt");
-    let mut serve = Serve::start_with_env(
-        dir.path(),
-        &["--client-ca", missing.to_str().unwrap()],
-        &[("TMPDIR", &tmp)],
-    );
+    let mut serve = Serve::builder(dir.path())
+        .arg("--client-ca")
+        .arg(&missing)
+        .env("TMPDIR", &tmp)
+        .start();
     let status = serve.wait_exit(Duration::from_secs(20)).await;
     let log = serve.log();
     assert_eq!(status.and_then(|s| s.code()), Some(2), "log:\n{log}");
@@ -281,24 +241,15 @@ async fn a_start_up_error_still_removes_the_self_signed_directory() {
 async fn policy_changes_are_applied_and_an_invalid_policy_keeps_the_last_good_one() {
     install_provider();
     let dir = tempfile::tempdir().unwrap();
-    let (ca, cert, key) = pki_files(dir.path());
     let policy = dir.path().join("policy.yaml");
     std::fs::write(&policy, POLICY).unwrap();
-    let mut serve = Serve::start(
-        dir.path(),
-        &[
-            "--config",
-            policy.to_str().unwrap(),
-            "--tls-cert",
-            &cert,
-            "--tls-key",
-            &key,
-            "--shutdown-delay",
-            "0",
-        ],
-    );
-    serve.wait_ready().await;
-    let cfg = ClientOpts::apiserver(&ca).config();
+    let mut serve = Serve::builder(dir.path())
+        .tls()
+        .policy(&policy)
+        .args(["--shutdown-delay", "0"])
+        .ready()
+        .await;
+    let cfg = ClientOpts::apiserver(serve.ca()).config();
     let default_class = || {
         let cfg = cfg.clone();
         let addr = serve.https;
@@ -379,10 +330,7 @@ async fn policy_changes_are_applied_and_an_invalid_policy_keeps_the_last_good_on
 
     serve.signal("-TERM");
     assert_eq!(
-        serve
-            .wait_exit(Duration::from_secs(20))
-            .await
-            .and_then(|s| s.code()),
+        serve.exit_code_within(Duration::from_secs(20)).await,
         Some(0)
     );
 }
@@ -392,16 +340,12 @@ async fn without_certificates_serve_makes_a_self_signed_one_for_localhost() {
     install_provider();
     let dir = tempfile::tempdir().unwrap();
     let ss = dir.path().join("self-signed");
-    let mut serve = Serve::start(
-        dir.path(),
-        &[
-            "--self-signed-dir",
-            ss.to_str().unwrap(),
-            "--shutdown-delay",
-            "0",
-        ],
-    );
-    serve.wait_ready().await;
+    let mut serve = Serve::builder(dir.path())
+        .arg("--self-signed-dir")
+        .arg(&ss)
+        .args(["--shutdown-delay", "0"])
+        .ready()
+        .await;
     let ca = std::fs::read_to_string(ss.join("ca.crt")).unwrap();
     assert!(
         serve
@@ -417,14 +361,13 @@ async fn without_certificates_serve_makes_a_self_signed_one_for_localhost() {
     assert_eq!(json(&body)["response"]["allowed"], true);
     serve.signal("-TERM");
     assert_eq!(
-        serve
-            .wait_exit(Duration::from_secs(20))
-            .await
-            .and_then(|s| s.code()),
+        serve.exit_code_within(Duration::from_secs(20)).await,
         Some(0)
     );
 }
 
+/// Runs the binary as a plain command, not through [`Serve::builder`]: these tests check how it
+/// refuses its arguments (before any port or `--no-cluster` matters) or what it prints.
 fn run(args: &[&str]) -> (Option<i32>, String, String) {
     let out = Command::new(BIN)
         .args(args)
@@ -450,20 +393,15 @@ fn tls_cert_without_tls_key_is_refused_before_starting() {
 
 #[test]
 fn a_body_budget_too_small_for_the_largest_body_is_refused_before_starting() {
-    let https = free_port().to_string();
-    let admin = free_port().to_string();
-    let (code, _, err) = run(&[
-        "serve",
-        "--listen",
-        &https,
-        "--admin-listen",
-        &admin,
-        "--no-cluster",
-        "--max-body-bytes",
-        "8388608",
-        "--body-budget-bytes",
-        "8388608",
-    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, err) = Serve::builder(dir.path())
+        .args([
+            "--max-body-bytes",
+            "8388608",
+            "--body-budget-bytes",
+            "8388608",
+        ])
+        .output();
     assert_ne!(code, Some(0));
     assert!(
         err.contains("--body-budget-bytes to at least 11184810"),
@@ -484,40 +422,18 @@ fn unusable_certificates_are_refused_naming_the_file() {
     let key = dir.path().join("tls.key");
     std::fs::write(&cert, &a.cert_pem).unwrap();
     std::fs::write(&key, &b.key_pem).unwrap();
-    let https = free_port().to_string();
-    let admin = free_port().to_string();
-    let base = [
-        "serve",
-        "--listen",
-        &https,
-        "--admin-listen",
-        &admin,
-        "--no-cluster",
-    ];
+    let with_cert =
+        |cert: &std::path::Path| Serve::builder(dir.path()).tls_files(cert, &key).output();
 
     let missing = dir.path().join("missing.crt");
-    let mut args = base.to_vec();
-    args.extend([
-        "--tls-cert",
-        missing.to_str().unwrap(),
-        "--tls-key",
-        key.to_str().unwrap(),
-    ]);
-    let (code, _, err) = run(&args);
+    let (code, _, err) = with_cert(&missing);
     assert_ne!(code, Some(0));
     assert!(
         err.contains("failed to read certificate file") && err.contains("missing.crt"),
         "{err}"
     );
 
-    let mut args = base.to_vec();
-    args.extend([
-        "--tls-cert",
-        cert.to_str().unwrap(),
-        "--tls-key",
-        key.to_str().unwrap(),
-    ]);
-    let (code, _, err) = run(&args);
+    let (code, _, err) = with_cert(&cert);
     assert_ne!(code, Some(0));
     assert!(err.contains("does not match the certificate"), "{err}");
 }
@@ -674,6 +590,7 @@ fn a_missing_certificate_stops_the_start_naming_the_file_and_the_cause_once() {
 fn boolean_environment_variables_accept_the_usual_spellings() {
     use std::io::Write as _;
     let review = |value: &str| -> (Option<i32>, String) {
+        // `review`, not `serve`: a plain command fed on stdin, not through `Serve::builder`.
         let mut child = Command::new(BIN)
             .args([
                 "review",
@@ -731,20 +648,13 @@ async fn a_denial_storm_is_one_line_with_a_count_and_shutdown_flushes_the_log() 
     install_provider();
     let dir = tempfile::tempdir().unwrap();
     let ss = dir.path().join("self-signed");
-    let mut serve = Serve::start(
-        dir.path(),
-        &[
-            "--config",
-            POLICY_FILE,
-            "--self-signed-dir",
-            ss.to_str().unwrap(),
-            "--shutdown-delay",
-            "0",
-            "--log-format",
-            "json",
-        ],
-    );
-    serve.wait_ready().await;
+    let mut serve = Serve::builder(dir.path())
+        .policy(POLICY_FILE)
+        .arg("--self-signed-dir")
+        .arg(&ss)
+        .args(["--shutdown-delay", "0", "--log-format", "json"])
+        .ready()
+        .await;
     let ca = std::fs::read_to_string(ss.join("ca.crt")).unwrap();
     let mut c = H1::connect(serve.https, ClientOpts::apiserver(&ca).config())
         .await
@@ -761,10 +671,7 @@ async fn a_denial_storm_is_one_line_with_a_count_and_shutdown_flushes_the_log() 
     // SIGTERM at once: whatever is still buffered or counted must reach the log.
     serve.signal("-TERM");
     assert_eq!(
-        serve
-            .wait_exit(Duration::from_secs(20))
-            .await
-            .and_then(|s| s.code()),
+        serve.exit_code_within(Duration::from_secs(20)).await,
         Some(0)
     );
     let lines: Vec<serde_json::Value> = serve

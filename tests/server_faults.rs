@@ -17,43 +17,16 @@ use common::*;
 /// The load tests share two cores with everything else: one at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-fn start(dir: &std::path::Path, name: &str, extra: &[&str]) -> (Serve, String) {
-    let sub = dir.join(name);
-    std::fs::create_dir_all(&sub).unwrap();
-    let (ca, cert, key) = pki_files(&sub);
-    let mut args = vec![
-        "--config",
-        POLICY_FILE,
-        "--tls-cert",
-        &cert,
-        "--tls-key",
-        &key,
-    ];
-    args.extend_from_slice(extra);
-    (Serve::start(&sub, &args), ca)
-}
-
-async fn wait_not_ready(serve: &Serve, within: Duration) -> Option<Duration> {
-    let t = Instant::now();
-    eventually(within, || async {
-        (admin_get(serve.admin, "/readyz").await.map(|(s, _)| s) == Some(503)).then_some(())
-    })
-    .await
-    .map(|()| t.elapsed())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_answers_every_request_it_received_and_exits_zero() {
     let _serial = SERIAL.lock().await;
     install_provider();
     let dir = tempfile::tempdir().unwrap();
-    let (mut serve, ca) = start(
-        dir.path(),
-        "a",
-        &["--shutdown-delay", "1", "--drain-timeout", "5"],
-    );
-    serve.wait_ready().await;
-    let cfg = ClientOpts::apiserver(&ca).config();
+    let mut serve = Serve::localhost(dir.path())
+        .args(["--shutdown-delay", "1", "--drain-timeout", "5"])
+        .ready()
+        .await;
+    let cfg = ClientOpts::apiserver(serve.ca()).config();
     let stop = Arc::new(AtomicBool::new(false));
     let balancer = load::single(cfg, serve.https, serve.admin);
     let (tally, tasks) = spawn_load(balancer, 8, standard_mix(), Duration::ZERO, stop.clone());
@@ -62,7 +35,8 @@ async fn sigterm_under_load_answers_every_request_it_received_and_exits_zero() {
 
     let signalled = Instant::now();
     serve.signal("-TERM");
-    let not_ready = wait_not_ready(&serve, Duration::from_secs(1))
+    let not_ready = serve
+        .wait_not_ready(Duration::from_secs(1))
         .await
         .unwrap_or_else(|| panic!("readiness drops at once; log:\n{}", serve.log()));
     // Bound: shutdown delay 1 s + drain timeout 5 s, plus start-up slack.
@@ -98,20 +72,12 @@ async fn rolling_restart_of_two_replicas_loses_nothing() {
     // Both replicas serve the same certificate, as pods of one Deployment do.
     let pki = localhost_pki();
     let (cert, key) = write_pair(dir.path(), &pki);
-    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
     let replica = |name: &str| {
-        let sub = dir.path().join(name);
-        std::fs::create_dir_all(&sub).unwrap();
-        let mut a = vec![
-            "--config",
-            POLICY_FILE,
-            "--tls-cert",
-            cert,
-            "--tls-key",
-            key,
-        ];
-        a.extend_from_slice(&args);
-        Serve::start(&sub, &a)
+        Serve::builder(&dir.path().join(name))
+            .tls_files(&cert, &key)
+            .policy(POLICY_FILE)
+            .args(args)
+            .start()
     };
     let mut a = replica("a");
     let mut b = replica("b");
@@ -214,9 +180,11 @@ async fn idle_and_slowloris_connections_do_not_starve_real_requests() {
     };
     install_provider();
     let dir = tempfile::tempdir().unwrap();
-    let (serve, ca) = start(dir.path(), "a", &["--shutdown-delay", "0"]);
-    serve.wait_ready().await;
-    let cfg = ClientOpts::apiserver(&ca).config();
+    let serve = Serve::localhost(dir.path())
+        .args(["--shutdown-delay", "0"])
+        .ready()
+        .await;
+    let cfg = ClientOpts::apiserver(serve.ca()).config();
     let baseline = real_requests(serve.https, cfg.clone(), 6).await;
 
     let mut idle = Vec::new();
@@ -273,13 +241,11 @@ async fn connections_over_the_limit_wait_without_affecting_open_ones() {
     let _serial = SERIAL.lock().await;
     install_provider();
     let dir = tempfile::tempdir().unwrap();
-    let (serve, ca) = start(
-        dir.path(),
-        "a",
-        &["--shutdown-delay", "0", "--max-connections", "32"],
-    );
-    serve.wait_ready().await;
-    let cfg = ClientOpts::apiserver(&ca).config();
+    let serve = Serve::localhost(dir.path())
+        .args(["--shutdown-delay", "0", "--max-connections", "32"])
+        .ready()
+        .await;
+    let cfg = ClientOpts::apiserver(serve.ca()).config();
     let mut kept = H1::connect(serve.https, cfg.clone()).await.unwrap();
     // 31 more connections fill the limit.
     let mut idle = Vec::new();
@@ -334,11 +300,13 @@ async fn a_burst_beyond_capacity_slows_answers_but_never_changes_them_and_memory
     }
     install_provider();
     let dir = tempfile::tempdir().unwrap();
-    let (mut serve, ca) = start(dir.path(), "a", &["--shutdown-delay", "0"]);
-    serve.wait_ready().await;
+    let mut serve = Serve::localhost(dir.path())
+        .args(["--shutdown-delay", "0"])
+        .ready()
+        .await;
     let idle_rss = serve.rss_kib().unwrap();
     let balancer = load::single(
-        ClientOpts::apiserver(&ca).config(),
+        ClientOpts::apiserver(serve.ca()).config(),
         serve.https,
         serve.admin,
     );

@@ -60,27 +60,16 @@ impl Target {
 
 async fn target(dir: &std::path::Path) -> Target {
     install_provider();
-    let (ca, cert, key) = pki_files(dir);
-    let limit = LIMIT.to_string();
-    let serve = Serve::start(
-        dir,
-        &[
-            "--config",
-            CORPUS_POLICY,
-            "--tls-cert",
-            &cert,
-            "--tls-key",
-            &key,
-            "--max-body-bytes",
-            &limit,
-            "--shutdown-delay",
-            "0",
-        ],
-    );
-    serve.wait_ready().await;
+    let serve = Serve::builder(dir)
+        .tls()
+        .policy(CORPUS_POLICY)
+        .args(["--max-body-bytes", &LIMIT.to_string()])
+        .args(["--shutdown-delay", "0"])
+        .ready()
+        .await;
     Target {
+        cfg: ClientOpts::apiserver(serve.ca()).config(),
         serve,
-        cfg: ClientOpts::apiserver(&ca).config(),
     }
 }
 

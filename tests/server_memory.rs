@@ -37,28 +37,14 @@ const BUDGET: &str = "16777216";
 /// held body's read timeout.
 const REAL_REVIEW_WITHIN: Duration = Duration::from_millis(900);
 
-fn start(dir: &std::path::Path, read_timeout: &str) -> (Serve, String) {
-    let (ca, cert, key) = pki_files(dir);
-    // As the image runs it (Dockerfile): mimalloc returns freed body buffers at once.
-    let serve = Serve::start_with_env(
-        dir,
-        &[
-            "--config",
-            POLICY_FILE,
-            "--tls-cert",
-            &cert,
-            "--tls-key",
-            &key,
-            "--shutdown-delay",
-            "0",
-            "--body-budget-bytes",
-            BUDGET,
-            "--body-read-timeout",
-            read_timeout,
-        ],
-        &[("MIMALLOC_PURGE_DELAY", std::path::Path::new("0"))],
-    );
-    (serve, ca)
+async fn start(dir: &std::path::Path, read_timeout: &str) -> Serve {
+    Serve::localhost(dir)
+        .args(["--shutdown-delay", "0", "--body-budget-bytes", BUDGET])
+        .args(["--body-read-timeout", read_timeout])
+        // As the image runs it (Dockerfile): mimalloc returns freed body buffers at once.
+        .env("MIMALLOC_PURGE_DELAY", "0")
+        .ready()
+        .await
 }
 
 fn enough_files() -> bool {
@@ -233,9 +219,8 @@ async fn held_8_mib_bodies_on_200_connections_stay_within_the_budget_and_real_re
     install_provider();
     let dir = tempfile::tempdir().unwrap();
     // A held body is cut after 5 s here (10 s by default), so the test sees it happen.
-    let (mut serve, ca) = start(dir.path(), "5");
-    serve.wait_ready().await;
-    let cfg = ClientOpts::apiserver(&ca).config();
+    let mut serve = start(dir.path(), "5").await;
+    let cfg = ClientOpts::apiserver(serve.ca()).config();
 
     let chunk = Arc::new(vec![b' '; 64 << 10]);
     let tally = Arc::new(Tally::default());
@@ -325,9 +310,8 @@ async fn a_burst_of_200_whole_8_mib_reviews_stays_within_the_budget() {
     }
     install_provider();
     let dir = tempfile::tempdir().unwrap();
-    let (mut serve, ca) = start(dir.path(), "10");
-    serve.wait_ready().await;
-    let cfg = ClientOpts::apiserver(&ca).config();
+    let mut serve = start(dir.path(), "10").await;
+    let cfg = ClientOpts::apiserver(serve.ca()).config();
 
     // A real review padded to just under the 8 MiB limit: decided (denied) when it fits.
     let mut review: serde_json::Value = serde_json::from_str(PVC_RWX_BLOCK).unwrap();

@@ -11,22 +11,6 @@ use common::*;
 use hyper::StatusCode;
 use storage_policy_webhook::server::tls::{Tls, TlsFiles, TlsOptions};
 
-fn serve(dir: &std::path::Path, extra: &[&str]) -> (Serve, String) {
-    let (ca, cert, key) = pki_files(dir);
-    let mut args = vec![
-        "--config",
-        POLICY_FILE,
-        "--tls-cert",
-        &cert,
-        "--tls-key",
-        &key,
-        "--shutdown-delay",
-        "0",
-    ];
-    args.extend_from_slice(extra);
-    (Serve::start(dir, &args), ca)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_aead_cipher_suites_are_offered() {
     install_provider();
@@ -51,10 +35,12 @@ async fn only_aead_cipher_suites_are_offered() {
     }
 
     // And on the wire: an openssl client offering only CBC suites gets no session.
-    let (mut serve, ca) = serve(dir.path(), &[]);
-    serve.wait_ready().await;
+    let mut serve = Serve::localhost(dir.path())
+        .args(["--shutdown-delay", "0"])
+        .ready()
+        .await;
     let ca_file = dir.path().join("ca.crt");
-    std::fs::write(&ca_file, ca).unwrap();
+    std::fs::write(&ca_file, serve.ca()).unwrap();
     let s_client = |cipher: &'static str| {
         let addr = serve.https.to_string();
         let ca_file = ca_file.clone();
@@ -99,8 +85,10 @@ async fn only_aead_cipher_suites_are_offered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_port_serves_nothing_that_changes_state() {
     let dir = tempfile::tempdir().unwrap();
-    let (serve, _) = serve(dir.path(), &[]);
-    serve.wait_ready().await;
+    let serve = Serve::localhost(dir.path())
+        .args(["--shutdown-delay", "0"])
+        .ready()
+        .await;
     let mut tried = 0;
     for path in ["/healthz", "/readyz", "/metrics"] {
         for method in ["POST", "PUT", "DELETE", "PATCH"] {
@@ -150,9 +138,18 @@ fn with_secret(fixture: &str) -> String {
 async fn logs_at_info_never_contain_objects() {
     install_provider();
     let dir = tempfile::tempdir().unwrap();
-    let (serve, ca) = serve(dir.path(), &["--log-format", "json", "--log-level", "info"]);
-    serve.wait_ready().await;
-    let mut c = H1::connect(serve.https, ClientOpts::apiserver(&ca).config())
+    let serve = Serve::localhost(dir.path())
+        .args([
+            "--shutdown-delay",
+            "0",
+            "--log-format",
+            "json",
+            "--log-level",
+            "info",
+        ])
+        .ready()
+        .await;
+    let mut c = H1::connect(serve.https, ClientOpts::apiserver(serve.ca()).config())
         .await
         .unwrap();
     // Mutated, denied and allowed reviews (all logged at info or debug) and bad input (warn).

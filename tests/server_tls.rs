@@ -15,6 +15,7 @@ use common::*;
 use hyper::StatusCode;
 use prometheus_client::registry::Registry;
 use storage_policy_webhook::policy::Policy;
+use storage_policy_webhook::server::certs::Generated;
 use storage_policy_webhook::server::metrics::{self, Metrics};
 use storage_policy_webhook::server::routes::{self, AppState};
 use storage_policy_webhook::server::tls::{Tls, TlsFiles, TlsOptions};
@@ -82,6 +83,15 @@ impl TestServer {
         }
     }
 
+    /// On a fresh localhost certificate written into `dir`, with no client CA; the certificate
+    /// is returned for its CA.
+    async fn localhost(dir: &Path, max_body_bytes: usize) -> (TestServer, Generated) {
+        let pki = localhost_pki();
+        let (cert, key) = write_pair(dir, &pki);
+        let server = TestServer::start(&cert, &key, None, max_body_bytes).await;
+        (server, pki)
+    }
+
     fn metrics(&self) -> String {
         metrics::encode(&self.registry)
     }
@@ -107,9 +117,7 @@ fn metric(text: &str, name: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn decisions_over_one_keep_alive_connection() {
     let dir = tempfile::tempdir().unwrap();
-    let pki = localhost_pki();
-    let (cert, key) = write_pair(dir.path(), &pki);
-    let server = TestServer::start(&cert, &key, None, routes::DEFAULT_MAX_BODY_BYTES).await;
+    let (server, pki) = TestServer::localhost(dir.path(), routes::DEFAULT_MAX_BODY_BYTES).await;
     let mut conn = H1::connect(server.addr, ClientOpts::apiserver(&pki.ca_pem).config())
         .await
         .unwrap();
@@ -154,9 +162,7 @@ async fn decisions_over_one_keep_alive_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_is_offered_and_answers() {
     let dir = tempfile::tempdir().unwrap();
-    let pki = localhost_pki();
-    let (cert, key) = write_pair(dir.path(), &pki);
-    let server = TestServer::start(&cert, &key, None, routes::DEFAULT_MAX_BODY_BYTES).await;
+    let (server, pki) = TestServer::localhost(dir.path(), routes::DEFAULT_MAX_BODY_BYTES).await;
     let (alpn, s, body) = h2_post(
         server.addr,
         &pki.ca_pem,
@@ -174,9 +180,7 @@ async fn http2_is_offered_and_answers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_clear_http_errors_and_the_server_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
-    let pki = localhost_pki();
-    let (cert, key) = write_pair(dir.path(), &pki);
-    let server = TestServer::start(&cert, &key, None, routes::DEFAULT_MAX_BODY_BYTES).await;
+    let (server, pki) = TestServer::localhost(dir.path(), routes::DEFAULT_MAX_BODY_BYTES).await;
     let mut conn = H1::connect(server.addr, ClientOpts::apiserver(&pki.ca_pem).config())
         .await
         .unwrap();
@@ -221,9 +225,7 @@ async fn bad_input_gets_clear_http_errors_and_the_server_keeps_serving() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn body_over_the_limit_gets_413_or_an_early_close() {
     let dir = tempfile::tempdir().unwrap();
-    let pki = localhost_pki();
-    let (cert, key) = write_pair(dir.path(), &pki);
-    let server = TestServer::start(&cert, &key, None, 64 * 1024).await;
+    let (server, pki) = TestServer::localhost(dir.path(), 64 * 1024).await;
     let cfg = ClientOpts::apiserver(&pki.ca_pem).config();
     let mut conn = H1::connect(server.addr, cfg.clone()).await.unwrap();
     let huge = vec![b'a'; 4 << 20];
@@ -610,9 +612,7 @@ async fn a_rotated_client_ca_is_enforced_without_a_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_1_2_and_1_3_are_spoken_and_1_1_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let pki = localhost_pki();
-    let (cert, key) = write_pair(dir.path(), &pki);
-    let server = TestServer::start(&cert, &key, None, routes::DEFAULT_MAX_BODY_BYTES).await;
+    let (server, pki) = TestServer::localhost(dir.path(), routes::DEFAULT_MAX_BODY_BYTES).await;
     for version in [&rustls::version::TLS12, &rustls::version::TLS13] {
         let cfg = ClientOpts {
             versions: vec![version],

@@ -1,6 +1,8 @@
-//! The `serve` binary as a user runs it: started with free ports and `--no-cluster`, signalled
-//! with `kill`, probed on its admin port, killed on drop.
+//! The `serve` binary as a user runs it: started by [`Serve::builder`] (free ports,
+//! `--no-cluster` or a kubeconfig), signalled with `kill`, probed on its admin port, killed on
+//! drop.
 
+use std::ffi::{OsStr, OsString};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -27,32 +29,107 @@ pub struct Serve {
     pub https: SocketAddr,
     pub admin: SocketAddr,
     log: PathBuf,
+    ca: Option<String>,
+}
+
+/// How every test starts `serve`: free ports, `--no-cluster` unless given a kubeconfig, the log
+/// in `dir/serve.log`; then the certificate, policy, flags and environment the test asks for.
+pub struct ServeBuilder {
+    dir: PathBuf,
+    args: Vec<OsString>,
+    env: Vec<(OsString, OsString)>,
+    kubeconfig: Option<PathBuf>,
+    ca: Option<String>,
+    bin_var: &'static str,
 }
 
 impl Serve {
-    pub fn start(dir: &Path, extra: &[&str]) -> Serve {
-        Serve::start_with_env(dir, extra, &[])
+    /// Starts `serve` with its log in `dir` (made if missing).
+    pub fn builder(dir: &Path) -> ServeBuilder {
+        ServeBuilder {
+            dir: dir.to_owned(),
+            args: Vec::new(),
+            env: Vec::new(),
+            kubeconfig: None,
+            ca: None,
+            // SPW_TEST_BIN runs another build (the release binary, for RELIABILITY.md's figures).
+            bin_var: "SPW_TEST_BIN",
+        }
     }
 
-    /// [`Serve::start`] with extra environment variables.
-    pub fn start_with_env(dir: &Path, extra: &[&str], env: &[(&str, &Path)]) -> Serve {
+    /// [`Serve::builder`] with what most tests serve: a fresh localhost certificate
+    /// ([`ServeBuilder::tls`]) and the server fixtures' policy ([`POLICY_FILE`]).
+    pub fn localhost(dir: &Path) -> ServeBuilder {
+        Serve::builder(dir).tls().policy(POLICY_FILE)
+    }
+
+    /// The CA PEM of the certificate [`ServeBuilder::tls`] made.
+    pub fn ca(&self) -> &str {
+        self.ca.as_deref().expect("started with ServeBuilder::tls")
+    }
+}
+
+impl ServeBuilder {
+    /// A fresh localhost CA and serving pair written into the directory
+    /// (`--tls-cert`/`--tls-key`); the CA is [`Serve::ca`].
+    pub fn tls(mut self) -> Self {
+        std::fs::create_dir_all(&self.dir).unwrap();
+        let (ca, cert, key) = pki_files(&self.dir);
+        self.ca = Some(ca);
+        self.tls_files(cert, key)
+    }
+
+    /// A given serving pair (replicas sharing one certificate).
+    pub fn tls_files(self, cert: impl AsRef<OsStr>, key: impl AsRef<OsStr>) -> Self {
+        self.arg("--tls-cert").arg(cert).arg("--tls-key").arg(key)
+    }
+
+    /// `--config`.
+    pub fn policy(self, file: impl AsRef<OsStr>) -> Self {
+        self.arg("--config").arg(file)
+    }
+
+    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Self {
+        self.args.push(arg.as_ref().to_owned());
+        self
+    }
+
+    pub fn args<I: IntoIterator<Item = A>, A: AsRef<OsStr>>(self, args: I) -> Self {
+        args.into_iter().fold(self, |b, a| b.arg(a))
+    }
+
+    pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
+        self.env
+            .push((key.as_ref().to_owned(), value.as_ref().to_owned()));
+        self
+    }
+
+    /// Watches the cluster behind `kubeconfig` instead of `--no-cluster`.
+    pub fn kubeconfig(mut self, kubeconfig: &Path) -> Self {
+        self.kubeconfig = Some(kubeconfig.to_owned());
+        self
+    }
+
+    /// The variable that names another build to run instead of this one's.
+    pub fn bin_var(mut self, var: &'static str) -> Self {
+        self.bin_var = var;
+        self
+    }
+
+    /// [`ServeBuilder::start`], then [`Serve::wait_ready`].
+    pub async fn ready(self) -> Serve {
+        let serve = self.start();
+        serve.wait_ready().await;
+        serve
+    }
+
+    pub fn start(self) -> Serve {
         let (https, admin) = (free_port(), free_port());
-        let log = dir.join("serve.log");
+        std::fs::create_dir_all(&self.dir).unwrap();
+        let log = self.dir.join("serve.log");
         let out = std::fs::File::create(&log).unwrap();
-        // SPW_TEST_BIN runs another build (the release binary, for RELIABILITY.md's figures).
-        let bin = std::env::var("SPW_TEST_BIN").unwrap_or_else(|_| BIN.to_owned());
-        let child = Command::new(bin)
-            .args([
-                "serve",
-                "--listen",
-                &https.to_string(),
-                "--admin-listen",
-                &admin.to_string(),
-                "--no-cluster",
-            ])
-            .args(extra)
-            .envs(env.iter().copied())
-            .env_remove("RUST_LOG")
+        let child = self
+            .command(https, admin)
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
             .stderr(out)
@@ -63,9 +140,43 @@ impl Serve {
             https,
             admin,
             log,
+            ca: self.ca,
         }
     }
 
+    /// Runs it to its exit, as a plain command: (exit code, stdout, stderr). For the refusals at
+    /// start-up, whose stderr is read apart from stdout.
+    pub fn output(self) -> (Option<i32>, String, String) {
+        let out = self.command(free_port(), free_port()).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn command(&self, https: SocketAddr, admin: SocketAddr) -> Command {
+        let bin = std::env::var(self.bin_var).unwrap_or_else(|_| BIN.to_owned());
+        let mut cmd = Command::new(bin);
+        cmd.args([
+            "serve",
+            "--listen",
+            &https.to_string(),
+            "--admin-listen",
+            &admin.to_string(),
+        ]);
+        match &self.kubeconfig {
+            Some(k) => cmd.arg("--kubeconfig").arg(k),
+            None => cmd.arg("--no-cluster"),
+        };
+        cmd.args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .env_remove("RUST_LOG");
+        cmd
+    }
+}
+
+impl Serve {
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -93,11 +204,31 @@ impl Serve {
     }
 
     pub async fn wait_ready(&self) {
-        let ready = eventually(Duration::from_secs(30), || async {
+        self.wait_ready_within(Duration::from_secs(30)).await
+    }
+
+    pub async fn wait_ready_within(&self, within: Duration) {
+        let ready = eventually(within, || async {
             (admin_get(self.admin, "/readyz").await.map(|(s, _)| s) == Some(200)).then_some(())
         })
         .await;
         assert!(ready.is_some(), "not ready in time; log:\n{}", self.log());
+    }
+
+    /// Waits until `/readyz` answers 503; how long that took, `None` if not within `within`.
+    pub async fn wait_not_ready(&self, within: Duration) -> Option<Duration> {
+        let t = std::time::Instant::now();
+        eventually(within, || async {
+            (admin_get(self.admin, "/readyz").await.map(|(s, _)| s) == Some(503)).then_some(())
+        })
+        .await
+        .map(|()| t.elapsed())
+    }
+
+    /// [`Serve::wait_not_ready`], failing the test with `what` and the log if it is not.
+    pub async fn assert_not_ready_within(&self, within: Duration, what: &str) {
+        let not_ready = self.wait_not_ready(within).await;
+        assert!(not_ready.is_some(), "{what}; log:\n{}", self.log());
     }
 
     /// Waits for the process to exit; `None` if it is still running at the end.
@@ -112,6 +243,11 @@ impl Serve {
             self.child = None;
         }
         status
+    }
+
+    /// [`Serve::wait_exit`]'s exit code; `None` if still running or killed by a signal.
+    pub async fn exit_code_within(&mut self, within: Duration) -> Option<i32> {
+        self.wait_exit(within).await.and_then(|s| s.code())
     }
 }
 
