@@ -398,7 +398,7 @@ fn per_rule(policy: &Policy, endpoint: Endpoint, body: &[u8]) {
     )
     .unwrap();
     let base: Value = serde_saphyr::from_str(&text).unwrap();
-    let keys: Vec<&str> = policy.rules().iter().map(|c| c.rule.meta().key).collect();
+    let keys: Vec<&str> = policy.rules().iter().map(|c| c.meta.key).collect();
     for only in std::iter::once(None).chain(keys.iter().copied().map(Some)) {
         let mut file = base.clone();
         file["mode"] = json!("off");

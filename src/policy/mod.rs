@@ -131,7 +131,7 @@ impl Policy {
     fn compiled(&self, id: RuleId) -> &Compiled {
         self.rules
             .iter()
-            .find(|c| c.rule.meta().key == id.as_str())
+            .find(|c| c.meta.key == id.as_str())
             .unwrap_or_else(|| panic!("rule {} is not in the registry", id.as_str()))
     }
 
@@ -199,7 +199,7 @@ impl Policy {
         // Looked up once per request, not once per rule.
         let namespace_mode = Self::namespace_mode(catalog, req.namespace);
         for c in &self.rules {
-            let meta = c.rule.meta();
+            let meta = c.meta;
             if !meta.at(endpoint).is_some_and(|a| a.applies(req)) {
                 continue;
             }

@@ -41,6 +41,7 @@ pub const REGISTRY: &[Entry] = &[
 /// A compiled rule and the mode it runs in (before namespace labels and `--dry-run`).
 #[derive(Debug)]
 pub struct Compiled {
+    pub meta: &'static Meta,
     pub rule: Box<dyn Rule>,
     pub mode: Mode,
 }
@@ -77,6 +78,7 @@ pub fn compile(file: &PolicyFile) -> Result<(Vec<Compiled>, Settings), ConfigErr
         let rule = (entry.compile)(section)?;
         rule.configure(&mut settings);
         rules.push(Compiled {
+            meta: entry.meta,
             rule,
             mode: own.or(file.mode).unwrap_or(entry.meta.default_mode),
         });

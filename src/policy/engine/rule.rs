@@ -43,8 +43,6 @@ impl Context<'_> {
 
 /// One rule: a pure check over a request, with its own compiled configuration.
 pub trait Rule: fmt::Debug + Send + Sync {
-    fn meta(&self) -> &'static Meta;
-
     /// Adds what the rule finds to `d`, acting as `mode` says (an `off` rule is not called).
     fn check(&self, cx: &Context<'_>, req: &Request<'_>, mode: Acting, d: &mut Decision);
 

@@ -36,10 +36,6 @@ pub const ENTRY: Entry = Entry::mode_only::<ClaimRefNamespace>(&META);
 struct ClaimRefNamespace;
 
 impl Rule for ClaimRefNamespace {
-    fn meta(&self) -> &'static Meta {
-        &META
-    }
-
     fn check(&self, _cx: &Context<'_>, req: &Request<'_>, mode: Acting, d: &mut Decision) {
         run(req, mode, d);
     }

@@ -89,10 +89,6 @@ fn compile(section: Section<'_>) -> Result<Box<dyn Rule>, ConfigError> {
 }
 
 impl Rule for DataSources {
-    fn meta(&self) -> &'static Meta {
-        &META
-    }
-
     fn check(&self, cx: &Context<'_>, req: &Request<'_>, _mode: Acting, d: &mut Decision) {
         let Some(object) = req.object.as_ref() else {
             return;

@@ -85,10 +85,6 @@ fn compile(section: Section<'_>) -> Result<Box<dyn Rule>, ConfigError> {
 }
 
 impl Rule for DefaultClass {
-    fn meta(&self) -> &'static Meta {
-        &META
-    }
-
     fn check(&self, cx: &Context<'_>, req: &Request<'_>, mode: Acting, d: &mut Decision) {
         if let Some(Object::Pvc(pvc)) = req.object {
             run(cx.settings, cx.catalog, req.namespace, pvc, mode, d);

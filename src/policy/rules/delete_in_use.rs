@@ -55,10 +55,6 @@ pub const ENTRY: Entry = Entry::mode_only::<DeleteInUse>(&META);
 struct DeleteInUse;
 
 impl Rule for DeleteInUse {
-    fn meta(&self) -> &'static Meta {
-        &META
-    }
-
     fn check(&self, cx: &Context<'_>, req: &Request<'_>, _mode: Acting, d: &mut Decision) {
         if req.operation != Operation::Delete {
             return;

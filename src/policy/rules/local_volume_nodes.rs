@@ -47,10 +47,6 @@ pub const ENTRY: Entry = Entry::mode_only::<LocalVolumeNodes>(&META);
 struct LocalVolumeNodes;
 
 impl Rule for LocalVolumeNodes {
-    fn meta(&self) -> &'static Meta {
-        &META
-    }
-
     fn check(&self, cx: &Context<'_>, req: &Request<'_>, _mode: Acting, d: &mut Decision) {
         // Warnings only: `enforce` and `audit` say the same thing.
         if let Some(Object::Pv(pv)) = req.object

@@ -42,10 +42,6 @@ pub const ENTRY: Entry = Entry::mode_only::<MissingClaims>(&META);
 struct MissingClaims;
 
 impl Rule for MissingClaims {
-    fn meta(&self) -> &'static Meta {
-        &META
-    }
-
     fn check(&self, cx: &Context<'_>, req: &Request<'_>, _mode: Acting, d: &mut Decision) {
         let Some(index) = cx.catalog.volumes() else {
             return;

@@ -134,10 +134,6 @@ fn compile(section: Section<'_>) -> Result<Box<dyn Rule>, ConfigError> {
 }
 
 impl Rule for MissingProvisioner {
-    fn meta(&self) -> &'static Meta {
-        &META
-    }
-
     fn configure(&self, settings: &mut Settings) {
         settings.provisioners = self.judged.clone();
     }

@@ -146,10 +146,6 @@ fn compile(section: Section<'_>) -> Result<Box<dyn Rule>, ConfigError> {
 }
 
 impl Rule for NodeAffinity {
-    fn meta(&self) -> &'static Meta {
-        &META
-    }
-
     fn check(&self, cx: &Context<'_>, req: &Request<'_>, mode: Acting, d: &mut Decision) {
         if let Some(Object::Pv(pv)) = req.object {
             self.run(cx.catalog, pv, mode, d, |what| cx.skip(what));

@@ -46,10 +46,6 @@ pub const ENTRY: Entry = Entry::mode_only::<NodeNameWffc>(&META);
 struct NodeNameWffc;
 
 impl Rule for NodeNameWffc {
-    fn meta(&self) -> &'static Meta {
-        &META
-    }
-
     fn check(&self, cx: &Context<'_>, req: &Request<'_>, mode: Acting, d: &mut Decision) {
         run(cx, req, mode, d);
     }

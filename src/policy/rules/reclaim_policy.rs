@@ -52,10 +52,6 @@ pub const ENTRY: Entry = Entry::mode_only::<ReclaimPolicy>(&META);
 struct ReclaimPolicy;
 
 impl Rule for ReclaimPolicy {
-    fn meta(&self) -> &'static Meta {
-        &META
-    }
-
     fn check(&self, _cx: &Context<'_>, req: &Request<'_>, mode: Acting, d: &mut Decision) {
         if let Some(Object::Pv(pv)) = req.object {
             run(pv, mode, d);

@@ -60,10 +60,6 @@ const MAX_SUGGESTED: usize = 3;
 struct SharedClaims;
 
 impl Rule for SharedClaims {
-    fn meta(&self) -> &'static Meta {
-        &META
-    }
-
     fn check(&self, cx: &Context<'_>, req: &Request<'_>, _mode: Acting, d: &mut Decision) {
         let Some(index) = cx.catalog.volumes() else {
             return;

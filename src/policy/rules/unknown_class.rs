@@ -53,10 +53,6 @@ const MAX_SUGGESTIONS: usize = 3;
 struct UnknownClass;
 
 impl Rule for UnknownClass {
-    fn meta(&self) -> &'static Meta {
-        &META
-    }
-
     fn check(&self, cx: &Context<'_>, req: &Request<'_>, mode: Acting, d: &mut Decision) {
         run(cx, req, mode, d);
     }

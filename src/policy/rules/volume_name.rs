@@ -39,10 +39,6 @@ pub const ENTRY: Entry = Entry::mode_only::<VolumeName>(&META);
 struct VolumeName;
 
 impl Rule for VolumeName {
-    fn meta(&self) -> &'static Meta {
-        &META
-    }
-
     fn check(&self, cx: &Context<'_>, req: &Request<'_>, _mode: Acting, d: &mut Decision) {
         let (Some(index), Some(Object::Pvc(pvc))) = (cx.catalog.volumes(), req.object) else {
             return;

@@ -101,10 +101,6 @@ fn compile(section: Section<'_>) -> Result<Box<dyn Rule>, ConfigError> {
 }
 
 impl Rule for VolumeSize {
-    fn meta(&self) -> &'static Meta {
-        &META
-    }
-
     fn check(&self, cx: &Context<'_>, req: &Request<'_>, mode: Acting, d: &mut Decision) {
         match cx.endpoint {
             Endpoint::Mutate => self.mutate(cx, req, mode, d),

@@ -62,10 +62,6 @@ pub const ENTRY: Entry = Entry::mode_only::<VolumeTopology>(&META);
 struct VolumeTopology;
 
 impl Rule for VolumeTopology {
-    fn meta(&self) -> &'static Meta {
-        &META
-    }
-
     fn check(&self, cx: &Context<'_>, req: &Request<'_>, _mode: Acting, d: &mut Decision) {
         // Warnings only: `enforce` and `audit` say the same thing.
         let Some(object) = req.object.as_ref() else {

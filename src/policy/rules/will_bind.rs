@@ -52,10 +52,6 @@ pub const ENTRY: Entry = Entry::mode_only::<WillBind>(&META);
 struct WillBind;
 
 impl Rule for WillBind {
-    fn meta(&self) -> &'static Meta {
-        &META
-    }
-
     fn check(&self, cx: &Context<'_>, req: &Request<'_>, _mode: Acting, d: &mut Decision) {
         let Some(index) = cx.catalog.volumes() else {
             return;

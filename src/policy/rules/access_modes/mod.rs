@@ -95,10 +95,6 @@ fn compile(section: Section<'_>) -> Result<Box<dyn Rule>, ConfigError> {
 }
 
 impl Rule for AccessModes {
-    fn meta(&self) -> &'static Meta {
-        &META
-    }
-
     fn check(&self, cx: &Context<'_>, req: &Request<'_>, mode: Acting, d: &mut Decision) {
         match cx.endpoint {
             // The opt-in ReadWriteMany rewrite ([`rewrite`]).
