@@ -188,6 +188,21 @@ mod tests {
         decide(cat, "Pod", obj)
     }
 
+    /// At most [`MAX_VOLUMES`] claims of one pod spec are judged, even with no request budget
+    /// to stop the walk.
+    #[test]
+    fn judges_the_first_max_volumes_claims() {
+        let cat = catalog(&[], Source::Cluster);
+        let volumes: Vec<Value> = (0..MAX_VOLUMES + 2)
+            .map(|i| json!({"name": format!("v{i}"), "persistentVolumeClaim": {"claimName": format!("c{i}")}}))
+            .collect();
+        let d = of_pod(&cat, &pod(Value::from(volumes)));
+        assert_eq!(
+            d.findings.iter().filter(|f| f.rule == ID).count(),
+            MAX_VOLUMES
+        );
+    }
+
     #[test]
     fn warns_on_a_claim_that_does_not_exist() {
         let cat = catalog(&[claim("there", json!({}))], Source::Cluster);

@@ -501,6 +501,12 @@ mod tests {
         let gp3 = pvc(json!({"spec": {"storageClassName": "gp3"}}));
         let d = decide_with(policy, &live, Operation::Create, Object::Pvc(&gp3));
         assert!(d.warnings.is_empty(), "notCsi: never judged");
+        // The same lists reach the shared settings, which `audit` judges classes by.
+        let p = Policy::parse(policy, None, false).unwrap();
+        let cat = p.catalog(&live);
+        let absent = |provisioner| csi::absent(cat.csi(), &p.settings.provisioners, provisioner);
+        assert_eq!(absent("example.com").map(|a| a.driver), Some("example.com"));
+        assert!(absent("ebs.csi.aws.com").is_none(), "notCsi");
     }
 
     #[test]
