@@ -297,13 +297,7 @@ storageClasses:
     }
 
     fn catalog(pvs: &[PersistentVolume], claims: &[PersistentVolumeClaim]) -> Catalog {
-        let index =
-            VolumeIndex::from_objects(pvs, claims.iter().map(|c| ("default", c)), Source::Cluster);
-        policy().catalog(&LiveState {
-            pvs: Some(index.pvs.clone()),
-            claims: Some(index.claims.clone()),
-            ..Default::default()
-        })
+        testing::cluster(&policy(), pvs, claims, "default", LiveState::default())
     }
 
     fn deployment(spec: Value) -> Deployment {
@@ -333,6 +327,25 @@ storageClasses:
             runs: Runs::of_deployment(d),
         };
         decide(cat, "Deployment", obj)
+    }
+
+    /// At most [`MAX_VOLUMES`] claims of one pod spec are judged, even with no request budget
+    /// to stop the walk.
+    #[test]
+    fn judges_the_first_max_volumes_claims() {
+        let n = MAX_VOLUMES + 2;
+        let claims: Vec<_> = (0..n)
+            .map(|i| claim(&format!("c{i}"), &["ReadWriteOnce"], json!({})))
+            .collect();
+        let volumes: Vec<Value> = (0..n)
+            .map(|i| json!({"name": format!("v{i}"), "persistentVolumeClaim": {"claimName": format!("c{i}")}}))
+            .collect();
+        let web = deployment(json!({"replicas": 2, "template": {"spec": {"volumes": volumes}}}));
+        let d = of_deployment(&catalog(&[], &claims), &web);
+        assert_eq!(
+            d.findings.iter().filter(|f| f.rule == ID).count(),
+            MAX_VOLUMES
+        );
     }
 
     #[test]
