@@ -406,6 +406,32 @@ storageClasses:
         assert!(d.denial.unwrap().message().contains(r#"class "topo""#));
     }
 
+    /// At most [`MAX_VOLUMES`] volumes of one pod spec are read, even with no request budget
+    /// to stop the walk: a volume past them is not judged.
+    #[test]
+    fn reads_the_first_max_volumes_volumes() {
+        let cat = policy().static_catalog();
+        let mut volumes: Vec<Value> = (0..MAX_VOLUMES)
+            .map(|i| json!({"name": format!("v{i}"), "configMap": {"name": "c"}}))
+            .collect();
+        let judged = pod(Some("node-1"), ephemeral(Some("local-wffc")));
+        assert!(
+            decide(&cat, ("", "Pod"), pod_obj(&judged), None, Mode::Enforce)
+                .denial
+                .is_some()
+        );
+        volumes.extend(
+            ephemeral(Some("local-wffc"))
+                .as_array()
+                .unwrap()
+                .iter()
+                .cloned(),
+        );
+        let past = pod(Some("node-1"), Value::from(volumes));
+        let d = decide(&cat, ("", "Pod"), pod_obj(&past), None, Mode::Enforce);
+        assert!(d.denial.is_none(), "{:?}", d.denial);
+    }
+
     #[test]
     fn immediate_classes_and_node_selectors_are_fine() {
         let p = policy();
