@@ -640,6 +640,46 @@ storageClasses:
         assert!(warnings(&p, &cat, &c).is_empty());
         c.status = serde_json::from_value(json!({"phase": "Pending"})).ok();
         assert_eq!(warnings(&p, &cat, &c).len(), 1);
+        // Pre-bound to a PV (`spec.volumeName`): no provisioning either; an empty name is none.
+        let mut c = claim("restore", Some("gp3"), "1Gi", from_snapshot("gone"));
+        c.spec.as_mut().unwrap().volume_name = Some("pv-1".into());
+        assert!(warnings(&p, &cat, &c).is_empty());
+        c.spec.as_mut().unwrap().volume_name = Some(String::new());
+        assert_eq!(warnings(&p, &cat, &c).len(), 1);
+    }
+
+    /// What a StatefulSet with `n` claim templates leaves unjudged, as the request budget
+    /// records it.
+    fn skipped_of_templates(n: usize) -> Vec<String> {
+        let p = policy("");
+        let cat = catalog(&p, &[], Some(&[]));
+        let templates: Vec<_> = (0..n)
+            .map(|i| json!({"metadata": {"name": format!("d{i}")}, "spec": {}}))
+            .collect();
+        let s: StatefulSet = serde_json::from_value(json!({"metadata": {"name": "db"}, "spec": {
+            "selector": {}, "serviceName": "db", "template": {},
+            "volumeClaimTemplates": templates}}))
+        .unwrap();
+        let budget = crate::policy::Budget::with_units(u64::MAX, None);
+        let mut cx = p.context(Endpoint::Validate, &cat);
+        cx.budget = Some(&budget);
+        let req = create(Object::StatefulSet(&s))
+            .namespace(Some("team-a"))
+            .request;
+        p.rule(ID)
+            .check(&cx, &req, Acting::Enforce, &mut Decision::default());
+        budget.skipped()
+    }
+
+    #[test]
+    fn claim_templates_past_the_cap_are_recorded_as_skipped() {
+        assert!(skipped_of_templates(MAX_VOLUMES).is_empty());
+        assert_eq!(
+            skipped_of_templates(MAX_VOLUMES + 1),
+            [format!(
+                "dataSources: claim templates past the first {MAX_VOLUMES}"
+            )]
+        );
     }
 
     #[test]
