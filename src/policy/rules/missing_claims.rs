@@ -136,7 +136,7 @@ mod tests {
     use crate::policy::Policy;
     use crate::policy::catalog::{Catalog, LiveState};
     use crate::policy::decision::Action;
-    use crate::policy::testing;
+    use crate::policy::testing::{self, messages_of};
     use crate::policy::volumes::VolumeIndex;
     use crate::policy::workloads::Runs;
     use k8s_openapi::api::apps::v1::StatefulSet;
@@ -197,10 +197,7 @@ mod tests {
             .map(|i| json!({"name": format!("v{i}"), "persistentVolumeClaim": {"claimName": format!("c{i}")}}))
             .collect();
         let d = of_pod(&cat, &pod(Value::from(volumes)));
-        assert_eq!(
-            d.findings.iter().filter(|f| f.rule == ID).count(),
-            MAX_VOLUMES
-        );
+        assert_eq!(messages_of(&d.findings, ID).len(), MAX_VOLUMES);
     }
 
     #[test]

@@ -265,7 +265,7 @@ mod tests {
     use crate::policy::Policy;
     use crate::policy::catalog::{Catalog, LiveState};
     use crate::policy::decision::Action;
-    use crate::policy::testing;
+    use crate::policy::testing::{self, messages_of};
     use crate::policy::volumes::VolumeIndex;
     use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
     use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
@@ -342,10 +342,7 @@ storageClasses:
             .collect();
         let web = deployment(json!({"replicas": 2, "template": {"spec": {"volumes": volumes}}}));
         let d = of_deployment(&catalog(&[], &claims), &web);
-        assert_eq!(
-            d.findings.iter().filter(|f| f.rule == ID).count(),
-            MAX_VOLUMES
-        );
+        assert_eq!(messages_of(&d.findings, ID).len(), MAX_VOLUMES);
     }
 
     #[test]

@@ -267,7 +267,7 @@ mod tests {
     use crate::policy::decision::Action;
     use crate::policy::engine::request::Object;
     use crate::policy::model::limits::MAX_VOLUMES;
-    use crate::policy::testing::{self, update};
+    use crate::policy::testing::{self, messages_of, update};
     use k8s_openapi::api::apps::v1::StatefulSet;
     use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
     use serde_json::json;
@@ -688,10 +688,7 @@ storageClasses:
             d.unjudged
         );
         assert!(d.warnings.iter().any(|w| w.contains("closest: nfs-client")));
-        assert_eq!(
-            d.findings.iter().filter(|f| f.rule == ID).count(),
-            MAX_VOLUMES
-        );
+        assert_eq!(messages_of(&d.findings, ID).len(), MAX_VOLUMES);
     }
 
     /// A pod's volumes are read up to MAX_VOLUMES, as accessModes and volumeSize read them: the
@@ -718,10 +715,7 @@ storageClasses:
         .request;
         let budget = crate::policy::Budget::default();
         let d = p.decide_within(Endpoint::Validate, &cat, &req, &budget);
-        assert_eq!(
-            d.findings.iter().filter(|f| f.rule == ID).count(),
-            MAX_VOLUMES
-        );
+        assert_eq!(messages_of(&d.findings, ID).len(), MAX_VOLUMES);
         assert!(
             d.unjudged.iter().any(|u| u.contains("unknownClass")
                 && u.ends_with(&format!(": pod volumes past the first {MAX_VOLUMES}"))),
